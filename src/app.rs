@@ -1,0 +1,432 @@
+//! Building and running Portcullis from a [`Config`]: stores, state, router, listeners,
+//! background tasks and graceful shutdown. Used by `main` and by the end-to-end tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::middleware;
+use base64::Engine;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth;
+use crate::auth::csrf::Csrf;
+use crate::auth::pages::Pages;
+use crate::auth::rate_limit::{AccountBackoff, IpLimiter};
+use crate::auth::redirect::RedirectPolicy;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, EphemeralKind, PublicUrl};
+use crate::cookies::CookieJar;
+use crate::crypto::password::{PasswordHashError, PasswordHasherPool};
+use crate::crypto::{self, SecretKey};
+use crate::gateway::upstream::{Upstream, UpstreamTable};
+use crate::gateway::{self, Gateway, GatewayParts};
+use crate::identity::cache::IdentityCache;
+use crate::identity::session::{SessionLifetimes, SessionService};
+use crate::metrics::Metrics;
+use crate::server::observe::{Observer, observe};
+use crate::server::tls::{ReloadingCert, TlsError, server_config};
+use crate::server::{admin, listener};
+use crate::store::StoreError;
+use crate::store::ephemeral::{DatabaseStore, EphemeralStore, MemoryStore};
+use crate::store::sql::Database;
+use crate::store::users::UserStore;
+use crate::demo;
+
+/// Most identities held in the cache; at a few hundred bytes each, about 100 MiB at most.
+const CACHE_CAPACITY: u64 = 250_000;
+/// How often expired ephemeral entries and idle rate-limit state are dropped.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why Portcullis cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database cannot be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// A listener cannot bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// argon2 does not work on this machine.
+    #[error("password hashing: {0}")]
+    Hasher(#[from] PasswordHashError),
+    /// A page template does not parse.
+    #[error("page templates: {0}")]
+    Templates(#[from] minijinja::Error),
+}
+
+/// Application state shared by every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The SQL database.
+    pub db: Database,
+    /// Users.
+    pub users: UserStore,
+    /// Sessions, one-time tokens, counters.
+    pub ephemeral: Arc<dyn EphemeralStore>,
+    /// Sessions.
+    pub sessions: SessionService,
+    /// Password hashing off the async workers.
+    pub hasher: PasswordHasherPool,
+    /// The proxy.
+    pub gateway: Arc<Gateway>,
+    /// Our cookies.
+    pub cookies: CookieJar,
+    /// CSRF tokens and origin checks.
+    pub csrf: Arc<Csrf>,
+    /// Allowed redirect targets.
+    pub redirects: Arc<RedirectPolicy>,
+    /// Page templates.
+    pub pages: Arc<Pages>,
+    /// Per-IP limit on the auth API.
+    pub ip_limiter: Arc<IpLimiter>,
+    /// Per-account login back-off.
+    pub backoff: AccountBackoff,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// How many identities are cached, for the metrics gauge.
+    pub fn sessions_cached(&self) -> u64 {
+        self.sessions.cached_count()
+    }
+}
+
+impl FromRef<AppState> for Arc<Gateway> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.gateway)
+    }
+}
+
+/// The stores, opened from the configuration; also used by the admin CLI.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// The SQL database.
+    pub db: Database,
+    /// Users.
+    pub users: UserStore,
+    /// The ephemeral store.
+    pub ephemeral: Arc<dyn EphemeralStore>,
+    /// Sessions.
+    pub sessions: SessionService,
+}
+
+impl Stores {
+    /// Connects to the database (running migrations) and builds the session service.
+    ///
+    /// # Errors
+    /// The database cannot be reached or migrated.
+    pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let db = Database::connect(&config.storage.database_url, config.storage.max_connections).await?;
+        let users = UserStore::new(db.clone());
+        let ephemeral: Arc<dyn EphemeralStore> = match config.storage.ephemeral {
+            EphemeralKind::Database => Arc::new(DatabaseStore::new(db.clone(), Arc::clone(&clock))),
+            EphemeralKind::Memory => Arc::new(MemoryStore::new(Arc::clone(&clock))),
+        };
+        let cache = IdentityCache::new(config.session.cache_ttl, CACHE_CAPACITY, Arc::clone(&clock));
+        let lifetimes = SessionLifetimes { ttl: config.session.ttl, idle_timeout: config.session.idle_timeout };
+        let sessions = SessionService::new(
+            Arc::clone(&ephemeral),
+            users.clone(),
+            cache,
+            clock,
+            lifetimes,
+            Arc::new(config.headers.clone()),
+        );
+        Ok(Self { db, users, ephemeral, sessions })
+    }
+}
+
+/// A running Portcullis: its addresses, its state, and the handle to stop it.
+#[derive(Debug)]
+pub struct Running {
+    state: AppState,
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    public_url: PublicUrl,
+    shutdown: CancellationToken,
+    stopped: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The HTTP listener's address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The HTTPS listener's address.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The public URL in effect (configured, or derived from the listener).
+    pub fn public_url(&self) -> &str {
+        self.public_url.as_str()
+    }
+
+    /// The application state (stores, services), for tools and tests.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server has stopped (after the shutdown token is cancelled): listeners
+    /// closed, in-flight requests finished or the shutdown timeout passed.
+    pub async fn wait(self) {
+        if let Err(error) = self.stopped.await {
+            tracing::error!(%error, "shutdown task failed");
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded) and returns when done.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+}
+
+/// Builds and starts Portcullis.
+#[derive(Debug)]
+pub struct App;
+
+impl App {
+    /// Starts with the system clock.
+    ///
+    /// # Errors
+    /// See [`StartupError`].
+    pub async fn start(config: Config) -> Result<Running, StartupError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Starts with the given clock (tests pass a manual one).
+    ///
+    /// # Errors
+    /// See [`StartupError`].
+    pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartupError> {
+        for feature in &config.not_yet_available {
+            tracing::warn!("configured but not available in this version, ignored: {feature}");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let shutdown = CancellationToken::new();
+
+        // Bind first: a taken port is the most common start-up failure, and the bound address
+        // decides the public URL when none is configured.
+        let server = &config.server;
+        let http = bind(server.listen).await?;
+        let https = match &server.tls {
+            Some(tls) => {
+                let cert = Arc::new(ReloadingCert::load(&tls.cert, &tls.key, Arc::clone(&provider))?);
+                let acceptor = TlsAcceptor::from(server_config(Arc::clone(&cert), provider)?);
+                Some((bind(Some(tls.listen)).await?.unwrap_or_else(|| unreachable!("bound above")), cert, acceptor))
+            }
+            None => None,
+        };
+        let admin = bind(server.admin_listen).await?;
+        let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+        let https_addr = https.as_ref().and_then(|(l, _, _)| l.local_addr().ok());
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let public_url = match (&server.public_url, http_addr, https_addr) {
+            (Some(url), _, _) => url.clone(),
+            (None, _, Some(addr)) => derived_url("https", addr)?,
+            (None, Some(addr), None) => derived_url("http", addr)?,
+            (None, None, None) => unreachable!("config validation requires a listener"),
+        };
+
+        let mut upstreams = config.upstreams.clone();
+        if upstreams.is_empty() {
+            let addr = demo::spawn(shutdown.clone()).await.map_err(|source| StartupError::Bind {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                source,
+            })?;
+            let url = format!("http://{addr}");
+            upstreams.push(Upstream::new("demo", &url, &[], "/", false).map_err(|reason| {
+                ConfigError::Invalid(vec![crate::config::KeyError { key: "upstreams".into(), reason }])
+            })?);
+            tracing::info!("no upstreams configured: serving the built-in demo app");
+        }
+
+        let state = build_state(config, clock, &public_url, upstreams).await?;
+        let main_router = router(&state);
+        let admin_router = admin::router(state.clone());
+
+        let graceful = Arc::new(GracefulShutdown::new());
+        let mut accept_loops = JoinSet::new();
+        if let Some(listener) = http {
+            accept_loops.spawn(listener::serve(listener, main_router.clone(), None, Arc::clone(&graceful), shutdown.clone()));
+        }
+        if let Some((listener, cert, acceptor)) = https {
+            let interval = state.config.server.tls.as_ref().map_or(Duration::from_secs(10), |t| t.reload_interval);
+            tokio::spawn(cert.watch(interval, shutdown.clone()));
+            accept_loops.spawn(listener::serve(listener, main_router, Some(acceptor), Arc::clone(&graceful), shutdown.clone()));
+        }
+        if let Some(listener) = admin {
+            accept_loops.spawn(listener::serve(listener, admin_router, None, Arc::clone(&graceful), shutdown.clone()));
+        }
+        tokio::spawn(sweep(state.clone(), shutdown.clone()));
+
+        let stopped = tokio::spawn(drain(accept_loops, graceful, state.clone(), shutdown.clone()));
+        tracing::info!(
+            public_url = public_url.as_str(),
+            http = ?http_addr,
+            https = ?https_addr,
+            admin = ?admin_addr,
+            "portcullis is listening"
+        );
+        Ok(Running { state, http_addr, https_addr, admin_addr, public_url, shutdown, stopped })
+    }
+}
+
+async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartupError> {
+    match addr {
+        Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|source| StartupError::Bind { addr, source }),
+        None => Ok(None),
+    }
+}
+
+fn derived_url(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, StartupError> {
+    // A wildcard bind is reached from this machine on loopback.
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    PublicUrl::parse(&format!("{scheme}://{host}:{}", addr.port())).map_err(|reason| {
+        StartupError::Config(ConfigError::Invalid(vec![crate::config::KeyError { key: "server.public_url".into(), reason }]))
+    })
+}
+
+async fn build_state(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    public_url: &PublicUrl,
+    upstreams: Vec<Upstream>,
+) -> Result<AppState, StartupError> {
+    let stores = Stores::open(&config, Arc::clone(&clock)).await?;
+    let secret = match &config.auth.secret {
+        Some(secret) => secret.clone(),
+        None => {
+            let stored = stores
+                .db
+                .setting_or_insert("auth_secret", || {
+                    base64::engine::general_purpose::STANDARD.encode(crypto::random_bytes())
+                })
+                .await?;
+            stored.into_bytes()
+        }
+    };
+    let metrics = Metrics::new();
+    let cookies = CookieJar::new(&config.session.cookie_name, public_url.is_https(), config.session.cookie_domain.clone());
+    let redirects = config.auth.redirects.clone().with_public_origin(public_url.origin());
+    let gateway = Gateway::new(GatewayParts {
+        routes: config.routes.clone(),
+        upstreams: UpstreamTable::new(upstreams),
+        sessions: stores.sessions.clone(),
+        cookies: cookies.clone(),
+        header_names: Arc::new(config.headers.clone()),
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        max_body: config.server.max_body,
+        upstream_timeout: config.server.upstream_timeout,
+        base_path: config.auth.base_path.clone(),
+        metrics: Arc::clone(&metrics),
+    });
+    let hashers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    Ok(AppState {
+        pages: Arc::new(Pages::new(&config.email.product_name, config.branding.clone())?),
+        ip_limiter: Arc::new(IpLimiter::new(config.rate_limit.auth_per_minute)),
+        backoff: AccountBackoff::new(
+            Arc::clone(&stores.ephemeral),
+            Arc::clone(&clock),
+            config.rate_limit.login_failures_before_backoff,
+        ),
+        csrf: Arc::new(Csrf::new(SecretKey::new(&secret), redirects.clone())),
+        redirects: Arc::new(redirects),
+        hasher: PasswordHasherPool::new(hashers)?,
+        gateway: Arc::new(gateway),
+        cookies,
+        metrics,
+        clock,
+        db: stores.db,
+        users: stores.users,
+        ephemeral: stores.ephemeral,
+        sessions: stores.sessions,
+        config: Arc::new(config),
+    })
+}
+
+/// The main listener's router. Layers, outermost first: observe (request id, access log,
+/// metrics) → auth API under the base path (with its own rate and body limits) or the gateway.
+pub fn router(state: &AppState) -> Router {
+    let observer = Observer::new(Arc::clone(&state.metrics), &state.config.auth.base_path);
+    Router::new()
+        .nest(&state.config.auth.base_path, auth::routes(state))
+        .fallback(gateway::handle)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(observer, observe))
+}
+
+/// Drops expired ephemeral entries and idle rate-limit state every minute.
+async fn sweep(state: AppState, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(error) = state.ephemeral.sweep().await {
+            tracing::warn!(%error, "ephemeral store sweep failed");
+        }
+        state.ip_limiter.shrink();
+    }
+}
+
+/// After shutdown is requested: wait for the accept loops to close their listeners, then for
+/// open connections to finish (at most `server.shutdown_timeout`), then close the database.
+async fn drain(
+    mut accept_loops: JoinSet<()>,
+    graceful: Arc<GracefulShutdown>,
+    state: AppState,
+    shutdown: CancellationToken,
+) {
+    shutdown.cancelled().await;
+    while accept_loops.join_next().await.is_some() {}
+    let timeout = state.config.server.shutdown_timeout;
+    match Arc::try_unwrap(graceful) {
+        Ok(graceful) => {
+            if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+                tracing::warn!(?timeout, "shutdown timeout passed with requests still in flight");
+            }
+        }
+        Err(_) => tracing::warn!("connections still referenced at shutdown"),
+    }
+    state.db.close().await;
+    tracing::info!("portcullis stopped");
+}

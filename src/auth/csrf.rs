@@ -1,0 +1,248 @@
+//! CSRF protection: tokens bound by HMAC to the session (or to an anonymous nonce cookie), and
+//! the same-site check on `Origin` and `Sec-Fetch-Site`.
+//!
+//! A state-changing request authenticated by cookie must carry `X-CSRF-Token` (or the
+//! `csrf_token` field of a form) and must not come from another site.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{HOST, ORIGIN, SET_COOKIE};
+use http::HeaderMap;
+use http::request::Parts;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::redirect::RedirectPolicy;
+use crate::cookies::{self, CSRF_COOKIE};
+use crate::crypto::{self, SecretKey};
+use crate::error::{ApiError, ErrorCode};
+use crate::gateway::identify::Identified;
+use crate::server::peer::Peer;
+
+/// Header carrying the token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Issues and checks CSRF tokens.
+#[derive(Debug, Clone)]
+pub struct Csrf {
+    key: SecretKey,
+    origins: RedirectPolicy,
+}
+
+impl Csrf {
+    /// Tokens signed with `key`; `origins` says which origins count as ours.
+    pub fn new(key: SecretKey, origins: RedirectPolicy) -> Self {
+        Self { key, origins }
+    }
+
+    /// The token for a session.
+    pub fn session_token(&self, session_id: Uuid) -> String {
+        self.key.sign(&[b"csrf-session", session_id.as_bytes()])
+    }
+
+    /// The token for an anonymous visitor holding the CSRF cookie `nonce`.
+    pub fn anonymous_token(&self, nonce: &str) -> String {
+        self.key.sign(&[b"csrf-anonymous", nonce.as_bytes()])
+    }
+
+    /// Checks origin and the `X-CSRF-Token` header for a cookie-authenticated session.
+    ///
+    /// # Errors
+    /// 403 `csrf_failed`.
+    pub fn verify_for_session(&self, parts: &Parts, session_id: Uuid) -> Result<(), ApiError> {
+        self.same_site(&parts.headers, own_origin(parts).as_deref())?;
+        let token = parts.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok());
+        match token {
+            Some(token) if self.key.verify(&[b"csrf-session", session_id.as_bytes()], token) => Ok(()),
+            Some(_) => Err(csrf_failed("The CSRF token is not valid for this session")),
+            None => Err(csrf_failed("X-CSRF-Token header is required (GET /auth/csrf)")),
+        }
+    }
+
+    /// Checks origin and a token (from a form field or header) against the anonymous CSRF
+    /// cookie, for forms posted before sign-in.
+    ///
+    /// # Errors
+    /// 403 `csrf_failed`.
+    pub fn verify_anonymous(&self, site: &SiteContext, token: Option<&str>) -> Result<(), ApiError> {
+        self.check_same_site(site)?;
+        let token = token.or_else(|| site.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()));
+        let nonce = cookies::find(&site.headers, CSRF_COOKIE);
+        match (token, nonce) {
+            (Some(token), Some(nonce)) if self.key.verify(&[b"csrf-anonymous", nonce.as_bytes()], token) => Ok(()),
+            _ => Err(csrf_failed("The form has expired, reload the page and try again")),
+        }
+    }
+
+    /// Refuses requests a browser marks as cross-site, by `Sec-Fetch-Site` or by an `Origin`
+    /// that is neither ours, configured, nor the request's own host.
+    ///
+    /// # Errors
+    /// 403 `csrf_failed`.
+    pub fn check_same_site(&self, site: &SiteContext) -> Result<(), ApiError> {
+        self.same_site(&site.headers, site.own_origin.as_deref())
+    }
+
+    fn same_site(&self, headers: &HeaderMap, own_origin: Option<&str>) -> Result<(), ApiError> {
+        let fetch_site = headers.get("sec-fetch-site").map(|value| value.as_bytes());
+        if fetch_site == Some(b"cross-site") {
+            return Err(csrf_failed("Cross-site requests are refused"));
+        }
+        let Some(origin) = headers.get(ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin.to_str().map_err(|_| csrf_failed("Cross-site requests are refused"))?;
+        if self.origins.allows_origin(origin) || Some(origin) == own_origin {
+            Ok(())
+        } else {
+            Err(csrf_failed("Cross-site requests are refused"))
+        }
+    }
+}
+
+/// What the CSRF checks need from a request, for handlers that also read the body.
+#[derive(Debug, Clone)]
+pub struct SiteContext {
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// `scheme://host` as the browser addressed this request.
+    pub own_origin: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SiteContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self { headers: parts.headers.clone(), own_origin: own_origin(parts) })
+    }
+}
+
+/// `scheme://host` of the request itself, as the browser addressed it.
+fn own_origin(parts: &Parts) -> Option<String> {
+    let host = parts.headers.get(HOST).and_then(|value| value.to_str().ok()).or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
+    let tls = parts.extensions.get::<Peer>().is_some_and(|peer| peer.tls);
+    Some(format!("{}://{}", if tls { "https" } else { "http" }, host.to_ascii_lowercase()))
+}
+
+fn csrf_failed(message: &'static str) -> ApiError {
+    ApiError::new(ErrorCode::CsrfFailed, message)
+}
+
+/// Routes: `GET /csrf`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/csrf", get(token))
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    csrf_token: String,
+}
+
+/// `GET /auth/csrf`: the session's token, or an anonymous one tied to a cookie set here.
+async fn token(State(state): State<AppState>, parts: Parts) -> Response {
+    if let Identified::Known(identity) = state.gateway.identify(&parts).await {
+        if let Some(session_id) = identity.session_id {
+            return Json(TokenResponse { csrf_token: state.csrf.session_token(session_id) }).into_response();
+        }
+    }
+    let (csrf_token, set_cookie) = anonymous_for_page(&state, &parts.headers);
+    let mut response = Json(TokenResponse { csrf_token }).into_response();
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Whether a CSRF cookie value looks like one we issued.
+pub fn is_nonce(value: &str) -> bool {
+    value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An anonymous token for a page render: reuses the visitor's CSRF cookie or returns the
+/// `Set-Cookie` for a new one.
+pub fn anonymous_for_page(state: &AppState, headers: &HeaderMap) -> (String, Option<http::HeaderValue>) {
+    match cookies::find(headers, CSRF_COOKIE).filter(|n| is_nonce(n)) {
+        Some(nonce) => (state.csrf.anonymous_token(nonce), None),
+        None => {
+            let nonce = crypto::random_token();
+            (state.csrf.anonymous_token(&nonce), Some(state.cookies.csrf(nonce)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn csrf() -> Csrf {
+        Csrf::new(
+            SecretKey::new(&[7; 32]),
+            RedirectPolicy::new(Some("https://app.example.com".into()), vec!["https://admin.example.com".into()]),
+        )
+    }
+
+    fn site(headers: &[(&str, &str)]) -> SiteContext {
+        let parts = parts(headers);
+        SiteContext { own_origin: own_origin(&parts), headers: parts.headers }
+    }
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut builder = Request::builder().method("POST").uri("/auth/logout");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn session_tokens_verify_only_for_their_session() {
+        let csrf = csrf();
+        let session = Uuid::from_u128(1);
+        let token = csrf.session_token(session);
+        assert!(csrf.verify_for_session(&parts(&[(CSRF_HEADER, &token)]), session).is_ok());
+        let other = csrf.verify_for_session(&parts(&[(CSRF_HEADER, &token)]), Uuid::from_u128(2));
+        assert_eq!(other.unwrap_err().code(), ErrorCode::CsrfFailed);
+        assert_eq!(csrf.verify_for_session(&parts(&[]), session).unwrap_err().code(), ErrorCode::CsrfFailed);
+    }
+
+    #[test]
+    fn cross_site_requests_are_refused() {
+        let csrf = csrf();
+        let ok = [
+            vec![],
+            vec![("origin", "https://app.example.com")],
+            vec![("origin", "https://admin.example.com")],
+            vec![("origin", "http://internal:8080"), ("host", "internal:8080")],
+            vec![("sec-fetch-site", "same-origin")],
+        ];
+        for headers in ok {
+            assert!(csrf.check_same_site(&site(&headers)).is_ok(), "{headers:?}");
+        }
+        let refused = [
+            vec![("origin", "https://evil.example")],
+            vec![("origin", "null")],
+            vec![("sec-fetch-site", "cross-site")],
+            vec![("origin", "https://app.example.com"), ("sec-fetch-site", "cross-site")],
+        ];
+        for headers in refused {
+            assert!(csrf.check_same_site(&site(&headers)).is_err(), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn anonymous_tokens_need_the_matching_cookie() {
+        let csrf = csrf();
+        let nonce = crypto::random_token();
+        let token = csrf.anonymous_token(&nonce);
+        let cookie = format!("{CSRF_COOKIE}={nonce}");
+        assert!(csrf.verify_anonymous(&site(&[("cookie", &cookie)]), Some(&token)).is_ok());
+        assert!(csrf.verify_anonymous(&site(&[]), Some(&token)).is_err());
+        let other = format!("{CSRF_COOKIE}={}", crypto::random_token());
+        assert!(csrf.verify_anonymous(&site(&[("cookie", &other)]), Some(&token)).is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! Extractors for the auth API: request bodies and parameters that fail with the API error
+//! format, the caller's client details, and the signed-in session.
+//!
+//! `Option<CurrentSession>` means only "no session cookie was sent": a cookie that was sent but
+//! is invalid is rejected, never read as anonymous.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+use crate::app::AppState;
+use crate::cookies;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::Identity;
+use crate::identity::session::{ClientInfo, SessionToken};
+use crate::server::peer::{Peer, client_ip};
+
+/// A JSON body; any problem is a 400 (or 413) in the API format naming the problem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::invalid_request("Content-Type must be application/json")
+        }
+        JsonRejection::JsonSyntaxError(_) => ApiError::invalid_request("The body is not valid JSON"),
+        JsonRejection::JsonDataError(error) => ApiError::invalid_request(data_error_message(&error.body_text())),
+        JsonRejection::BytesRejection(error) => bytes_rejection(error),
+        _ => ApiError::invalid_request("The body could not be read"),
+    }
+}
+
+fn bytes_rejection(error: &BytesRejection) -> ApiError {
+    if error.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge, "Request body is larger than the limit")
+    } else {
+        ApiError::invalid_request("The body could not be read")
+    }
+}
+
+/// serde's messages name the field (`missing field `password``); keep them, minus axum's
+/// prefix.
+fn data_error_message(text: &str) -> String {
+    let message = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(text);
+    let message = message.split(" at line ").next().unwrap_or(message);
+    format!("Invalid request body: {message}")
+}
+
+/// How a body arrived: a JSON API call or an HTML form post (answered with a page or redirect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `application/json`.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// A body that may be JSON or a form post, for endpoints the no-JavaScript pages post to.
+#[derive(Debug)]
+pub struct JsonOrForm<T>(pub T, pub BodyKind);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if content_type == "application/x-www-form-urlencoded" {
+            let bytes = Bytes::from_request(request, state).await.map_err(|error| bytes_rejection(&error))?;
+            let value = serde_urlencoded::from_bytes(&bytes)
+                .map_err(|error| ApiError::invalid_request(format!("Invalid form: {error}")))?;
+            return Ok(Self(value, BodyKind::Form));
+        }
+        let ApiJson(value) = ApiJson::<T>::from_request(request, state).await?;
+        Ok(Self(value, BodyKind::Json))
+    }
+}
+
+/// A query string; problems are 400 in the API format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        <axum::extract::Query<T> as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(|query| Self(query.0))
+            .map_err(|rejection: QueryRejection| ApiError::invalid_request(rejection.body_text()))
+    }
+}
+
+/// Path parameters; problems (such as an id that is not a UUID) are 404 in the API format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        <axum::extract::Path<T> as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(|path| Self(path.0))
+            .map_err(|_: PathRejection| ApiError::not_found("No such object"))
+    }
+}
+
+/// The caller's IP (through trusted proxies) and user agent.
+#[derive(Debug, Clone)]
+pub struct Client(pub ClientInfo);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<Peer>()
+            .map(|peer| client_ip(peer, &parts.headers, &state.config.server.trusted_proxies).to_string());
+        let user_agent = parts.headers.get(USER_AGENT).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        Ok(Self(ClientInfo { ip, user_agent }))
+    }
+}
+
+/// The signed-in session of the request, from the session cookie.
+#[derive(Debug, Clone)]
+pub struct CurrentSession {
+    /// The session's token (to end it).
+    pub token: SessionToken,
+    /// Who it is.
+    pub identity: Arc<Identity>,
+}
+
+impl FromRequestParts<AppState> for CurrentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = cookies::find(&parts.headers, state.cookies.session_name()).ok_or_else(ApiError::unauthorized)?;
+        let token = SessionToken::from_cookie_value(value)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "The session cookie is malformed"))?;
+        let identity = state
+            .sessions
+            .authenticate(&token)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "The session has ended, sign in again"))?;
+        Ok(Self { token, identity })
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for CurrentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
+        if cookies::find(&parts.headers, state.cookies.session_name()).is_none() {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<AppState>>::from_request_parts(parts, state).await.map(Some)
+    }
+}
+
+/// A signed-in session on a state-changing request that passed the CSRF checks: a same-site
+/// origin and an `X-CSRF-Token` bound to this session.
+#[derive(Debug, Clone)]
+pub struct CsrfSession(pub CurrentSession);
+
+impl FromRequestParts<AppState> for CsrfSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let session = <CurrentSession as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
+        state.csrf.verify_for_session(parts, session_id)?;
+        Ok(Self(session))
+    }
+}

@@ -1,0 +1,41 @@
+//! The `/auth` API and pages: one module per flow, each exporting `routes()`, merged here.
+
+pub mod csrf;
+pub mod extract;
+pub mod pages;
+pub mod password;
+pub mod password_policy;
+pub mod providers;
+pub mod rate_limit;
+pub mod redirect;
+pub mod sessions;
+pub mod verify;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Largest body any auth endpoint accepts: credentials and names are small.
+const AUTH_BODY_LIMIT: usize = 64 * 1024;
+
+/// Every auth route, relative to the base path, with its rate limit and body limit.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .merge(csrf::routes())
+        .merge(password::routes())
+        .merge(sessions::routes())
+        .merge(verify::routes())
+        .merge(providers::routes())
+        .merge(pages::routes())
+        .fallback(not_found)
+        // Limits run before any handler reads a body or checks a secret.
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit_by_ip))
+        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("No such auth endpoint")
+}

@@ -1,0 +1,245 @@
+//! Email + password: sign-up and login, as JSON API calls or as form posts from the sign-in
+//! page (answered with a redirect, or the page again with the error).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::header::{LOCATION, SET_COOKIE};
+use http::{HeaderValue, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::csrf::SiteContext;
+use super::extract::{BodyKind, Client, JsonOrForm};
+use super::pages::{self, SignInForm};
+use super::password_policy;
+use super::redirect::SafeRedirect;
+use crate::app::AppState;
+use crate::cookies;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::session::{ClientInfo, SessionToken};
+use crate::identity::{Email, User};
+use crate::store::StoreError;
+use crate::store::users::NewUser;
+
+/// Routes: `POST /signup`, `POST /login`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/signup", post(signup_handler)).route("/login", post(login_handler))
+}
+
+/// `POST /signup` body.
+#[derive(Debug, Deserialize)]
+struct SignupBody {
+    email: String,
+    password: String,
+    name: Option<String>,
+    csrf_token: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// `POST /login` body.
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    email: String,
+    password: String,
+    mode: Option<String>,
+    csrf_token: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// A successful sign-up or login.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// The user.
+    pub user: User,
+    /// The new session's token, for the cookie.
+    pub token: SessionToken,
+}
+
+async fn signup_handler(
+    State(state): State<AppState>,
+    site: SiteContext,
+    Client(client): Client,
+    JsonOrForm(body, kind): JsonOrForm<SignupBody>,
+) -> Response {
+    let result = async {
+        let redirect = check_origin(&state, &site, kind, body.csrf_token.as_deref(), body.redirect_uri.as_deref())?;
+        let signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
+        Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::CREATED))
+    }
+    .await;
+    let form = SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: true };
+    result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
+}
+
+async fn login_handler(
+    State(state): State<AppState>,
+    site: SiteContext,
+    Client(client): Client,
+    JsonOrForm(body, kind): JsonOrForm<LoginBody>,
+) -> Response {
+    let result = async {
+        let redirect = check_origin(&state, &site, kind, body.csrf_token.as_deref(), body.redirect_uri.as_deref())?;
+        match body.mode.as_deref() {
+            None | Some("cookie") => {}
+            Some("token") => return Err(ApiError::invalid_request("mode: \"token\" is not available in this version")),
+            Some(_) => return Err(ApiError::invalid_request("mode: must be \"cookie\" or \"token\"")),
+        }
+        let signed_in = login(&state, &body.email, body.password, client).await?;
+        // A new login replaces whatever session the browser had (no session fixation).
+        let previous = cookies::find(&site.headers, state.cookies.session_name()).and_then(SessionToken::from_cookie_value);
+        if let Some(previous) = previous {
+            state.sessions.end(&previous).await?;
+        }
+        Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::OK))
+    }
+    .await;
+    let form = SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: false };
+    result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
+}
+
+/// CSRF for credential posts: JSON calls must not be cross-site; form posts must also carry the
+/// page's token. Form posts get their validated redirect target back.
+fn check_origin(
+    state: &AppState,
+    site: &SiteContext,
+    kind: BodyKind,
+    csrf_token: Option<&str>,
+    redirect_uri: Option<&str>,
+) -> Result<Option<SafeRedirect>, ApiError> {
+    match kind {
+        BodyKind::Json => {
+            state.csrf.check_same_site(site)?;
+            Ok(None)
+        }
+        BodyKind::Form => {
+            state.csrf.verify_anonymous(site, csrf_token)?;
+            let target = state.redirects.check(redirect_uri.unwrap_or("")).map_err(ApiError::invalid_request)?;
+            Ok(Some(target))
+        }
+    }
+}
+
+/// Creates a password account and signs it in.
+///
+/// # Errors
+/// 403 when sign-up is closed or the domain not allowed, 400 for a bad email, name or weak
+/// password, 409 when the email is taken.
+pub async fn signup(
+    state: &AppState,
+    email: &str,
+    password: String,
+    name: Option<String>,
+    client: ClientInfo,
+) -> Result<SignedIn, ApiError> {
+    let auth = &state.config.auth;
+    if !auth.signup {
+        return Err(ApiError::forbidden("Sign-up is disabled"));
+    }
+    let email = Email::parse(email).map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    if !auth.allowed_email_domains.is_empty() && !auth.allowed_email_domains.iter().any(|d| d == email.domain()) {
+        return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
+    }
+    let name = clean_name(name)?;
+    password_policy::check(&password, &email, name.as_deref())
+        .map_err(|weak| ApiError::invalid_request(format!("password: {weak}")))?;
+    if state.users.find_by_email(&email).await?.is_some() {
+        state.metrics.record_auth("password", "duplicate_signup");
+        return Err(conflict());
+    }
+    let hash = state.hasher.hash(password).await.map_err(ApiError::internal)?;
+    let new = NewUser { email, name, password_hash: Some(hash), roles: Vec::new() };
+    let user = state.users.create(new, state.clock.now()).await.map_err(|error| match error {
+        StoreError::Conflict(_) => conflict(),
+        other => other.into(),
+    })?;
+    let (token, _) = state.sessions.create(&user, client).await?;
+    state.metrics.record_auth("password", "signup");
+    Ok(SignedIn { user, token })
+}
+
+/// Checks an email and password and starts a session. Unknown emails, wrong passwords and
+/// disabled accounts get the same answer after the same work.
+///
+/// # Errors
+/// 401 `invalid_credentials`, 429 while the account backs off, 503 if the store is down.
+pub async fn login(state: &AppState, email: &str, password: String, client: ClientInfo) -> Result<SignedIn, ApiError> {
+    let email = Email::parse(email).map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    state.backoff.check(&email).await?;
+    let found = state.users.find_by_email(&email).await?;
+    let (user, hash) = match found {
+        Some((user, hash)) if user.disabled_at.is_none() => (Some(user), hash),
+        _ => (None, None),
+    };
+    let matches = state.hasher.verify(password, hash).await.map_err(ApiError::internal)?;
+    let Some(user) = user.filter(|_| matches) else {
+        state.backoff.record_failure(&email).await?;
+        state.metrics.record_auth("password", "failure");
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, "Invalid email or password"));
+    };
+    state.backoff.record_success(&email).await?;
+    let (token, _) = state.sessions.create(&user, client).await?;
+    state.metrics.record_auth("password", "success");
+    Ok(SignedIn { user, token })
+}
+
+fn conflict() -> ApiError {
+    ApiError::new(ErrorCode::Conflict, "An account with this email already exists")
+}
+
+/// A display name: trimmed, 1–100 characters, no control characters; empty means none.
+fn clean_name(name: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(name) = name.map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid_request("name: must be at most 100 characters, without control characters"));
+    }
+    Ok(Some(name))
+}
+
+/// JSON `{"user": …}` with the session cookie, or for a form post a 303 to the target.
+fn signed_in_response(
+    state: &AppState,
+    signed_in: &SignedIn,
+    redirect: Option<SafeRedirect>,
+    status: StatusCode,
+) -> Response {
+    let cookie = state.cookies.session(signed_in.token.cookie_value(), state.config.session.ttl);
+    let mut response = match redirect {
+        Some(target) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(location) = HeaderValue::from_str(target.as_str()) {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            response
+        }
+        None => (status, Json(json!({ "user": signed_in.user.view() }))).into_response(),
+    };
+    response.headers_mut().append(SET_COOKIE, cookie);
+    response
+}
+
+/// JSON errors for API calls; the sign-in page with the message for form posts.
+fn failure_response(state: &AppState, site: &SiteContext, kind: BodyKind, error: ApiError, form: SignInForm) -> Response {
+    match kind {
+        BodyKind::Json => error.into_response(),
+        BodyKind::Form => pages::sign_in_response(state, site, form, Some(&error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(clean_name(None).unwrap(), None);
+        assert_eq!(clean_name(Some("  ".into())).unwrap(), None);
+        assert_eq!(clean_name(Some(" Ada ".into())).unwrap().as_deref(), Some("Ada"));
+        assert!(clean_name(Some("a\nb".into())).is_err());
+        assert!(clean_name(Some("x".repeat(101))).is_err());
+    }
+}

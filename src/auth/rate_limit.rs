@@ -1,0 +1,209 @@
+//! Abuse limits on the auth API: a per-client-IP rate limit (GCRA, via `governor`) and a
+//! per-account back-off after repeated failed logins (counters in the ephemeral store, so every
+//! replica sharing the store sees them).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::Method;
+
+use crate::app::AppState;
+use crate::clock::{Clock, Timestamp};
+use crate::crypto;
+use crate::error::ApiError;
+use crate::identity::Email;
+use crate::server::peer::{Peer, client_ip};
+use crate::store::StoreError;
+use crate::store::ephemeral::EphemeralStore;
+
+/// Window over which failed logins are counted.
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Longest back-off after repeated failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
+/// The per-IP limiter for `/auth/*`.
+#[derive(Debug)]
+pub struct IpLimiter {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl IpLimiter {
+    /// A limiter allowing `per_minute` requests per client (0 disables it).
+    pub fn new(per_minute: u32) -> Self {
+        let limiter = NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        Self { limiter }
+    }
+
+    /// `Err(seconds to wait)` when `ip` is over its limit. IPv6 clients are limited per /64,
+    /// since one host can rotate through a whole /64.
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        let key = match ip {
+            IpAddr::V6(v6) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+            IpAddr::V4(_) => ip,
+        };
+        limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
+    /// Forgets clients whose limit has fully recovered (called periodically).
+    pub fn shrink(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// Middleware on the auth router: limits every request that can change state or check a
+/// secret. Safe reads (`GET`/`HEAD`/`OPTIONS`: the pages, `/me`, `/csrf`, `/verify` on every
+/// proxied request in forward-auth mode) are not counted, so a signed-in app cannot exhaust it.
+pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    if let Some(peer) = request.extensions().get::<Peer>() {
+        let ip = client_ip(peer, request.headers(), &state.config.server.trusted_proxies);
+        if let Err(wait) = state.ip_limiter.check(ip) {
+            state.metrics.record_auth("rate_limit", "refused");
+            return ApiError::rate_limited(wait).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Per-account back-off after failed logins.
+#[derive(Debug, Clone)]
+pub struct AccountBackoff {
+    store: Arc<dyn EphemeralStore>,
+    clock: Arc<dyn Clock>,
+    threshold: u32,
+}
+
+impl AccountBackoff {
+    /// Back-off starting after `threshold` failures (0 disables it).
+    pub fn new(store: Arc<dyn EphemeralStore>, clock: Arc<dyn Clock>, threshold: u32) -> Self {
+        Self { store, clock, threshold }
+    }
+
+    /// `Err(ApiError::rate_limited)` while the account is backing off.
+    ///
+    /// # Errors
+    /// 429 while locked; 503 if the store is down.
+    pub async fn check(&self, email: &Email) -> Result<(), ApiError> {
+        if self.threshold == 0 {
+            return Ok(());
+        }
+        let Some(until) = self.store.get(&lock_key(email)).await? else { return Ok(()) };
+        let until = parse_time(&until)?;
+        let wait = self.clock.now().until(until);
+        if wait.is_zero() { Ok(()) } else { Err(ApiError::rate_limited(wait.as_secs().max(1))) }
+    }
+
+    /// Records a failed login; past the threshold, locks the account for a doubling delay.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn record_failure(&self, email: &Email) -> Result<(), StoreError> {
+        if self.threshold == 0 {
+            return Ok(());
+        }
+        let failures = self.store.incr(&failure_key(email), FAILURE_WINDOW).await?;
+        if let Some(excess) = failures.checked_sub(u64::from(self.threshold)) {
+            let backoff = Duration::from_secs(1u64 << excess.min(10)).min(MAX_BACKOFF);
+            let until = self.clock.now().add(backoff);
+            self.store.put(&lock_key(email), until.as_millis().to_string().as_bytes(), backoff).await?;
+        }
+        Ok(())
+    }
+
+    /// Clears the failure count after a successful login.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn record_success(&self, email: &Email) -> Result<(), StoreError> {
+        if self.threshold == 0 {
+            return Ok(());
+        }
+        self.store.delete(&failure_key(email)).await
+    }
+}
+
+fn failure_key(email: &Email) -> String {
+    format!("login_failures:{}", crypto::hex(&crypto::sha256(email.as_str().as_bytes())))
+}
+
+fn lock_key(email: &Email) -> String {
+    format!("login_lock:{}", crypto::hex(&crypto::sha256(email.as_str().as_bytes())))
+}
+
+fn parse_time(bytes: &[u8]) -> Result<Timestamp, StoreError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .map(Timestamp::from_millis)
+        .ok_or_else(|| StoreError::Corrupt("login lock".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::error::ErrorCode;
+    use crate::store::ephemeral::MemoryStore;
+
+    #[test]
+    fn ip_limit_refuses_past_the_quota_and_groups_ipv6_by_64() {
+        let limiter = IpLimiter::new(3);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check(ip).is_ok());
+        }
+        let wait = limiter.check(ip).unwrap_err();
+        assert!((1..=20).contains(&wait), "{wait}");
+        assert!(limiter.check("192.0.2.2".parse().unwrap()).is_ok(), "other clients are unaffected");
+
+        let limiter = IpLimiter::new(1);
+        assert!(limiter.check("2001:db8::1".parse().unwrap()).is_ok());
+        assert!(limiter.check("2001:db8::2".parse().unwrap()).is_err(), "same /64");
+        assert!(IpLimiter::new(0).check(ip).is_ok(), "0 disables");
+    }
+
+    #[tokio::test]
+    async fn failed_logins_back_off_per_account() {
+        let clock = ManualClock::new();
+        let store = Arc::new(MemoryStore::new(Arc::new(clock.clone())));
+        let backoff = AccountBackoff::new(store, Arc::new(clock.clone()), 3);
+        let ada = Email::parse("ada@example.com").unwrap();
+        let bob = Email::parse("bob@example.com").unwrap();
+        for _ in 0..3 {
+            assert!(backoff.check(&ada).await.is_ok());
+            backoff.record_failure(&ada).await.unwrap();
+        }
+        // The third failure reached the threshold: one-second lock.
+        let error = backoff.check(&ada).await.unwrap_err();
+        assert_eq!(error.code(), ErrorCode::RateLimited);
+        assert!(backoff.check(&bob).await.is_ok());
+        clock.advance(Duration::from_secs(2));
+        assert!(backoff.check(&ada).await.is_ok());
+        backoff.record_failure(&ada).await.unwrap();
+        assert_eq!(backoff.check(&ada).await.unwrap_err().retry_after(), Some(2), "doubles");
+        clock.advance(Duration::from_secs(3));
+        backoff.record_success(&ada).await.unwrap();
+        backoff.record_failure(&ada).await.unwrap();
+        assert!(backoff.check(&ada).await.is_ok(), "success resets the count");
+    }
+}

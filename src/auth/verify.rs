@@ -1,0 +1,82 @@
+//! Forward-auth: `GET /verify` answers nginx `auth_request`, Traefik `forwardAuth` and Envoy
+//! `ext_authz` with 200 plus identity headers, or 401/403 (or a redirect to sign in).
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::request::Parts;
+use http::{Method, StatusCode, Uri};
+use serde::Deserialize;
+
+use super::extract::ApiQuery;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::gateway::pattern::normalize_path;
+use crate::gateway::policy::{Decision, Denial, OnUnauthenticated, decide};
+
+/// Routes: `GET /verify`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/verify", get(verify))
+}
+
+#[derive(Debug, Deserialize)]
+struct VerifyQuery {
+    redirect: Option<String>,
+}
+
+/// Checks the credential of the original request against the policy of its original path.
+async fn verify(State(state): State<AppState>, ApiQuery(query): ApiQuery<VerifyQuery>, mut parts: Parts) -> Response {
+    let original = original_request(&parts);
+    let path = match normalize_path(original.uri.path()) {
+        Ok(path) => path.into_owned(),
+        Err(error) => return ApiError::invalid_request(format!("X-Original-URI: {error}")).into_response(),
+    };
+    let gateway = &state.gateway;
+    let (route, matched) = gateway.routes().find(&original.method, &path);
+    let identified = gateway.identify(&parts).await;
+    match decide(route, &matched, &identified) {
+        Decision::Allow(permit) => {
+            let mut response = StatusCode::OK.into_response();
+            for (name, value) in permit.identity().map(|identity| identity.headers()).unwrap_or_default() {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+            response
+        }
+        Decision::Deny(mut denial) => {
+            if matches!(query.redirect.as_deref(), Some("1" | "true")) {
+                if let Denial::Unauthenticated { on_unauthenticated, .. } = &mut denial {
+                    *on_unauthenticated = OnUnauthenticated::Redirect;
+                }
+            } else if let Denial::Unauthenticated { on_unauthenticated, .. } = &mut denial {
+                // Proxies do not pass a 302 from auth_request on; answer 401 and let them redirect.
+                *on_unauthenticated = OnUnauthenticated::Status401;
+            }
+            // The redirect goes back to the original URI, not to /auth/verify.
+            parts.uri = original.uri;
+            parts.method = original.method;
+            gateway.refuse(&denial, &parts, &identified)
+        }
+    }
+}
+
+struct Original {
+    method: Method,
+    uri: Uri,
+}
+
+/// The request the proxy is asking about, from `X-Original-URI` / `X-Forwarded-Uri` and
+/// `X-Original-Method` / `X-Forwarded-Method`.
+fn original_request(parts: &Parts) -> Original {
+    let header = |names: [&str; 2]| {
+        names.iter().find_map(|name| parts.headers.get(*name).and_then(|value| value.to_str().ok()))
+    };
+    let uri = header(["x-original-uri", "x-forwarded-uri"])
+        .and_then(|text| text.parse::<Uri>().ok())
+        .and_then(|uri| uri.path_and_query().cloned())
+        .map_or_else(|| Uri::from_static("/"), Uri::from);
+    let method = header(["x-original-method", "x-forwarded-method"])
+        .and_then(|text| Method::from_bytes(text.as_bytes()).ok())
+        .unwrap_or(Method::GET);
+    Original { method, uri }
+}

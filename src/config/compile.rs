@@ -1,0 +1,473 @@
+//! Compiles [`RawConfig`] into [`Config`], collecting every problem with its key path.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::raw::{RawConfig, RawRoute, RawUpstream};
+use super::values::{parse_duration, parse_size};
+use super::{
+    AuthConfig, Branding, Config, ConfigError, EmailConfig, EphemeralKind, KeyError, LogFormat,
+    PublicUrl, RateLimitConfig, ServerConfig, SessionConfig, StorageConfig, TlsConfig,
+    TokensConfig,
+};
+use crate::auth::redirect::RedirectPolicy;
+use crate::gateway::headers::HeaderNames;
+use crate::gateway::pattern::PathPattern;
+use crate::gateway::policy::{Access, OnUnauthenticated, Route, RouteTable};
+use crate::gateway::upstream::Upstream;
+
+/// Problems found so far.
+#[derive(Default)]
+struct Errors(Vec<KeyError>);
+
+impl Errors {
+    fn push(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(KeyError { key: key.into(), reason: reason.into() });
+    }
+
+    /// `Some(value)` if `result` is ok, else records the error under `key`.
+    fn check<T>(&mut self, key: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|reason| self.push(key, reason)).ok()
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> Duration {
+        self.check(key, parse_duration(text)).unwrap_or_default()
+    }
+}
+
+pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut errors = Errors::default();
+    let server = server(&raw, &mut errors);
+    let auth = auth(&raw, server.public_url.as_ref(), &mut errors);
+    let storage = storage(&raw, &mut errors);
+    let session = session(&raw, &mut errors);
+    let tokens = TokensConfig {
+        access_ttl: errors.duration("tokens.access_ttl", &raw.tokens.access_ttl),
+        refresh_ttl: errors.duration("tokens.refresh_ttl", &raw.tokens.refresh_ttl),
+        assertion_header: raw.tokens.assertion_header.0,
+    };
+    let rate_limit = RateLimitConfig {
+        auth_per_minute: raw.rate_limit.auth_per_minute.0,
+        login_failures_before_backoff: raw.rate_limit.login_failures_before_backoff.0,
+    };
+    let email = email(&raw, &mut errors);
+    let h = &raw.headers;
+    let headers = errors
+        .check(
+            "headers",
+            HeaderNames::new(
+                &h.preset,
+                [
+                    ("user_id", &h.user_id),
+                    ("email", &h.email),
+                    ("name", &h.name),
+                    ("roles", &h.roles),
+                    ("org_id", &h.org_id),
+                    ("org_role", &h.org_role),
+                    ("scopes", &h.scopes),
+                    ("method", &h.method),
+                    ("assertion", &h.assertion),
+                ],
+            ),
+        )
+        .unwrap_or_default();
+    let upstreams = upstreams(&raw.upstreams, &mut errors);
+    let routes = RouteTable::new(
+        raw.routes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, route)| self::route(index, route, &mut errors))
+            .collect(),
+    );
+    let log = match raw.log.format.as_str() {
+        "pretty" => LogFormat::Pretty,
+        "json" => LogFormat::Json,
+        other => {
+            errors.push("log.format", format!("`{other}` is not one of: pretty, json"));
+            LogFormat::Pretty
+        }
+    };
+    let branding = branding(&raw, &mut errors);
+    let not_yet_available = not_yet_available(&raw, &mut errors);
+
+    if !errors.0.is_empty() {
+        return Err(ConfigError::Invalid(errors.0));
+    }
+    Ok(Config {
+        server,
+        auth,
+        storage,
+        session,
+        tokens,
+        rate_limit,
+        email,
+        headers,
+        upstreams,
+        routes,
+        log,
+        branding,
+        not_yet_available,
+        raw,
+    })
+}
+
+fn socket_addr(errors: &mut Errors, key: &str, text: &str) -> Option<SocketAddr> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    errors.check(
+        key,
+        text.trim().parse().map_err(|_| format!("`{text}` is not an IP:port address")),
+    )
+}
+
+fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
+    let s = &raw.server;
+    let listen = socket_addr(errors, "server.listen", &s.listen);
+    let tls = match (&s.tls_listen, &s.tls_cert, &s.tls_key) {
+        (None, None, None) => None,
+        (Some(listen), Some(cert), Some(key)) => {
+            let listen = socket_addr(errors, "server.tls_listen", listen);
+            let reload_interval = errors.duration("server.tls_reload_interval", &s.tls_reload_interval);
+            if reload_interval.is_zero() {
+                errors.push("server.tls_reload_interval", "must be more than zero");
+            }
+            listen.map(|listen| TlsConfig {
+                listen,
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+                reload_interval,
+            })
+        }
+        _ => {
+            errors.push(
+                "server.tls_listen",
+                "tls_listen, tls_cert and tls_key must be set together",
+            );
+            None
+        }
+    };
+    if listen.is_none() && tls.is_none() && errors.0.is_empty() {
+        errors.push("server.listen", "no listener: set listen or tls_listen");
+    }
+    let public_url = s
+        .public_url
+        .as_deref()
+        .and_then(|text| errors.check("server.public_url", PublicUrl::parse(text)));
+    let trusted_proxies = s
+        .trusted_proxies
+        .0
+        .iter()
+        .filter_map(|cidr| {
+            errors.check(
+                "server.trusted_proxies",
+                cidr.parse::<IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("`{cidr}` is not a CIDR or IP address")),
+            )
+        })
+        .collect();
+    let max_body = errors.check("server.max_body", parse_size(&s.max_body)).unwrap_or(0);
+    let upstream_timeout = errors.duration("server.upstream_timeout", &s.upstream_timeout);
+    if upstream_timeout.is_zero() {
+        errors.push("server.upstream_timeout", "must be more than zero");
+    }
+    ServerConfig {
+        listen,
+        tls,
+        public_url,
+        admin_listen: socket_addr(errors, "server.admin_listen", &s.admin_listen),
+        trusted_proxies,
+        max_body,
+        upstream_timeout,
+        shutdown_timeout: errors.duration("server.shutdown_timeout", &s.shutdown_timeout),
+    }
+}
+
+fn auth(raw: &RawConfig, public_url: Option<&PublicUrl>, errors: &mut Errors) -> AuthConfig {
+    let a = &raw.auth;
+    let base_path = a.base_path.trim_end_matches('/').to_owned();
+    let valid_path = base_path.starts_with('/')
+        && base_path.len() > 1
+        && base_path[1..].split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+    if !valid_path {
+        errors.push("auth.base_path", "must be an absolute path other than `/`, such as `/auth`");
+    }
+    let secret = a.secret.as_ref().map(|secret| secret.as_bytes().to_vec());
+    if secret.as_ref().is_some_and(|secret| secret.len() < 32) {
+        errors.push("auth.secret", "must be at least 32 bytes (or leave it out to generate one)");
+    }
+    let mut origins = Vec::new();
+    for origin in &a.redirect_origins.0 {
+        if let Some(origin) = errors.check("auth.redirect_origins", PublicUrl::parse(origin)) {
+            origins.push(origin.origin().to_owned());
+        }
+    }
+    let allowed_email_domains = a
+        .allowed_email_domains
+        .0
+        .iter()
+        .map(|domain| domain.trim().trim_start_matches('@').to_ascii_lowercase())
+        .collect();
+    AuthConfig {
+        base_path,
+        secret,
+        signup: a.signup.0,
+        allowed_email_domains,
+        redirects: RedirectPolicy::new(public_url.map(|url| url.origin().to_owned()), origins),
+    }
+}
+
+fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
+    let s = &raw.storage;
+    let url = s.database_url.trim();
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        errors.push("storage.database_url", "expected sqlite://… or postgres://…");
+    }
+    let ephemeral = match s.ephemeral.as_str() {
+        "database" => EphemeralKind::Database,
+        "memory" => EphemeralKind::Memory,
+        "redis" => {
+            errors.push(
+                "storage.ephemeral",
+                "`redis` is not available in this version yet: use `database` or `memory`",
+            );
+            EphemeralKind::Database
+        }
+        other => {
+            errors.push("storage.ephemeral", format!("`{other}` is not one of: database, redis, memory"));
+            EphemeralKind::Database
+        }
+    };
+    if s.max_connections.0 == 0 {
+        errors.push("storage.max_connections", "must be at least 1");
+    }
+    StorageConfig { database_url: url.to_owned(), ephemeral, max_connections: s.max_connections.0 }
+}
+
+fn session(raw: &RawConfig, errors: &mut Errors) -> SessionConfig {
+    let s = &raw.session;
+    let cookie_ok = !s.cookie_name.is_empty()
+        && s.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !cookie_ok {
+        errors.push("session.cookie_name", "use letters, digits, `-`, `_` or `.`");
+    }
+    let ttl = errors.duration("session.ttl", &s.ttl);
+    let idle_timeout = errors.duration("session.idle_timeout", &s.idle_timeout);
+    let cache_ttl = errors.duration("session.cache_ttl", &s.cache_ttl);
+    if ttl.is_zero() {
+        errors.push("session.ttl", "must be more than zero");
+    }
+    if idle_timeout.is_zero() {
+        errors.push("session.idle_timeout", "must be more than zero");
+    }
+    if cache_ttl > idle_timeout {
+        errors.push("session.cache_ttl", "must not be longer than session.idle_timeout");
+    }
+    let domain = s.cookie_domain.trim().trim_start_matches('.').to_ascii_lowercase();
+    if !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+        errors.push("session.cookie_domain", "must be a domain name such as example.com");
+    }
+    SessionConfig {
+        cookie_name: s.cookie_name.clone(),
+        ttl,
+        idle_timeout,
+        cache_ttl,
+        cookie_domain: (!domain.is_empty()).then_some(domain),
+    }
+}
+
+fn email(raw: &RawConfig, errors: &mut Errors) -> EmailConfig {
+    let e = &raw.email;
+    if !matches!(e.transport.as_str(), "log" | "file" | "smtp") {
+        errors.push("email.transport", format!("`{}` is not one of: log, file, smtp", e.transport));
+    }
+    if e.transport == "file" && e.file_dir.is_none() {
+        errors.push("email.file_dir", "required when email.transport = \"file\"");
+    }
+    if e.transport == "smtp" && e.smtp_url.is_none() {
+        errors.push("email.smtp_url", "required when email.transport = \"smtp\"");
+    }
+    EmailConfig {
+        product_name: e.product_name.trim().to_owned(),
+        link_ttl: errors.duration("email.link_ttl", &e.link_ttl),
+    }
+}
+
+fn upstreams(raw: &[RawUpstream], errors: &mut Errors) -> Vec<Upstream> {
+    let mut names = std::collections::HashSet::new();
+    raw.iter()
+        .enumerate()
+        .filter_map(|(index, upstream)| {
+            let key = format!("upstreams[{index}]");
+            if !names.insert(upstream.name.clone()) {
+                errors.push(format!("{key}.name"), format!("`{}` is used twice", upstream.name));
+            }
+            errors.check(
+                &key,
+                Upstream::new(
+                    &upstream.name,
+                    &upstream.url,
+                    &upstream.hosts.0,
+                    upstream.path_prefix.as_deref().unwrap_or("/"),
+                    upstream.http2.0,
+                ),
+            )
+        })
+        .collect()
+}
+
+fn route(index: usize, raw: &RawRoute, errors: &mut Errors) -> Option<Route> {
+    let key = format!("routes[{index}]");
+    let pattern = errors.check(&format!("{key}.path"), PathPattern::parse(&raw.path))?;
+    let access = match raw.access.as_deref() {
+        None | Some("authenticated") => Access::Authenticated,
+        Some("public") => Access::Public,
+        Some("deny") => Access::Deny,
+        Some(other) => {
+            errors.push(format!("{key}.access"), format!("`{other}` is not one of: public, authenticated, deny"));
+            return None;
+        }
+    };
+    let on_unauthenticated = match raw.on_unauthenticated.as_deref() {
+        None | Some("auto") => OnUnauthenticated::Auto,
+        Some("401") => OnUnauthenticated::Status401,
+        Some("redirect") => OnUnauthenticated::Redirect,
+        Some(other) => {
+            errors.push(
+                format!("{key}.on_unauthenticated"),
+                format!("`{other}` is not one of: auto, 401, redirect"),
+            );
+            return None;
+        }
+    };
+    let mut methods = Vec::new();
+    for method in &raw.methods.0 {
+        match http::Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes()) {
+            Ok(method) => methods.push(method),
+            Err(_) => errors.push(format!("{key}.methods"), format!("`{method}` is not an HTTP method")),
+        }
+    }
+    let restricts = !raw.roles.is_empty() || !raw.scopes.is_empty() || !raw.org_roles.is_empty() || raw.verified_email.0;
+    if access != Access::Authenticated && restricts {
+        errors.push(
+            format!("{key}.access"),
+            "roles, scopes, org_roles and verified_email need access = \"authenticated\"",
+        );
+    }
+    Some(Route {
+        pattern,
+        methods,
+        access,
+        roles: raw.roles.0.clone(),
+        scopes: raw.scopes.0.clone(),
+        org_roles: raw.org_roles.0.clone(),
+        verified_email: raw.verified_email.0,
+        on_unauthenticated,
+    })
+}
+
+fn branding(raw: &RawConfig, errors: &mut Errors) -> Branding {
+    let b = &raw.branding;
+    let logo_url = b.logo_url.as_ref().and_then(|text| {
+        errors.check("branding.logo_url", PublicUrl::parse(text).map(|_| text.clone()))
+    });
+    let accent_color = b.accent_color.as_ref().and_then(|color| {
+        let hex = color.strip_prefix('#').unwrap_or("");
+        let valid = matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        errors.check(
+            "branding.accent_color",
+            if valid { Ok(color.clone()) } else { Err("expected a colour such as #3355ff".into()) },
+        )
+    });
+    Branding { logo_url, accent_color }
+}
+
+/// Sections that are valid but whose features this version does not serve yet. They are
+/// reported at start-up rather than silently ignored.
+fn not_yet_available(raw: &RawConfig, errors: &mut Errors) -> Vec<String> {
+    let mut pending = Vec::new();
+    for name in raw.providers.keys() {
+        pending.push(format!("providers.{name} (sign-in providers)"));
+    }
+    if !raw.sso_domains.is_empty() {
+        pending.push("sso_domains (email-first SSO routing)".into());
+    }
+    if raw.email.transport != "log" {
+        pending.push(format!("email.transport = \"{}\" (mail is printed to the log)", raw.email.transport));
+    }
+    if !raw.service_tokens.is_empty() {
+        pending.push("service_tokens".into());
+    }
+    if raw.orgs.require_selection.0 {
+        pending.push("orgs.require_selection".into());
+    }
+    if raw.dev.enabled.0 {
+        // Refuse rather than warn: dev sign-in is a security hole if someone believes it is on.
+        errors.push("dev.enabled", "dev sign-in is not available in this version");
+    }
+    pending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let config = Config::defaults().unwrap();
+        assert_eq!(config.server.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(config.auth.base_path, "/auth");
+        assert_eq!(config.session.ttl, Duration::from_secs(7 * 86_400));
+        assert!(config.upstreams.is_empty());
+        assert!(config.not_yet_available.is_empty());
+    }
+
+    #[test]
+    fn every_invalid_key_is_reported_at_once() {
+        let error = Config::from_toml(
+            r#"
+            [server]
+            listen = "nonsense"
+            max_body = "huge"
+            [auth]
+            base_path = "/"
+            secret = "short"
+            [[routes]]
+            path = "no-slash"
+            [[routes]]
+            path = "/x"
+            access = "sometimes"
+            "#,
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(errors) = error else { panic!("expected Invalid, got {error}") };
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        for key in
+            ["server.listen", "server.max_body", "auth.base_path", "auth.secret", "routes[0].path", "routes[1].access"]
+        {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn restrictions_need_authenticated_access() {
+        let error =
+            Config::from_toml("[[routes]]\npath = \"/a/*\"\naccess = \"public\"\nroles = [\"admin\"]\n").unwrap_err();
+        assert!(error.to_string().contains("routes[0].access"), "{error}");
+    }
+
+    #[test]
+    fn tls_keys_go_together() {
+        let error = Config::from_toml("[server]\ntls_listen = \"127.0.0.1:8443\"\n").unwrap_err();
+        assert!(error.to_string().contains("server.tls_listen"), "{error}");
+    }
+}

@@ -1,0 +1,328 @@
+//! Configuration: the TOML schema, loading with environment overrides, and compilation into
+//! typed values the rest of the program uses without parsing anything again.
+//!
+//! `raw.rs` is the file as written (with the embedded defaults), `load.rs` reads it, and
+//! `compile.rs` turns it into [`Config`], reporting every problem with its key path.
+
+mod compile;
+pub mod load;
+pub mod raw;
+pub mod values;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::auth::redirect::RedirectPolicy;
+use crate::gateway::headers::HeaderNames;
+use crate::gateway::policy::RouteTable;
+use crate::gateway::upstream::Upstream;
+pub use raw::RawConfig;
+
+/// Why the configuration cannot be used; every variant names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax {
+        /// File path.
+        path: String,
+        /// The parser's message with line and column.
+        message: String,
+    },
+    /// An environment override does not fit the schema.
+    #[error("environment variable {var}: {reason}")]
+    Env {
+        /// Variable name.
+        var: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `*_file` secret could not be read.
+    #[error("{key}: cannot read {path}: {source}")]
+    SecretFile {
+        /// The `*_file` key.
+        key: String,
+        /// File path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key is unknown or has the wrong type.
+    #[error("{}{reason}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
+    Schema {
+        /// Key path, e.g. `server.listen` or `routes[2].access`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Values are well-formed TOML but unusable; all problems are listed.
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<KeyError>),
+}
+
+/// One invalid value and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// Key path.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listeners and proxy limits.
+    pub server: ServerConfig,
+    /// The auth API.
+    pub auth: AuthConfig,
+    /// Stores.
+    pub storage: StorageConfig,
+    /// Session cookie and lifetimes.
+    pub session: SessionConfig,
+    /// Token lifetimes.
+    pub tokens: TokensConfig,
+    /// Rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Product name and mail settings.
+    pub email: EmailConfig,
+    /// Identity header names.
+    pub headers: HeaderNames,
+    /// Upstream apps; empty means the built-in demo echo app.
+    pub upstreams: Vec<Upstream>,
+    /// Route policy.
+    pub routes: RouteTable,
+    /// Log output format.
+    pub log: LogFormat,
+    /// Page branding.
+    pub branding: Branding,
+    /// Configured sections whose features this version does not serve yet (warned at start).
+    pub not_yet_available: Vec<String>,
+    /// The configuration as loaded, for `check-config`.
+    pub raw: RawConfig,
+}
+
+impl Config {
+    /// Loads from `path` (or embedded defaults) with overrides from `env`, and validates.
+    ///
+    /// # Errors
+    /// Any [`ConfigError`]; validation lists every invalid key.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Self::try_from(load::load(path, env)?)
+    }
+
+    /// The embedded defaults, as used with no config file and no environment.
+    ///
+    /// # Errors
+    /// Never in practice: the defaults are valid (a unit test checks).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::try_from(RawConfig::default())
+    }
+
+    /// Parses TOML text (no environment), for tests and tools.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|error| ConfigError::Syntax { path: "<inline>".into(), message: error.to_string() })?;
+        Self::try_from(load::deserialize(table)?)
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        compile::compile(raw)
+    }
+}
+
+/// `[server]`, compiled.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// HTTP listener, if enabled.
+    pub listen: Option<SocketAddr>,
+    /// HTTPS listener, if enabled.
+    pub tls: Option<TlsConfig>,
+    /// The configured public URL; when absent it is derived from the bound listener.
+    pub public_url: Option<PublicUrl>,
+    /// Admin listener, if enabled.
+    pub admin_listen: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest request body, in bytes.
+    pub max_body: u64,
+    /// Time allowed for upstream response headers.
+    pub upstream_timeout: Duration,
+    /// Time allowed for in-flight requests on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// The HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// PEM certificate chain path.
+    pub cert: PathBuf,
+    /// PEM private key path.
+    pub key: PathBuf,
+    /// How often the files are checked for a replacement.
+    pub reload_interval: Duration,
+}
+
+/// The URL browsers use to reach Portcullis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    url: url::Url,
+    origin: String,
+}
+
+impl PublicUrl {
+    /// Parses an absolute http(s) URL.
+    ///
+    /// # Errors
+    /// Not a URL, not http(s), or without a host.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err("expected an http:// or https:// URL with a host".into());
+        }
+        let origin = url.origin().ascii_serialization();
+        Ok(Self { url, origin })
+    }
+
+    /// `scheme://host[:port]`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Whether browsers reach us over https (turns on `Secure` cookies).
+    pub fn is_https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+
+    /// The URL as text, without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        self.url.as_str().trim_end_matches('/')
+    }
+}
+
+/// `[auth]`, compiled.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Path prefix of the auth API, e.g. `/auth` (no trailing slash).
+    pub base_path: String,
+    /// Configured HMAC secret; when absent one is generated and kept in the database.
+    pub secret: Option<Vec<u8>>,
+    /// Whether unknown emails may create accounts.
+    pub signup: bool,
+    /// Lower-case email domains allowed to sign up; empty for any.
+    pub allowed_email_domains: Vec<String>,
+    /// Where redirects may point besides relative paths.
+    pub redirects: RedirectPolicy,
+}
+
+/// Which ephemeral store backs sessions and one-time tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EphemeralKind {
+    /// Tables in the SQL database.
+    Database,
+    /// Process memory (lost on restart; one replica only).
+    Memory,
+}
+
+/// `[storage]`, compiled.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// The ephemeral backend.
+    pub ephemeral: EphemeralKind,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+}
+
+/// `[session]`, compiled.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Cookie name.
+    pub cookie_name: String,
+    /// Absolute lifetime.
+    pub ttl: Duration,
+    /// Sliding idle lifetime.
+    pub idle_timeout: Duration,
+    /// In-process identity cache lifetime.
+    pub cache_ttl: Duration,
+    /// Cookie domain, if shared across subdomains.
+    pub cookie_domain: Option<String>,
+}
+
+/// `[tokens]`, compiled.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_ttl: Duration,
+    /// Whether `X-Auth-Assertion` is sent upstream.
+    pub assertion_header: bool,
+}
+
+/// `[rate_limit]`, compiled.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// Requests per minute per client IP on `/auth/*` (0 disables).
+    pub auth_per_minute: u32,
+    /// Failed logins on one account before back-off (0 disables).
+    pub login_failures_before_backoff: u32,
+}
+
+/// `[email]`, compiled (the parts this version uses).
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// Product name in pages and mail.
+    pub product_name: String,
+    /// Lifetime of emailed links and codes.
+    pub link_ttl: Duration,
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[branding]`, compiled.
+#[derive(Debug, Clone, Default)]
+pub struct Branding {
+    /// Logo URL shown on pages.
+    pub logo_url: Option<String>,
+    /// Accent colour, validated as `#rgb` or `#rrggbb`.
+    pub accent_color: Option<String>,
+}

@@ -1,0 +1,449 @@
+//! The configuration file's schema as written: serde structs with the embedded defaults.
+//!
+//! Every key of CONFIG.md is here, with its default, and unknown keys are refused. Nothing is
+//! interpreted: `compile.rs` turns this into the typed [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{Count, Flag, StringList};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[server]`
+    pub server: RawServer,
+    /// `[auth]`
+    pub auth: RawAuth,
+    /// `[storage]`
+    pub storage: RawStorage,
+    /// `[session]`
+    pub session: RawSession,
+    /// `[tokens]`
+    pub tokens: RawTokens,
+    /// `[rate_limit]`
+    pub rate_limit: RawRateLimit,
+    /// `[email]`
+    pub email: RawEmail,
+    /// `[headers]`
+    pub headers: RawHeaders,
+    /// `[[upstreams]]`
+    pub upstreams: Vec<RawUpstream>,
+    /// `[[routes]]`
+    pub routes: Vec<RawRoute>,
+    /// `[providers.NAME]`
+    pub providers: BTreeMap<String, RawProvider>,
+    /// `[[sso_domains]]`
+    pub sso_domains: Vec<RawSsoDomain>,
+    /// `[orgs]`
+    pub orgs: RawOrgs,
+    /// `[log]`
+    pub log: RawLog,
+    /// `[branding]`
+    pub branding: RawBranding,
+    /// `[dev]`
+    pub dev: RawDev,
+    /// `[service_tokens.NAME]`
+    pub service_tokens: BTreeMap<String, RawServiceToken>,
+}
+
+/// `[server]`: listeners and proxy limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// HTTP listener address; empty to disable.
+    pub listen: String,
+    /// HTTPS listener address.
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain.
+    pub tls_cert: Option<String>,
+    /// PEM private key.
+    pub tls_key: Option<String>,
+    /// How often the certificate files are checked for changes.
+    pub tls_reload_interval: String,
+    /// The URL browsers use; defaults from the listener.
+    pub public_url: Option<String>,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`); empty to disable.
+    pub admin_listen: String,
+    /// CIDRs whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: StringList,
+    /// Largest request body forwarded or accepted.
+    pub max_body: String,
+    /// Time allowed for the upstream to send response headers.
+    pub upstream_timeout: String,
+    /// Time allowed for in-flight requests to finish on shutdown.
+    pub shutdown_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_interval: "10s".into(),
+            public_url: None,
+            admin_listen: "127.0.0.1:9090".into(),
+            trusted_proxies: StringList::default(),
+            max_body: "10MiB".into(),
+            upstream_timeout: "60s".into(),
+            shutdown_timeout: "30s".into(),
+        }
+    }
+}
+
+/// `[auth]`: the auth API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    /// Path prefix of the auth API.
+    pub base_path: String,
+    /// HMAC secret (32+ bytes); generated and kept in the database when absent.
+    pub secret: Option<String>,
+    /// Whether unknown emails may create accounts.
+    pub signup: Flag,
+    /// Email domains allowed to sign up; empty for any.
+    pub allowed_email_domains: StringList,
+    /// Absolute redirect origins allowed besides relative paths.
+    pub redirect_origins: StringList,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            base_path: "/auth".into(),
+            secret: None,
+            signup: Flag(true),
+            allowed_email_domains: StringList::default(),
+            redirect_origins: StringList::default(),
+        }
+    }
+}
+
+/// `[storage]`: durable and ephemeral stores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStorage {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// `database`, `redis` or `memory`.
+    pub ephemeral: String,
+    /// Redis URL for `ephemeral = "redis"`.
+    pub redis_url: String,
+    /// Largest number of pooled database connections.
+    pub max_connections: Count,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://portcullis.db".into(),
+            ephemeral: "database".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            max_connections: Count(10),
+        }
+    }
+}
+
+/// `[session]`: the session cookie and its lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSession {
+    /// Cookie name.
+    pub cookie_name: String,
+    /// Absolute lifetime.
+    pub ttl: String,
+    /// Sliding idle lifetime.
+    pub idle_timeout: String,
+    /// How long an identity stays in the in-process cache.
+    pub cache_ttl: String,
+    /// Cookie `Domain`, to share across subdomains; empty for host-only.
+    pub cookie_domain: String,
+}
+
+impl Default for RawSession {
+    fn default() -> Self {
+        Self {
+            cookie_name: "portcullis_session".into(),
+            ttl: "7d".into(),
+            idle_timeout: "24h".into(),
+            cache_ttl: "30s".into(),
+            cookie_domain: String::new(),
+        }
+    }
+}
+
+/// `[tokens]`: JWT access and refresh tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    /// Access token lifetime.
+    pub access_ttl: String,
+    /// Refresh token lifetime.
+    pub refresh_ttl: String,
+    /// Whether forwarded requests carry `X-Auth-Assertion`.
+    pub assertion_header: Flag,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self { access_ttl: "15m".into(), refresh_ttl: "30d".into(), assertion_header: Flag(true) }
+    }
+}
+
+/// `[rate_limit]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    /// Requests per minute per client IP on `/auth/*`.
+    pub auth_per_minute: Count,
+    /// Failed logins on one account before back-off starts.
+    pub login_failures_before_backoff: Count,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self { auth_per_minute: Count(20), login_failures_before_backoff: Count(5) }
+    }
+}
+
+/// `[email]`: mail transport and templates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEmail {
+    /// `log`, `file` or `smtp`.
+    pub transport: String,
+    /// The `From` address.
+    pub from: String,
+    /// Lifetime of emailed links and codes.
+    pub link_ttl: String,
+    /// Product name in subjects and pages.
+    pub product_name: String,
+    /// Directory overriding the built-in templates.
+    pub templates_dir: Option<String>,
+    /// Directory for the `file` transport.
+    pub file_dir: Option<String>,
+    /// SMTP URL for the `smtp` transport.
+    pub smtp_url: Option<String>,
+}
+
+impl Default for RawEmail {
+    fn default() -> Self {
+        Self {
+            transport: "log".into(),
+            from: "Portcullis <no-reply@localhost>".into(),
+            link_ttl: "15m".into(),
+            product_name: "Portcullis".into(),
+            templates_dir: None,
+            file_dir: None,
+            smtp_url: None,
+        }
+    }
+}
+
+/// `[headers]`: identity header names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHeaders {
+    /// `portcullis` or `oauth2-proxy`.
+    pub preset: String,
+    /// Override for the user id header.
+    pub user_id: Option<String>,
+    /// Override for the email header.
+    pub email: Option<String>,
+    /// Override for the display name header.
+    pub name: Option<String>,
+    /// Override for the roles header.
+    pub roles: Option<String>,
+    /// Override for the active organization header.
+    pub org_id: Option<String>,
+    /// Override for the organization role header.
+    pub org_role: Option<String>,
+    /// Override for the scopes header.
+    pub scopes: Option<String>,
+    /// Override for the authentication method header.
+    pub method: Option<String>,
+    /// Override for the signed assertion header.
+    pub assertion: Option<String>,
+}
+
+impl Default for RawHeaders {
+    fn default() -> Self {
+        Self {
+            preset: "portcullis".into(),
+            user_id: None,
+            email: None,
+            name: None,
+            roles: None,
+            org_id: None,
+            org_role: None,
+            scopes: None,
+            method: None,
+            assertion: None,
+        }
+    }
+}
+
+/// One `[[upstreams]]` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    /// Name, used in logs and as the assertion audience.
+    pub name: String,
+    /// Base URL (`http://host:port`).
+    pub url: String,
+    /// Host names this upstream serves; empty for any.
+    pub hosts: StringList,
+    /// Path prefix this upstream serves.
+    pub path_prefix: Option<String>,
+    /// Speak HTTP/2 with prior knowledge (h2c) to this upstream.
+    pub http2: Flag,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoute {
+    /// Path pattern: literal segments, `*` for one segment, a final `*` for any rest.
+    pub path: String,
+    /// `public`, `authenticated` or `deny`.
+    pub access: Option<String>,
+    /// Methods this rule applies to; empty for all.
+    pub methods: StringList,
+    /// Global roles, any of.
+    pub roles: StringList,
+    /// Scopes, all of.
+    pub scopes: StringList,
+    /// `auto`, `401` or `redirect`.
+    pub on_unauthenticated: Option<String>,
+    /// Refuse users whose email is not verified.
+    pub verified_email: Flag,
+    /// Organization roles, any of.
+    pub org_roles: StringList,
+}
+
+/// One `[providers.NAME]` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProvider {
+    /// `oidc`, or the preset implied by the name (`github`, `google`, …).
+    pub kind: Option<String>,
+    /// OIDC issuer URL.
+    pub issuer: Option<String>,
+    /// OAuth client id.
+    pub client_id: Option<String>,
+    /// OAuth client secret.
+    pub client_secret: Option<String>,
+    /// Requested scopes.
+    pub scopes: StringList,
+    /// Claim mapped to roles.
+    pub roles_claim: Option<String>,
+    /// Name shown on the sign-in page.
+    pub display_name: Option<String>,
+    /// Authorization endpoint override.
+    pub auth_url: Option<String>,
+    /// Token endpoint override.
+    pub token_url: Option<String>,
+    /// API base override (GitHub).
+    pub api_url: Option<String>,
+    /// Userinfo endpoint override.
+    pub userinfo_url: Option<String>,
+    /// Allowed GitHub organizations.
+    pub allowed_orgs: StringList,
+    /// Allowed GitHub teams (`org/team`).
+    pub allowed_teams: StringList,
+    /// Allowed email domains for this provider.
+    pub allowed_email_domains: StringList,
+    /// Microsoft tenant.
+    pub tenant: Option<String>,
+    /// Steam Web API key.
+    pub api_key: Option<String>,
+    /// Steam OpenID endpoint override.
+    pub endpoint: Option<String>,
+}
+
+/// One `[[sso_domains]]` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSsoDomain {
+    /// Email domain.
+    pub domain: String,
+    /// Provider name that signs these users in.
+    pub provider: String,
+}
+
+/// `[orgs]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOrgs {
+    /// Ask users with several organizations to choose one at login.
+    pub require_selection: Flag,
+    /// Organization role names.
+    pub roles: StringList,
+}
+
+impl Default for RawOrgs {
+    fn default() -> Self {
+        Self {
+            require_selection: Flag(false),
+            roles: StringList(vec!["owner".into(), "admin".into(), "member".into()]),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `pretty` or `json`.
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self { format: "pretty".into() }
+    }
+}
+
+/// `[branding]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBranding {
+    /// Logo shown on pages.
+    pub logo_url: Option<String>,
+    /// Accent colour (`#rrggbb`).
+    pub accent_color: Option<String>,
+}
+
+/// `[dev]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDev {
+    /// Enables `POST /auth/dev-sign-in`.
+    pub enabled: Flag,
+    /// Allows dev mode with an https public URL.
+    pub force: Flag,
+}
+
+/// One `[service_tokens.NAME]` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServiceToken {
+    /// `HS256`, `ES256` or `EdDSA`.
+    pub algorithm: Option<String>,
+    /// Signing secret or PEM key.
+    pub secret: Option<String>,
+    /// `iss` claim.
+    pub issuer: Option<String>,
+    /// Token lifetime.
+    pub ttl: Option<String>,
+    /// Global roles allowed to mint.
+    pub roles: StringList,
+    /// Caller parameters allowed in the template.
+    pub params: StringList,
+    /// JSON claims template.
+    pub claims: Option<String>,
+}

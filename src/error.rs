@@ -1,0 +1,238 @@
+//! The API error format: one code → status table and one renderer for every JSON error.
+//!
+//! Every layer has its own typed error (`StoreError`, `AuthError`, `GatewayError`, …) and converts
+//! into [`ApiError`] here or beside its definition. Rendering has no side effects: a 5xx keeps its
+//! cause in the response extensions, and the request-log middleware is the one place that logs it.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+/// The machine-readable `error` field of API.md's error table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// A body, query or field is malformed or missing (400).
+    InvalidRequest,
+    /// No credential, or an unknown one (401).
+    Unauthorized,
+    /// A token, key or link that is expired, revoked, used or malformed (401).
+    InvalidToken,
+    /// Wrong email or password; the same for an unknown email (401).
+    InvalidCredentials,
+    /// Missing or wrong CSRF token, or a cross-site origin (403).
+    CsrfFailed,
+    /// Authenticated but not allowed here (403).
+    Forbidden,
+    /// Unknown route or object (404).
+    NotFound,
+    /// The request conflicts with stored state, e.g. a duplicate signup (409).
+    Conflict,
+    /// Body over the configured limit (413).
+    PayloadTooLarge,
+    /// Too many requests; carries `Retry-After` (429).
+    RateLimited,
+    /// A sign-in provider that is not enabled (404).
+    ProviderNotConfigured,
+    /// The mail transport refused a message (502).
+    EmailSendFailed,
+    /// The upstream app cannot be reached (502).
+    UpstreamUnavailable,
+    /// The upstream app did not answer in time (504).
+    UpstreamTimeout,
+    /// The database or ephemeral store is down and the answer needs it (503).
+    StoreUnavailable,
+    /// A bug; details are logged with the request id, never sent (500).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status API.md assigns to this code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized | Self::InvalidToken | Self::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::CsrfFailed | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound | Self::ProviderNotConfigured => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::EmailSendFailed | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The snake_case name sent in the `error` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::CsrfFailed => "csrf_failed",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::ProviderNotConfigured => "provider_not_configured",
+            Self::EmailSendFailed => "email_send_failed",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// The cause of a server-side error, kept out of the body and logged once by the request log.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub Arc<dyn std::error::Error + Send + Sync>);
+
+/// An error as the API shows it: a code, a public message, and what the renderer needs.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: Cow<'static, str>,
+    retry_after: Option<u64>,
+    cause: Option<ErrorCause>,
+}
+
+impl ApiError {
+    /// An error with the given code and public message.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { code, message: message.into(), retry_after: None, cause: None }
+    }
+
+    /// 400 `invalid_request` with a message that names the field.
+    pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized() -> Self {
+        Self::new(ErrorCode::Unauthorized, "Authentication required")
+    }
+
+    /// 403 `forbidden` with the reason.
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// 429 `rate_limited` with `Retry-After` in whole seconds (at least 1).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut error = Self::new(ErrorCode::RateLimited, "Too many requests, try again later");
+        error.retry_after = Some(retry_after_secs.max(1));
+        error
+    }
+
+    /// 500 `internal`; the cause is logged with the request id, never sent.
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(ErrorCode::Internal, "Internal error").with_cause(cause)
+    }
+
+    /// Keeps `cause` for the request log.
+    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(ErrorCause(Arc::new(cause)));
+        self
+    }
+
+    /// The error code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The public message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Seconds to wait, for `rate_limited`.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The JSON body of every error.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'static str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: self.code.as_str(), message: &self.message };
+        let mut response = (self.code.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(cause);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_the_status_of_the_api_table() {
+        let table = [
+            (ErrorCode::InvalidRequest, 400),
+            (ErrorCode::Unauthorized, 401),
+            (ErrorCode::InvalidToken, 401),
+            (ErrorCode::InvalidCredentials, 401),
+            (ErrorCode::CsrfFailed, 403),
+            (ErrorCode::Forbidden, 403),
+            (ErrorCode::NotFound, 404),
+            (ErrorCode::Conflict, 409),
+            (ErrorCode::PayloadTooLarge, 413),
+            (ErrorCode::RateLimited, 429),
+            (ErrorCode::ProviderNotConfigured, 404),
+            (ErrorCode::EmailSendFailed, 502),
+            (ErrorCode::UpstreamUnavailable, 502),
+            (ErrorCode::UpstreamTimeout, 504),
+            (ErrorCode::StoreUnavailable, 503),
+            (ErrorCode::Internal, 500),
+        ];
+        for (code, status) in table {
+            assert_eq!(code.status().as_u16(), status, "{}", code.as_str());
+        }
+    }
+
+    #[test]
+    fn rate_limited_sets_retry_after_and_internal_hides_the_cause() {
+        let response = ApiError::rate_limited(0).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+
+        let cause = std::io::Error::other("secret detail");
+        let response = ApiError::internal(cause).into_response();
+        assert_eq!(response.status(), 500);
+        assert!(response.extensions().get::<ErrorCause>().is_some());
+    }
+}

@@ -1,0 +1,244 @@
+//! Forwarding an allowed request: rewrite headers, stream the body both ways, pass WebSocket
+//! upgrades through.
+//!
+//! Header rules, each applied to every forwarded request: hop-by-hop headers are removed; the
+//! client's identity headers (any spelling) and our cookies are removed, then our identity
+//! headers are inserted (never appended); `X-Forwarded-*` are set from the connection unless
+//! the peer is a trusted proxy, whose values are extended instead.
+
+use std::error::Error as _;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::header::{self, HeaderName};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, Version};
+use http_body_util::{LengthLimitError, Limited};
+use hyper_util::rt::TokioIo;
+
+use super::policy::Permit;
+use super::upstream::Upstream;
+use super::{Gateway, GatewayError};
+use crate::cookies;
+use crate::server::observe::RequestId;
+use crate::server::peer::{Peer, is_trusted};
+
+/// Headers meaningful only for one connection (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Sends the request to `upstream` at `uri` and returns its response.
+///
+/// # Errors
+/// Body over the limit, upstream unreachable or too slow.
+pub async fn forward(
+    gateway: &Gateway,
+    permit: Permit,
+    upstream: &Upstream,
+    uri: Uri,
+    mut parts: Parts,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > gateway.max_body) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+
+    let upgrade = is_upgrade(&parts.headers).then(|| parts.headers.get(header::UPGRADE).cloned()).flatten();
+    let client_upgrade = upgrade.as_ref().and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+
+    rewrite_request_headers(gateway, &mut parts, upstream, upgrade.as_ref());
+    for (name, value) in permit.identity().map(|identity| identity.headers()).unwrap_or_default() {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts.uri = uri;
+    parts.version = if upstream.http2() { Version::HTTP_2 } else { Version::HTTP_11 };
+
+    let body = Body::new(Limited::new(body, usize::try_from(gateway.max_body).unwrap_or(usize::MAX)));
+    let request = Request::from_parts(parts, body);
+    let client = if upstream.http2() { &gateway.http2 } else { &gateway.http1 };
+    let started = Instant::now();
+    let sent = tokio::time::timeout(gateway.upstream_timeout, client.request(request)).await;
+    gateway.metrics.record_upstream(started.elapsed().as_secs_f64());
+    let mut response = match sent {
+        Err(_elapsed) => return Err(GatewayError::Timeout),
+        Ok(Err(error)) if caused_by_length_limit(&error) => return Err(GatewayError::PayloadTooLarge),
+        Ok(Err(error)) => return Err(GatewayError::Unavailable(Box::new(error))),
+        Ok(Ok(response)) => response,
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
+                    tracing::debug!("upgrade abandoned by one side");
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
+            });
+        }
+    }
+
+    let (mut parts, body) = response.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(protocol) = upgrade {
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol);
+        }
+    }
+    cookies::strip_own_set_cookie(&mut parts.headers, &gateway.cookies);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+fn rewrite_request_headers(
+    gateway: &Gateway,
+    parts: &mut Parts,
+    upstream: &Upstream,
+    upgrade: Option<&HeaderValue>,
+) {
+    let headers = &mut parts.headers;
+    let keep_te_trailers = upstream.http2()
+        && headers.get(header::TE).is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    remove_hop_by_hop(headers);
+    if keep_te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+
+    // The client's copies of identity headers, in any spelling.
+    let spoofed: Vec<HeaderName> =
+        headers.keys().filter(|name| gateway.header_names.is_identity_header(name)).cloned().collect();
+    for name in spoofed {
+        if tracing::event_enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(header = %name, "dropped a client-sent identity header");
+        }
+        headers.remove(&name);
+    }
+    cookies::strip_own(headers, &gateway.cookies);
+
+    // Forwarding headers: believed and extended from trusted proxies, replaced otherwise.
+    let peer = parts.extensions.get::<Peer>().copied();
+    let trusted = peer.is_some_and(|peer| is_trusted(peer.addr.ip(), &gateway.trusted_proxies));
+    let host = headers.get(header::HOST).cloned().or_else(|| {
+        parts.uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    });
+    if let Some(peer) = peer {
+        let peer_ip = peer.addr.ip().to_string();
+        let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()).filter(|_| trusted) {
+            Some(previous) => format!("{previous}, {peer_ip}"),
+            None => peer_ip,
+        };
+        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+        if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+            let proto = if peer.tls { "https" } else { "http" };
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        }
+    }
+    if !trusted {
+        headers.remove(&FORWARDED);
+        headers.remove(&X_REAL_IP);
+        headers.remove(&X_FORWARDED_HOST);
+    }
+    if let Some(host) = host {
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
+        // HTTP/2 clients send `:authority` instead of `Host`; HTTP/1.1 apps need `Host`.
+        headers.entry(header::HOST).or_insert(host);
+    }
+    if let Some(RequestId(id)) = parts.extensions.get::<RequestId>() {
+        headers.insert(HeaderName::from_static("x-request-id"), id.clone());
+    }
+}
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Whether the request asks for a protocol upgrade (WebSocket), which HTTP/1.1 spells as
+/// `Connection: upgrade` plus `Upgrade: <protocol>`.
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+fn caused_by_length_limit(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.is::<LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn recognises_upgrade_requests() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!is_upgrade(&headers), "Upgrade without Connection: upgrade");
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert!(is_upgrade(&headers));
+    }
+}

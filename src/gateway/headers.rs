@@ -1,0 +1,302 @@
+//! Identity header names (per preset and override), rendering them for an identity, and
+//! recognising client-sent copies that must be stripped.
+//!
+//! Stripping compares normalized names (lower case, `_` read as `-`), because some servers and
+//! frameworks read `X_Auth_User_Id` as `X-Auth-User-Id`; a client must not get one through.
+
+use http::{HeaderName, HeaderValue};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use crate::identity::{Identity, Scopes};
+
+/// Every header name starting with this (normalized) is ours and always stripped from clients.
+const OWN_PREFIX: &str = "x-auth-";
+
+/// Names oauth2-proxy emits; stripped under every preset so a client cannot spoof an app that
+/// used to sit behind oauth2-proxy.
+const OAUTH2_PROXY_NAMES: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+];
+
+/// Characters escaped in header values: controls, non-ASCII and `%` itself, so that apps can
+/// always percent-decode and printable ASCII (spaces included) reads as is.
+const VALUE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%').add(0x7f);
+
+/// The header names each identity field is sent under.
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    user_id: Vec<HeaderName>,
+    email: Vec<HeaderName>,
+    name: Vec<HeaderName>,
+    preferred_username: Vec<HeaderName>,
+    roles: Vec<HeaderName>,
+    org_id: Vec<HeaderName>,
+    org_role: Vec<HeaderName>,
+    scopes: Vec<HeaderName>,
+    method: Vec<HeaderName>,
+    assertion: Vec<HeaderName>,
+    /// Normalized names (besides the `x-auth-` prefix) stripped from client requests.
+    strip: Vec<String>,
+}
+
+impl HeaderNames {
+    /// Names for `preset` (`portcullis` or `oauth2-proxy`) with per-field overrides, given as
+    /// `(field, Some(name))`.
+    ///
+    /// # Errors
+    /// An unknown preset or field, or a name that is not a valid header name.
+    pub fn new<'a>(
+        preset: &str,
+        overrides: impl IntoIterator<Item = (&'a str, &'a Option<String>)>,
+    ) -> Result<Self, String> {
+        let mut names = match preset {
+            "portcullis" => Self::portcullis(),
+            "oauth2-proxy" => Self::oauth2_proxy(),
+            other => return Err(format!("preset `{other}` is not one of: portcullis, oauth2-proxy")),
+        };
+        for (field, name) in overrides {
+            let Some(name) = name else { continue };
+            let header = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| format!("{field}: `{name}` is not a valid header name"))?;
+            if is_reserved(&header) {
+                return Err(format!("{field}: `{name}` is a header the proxy manages itself"));
+            }
+            *names.field_mut(field).ok_or_else(|| format!("unknown header field `{field}`"))? =
+                vec![header];
+        }
+        names.strip = names
+            .all()
+            .map(|name| normalize(name.as_str()))
+            .chain(OAUTH2_PROXY_NAMES.iter().map(|name| (*name).to_owned()))
+            .filter(|name| !name.starts_with(OWN_PREFIX))
+            .collect();
+        names.strip.sort();
+        names.strip.dedup();
+        Ok(names)
+    }
+
+    fn portcullis() -> Self {
+        let one = |name: &'static str| vec![HeaderName::from_static(name)];
+        Self {
+            user_id: one("x-auth-user-id"),
+            email: one("x-auth-email"),
+            name: one("x-auth-name"),
+            preferred_username: Vec::new(),
+            roles: one("x-auth-roles"),
+            org_id: one("x-auth-org-id"),
+            org_role: one("x-auth-org-role"),
+            scopes: one("x-auth-scopes"),
+            method: one("x-auth-method"),
+            assertion: one("x-auth-assertion"),
+            strip: Vec::new(),
+        }
+    }
+
+    fn oauth2_proxy() -> Self {
+        let two = |a: &'static str, b: &'static str| {
+            vec![HeaderName::from_static(a), HeaderName::from_static(b)]
+        };
+        Self {
+            user_id: two("x-forwarded-user", "x-auth-request-user"),
+            email: two("x-forwarded-email", "x-auth-request-email"),
+            roles: two("x-forwarded-groups", "x-auth-request-groups"),
+            preferred_username: two(
+                "x-forwarded-preferred-username",
+                "x-auth-request-preferred-username",
+            ),
+            ..Self::portcullis()
+        }
+    }
+
+    fn field_mut(&mut self, field: &str) -> Option<&mut Vec<HeaderName>> {
+        Some(match field {
+            "user_id" => &mut self.user_id,
+            "email" => &mut self.email,
+            "name" => &mut self.name,
+            "roles" => &mut self.roles,
+            "org_id" => &mut self.org_id,
+            "org_role" => &mut self.org_role,
+            "scopes" => &mut self.scopes,
+            "method" => &mut self.method,
+            "assertion" => &mut self.assertion,
+            _ => return None,
+        })
+    }
+
+    fn all(&self) -> impl Iterator<Item = &HeaderName> {
+        [
+            &self.user_id,
+            &self.email,
+            &self.name,
+            &self.preferred_username,
+            &self.roles,
+            &self.org_id,
+            &self.org_role,
+            &self.scopes,
+            &self.method,
+            &self.assertion,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// The identity headers for `identity`; fields without a value are left out (the client's
+    /// copies are stripped regardless).
+    pub fn render(&self, identity: &Identity) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(12);
+        let mut push = |names: &[HeaderName], value: &str| {
+            if value.is_empty() {
+                return;
+            }
+            let encoded = utf8_percent_encode(value, VALUE_ESCAPES).to_string();
+            // Escaping leaves only printable ASCII, which is always a valid header value.
+            if let Ok(value) = HeaderValue::from_str(&encoded) {
+                for name in names {
+                    out.push((name.clone(), value.clone()));
+                }
+            }
+        };
+        push(&self.user_id, &identity.user_id.to_string());
+        push(&self.email, &identity.email);
+        push(&self.name, identity.name.as_deref().unwrap_or(""));
+        push(
+            &self.preferred_username,
+            identity.username.as_deref().unwrap_or(identity.email.as_str()),
+        );
+        push(&self.roles, &identity.roles.join(","));
+        if let Some(org) = &identity.active_org {
+            push(&self.org_id, &org.org_id.to_string());
+            push(&self.org_role, &org.role);
+        }
+        if let Scopes::Only(scopes) = &identity.scopes {
+            push(&self.scopes, &scopes.join(","));
+        }
+        push(&self.method, identity.method.as_str());
+        out
+    }
+
+    /// Whether `name` is an identity header a client must never send upstream.
+    pub fn is_identity_header(&self, name: &HeaderName) -> bool {
+        let name = name.as_str();
+        // Fast path: every name we strip starts with `x`.
+        if !name.starts_with('x') {
+            return false;
+        }
+        if name.contains('_') {
+            let normal = normalize(name);
+            return normal.starts_with(OWN_PREFIX) || self.strip.iter().any(|n| *n == normal);
+        }
+        name.starts_with(OWN_PREFIX) || self.strip.iter().any(|n| n == name)
+    }
+
+    /// The assertion header names (for the assertion signer).
+    pub fn assertion(&self) -> &[HeaderName] {
+        &self.assertion
+    }
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        Self::new("portcullis", []).unwrap_or_else(|_| Self::portcullis())
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// Headers the proxy sets itself and that an identity field must not be renamed to.
+fn is_reserved(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host" | "cookie" | "authorization" | "x-forwarded-for" | "x-forwarded-proto"
+            | "x-forwarded-host" | "x-request-id" | "connection" | "content-length"
+            | "transfer-encoding"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::identity::{AuthMethod, Email, IdentityParts, User};
+
+    fn identity(names: &HeaderNames, name: Option<&str>, roles: &[&str]) -> Identity {
+        let user = User {
+            id: uuid::Uuid::nil(),
+            email: Email::parse("ada@example.com").unwrap(),
+            email_verified_at: None,
+            name: name.map(str::to_owned),
+            username: None,
+            avatar_url: None,
+            locale: None,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            disabled_at: None,
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        };
+        let parts = IdentityParts {
+            user,
+            scopes: Scopes::All,
+            method: AuthMethod::Session,
+            session_id: None,
+            expires_at: Timestamp::from_millis(0),
+        };
+        Identity::new(parts, names)
+    }
+
+    fn value<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'a str> {
+        headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn portcullis_preset_renders_the_documented_headers() {
+        let names = HeaderNames::default();
+        let id = identity(&names, Some("José 50% Núñez"), &["admin", "support"]);
+        let headers = id.headers();
+        assert_eq!(value(headers, "x-auth-user-id"), Some("00000000-0000-0000-0000-000000000000"));
+        assert_eq!(value(headers, "x-auth-email"), Some("ada@example.com"));
+        assert_eq!(value(headers, "x-auth-name"), Some("Jos%C3%A9 50%25 N%C3%BA%C3%B1ez"));
+        assert_eq!(value(headers, "x-auth-roles"), Some("admin,support"));
+        assert_eq!(value(headers, "x-auth-method"), Some("session"));
+        assert_eq!(value(headers, "x-auth-scopes"), None, "sessions carry every scope");
+        assert_eq!(value(headers, "x-forwarded-email"), None);
+    }
+
+    #[test]
+    fn oauth2_proxy_preset_and_overrides() {
+        let names = HeaderNames::new("oauth2-proxy", []).unwrap();
+        let id = identity(&names, None, &["dev"]);
+        assert_eq!(value(id.headers(), "x-forwarded-email"), Some("ada@example.com"));
+        assert_eq!(value(id.headers(), "x-auth-request-email"), Some("ada@example.com"));
+        assert_eq!(value(id.headers(), "x-forwarded-groups"), Some("dev"));
+        assert_eq!(value(id.headers(), "x-forwarded-preferred-username"), Some("ada@example.com"));
+
+        let custom = Some("X-User".to_owned());
+        let names = HeaderNames::new("portcullis", [("user_id", &custom)]).unwrap();
+        let id = identity(&names, None, &[]);
+        assert!(value(id.headers(), "x-user").is_some());
+        assert!(names.is_identity_header(&HeaderName::from_static("x-user")));
+
+        let host = Some("Host".to_owned());
+        assert!(HeaderNames::new("portcullis", [("email", &host)]).is_err());
+        assert!(HeaderNames::new("nginx", []).is_err());
+    }
+
+    #[test]
+    fn spoofed_names_are_recognised_in_any_spelling() {
+        let names = HeaderNames::default();
+        for spoof in
+            ["x-auth-user-id", "x_auth_user_id", "x-auth_roles", "x-auth-anything", "x-forwarded-email"]
+        {
+            assert!(names.is_identity_header(&HeaderName::from_bytes(spoof.as_bytes()).unwrap()), "{spoof}");
+        }
+        for fine in ["x-request-id", "x-forwarded-for", "accept", "x-authz"] {
+            assert!(!names.is_identity_header(&HeaderName::from_bytes(fine.as_bytes()).unwrap()), "{fine}");
+        }
+    }
+}

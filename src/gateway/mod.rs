@@ -1,0 +1,285 @@
+//! The gateway: every request outside the auth prefix is identified, checked against the route
+//! policy and forwarded to its upstream, or refused.
+//!
+//! Phases, in order: normalize the path → pick the rule → identify (cache first) → decide →
+//! forward with a [`policy::Permit`] or answer the [`policy::Denial`].
+
+pub mod forward;
+pub mod headers;
+pub mod identify;
+pub mod pattern;
+pub mod policy;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use ipnet::IpNet;
+
+use self::headers::HeaderNames;
+use self::identify::{Identified, Rejection, identify};
+use self::pattern::{PathError, normalize_path};
+use self::policy::{Access, Decision, Denial, OnUnauthenticated, RouteTable, decide};
+use self::upstream::{UpstreamTable, request_host};
+use crate::cookies::CookieJar;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::session::SessionService;
+use crate::metrics::Metrics;
+
+/// Why the gateway could not forward a request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request path cannot be normalized.
+    #[error(transparent)]
+    BadPath(#[from] PathError),
+    /// No upstream serves this host and path.
+    #[error("no upstream serves this host and path")]
+    NoUpstream,
+    /// The body is larger than `server.max_body`.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The upstream refused the connection or broke it.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The upstream did not send response headers in time.
+    #[error("upstream timed out")]
+    Timeout,
+    /// A request could not be built (a bug).
+    #[error("cannot build the upstream request: {0}")]
+    Internal(#[from] http::Error),
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(error: GatewayError) -> Self {
+        match error {
+            GatewayError::BadPath(problem) => Self::invalid_request(problem.to_string()),
+            GatewayError::NoUpstream => Self::not_found("No app is configured for this host and path"),
+            GatewayError::PayloadTooLarge => {
+                Self::new(ErrorCode::PayloadTooLarge, "Request body is larger than the configured limit")
+            }
+            GatewayError::Unavailable(_) => {
+                Self::new(ErrorCode::UpstreamUnavailable, "The app cannot be reached").with_cause(error)
+            }
+            GatewayError::Timeout => Self::new(ErrorCode::UpstreamTimeout, "The app did not answer in time"),
+            GatewayError::Internal(_) => Self::internal(error),
+        }
+    }
+}
+
+/// Everything the hot path needs, built once from the configuration.
+#[derive(Debug)]
+pub struct Gateway {
+    routes: RouteTable,
+    upstreams: UpstreamTable,
+    http1: Client<HttpConnector, Body>,
+    http2: Client<HttpConnector, Body>,
+    sessions: SessionService,
+    cookies: CookieJar,
+    header_names: Arc<HeaderNames>,
+    trusted_proxies: Vec<IpNet>,
+    max_body: u64,
+    upstream_timeout: Duration,
+    sign_in_path: String,
+    metrics: Arc<Metrics>,
+}
+
+/// What [`Gateway::new`] needs.
+#[derive(Debug)]
+pub struct GatewayParts {
+    /// Route policy.
+    pub routes: RouteTable,
+    /// Upstreams.
+    pub upstreams: UpstreamTable,
+    /// Session lookup.
+    pub sessions: SessionService,
+    /// Our cookies.
+    pub cookies: CookieJar,
+    /// Identity header names.
+    pub header_names: Arc<HeaderNames>,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest forwarded body.
+    pub max_body: u64,
+    /// Time allowed for upstream response headers.
+    pub upstream_timeout: Duration,
+    /// The auth API prefix (for sign-in redirects).
+    pub base_path: String,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Gateway {
+    /// Builds the gateway and its pooled upstream clients.
+    pub fn new(parts: GatewayParts) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let builder = || {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder.pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(1024);
+            builder
+        };
+        Self {
+            routes: parts.routes,
+            upstreams: parts.upstreams,
+            http1: builder().build(connector.clone()),
+            http2: builder().http2_only(true).build(connector),
+            sessions: parts.sessions,
+            cookies: parts.cookies,
+            header_names: parts.header_names,
+            trusted_proxies: parts.trusted_proxies,
+            max_body: parts.max_body,
+            upstream_timeout: parts.upstream_timeout,
+            sign_in_path: format!("{}/sign-in", parts.base_path),
+            metrics: parts.metrics,
+        }
+    }
+
+    /// The route table.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The upstream table.
+    pub fn upstreams(&self) -> &UpstreamTable {
+        &self.upstreams
+    }
+
+    /// Identifies the request by its credentials.
+    pub async fn identify(&self, parts: &Parts) -> Identified {
+        identify(parts, &self.sessions, self.cookies.session_name()).await
+    }
+
+    /// Handles one gateway request end to end.
+    ///
+    /// # Errors
+    /// Anything that stops forwarding, as a [`GatewayError`].
+    pub async fn serve(&self, request: Request<Body>) -> Result<Response, GatewayError> {
+        let (parts, body) = request.into_parts();
+        let path = normalize_path(parts.uri.path())?;
+        let (route, matched) = self.routes.find(&parts.method, &path);
+        let identified = match route.access {
+            Access::Deny => Identified::Anonymous,
+            Access::Public | Access::Authenticated => self.identify(&parts).await,
+        };
+        let permit = match decide(route, &matched, &identified) {
+            Decision::Allow(permit) => permit,
+            Decision::Deny(denial) => return Ok(self.refuse(&denial, &parts, &identified)),
+        };
+        let host = request_host(parts.headers.get(header::HOST), &parts.uri);
+        let upstream = self.upstreams.select(host.as_deref(), &path).ok_or(GatewayError::NoUpstream)?;
+        let uri = upstream.uri_for(&path, parts.uri.query())?;
+        forward::forward(self, permit, upstream, uri, parts, body).await
+    }
+
+    /// The answer to a refused request.
+    pub fn refuse(&self, denial: &Denial, parts: &Parts, identified: &Identified) -> Response {
+        let mut response = match denial {
+            Denial::Unauthenticated { problem, on_unauthenticated } => {
+                if wants_redirect(*on_unauthenticated, parts) {
+                    self.sign_in_redirect(parts)
+                } else {
+                    let error = match problem {
+                        Some(Rejection::Malformed) => {
+                            ApiError::new(ErrorCode::InvalidToken, "The session cookie is malformed")
+                        }
+                        Some(Rejection::Unknown) => {
+                            ApiError::new(ErrorCode::Unauthorized, "The session has ended, sign in again")
+                        }
+                        Some(Rejection::StoreUnavailable) | None => ApiError::unauthorized(),
+                    };
+                    error.into_response()
+                }
+            }
+            Denial::StoreUnavailable => {
+                ApiError::new(ErrorCode::StoreUnavailable, "Cannot check the session right now, try again shortly")
+                    .into_response()
+            }
+            Denial::Forbidden(reason) => ApiError::forbidden(reason.message()).into_response(),
+        };
+        if matches!(identified, Identified::Rejected(Rejection::Malformed | Rejection::Unknown)) {
+            // Stop the browser from sending a dead cookie with every request.
+            response.headers_mut().append(header::SET_COOKIE, self.cookies.clear_session());
+        }
+        response
+    }
+
+    fn sign_in_redirect(&self, parts: &Parts) -> Response {
+        let original = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let target: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
+        let location = format!("{}?redirect_uri={target}", self.sign_in_path);
+        let mut response = StatusCode::FOUND.into_response();
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// Whether an unauthenticated request should be sent to the sign-in page rather than get 401:
+/// a browser navigation (GET or HEAD preferring HTML) under `auto`, always under `redirect`.
+pub fn wants_redirect(on_unauthenticated: OnUnauthenticated, parts: &Parts) -> bool {
+    match on_unauthenticated {
+        OnUnauthenticated::Redirect => true,
+        OnUnauthenticated::Status401 => false,
+        OnUnauthenticated::Auto => {
+            (parts.method == Method::GET || parts.method == Method::HEAD)
+                && parts
+                    .headers
+                    .get(header::ACCEPT)
+                    .and_then(|accept| accept.to_str().ok())
+                    .is_some_and(prefers_html)
+                && parts.headers.get("x-requested-with").is_none()
+        }
+    }
+}
+
+/// Whether an `Accept` header lists `text/html` before (or without) JSON.
+fn prefers_html(accept: &str) -> bool {
+    let position = |needle: &str| accept.find(needle);
+    match (position("text/html"), position("application/json")) {
+        (Some(html), Some(json)) => html < json,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// The axum handler for everything outside the auth prefix.
+pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> Response {
+    gateway.serve(request).await.unwrap_or_else(|error| ApiError::from(error).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: Method, accept: Option<&'static str>) -> Parts {
+        let mut builder = Request::builder().method(method).uri("/x");
+        if let Some(accept) = accept {
+            builder = builder.header(header::ACCEPT, accept);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn browsers_are_redirected_and_apis_get_401() {
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        assert!(wants_redirect(OnUnauthenticated::Auto, &parts(Method::GET, Some(browser))));
+        assert!(wants_redirect(OnUnauthenticated::Auto, &parts(Method::HEAD, Some(browser))));
+        assert!(!wants_redirect(OnUnauthenticated::Auto, &parts(Method::POST, Some(browser))));
+        assert!(!wants_redirect(OnUnauthenticated::Auto, &parts(Method::GET, Some("application/json"))));
+        assert!(!wants_redirect(OnUnauthenticated::Auto, &parts(Method::GET, Some("application/json, text/html"))));
+        assert!(!wants_redirect(OnUnauthenticated::Auto, &parts(Method::GET, None)));
+        assert!(!wants_redirect(OnUnauthenticated::Status401, &parts(Method::GET, Some(browser))));
+        assert!(wants_redirect(OnUnauthenticated::Redirect, &parts(Method::POST, None)));
+    }
+}

@@ -1,0 +1,225 @@
+//! Upstream apps and choosing one for a request: by Host, then by longest path prefix.
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Uri};
+
+/// One `[[upstreams]]` entry, parsed.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    name: String,
+    authority: Authority,
+    base_path: String,
+    hosts: Vec<String>,
+    path_prefix: String,
+    http2: bool,
+    audience: HeaderValue,
+}
+
+impl Upstream {
+    /// Parses an upstream.
+    ///
+    /// # Errors
+    /// An empty name, a URL that is not `http://host:port[/base]`, a bad host pattern or a
+    /// prefix not starting with `/`.
+    pub fn new(
+        name: &str,
+        url: &str,
+        hosts: &[String],
+        path_prefix: &str,
+        http2: bool,
+    ) -> Result<Self, String> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(format!("name `{name}` must be non-empty letters, digits, `-`, `_` or `.`"));
+        }
+        let parsed = url::Url::parse(url).map_err(|error| format!("url `{url}`: {error}"))?;
+        if parsed.scheme() != "http" {
+            return Err(format!(
+                "url `{url}`: only http:// upstreams are supported (the app is usually on loopback)"
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+            return Err(format!("url `{url}`: no query, fragment or credentials allowed"));
+        }
+        let host = parsed.host_str().ok_or_else(|| format!("url `{url}` has no host"))?;
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let authority = match parsed.host() {
+            Some(url::Host::Ipv6(address)) => format!("[{address}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        let authority: Authority =
+            authority.parse().map_err(|_| format!("url `{url}` has an invalid host"))?;
+        let base_path = parsed.path().trim_end_matches('/').to_owned();
+        if !path_prefix.starts_with('/') {
+            return Err(format!("path_prefix `{path_prefix}` must start with `/`"));
+        }
+        let hosts = hosts
+            .iter()
+            .map(|host| {
+                let host = host.trim().to_ascii_lowercase();
+                let bare = host.strip_prefix("*.").unwrap_or(&host);
+                let valid = !bare.is_empty()
+                    && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+                if valid { Ok(host) } else { Err(format!("host `{host}` is not a host name")) }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            name: name.to_owned(),
+            authority,
+            base_path,
+            hosts,
+            path_prefix: path_prefix.trim_end_matches('/').to_owned(),
+            http2,
+            audience: HeaderValue::from_str(name).map_err(|_| format!("name `{name}`"))?,
+        })
+    }
+
+    /// The upstream's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `host:port` of the upstream, for connecting and readiness checks.
+    pub fn authority(&self) -> &str {
+        self.authority.as_str()
+    }
+
+    /// The name as a header value (assertion audience, logs).
+    pub fn audience(&self) -> &HeaderValue {
+        &self.audience
+    }
+
+    /// Whether to speak HTTP/2 with prior knowledge.
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
+    /// The upstream URI for a request's normalized path and query.
+    ///
+    /// # Errors
+    /// The path and query do not form a valid URI (they came from a parsed request URI, so
+    /// this means a bug).
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let mut path_and_query = String::with_capacity(self.base_path.len() + path.len() + 64);
+        path_and_query.push_str(&self.base_path);
+        path_and_query.push_str(path);
+        if let Some(query) = query {
+            path_and_query.push('?');
+            path_and_query.push_str(query);
+        }
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::try_from(path_and_query)?)
+            .build()
+    }
+
+    fn serves_host(&self, host: Option<&str>) -> bool {
+        if self.hosts.is_empty() {
+            return true;
+        }
+        let Some(host) = host else { return false };
+        self.hosts.iter().any(|pattern| match pattern.strip_prefix("*.") {
+            Some(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
+            None => pattern.eq_ignore_ascii_case(host),
+        })
+    }
+
+    fn serves_path(&self, path: &str) -> bool {
+        let prefix = &self.path_prefix;
+        prefix.is_empty()
+            || (path.starts_with(prefix.as_str())
+                && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+    }
+}
+
+/// The upstreams, ordered so that the first that serves a request is the most specific.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTable {
+    upstreams: Vec<Upstream>,
+}
+
+impl UpstreamTable {
+    /// Orders `upstreams`: host-specific before any-host, then longer prefixes first.
+    pub fn new(mut upstreams: Vec<Upstream>) -> Self {
+        upstreams.sort_by_key(|upstream| {
+            (upstream.hosts.is_empty(), std::cmp::Reverse(upstream.path_prefix.len()))
+        });
+        Self { upstreams }
+    }
+
+    /// The upstream for a request to `host` (lower-case, without port) and normalized `path`.
+    pub fn select(&self, host: Option<&str>, path: &str) -> Option<&Upstream> {
+        self.upstreams
+            .iter()
+            .find(|upstream| upstream.serves_host(host) && upstream.serves_path(path))
+    }
+
+    /// Every upstream, for readiness checks.
+    pub fn iter(&self) -> impl Iterator<Item = &Upstream> {
+        self.upstreams.iter()
+    }
+}
+
+/// The host of a request without port, lower-cased only if needed.
+pub fn request_host(host_header: Option<&HeaderValue>, uri: &Uri) -> Option<String> {
+    let raw = host_header.and_then(|value| value.to_str().ok()).or_else(|| uri.host())?;
+    let host = match raw.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => raw.rsplit_once(':').map_or(raw, |(host, _)| host),
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(name: &str, hosts: &[&str], prefix: &str) -> Upstream {
+        let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+        Upstream::new(name, "http://127.0.0.1:3000", &hosts, prefix, false).unwrap()
+    }
+
+    #[test]
+    fn selects_by_host_then_longest_prefix() {
+        let table = UpstreamTable::new(vec![
+            upstream("default", &[], "/"),
+            upstream("api", &[], "/api"),
+            upstream("api-v2", &[], "/api/v2"),
+            upstream("admin", &["admin.example.com"], "/"),
+            upstream("tenants", &["*.tenants.example.com"], "/"),
+        ]);
+        let pick = |host: Option<&str>, path| table.select(host, path).map(Upstream::name);
+        assert_eq!(pick(None, "/"), Some("default"));
+        assert_eq!(pick(None, "/api"), Some("api"));
+        assert_eq!(pick(None, "/api/x"), Some("api"));
+        assert_eq!(pick(None, "/apix"), Some("default"), "prefixes match whole segments");
+        assert_eq!(pick(None, "/api/v2/x"), Some("api-v2"));
+        assert_eq!(pick(Some("admin.example.com"), "/api"), Some("admin"));
+        assert_eq!(pick(Some("a.tenants.example.com"), "/"), Some("tenants"));
+        assert_eq!(pick(Some("tenants.example.com"), "/"), Some("default"));
+        assert_eq!(pick(Some("eviltenants.example.com"), "/"), Some("default"));
+    }
+
+    #[test]
+    fn builds_upstream_uris_and_refuses_bad_urls() {
+        let base = Upstream::new("app", "http://localhost:3000/base/", &[], "/", false).unwrap();
+        assert_eq!(base.uri_for("/x", Some("a=1")).unwrap(), "http://localhost:3000/base/x?a=1");
+        for bad in ["https://a:1", "ftp://a", "http://u:p@a:1", "http://a:1/?q", "not a url"] {
+            assert!(Upstream::new("app", bad, &[], "/", false).is_err(), "{bad}");
+        }
+        assert!(Upstream::new("bad name", "http://a:1", &[], "/", false).is_err());
+    }
+
+    #[test]
+    fn request_host_strips_port_and_case() {
+        let uri: Uri = "/x".parse().unwrap();
+        let host = |value: &str| request_host(Some(&HeaderValue::from_str(value).unwrap()), &uri);
+        assert_eq!(host("App.Example.com:8443").as_deref(), Some("app.example.com"));
+        assert_eq!(host("[::1]:8080").as_deref(), Some("::1"));
+        assert_eq!(request_host(None, &"http://h.example/x".parse().unwrap()).as_deref(), Some("h.example"));
+    }
+}

@@ -1,0 +1,108 @@
+//! The in-process identity cache: credential hash → `Arc<Identity>`, so that a request whose
+//! credential was seen recently costs one hash-map lookup and no store round trip.
+//!
+//! Revocation evicts at once. A load that raced with a revocation (read the session just before
+//! it was deleted, inserted just after it was evicted) is caught by the revocation marks: the
+//! revoker marks then evicts, the loader inserts then checks the marks, so whichever runs last
+//! removes the stale entry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::identity::Identity;
+
+/// SHA-256 of a credential: the cache key and the store key.
+pub type CredentialHash = [u8; 32];
+
+/// Cached identities keyed by credential hash.
+#[derive(Debug, Clone)]
+pub struct IdentityCache {
+    entries: Cache<CredentialHash, Arc<Identity>>,
+    /// When each credential was last revoked.
+    revoked_credentials: moka::sync::Cache<CredentialHash, Instant>,
+    /// When each user's credentials were last revoked all at once.
+    revoked_users: moka::sync::Cache<Uuid, Instant>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Each entry lives for the cache TTL or until its credential expires, whichever is first.
+struct IdentityExpiry {
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl Expiry<CredentialHash, Arc<Identity>> for IdentityExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &CredentialHash,
+        identity: &Arc<Identity>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(self.ttl.min(self.clock.now().until(identity.expires_at)))
+    }
+}
+
+impl IdentityCache {
+    /// A cache holding each identity for at most `ttl` and up to `capacity` entries.
+    pub fn new(ttl: Duration, capacity: u64, clock: Arc<dyn Clock>) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(IdentityExpiry { ttl, clock: Arc::clone(&clock) })
+            .support_invalidation_closures()
+            .build();
+        // Marks must outlive any load that started before them; a load takes at most the
+        // store's timeouts, far below this.
+        let mark_ttl = ttl + Duration::from_secs(60);
+        let revoked_credentials =
+            moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
+        let revoked_users = moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
+        Self { entries, revoked_credentials, revoked_users, clock }
+    }
+
+    /// The cached, unexpired identity for `hash`. Never touches a store.
+    pub async fn get(&self, hash: &CredentialHash) -> Option<Arc<Identity>> {
+        let identity = self.entries.get(hash).await?;
+        if identity.expires_at > self.clock.now() {
+            Some(identity)
+        } else {
+            self.entries.invalidate(hash).await;
+            None
+        }
+    }
+
+    /// Caches an identity whose load from the store began at `load_started`, unless a
+    /// revocation happened since then (the load may have read the state before it).
+    pub async fn insert(&self, hash: CredentialHash, identity: Arc<Identity>, load_started: Instant) {
+        let user_id = identity.user_id;
+        self.entries.insert(hash, identity).await;
+        let revoked_since = |mark: Option<Instant>| mark.is_some_and(|at| at >= load_started);
+        if revoked_since(self.revoked_credentials.get(&hash))
+            || revoked_since(self.revoked_users.get(&user_id))
+        {
+            self.entries.invalidate(&hash).await;
+        }
+    }
+
+    /// Evicts one credential.
+    pub async fn evict_credential(&self, hash: &CredentialHash) {
+        self.revoked_credentials.insert(*hash, Instant::now());
+        self.entries.invalidate(hash).await;
+    }
+
+    /// Evicts every credential of a user (logout everywhere, disable, role change).
+    pub fn evict_user(&self, user_id: Uuid) {
+        self.revoked_users.insert(user_id, Instant::now());
+        // Only fails if closures are not enabled, and they are (see `new`).
+        let _ = self.entries.invalidate_entries_if(move |_, identity| identity.user_id == user_id);
+    }
+
+    /// How many identities are cached (approximate).
+    pub fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+}

@@ -1,0 +1,237 @@
+//! Domain types: who a user is ([`User`]) and who a request is ([`Identity`]).
+//!
+//! An [`Identity`] is what the gateway forwards: built once when a credential is loaded into
+//! the cache, with its identity headers already rendered, and shared as `Arc<Identity>` by every
+//! request that presents the same credential.
+
+pub mod cache;
+pub mod email;
+pub mod session;
+
+use http::{HeaderName, HeaderValue};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::gateway::headers::HeaderNames;
+pub use email::Email;
+
+/// How a request proved who it is (`X-Auth-Method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// The session cookie.
+    Session,
+}
+
+impl AuthMethod {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+        }
+    }
+}
+
+/// What a credential may do. Sessions carry every scope; keys and tokens carry a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scopes {
+    /// Every scope (a signed-in user acting directly).
+    All,
+    /// Only these.
+    Only(Vec<String>),
+}
+
+impl Scopes {
+    /// Whether `scope` is granted.
+    pub fn grants(&self, scope: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(scopes) => scopes.iter().any(|granted| granted == scope),
+        }
+    }
+}
+
+/// A user's role in one organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgRole {
+    /// Organization id.
+    pub org_id: Uuid,
+    /// Role name in that organization.
+    pub role: String,
+}
+
+/// A stored user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// User id (UUID v7).
+    pub id: Uuid,
+    /// Primary email, normalized.
+    pub email: Email,
+    /// When the email was verified.
+    pub email_verified_at: Option<Timestamp>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Unique handle.
+    pub username: Option<String>,
+    /// Avatar image URL.
+    pub avatar_url: Option<String>,
+    /// BCP 47 locale.
+    pub locale: Option<String>,
+    /// Global roles, sorted.
+    pub roles: Vec<String>,
+    /// When the account was disabled; disabled users cannot sign in.
+    pub disabled_at: Option<Timestamp>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A user as the API shows it (`{"user": …}`).
+#[derive(Debug, Serialize)]
+pub struct UserView<'a> {
+    id: Uuid,
+    email: &'a str,
+    email_verified: bool,
+    name: Option<&'a str>,
+    username: Option<&'a str>,
+    avatar_url: Option<&'a str>,
+    locale: Option<&'a str>,
+    roles: &'a [String],
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    organizations: [(); 0],
+    active_org_id: Option<Uuid>,
+}
+
+impl User {
+    /// The API representation.
+    pub fn view(&self) -> UserView<'_> {
+        UserView {
+            id: self.id,
+            email: self.email.as_str(),
+            email_verified: self.email_verified_at.is_some(),
+            name: self.name.as_deref(),
+            username: self.username.as_deref(),
+            avatar_url: self.avatar_url.as_deref(),
+            locale: self.locale.as_deref(),
+            roles: &self.roles,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            organizations: [],
+            active_org_id: None,
+        }
+    }
+}
+
+/// Checks a global role name: 1–64 of `[a-z0-9_.:-]`, so it is safe in a comma-separated header.
+///
+/// # Errors
+/// A message naming the role.
+pub fn validate_role(role: &str) -> Result<(), String> {
+    let valid = !role.is_empty()
+        && role.len() <= 64
+        && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
+    if valid { Ok(()) } else { Err(format!("role `{role}` must be 1-64 of a-z, 0-9, _ . : -")) }
+}
+
+/// Who a request is, with its identity headers pre-rendered.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// User id.
+    pub user_id: Uuid,
+    /// Primary email.
+    pub email: String,
+    /// Whether the email is verified.
+    pub email_verified: bool,
+    /// Display name.
+    pub name: Option<String>,
+    /// Unique handle.
+    pub username: Option<String>,
+    /// Global roles.
+    pub roles: Vec<String>,
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// How the request authenticated.
+    pub method: AuthMethod,
+    /// The session behind the credential, if any.
+    pub session_id: Option<Uuid>,
+    /// The active organization and the user's role in it.
+    pub active_org: Option<OrgRole>,
+    /// Every organization the user belongs to.
+    pub orgs: Vec<OrgRole>,
+    /// When the credential stops being valid (absolute or idle expiry, whichever is first).
+    pub expires_at: Timestamp,
+    headers: Box<[(HeaderName, HeaderValue)]>,
+}
+
+/// Everything an [`Identity`] holds except its rendered headers.
+#[derive(Debug, Clone)]
+pub struct IdentityParts {
+    /// The user.
+    pub user: User,
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// How the request authenticated.
+    pub method: AuthMethod,
+    /// The session, if any.
+    pub session_id: Option<Uuid>,
+    /// Credential expiry.
+    pub expires_at: Timestamp,
+}
+
+impl Identity {
+    /// Builds the identity and renders its headers once with `names`.
+    pub fn new(parts: IdentityParts, names: &HeaderNames) -> Self {
+        let user = parts.user;
+        let mut identity = Self {
+            user_id: user.id,
+            email: user.email.as_str().to_owned(),
+            email_verified: user.email_verified_at.is_some(),
+            name: user.name,
+            username: user.username,
+            roles: user.roles,
+            scopes: parts.scopes,
+            method: parts.method,
+            session_id: parts.session_id,
+            active_org: None,
+            orgs: Vec::new(),
+            expires_at: parts.expires_at,
+            headers: Box::new([]),
+        };
+        identity.headers = names.render(&identity).into_boxed_slice();
+        identity
+    }
+
+    /// The identity headers to insert into a forwarded request.
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
+    /// Whether the user has global role `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|held| held == role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_header_safe() {
+        assert!(validate_role("system_admin").is_ok());
+        assert!(validate_role("team:ops").is_ok());
+        for bad in ["", "Admin", "a,b", "a b", "ü"] {
+            assert!(validate_role(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_grant_as_documented() {
+        assert!(Scopes::All.grants("write"));
+        let only = Scopes::Only(vec!["read".into()]);
+        assert!(only.grants("read"));
+        assert!(!only.grants("write"));
+    }
+}

@@ -1,0 +1,321 @@
+//! Sessions: opaque 256-bit tokens in a cookie, stored hashed in the ephemeral store with an
+//! absolute and an idle expiry, and served from the identity cache on the hot path.
+//!
+//! A token is never stored: the store key and the cache key are its SHA-256, so a dump of
+//! either signs nobody in. This module knows nothing about cookies or HTTP; `auth/cookies.rs`
+//! carries tokens in and out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::cache::{CredentialHash, IdentityCache};
+use super::{AuthMethod, Identity, IdentityParts, Scopes, User};
+use crate::clock::{Clock, Timestamp};
+use crate::crypto;
+use crate::gateway::headers::HeaderNames;
+use crate::store::StoreError;
+use crate::store::ephemeral::EphemeralStore;
+use crate::store::users::UserStore;
+
+/// Prefix of the cookie value; a new format gets a new version.
+const TOKEN_VERSION: &str = "v1.";
+/// Last-seen times are written at most this often per session.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest user agent kept with a session.
+const MAX_USER_AGENT: usize = 256;
+
+/// The secret a client holds; only its hash is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// A new random token.
+    pub fn generate() -> Self {
+        Self(crypto::random_token())
+    }
+
+    /// Parses a cookie value (`v1.` + 43 base64url characters); anything else is `None`.
+    pub fn from_cookie_value(value: &str) -> Option<Self> {
+        let token = value.strip_prefix(TOKEN_VERSION)?;
+        let well_formed =
+            token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then(|| Self(token.to_owned()))
+    }
+
+    /// The cookie value.
+    pub fn cookie_value(&self) -> String {
+        format!("{TOKEN_VERSION}{}", self.0)
+    }
+
+    /// The hash under which the session is stored and cached.
+    pub fn hash(&self) -> CredentialHash {
+        crypto::sha256(self.0.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(..)")
+    }
+}
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Public id (listing, deleting one session).
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Last activity (ms), updated at most once a minute.
+    pub last_seen_at: i64,
+    /// Absolute expiry (ms).
+    pub expires_at: i64,
+    /// Client IP at creation.
+    pub ip: Option<String>,
+    /// Client user agent at creation (truncated).
+    pub user_agent: Option<String>,
+}
+
+impl SessionRecord {
+    fn deadline(&self, idle_timeout: Duration) -> Timestamp {
+        let idle = Timestamp::from_millis(self.last_seen_at).add(idle_timeout);
+        idle.min(Timestamp::from_millis(self.expires_at))
+    }
+}
+
+/// Where a session was created from.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+}
+
+/// Session lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLifetimes {
+    /// Absolute lifetime.
+    pub ttl: Duration,
+    /// Sliding idle lifetime.
+    pub idle_timeout: Duration,
+}
+
+/// Creates, authenticates, lists and ends sessions.
+#[derive(Debug, Clone)]
+pub struct SessionService {
+    store: Arc<dyn EphemeralStore>,
+    users: UserStore,
+    cache: IdentityCache,
+    clock: Arc<dyn Clock>,
+    lifetimes: SessionLifetimes,
+    header_names: Arc<HeaderNames>,
+}
+
+impl SessionService {
+    /// A service over the given stores and cache.
+    pub fn new(
+        store: Arc<dyn EphemeralStore>,
+        users: UserStore,
+        cache: IdentityCache,
+        clock: Arc<dyn Clock>,
+        lifetimes: SessionLifetimes,
+        header_names: Arc<HeaderNames>,
+    ) -> Self {
+        Self { store, users, cache, clock, lifetimes, header_names }
+    }
+
+    /// Starts a session for `user`.
+    ///
+    /// # Errors
+    /// The store fails; nothing is half-written (the index entry is only added after the
+    /// session itself, and a dangling index entry is ignored when listing).
+    pub async fn create(&self, user: &User, client: ClientInfo) -> Result<(SessionToken, SessionRecord), StoreError> {
+        let token = SessionToken::generate();
+        let now = self.clock.now();
+        let record = SessionRecord {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            created_at: now.as_millis(),
+            last_seen_at: now.as_millis(),
+            expires_at: now.add(self.lifetimes.ttl).as_millis(),
+            ip: client.ip,
+            user_agent: client.user_agent.map(|agent| agent.chars().take(MAX_USER_AGENT).collect()),
+        };
+        let key = crypto::hex(&token.hash());
+        self.save(&key, &record, now).await?;
+        self.store.set_add(&user_index(user.id), &key, self.lifetimes.ttl).await?;
+        Ok((token, record))
+    }
+
+    /// The identity behind `token`: from the cache when possible, else from the store (then
+    /// cached). `None` for unknown, expired or ended sessions and disabled users.
+    ///
+    /// # Errors
+    /// The store is unavailable on a cache miss.
+    pub async fn authenticate(&self, token: &SessionToken) -> Result<Option<Arc<Identity>>, StoreError> {
+        let hash = token.hash();
+        if let Some(identity) = self.cache.get(&hash).await {
+            return Ok(Some(identity));
+        }
+        let load_started = Instant::now();
+        let Some((record, user)) = self.load(&hash).await? else {
+            return Ok(None);
+        };
+        let identity = Arc::new(Identity::new(
+            IdentityParts {
+                user,
+                scopes: Scopes::All,
+                method: AuthMethod::Session,
+                session_id: Some(record.id),
+                expires_at: record.deadline(self.lifetimes.idle_timeout),
+            },
+            &self.header_names,
+        ));
+        self.cache.insert(hash, Arc::clone(&identity), load_started).await;
+        Ok(Some(identity))
+    }
+
+    /// Loads a live session and its enabled user, touching last-seen when due; ends sessions
+    /// found expired or belonging to a disabled or deleted user.
+    async fn load(&self, hash: &CredentialHash) -> Result<Option<(SessionRecord, User)>, StoreError> {
+        let key = crypto::hex(hash);
+        let Some(bytes) = self.store.get(&session_key(&key)).await? else {
+            return Ok(None);
+        };
+        let mut record: SessionRecord = serde_json::from_slice(&bytes)
+            .map_err(|error| StoreError::Corrupt(format!("session record: {error}")))?;
+        let now = self.clock.now();
+        if record.deadline(self.lifetimes.idle_timeout) <= now {
+            self.remove(&key, record.user_id).await?;
+            return Ok(None);
+        }
+        let user = match self.users.find(record.user_id).await? {
+            Some(user) if user.disabled_at.is_none() => user,
+            _ => {
+                self.remove(&key, record.user_id).await?;
+                return Ok(None);
+            }
+        };
+        if Timestamp::from_millis(record.last_seen_at).add(TOUCH_INTERVAL) <= now {
+            record.last_seen_at = now.as_millis();
+            self.save(&key, &record, now).await?;
+        }
+        Ok(Some((record, user)))
+    }
+
+    /// The user's live sessions, newest first.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn list(&self, user_id: Uuid) -> Result<Vec<SessionRecord>, StoreError> {
+        let now = self.clock.now();
+        let mut sessions = Vec::new();
+        for key in self.store.set_members(&user_index(user_id)).await? {
+            match self.store.get(&session_key(&key)).await? {
+                Some(bytes) => {
+                    let record: SessionRecord = serde_json::from_slice(&bytes)
+                        .map_err(|error| StoreError::Corrupt(format!("session record: {error}")))?;
+                    if record.user_id == user_id && record.deadline(self.lifetimes.idle_timeout) > now {
+                        sessions.push(record);
+                    }
+                }
+                // The session ended or expired; drop the stale index entry.
+                None => self.store.set_remove(&user_index(user_id), &key).await?,
+            }
+        }
+        sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(sessions)
+    }
+
+    /// Ends the session behind `token` (logout). Ending an unknown session does nothing.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn end(&self, token: &SessionToken) -> Result<(), StoreError> {
+        let hash = token.hash();
+        self.cache.evict_credential(&hash).await;
+        let key = crypto::hex(&hash);
+        let Some(bytes) = self.store.take(&session_key(&key)).await? else { return Ok(()) };
+        if let Ok(record) = serde_json::from_slice::<SessionRecord>(&bytes) {
+            self.store.set_remove(&user_index(record.user_id), &key).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the user's session with public id `session_id`. Returns `false` if the user has
+    /// no such session.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn end_by_id(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError> {
+        for key in self.store.set_members(&user_index(user_id)).await? {
+            let Some(bytes) = self.store.get(&session_key(&key)).await? else { continue };
+            let Ok(record) = serde_json::from_slice::<SessionRecord>(&bytes) else { continue };
+            if record.id == session_id && record.user_id == user_id {
+                self.evict_key(&key).await;
+                self.remove(&key, user_id).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Ends every session of the user (logout everywhere, disable). Returns how many ended.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn end_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
+        self.cache.evict_user(user_id);
+        let keys = self.store.set_members(&user_index(user_id)).await?;
+        for key in &keys {
+            self.store.delete(&session_key(key)).await?;
+            self.store.set_remove(&user_index(user_id), key).await?;
+        }
+        Ok(keys.len())
+    }
+
+    /// How many identities the cache holds (approximate).
+    pub fn cached_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Drops every cached identity of the user so that changes (roles, disable) apply on the
+    /// next request.
+    pub fn refresh_user(&self, user_id: Uuid) {
+        self.cache.evict_user(user_id);
+    }
+
+    async fn evict_key(&self, key: &str) {
+        if let Some(hash) = crypto::unhex32(key) {
+            self.cache.evict_credential(&hash).await;
+        }
+    }
+
+    async fn save(&self, key: &str, record: &SessionRecord, now: Timestamp) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let ttl = now.until(record.deadline(self.lifetimes.idle_timeout));
+        self.store.put(&session_key(key), &bytes, ttl).await
+    }
+
+    async fn remove(&self, key: &str, user_id: Uuid) -> Result<(), StoreError> {
+        self.store.delete(&session_key(key)).await?;
+        self.store.set_remove(&user_index(user_id), key).await
+    }
+}
+
+fn session_key(hash_hex: &str) -> String {
+    format!("session:{hash_hex}")
+}
+
+fn user_index(user_id: Uuid) -> String {
+    format!("user_sessions:{user_id}")
+}
+
+#[cfg(test)]
+mod tests;

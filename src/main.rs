@@ -1,0 +1,59 @@
+//! The `portcullis` command: serve (the default), check the configuration, and administer users.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Portcullis, an authentication sidecar.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without one, the embedded defaults are used.
+    #[arg(long, short, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Serve,
+    /// Validate the configuration and print it with secrets masked.
+    CheckConfig,
+    /// Manage users in the configured database.
+    #[command(subcommand)]
+    User(cli::UserCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match portcullis::config::Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("portcullis: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        return cli::check_config(&config);
+    }
+    cli::init_logging(config.log);
+    // Startup invariant: building the runtime only fails when the OS refuses threads.
+    #[allow(clippy::expect_used)]
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    runtime.block_on(async move {
+        match cli.command {
+            None | Some(Command::Serve) => cli::serve(config).await,
+            Some(Command::User(command)) => cli::user(config, command).await,
+            Some(Command::CheckConfig) => unreachable!("handled above"),
+        }
+    })
+}

@@ -1,0 +1,148 @@
+//! Prometheus metrics: one registry per [`crate::App`] (no globals, so tests can run several
+//! apps in one process), rendered as text by the admin listener.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Which part of Portcullis answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteClass {
+    /// The `/auth` API and pages.
+    Auth,
+    /// Forward-auth checks (`/auth/verify`).
+    Verify,
+    /// Requests forwarded (or refused) by the gateway.
+    Proxy,
+}
+
+impl RouteClass {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Verify => "verify",
+            Self::Proxy => "proxy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    class: &'static str,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClassLabels {
+    class: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthLabels {
+    method: &'static str,
+    outcome: &'static str,
+}
+
+/// The metrics Portcullis records.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<ClassLabels, Histogram>,
+    upstream_duration: Histogram,
+    auth_outcomes: Family<AuthLabels, Counter>,
+    cached_identities: Gauge,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests answered, by route class and status", requests.clone());
+        let durations = Family::<ClassLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "request_duration",
+            "Time to answer (response headers), by route class",
+            prometheus_client::registry::Unit::Seconds,
+            durations.clone(),
+        );
+        let upstream_duration = latency_histogram();
+        registry.register_with_unit(
+            "upstream_duration",
+            "Time from forwarding a request to the upstream's response headers",
+            prometheus_client::registry::Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let auth_outcomes = Family::<AuthLabels, Counter>::default();
+        registry.register("auth_outcomes", "Sign-in and credential checks, by method and outcome", auth_outcomes.clone());
+        let cached_identities = Gauge::default();
+        registry.register("cached_identities", "Identities held in the in-process cache", cached_identities.clone());
+        Arc::new(Self {
+            registry: Mutex::new(registry),
+            requests,
+            durations,
+            upstream_duration,
+            auth_outcomes,
+            cached_identities,
+        })
+    }
+
+    /// Counts an answered request and its latency.
+    pub fn record_request(&self, class: RouteClass, status: u16, seconds: f64) {
+        let class = class.as_str();
+        self.requests.get_or_create(&RequestLabels { class, status }).inc();
+        self.durations.get_or_create(&ClassLabels { class }).observe(seconds);
+    }
+
+    /// Records how long an upstream took to answer.
+    pub fn record_upstream(&self, seconds: f64) {
+        self.upstream_duration.observe(seconds);
+    }
+
+    /// Counts an authentication outcome (`method` e.g. `password`, `outcome` e.g. `success`).
+    pub fn record_auth(&self, method: &'static str, outcome: &'static str) {
+        self.auth_outcomes.get_or_create(&AuthLabels { method, outcome }).inc();
+    }
+
+    /// Prometheus text exposition, with point-in-time gauges refreshed first.
+    pub fn render(&self, cached_identities: u64) -> String {
+        self.cached_identities.set(i64::try_from(cached_identities).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
+        out
+    }
+}
+
+/// Buckets from 100 µs to ~26 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_by_class_and_status() {
+        let metrics = Metrics::new();
+        metrics.record_request(RouteClass::Proxy, 200, 0.001);
+        metrics.record_request(RouteClass::Proxy, 200, 0.002);
+        metrics.record_request(RouteClass::Auth, 401, 0.003);
+        metrics.record_auth("password", "failure");
+        let text = metrics.render(7);
+        assert!(text.contains("portcullis_requests_total{class=\"proxy\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("portcullis_requests_total{class=\"auth\",status=\"401\"} 1"), "{text}");
+        assert!(text.contains("portcullis_auth_outcomes_total{method=\"password\",outcome=\"failure\"} 1"));
+        assert!(text.contains("portcullis_cached_identities 7"), "{text}");
+        assert!(text.contains("portcullis_request_duration_seconds_bucket"), "{text}");
+    }
+}

@@ -1,0 +1,84 @@
+//! The connection a request came in on, and the client address believed for it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// The TCP peer and listener kind, put into every request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Remote address of the connection.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// The client's IP: the peer's, or, when the peer is a trusted proxy, the right-most address in
+/// `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_ip(peer: &Peer, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer_ip = canonical(peer.addr.ip());
+    if !is_trusted(peer_ip, trusted) {
+        return peer_ip;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>().map(canonical) else {
+            // An unparsable hop ends what we can believe.
+            return peer_ip;
+        };
+        if !is_trusted(ip, trusted) {
+            return ip;
+        }
+    }
+    peer_ip
+}
+
+/// Whether `ip` is a configured trusted proxy.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) as plain IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn peer(ip: &str) -> Peer {
+        Peer { addr: SocketAddr::new(ip.parse().unwrap(), 1234), tls: false }
+    }
+
+    fn xff(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let headers = xff("203.0.113.9, 10.0.0.7");
+        assert_eq!(client_ip(&peer("10.0.0.1"), &headers, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&peer("198.51.100.1"), &headers, &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&peer("10.0.0.1"), &HeaderMap::new(), &trusted), "10.0.0.1".parse::<IpAddr>().unwrap());
+        // A spoofed left-most entry cannot hide the real client.
+        let spoofed = xff("1.1.1.1, 203.0.113.9");
+        assert_eq!(client_ip(&peer("10.0.0.1"), &spoofed, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&peer("10.0.0.1"), &xff("garbage"), &trusted), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&peer("::ffff:192.0.2.1"), &HeaderMap::new(), &[]), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+}

@@ -1,0 +1,97 @@
+//! One conformance suite for every ephemeral backend, run with a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{DatabaseStore, EphemeralStore, MemoryStore};
+use crate::clock::ManualClock;
+use crate::store::sql::Database;
+
+async fn run_suite(store: &dyn EphemeralStore, clock: &ManualClock) {
+    let minute = Duration::from_secs(60);
+
+    // put / get / replace / expiry
+    store.put("a", b"one", minute).await.unwrap();
+    assert_eq!(store.get("a").await.unwrap().as_deref(), Some(&b"one"[..]));
+    store.put("a", b"two", minute).await.unwrap();
+    assert_eq!(store.get("a").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(store.get("missing").await.unwrap(), None);
+    store.put("short", b"x", Duration::from_secs(1)).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(store.get("short").await.unwrap(), None, "expired values are invisible");
+    assert_eq!(store.take("short").await.unwrap(), None, "and cannot be taken");
+
+    // take is single use
+    store.put("token", b"secret", minute).await.unwrap();
+    assert_eq!(store.take("token").await.unwrap().as_deref(), Some(&b"secret"[..]));
+    assert_eq!(store.take("token").await.unwrap(), None);
+
+    // delete
+    store.put("d", b"x", minute).await.unwrap();
+    store.delete("d").await.unwrap();
+    assert_eq!(store.get("d").await.unwrap(), None);
+    store.delete("never-existed").await.unwrap();
+
+    // fixed-window counters
+    assert_eq!(store.incr("c", minute).await.unwrap(), 1);
+    assert_eq!(store.incr("c", minute).await.unwrap(), 2);
+    clock.advance(Duration::from_secs(59));
+    assert_eq!(store.incr("c", minute).await.unwrap(), 3, "increments do not extend the window");
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(store.incr("c", minute).await.unwrap(), 1, "a new window starts at one");
+    store.delete("c").await.unwrap();
+    assert_eq!(store.incr("c", minute).await.unwrap(), 1, "delete resets a counter");
+
+    // sets with per-member expiry
+    store.set_add("s", "m1", minute).await.unwrap();
+    store.set_add("s", "m2", Duration::from_secs(1)).await.unwrap();
+    store.set_add("s", "m1", minute).await.unwrap();
+    let mut members = store.set_members("s").await.unwrap();
+    members.sort();
+    assert_eq!(members, ["m1", "m2"]);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(store.set_members("s").await.unwrap(), ["m1"]);
+    store.set_remove("s", "m1").await.unwrap();
+    assert!(store.set_members("s").await.unwrap().is_empty());
+    assert!(store.set_members("none").await.unwrap().is_empty());
+
+    // sweep keeps live entries
+    store.put("live", b"x", minute).await.unwrap();
+    store.sweep().await.unwrap();
+    assert!(store.get("live").await.unwrap().is_some());
+    store.ping().await.unwrap();
+}
+
+async fn concurrent_takes_yield_one_winner(store: Arc<dyn EphemeralStore>) {
+    store.put("race", b"x", Duration::from_secs(60)).await.unwrap();
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.take("race").await.unwrap().is_some() })
+        })
+        .collect();
+    let mut winners = 0;
+    for taker in takers {
+        winners += usize::from(taker.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::new(Arc::new(clock.clone()));
+    run_suite(&store, &clock).await;
+    concurrent_takes_yield_one_winner(Arc::new(MemoryStore::new(Arc::new(clock)))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    let db = Database::connect(&url, 4).await.unwrap();
+    let clock = ManualClock::new();
+    let store = DatabaseStore::new(db.clone(), Arc::new(clock.clone()));
+    run_suite(&store, &clock).await;
+    concurrent_takes_yield_one_winner(Arc::new(DatabaseStore::new(db, Arc::new(clock)))).await;
+}

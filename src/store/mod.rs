@@ -1,0 +1,71 @@
+//! Persistence: the SQL database (users, roles, settings) and the ephemeral store (sessions,
+//! one-time tokens, counters). Nothing here knows about HTTP, cookies or headers.
+
+pub mod ephemeral;
+pub mod sql;
+pub mod users;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached (connection refused, pool timeout, database locked): the
+    /// request may succeed later.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A unique constraint refused the write.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// A stored value could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other database error (a bug or a schema mismatch).
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// Classifies a sqlx error, naming what a unique violation would duplicate.
+    pub fn from_sqlx(error: sqlx::Error, what: &'static str) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(what),
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL connection (08…) and shutdown (57P…) classes; SQLite BUSY (5)
+                // and LOCKED (6): all transient.
+                if code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6" {
+                    Self::Unavailable(error)
+                } else {
+                    Self::Database(error)
+                }
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => Self::Unavailable(error),
+            _ => Self::Database(error),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::from_sqlx(error, "record")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => {
+                Self::new(ErrorCode::StoreUnavailable, "The store is unavailable, try again shortly")
+                    .with_cause(error)
+            }
+            StoreError::Conflict(what) => Self::new(ErrorCode::Conflict, format!("{what} already exists")),
+            StoreError::Corrupt(_) | StoreError::Database(_) => Self::internal(error),
+        }
+    }
+}

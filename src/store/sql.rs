@@ -1,0 +1,167 @@
+//! The SQL database: connecting (SQLite by default, PostgreSQL), migrations, and settings.
+//!
+//! Queries are written once in portable SQL (`$1` placeholders, `ON CONFLICT`, `RETURNING`)
+//! and run through sqlx's `Any` driver; only the migrations differ per backend, side by side in
+//! `migrations/sqlite` and `migrations/postgres`.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
+
+use super::StoreError;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which SQL engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (file or memory).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A pooled connection to the configured database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Database {
+    /// Connects and runs the migrations. A SQLite file is created if missing.
+    ///
+    /// # Errors
+    /// The database cannot be reached or a migration fails.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5));
+        let url = match backend {
+            Backend::Sqlite => {
+                if is_sqlite_memory(url) {
+                    // Each connection to `:memory:` is its own database: keep exactly one.
+                    options = options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+                }
+                sqlite_url(url)
+            }
+            Backend::Postgres => url.to_owned(),
+        };
+        let pool = options.connect(&url).await.map_err(StoreError::from)?;
+        let database = Self { pool, backend };
+        if backend == Backend::Sqlite && !is_sqlite_memory(&url) {
+            // WAL lets readers proceed during a write; it is a property of the file, set once.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&database.pool).await?;
+        }
+        database.migrate().await?;
+        Ok(database)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(error) => StoreError::from(error),
+            other => StoreError::Corrupt(format!("migration failed: {other}")),
+        })
+    }
+
+    /// The pool, for the repositories in this module tree.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The engine behind the pool.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks the database answers.
+    ///
+    /// # Errors
+    /// It does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The stored setting `key`, setting it to `make()` first if absent. When several replicas
+    /// start at once, all of them end up with the value that was written first.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn setting_or_insert(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(make())
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<String, _>("value")?)
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Adds `mode=rwc` (create if missing) unless the URL chooses a mode.
+fn sqlite_url(url: &str) -> String {
+    if is_sqlite_memory(url) || url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_a_sqlite_file_and_keeps_the_first_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("new.db").display());
+        let database = Database::connect(&url, 2).await.unwrap();
+        database.ping().await.unwrap();
+        let first = database.setting_or_insert("k", || "one".into()).await.unwrap();
+        let second = database.setting_or_insert("k", || "two".into()).await.unwrap();
+        assert_eq!((first.as_str(), second.as_str()), ("one", "one"));
+        assert!(dir.path().join("new.db").exists());
+    }
+
+    #[tokio::test]
+    async fn memory_databases_work_with_one_connection() {
+        let database = Database::connect("sqlite::memory:", 5).await.unwrap();
+        database.setting_or_insert("k", || "v".into()).await.unwrap();
+        assert_eq!(database.setting_or_insert("k", || "x".into()).await.unwrap(), "v");
+    }
+
+    #[test]
+    fn sqlite_urls_create_missing_files() {
+        assert_eq!(sqlite_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+        assert_eq!(sqlite_url("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
+        assert_eq!(sqlite_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+    }
+}

@@ -1,0 +1,242 @@
+//! The user repository: accounts, password hashes and global roles.
+
+use sqlx::any::AnyRow;
+use sqlx::{Acquire, Row};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::sql::Database;
+use crate::clock::Timestamp;
+use crate::identity::{Email, User};
+
+const USER_COLUMNS: &str = "id, email, email_verified_at, name, username, avatar_url, locale, \
+                            disabled_at, created_at, updated_at";
+
+/// A user about to be created.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Email, normalized.
+    pub email: Email,
+    /// Display name.
+    pub name: Option<String>,
+    /// Argon2id PHC string, for password accounts.
+    pub password_hash: Option<String>,
+    /// Initial global roles.
+    pub roles: Vec<String>,
+}
+
+/// Reads and writes users.
+#[derive(Debug, Clone)]
+pub struct UserStore {
+    db: Database,
+}
+
+impl UserStore {
+    /// A repository over `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Creates a user with its roles in one transaction: the user fully exists or not at all.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if the email is taken.
+    pub async fn create(&self, new: NewUser, now: Timestamp) -> Result<User, StoreError> {
+        let id = Uuid::now_v7();
+        let mut connection = self.db.pool().acquire().await?;
+        let mut tx = connection.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(id.to_string())
+        .bind(new.email.as_str())
+        .bind(new.name.as_deref())
+        .bind(new.password_hash.as_deref())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(|error| StoreError::from_sqlx(error, "an account with this email"))?;
+        let mut roles = new.roles;
+        roles.sort();
+        roles.dedup();
+        for role in &roles {
+            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+                .bind(id.to_string())
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(User {
+            id,
+            email: new.email,
+            email_verified_at: None,
+            name: new.name,
+            username: None,
+            avatar_url: None,
+            locale: None,
+            roles,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The user with `id`.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn find(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let query = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
+        let row = sqlx::query(query).bind(id.to_string()).fetch_optional(self.db.pool()).await?;
+        match row {
+            Some(row) => Ok(Some(self.user_from_row(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The user with `email` and its password hash, if any.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn find_by_email(&self, email: &Email) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let query = sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"
+        ));
+        let row = sqlx::query(query).bind(email.as_str()).fetch_optional(self.db.pool()).await?;
+        match row {
+            Some(row) => {
+                let hash: Option<String> = row.try_get("password_hash")?;
+                Ok(Some((self.user_from_row(&row).await?, hash)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the user's global roles.
+    ///
+    /// # Errors
+    /// The database fails. Returns `false` if there is no such user.
+    pub async fn set_roles(&self, id: Uuid, roles: &[String], now: Timestamp) -> Result<bool, StoreError> {
+        let mut connection = self.db.pool().acquire().await?;
+        let mut tx = connection.begin().await?;
+        let updated = sqlx::query("UPDATE users SET updated_at = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        for role in roles {
+            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id.to_string())
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Disables (or re-enables) the user. Returns `false` if there is no such user.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn set_disabled(&self, id: Uuid, disabled: bool, now: Timestamp) -> Result<bool, StoreError> {
+        let result = sqlx::query("UPDATE users SET disabled_at = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(disabled.then_some(now.as_millis()))
+            .bind(now.as_millis())
+            .execute(self.db.pool())
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn user_from_row(&self, row: &AnyRow) -> Result<User, StoreError> {
+        let id_text: String = row.try_get("id")?;
+        let id = Uuid::parse_str(&id_text).map_err(|_| StoreError::Corrupt(format!("user id {id_text}")))?;
+        let email_text: String = row.try_get("email")?;
+        let email = Email::parse(&email_text).map_err(|_| StoreError::Corrupt(format!("email of user {id}")))?;
+        let roles = sqlx::query("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
+            .bind(&id_text)
+            .fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>("role"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let time = |column: &str| -> Result<Option<Timestamp>, StoreError> {
+            Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp::from_millis))
+        };
+        Ok(User {
+            id,
+            email,
+            email_verified_at: time("email_verified_at")?,
+            name: row.try_get("name")?,
+            username: row.try_get("username")?,
+            avatar_url: row.try_get("avatar_url")?,
+            locale: row.try_get("locale")?,
+            roles,
+            disabled_at: time("disabled_at")?,
+            created_at: Timestamp::from_millis(row.try_get("created_at")?),
+            updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (UserStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("users.db").display());
+        (UserStore::new(Database::connect(&url, 2).await.unwrap()), dir)
+    }
+
+    fn new_user(email: &str) -> NewUser {
+        NewUser {
+            email: Email::parse(email).unwrap(),
+            name: Some("Ada".into()),
+            password_hash: Some("$argon2id$fake".into()),
+            roles: vec!["b".into(), "a".into(), "a".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn create_find_and_change_users() {
+        let (users, _dir) = store().await;
+        let now = Timestamp::from_millis(1_000);
+        let created = users.create(new_user("ada@example.com"), now).await.unwrap();
+        assert_eq!(created.roles, ["a", "b"]);
+
+        let (found, hash) = users.find_by_email(&created.email).await.unwrap().unwrap();
+        assert_eq!(found, created);
+        assert_eq!(hash.as_deref(), Some("$argon2id$fake"));
+        assert_eq!(users.find(created.id).await.unwrap(), Some(created.clone()));
+
+        assert!(users.set_roles(created.id, &["admin".into()], now).await.unwrap());
+        assert!(users.set_disabled(created.id, true, now).await.unwrap());
+        let changed = users.find(created.id).await.unwrap().unwrap();
+        assert_eq!(changed.roles, ["admin"]);
+        assert_eq!(changed.disabled_at, Some(now));
+        assert!(!users.set_roles(Uuid::now_v7(), &[], now).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_email_is_a_conflict_and_writes_nothing() {
+        let (users, _dir) = store().await;
+        let now = Timestamp::from_millis(1);
+        users.create(new_user("ada@example.com"), now).await.unwrap();
+        let error = users.create(new_user("ada@example.com"), now).await.unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(users.db.pool())
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(count, 1);
+    }
+}
