@@ -89,7 +89,8 @@ pub(crate) async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("Portcullis is up: open {}/ in a browser", running.public_url());
+    let admin = running.admin_addr().map(|addr| format!(" (admin: http://{addr}/metrics)")).unwrap_or_default();
+    eprintln!("Portcullis is up: open {}/ in a browser{admin}", running.public_url());
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     running.stop().await;

@@ -31,6 +31,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(providers::routes())
         .merge(pages::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
         // Limits run before any handler reads a body or checks a secret.
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit_by_ip))
         .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))

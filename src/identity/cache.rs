@@ -13,7 +13,7 @@ use moka::Expiry;
 use moka::future::Cache;
 use uuid::Uuid;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::identity::Identity;
 
 /// SHA-256 of a credential: the cache key and the store key.
@@ -22,7 +22,8 @@ pub type CredentialHash = [u8; 32];
 /// Cached identities keyed by credential hash.
 #[derive(Debug, Clone)]
 pub struct IdentityCache {
-    entries: Cache<CredentialHash, Arc<Identity>>,
+    entries: Cache<CredentialHash, Entry>,
+    ttl: Duration,
     /// When each credential was last revoked.
     revoked_credentials: moka::sync::Cache<CredentialHash, Instant>,
     /// When each user's credentials were last revoked all at once.
@@ -30,20 +31,22 @@ pub struct IdentityCache {
     clock: Arc<dyn Clock>,
 }
 
-/// Each entry lives for the cache TTL or until its credential expires, whichever is first.
+/// A cached identity and the time (on the injected clock) until which it may be served.
+#[derive(Debug, Clone)]
+struct Entry {
+    identity: Arc<Identity>,
+    fresh_until: Timestamp,
+}
+
+/// Frees each entry's memory once it is no longer fresh. Freshness itself is decided on the
+/// injected clock in [`IdentityCache::get`], so tests that move time see the same behaviour.
 struct IdentityExpiry {
-    ttl: Duration,
     clock: Arc<dyn Clock>,
 }
 
-impl Expiry<CredentialHash, Arc<Identity>> for IdentityExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &CredentialHash,
-        identity: &Arc<Identity>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(self.ttl.min(self.clock.now().until(identity.expires_at)))
+impl Expiry<CredentialHash, Entry> for IdentityExpiry {
+    fn expire_after_create(&self, _key: &CredentialHash, entry: &Entry, _created_at: Instant) -> Option<Duration> {
+        Some(self.clock.now().until(entry.fresh_until))
     }
 }
 
@@ -52,7 +55,7 @@ impl IdentityCache {
     pub fn new(ttl: Duration, capacity: u64, clock: Arc<dyn Clock>) -> Self {
         let entries = Cache::builder()
             .max_capacity(capacity)
-            .expire_after(IdentityExpiry { ttl, clock: Arc::clone(&clock) })
+            .expire_after(IdentityExpiry { clock: Arc::clone(&clock) })
             .support_invalidation_closures()
             .build();
         // Marks must outlive any load that started before them; a load takes at most the
@@ -61,14 +64,15 @@ impl IdentityCache {
         let revoked_credentials =
             moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
         let revoked_users = moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
-        Self { entries, revoked_credentials, revoked_users, clock }
+        Self { entries, ttl, revoked_credentials, revoked_users, clock }
     }
 
-    /// The cached, unexpired identity for `hash`. Never touches a store.
+    /// The cached identity for `hash` while it is fresh (within the cache TTL and before the
+    /// credential expires). Never touches a store.
     pub async fn get(&self, hash: &CredentialHash) -> Option<Arc<Identity>> {
-        let identity = self.entries.get(hash).await?;
-        if identity.expires_at > self.clock.now() {
-            Some(identity)
+        let entry = self.entries.get(hash).await?;
+        if entry.fresh_until > self.clock.now() {
+            Some(entry.identity)
         } else {
             self.entries.invalidate(hash).await;
             None
@@ -79,7 +83,8 @@ impl IdentityCache {
     /// revocation happened since then (the load may have read the state before it).
     pub async fn insert(&self, hash: CredentialHash, identity: Arc<Identity>, load_started: Instant) {
         let user_id = identity.user_id;
-        self.entries.insert(hash, identity).await;
+        let fresh_until = self.clock.now().add(self.ttl).min(identity.expires_at);
+        self.entries.insert(hash, Entry { identity, fresh_until }).await;
         let revoked_since = |mark: Option<Instant>| mark.is_some_and(|at| at >= load_started);
         if revoked_since(self.revoked_credentials.get(&hash))
             || revoked_since(self.revoked_users.get(&user_id))
@@ -98,7 +103,7 @@ impl IdentityCache {
     pub fn evict_user(&self, user_id: Uuid) {
         self.revoked_users.insert(user_id, Instant::now());
         // Only fails if closures are not enabled, and they are (see `new`).
-        let _ = self.entries.invalidate_entries_if(move |_, identity| identity.user_id == user_id);
+        let _ = self.entries.invalidate_entries_if(move |_, entry| entry.identity.user_id == user_id);
     }
 
     /// How many identities are cached (approximate).

@@ -1,0 +1,205 @@
+//! The real binary: the quick start on embedded defaults, `check-config`, the user CLI,
+//! SIGTERM, and a 1 GiB upload through the proxy process with flat memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::support::binary::{Binary, run};
+use crate::support::{EchoUpstream, Echoed, PASSWORD};
+
+fn client() -> reqwest::Client {
+    crate::support::init();
+    crate::support::app::client_builder().build().unwrap()
+}
+
+/// The ports are the only thing changed from the embedded defaults (tests run in parallel).
+const EPHEMERAL_PORTS: [(&str, &str); 2] =
+    [("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0"), ("PORTCULLIS_SERVER__ADMIN_LISTEN", "127.0.0.1:0")];
+
+#[tokio::test]
+async fn quick_start_on_embedded_defaults_shows_the_demo_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut portcullis = Binary::start(dir.path(), &[], &EPHEMERAL_PORTS).await;
+    assert!(dir.path().join("portcullis.db").exists(), "SQLite file created in the working directory");
+    let client = client();
+    let to_sign_in = client.get(format!("{}/", portcullis.url)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(to_sign_in.status(), 302);
+    let sign_in = client.get(format!("{}/auth/sign-in", portcullis.url)).send().await.unwrap();
+    assert!(sign_in.text().await.unwrap().contains("Create an account"));
+
+    let signup = client
+        .post(format!("{}/auth/signup", portcullis.url))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let page = client.get(format!("{}/", portcullis.url)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Hello, ada@example.com"), "{html}");
+    assert!(html.contains("x-auth-user-id"));
+    let json: Value = client.get(format!("{}/me.json", portcullis.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(json["identity"]["x-auth-email"], "ada@example.com");
+    let ready = client.get(format!("{}/readyz", portcullis.admin_url.as_ref().unwrap())).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    portcullis.terminate();
+    assert!(portcullis.wait(Duration::from_secs(10)).await.success(), "exit 0 on SIGTERM");
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
+    let echo = EchoUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n[[routes]]\npath = \"*\"\naccess = \"public\"\n",
+        echo.url()
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let slow = tokio::spawn(client().get(format!("{}/slow?sleep_ms=800", portcullis.url)).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    portcullis.terminate();
+    let response = slow.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(portcullis.wait(Duration::from_secs(10)).await.success());
+    assert!(portcullis.log.lock().contains("portcullis stopped"));
+}
+
+#[tokio::test]
+async fn check_config_prints_the_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "a-very-secret-hmac-key-of-32-bytes-or-more\n").unwrap();
+    std::fs::write(
+        dir.path().join("ok.toml"),
+        "[auth]\nsecret_file = \"secret\"\n[storage]\ndatabase_url = \"postgres://user:hunter2@db/portcullis\"\n",
+    )
+    .unwrap();
+    let output = run(dir.path(), &["check-config", "--config", "ok.toml"], "").await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(printed.contains("[server]") && printed.contains("listen = \"127.0.0.1:8080\""), "{printed}");
+    assert!(!printed.contains("a-very-secret") && !printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("postgres://user:********@db/portcullis"), "{printed}");
+
+    std::fs::write(dir.path().join("typo.toml"), "[session]\ncookie_nmae = \"x\"\n").unwrap();
+    let output = run(dir.path(), &["check-config", "--config", "typo.toml"], "").await;
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8(output.stderr).unwrap();
+    assert!(error.contains("session") && error.contains("cookie_nmae"), "{error}");
+
+    std::fs::write(dir.path().join("bad.toml"), "[server]\nmax_body = \"lots\"\n[[routes]]\npath = \"x\"\n").unwrap();
+    let output = run(dir.path(), &["check-config", "--config", "bad.toml"], "").await;
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8(output.stderr).unwrap();
+    assert!(error.contains("server.max_body") && error.contains("routes[0].path"), "{error}");
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let output = run(dir.path(), &["check-config", "--config", example], "").await;
+    assert!(output.status.success(), "config.example.toml: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn the_user_cli_creates_sets_roles_and_disables() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = EchoUpstream::start("app").await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"sqlite://{}\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
+        dir.path().join("users.db").display(),
+        echo.url()
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+    let cli = |args: &'static [&'static str], stdin: &'static str| {
+        let dir = dir.path().to_owned();
+        async move {
+            let mut full = vec!["--config", "portcullis.toml"];
+            full.extend_from_slice(args);
+            run(&dir, &full, stdin).await
+        }
+    };
+    let created = cli(&["user", "create", "ada@example.com", "--name", "Ada", "--roles", "admin,support", "--password-stdin"], "correct horse battery staple\n").await;
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let weak = cli(&["user", "create", "bob@example.com", "--password-stdin"], "password\n").await;
+    assert!(!weak.status.success());
+    let bad_role = cli(&["user", "set-roles", "ada@example.com", "Not A Role"], "").await;
+    assert!(!bad_role.status.success());
+
+    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let client = client();
+    let login = client
+        .post(format!("{}/auth/login", portcullis.url))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let echoed: Echoed = client.get(format!("{}/x", portcullis.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(echoed.header("x-auth-roles"), Some("admin,support"));
+    assert_eq!(echoed.header("x-auth-name"), Some("Ada"));
+
+    let set = cli(&["user", "set-roles", "ada@example.com", "support"], "").await;
+    assert!(set.status.success());
+    let disabled = cli(&["user", "disable", "ada@example.com"], "").await;
+    assert!(disabled.status.success(), "{}", String::from_utf8_lossy(&disabled.stderr));
+    assert!(String::from_utf8_lossy(&disabled.stdout).contains("ended 1 session"));
+    // The session is gone from the shared store; the server's cache holds it at most cache_ttl.
+    let after = client.get(format!("{}/auth/sessions", portcullis.url)).send().await.unwrap();
+    assert_eq!(after.status(), 200, "still cached (30 s by default)");
+    let login = crate::support::app::client_builder()
+        .build()
+        .unwrap()
+        .post(format!("{}/auth/login", portcullis.url))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 401, "disabled users cannot sign in");
+    let missing = cli(&["user", "disable", "nobody@example.com"], "").await;
+    assert!(!missing.status.success());
+    portcullis.terminate();
+    portcullis.wait(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_gibibyte_upload_streams_through_with_flat_memory() {
+    const TOTAL: u64 = 1 << 30;
+    const CHUNK: usize = 256 * 1024;
+    let echo = EchoUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\nmax_body = \"2GiB\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n[[routes]]\npath = \"/upload\"\naccess = \"public\"\n",
+        echo.url()
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let baseline = portcullis.peak_rss_kib();
+
+    let digest = Arc::new(Mutex::new(ring::digest::Context::new(&ring::digest::SHA256)));
+    let sink = Arc::clone(&digest);
+    let chunks = futures_util::stream::iter(0..TOTAL / CHUNK as u64).map(move |index| {
+        let chunk = vec![u8::try_from(index % 251).unwrap(); CHUNK];
+        sink.lock().update(&chunk);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    use futures_util::StreamExt;
+    let response = client()
+        .post(format!("{}/upload", portcullis.url))
+        .header("content-length", TOTAL.to_string())
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echoed: Echoed = response.json().await.unwrap();
+    assert_eq!(echoed.body_len, TOTAL);
+    let expected = Arc::try_unwrap(digest).ok().unwrap().into_inner().finish();
+    assert_eq!(echoed.body_sha256, crate::support::echo::hex(expected.as_ref()));
+    let peak = portcullis.peak_rss_kib();
+    assert!(peak - baseline < 64 * 1024, "proxy memory grew by {} KiB for a 1 GiB upload", peak - baseline);
+    portcullis.terminate();
+    portcullis.wait(Duration::from_secs(10)).await;
+}

@@ -1,0 +1,411 @@
+//! The gateway: forwarding, header rules, route policy, streaming, upgrades, upstream faults.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use portcullis::config::raw::RawUpstream;
+use portcullis::config::values::{Flag, StringList};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::support::{EchoUpstream, Echoed, TestApp};
+
+#[tokio::test]
+async fn a_signed_in_request_reaches_the_app_with_identity_headers() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let user = app.sign_up(&client, "ada@example.com").await;
+    let echoed = app.echo(&client, "/hello/world?x=1&y=2").await;
+    assert_eq!(echoed.path, "/hello/world");
+    assert_eq!(echoed.query.as_deref(), Some("x=1&y=2"));
+    assert_eq!(echoed.header("x-auth-user-id"), user["id"].as_str());
+    assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
+    assert_eq!(echoed.header("x-auth-name"), Some("Test User"));
+    assert_eq!(echoed.header("x-auth-method"), Some("session"));
+    assert_eq!(echoed.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(echoed.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(echoed.header("x-forwarded-host"), Some(app.url("").trim_start_matches("http://")));
+    assert!(echoed.header("cookie").is_none(), "our session cookie never reaches the app");
+}
+
+#[tokio::test]
+async fn unauthenticated_browsers_are_redirected_and_apis_get_401() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let browser = client.get(app.url("/dashboard?tab=2")).header("accept", "text/html,*/*").send().await.unwrap();
+    assert_eq!(browser.status(), StatusCode::FOUND);
+    assert_eq!(browser.headers()["location"], "/auth/sign-in?redirect_uri=%2Fdashboard%3Ftab%3D2");
+
+    let api = client.get(app.url("/dashboard")).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    assert!(api.headers().contains_key("x-request-id"));
+    let body: Value = api.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+
+    let post = client.post(app.url("/dashboard")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(post.status(), StatusCode::UNAUTHORIZED, "only GET/HEAD navigations are redirected");
+}
+
+#[tokio::test]
+async fn client_identity_headers_are_stripped_in_every_spelling_even_on_public_routes() {
+    let app = TestApp::builder().routes("[[routes]]\npath = \"/public/*\"\naccess = \"public\"\n").spawn().await;
+    let anonymous = app.client();
+    let response = anonymous
+        .get(app.url("/public/page"))
+        .header("X-Auth-User-Id", "spoofed-admin")
+        .header("x_auth_email", "spoof@evil.example")
+        .header("X-Auth-Roles", "admin")
+        .header("X-Auth-Whatever", "x")
+        .header("X-Forwarded-Email", "spoof@evil.example")
+        .header("X-Forwarded-User", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echoed: Echoed = response.json().await.unwrap();
+    for name in ["x-auth-user-id", "x_auth_email", "x-auth-roles", "x-auth-whatever", "x-forwarded-email", "x-forwarded-user"] {
+        assert!(!echoed.headers.contains_key(name), "{name} reached the app: {:?}", echoed.headers);
+    }
+
+    // Signed in: our values replace the client's, never appended beside them.
+    let client = app.signed_in("ada@example.com").await;
+    let echoed: Echoed = client
+        .get(app.url("/public/page"))
+        .header("X-Auth-Email", "spoof@evil.example")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
+}
+
+#[tokio::test]
+async fn our_cookies_are_cut_out_and_the_apps_pass_unchanged() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let signup = client
+        .post(app.url("/auth/signup"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": crate::support::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let session = signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let bare = reqwest::Client::builder().build().unwrap();
+    let echoed: Echoed = bare
+        .get(app.url("/x"))
+        .header("cookie", format!("app_theme=dark; {session}; portcullis_csrf=abc; other=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed.header("cookie"), Some("app_theme=dark; other=1"));
+    assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
+
+    // And the app cannot set ours.
+    let response = client.get(app.url("/x?set_cookies=1")).send().await.unwrap();
+    let set: Vec<_> = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    assert_eq!(set, ["app_pref=dark; Path=/"]);
+}
+
+#[tokio::test]
+async fn oauth2_proxy_preset_emits_its_header_names() {
+    let app = TestApp::builder().config(|c| c.headers.preset = "oauth2-proxy".into()).spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    let echoed = app.echo(&client, "/").await;
+    assert_eq!(echoed.header("x-forwarded-email"), Some("ada@example.com"));
+    assert_eq!(echoed.header("x-auth-request-email"), Some("ada@example.com"));
+    assert!(echoed.header("x-forwarded-user").is_some());
+    assert!(echoed.header("x-auth-email").is_none());
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_sane_and_forwarded() {
+    let app = TestApp::spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    let response = client.get(app.url("/")).header("x-request-id", "trace-abc-123").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-abc-123");
+    let echoed: Echoed = response.json().await.unwrap();
+    assert_eq!(echoed.header("x-request-id"), Some("trace-abc-123"));
+
+    let response = client.get(app.url("/")).header("x-request-id", "has spaces in it").send().await.unwrap();
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, "has spaces in it");
+    let echoed: Echoed = response.json().await.unwrap();
+    assert_eq!(echoed.header("x-request-id"), Some(id.as_str()));
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+    let untrusted = TestApp::spawn().await;
+    let client = untrusted.signed_in("ada@example.com").await;
+    let echoed: Echoed = client
+        .get(untrusted.url("/"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "for=203.0.113.7")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(echoed.header("x-forwarded-proto"), Some("http"));
+    assert_ne!(echoed.header("x-forwarded-host"), Some("evil.example"));
+    assert!(echoed.header("forwarded").is_none());
+
+    let trusted = TestApp::builder().config(|c| c.server.trusted_proxies = StringList(vec!["127.0.0.1/32".into()])).spawn().await;
+    let client = trusted.signed_in("ada@example.com").await;
+    let echoed: Echoed = client
+        .get(trusted.url("/"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(echoed.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(echoed.header("x-forwarded-host"), Some("app.example.com"));
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_do_not_cross_the_proxy() {
+    let app = TestApp::builder().routes("[[routes]]\npath = \"/*\"\naccess = \"public\"\n").spawn().await;
+    let addr = app.running().http_addr().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = "GET /raw HTTP/1.1\r\nHost: example.test\r\nConnection: keep-alive, X-Hop-Secret\r\n\
+                   X-Hop-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: gzip\r\nProxy-Authorization: Basic eDp5\r\n\
+                   X-End-To-End: kept\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let body = body.find('{').map_or(body, |start| &body[start..body.rfind('}').unwrap() + 1]);
+    let echoed: Echoed = serde_json::from_str(body).unwrap();
+    for gone in ["x-hop-secret", "keep-alive", "te", "proxy-authorization"] {
+        assert!(!echoed.headers.contains_key(gone), "{gone} crossed: {:?}", echoed.headers);
+    }
+    assert_eq!(echoed.header("x-end-to-end"), Some("kept"));
+    assert_eq!(echoed.header("host"), Some("example.test"), "the app sees the client's Host");
+}
+
+#[tokio::test]
+async fn upstreams_are_chosen_by_host_then_longest_prefix() {
+    let api = EchoUpstream::start("api").await;
+    let admin = EchoUpstream::start("admin").await;
+    let upstream = |name: &str, url: String, hosts: &[&str], prefix: &str| RawUpstream {
+        name: name.into(),
+        url,
+        hosts: StringList(hosts.iter().map(|h| (*h).to_owned()).collect()),
+        path_prefix: Some(prefix.into()),
+        http2: Flag(false),
+    };
+    let (api_url, admin_url) = (api.url(), admin.url());
+    let app = TestApp::builder()
+        .routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n")
+        .config(move |c| {
+            c.upstreams = vec![
+                upstream("api", api_url, &[], "/api"),
+                upstream("admin", admin_url, &["admin.example.com"], "/"),
+            ];
+        })
+        .spawn()
+        .await;
+    let client = app.client();
+    let pick = |host: &'static str, path: &'static str| {
+        let client = client.clone();
+        let url = app.url(path);
+        async move {
+            let response = client.get(url).header("host", host).send().await.unwrap();
+            if response.status() == 404 {
+                return "none".to_owned();
+            }
+            response.json::<Echoed>().await.unwrap().upstream
+        }
+    };
+    assert_eq!(pick("app.example.com", "/api/users").await, "api");
+    assert_eq!(pick("admin.example.com", "/api/users").await, "admin");
+    assert_eq!(pick("app.example.com", "/other").await, "app", "the any-host upstream at `/`");
+}
+
+#[tokio::test]
+async fn route_policy_public_deny_roles_methods_and_scopes() {
+    let app = TestApp::builder()
+        .routes(
+            r#"
+            [[routes]]
+            path = "/public/*"
+            access = "public"
+            [[routes]]
+            path = "/internal/*"
+            access = "deny"
+            [[routes]]
+            path = "/admin/*"
+            roles = ["admin"]
+            [[routes]]
+            path = "/api/*"
+            methods = ["POST"]
+            scopes = ["write"]
+            on_unauthenticated = "401"
+            [[routes]]
+            path = "/docs/*"
+            on_unauthenticated = "redirect"
+            [[routes]]
+            path = "/verified/*"
+            verified_email = true
+            "#,
+        )
+        .spawn()
+        .await;
+    let anonymous = app.client();
+    let status = |client: &reqwest::Client, method: reqwest::Method, path: &str| {
+        client.request(method, app.url(path)).header("accept", "text/html").send()
+    };
+    use reqwest::Method;
+    assert_eq!(status(&anonymous, Method::GET, "/public/a").await.unwrap().status(), 200);
+    assert_eq!(status(&anonymous, Method::GET, "/internal/a").await.unwrap().status(), 403);
+    assert_eq!(status(&anonymous, Method::GET, "/api/a").await.unwrap().status(), 302, "GET falls to the default rule");
+    assert_eq!(status(&anonymous, Method::POST, "/api/a").await.unwrap().status(), 401);
+    assert_eq!(status(&anonymous, Method::POST, "/docs/a").await.unwrap().status(), 302);
+
+    let ada = app.signed_in("ada@example.com").await;
+    let forbidden = status(&ada, Method::GET, "/admin/panel").await.unwrap();
+    assert_eq!(forbidden.status(), 403);
+    assert_eq!(forbidden.json::<Value>().await.unwrap()["error"], "forbidden");
+    assert_eq!(status(&ada, Method::GET, "/internal/a").await.unwrap().status(), 403);
+    assert_eq!(status(&ada, Method::POST, "/api/a").await.unwrap().status(), 200, "sessions carry every scope");
+    assert_eq!(status(&ada, Method::GET, "/verified/a").await.unwrap().status(), 403);
+    assert_eq!(status(&ada, Method::GET, "/%61dmin/panel").await.unwrap().status(), 403, "encoded path");
+    assert_eq!(status(&ada, Method::GET, "/public/../admin/panel").await.unwrap().status(), 403, "dot segments");
+
+    // Granting the role takes effect on the next request, although the identity was cached.
+    let state = app.running().state();
+    let user = state.users.find_by_email(&portcullis::identity::Email::parse("ada@example.com").unwrap()).await.unwrap().unwrap().0;
+    state.users.set_roles(user.id, &["admin".into()], state.clock.now()).await.unwrap();
+    state.sessions.refresh_user(user.id);
+    let allowed = status(&ada, Method::GET, "/admin/panel").await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.json::<Echoed>().await.unwrap().header("x-auth-roles"), Some("admin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways_and_the_limit_is_enforced() {
+    let app = TestApp::builder().config(|c| c.server.max_body = "1MiB".into()).spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+
+    let body = vec![7u8; 512 * 1024];
+    let echoed: Echoed = client.post(app.url("/upload")).body(body.clone()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(echoed.body_len, body.len() as u64);
+    assert_eq!(echoed.body_sha256, crate::support::echo::hex(ring::digest::digest(&ring::digest::SHA256, &body).as_ref()));
+
+    let declared = client.post(app.url("/upload")).body(vec![0u8; 2 * 1024 * 1024]).send().await.unwrap();
+    assert_eq!(declared.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(declared.json::<Value>().await.unwrap()["error"], "payload_too_large");
+
+    // No Content-Length: cut off once it passes the limit. Over HTTP/2 the client reads the early
+    // answer; an HTTP/1.1 client still sending would see the connection close instead.
+    let h2 = crate::support::app::client_builder().http2_prior_knowledge().build().unwrap();
+    app.sign_up(&h2, "bob@example.com").await;
+    let chunks = futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![1u8; 64 * 1024])));
+    let chunked = h2.post(app.url("/upload")).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    assert_eq!(chunked.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let download = client.get(app.url("/d?download=5000000")).send().await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.bytes().await.unwrap().len(), 5_000_000);
+}
+
+#[tokio::test]
+async fn websockets_are_passed_through_for_signed_in_users() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let signup = client
+        .post(app.url("/auth/signup"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": crate::support::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let ws_url = app.url("/ws").replace("http://", "ws://");
+
+    let mut request = ws_url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    socket.send(Message::text("ping through the proxy")).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), "ping through the proxy");
+    socket.close(None).await.unwrap();
+
+    let anonymous = tokio_tungstenite::connect_async(ws_url.as_str()).await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(response)) = anonymous else {
+        panic!("an anonymous upgrade must be refused");
+    };
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_slow_is_504() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let app = TestApp::builder()
+        .routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n")
+        .config(move |c| {
+            c.server.upstream_timeout = "300ms".into();
+            c.upstreams = vec![
+                RawUpstream { name: "down".into(), url: format!("http://{closed}"), path_prefix: Some("/down".into()), ..RawUpstream::default() },
+            ];
+        })
+        .spawn()
+        .await;
+    let client = app.client();
+    let down = client.get(app.url("/down/x")).send().await.unwrap();
+    assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(down.json::<Value>().await.unwrap()["error"], "upstream_unavailable");
+
+    let slow = client.get(app.url("/slow?sleep_ms=2000")).send().await.unwrap();
+    assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(slow.json::<Value>().await.unwrap()["error"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn http2_clients_are_served_with_prior_knowledge() {
+    let app = TestApp::spawn().await;
+    let client = crate::support::app::client_builder().http2_prior_knowledge().build().unwrap();
+    app.sign_up(&client, "ada@example.com").await;
+    let response = client.get(app.url("/h2")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let echoed: Echoed = response.json().await.unwrap();
+    assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
+    assert_eq!(echoed.version, "HTTP/1.1", "the upstream speaks HTTP/1.1 by default");
+    assert!(echoed.header("host").is_some(), "Host is set from :authority");
+}
+
+#[tokio::test]
+async fn pooled_connections_are_reused_to_the_upstream() {
+    let app = TestApp::spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    for _ in 0..20 {
+        app.echo(&client, "/again").await;
+    }
+    // The echo app counts nothing; but connections: one TCP accept per request would show up as
+    // many established sockets to its port. Check the proxy keeps only a few open.
+    let connections = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = format!(":{:04X}", app.echo.addr.port());
+    let established = connections.lines().filter(|line| line.contains(&port) && line.contains(" 01 ")).count();
+    assert!(established <= 4, "{established} connections to the upstream for 20 sequential requests");
+}

@@ -1,0 +1,169 @@
+//! `TestApp`: a real Portcullis on ephemeral loopback ports with its own SQLite database, in
+//! front of an `EchoUpstream`, plus clients that keep cookies and never follow redirects.
+
+use std::sync::Arc;
+
+use portcullis::app::{App, Running};
+use portcullis::clock::{Clock, ManualClock};
+use portcullis::config::raw::{RawConfig, RawRoute, RawUpstream};
+use portcullis::config::values::Count;
+use portcullis::config::Config;
+use reqwest::Client;
+use serde_json::{Value, json};
+
+use super::echo::{EchoUpstream, Echoed};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Builds a [`TestApp`].
+pub struct TestAppBuilder {
+    raw: RawConfig,
+    clock: Option<ManualClock>,
+    echo_name: String,
+}
+
+impl TestAppBuilder {
+    /// Changes the configuration before start.
+    pub fn config(mut self, change: impl FnOnce(&mut RawConfig)) -> Self {
+        change(&mut self.raw);
+        self
+    }
+
+    /// Replaces the route table with a `[[routes]]` TOML snippet.
+    pub fn routes(self, toml_text: &str) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Routes {
+            routes: Vec<RawRoute>,
+        }
+        let routes: Routes = toml::from_str(toml_text).unwrap();
+        self.config(|raw| raw.routes = routes.routes)
+    }
+
+    /// Uses a manual clock.
+    pub fn clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Starts the echo upstream and Portcullis.
+    pub async fn spawn(mut self) -> TestApp {
+        super::init();
+        let dir = tempfile::tempdir().unwrap();
+        let echo = EchoUpstream::start(&self.echo_name).await;
+        // The echo app serves every path that no upstream of the test claims.
+        if !self.raw.upstreams.iter().any(|upstream| upstream.name == "app") {
+            self.raw.upstreams.push(RawUpstream { name: "app".into(), url: echo.url(), ..RawUpstream::default() });
+        }
+        let database = format!("sqlite://{}", dir.path().join("portcullis.db").display());
+        self.raw.storage.database_url = database;
+        let config = Config::try_from(self.raw).unwrap();
+        let running = match self.clock.clone() {
+            Some(clock) => App::start_with_clock(config, Arc::new(clock) as Arc<dyn Clock>).await,
+            None => App::start(config).await,
+        }
+        .unwrap();
+        TestApp { running: Some(running), echo, clock: self.clock, _dir: dir }
+    }
+}
+
+/// A running Portcullis with its echo upstream.
+pub struct TestApp {
+    running: Option<Running>,
+    pub echo: EchoUpstream,
+    pub clock: Option<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// The defaults of the tests: ephemeral ports, a generous rate limit.
+    pub fn builder() -> TestAppBuilder {
+        let mut raw = RawConfig::default();
+        raw.server.listen = "127.0.0.1:0".into();
+        raw.server.admin_listen = "127.0.0.1:0".into();
+        raw.rate_limit.auth_per_minute = Count(10_000);
+        TestAppBuilder { raw, clock: None, echo_name: "app".into() }
+    }
+
+    /// Starts with the test defaults.
+    pub async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    /// Stops Portcullis (graceful shutdown) and returns when it has.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// `http://127.0.0.1:port` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running().http_addr().unwrap())
+    }
+
+    /// `https://localhost:port` + `path` (resolve `localhost` to the listener in the client).
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.running().https_addr().unwrap().port())
+    }
+
+    /// The admin listener's `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running().admin_addr().unwrap())
+    }
+
+    /// A client with its own cookie jar that does not follow redirects.
+    pub fn client(&self) -> Client {
+        client_builder().build().unwrap()
+    }
+
+    /// Signs up `email` with the test password on `client`; returns the user JSON.
+    pub async fn sign_up(&self, client: &Client, email: &str) -> Value {
+        let response = client
+            .post(self.url("/auth/signup"))
+            .json(&json!({ "email": email, "password": PASSWORD, "name": "Test User" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "signup of {email}");
+        response.json::<Value>().await.unwrap()["user"].clone()
+    }
+
+    /// A new client signed up as `email`.
+    pub async fn signed_in(&self, email: &str) -> Client {
+        let client = self.client();
+        self.sign_up(&client, email).await;
+        client
+    }
+
+    /// The CSRF token for `client`'s session.
+    pub async fn csrf(&self, client: &Client) -> String {
+        let body: Value = client.get(self.url("/auth/csrf")).send().await.unwrap().json().await.unwrap();
+        body["csrf_token"].as_str().unwrap().to_owned()
+    }
+
+    /// GETs `path` through the gateway and returns what the app received.
+    pub async fn echo(&self, client: &Client, path: &str) -> Echoed {
+        let response = client.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// How many users the database holds.
+    pub async fn user_count(&self) -> i64 {
+        use sqlx::Row;
+        sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(self.running().state().db.pool())
+            .await
+            .unwrap()
+            .get("n")
+    }
+}
+
+/// The client settings every test uses.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none())
+}

@@ -1,0 +1,18 @@
+//! Test harness: the real app on ephemeral ports, an echo upstream, the real binary.
+
+#![allow(dead_code)]
+
+pub mod app;
+pub mod binary;
+pub mod echo;
+
+pub use app::{PASSWORD, TestApp};
+pub use echo::{EchoUpstream, Echoed};
+
+/// Process-wide setup: the TLS provider for the test clients, and logs when `RUST_LOG` asks.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    }
+}
