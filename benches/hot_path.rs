@@ -1,1 +1,114 @@
-fn main() {}
+#![allow(missing_docs)] // criterion_main! generates undocumented items
+#![allow(clippy::expect_used)] // a benchmark that cannot set up should stop
+//! Micro-benchmarks of the gateway's hot-path pieces: path normalization, policy lookup in a
+//! 100-rule table, credential extraction from the Cookie header, identity-header recognition,
+//! and an identity cache hit. Run with `cargo bench --bench hot_path`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use portcullis::clock::{SystemClock, Timestamp};
+use portcullis::config::Config;
+use portcullis::cookies;
+use portcullis::gateway::headers::HeaderNames;
+use portcullis::gateway::pattern::normalize_path;
+use portcullis::identity::cache::IdentityCache;
+use portcullis::identity::{AuthMethod, Email, Identity, IdentityParts, Scopes, User};
+
+fn hundred_rules() -> Config {
+    let mut toml = String::new();
+    for index in 0..99 {
+        toml.push_str(&format!(
+            "[[routes]]\npath = \"/service-{index}/*\"\nroles = [\"role-{index}\"]\n"
+        ));
+    }
+    toml.push_str("[[routes]]\npath = \"/app/*\"\naccess = \"authenticated\"\n");
+    Config::from_toml(&toml).expect("valid bench config")
+}
+
+fn identity() -> Arc<Identity> {
+    let user = User {
+        id: uuid::Uuid::now_v7(),
+        email: Email::parse("ada@example.com").expect("valid email"),
+        email_verified_at: None,
+        name: Some("Ada Lovelace".into()),
+        username: None,
+        avatar_url: None,
+        locale: None,
+        roles: vec!["admin".into()],
+        disabled_at: None,
+        created_at: Timestamp::from_millis(0),
+        updated_at: Timestamp::from_millis(0),
+    };
+    let parts = IdentityParts {
+        user,
+        scopes: Scopes::All,
+        method: AuthMethod::Session,
+        session_id: None,
+        expires_at: Timestamp::from_millis(i64::MAX),
+    };
+    Arc::new(Identity::new(parts, &HeaderNames::default()))
+}
+
+fn browser_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("host", "app.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120 Safari/537.36",
+        ),
+        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("accept-encoding", "gzip, deflate, br"),
+        (
+            "cookie",
+            "theme=dark; _ga=GA1.2.3; portcullis_session=v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ),
+        ("x-request-id", "abc"),
+        ("sec-fetch-site", "same-origin"),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    headers
+}
+
+fn benches(c: &mut Criterion) {
+    let config = hundred_rules();
+    c.bench_function("normalize_path (already normal)", |b| {
+        b.iter(|| normalize_path(black_box("/app/dashboard/settings")))
+    });
+    c.bench_function("normalize_path (dot segments)", |b| {
+        b.iter(|| normalize_path(black_box("/app/./x/../dashboard//settings")))
+    });
+    c.bench_function("policy find, 100 rules, last matches", |b| {
+        b.iter(|| config.routes.find(black_box(&Method::GET), black_box("/app/dashboard")).0.access)
+    });
+    let headers = browser_headers();
+    c.bench_function("session cookie extraction", |b| {
+        b.iter(|| cookies::find(black_box(&headers), "portcullis_session").map(str::len))
+    });
+    let names = HeaderNames::default();
+    c.bench_function("identity header recognition, 8 headers", |b| {
+        b.iter(|| headers.keys().filter(|name| names.is_identity_header(name)).count())
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let cache = IdentityCache::new(Duration::from_secs(30), 1000, Arc::new(SystemClock));
+    let key = [7u8; 32];
+    runtime.block_on(cache.insert(key, identity(), std::time::Instant::now()));
+    c.bench_function("identity cache hit", |b| {
+        b.iter(|| runtime.block_on(cache.get(black_box(&key))).is_some())
+    });
+    c.bench_function("credential hash (sha256 of a token)", |b| {
+        b.iter(|| {
+            portcullis::crypto::sha256(black_box(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+        })
+    });
+}
+
+criterion_group!(hot_path, benches);
+criterion_main!(hot_path);

@@ -25,6 +25,7 @@ use crate::config::{Config, ConfigError, EphemeralKind, PublicUrl};
 use crate::cookies::CookieJar;
 use crate::crypto::password::{PasswordHashError, PasswordHasherPool};
 use crate::crypto::{self, SecretKey};
+use crate::demo;
 use crate::gateway::upstream::{Upstream, UpstreamTable};
 use crate::gateway::{self, Gateway, GatewayParts};
 use crate::identity::cache::IdentityCache;
@@ -37,7 +38,6 @@ use crate::store::StoreError;
 use crate::store::ephemeral::{DatabaseStore, EphemeralStore, MemoryStore};
 use crate::store::sql::Database;
 use crate::store::users::UserStore;
-use crate::demo;
 
 /// Most identities held in the cache; at a few hundred bytes each, about 100 MiB at most.
 const CACHE_CAPACITY: u64 = 250_000;
@@ -116,7 +116,7 @@ impl AppState {
 
 impl FromRef<AppState> for Arc<Gateway> {
     fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.gateway)
+        Self::clone(&state.gateway)
     }
 }
 
@@ -139,14 +139,17 @@ impl Stores {
     /// # Errors
     /// The database cannot be reached or migrated.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let db = Database::connect(&config.storage.database_url, config.storage.max_connections).await?;
+        let db =
+            Database::connect(&config.storage.database_url, config.storage.max_connections).await?;
         let users = UserStore::new(db.clone());
         let ephemeral: Arc<dyn EphemeralStore> = match config.storage.ephemeral {
             EphemeralKind::Database => Arc::new(DatabaseStore::new(db.clone(), Arc::clone(&clock))),
             EphemeralKind::Memory => Arc::new(MemoryStore::new(Arc::clone(&clock))),
         };
-        let cache = IdentityCache::new(config.session.cache_ttl, CACHE_CAPACITY, Arc::clone(&clock));
-        let lifetimes = SessionLifetimes { ttl: config.session.ttl, idle_timeout: config.session.idle_timeout };
+        let cache =
+            IdentityCache::new(config.session.cache_ttl, CACHE_CAPACITY, Arc::clone(&clock));
+        let lifetimes =
+            SessionLifetimes { ttl: config.session.ttl, idle_timeout: config.session.idle_timeout };
         let sessions = SessionService::new(
             Arc::clone(&ephemeral),
             users.clone(),
@@ -234,7 +237,10 @@ impl App {
     ///
     /// # Errors
     /// See [`StartupError`].
-    pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartupError> {
+    pub async fn start_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Running, StartupError> {
         for feature in &config.not_yet_available {
             tracing::warn!("configured but not available in this version, ignored: {feature}");
         }
@@ -247,9 +253,14 @@ impl App {
         let http = bind(server.listen).await?;
         let https = match &server.tls {
             Some(tls) => {
-                let cert = Arc::new(ReloadingCert::load(&tls.cert, &tls.key, Arc::clone(&provider))?);
+                let cert =
+                    Arc::new(ReloadingCert::load(&tls.cert, &tls.key, Arc::clone(&provider))?);
                 let acceptor = TlsAcceptor::from(server_config(Arc::clone(&cert), provider)?);
-                Some((bind(Some(tls.listen)).await?.unwrap_or_else(|| unreachable!("bound above")), cert, acceptor))
+                Some((
+                    bind(Some(tls.listen)).await?.unwrap_or_else(|| unreachable!("bound above")),
+                    cert,
+                    acceptor,
+                ))
             }
             None => None,
         };
@@ -266,13 +277,15 @@ impl App {
 
         let mut upstreams = config.upstreams.clone();
         if upstreams.is_empty() {
-            let addr = demo::spawn(shutdown.clone()).await.map_err(|source| StartupError::Bind {
-                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                source,
+            let addr = demo::spawn(shutdown.clone()).await.map_err(|source| {
+                StartupError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source }
             })?;
             let url = format!("http://{addr}");
             upstreams.push(Upstream::new("demo", &url, &[], "/", false).map_err(|reason| {
-                ConfigError::Invalid(vec![crate::config::KeyError { key: "upstreams".into(), reason }])
+                ConfigError::Invalid(vec![crate::config::KeyError {
+                    key: "upstreams".into(),
+                    reason,
+                }])
             })?);
             tracing::info!("no upstreams configured: serving the built-in demo app");
         }
@@ -284,15 +297,38 @@ impl App {
         let graceful = Arc::new(GracefulShutdown::new());
         let mut accept_loops = JoinSet::new();
         if let Some(listener) = http {
-            accept_loops.spawn(listener::serve(listener, main_router.clone(), None, Arc::clone(&graceful), shutdown.clone()));
+            accept_loops.spawn(listener::serve(
+                listener,
+                main_router.clone(),
+                None,
+                Arc::clone(&graceful),
+                shutdown.clone(),
+            ));
         }
         if let Some((listener, cert, acceptor)) = https {
-            let interval = state.config.server.tls.as_ref().map_or(Duration::from_secs(10), |t| t.reload_interval);
+            let interval = state
+                .config
+                .server
+                .tls
+                .as_ref()
+                .map_or(Duration::from_secs(10), |t| t.reload_interval);
             tokio::spawn(cert.watch(interval, shutdown.clone()));
-            accept_loops.spawn(listener::serve(listener, main_router, Some(acceptor), Arc::clone(&graceful), shutdown.clone()));
+            accept_loops.spawn(listener::serve(
+                listener,
+                main_router,
+                Some(acceptor),
+                Arc::clone(&graceful),
+                shutdown.clone(),
+            ));
         }
         if let Some(listener) = admin {
-            accept_loops.spawn(listener::serve(listener, admin_router, None, Arc::clone(&graceful), shutdown.clone()));
+            accept_loops.spawn(listener::serve(
+                listener,
+                admin_router,
+                None,
+                Arc::clone(&graceful),
+                shutdown.clone(),
+            ));
         }
         tokio::spawn(sweep(state.clone(), shutdown.clone()));
 
@@ -310,17 +346,24 @@ impl App {
 
 async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartupError> {
     match addr {
-        Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|source| StartupError::Bind { addr, source }),
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| StartupError::Bind { addr, source }),
         None => Ok(None),
     }
 }
 
 fn derived_url(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, StartupError> {
     // A wildcard bind is reached from this machine on loopback.
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+    let host =
+        if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
     let host = if host.contains(':') { format!("[{host}]") } else { host };
     PublicUrl::parse(&format!("{scheme}://{host}:{}", addr.port())).map_err(|reason| {
-        StartupError::Config(ConfigError::Invalid(vec![crate::config::KeyError { key: "server.public_url".into(), reason }]))
+        StartupError::Config(ConfigError::Invalid(vec![crate::config::KeyError {
+            key: "server.public_url".into(),
+            reason,
+        }]))
     })
 }
 
@@ -344,7 +387,11 @@ async fn build_state(
         }
     };
     let metrics = Metrics::new();
-    let cookies = CookieJar::new(&config.session.cookie_name, public_url.is_https(), config.session.cookie_domain.clone());
+    let cookies = CookieJar::new(
+        &config.session.cookie_name,
+        public_url.is_https(),
+        config.session.cookie_domain.clone(),
+    );
     let redirects = config.auth.redirects.clone().with_public_origin(public_url.origin());
     let gateway = Gateway::new(GatewayParts {
         routes: config.routes.clone(),

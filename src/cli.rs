@@ -53,7 +53,8 @@ pub(crate) enum UserCommand {
 
 /// Sets up logging: `RUST_LOG` (default `info`) in the configured format.
 pub(crate) fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -89,7 +90,10 @@ pub(crate) async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let admin = running.admin_addr().map(|addr| format!(" (admin: http://{addr}/metrics)")).unwrap_or_default();
+    let admin = running
+        .admin_addr()
+        .map(|addr| format!(" (admin: http://{addr}/metrics)"))
+        .unwrap_or_default();
     eprintln!("Portcullis is up: open {}/ in a browser{admin}", running.public_url());
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
@@ -135,7 +139,8 @@ pub(crate) async fn user(config: Config, command: UserCommand) -> ExitCode {
 
 async fn run_user(config: Config, command: UserCommand) -> Result<String, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let stores = Stores::open(&config, Arc::clone(&clock)).await.map_err(|error| error.to_string())?;
+    let stores =
+        Stores::open(&config, Arc::clone(&clock)).await.map_err(|error| error.to_string())?;
     let find = |email: &str| {
         let stores = stores.clone();
         let email = Email::parse(email).map_err(|error| error.to_string());
@@ -155,31 +160,46 @@ async fn run_user(config: Config, command: UserCommand) -> Result<String, String
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line).map_err(|error| error.to_string())?;
                 let password = line.trim_end_matches(['\r', '\n']).to_owned();
-                password_policy::check(&password, &email, name.as_deref()).map_err(|weak| weak.to_string())?;
+                password_policy::check(&password, &email, name.as_deref())
+                    .map_err(|weak| weak.to_string())?;
                 let hasher = PasswordHasherPool::new(1).map_err(|error| error.to_string())?;
                 Some(hasher.hash(password).await.map_err(|error| error.to_string())?)
             } else {
                 None
             };
             let new = NewUser { email, name, password_hash, roles };
-            let user = stores.users.create(new, clock.now()).await.map_err(|error| error.to_string())?;
+            let user =
+                stores.users.create(new, clock.now()).await.map_err(|error| error.to_string())?;
             Ok(format!("created user {} <{}>", user.id, user.email))
         }
         UserCommand::SetRoles { email, roles } => {
             check_roles(&roles)?;
             let user = find(&email).await?;
-            stores.users.set_roles(user.id, &roles, clock.now()).await.map_err(|error| error.to_string())?;
+            stores
+                .users
+                .set_roles(user.id, &roles, clock.now())
+                .await
+                .map_err(|error| error.to_string())?;
             Ok(format!("roles of {} set to [{}]", user.email, roles.join(", ")))
         }
         UserCommand::Disable { email } => {
             let user = find(&email).await?;
-            stores.users.set_disabled(user.id, true, clock.now()).await.map_err(|error| error.to_string())?;
-            let ended = stores.sessions.end_all(user.id).await.map_err(|error| error.to_string())?;
+            stores
+                .users
+                .set_disabled(user.id, true, clock.now())
+                .await
+                .map_err(|error| error.to_string())?;
+            let ended =
+                stores.sessions.end_all(user.id).await.map_err(|error| error.to_string())?;
             Ok(format!("disabled {} and ended {ended} session(s)", user.email))
         }
         UserCommand::Enable { email } => {
             let user = find(&email).await?;
-            stores.users.set_disabled(user.id, false, clock.now()).await.map_err(|error| error.to_string())?;
+            stores
+                .users
+                .set_disabled(user.id, false, clock.now())
+                .await
+                .map_err(|error| error.to_string())?;
             Ok(format!("enabled {}", user.email))
         }
     }

@@ -25,7 +25,7 @@ impl Timestamp {
     }
 
     /// This time moved forward by `duration` (saturating).
-    pub fn add(self, duration: Duration) -> Self {
+    pub fn plus(self, duration: Duration) -> Self {
         Self(self.0.saturating_add(duration_millis(duration)))
     }
 

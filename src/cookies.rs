@@ -50,7 +50,12 @@ impl CookieJar {
         self.build(CSRF_COOKIE.to_owned(), nonce, None)
     }
 
-    fn build(&self, name: String, value: String, max_age: Option<std::time::Duration>) -> HeaderValue {
+    fn build(
+        &self,
+        name: String,
+        value: String,
+        max_age: Option<std::time::Duration>,
+    ) -> HeaderValue {
         let mut builder = Cookie::build((name, value))
             .http_only(true)
             .same_site(SameSite::Lax)
@@ -92,7 +97,8 @@ pub fn strip_own(headers: &mut HeaderMap, jar: &CookieJar) {
     for value in headers.get_all(COOKIE) {
         count += 1;
         let Ok(text) = value.to_str() else { continue };
-        has_own |= text.split(';').any(|pair| jar.is_own(pair.split('=').next().unwrap_or("").trim()));
+        has_own |=
+            text.split(';').any(|pair| jar.is_own(pair.split('=').next().unwrap_or("").trim()));
     }
     if !has_own && count <= 1 {
         return;
@@ -107,10 +113,10 @@ pub fn strip_own(headers: &mut HeaderMap, jar: &CookieJar) {
         .map(str::to_owned)
         .collect();
     headers.remove(COOKIE);
-    if !kept.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(COOKIE, value);
-        }
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, value);
     }
 }
 
@@ -145,8 +151,20 @@ mod tests {
 
     #[test]
     fn session_cookie_has_the_secure_defaults() {
-        let text = jar().session("v1.abc".into(), std::time::Duration::from_secs(60)).to_str().unwrap().to_owned();
-        for part in ["portcullis_session=v1.abc", "HttpOnly", "SameSite=Lax", "Path=/", "Secure", "Domain=example.com", "Max-Age=60"] {
+        let text = jar()
+            .session("v1.abc".into(), std::time::Duration::from_secs(60))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        for part in [
+            "portcullis_session=v1.abc",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Secure",
+            "Domain=example.com",
+            "Max-Age=60",
+        ] {
             assert!(text.contains(part), "{part} missing in {text}");
         }
         let plain = CookieJar::new("s", false, None).clear_session().to_str().unwrap().to_owned();
@@ -166,7 +184,10 @@ mod tests {
     #[test]
     fn strips_only_our_cookies() {
         let mut headers = HeaderMap::new();
-        headers.append(COOKIE, HeaderValue::from_static("app=1; portcullis_session=v1.x; portcullis_csrf=n"));
+        headers.append(
+            COOKIE,
+            HeaderValue::from_static("app=1; portcullis_session=v1.x; portcullis_csrf=n"),
+        );
         headers.append(COOKIE, HeaderValue::from_static("theme=dark"));
         strip_own(&mut headers, &jar());
         assert_eq!(headers.get_all(COOKIE).iter().count(), 1);

@@ -40,7 +40,8 @@ pub async fn spawn(shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
     env.add_template("page.html", PAGE).map_err(std::io::Error::other)?;
     let app = Router::new().fallback(echo).with_state(Arc::new(env));
     tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        let served =
+            axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
         if let Err(error) = served {
             tracing::error!(%error, "demo app stopped");
         }
@@ -48,7 +49,12 @@ pub async fn spawn(shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn echo(State(env): State<Arc<Environment<'static>>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn echo(
+    State(env): State<Arc<Environment<'static>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let mut all = Map::new();
     let mut identity = Map::new();
     for (name, value) in &headers {
@@ -58,8 +64,10 @@ async fn echo(State(env): State<Arc<Environment<'static>>>, method: Method, uri:
         }
         all.insert(name.as_str().to_owned(), Value::String(text));
     }
-    let wants_html =
-        headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
+    let wants_html = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
     if !wants_html {
         return Json(json!({ "method": method.as_str(), "uri": uri.to_string(), "identity": identity, "headers": all }))
             .into_response();

@@ -66,8 +66,14 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("portcullis");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests answered, by route class and status", requests.clone());
-        let durations = Family::<ClassLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "requests",
+            "Requests answered, by route class and status",
+            requests.clone(),
+        );
+        let durations = Family::<ClassLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         registry.register_with_unit(
             "request_duration",
             "Time to answer (response headers), by route class",
@@ -82,9 +88,17 @@ impl Metrics {
             upstream_duration.clone(),
         );
         let auth_outcomes = Family::<AuthLabels, Counter>::default();
-        registry.register("auth_outcomes", "Sign-in and credential checks, by method and outcome", auth_outcomes.clone());
+        registry.register(
+            "auth_outcomes",
+            "Sign-in and credential checks, by method and outcome",
+            auth_outcomes.clone(),
+        );
         let cached_identities = Gauge::default();
-        registry.register("cached_identities", "Identities held in the in-process cache", cached_identities.clone());
+        registry.register(
+            "cached_identities",
+            "Identities held in the in-process cache",
+            cached_identities.clone(),
+        );
         Arc::new(Self {
             registry: Mutex::new(registry),
             requests,
@@ -139,9 +153,19 @@ mod tests {
         metrics.record_request(RouteClass::Auth, 401, 0.003);
         metrics.record_auth("password", "failure");
         let text = metrics.render(7);
-        assert!(text.contains("portcullis_requests_total{class=\"proxy\",status=\"200\"} 2"), "{text}");
-        assert!(text.contains("portcullis_requests_total{class=\"auth\",status=\"401\"} 1"), "{text}");
-        assert!(text.contains("portcullis_auth_outcomes_total{method=\"password\",outcome=\"failure\"} 1"));
+        assert!(
+            text.contains("portcullis_requests_total{class=\"proxy\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("portcullis_requests_total{class=\"auth\",status=\"401\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "portcullis_auth_outcomes_total{method=\"password\",outcome=\"failure\"} 1"
+            )
+        );
         assert!(text.contains("portcullis_cached_identities 7"), "{text}");
         assert!(text.contains("portcullis_request_duration_seconds_bucket"), "{text}");
     }

@@ -9,8 +9,8 @@ use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::header::{HOST, ORIGIN, SET_COOKIE};
 use http::HeaderMap;
+use http::header::{HOST, ORIGIN, SET_COOKIE};
 use http::request::Parts;
 use serde::Serialize;
 use uuid::Uuid;
@@ -57,7 +57,9 @@ impl Csrf {
         self.same_site(&parts.headers, own_origin(parts).as_deref())?;
         let token = parts.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok());
         match token {
-            Some(token) if self.key.verify(&[b"csrf-session", session_id.as_bytes()], token) => Ok(()),
+            Some(token) if self.key.verify(&[b"csrf-session", session_id.as_bytes()], token) => {
+                Ok(())
+            }
             Some(_) => Err(csrf_failed("The CSRF token is not valid for this session")),
             None => Err(csrf_failed("X-CSRF-Token header is required (GET /auth/csrf)")),
         }
@@ -68,12 +70,21 @@ impl Csrf {
     ///
     /// # Errors
     /// 403 `csrf_failed`.
-    pub fn verify_anonymous(&self, site: &SiteContext, token: Option<&str>) -> Result<(), ApiError> {
+    pub fn verify_anonymous(
+        &self,
+        site: &SiteContext,
+        token: Option<&str>,
+    ) -> Result<(), ApiError> {
         self.check_same_site(site)?;
-        let token = token.or_else(|| site.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()));
+        let token =
+            token.or_else(|| site.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()));
         let nonce = cookies::find(&site.headers, CSRF_COOKIE);
         match (token, nonce) {
-            (Some(token), Some(nonce)) if self.key.verify(&[b"csrf-anonymous", nonce.as_bytes()], token) => Ok(()),
+            (Some(token), Some(nonce))
+                if self.key.verify(&[b"csrf-anonymous", nonce.as_bytes()], token) =>
+            {
+                Ok(())
+            }
             _ => Err(csrf_failed("The form has expired, reload the page and try again")),
         }
     }
@@ -123,7 +134,11 @@ impl<S: Send + Sync> FromRequestParts<S> for SiteContext {
 
 /// `scheme://host` of the request itself, as the browser addressed it.
 fn own_origin(parts: &Parts) -> Option<String> {
-    let host = parts.headers.get(HOST).and_then(|value| value.to_str().ok()).or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
     let tls = parts.extensions.get::<Peer>().is_some_and(|peer| peer.tls);
     Some(format!("{}://{}", if tls { "https" } else { "http" }, host.to_ascii_lowercase()))
 }
@@ -144,10 +159,11 @@ struct TokenResponse {
 
 /// `GET /auth/csrf`: the session's token, or an anonymous one tied to a cookie set here.
 async fn token(State(state): State<AppState>, parts: Parts) -> Response {
-    if let Identified::Known(identity) = state.gateway.identify(&parts).await {
-        if let Some(session_id) = identity.session_id {
-            return Json(TokenResponse { csrf_token: state.csrf.session_token(session_id) }).into_response();
-        }
+    if let Identified::Known(identity) = state.gateway.identify(&parts).await
+        && let Some(session_id) = identity.session_id
+    {
+        return Json(TokenResponse { csrf_token: state.csrf.session_token(session_id) })
+            .into_response();
     }
     let (csrf_token, set_cookie) = anonymous_for_page(&state, &parts.headers);
     let mut response = Json(TokenResponse { csrf_token }).into_response();
@@ -164,7 +180,10 @@ pub fn is_nonce(value: &str) -> bool {
 
 /// An anonymous token for a page render: reuses the visitor's CSRF cookie or returns the
 /// `Set-Cookie` for a new one.
-pub fn anonymous_for_page(state: &AppState, headers: &HeaderMap) -> (String, Option<http::HeaderValue>) {
+pub fn anonymous_for_page(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> (String, Option<http::HeaderValue>) {
     match cookies::find(headers, CSRF_COOKIE).filter(|n| is_nonce(n)) {
         Some(nonce) => (state.csrf.anonymous_token(nonce), None),
         None => {
@@ -182,7 +201,10 @@ mod tests {
     fn csrf() -> Csrf {
         Csrf::new(
             SecretKey::new(&[7; 32]),
-            RedirectPolicy::new(Some("https://app.example.com".into()), vec!["https://admin.example.com".into()]),
+            RedirectPolicy::new(
+                Some("https://app.example.com".into()),
+                vec!["https://admin.example.com".into()],
+            ),
         )
     }
 
@@ -207,7 +229,10 @@ mod tests {
         assert!(csrf.verify_for_session(&parts(&[(CSRF_HEADER, &token)]), session).is_ok());
         let other = csrf.verify_for_session(&parts(&[(CSRF_HEADER, &token)]), Uuid::from_u128(2));
         assert_eq!(other.unwrap_err().code(), ErrorCode::CsrfFailed);
-        assert_eq!(csrf.verify_for_session(&parts(&[]), session).unwrap_err().code(), ErrorCode::CsrfFailed);
+        assert_eq!(
+            csrf.verify_for_session(&parts(&[]), session).unwrap_err().code(),
+            ErrorCode::CsrfFailed
+        );
     }
 
     #[test]

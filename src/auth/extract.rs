@@ -39,8 +39,12 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::invalid_request("Content-Type must be application/json")
         }
-        JsonRejection::JsonSyntaxError(_) => ApiError::invalid_request("The body is not valid JSON"),
-        JsonRejection::JsonDataError(error) => ApiError::invalid_request(data_error_message(&error.body_text())),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::invalid_request("The body is not valid JSON")
+        }
+        JsonRejection::JsonDataError(error) => {
+            ApiError::invalid_request(data_error_message(&error.body_text()))
+        }
         JsonRejection::BytesRejection(error) => bytes_rejection(error),
         _ => ApiError::invalid_request("The body could not be read"),
     }
@@ -57,7 +61,9 @@ fn bytes_rejection(error: &BytesRejection) -> ApiError {
 /// serde's messages name the field (`missing field `password``); keep them, minus axum's
 /// prefix.
 fn data_error_message(text: &str) -> String {
-    let message = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(text);
+    let message = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(text);
     let message = message.split(" at line ").next().unwrap_or(message);
     format!("Invalid request body: {message}")
 }
@@ -86,7 +92,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
             .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .unwrap_or_default();
         if content_type == "application/x-www-form-urlencoded" {
-            let bytes = Bytes::from_request(request, state).await.map_err(|error| bytes_rejection(&error))?;
+            let bytes = Bytes::from_request(request, state)
+                .await
+                .map_err(|error| bytes_rejection(&error))?;
             let value = serde_urlencoded::from_bytes(&bytes)
                 .map_err(|error| ApiError::invalid_request(format!("Invalid form: {error}")))?;
             return Ok(Self(value, BodyKind::Form));
@@ -134,11 +142,11 @@ impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<Peer>()
-            .map(|peer| client_ip(peer, &parts.headers, &state.config.server.trusted_proxies).to_string());
-        let user_agent = parts.headers.get(USER_AGENT).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let ip = parts.extensions.get::<Peer>().map(|peer| {
+            client_ip(peer, &parts.headers, &state.config.server.trusted_proxies).to_string()
+        });
+        let user_agent =
+            parts.headers.get(USER_AGENT).and_then(|value| value.to_str().ok()).map(str::to_owned);
         Ok(Self(ClientInfo { ip, user_agent }))
     }
 }
@@ -156,14 +164,14 @@ impl FromRequestParts<AppState> for CurrentSession {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = cookies::find(&parts.headers, state.cookies.session_name()).ok_or_else(ApiError::unauthorized)?;
-        let token = SessionToken::from_cookie_value(value)
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "The session cookie is malformed"))?;
-        let identity = state
-            .sessions
-            .authenticate(&token)
-            .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "The session has ended, sign in again"))?;
+        let value = cookies::find(&parts.headers, state.cookies.session_name())
+            .ok_or_else(ApiError::unauthorized)?;
+        let token = SessionToken::from_cookie_value(value).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidToken, "The session cookie is malformed")
+        })?;
+        let identity = state.sessions.authenticate(&token).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::Unauthorized, "The session has ended, sign in again")
+        })?;
         Ok(Self { token, identity })
     }
 }
@@ -171,7 +179,10 @@ impl FromRequestParts<AppState> for CurrentSession {
 impl OptionalFromRequestParts<AppState> for CurrentSession {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
         if cookies::find(&parts.headers, state.cookies.session_name()).is_none() {
             return Ok(None);
         }
@@ -188,7 +199,9 @@ impl FromRequestParts<AppState> for CsrfSession {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let session = <CurrentSession as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        let session =
+            <CurrentSession as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await?;
         let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
         state.csrf.verify_for_session(parts, session_id)?;
         Ok(Self(session))

@@ -65,12 +65,19 @@ async fn signup_handler(
     JsonOrForm(body, kind): JsonOrForm<SignupBody>,
 ) -> Response {
     let result = async {
-        let redirect = check_origin(&state, &site, kind, body.csrf_token.as_deref(), body.redirect_uri.as_deref())?;
+        let redirect = check_origin(
+            &state,
+            &site,
+            kind,
+            body.csrf_token.as_deref(),
+            body.redirect_uri.as_deref(),
+        )?;
         let signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::CREATED))
     }
     .await;
-    let form = SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: true };
+    let form =
+        SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: true };
     result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
 }
 
@@ -81,22 +88,36 @@ async fn login_handler(
     JsonOrForm(body, kind): JsonOrForm<LoginBody>,
 ) -> Response {
     let result = async {
-        let redirect = check_origin(&state, &site, kind, body.csrf_token.as_deref(), body.redirect_uri.as_deref())?;
+        let redirect = check_origin(
+            &state,
+            &site,
+            kind,
+            body.csrf_token.as_deref(),
+            body.redirect_uri.as_deref(),
+        )?;
         match body.mode.as_deref() {
             None | Some("cookie") => {}
-            Some("token") => return Err(ApiError::invalid_request("mode: \"token\" is not available in this version")),
-            Some(_) => return Err(ApiError::invalid_request("mode: must be \"cookie\" or \"token\"")),
+            Some("token") => {
+                return Err(ApiError::invalid_request(
+                    "mode: \"token\" is not available in this version",
+                ));
+            }
+            Some(_) => {
+                return Err(ApiError::invalid_request("mode: must be \"cookie\" or \"token\""));
+            }
         }
         let signed_in = login(&state, &body.email, body.password, client).await?;
         // A new login replaces whatever session the browser had (no session fixation).
-        let previous = cookies::find(&site.headers, state.cookies.session_name()).and_then(SessionToken::from_cookie_value);
+        let previous = cookies::find(&site.headers, state.cookies.session_name())
+            .and_then(SessionToken::from_cookie_value);
         if let Some(previous) = previous {
             state.sessions.end(&previous).await?;
         }
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::OK))
     }
     .await;
-    let form = SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: false };
+    let form =
+        SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: false };
     result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
 }
 
@@ -116,7 +137,10 @@ fn check_origin(
         }
         BodyKind::Form => {
             state.csrf.verify_anonymous(site, csrf_token)?;
-            let target = state.redirects.check(redirect_uri.unwrap_or("")).map_err(ApiError::invalid_request)?;
+            let target = state
+                .redirects
+                .check(redirect_uri.unwrap_or(""))
+                .map_err(ApiError::invalid_request)?;
             Ok(Some(target))
         }
     }
@@ -138,8 +162,11 @@ pub async fn signup(
     if !auth.signup {
         return Err(ApiError::forbidden("Sign-up is disabled"));
     }
-    let email = Email::parse(email).map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
-    if !auth.allowed_email_domains.is_empty() && !auth.allowed_email_domains.iter().any(|d| d == email.domain()) {
+    let email = Email::parse(email)
+        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    if !auth.allowed_email_domains.is_empty()
+        && !auth.allowed_email_domains.iter().any(|d| d == email.domain())
+    {
         return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
     }
     let name = clean_name(name)?;
@@ -165,8 +192,14 @@ pub async fn signup(
 ///
 /// # Errors
 /// 401 `invalid_credentials`, 429 while the account backs off, 503 if the store is down.
-pub async fn login(state: &AppState, email: &str, password: String, client: ClientInfo) -> Result<SignedIn, ApiError> {
-    let email = Email::parse(email).map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: String,
+    client: ClientInfo,
+) -> Result<SignedIn, ApiError> {
+    let email = Email::parse(email)
+        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
     state.backoff.check(&email).await?;
     let found = state.users.find_by_email(&email).await?;
     let (user, hash) = match found {
@@ -195,7 +228,9 @@ fn clean_name(name: Option<String>) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     if name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid_request("name: must be at most 100 characters, without control characters"));
+        return Err(ApiError::invalid_request(
+            "name: must be at most 100 characters, without control characters",
+        ));
     }
     Ok(Some(name))
 }
@@ -223,7 +258,13 @@ fn signed_in_response(
 }
 
 /// JSON errors for API calls; the sign-in page with the message for form posts.
-fn failure_response(state: &AppState, site: &SiteContext, kind: BodyKind, error: ApiError, form: SignInForm) -> Response {
+fn failure_response(
+    state: &AppState,
+    site: &SiteContext,
+    kind: BodyKind,
+    error: ApiError,
+    form: SignInForm,
+) -> Response {
     match kind {
         BodyKind::Json => error.into_response(),
         BodyKind::Form => pages::sign_in_response(state, site, form, Some(&error)),

@@ -55,7 +55,9 @@ pub fn check(password: &str, email: &Email, name: Option<&str>) -> Result<(), We
         let hint = estimate
             .feedback()
             .and_then(|feedback| feedback.warning())
-            .map(|warning| format!(" ({})", warning.to_string().trim_end_matches('.').to_lowercase()))
+            .map(|warning| {
+                format!(" ({})", warning.to_string().trim_end_matches('.').to_lowercase())
+            })
             .unwrap_or_default();
         return Err(WeakPassword::Guessable(hint));
     }
@@ -74,7 +76,14 @@ mod tests {
         assert_eq!(check(&"x".repeat(MAX_LENGTH + 1)), Err(WeakPassword::TooLong));
         assert_eq!(check("ADA.LOVELACE@example.com"), Err(WeakPassword::IsEmail));
         assert_eq!(check("ada.lovelace"), Err(WeakPassword::IsEmail));
-        for common in ["password1234", "qwertyuiop", "1234567890", "iloveyou123", "adalovelace", "Lovelace2024"] {
+        for common in [
+            "password1234",
+            "qwertyuiop",
+            "1234567890",
+            "iloveyou123",
+            "adalovelace",
+            "Lovelace2024",
+        ] {
             assert!(matches!(check(common), Err(WeakPassword::Guessable(_))), "{common}");
         }
         for fine in ["correct horse battery staple", "vG7#kq!2Lm9z", "Tr0ub4dor&3-sunrise"] {
@@ -85,6 +94,10 @@ mod tests {
     #[test]
     fn length_counts_characters_not_bytes() {
         let email = Email::parse("a@example.com").unwrap();
-        assert_eq!(check("ßßßßßßßßß", &email, None), Err(WeakPassword::TooShort), "9 chars, 18 bytes");
+        assert_eq!(
+            check("ßßßßßßßßß", &email, None),
+            Err(WeakPassword::TooShort),
+            "9 chars, 18 bytes"
+        );
     }
 }

@@ -124,8 +124,10 @@ impl AccountBackoff {
         let failures = self.store.incr(&failure_key(email), FAILURE_WINDOW).await?;
         if let Some(excess) = failures.checked_sub(u64::from(self.threshold)) {
             let backoff = Duration::from_secs(1u64 << excess.min(10)).min(MAX_BACKOFF);
-            let until = self.clock.now().add(backoff);
-            self.store.put(&lock_key(email), until.as_millis().to_string().as_bytes(), backoff).await?;
+            let until = self.clock.now().plus(backoff);
+            self.store
+                .put(&lock_key(email), until.as_millis().to_string().as_bytes(), backoff)
+                .await?;
         }
         Ok(())
     }
@@ -174,7 +176,10 @@ mod tests {
         }
         let wait = limiter.check(ip).unwrap_err();
         assert!((1..=20).contains(&wait), "{wait}");
-        assert!(limiter.check("192.0.2.2".parse().unwrap()).is_ok(), "other clients are unaffected");
+        assert!(
+            limiter.check("192.0.2.2".parse().unwrap()).is_ok(),
+            "other clients are unaffected"
+        );
 
         let limiter = IpLimiter::new(1);
         assert!(limiter.check("2001:db8::1".parse().unwrap()).is_ok());

@@ -43,7 +43,8 @@ impl RedirectPolicy {
 
     /// Whether `origin` (`scheme://host[:port]`) is ours or configured.
     pub fn allows_origin(&self, origin: &str) -> bool {
-        self.public_origin.as_deref() == Some(origin) || self.extra_origins.iter().any(|allowed| allowed == origin)
+        self.public_origin.as_deref() == Some(origin)
+            || self.extra_origins.iter().any(|allowed| allowed == origin)
     }
 
     /// Parses and checks a redirect target.
@@ -67,7 +68,10 @@ impl RedirectPolicy {
             return Ok(SafeRedirect(target.to_owned()));
         }
         let url = url::Url::parse(target).map_err(|_| "redirect_uri is not a valid URL")?;
-        if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        if !matches!(url.scheme(), "http" | "https")
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
             return Err("redirect_uri must be a relative path or an allowed origin");
         }
         if !self.allows_origin(&url.origin().ascii_serialization()) {
@@ -95,7 +99,11 @@ mod tests {
             ("https://admin.example.com", "https://admin.example.com/"),
         ];
         for (input, expected) in allowed {
-            assert_eq!(policy.check(input).map(|r| r.as_str().to_owned()), Ok(expected.to_owned()), "{input}");
+            assert_eq!(
+                policy.check(input).map(|r| r.as_str().to_owned()),
+                Ok(expected.to_owned()),
+                "{input}"
+            );
         }
         let refused = [
             "//evil.example",

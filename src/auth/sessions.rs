@@ -32,13 +32,19 @@ async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, Api
         Identified::Known(identity) => identity,
         Identified::Anonymous => return Err(ApiError::unauthorized()),
         Identified::Rejected(Rejection::StoreUnavailable) => {
-            return Err(ApiError::new(ErrorCode::StoreUnavailable, "The store is unavailable, try again shortly"));
+            return Err(ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "The store is unavailable, try again shortly",
+            ));
         }
         Identified::Rejected(Rejection::Malformed) => {
             return Err(ApiError::new(ErrorCode::InvalidToken, "The session cookie is malformed"));
         }
         Identified::Rejected(Rejection::Unknown) => {
-            return Err(ApiError::new(ErrorCode::Unauthorized, "The session has ended, sign in again"));
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "The session has ended, sign in again",
+            ));
         }
     };
     let user = state.users.find(identity.user_id).await?.ok_or_else(ApiError::unauthorized)?;
@@ -79,7 +85,10 @@ struct SessionView {
 }
 
 /// `GET /sessions`: the user's live sessions, marking the current one.
-async fn list(State(state): State<AppState>, session: CurrentSession) -> Result<Response, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    session: CurrentSession,
+) -> Result<Response, ApiError> {
     let current = session.identity.session_id;
     let sessions: Vec<SessionView> = state
         .sessions

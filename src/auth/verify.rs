@@ -26,11 +26,17 @@ struct VerifyQuery {
 }
 
 /// Checks the credential of the original request against the policy of its original path.
-async fn verify(State(state): State<AppState>, ApiQuery(query): ApiQuery<VerifyQuery>, mut parts: Parts) -> Response {
+async fn verify(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<VerifyQuery>,
+    mut parts: Parts,
+) -> Response {
     let original = original_request(&parts);
     let path = match normalize_path(original.uri.path()) {
         Ok(path) => path.into_owned(),
-        Err(error) => return ApiError::invalid_request(format!("X-Original-URI: {error}")).into_response(),
+        Err(error) => {
+            return ApiError::invalid_request(format!("X-Original-URI: {error}")).into_response();
+        }
     };
     let gateway = &state.gateway;
     let (route, matched) = gateway.routes().find(&original.method, &path);
@@ -38,7 +44,9 @@ async fn verify(State(state): State<AppState>, ApiQuery(query): ApiQuery<VerifyQ
     match decide(route, &matched, &identified) {
         Decision::Allow(permit) => {
             let mut response = StatusCode::OK.into_response();
-            for (name, value) in permit.identity().map(|identity| identity.headers()).unwrap_or_default() {
+            for (name, value) in
+                permit.identity().map(|identity| identity.headers()).unwrap_or_default()
+            {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
             response

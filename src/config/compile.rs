@@ -118,10 +118,8 @@ fn socket_addr(errors: &mut Errors, key: &str, text: &str) -> Option<SocketAddr>
     if text.trim().is_empty() {
         return None;
     }
-    errors.check(
-        key,
-        text.trim().parse().map_err(|_| format!("`{text}` is not an IP:port address")),
-    )
+    errors
+        .check(key, text.trim().parse().map_err(|_| format!("`{text}` is not an IP:port address")))
 }
 
 fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
@@ -131,7 +129,8 @@ fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
         (None, None, None) => None,
         (Some(listen), Some(cert), Some(key)) => {
             let listen = socket_addr(errors, "server.tls_listen", listen);
-            let reload_interval = errors.duration("server.tls_reload_interval", &s.tls_reload_interval);
+            let reload_interval =
+                errors.duration("server.tls_reload_interval", &s.tls_reload_interval);
             if reload_interval.is_zero() {
                 errors.push("server.tls_reload_interval", "must be more than zero");
             }
@@ -143,10 +142,8 @@ fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
             })
         }
         _ => {
-            errors.push(
-                "server.tls_listen",
-                "tls_listen, tls_cert and tls_key must be set together",
-            );
+            errors
+                .push("server.tls_listen", "tls_listen, tls_cert and tls_key must be set together");
             None
         }
     };
@@ -229,7 +226,10 @@ fn auth(raw: &RawConfig, public_url: Option<&PublicUrl>, errors: &mut Errors) ->
 fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
     let s = &raw.storage;
     let url = s.database_url.trim();
-    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
         errors.push("storage.database_url", "expected sqlite://… or postgres://…");
     }
     let ephemeral = match s.ephemeral.as_str() {
@@ -243,7 +243,10 @@ fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
             EphemeralKind::Database
         }
         other => {
-            errors.push("storage.ephemeral", format!("`{other}` is not one of: database, redis, memory"));
+            errors.push(
+                "storage.ephemeral",
+                format!("`{other}` is not one of: database, redis, memory"),
+            );
             EphemeralKind::Database
         }
     };
@@ -333,7 +336,10 @@ fn route(index: usize, raw: &RawRoute, errors: &mut Errors) -> Option<Route> {
         Some("public") => Access::Public,
         Some("deny") => Access::Deny,
         Some(other) => {
-            errors.push(format!("{key}.access"), format!("`{other}` is not one of: public, authenticated, deny"));
+            errors.push(
+                format!("{key}.access"),
+                format!("`{other}` is not one of: public, authenticated, deny"),
+            );
             return None;
         }
     };
@@ -353,10 +359,15 @@ fn route(index: usize, raw: &RawRoute, errors: &mut Errors) -> Option<Route> {
     for method in &raw.methods.0 {
         match http::Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes()) {
             Ok(method) => methods.push(method),
-            Err(_) => errors.push(format!("{key}.methods"), format!("`{method}` is not an HTTP method")),
+            Err(_) => {
+                errors.push(format!("{key}.methods"), format!("`{method}` is not an HTTP method"))
+            }
         }
     }
-    let restricts = !raw.roles.is_empty() || !raw.scopes.is_empty() || !raw.org_roles.is_empty() || raw.verified_email.0;
+    let restricts = !raw.roles.is_empty()
+        || !raw.scopes.is_empty()
+        || !raw.org_roles.is_empty()
+        || raw.verified_email.0;
     if access != Access::Authenticated && restricts {
         errors.push(
             format!("{key}.access"),
@@ -402,7 +413,10 @@ fn not_yet_available(raw: &RawConfig, errors: &mut Errors) -> Vec<String> {
         pending.push("sso_domains (email-first SSO routing)".into());
     }
     if raw.email.transport != "log" {
-        pending.push(format!("email.transport = \"{}\" (mail is printed to the log)", raw.email.transport));
+        pending.push(format!(
+            "email.transport = \"{}\" (mail is printed to the log)",
+            raw.email.transport
+        ));
     }
     if !raw.service_tokens.is_empty() {
         pending.push("service_tokens".into());
@@ -451,17 +465,24 @@ mod tests {
         .unwrap_err();
         let ConfigError::Invalid(errors) = error else { panic!("expected Invalid, got {error}") };
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
-        for key in
-            ["server.listen", "server.max_body", "auth.base_path", "auth.secret", "routes[0].path", "routes[1].access"]
-        {
+        for key in [
+            "server.listen",
+            "server.max_body",
+            "auth.base_path",
+            "auth.secret",
+            "routes[0].path",
+            "routes[1].access",
+        ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
     }
 
     #[test]
     fn restrictions_need_authenticated_access() {
-        let error =
-            Config::from_toml("[[routes]]\npath = \"/a/*\"\naccess = \"public\"\nroles = [\"admin\"]\n").unwrap_err();
+        let error = Config::from_toml(
+            "[[routes]]\npath = \"/a/*\"\naccess = \"public\"\nroles = [\"admin\"]\n",
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("routes[0].access"), "{error}");
     }
 

@@ -74,7 +74,8 @@ fn apply_env(
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::Env { var: name, reason: "empty key segment".into() });
         }
-        let value = env_value(&raw).map_err(|reason| ConfigError::Env { var: name.clone(), reason })?;
+        let value =
+            env_value(&raw).map_err(|reason| ConfigError::Env { var: name.clone(), reason })?;
         set_path(table, &path, value).map_err(|reason| ConfigError::Env { var: name, reason })?;
     }
     Ok(())
@@ -83,9 +84,9 @@ fn apply_env(
 fn env_value(raw: &str) -> Result<Value, String> {
     let trimmed = raw.trim_start();
     if trimmed.starts_with('[') || trimmed.starts_with('{') {
-        let table: Table = format!("v = {raw}")
-            .parse()
-            .map_err(|error: toml::de::Error| format!("not a TOML array or table: {}", error.message()))?;
+        let table: Table = format!("v = {raw}").parse().map_err(|error: toml::de::Error| {
+            format!("not a TOML array or table: {}", error.message())
+        })?;
         table.get("v").cloned().ok_or_else(|| "empty value".to_owned())
     } else {
         Ok(Value::String(raw.to_owned()))
@@ -101,7 +102,11 @@ fn set_path(table: &mut Table, path: &[String], value: Value) -> Result<(), Stri
         return Ok(());
     }
     let child = table.entry(first.clone()).or_insert_with(|| {
-        if rest[0].parse::<usize>().is_ok() { Value::Array(Vec::new()) } else { Table::new().into() }
+        if rest[0].parse::<usize>().is_ok() {
+            Value::Array(Vec::new())
+        } else {
+            Table::new().into()
+        }
     });
     set_in_value(child, rest, value, first)
 }
@@ -135,7 +140,10 @@ fn resolve_secret_files(table: &mut Table, prefix: &str) -> Result<(), ConfigErr
         let full_key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         if let Some(base) = key.strip_suffix("_file").filter(|base| SECRET_KEYS.contains(base)) {
             let Some(Value::String(file)) = table.remove(&key) else {
-                return Err(ConfigError::Schema { key: full_key, reason: "expected a file path".into() });
+                return Err(ConfigError::Schema {
+                    key: full_key,
+                    reason: "expected a file path".into(),
+                });
             };
             if table.contains_key(base) {
                 return Err(ConfigError::Schema {
@@ -146,7 +154,10 @@ fn resolve_secret_files(table: &mut Table, prefix: &str) -> Result<(), ConfigErr
             let contents = std::fs::read_to_string(&file)
                 .map_err(|source| ConfigError::SecretFile { key: full_key, path: file, source })?;
             // Files written by editors and `kubectl create secret` often end in a newline.
-            table.insert(base.to_owned(), Value::String(contents.trim_end_matches(['\r', '\n']).to_owned()));
+            table.insert(
+                base.to_owned(),
+                Value::String(contents.trim_end_matches(['\r', '\n']).to_owned()),
+            );
             continue;
         }
         match table.get_mut(&key) {
@@ -180,7 +191,8 @@ fn mask(table: &mut Table) {
     for (key, value) in table.iter_mut() {
         match value {
             Value::String(text) if SECRET_KEYS.contains(&key.as_str()) => {
-                *text = if key.ends_with("_url") { mask_url_password(text) } else { "********".into() };
+                *text =
+                    if key.ends_with("_url") { mask_url_password(text) } else { "********".into() };
             }
             Value::Table(child) => mask(child),
             Value::Array(items) => items.iter_mut().for_each(|item| {
@@ -270,7 +282,8 @@ mod tests {
         let raw = load_str(&text, &[]).unwrap();
         assert_eq!(raw.auth.secret.as_deref(), Some("s3cret-value"));
 
-        let both = format!("[auth]\nsecret = \"x\"\nsecret_file = {:?}\n", file.display().to_string());
+        let both =
+            format!("[auth]\nsecret = \"x\"\nsecret_file = {:?}\n", file.display().to_string());
         assert!(matches!(load_str(&both, &[]), Err(ConfigError::Schema { .. })));
 
         let missing = load_str("[auth]\nsecret_file = \"/nonexistent/secret\"\n", &[]);

@@ -144,9 +144,10 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let table = text
-            .parse::<toml::Table>()
-            .map_err(|error| ConfigError::Syntax { path: "<inline>".into(), message: error.to_string() })?;
+        let table = text.parse::<toml::Table>().map_err(|error| ConfigError::Syntax {
+            path: "<inline>".into(),
+            message: error.to_string(),
+        })?;
         Self::try_from(load::deserialize(table)?)
     }
 }

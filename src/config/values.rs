@@ -117,8 +117,9 @@ impl StringList {
 
 /// Parses a duration such as `"30s"`, `"15m"`, `"7d"` or `"250ms"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|error| format!("{error} (expected a duration such as \"30s\", \"15m\" or \"7d\")"))
+    humantime::parse_duration(text.trim()).map_err(|error| {
+        format!("{error} (expected a duration such as \"30s\", \"15m\" or \"7d\")")
+    })
 }
 
 /// Parses a byte size such as `"10MiB"`, `"512KiB"` or `"1GB"`.
@@ -143,7 +144,8 @@ mod tests {
     #[test]
     fn accepts_toml_and_environment_spellings() {
         let toml: Sample = toml::from_str("flag = true\ncount = 5\nlist = [\"a\", \"b\"]").unwrap();
-        let env: Sample = toml::from_str("flag = \"true\"\ncount = \"5\"\nlist = \"a, b,\"").unwrap();
+        let env: Sample =
+            toml::from_str("flag = \"true\"\ncount = \"5\"\nlist = \"a, b,\"").unwrap();
         for sample in [toml, env] {
             assert_eq!(sample.flag, Flag(true));
             assert_eq!(sample.count, Count(5));

@@ -125,9 +125,9 @@ mod tests {
         assert!(!key.verify(&[b"csrf", b"session-2"], &signature));
         // Moving a byte between parts changes the input: parts are length-prefixed.
         assert!(!key.verify(&[b"csr", b"fsession-1"], &signature));
-        assert!(!SecretKey::new(b"another secret of enough length!").verify(
-            &[b"csrf", b"session-1"],
-            &signature
-        ));
+        assert!(
+            !SecretKey::new(b"another secret of enough length!")
+                .verify(&[b"csrf", b"session-1"], &signature)
+        );
     }
 }

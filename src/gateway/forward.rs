@@ -63,8 +63,10 @@ pub async fn forward(
         return Err(GatewayError::PayloadTooLarge);
     }
 
-    let upgrade = is_upgrade(&parts.headers).then(|| parts.headers.get(header::UPGRADE).cloned()).flatten();
-    let client_upgrade = upgrade.as_ref().and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    let upgrade =
+        is_upgrade(&parts.headers).then(|| parts.headers.get(header::UPGRADE).cloned()).flatten();
+    let client_upgrade =
+        upgrade.as_ref().and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
 
     rewrite_request_headers(gateway, &mut parts, upstream, upgrade.as_ref());
     for (name, value) in permit.identity().map(|identity| identity.headers()).unwrap_or_default() {
@@ -73,7 +75,8 @@ pub async fn forward(
     parts.uri = uri;
     parts.version = if upstream.http2() { Version::HTTP_2 } else { Version::HTTP_11 };
 
-    let body = Body::new(Limited::new(body, usize::try_from(gateway.max_body).unwrap_or(usize::MAX)));
+    let body =
+        Body::new(Limited::new(body, usize::try_from(gateway.max_body).unwrap_or(usize::MAX)));
     let request = Request::from_parts(parts, body);
     let client = if upstream.http2() { &gateway.http2 } else { &gateway.http1 };
     let started = Instant::now();
@@ -81,31 +84,37 @@ pub async fn forward(
     gateway.metrics.record_upstream(started.elapsed().as_secs_f64());
     let mut response = match sent {
         Err(_elapsed) => return Err(GatewayError::Timeout),
-        Ok(Err(error)) if caused_by_length_limit(&error) => return Err(GatewayError::PayloadTooLarge),
+        Ok(Err(error)) if caused_by_length_limit(&error) => {
+            return Err(GatewayError::PayloadTooLarge);
+        }
         Ok(Err(error)) => return Err(GatewayError::Unavailable(Box::new(error))),
         Ok(Ok(response)) => response,
     };
 
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(async move {
-                let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
-                    tracing::debug!("upgrade abandoned by one side");
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
-            });
-        }
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
+                tracing::debug!("upgrade abandoned by one side");
+                return;
+            };
+            let _ = tokio::io::copy_bidirectional(
+                &mut TokioIo::new(client),
+                &mut TokioIo::new(upstream),
+            )
+            .await;
+        });
     }
 
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(protocol) = upgrade {
-            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, protocol);
-        }
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(protocol) = upgrade
+    {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
     }
     cookies::strip_own_set_cookie(&mut parts.headers, &gateway.cookies);
     Ok(Response::from_parts(parts, Body::new(body)))
@@ -119,7 +128,9 @@ fn rewrite_request_headers(
 ) {
     let headers = &mut parts.headers;
     let keep_te_trailers = upstream.http2()
-        && headers.get(header::TE).is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        && headers
+            .get(header::TE)
+            .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
     remove_hop_by_hop(headers);
     if keep_te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -130,8 +141,11 @@ fn rewrite_request_headers(
     }
 
     // The client's copies of identity headers, in any spelling.
-    let spoofed: Vec<HeaderName> =
-        headers.keys().filter(|name| gateway.header_names.is_identity_header(name)).cloned().collect();
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| gateway.header_names.is_identity_header(name))
+        .cloned()
+        .collect();
     for name in spoofed {
         if tracing::event_enabled!(tracing::Level::DEBUG) {
             tracing::debug!(header = %name, "dropped a client-sent identity header");
@@ -148,10 +162,11 @@ fn rewrite_request_headers(
     });
     if let Some(peer) = peer {
         let peer_ip = peer.addr.ip().to_string();
-        let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()).filter(|_| trusted) {
-            Some(previous) => format!("{previous}, {peer_ip}"),
-            None => peer_ip,
-        };
+        let forwarded_for =
+            match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()).filter(|_| trusted) {
+                Some(previous) => format!("{previous}, {peer_ip}"),
+                None => peer_ip,
+            };
         if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
             headers.insert(X_FORWARDED_FOR, value);
         }

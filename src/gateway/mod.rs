@@ -61,14 +61,20 @@ impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
         match error {
             GatewayError::BadPath(problem) => Self::invalid_request(problem.to_string()),
-            GatewayError::NoUpstream => Self::not_found("No app is configured for this host and path"),
-            GatewayError::PayloadTooLarge => {
-                Self::new(ErrorCode::PayloadTooLarge, "Request body is larger than the configured limit")
+            GatewayError::NoUpstream => {
+                Self::not_found("No app is configured for this host and path")
             }
+            GatewayError::PayloadTooLarge => Self::new(
+                ErrorCode::PayloadTooLarge,
+                "Request body is larger than the configured limit",
+            ),
             GatewayError::Unavailable(_) => {
-                Self::new(ErrorCode::UpstreamUnavailable, "The app cannot be reached").with_cause(error)
+                Self::new(ErrorCode::UpstreamUnavailable, "The app cannot be reached")
+                    .with_cause(error)
             }
-            GatewayError::Timeout => Self::new(ErrorCode::UpstreamTimeout, "The app did not answer in time"),
+            GatewayError::Timeout => {
+                Self::new(ErrorCode::UpstreamTimeout, "The app did not answer in time")
+            }
             GatewayError::Internal(_) => Self::internal(error),
         }
     }
@@ -175,7 +181,8 @@ impl Gateway {
             Decision::Deny(denial) => return Ok(self.refuse(&denial, &parts, &identified)),
         };
         let host = request_host(parts.headers.get(header::HOST), &parts.uri);
-        let upstream = self.upstreams.select(host.as_deref(), &path).ok_or(GatewayError::NoUpstream)?;
+        let upstream =
+            self.upstreams.select(host.as_deref(), &path).ok_or(GatewayError::NoUpstream)?;
         let uri = upstream.uri_for(&path, parts.uri.query())?;
         forward::forward(self, permit, upstream, uri, parts, body).await
     }
@@ -188,21 +195,24 @@ impl Gateway {
                     self.sign_in_redirect(parts)
                 } else {
                     let error = match problem {
-                        Some(Rejection::Malformed) => {
-                            ApiError::new(ErrorCode::InvalidToken, "The session cookie is malformed")
-                        }
-                        Some(Rejection::Unknown) => {
-                            ApiError::new(ErrorCode::Unauthorized, "The session has ended, sign in again")
-                        }
+                        Some(Rejection::Malformed) => ApiError::new(
+                            ErrorCode::InvalidToken,
+                            "The session cookie is malformed",
+                        ),
+                        Some(Rejection::Unknown) => ApiError::new(
+                            ErrorCode::Unauthorized,
+                            "The session has ended, sign in again",
+                        ),
                         Some(Rejection::StoreUnavailable) | None => ApiError::unauthorized(),
                     };
                     error.into_response()
                 }
             }
-            Denial::StoreUnavailable => {
-                ApiError::new(ErrorCode::StoreUnavailable, "Cannot check the session right now, try again shortly")
-                    .into_response()
-            }
+            Denial::StoreUnavailable => ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "Cannot check the session right now, try again shortly",
+            )
+            .into_response(),
             Denial::Forbidden(reason) => ApiError::forbidden(reason.message()).into_response(),
         };
         if matches!(identified, Identified::Rejected(Rejection::Malformed | Rejection::Unknown)) {
@@ -276,8 +286,14 @@ mod tests {
         assert!(wants_redirect(OnUnauthenticated::Auto, &parts(Method::GET, Some(browser))));
         assert!(wants_redirect(OnUnauthenticated::Auto, &parts(Method::HEAD, Some(browser))));
         assert!(!wants_redirect(OnUnauthenticated::Auto, &parts(Method::POST, Some(browser))));
-        assert!(!wants_redirect(OnUnauthenticated::Auto, &parts(Method::GET, Some("application/json"))));
-        assert!(!wants_redirect(OnUnauthenticated::Auto, &parts(Method::GET, Some("application/json, text/html"))));
+        assert!(!wants_redirect(
+            OnUnauthenticated::Auto,
+            &parts(Method::GET, Some("application/json"))
+        ));
+        assert!(!wants_redirect(
+            OnUnauthenticated::Auto,
+            &parts(Method::GET, Some("application/json, text/html"))
+        ));
         assert!(!wants_redirect(OnUnauthenticated::Auto, &parts(Method::GET, None)));
         assert!(!wants_redirect(OnUnauthenticated::Status401, &parts(Method::GET, Some(browser))));
         assert!(wants_redirect(OnUnauthenticated::Redirect, &parts(Method::POST, None)));

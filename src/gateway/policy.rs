@@ -59,7 +59,8 @@ impl Route {
     /// The rule for unmatched paths: authentication required.
     pub fn fallback() -> Self {
         Self {
-            pattern: PathPattern::parse("*").unwrap_or_else(|_| unreachable!("`*` is a valid pattern")),
+            pattern: PathPattern::parse("*")
+                .unwrap_or_else(|_| unreachable!("`*` is a valid pattern")),
             methods: Vec::new(),
             access: Access::Authenticated,
             roles: Vec::new(),
@@ -225,7 +226,11 @@ pub fn decide(route: &Route, matched: &PathMatch<'_>, identified: &Identified) -
     Decision::Allow(Permit { identity: Some(Arc::clone(identity)) })
 }
 
-fn restriction_failed(route: &Route, matched: &PathMatch<'_>, identity: &Identity) -> Option<Forbidden> {
+fn restriction_failed(
+    route: &Route,
+    matched: &PathMatch<'_>,
+    identity: &Identity,
+) -> Option<Forbidden> {
     if !route.roles.is_empty() && !route.roles.iter().any(|role| identity.has_role(role)) {
         return Some(Forbidden::MissingRole);
     }

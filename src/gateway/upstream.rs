@@ -28,8 +28,12 @@ impl Upstream {
         path_prefix: &str,
         http2: bool,
     ) -> Result<Self, String> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-            return Err(format!("name `{name}` must be non-empty letters, digits, `-`, `_` or `.`"));
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!(
+                "name `{name}` must be non-empty letters, digits, `-`, `_` or `.`"
+            ));
         }
         let parsed = url::Url::parse(url).map_err(|error| format!("url `{url}`: {error}"))?;
         if parsed.scheme() != "http" {
@@ -37,7 +41,8 @@ impl Upstream {
                 "url `{url}`: only http:// upstreams are supported (the app is usually on loopback)"
             ));
         }
-        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
+        {
             return Err(format!("url `{url}`: no query, fragment or credentials allowed"));
         }
         let host = parsed.host_str().ok_or_else(|| format!("url `{url}` has no host"))?;
@@ -220,6 +225,9 @@ mod tests {
         let host = |value: &str| request_host(Some(&HeaderValue::from_str(value).unwrap()), &uri);
         assert_eq!(host("App.Example.com:8443").as_deref(), Some("app.example.com"));
         assert_eq!(host("[::1]:8080").as_deref(), Some("::1"));
-        assert_eq!(request_host(None, &"http://h.example/x".parse().unwrap()).as_deref(), Some("h.example"));
+        assert_eq!(
+            request_host(None, &"http://h.example/x".parse().unwrap()).as_deref(),
+            Some("h.example")
+        );
     }
 }

@@ -45,7 +45,12 @@ struct IdentityExpiry {
 }
 
 impl Expiry<CredentialHash, Entry> for IdentityExpiry {
-    fn expire_after_create(&self, _key: &CredentialHash, entry: &Entry, _created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &CredentialHash,
+        entry: &Entry,
+        _created_at: Instant,
+    ) -> Option<Duration> {
         Some(self.clock.now().until(entry.fresh_until))
     }
 }
@@ -63,7 +68,8 @@ impl IdentityCache {
         let mark_ttl = ttl + Duration::from_secs(60);
         let revoked_credentials =
             moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
-        let revoked_users = moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
+        let revoked_users =
+            moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
         Self { entries, ttl, revoked_credentials, revoked_users, clock }
     }
 
@@ -81,9 +87,14 @@ impl IdentityCache {
 
     /// Caches an identity whose load from the store began at `load_started`, unless a
     /// revocation happened since then (the load may have read the state before it).
-    pub async fn insert(&self, hash: CredentialHash, identity: Arc<Identity>, load_started: Instant) {
+    pub async fn insert(
+        &self,
+        hash: CredentialHash,
+        identity: Arc<Identity>,
+        load_started: Instant,
+    ) {
         let user_id = identity.user_id;
-        let fresh_until = self.clock.now().add(self.ttl).min(identity.expires_at);
+        let fresh_until = self.clock.now().plus(self.ttl).min(identity.expires_at);
         self.entries.insert(hash, Entry { identity, fresh_until }).await;
         let revoked_since = |mark: Option<Instant>| mark.is_some_and(|at| at >= load_started);
         if revoked_since(self.revoked_credentials.get(&hash))
@@ -103,7 +114,8 @@ impl IdentityCache {
     pub fn evict_user(&self, user_id: Uuid) {
         self.revoked_users.insert(user_id, Instant::now());
         // Only fails if closures are not enabled, and they are (see `new`).
-        let _ = self.entries.invalidate_entries_if(move |_, entry| entry.identity.user_id == user_id);
+        let _ =
+            self.entries.invalidate_entries_if(move |_, entry| entry.identity.user_id == user_id);
     }
 
     /// How many identities are cached (approximate).

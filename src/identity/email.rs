@@ -45,9 +45,9 @@ impl Email {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && local.chars().all(|c| {
-                !c.is_control() && !c.is_whitespace() && !"\"\\<>()[],;:@".contains(c)
-            });
+            && local
+                .chars()
+                .all(|c| !c.is_control() && !c.is_whitespace() && !"\"\\<>()[],;:@".contains(c));
         let domain_ok = domain.contains('.')
             && domain.split('.').all(|label| {
                 !label.is_empty()

@@ -131,7 +131,9 @@ impl User {
 pub fn validate_role(role: &str) -> Result<(), String> {
     let valid = !role.is_empty()
         && role.len() <= 64
-        && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
     if valid { Ok(()) } else { Err(format!("role `{role}` must be 1-64 of a-z, 0-9, _ . : -")) }
 }
 

@@ -40,8 +40,8 @@ impl SessionToken {
     /// Parses a cookie value (`v1.` + 43 base64url characters); anything else is `None`.
     pub fn from_cookie_value(value: &str) -> Option<Self> {
         let token = value.strip_prefix(TOKEN_VERSION)?;
-        let well_formed =
-            token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let well_formed = token.len() == 43
+            && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         well_formed.then(|| Self(token.to_owned()))
     }
 
@@ -83,7 +83,7 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     fn deadline(&self, idle_timeout: Duration) -> Timestamp {
-        let idle = Timestamp::from_millis(self.last_seen_at).add(idle_timeout);
+        let idle = Timestamp::from_millis(self.last_seen_at).plus(idle_timeout);
         idle.min(Timestamp::from_millis(self.expires_at))
     }
 }
@@ -135,7 +135,11 @@ impl SessionService {
     /// # Errors
     /// The store fails; nothing is half-written (the index entry is only added after the
     /// session itself, and a dangling index entry is ignored when listing).
-    pub async fn create(&self, user: &User, client: ClientInfo) -> Result<(SessionToken, SessionRecord), StoreError> {
+    pub async fn create(
+        &self,
+        user: &User,
+        client: ClientInfo,
+    ) -> Result<(SessionToken, SessionRecord), StoreError> {
         let token = SessionToken::generate();
         let now = self.clock.now();
         let record = SessionRecord {
@@ -143,7 +147,7 @@ impl SessionService {
             user_id: user.id,
             created_at: now.as_millis(),
             last_seen_at: now.as_millis(),
-            expires_at: now.add(self.lifetimes.ttl).as_millis(),
+            expires_at: now.plus(self.lifetimes.ttl).as_millis(),
             ip: client.ip,
             user_agent: client.user_agent.map(|agent| agent.chars().take(MAX_USER_AGENT).collect()),
         };
@@ -158,7 +162,10 @@ impl SessionService {
     ///
     /// # Errors
     /// The store is unavailable on a cache miss.
-    pub async fn authenticate(&self, token: &SessionToken) -> Result<Option<Arc<Identity>>, StoreError> {
+    pub async fn authenticate(
+        &self,
+        token: &SessionToken,
+    ) -> Result<Option<Arc<Identity>>, StoreError> {
         let hash = token.hash();
         if let Some(identity) = self.cache.get(&hash).await {
             return Ok(Some(identity));
@@ -183,7 +190,10 @@ impl SessionService {
 
     /// Loads a live session and its enabled user, touching last-seen when due; ends sessions
     /// found expired or belonging to a disabled or deleted user.
-    async fn load(&self, hash: &CredentialHash) -> Result<Option<(SessionRecord, User)>, StoreError> {
+    async fn load(
+        &self,
+        hash: &CredentialHash,
+    ) -> Result<Option<(SessionRecord, User)>, StoreError> {
         let key = crypto::hex(hash);
         let Some(bytes) = self.store.get(&session_key(&key)).await? else {
             return Ok(None);
@@ -202,7 +212,7 @@ impl SessionService {
                 return Ok(None);
             }
         };
-        if Timestamp::from_millis(record.last_seen_at).add(TOUCH_INTERVAL) <= now {
+        if Timestamp::from_millis(record.last_seen_at).plus(TOUCH_INTERVAL) <= now {
             record.last_seen_at = now.as_millis();
             self.save(&key, &record, now).await?;
         }
@@ -221,7 +231,9 @@ impl SessionService {
                 Some(bytes) => {
                     let record: SessionRecord = serde_json::from_slice(&bytes)
                         .map_err(|error| StoreError::Corrupt(format!("session record: {error}")))?;
-                    if record.user_id == user_id && record.deadline(self.lifetimes.idle_timeout) > now {
+                    if record.user_id == user_id
+                        && record.deadline(self.lifetimes.idle_timeout) > now
+                    {
                         sessions.push(record);
                     }
                 }
@@ -229,7 +241,7 @@ impl SessionService {
                 None => self.store.set_remove(&user_index(user_id), &key).await?,
             }
         }
-        sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        sessions.sort_by_key(|record| std::cmp::Reverse(record.created_at));
         Ok(sessions)
     }
 
@@ -297,8 +309,14 @@ impl SessionService {
         }
     }
 
-    async fn save(&self, key: &str, record: &SessionRecord, now: Timestamp) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(record).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    async fn save(
+        &self,
+        key: &str,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec(record).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let ttl = now.until(record.deadline(self.lifetimes.idle_timeout));
         self.store.put(&session_key(key), &bytes, ttl).await
     }

@@ -37,7 +37,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let ephemeral = tokio::time::timeout(CHECK_TIMEOUT, state.ephemeral.ping()).await;
     let mut upstreams_ok = true;
     for upstream in state.gateway.upstreams().iter() {
-        let resolved = tokio::time::timeout(CHECK_TIMEOUT, tokio::net::lookup_host(upstream.authority())).await;
+        let resolved =
+            tokio::time::timeout(CHECK_TIMEOUT, tokio::net::lookup_host(upstream.authority()))
+                .await;
         upstreams_ok &= match resolved {
             Ok(Ok(mut addrs)) => addrs.next().is_some(),
             _ => false,
@@ -49,7 +51,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if database_ok && ephemeral_ok && upstreams_ok {
         Json(json!({ "status": "ready", "checks": checks })).into_response()
     } else {
-        let code = if database_ok && ephemeral_ok { ErrorCode::UpstreamUnavailable } else { ErrorCode::StoreUnavailable };
+        let code = if database_ok && ephemeral_ok {
+            ErrorCode::UpstreamUnavailable
+        } else {
+            ErrorCode::StoreUnavailable
+        };
         let body = json!({ "error": code.as_str(), "message": "Not ready", "checks": checks });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }

@@ -42,8 +42,10 @@ impl Observer {
 
 /// Keeps a client's `X-Request-Id` when it is 1–128 visible ASCII characters, else makes one.
 pub fn request_id(candidate: Option<&HeaderValue>) -> HeaderValue {
-    let valid = candidate
-        .filter(|value| (1..=128).contains(&value.len()) && value.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b)));
+    let valid = candidate.filter(|value| {
+        (1..=128).contains(&value.len())
+            && value.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
+    });
     match valid {
         Some(value) => value.clone(),
         None => HeaderValue::from_str(&uuid::Uuid::now_v7().simple().to_string())
@@ -52,7 +54,11 @@ pub fn request_id(candidate: Option<&HeaderValue>) -> HeaderValue {
 }
 
 /// The middleware.
-pub async fn observe(State(observer): State<Observer>, mut request: Request, next: Next) -> Response {
+pub async fn observe(
+    State(observer): State<Observer>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = request_id(request.headers().get(&X_REQUEST_ID));
     request.extensions_mut().insert(RequestId(id.clone()));

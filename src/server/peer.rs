@@ -72,13 +72,31 @@ mod tests {
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let headers = xff("203.0.113.9, 10.0.0.7");
-        assert_eq!(client_ip(&peer("10.0.0.1"), &headers, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&peer("198.51.100.1"), &headers, &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&peer("10.0.0.1"), &HeaderMap::new(), &trusted), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(&peer("10.0.0.1"), &headers, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(&peer("198.51.100.1"), &headers, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(&peer("10.0.0.1"), &HeaderMap::new(), &trusted),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
         // A spoofed left-most entry cannot hide the real client.
         let spoofed = xff("1.1.1.1, 203.0.113.9");
-        assert_eq!(client_ip(&peer("10.0.0.1"), &spoofed, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&peer("10.0.0.1"), &xff("garbage"), &trusted), "10.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&peer("::ffff:192.0.2.1"), &HeaderMap::new(), &[]), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(&peer("10.0.0.1"), &spoofed, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(&peer("10.0.0.1"), &xff("garbage"), &trusted),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(&peer("::ffff:192.0.2.1"), &HeaderMap::new(), &[]),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 }

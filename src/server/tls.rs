@@ -63,7 +63,11 @@ impl ReloadingCert {
     ///
     /// # Errors
     /// See [`TlsError`].
-    pub fn load(cert_path: &Path, key_path: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+    pub fn load(
+        cert_path: &Path,
+        key_path: &Path,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, TlsError> {
         let source = read_pair(cert_path, key_path)?;
         let key = certified_key(&source, cert_path, key_path, &provider)?;
         Ok(Self {
@@ -99,9 +103,13 @@ impl ReloadingCert {
             }
             let this = Arc::clone(&self);
             match tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
-                Ok(Ok(true)) => tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded"),
+                Ok(Ok(true)) => {
+                    tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded")
+                }
                 Ok(Ok(false)) => {}
-                Ok(Err(error)) => tracing::error!(%error, "TLS certificate not reloaded; keeping the current one"),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "TLS certificate not reloaded; keeping the current one")
+                }
                 Err(error) => tracing::error!(%error, "TLS reload task failed"),
             }
         }
@@ -118,7 +126,10 @@ impl ResolvesServerCert for ReloadingCert {
 ///
 /// # Errors
 /// The provider supports no safe protocol versions (not the case for ring).
-pub fn server_config(cert: Arc<ReloadingCert>, provider: Arc<CryptoProvider>) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(
+    cert: Arc<ReloadingCert>,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -129,7 +140,8 @@ pub fn server_config(cert: Arc<ReloadingCert>, provider: Arc<CryptoProvider>) ->
 
 fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+        std::fs::read(path)
+            .map_err(|source| TlsError::Read { path: path.display().to_string(), source })
     };
     Ok((read(cert_path)?, read(key_path)?))
 }
@@ -140,14 +152,16 @@ fn certified_key(
     key_path: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, TlsError> {
-    let pem_error = |path: &Path, reason: String| TlsError::Pem { path: path.display().to_string(), reason };
+    let pem_error =
+        |path: &Path, reason: String| TlsError::Pem { path: path.display().to_string(), reason };
     let certs = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| pem_error(cert_path, error.to_string()))?;
     if certs.is_empty() {
         return Err(pem_error(cert_path, "no certificate found".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| pem_error(key_path, error.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|error| pem_error(key_path, error.to_string()))?;
     let signing_key = provider.key_provider.load_private_key(key)?;
     let certified = CertifiedKey::new(certs, signing_key);
     certified.keys_match()?;

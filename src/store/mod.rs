@@ -60,11 +60,14 @@ impl From<sqlx::Error> for StoreError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) => {
-                Self::new(ErrorCode::StoreUnavailable, "The store is unavailable, try again shortly")
-                    .with_cause(error)
+            StoreError::Unavailable(_) => Self::new(
+                ErrorCode::StoreUnavailable,
+                "The store is unavailable, try again shortly",
+            )
+            .with_cause(error),
+            StoreError::Conflict(what) => {
+                Self::new(ErrorCode::Conflict, format!("{what} already exists"))
             }
-            StoreError::Conflict(what) => Self::new(ErrorCode::Conflict, format!("{what} already exists")),
             StoreError::Corrupt(_) | StoreError::Database(_) => Self::internal(error),
         }
     }

@@ -46,7 +46,11 @@ impl Database {
             Backend::Sqlite => {
                 if is_sqlite_memory(url) {
                     // Each connection to `:memory:` is its own database: keep exactly one.
-                    options = options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+                    options = options
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
                 }
                 sqlite_url(url)
             }
@@ -102,11 +106,13 @@ impl Database {
         key: &str,
         make: impl FnOnce() -> String,
     ) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(make())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(make())
+        .execute(&self.pool)
+        .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_one(&self.pool)

@@ -100,7 +100,10 @@ impl UserStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn find_by_email(&self, email: &Email) -> Result<Option<(User, Option<String>)>, StoreError> {
+    pub async fn find_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
         let query = sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"
         ));
@@ -118,7 +121,12 @@ impl UserStore {
     ///
     /// # Errors
     /// The database fails. Returns `false` if there is no such user.
-    pub async fn set_roles(&self, id: Uuid, roles: &[String], now: Timestamp) -> Result<bool, StoreError> {
+    pub async fn set_roles(
+        &self,
+        id: Uuid,
+        roles: &[String],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let mut connection = self.db.pool().acquire().await?;
         let mut tx = connection.begin().await?;
         let updated = sqlx::query("UPDATE users SET updated_at = $2 WHERE id = $1")
@@ -129,13 +137,18 @@ impl UserStore {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         for role in roles {
-            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(id.to_string())
-                .bind(role.as_str())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id.to_string())
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -145,21 +158,29 @@ impl UserStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn set_disabled(&self, id: Uuid, disabled: bool, now: Timestamp) -> Result<bool, StoreError> {
-        let result = sqlx::query("UPDATE users SET disabled_at = $2, updated_at = $3 WHERE id = $1")
-            .bind(id.to_string())
-            .bind(disabled.then_some(now.as_millis()))
-            .bind(now.as_millis())
-            .execute(self.db.pool())
-            .await?;
+    pub async fn set_disabled(
+        &self,
+        id: Uuid,
+        disabled: bool,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result =
+            sqlx::query("UPDATE users SET disabled_at = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.to_string())
+                .bind(disabled.then_some(now.as_millis()))
+                .bind(now.as_millis())
+                .execute(self.db.pool())
+                .await?;
         Ok(result.rows_affected() > 0)
     }
 
     async fn user_from_row(&self, row: &AnyRow) -> Result<User, StoreError> {
         let id_text: String = row.try_get("id")?;
-        let id = Uuid::parse_str(&id_text).map_err(|_| StoreError::Corrupt(format!("user id {id_text}")))?;
+        let id = Uuid::parse_str(&id_text)
+            .map_err(|_| StoreError::Corrupt(format!("user id {id_text}")))?;
         let email_text: String = row.try_get("email")?;
-        let email = Email::parse(&email_text).map_err(|_| StoreError::Corrupt(format!("email of user {id}")))?;
+        let email = Email::parse(&email_text)
+            .map_err(|_| StoreError::Corrupt(format!("email of user {id}")))?;
         let roles = sqlx::query("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
             .bind(&id_text)
             .fetch_all(self.db.pool())

@@ -34,7 +34,8 @@ async fn signup_login_me_and_logout() {
     assert_eq!(me["user"]["organizations"], json!([]));
 
     let token = app.csrf(&client).await;
-    let logout = client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
+    let logout =
+        client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
     assert_eq!(logout.status(), 200);
     assert!(logout.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     assert_eq!(client.get(app.url("/auth/me")).send().await.unwrap().status(), 401);
@@ -96,7 +97,10 @@ async fn weak_passwords_are_refused_naming_the_rule() {
 
 #[tokio::test]
 async fn signup_rules_closed_signup_and_allowed_domains() {
-    let closed = TestApp::builder().config(|c| c.auth.signup = portcullis::config::values::Flag(false)).spawn().await;
+    let closed = TestApp::builder()
+        .config(|c| c.auth.signup = portcullis::config::values::Flag(false))
+        .spawn()
+        .await;
     let response = closed
         .client()
         .post(closed.url("/auth/signup"))
@@ -106,7 +110,10 @@ async fn signup_rules_closed_signup_and_allowed_domains() {
         .unwrap();
     assert_eq!(response.status(), 403);
 
-    let domains = TestApp::builder().config(|c| c.auth.allowed_email_domains = StringList(vec!["acme.com".into()])).spawn().await;
+    let domains = TestApp::builder()
+        .config(|c| c.auth.allowed_email_domains = StringList(vec!["acme.com".into()]))
+        .spawn()
+        .await;
     let client = domains.client();
     let outsider = client
         .post(domains.url("/auth/signup"))
@@ -132,7 +139,8 @@ async fn sessions_are_listed_and_ended_one_by_one_or_all_at_once() {
         .unwrap();
     assert_eq!(login.status(), 200);
 
-    let listed: Value = first.get(app.url("/auth/sessions")).send().await.unwrap().json().await.unwrap();
+    let listed: Value =
+        first.get(app.url("/auth/sessions")).send().await.unwrap().json().await.unwrap();
     let sessions = listed["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
@@ -144,19 +152,53 @@ async fn sessions_are_listed_and_ended_one_by_one_or_all_at_once() {
     assert_eq!(second.get(app.url("/anything")).send().await.unwrap().status(), 200);
     let token = app.csrf(&first).await;
     let id = other["id"].as_str().unwrap();
-    let ended = first.delete(app.url(&format!("/auth/sessions/{id}"))).header("x-csrf-token", &token).send().await.unwrap();
+    let ended = first
+        .delete(app.url(&format!("/auth/sessions/{id}")))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ended.status(), 200);
-    assert_eq!(second.get(app.url("/anything")).header("accept", "application/json").send().await.unwrap().status(), 401);
-    let again = first.delete(app.url(&format!("/auth/sessions/{id}"))).header("x-csrf-token", &token).send().await.unwrap();
+    assert_eq!(
+        second
+            .get(app.url("/anything"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let again = first
+        .delete(app.url(&format!("/auth/sessions/{id}")))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 404);
-    let bad_id = first.delete(app.url("/auth/sessions/not-a-uuid")).header("x-csrf-token", &token).send().await.unwrap();
+    let bad_id = first
+        .delete(app.url("/auth/sessions/not-a-uuid"))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad_id.status(), 404);
 
     // Log out everywhere.
     let third = app.client();
-    third.post(app.url("/auth/login")).json(&json!({"email": "ada@example.com", "password": PASSWORD})).send().await.unwrap();
+    third
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(third.get(app.url("/x")).send().await.unwrap().status(), 200);
-    let all = first.post(app.url("/auth/logout?all=true")).header("x-csrf-token", &token).send().await.unwrap();
+    let all = first
+        .post(app.url("/auth/logout?all=true"))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(all.status(), 200);
     assert_eq!(third.get(app.url("/x")).send().await.unwrap().status(), 401);
     assert_eq!(first.get(app.url("/x")).send().await.unwrap().status(), 401);
@@ -169,7 +211,8 @@ async fn csrf_is_required_on_cookie_authenticated_changes() {
     let missing = client.post(app.url("/auth/logout")).send().await.unwrap();
     assert_eq!(missing.status(), 403);
     assert_eq!(missing.json::<Value>().await.unwrap()["error"], "csrf_failed");
-    let wrong = client.post(app.url("/auth/logout")).header("x-csrf-token", "forged").send().await.unwrap();
+    let wrong =
+        client.post(app.url("/auth/logout")).header("x-csrf-token", "forged").send().await.unwrap();
     assert_eq!(wrong.status(), 403);
 
     let token = app.csrf(&client).await;
@@ -189,12 +232,17 @@ async fn csrf_is_required_on_cookie_authenticated_changes() {
         .await
         .unwrap();
     assert_eq!(fetch_site.status(), 403);
-    assert_eq!(client.get(app.url("/auth/me")).send().await.unwrap().status(), 200, "still signed in");
+    assert_eq!(
+        client.get(app.url("/auth/me")).send().await.unwrap().status(),
+        200,
+        "still signed in"
+    );
 
     // Another user's token does not work for this session.
     let other = app.signed_in("bob@example.com").await;
     let bobs = app.csrf(&other).await;
-    let borrowed = client.post(app.url("/auth/logout")).header("x-csrf-token", bobs).send().await.unwrap();
+    let borrowed =
+        client.post(app.url("/auth/logout")).header("x-csrf-token", bobs).send().await.unwrap();
     assert_eq!(borrowed.status(), 403);
 
     let same_origin = client
@@ -223,7 +271,12 @@ async fn the_sign_in_page_works_without_javascript() {
     let client = app.client();
     let page = client.get(app.url("/auth/sign-in?redirect_uri=%2Fdashboard")).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     assert!(page.headers()["set-cookie"].to_str().unwrap().starts_with("portcullis_csrf="));
     let html = page.text().await.unwrap();
     assert!(html.contains("<form method=\"post\""));
@@ -234,7 +287,12 @@ async fn the_sign_in_page_works_without_javascript() {
     // Sign up through the form: 303 to the target, signed in.
     let signup = client
         .post(app.url("/auth/signup"))
-        .form(&[("email", "ada@example.com"), ("password", PASSWORD), ("csrf_token", &csrf), ("redirect_uri", "/dashboard")])
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+            ("redirect_uri", "/dashboard"),
+        ])
         .send()
         .await
         .unwrap();
@@ -248,7 +306,11 @@ async fn the_sign_in_page_works_without_javascript() {
     let csrf = between(&html, "name=\"csrf_token\" value=\"", "\"");
     let failed = other
         .post(app.url("/auth/login"))
-        .form(&[("email", "ada@example.com"), ("password", "not the password"), ("csrf_token", &csrf)])
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", "not the password"),
+            ("csrf_token", &csrf),
+        ])
         .send()
         .await
         .unwrap();
@@ -268,7 +330,12 @@ async fn the_sign_in_page_works_without_javascript() {
     // A form login lands on the validated target.
     let login = other
         .post(app.url("/auth/login"))
-        .form(&[("email", "ada@example.com"), ("password", PASSWORD), ("csrf_token", &csrf), ("redirect_uri", "/after")])
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+            ("redirect_uri", "/after"),
+        ])
         .send()
         .await
         .unwrap();
@@ -278,23 +345,37 @@ async fn the_sign_in_page_works_without_javascript() {
 
 #[tokio::test]
 async fn redirect_targets_on_other_origins_are_refused() {
-    let app = TestApp::builder().config(|c| c.auth.redirect_origins = StringList(vec!["https://admin.example.com".into()])).spawn().await;
+    let app = TestApp::builder()
+        .config(|c| c.auth.redirect_origins = StringList(vec!["https://admin.example.com".into()]))
+        .spawn()
+        .await;
     let client = app.client();
-    for target in ["https://evil.example/", "//evil.example", "/\\evil.example", "javascript:alert(1)"] {
+    for target in
+        ["https://evil.example/", "//evil.example", "/\\evil.example", "javascript:alert(1)"]
+    {
         let url = format!("{}?redirect_uri={}", app.url("/auth/sign-in"), urlencode(target));
         let page = client.get(url).send().await.unwrap();
         assert_eq!(page.status(), 400, "{target}");
         let html = page.text().await.unwrap();
         assert!(!html.contains("evil.example"), "{target} must not be echoed into the form");
     }
-    let allowed = format!("{}?redirect_uri={}", app.url("/auth/sign-in"), urlencode("https://admin.example.com/x"));
+    let allowed = format!(
+        "{}?redirect_uri={}",
+        app.url("/auth/sign-in"),
+        urlencode("https://admin.example.com/x")
+    );
     assert_eq!(client.get(allowed).send().await.unwrap().status(), 200);
 
     let html = client.get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
     let csrf = between(&html, "name=\"csrf_token\" value=\"", "\"");
     let posted = client
         .post(app.url("/auth/signup"))
-        .form(&[("email", "ada@example.com"), ("password", PASSWORD), ("csrf_token", &csrf), ("redirect_uri", "https://evil.example/")])
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+            ("redirect_uri", "https://evil.example/"),
+        ])
         .send()
         .await
         .unwrap();
@@ -309,7 +390,8 @@ async fn csrf_endpoint_binds_tokens_to_the_session_or_a_cookie() {
     let first = anonymous.get(app.url("/auth/csrf")).send().await.unwrap();
     assert!(first.headers()["set-cookie"].to_str().unwrap().contains("portcullis_csrf="));
     let first: Value = first.json().await.unwrap();
-    let second: Value = anonymous.get(app.url("/auth/csrf")).send().await.unwrap().json().await.unwrap();
+    let second: Value =
+        anonymous.get(app.url("/auth/csrf")).send().await.unwrap().json().await.unwrap();
     assert_eq!(first, second, "the same cookie gives the same token");
 
     let signed_in = app.signed_in("ada@example.com").await;
@@ -324,16 +406,32 @@ async fn forward_auth_verify_answers_with_identity_headers() {
         .spawn()
         .await;
     let client = app.signed_in("ada@example.com").await;
-    let allowed = client.get(app.url("/auth/verify")).header("x-original-uri", "/app/page?x=1").send().await.unwrap();
+    let allowed = client
+        .get(app.url("/auth/verify"))
+        .header("x-original-uri", "/app/page?x=1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(allowed.status(), 200);
     assert_eq!(allowed.headers()["x-auth-email"], "ada@example.com");
     assert_eq!(allowed.headers()["x-auth-method"], "session");
 
-    let forbidden = client.get(app.url("/auth/verify")).header("x-forwarded-uri", "/admin/x").send().await.unwrap();
+    let forbidden = client
+        .get(app.url("/auth/verify"))
+        .header("x-forwarded-uri", "/admin/x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forbidden.status(), 403);
 
     let anonymous = app.client();
-    let refused = anonymous.get(app.url("/auth/verify")).header("x-original-uri", "/app").header("accept", "text/html").send().await.unwrap();
+    let refused = anonymous
+        .get(app.url("/auth/verify"))
+        .header("x-original-uri", "/app")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 401, "auth_request needs 401, not a redirect");
     let redirect = anonymous
         .get(app.url("/auth/verify?redirect=1"))
@@ -343,7 +441,12 @@ async fn forward_auth_verify_answers_with_identity_headers() {
         .unwrap();
     assert_eq!(redirect.status(), 302);
     assert_eq!(redirect.headers()["location"], "/auth/sign-in?redirect_uri=%2Fapp%3Fq%3D1");
-    let public = anonymous.get(app.url("/auth/verify")).header("x-original-uri", "/open/x").send().await.unwrap();
+    let public = anonymous
+        .get(app.url("/auth/verify"))
+        .header("x-original-uri", "/open/x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(public.status(), 200);
     assert!(public.headers().get("x-auth-email").is_none());
 
@@ -357,7 +460,8 @@ async fn forward_auth_verify_answers_with_identity_headers() {
 #[tokio::test]
 async fn providers_lists_password() {
     let app = TestApp::spawn().await;
-    let body: Value = app.client().get(app.url("/auth/providers")).send().await.unwrap().json().await.unwrap();
+    let body: Value =
+        app.client().get(app.url("/auth/providers")).send().await.unwrap().json().await.unwrap();
     assert_eq!(body, json!({"providers": ["password"]}));
 }
 
@@ -365,7 +469,12 @@ async fn providers_lists_password() {
 async fn auth_requests_are_rate_limited_per_client_ip() {
     let app = TestApp::builder().config(|c| c.rate_limit.auth_per_minute = Count(5)).spawn().await;
     let client = app.client();
-    let attempt = || client.post(app.url("/auth/login")).json(&json!({"email": "x@example.com", "password": "y"})).send();
+    let attempt = || {
+        client
+            .post(app.url("/auth/login"))
+            .json(&json!({"email": "x@example.com", "password": "y"}))
+            .send()
+    };
     for _ in 0..5 {
         assert_eq!(attempt().await.unwrap().status(), 401);
     }
@@ -383,7 +492,11 @@ async fn auth_requests_are_rate_limited_per_client_ip() {
         .await
         .unwrap();
     assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(client.get(app.url("/auth/providers")).send().await.unwrap().status(), 200, "reads are not limited");
+    assert_eq!(
+        client.get(app.url("/auth/providers")).send().await.unwrap().status(),
+        200,
+        "reads are not limited"
+    );
 
     // From a trusted proxy, each forwarded client has its own budget.
     let behind_proxy = TestApp::builder()
@@ -411,11 +524,18 @@ async fn auth_requests_are_rate_limited_per_client_ip() {
 #[tokio::test]
 async fn repeated_failures_on_one_account_back_off() {
     let clock = ManualClock::new();
-    let app = TestApp::builder().clock(clock.clone()).config(|c| c.rate_limit.login_failures_before_backoff = Count(3)).spawn().await;
+    let app = TestApp::builder()
+        .clock(clock.clone())
+        .config(|c| c.rate_limit.login_failures_before_backoff = Count(3))
+        .spawn()
+        .await;
     app.signed_in("ada@example.com").await;
     let client = app.client();
     let login = |password: &'static str| {
-        client.post(app.url("/auth/login")).json(&json!({"email": "ada@example.com", "password": password})).send()
+        client
+            .post(app.url("/auth/login"))
+            .json(&json!({"email": "ada@example.com", "password": password}))
+            .send()
     };
     for _ in 0..3 {
         assert_eq!(login("wrong password!").await.unwrap().status(), 401);
@@ -442,10 +562,23 @@ async fn idle_sessions_expire() {
     assert_eq!(client.get(app.url("/x")).send().await.unwrap().status(), 200);
     for _ in 0..3 {
         clock.advance(Duration::from_secs(9 * 60));
-        assert_eq!(client.get(app.url("/x")).send().await.unwrap().status(), 200, "activity slides the idle window");
+        assert_eq!(
+            client.get(app.url("/x")).send().await.unwrap().status(),
+            200,
+            "activity slides the idle window"
+        );
     }
     clock.advance(Duration::from_secs(11 * 60));
-    assert_eq!(client.get(app.url("/x")).header("accept", "application/json").send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .get(app.url("/x"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 }
 
 fn between(text: &str, start: &str, end: &str) -> String {

@@ -24,18 +24,40 @@ async fn malformed_bodies_get_invalid_request_and_store_nothing() {
     let post = |body: &'static [u8], content_type: &'static str| {
         client.post(app.url("/auth/signup")).header("content-type", content_type).body(body).send()
     };
-    expect_error(post(b"{\"email\": ", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, "invalid_request").await;
-    expect_error(post(b"\xff\xfe{}", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, "invalid_request").await;
-    expect_error(post(b"[1, 2]", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, "invalid_request").await;
-    let wrong_type = post(b"{\"email\": \"a@b.co\", \"password\": \"x\"}", "text/plain").await.unwrap();
+    expect_error(
+        post(b"{\"email\": ", "application/json").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        post(b"\xff\xfe{}", "application/json").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        post(b"[1, 2]", "application/json").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    let wrong_type =
+        post(b"{\"email\": \"a@b.co\", \"password\": \"x\"}", "text/plain").await.unwrap();
     let body = expect_error(wrong_type, StatusCode::BAD_REQUEST, "invalid_request").await;
     assert!(body["message"].as_str().unwrap().contains("application/json"));
     let missing = post(b"{\"email\": \"ada@example.com\"}", "application/json").await.unwrap();
     let body = expect_error(missing, StatusCode::BAD_REQUEST, "invalid_request").await;
     assert!(body["message"].as_str().unwrap().contains("password"), "names the field: {body}");
-    let wrong_field_type = post(b"{\"email\": 5, \"password\": \"x\"}", "application/json").await.unwrap();
+    let wrong_field_type =
+        post(b"{\"email\": 5, \"password\": \"x\"}", "application/json").await.unwrap();
     expect_error(wrong_field_type, StatusCode::BAD_REQUEST, "invalid_request").await;
-    let bad_email = client.post(app.url("/auth/signup")).json(&json!({"email": "not-an-email", "password": PASSWORD})).send().await.unwrap();
+    let bad_email = client
+        .post(app.url("/auth/signup"))
+        .json(&json!({"email": "not-an-email", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     let body = expect_error(bad_email, StatusCode::BAD_REQUEST, "invalid_request").await;
     assert!(body["message"].as_str().unwrap().starts_with("email"));
     assert_eq!(app.user_count().await, 0);
@@ -45,13 +67,31 @@ async fn malformed_bodies_get_invalid_request_and_store_nothing() {
 async fn a_one_mebibyte_email_is_refused() {
     let app = TestApp::spawn().await;
     let email = format!("{}@example.com", "a".repeat(1 << 20));
-    let response = app.client().post(app.url("/auth/signup")).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
+    let response = app
+        .client()
+        .post(app.url("/auth/signup"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
-    let login = app.client().post(app.url("/auth/login")).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
+    let login = app
+        .client()
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     expect_error(login, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     // Just under the body limit but far over the address limit.
     let long = format!("{}@example.com", "a".repeat(1000));
-    let response = app.client().post(app.url("/auth/signup")).json(&json!({"email": long, "password": PASSWORD})).send().await.unwrap();
+    let response = app
+        .client()
+        .post(app.url("/auth/signup"))
+        .json(&json!({"email": long, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     expect_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
     assert_eq!(app.user_count().await, 0);
 }
@@ -60,7 +100,13 @@ async fn a_one_mebibyte_email_is_refused() {
 async fn duplicate_signup_is_a_conflict_and_creates_no_second_user() {
     let app = TestApp::spawn().await;
     app.signed_in("ada@example.com").await;
-    let again = app.client().post(app.url("/auth/signup")).json(&json!({"email": "ADA@example.com", "password": PASSWORD})).send().await.unwrap();
+    let again = app
+        .client()
+        .post(app.url("/auth/signup"))
+        .json(&json!({"email": "ADA@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     expect_error(again, StatusCode::CONFLICT, "conflict").await;
     assert_eq!(app.user_count().await, 1);
 }
@@ -84,25 +130,49 @@ async fn forged_garbled_and_ended_session_cookies_are_refused() {
             .send()
             .await
             .unwrap();
-        assert!(response.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"), "dead cookie cleared");
+        assert!(
+            response.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"),
+            "dead cookie cleared"
+        );
         expect_error(response, StatusCode::UNAUTHORIZED, code).await;
-        let me = client.get(app.url("/auth/me")).header("cookie", format!("portcullis_session={cookie}")).send().await.unwrap();
+        let me = client
+            .get(app.url("/auth/me"))
+            .header("cookie", format!("portcullis_session={cookie}"))
+            .send()
+            .await
+            .unwrap();
         expect_error(me, StatusCode::UNAUTHORIZED, code).await;
     }
 
     // A cookie of a logged-out session.
     let client = app.client();
-    let signup = client.post(app.url("/auth/signup")).json(&json!({"email": "ada@example.com", "password": PASSWORD})).send().await.unwrap();
-    let cookie = signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let signup = client
+        .post(app.url("/auth/signup"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie =
+        signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let token = app.csrf(&client).await;
     client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
-    let replayed = app.client().get(app.url("/private")).header("cookie", &cookie).header("accept", "application/json").send().await.unwrap();
+    let replayed = app
+        .client()
+        .get(app.url("/private"))
+        .header("cookie", &cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     expect_error(replayed, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
 #[tokio::test]
 async fn invalid_utf8_in_headers_and_cookies_is_harmless() {
-    let app = TestApp::builder().routes("[[routes]]\npath = \"/public/*\"\naccess = \"public\"\n").spawn().await;
+    let app = TestApp::builder()
+        .routes("[[routes]]\npath = \"/public/*\"\naccess = \"public\"\n")
+        .spawn()
+        .await;
     let client = app.signed_in("ada@example.com").await;
     let garbage = HeaderValue::from_bytes(b"\xff\xfe\xc3(").unwrap();
     let response = client
@@ -115,7 +185,11 @@ async fn invalid_utf8_in_headers_and_cookies_is_harmless() {
     assert_eq!(response.status(), 200);
     let echoed: crate::support::Echoed = response.json().await.unwrap();
     assert!(echoed.headers.contains_key("x-custom"), "other headers pass through as bytes");
-    assert_ne!(echoed.header("x-auth-user-id").map(|v| v.contains('\u{fffd}')), Some(true), "spoof replaced");
+    assert_ne!(
+        echoed.header("x-auth-user-id").map(|v| v.contains('\u{fffd}')),
+        Some(true),
+        "spoof replaced"
+    );
 
     let anonymous = app.client();
     let response = anonymous
@@ -141,9 +215,24 @@ async fn invalid_utf8_in_headers_and_cookies_is_harmless() {
 async fn unknown_auth_routes_and_methods_get_json_errors() {
     let app = TestApp::spawn().await;
     let client = app.client();
-    expect_error(client.get(app.url("/auth/nope")).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
-    expect_error(client.get(app.url("/auth/login")).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
-    expect_error(client.delete(app.url("/auth/me")).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    expect_error(
+        client.get(app.url("/auth/nope")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        client.get(app.url("/auth/login")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        client.delete(app.url("/auth/me")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     let bad_query = client.post(app.url("/auth/logout?all=maybe")).send().await.unwrap();
     expect_error(bad_query, StatusCode::BAD_REQUEST, "invalid_request").await;
     let bad_path = client.get(app.url("/%zz")).send().await.unwrap();

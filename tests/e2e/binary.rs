@@ -16,16 +16,26 @@ fn client() -> reqwest::Client {
 }
 
 /// The ports are the only thing changed from the embedded defaults (tests run in parallel).
-const EPHEMERAL_PORTS: [(&str, &str); 2] =
-    [("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0"), ("PORTCULLIS_SERVER__ADMIN_LISTEN", "127.0.0.1:0")];
+const EPHEMERAL_PORTS: [(&str, &str); 2] = [
+    ("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0"),
+    ("PORTCULLIS_SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
+];
 
 #[tokio::test]
 async fn quick_start_on_embedded_defaults_shows_the_demo_app() {
     let dir = tempfile::tempdir().unwrap();
     let mut portcullis = Binary::start(dir.path(), &[], &EPHEMERAL_PORTS).await;
-    assert!(dir.path().join("portcullis.db").exists(), "SQLite file created in the working directory");
+    assert!(
+        dir.path().join("portcullis.db").exists(),
+        "SQLite file created in the working directory"
+    );
     let client = client();
-    let to_sign_in = client.get(format!("{}/", portcullis.url)).header("accept", "text/html").send().await.unwrap();
+    let to_sign_in = client
+        .get(format!("{}/", portcullis.url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(to_sign_in.status(), 302);
     let sign_in = client.get(format!("{}/auth/sign-in", portcullis.url)).send().await.unwrap();
     assert!(sign_in.text().await.unwrap().contains("Create an account"));
@@ -37,14 +47,30 @@ async fn quick_start_on_embedded_defaults_shows_the_demo_app() {
         .await
         .unwrap();
     assert_eq!(signup.status(), 201);
-    let page = client.get(format!("{}/", portcullis.url)).header("accept", "text/html").send().await.unwrap();
+    let page = client
+        .get(format!("{}/", portcullis.url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("Hello, ada@example.com"), "{html}");
     assert!(html.contains("x-auth-user-id"));
-    let json: Value = client.get(format!("{}/me.json", portcullis.url)).send().await.unwrap().json().await.unwrap();
+    let json: Value = client
+        .get(format!("{}/me.json", portcullis.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(json["identity"]["x-auth-email"], "ada@example.com");
-    let ready = client.get(format!("{}/readyz", portcullis.admin_url.as_ref().unwrap())).send().await.unwrap();
+    let ready = client
+        .get(format!("{}/readyz", portcullis.admin_url.as_ref().unwrap()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 
     portcullis.terminate();
@@ -73,7 +99,8 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
 #[tokio::test]
 async fn check_config_prints_the_effective_config_with_secrets_masked() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("secret"), "a-very-secret-hmac-key-of-32-bytes-or-more\n").unwrap();
+    std::fs::write(dir.path().join("secret"), "a-very-secret-hmac-key-of-32-bytes-or-more\n")
+        .unwrap();
     std::fs::write(
         dir.path().join("ok.toml"),
         "[auth]\nsecret_file = \"secret\"\n[storage]\ndatabase_url = \"postgres://user:hunter2@db/portcullis\"\n",
@@ -82,7 +109,10 @@ async fn check_config_prints_the_effective_config_with_secrets_masked() {
     let output = run(dir.path(), &["check-config", "--config", "ok.toml"], "").await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8(output.stdout).unwrap();
-    assert!(printed.contains("[server]") && printed.contains("listen = \"127.0.0.1:8080\""), "{printed}");
+    assert!(
+        printed.contains("[server]") && printed.contains("listen = \"127.0.0.1:8080\""),
+        "{printed}"
+    );
     assert!(!printed.contains("a-very-secret") && !printed.contains("hunter2"), "{printed}");
     assert!(printed.contains("postgres://user:********@db/portcullis"), "{printed}");
 
@@ -92,7 +122,11 @@ async fn check_config_prints_the_effective_config_with_secrets_masked() {
     let error = String::from_utf8(output.stderr).unwrap();
     assert!(error.contains("session") && error.contains("cookie_nmae"), "{error}");
 
-    std::fs::write(dir.path().join("bad.toml"), "[server]\nmax_body = \"lots\"\n[[routes]]\npath = \"x\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nmax_body = \"lots\"\n[[routes]]\npath = \"x\"\n",
+    )
+    .unwrap();
     let output = run(dir.path(), &["check-config", "--config", "bad.toml"], "").await;
     assert_eq!(output.status.code(), Some(2));
     let error = String::from_utf8(output.stderr).unwrap();
@@ -100,7 +134,11 @@ async fn check_config_prints_the_effective_config_with_secrets_masked() {
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
     let output = run(dir.path(), &["check-config", "--config", example], "").await;
-    assert!(output.status.success(), "config.example.toml: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "config.example.toml: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
@@ -121,7 +159,20 @@ async fn the_user_cli_creates_sets_roles_and_disables() {
             run(&dir, &full, stdin).await
         }
     };
-    let created = cli(&["user", "create", "ada@example.com", "--name", "Ada", "--roles", "admin,support", "--password-stdin"], "correct horse battery staple\n").await;
+    let created = cli(
+        &[
+            "user",
+            "create",
+            "ada@example.com",
+            "--name",
+            "Ada",
+            "--roles",
+            "admin,support",
+            "--password-stdin",
+        ],
+        "correct horse battery staple\n",
+    )
+    .await;
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let weak = cli(&["user", "create", "bob@example.com", "--password-stdin"], "password\n").await;
     assert!(!weak.status.success());
@@ -137,7 +188,8 @@ async fn the_user_cli_creates_sets_roles_and_disables() {
         .await
         .unwrap();
     assert_eq!(login.status(), 200);
-    let echoed: Echoed = client.get(format!("{}/x", portcullis.url)).send().await.unwrap().json().await.unwrap();
+    let echoed: Echoed =
+        client.get(format!("{}/x", portcullis.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(echoed.header("x-auth-roles"), Some("admin,support"));
     assert_eq!(echoed.header("x-auth-name"), Some("Ada"));
 
@@ -199,7 +251,11 @@ async fn a_one_gibibyte_upload_streams_through_with_flat_memory() {
     let expected = Arc::try_unwrap(digest).ok().unwrap().into_inner().finish();
     assert_eq!(echoed.body_sha256, crate::support::echo::hex(expected.as_ref()));
     let peak = portcullis.peak_rss_kib();
-    assert!(peak - baseline < 64 * 1024, "proxy memory grew by {} KiB for a 1 GiB upload", peak - baseline);
+    assert!(
+        peak - baseline < 64 * 1024,
+        "proxy memory grew by {} KiB for a 1 GiB upload",
+        peak - baseline
+    );
     portcullis.terminate();
     portcullis.wait(Duration::from_secs(10)).await;
 }

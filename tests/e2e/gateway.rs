@@ -35,23 +35,37 @@ async fn a_signed_in_request_reaches_the_app_with_identity_headers() {
 async fn unauthenticated_browsers_are_redirected_and_apis_get_401() {
     let app = TestApp::spawn().await;
     let client = app.client();
-    let browser = client.get(app.url("/dashboard?tab=2")).header("accept", "text/html,*/*").send().await.unwrap();
+    let browser = client
+        .get(app.url("/dashboard?tab=2"))
+        .header("accept", "text/html,*/*")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(browser.status(), StatusCode::FOUND);
     assert_eq!(browser.headers()["location"], "/auth/sign-in?redirect_uri=%2Fdashboard%3Ftab%3D2");
 
-    let api = client.get(app.url("/dashboard")).header("accept", "application/json").send().await.unwrap();
+    let api = client
+        .get(app.url("/dashboard"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     assert!(api.headers().contains_key("x-request-id"));
     let body: Value = api.json().await.unwrap();
     assert_eq!(body["error"], "unauthorized");
 
-    let post = client.post(app.url("/dashboard")).header("accept", "text/html").send().await.unwrap();
+    let post =
+        client.post(app.url("/dashboard")).header("accept", "text/html").send().await.unwrap();
     assert_eq!(post.status(), StatusCode::UNAUTHORIZED, "only GET/HEAD navigations are redirected");
 }
 
 #[tokio::test]
 async fn client_identity_headers_are_stripped_in_every_spelling_even_on_public_routes() {
-    let app = TestApp::builder().routes("[[routes]]\npath = \"/public/*\"\naccess = \"public\"\n").spawn().await;
+    let app = TestApp::builder()
+        .routes("[[routes]]\npath = \"/public/*\"\naccess = \"public\"\n")
+        .spawn()
+        .await;
     let anonymous = app.client();
     let response = anonymous
         .get(app.url("/public/page"))
@@ -66,7 +80,14 @@ async fn client_identity_headers_are_stripped_in_every_spelling_even_on_public_r
         .unwrap();
     assert_eq!(response.status(), 200);
     let echoed: Echoed = response.json().await.unwrap();
-    for name in ["x-auth-user-id", "x_auth_email", "x-auth-roles", "x-auth-whatever", "x-forwarded-email", "x-forwarded-user"] {
+    for name in [
+        "x-auth-user-id",
+        "x_auth_email",
+        "x-auth-roles",
+        "x-auth-whatever",
+        "x-forwarded-email",
+        "x-forwarded-user",
+    ] {
         assert!(!echoed.headers.contains_key(name), "{name} reached the app: {:?}", echoed.headers);
     }
 
@@ -90,11 +111,14 @@ async fn our_cookies_are_cut_out_and_the_apps_pass_unchanged() {
     let client = app.client();
     let signup = client
         .post(app.url("/auth/signup"))
-        .json(&serde_json::json!({"email": "ada@example.com", "password": crate::support::PASSWORD}))
+        .json(
+            &serde_json::json!({"email": "ada@example.com", "password": crate::support::PASSWORD}),
+        )
         .send()
         .await
         .unwrap();
-    let session = signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let session =
+        signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let bare = reqwest::Client::builder().build().unwrap();
     let echoed: Echoed = bare
         .get(app.url("/x"))
@@ -110,7 +134,12 @@ async fn our_cookies_are_cut_out_and_the_apps_pass_unchanged() {
 
     // And the app cannot set ours.
     let response = client.get(app.url("/x?set_cookies=1")).send().await.unwrap();
-    let set: Vec<_> = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let set: Vec<_> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
     assert_eq!(set, ["app_pref=dark; Path=/"]);
 }
 
@@ -129,12 +158,14 @@ async fn oauth2_proxy_preset_emits_its_header_names() {
 async fn request_ids_are_kept_when_sane_and_forwarded() {
     let app = TestApp::spawn().await;
     let client = app.signed_in("ada@example.com").await;
-    let response = client.get(app.url("/")).header("x-request-id", "trace-abc-123").send().await.unwrap();
+    let response =
+        client.get(app.url("/")).header("x-request-id", "trace-abc-123").send().await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-abc-123");
     let echoed: Echoed = response.json().await.unwrap();
     assert_eq!(echoed.header("x-request-id"), Some("trace-abc-123"));
 
-    let response = client.get(app.url("/")).header("x-request-id", "has spaces in it").send().await.unwrap();
+    let response =
+        client.get(app.url("/")).header("x-request-id", "has spaces in it").send().await.unwrap();
     let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(id, "has spaces in it");
     let echoed: Echoed = response.json().await.unwrap();
@@ -162,7 +193,10 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     assert_ne!(echoed.header("x-forwarded-host"), Some("evil.example"));
     assert!(echoed.header("forwarded").is_none());
 
-    let trusted = TestApp::builder().config(|c| c.server.trusted_proxies = StringList(vec!["127.0.0.1/32".into()])).spawn().await;
+    let trusted = TestApp::builder()
+        .config(|c| c.server.trusted_proxies = StringList(vec!["127.0.0.1/32".into()]))
+        .spawn()
+        .await;
     let client = trusted.signed_in("ada@example.com").await;
     let echoed: Echoed = client
         .get(trusted.url("/"))
@@ -182,7 +216,8 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
 
 #[tokio::test]
 async fn hop_by_hop_headers_do_not_cross_the_proxy() {
-    let app = TestApp::builder().routes("[[routes]]\npath = \"/*\"\naccess = \"public\"\n").spawn().await;
+    let app =
+        TestApp::builder().routes("[[routes]]\npath = \"/*\"\naccess = \"public\"\n").spawn().await;
     let addr = app.running().http_addr().unwrap();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = "GET /raw HTTP/1.1\r\nHost: example.test\r\nConnection: keep-alive, X-Hop-Secret\r\n\
@@ -276,7 +311,11 @@ async fn route_policy_public_deny_roles_methods_and_scopes() {
     use reqwest::Method;
     assert_eq!(status(&anonymous, Method::GET, "/public/a").await.unwrap().status(), 200);
     assert_eq!(status(&anonymous, Method::GET, "/internal/a").await.unwrap().status(), 403);
-    assert_eq!(status(&anonymous, Method::GET, "/api/a").await.unwrap().status(), 302, "GET falls to the default rule");
+    assert_eq!(
+        status(&anonymous, Method::GET, "/api/a").await.unwrap().status(),
+        302,
+        "GET falls to the default rule"
+    );
     assert_eq!(status(&anonymous, Method::POST, "/api/a").await.unwrap().status(), 401);
     assert_eq!(status(&anonymous, Method::POST, "/docs/a").await.unwrap().status(), 302);
 
@@ -285,14 +324,32 @@ async fn route_policy_public_deny_roles_methods_and_scopes() {
     assert_eq!(forbidden.status(), 403);
     assert_eq!(forbidden.json::<Value>().await.unwrap()["error"], "forbidden");
     assert_eq!(status(&ada, Method::GET, "/internal/a").await.unwrap().status(), 403);
-    assert_eq!(status(&ada, Method::POST, "/api/a").await.unwrap().status(), 200, "sessions carry every scope");
+    assert_eq!(
+        status(&ada, Method::POST, "/api/a").await.unwrap().status(),
+        200,
+        "sessions carry every scope"
+    );
     assert_eq!(status(&ada, Method::GET, "/verified/a").await.unwrap().status(), 403);
-    assert_eq!(status(&ada, Method::GET, "/%61dmin/panel").await.unwrap().status(), 403, "encoded path");
-    assert_eq!(status(&ada, Method::GET, "/public/../admin/panel").await.unwrap().status(), 403, "dot segments");
+    assert_eq!(
+        status(&ada, Method::GET, "/%61dmin/panel").await.unwrap().status(),
+        403,
+        "encoded path"
+    );
+    assert_eq!(
+        status(&ada, Method::GET, "/public/../admin/panel").await.unwrap().status(),
+        403,
+        "dot segments"
+    );
 
     // Granting the role takes effect on the next request, although the identity was cached.
     let state = app.running().state();
-    let user = state.users.find_by_email(&portcullis::identity::Email::parse("ada@example.com").unwrap()).await.unwrap().unwrap().0;
+    let user = state
+        .users
+        .find_by_email(&portcullis::identity::Email::parse("ada@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
     state.users.set_roles(user.id, &["admin".into()], state.clock.now()).await.unwrap();
     state.sessions.refresh_user(user.id);
     let allowed = status(&ada, Method::GET, "/admin/panel").await.unwrap();
@@ -306,11 +363,23 @@ async fn bodies_stream_both_ways_and_the_limit_is_enforced() {
     let client = app.signed_in("ada@example.com").await;
 
     let body = vec![7u8; 512 * 1024];
-    let echoed: Echoed = client.post(app.url("/upload")).body(body.clone()).send().await.unwrap().json().await.unwrap();
+    let echoed: Echoed = client
+        .post(app.url("/upload"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(echoed.body_len, body.len() as u64);
-    assert_eq!(echoed.body_sha256, crate::support::echo::hex(ring::digest::digest(&ring::digest::SHA256, &body).as_ref()));
+    assert_eq!(
+        echoed.body_sha256,
+        crate::support::echo::hex(ring::digest::digest(&ring::digest::SHA256, &body).as_ref())
+    );
 
-    let declared = client.post(app.url("/upload")).body(vec![0u8; 2 * 1024 * 1024]).send().await.unwrap();
+    let declared =
+        client.post(app.url("/upload")).body(vec![0u8; 2 * 1024 * 1024]).send().await.unwrap();
     assert_eq!(declared.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(declared.json::<Value>().await.unwrap()["error"], "payload_too_large");
 
@@ -318,8 +387,10 @@ async fn bodies_stream_both_ways_and_the_limit_is_enforced() {
     // answer; an HTTP/1.1 client still sending would see the connection close instead.
     let h2 = crate::support::app::client_builder().http2_prior_knowledge().build().unwrap();
     app.sign_up(&h2, "bob@example.com").await;
-    let chunks = futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![1u8; 64 * 1024])));
-    let chunked = h2.post(app.url("/upload")).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    let chunks =
+        futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![1u8; 64 * 1024])));
+    let chunked =
+        h2.post(app.url("/upload")).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
     assert_eq!(chunked.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     let download = client.get(app.url("/d?download=5000000")).send().await.unwrap();
@@ -333,11 +404,14 @@ async fn websockets_are_passed_through_for_signed_in_users() {
     let client = app.client();
     let signup = client
         .post(app.url("/auth/signup"))
-        .json(&serde_json::json!({"email": "ada@example.com", "password": crate::support::PASSWORD}))
+        .json(
+            &serde_json::json!({"email": "ada@example.com", "password": crate::support::PASSWORD}),
+        )
         .send()
         .await
         .unwrap();
-    let cookie = signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie =
+        signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let ws_url = app.url("/ws").replace("http://", "ws://");
 
     let mut request = ws_url.as_str().into_client_request().unwrap();
@@ -345,7 +419,11 @@ async fn websockets_are_passed_through_for_signed_in_users() {
     let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.status(), 101);
     socket.send(Message::text("ping through the proxy")).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(reply.into_text().unwrap().as_str(), "ping through the proxy");
     socket.close(None).await.unwrap();
 
@@ -366,9 +444,12 @@ async fn upstream_down_is_502_and_slow_is_504() {
         .routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n")
         .config(move |c| {
             c.server.upstream_timeout = "300ms".into();
-            c.upstreams = vec![
-                RawUpstream { name: "down".into(), url: format!("http://{closed}"), path_prefix: Some("/down".into()), ..RawUpstream::default() },
-            ];
+            c.upstreams = vec![RawUpstream {
+                name: "down".into(),
+                url: format!("http://{closed}"),
+                path_prefix: Some("/down".into()),
+                ..RawUpstream::default()
+            }];
         })
         .spawn()
         .await;
@@ -406,6 +487,32 @@ async fn pooled_connections_are_reused_to_the_upstream() {
     // many established sockets to its port. Check the proxy keeps only a few open.
     let connections = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
     let port = format!(":{:04X}", app.echo.addr.port());
-    let established = connections.lines().filter(|line| line.contains(&port) && line.contains(" 01 ")).count();
-    assert!(established <= 4, "{established} connections to the upstream for 20 sequential requests");
+    let established =
+        connections.lines().filter(|line| line.contains(&port) && line.contains(" 01 ")).count();
+    assert!(
+        established <= 4,
+        "{established} connections to the upstream for 20 sequential requests"
+    );
+}
+
+#[tokio::test]
+async fn upstreams_can_be_spoken_to_over_http2() {
+    let h2 = EchoUpstream::start("h2").await;
+    let url = h2.url();
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.upstreams = vec![RawUpstream {
+                name: "h2".into(),
+                url,
+                http2: Flag(true),
+                ..RawUpstream::default()
+            }];
+        })
+        .spawn()
+        .await;
+    let client = app.signed_in("ada@example.com").await;
+    let echoed = app.echo(&client, "/over-h2").await;
+    assert_eq!(echoed.upstream, "h2");
+    assert_eq!(echoed.version, "HTTP/2.0");
+    assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
 }

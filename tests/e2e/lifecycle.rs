@@ -10,7 +10,8 @@ use crate::support::TestApp;
 async fn health_readiness_and_metrics() {
     let app = TestApp::spawn().await;
     let client = app.client();
-    let health: Value = client.get(app.admin_url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let health: Value =
+        client.get(app.admin_url("/healthz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     let ready = client.get(app.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -26,7 +27,10 @@ async fn health_readiness_and_metrics() {
     assert!(text.contains("portcullis_requests_total{class=\"proxy\",status=\"200\"} 3"), "{text}");
     assert!(text.contains("portcullis_requests_total{class=\"proxy\",status=\"401\"} 1"), "{text}");
     assert!(text.contains("portcullis_requests_total{class=\"auth\",status=\"201\"} 1"), "{text}");
-    assert!(text.contains("portcullis_auth_outcomes_total{method=\"password\",outcome=\"signup\"} 1"), "{text}");
+    assert!(
+        text.contains("portcullis_auth_outcomes_total{method=\"password\",outcome=\"signup\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("portcullis_upstream_duration_seconds_count 3"), "{text}");
     assert!(text.contains("portcullis_cached_identities"), "{text}");
 }

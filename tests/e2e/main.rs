@@ -2,6 +2,8 @@
 
 // A test binary: `pub` only shares helpers between its modules.
 #![allow(unreachable_pub, missing_docs)]
+// Test helpers fail loudly: a panic is the test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

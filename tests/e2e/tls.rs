@@ -66,7 +66,8 @@ async fn https_speaks_http2_and_http1_and_sets_secure_cookies() {
     assert_eq!(signup.version(), reqwest::Version::HTTP_2);
     assert_eq!(signup.status(), 201);
     assert!(signup.headers()["set-cookie"].to_str().unwrap().contains("Secure"));
-    let echoed: crate::support::Echoed = h2.get(app.https_url("/x")).send().await.unwrap().json().await.unwrap();
+    let echoed: crate::support::Echoed =
+        h2.get(app.https_url("/x")).send().await.unwrap().json().await.unwrap();
     assert_eq!(echoed.header("x-forwarded-proto"), Some("https"));
     assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
 
@@ -77,24 +78,34 @@ async fn https_speaks_http2_and_http1_and_sets_secure_cookies() {
 }
 
 /// A client connection that trusts only `cert_pem`, kept open across requests.
-async fn connect(addr: std::net::SocketAddr, cert_pem: &str) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, std::io::Error> {
+async fn connect(
+    addr: std::net::SocketAddr,
+    cert_pem: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, std::io::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(std::io::Error::other)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(std::io::Error::other)?;
     tokio::spawn(connection);
     Ok(sender)
 }
 
 async fn get(sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>) -> u16 {
-    let request = http::Request::get("/auth/providers").header("host", "localhost").body(Empty::new()).unwrap();
+    let request = http::Request::get("/auth/providers")
+        .header("host", "localhost")
+        .body(Empty::new())
+        .unwrap();
     sender.send_request(request).await.unwrap().status().as_u16()
 }
 
@@ -123,6 +134,9 @@ async fn a_replaced_certificate_is_served_without_dropping_open_connections() {
         assert!(Instant::now() < deadline, "the new certificate was not picked up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(connect(addr, &old.pem).await.is_err(), "new handshakes no longer get the old certificate");
+    assert!(
+        connect(addr, &old.pem).await.is_err(),
+        "new handshakes no longer get the old certificate"
+    );
     assert_eq!(get(&mut open).await, 200, "the connection opened before the reload still works");
 }

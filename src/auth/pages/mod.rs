@@ -7,7 +7,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, SET_COOKIE, X_FRAME_OPTIONS};
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, SET_COOKIE, X_FRAME_OPTIONS,
+};
 use http::{HeaderValue, StatusCode};
 use minijinja::{Environment, context};
 use serde::Deserialize;
@@ -73,7 +75,11 @@ struct SignInQuery {
     redirect_uri: Option<String>,
 }
 
-async fn sign_in(State(state): State<AppState>, site: SiteContext, ApiQuery(query): ApiQuery<SignInQuery>) -> Response {
+async fn sign_in(
+    State(state): State<AppState>,
+    site: SiteContext,
+    ApiQuery(query): ApiQuery<SignInQuery>,
+) -> Response {
     let error = query
         .redirect_uri
         .as_deref()
@@ -86,7 +92,12 @@ async fn sign_in(State(state): State<AppState>, site: SiteContext, ApiQuery(quer
 }
 
 /// The sign-in page, with `error` shown (and its status) when there is one.
-pub fn sign_in_response(state: &AppState, site: &SiteContext, form: SignInForm, error: Option<&ApiError>) -> Response {
+pub fn sign_in_response(
+    state: &AppState,
+    site: &SiteContext,
+    form: SignInForm,
+    error: Option<&ApiError>,
+) -> Response {
     let (csrf_token, set_cookie) = anonymous_for_page(state, &site.headers);
     let rendered = state.pages.render(
         "sign_in.html",

@@ -91,7 +91,10 @@ fn public_routes_admit_anyone_and_forward_a_known_identity() {
 #[test]
 fn unmatched_paths_need_authentication() {
     let t = table(EXAMPLE);
-    assert_eq!(check(&t, "GET", "/", &Identified::Anonymous), Err(unauthenticated(OnUnauthenticated::Auto)));
+    assert_eq!(
+        check(&t, "GET", "/", &Identified::Anonymous),
+        Err(unauthenticated(OnUnauthenticated::Auto))
+    );
     assert_eq!(check(&t, "GET", "/anything", &user(&[], false)), Ok(true));
     assert_eq!(
         check(&t, "GET", "/x", &Identified::Rejected(Rejection::Malformed)),
@@ -125,9 +128,20 @@ fn roles_are_any_of() {
 fn methods_limit_where_a_rule_applies_and_scopes_are_all_of() {
     let t = table(EXAMPLE);
     let reader = with(user(&[], false), |i| i.scopes = Scopes::Only(vec!["read".into()]));
-    assert_eq!(check(&t, "GET", "/api/items", &reader), Ok(true), "GET falls through to the fallback");
-    assert_eq!(check(&t, "POST", "/api/items", &reader), Err(Denial::Forbidden(Forbidden::MissingScope)));
-    assert_eq!(check(&t, "POST", "/api/items", &user(&[], false)), Ok(true), "sessions carry every scope");
+    assert_eq!(
+        check(&t, "GET", "/api/items", &reader),
+        Ok(true),
+        "GET falls through to the fallback"
+    );
+    assert_eq!(
+        check(&t, "POST", "/api/items", &reader),
+        Err(Denial::Forbidden(Forbidden::MissingScope))
+    );
+    assert_eq!(
+        check(&t, "POST", "/api/items", &user(&[], false)),
+        Ok(true),
+        "sessions carry every scope"
+    );
     assert_eq!(
         check(&t, "DELETE", "/api/items", &Identified::Anonymous),
         Err(unauthenticated(OnUnauthenticated::Status401))
@@ -138,7 +152,10 @@ fn methods_limit_where_a_rule_applies_and_scopes_are_all_of() {
 fn deny_refuses_everyone() {
     let t = table(EXAMPLE);
     for who in [Identified::Anonymous, user(&["admin"], true)] {
-        assert_eq!(check(&t, "GET", "/internal/x", &who), Err(Denial::Forbidden(Forbidden::RouteDenied)));
+        assert_eq!(
+            check(&t, "GET", "/internal/x", &who),
+            Err(Denial::Forbidden(Forbidden::RouteDenied))
+        );
     }
 }
 

@@ -28,7 +28,7 @@ impl DatabaseStore {
 #[async_trait]
 impl EphemeralStore for DatabaseStore {
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let expires = self.clock.now().add(ttl).as_millis();
+        let expires = self.clock.now().plus(ttl).as_millis();
         sqlx::query(
             "INSERT INTO ephemeral_values (key, value, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
@@ -42,11 +42,12 @@ impl EphemeralStore for DatabaseStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT value FROM ephemeral_values WHERE key = $1 AND expires_at > $2")
-            .bind(key)
-            .bind(self.clock.now().as_millis())
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row =
+            sqlx::query("SELECT value FROM ephemeral_values WHERE key = $1 AND expires_at > $2")
+                .bind(key)
+                .bind(self.clock.now().as_millis())
+                .fetch_optional(self.db.pool())
+                .await?;
         Ok(row.map(|row| row.try_get("value")).transpose()?)
     }
 
@@ -63,7 +64,10 @@ impl EphemeralStore for DatabaseStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        for query in ["DELETE FROM ephemeral_values WHERE key = $1", "DELETE FROM ephemeral_counters WHERE key = $1"] {
+        for query in [
+            "DELETE FROM ephemeral_values WHERE key = $1",
+            "DELETE FROM ephemeral_counters WHERE key = $1",
+        ] {
             sqlx::query(query).bind(key).execute(self.db.pool()).await?;
         }
         Ok(())
@@ -80,7 +84,7 @@ impl EphemeralStore for DatabaseStore {
         )
         .bind(key)
         .bind(now.as_millis())
-        .bind(now.add(window).as_millis())
+        .bind(now.plus(window).as_millis())
         .fetch_one(self.db.pool())
         .await?;
         let count: i64 = row.try_get("count")?;
@@ -94,7 +98,7 @@ impl EphemeralStore for DatabaseStore {
         )
         .bind(key)
         .bind(member)
-        .bind(self.clock.now().add(ttl).as_millis())
+        .bind(self.clock.now().plus(ttl).as_millis())
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -110,11 +114,12 @@ impl EphemeralStore for DatabaseStore {
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT member FROM ephemeral_sets WHERE key = $1 AND expires_at > $2")
-            .bind(key)
-            .bind(self.clock.now().as_millis())
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT member FROM ephemeral_sets WHERE key = $1 AND expires_at > $2")
+                .bind(key)
+                .bind(self.clock.now().as_millis())
+                .fetch_all(self.db.pool())
+                .await?;
         Ok(rows.iter().map(|row| row.try_get("member")).collect::<Result<_, _>>()?)
     }
 

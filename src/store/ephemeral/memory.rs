@@ -58,7 +58,7 @@ impl EphemeralStore for MemoryStore {
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut maps = self.inner.lock();
-        maps.values.insert(key.to_owned(), (value.to_vec(), now.add(ttl)));
+        maps.values.insert(key.to_owned(), (value.to_vec(), now.plus(ttl)));
         maps.maybe_sweep(now);
         Ok(())
     }
@@ -66,7 +66,11 @@ impl EphemeralStore for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock.now();
         let maps = self.inner.lock();
-        Ok(maps.values.get(key).filter(|(_, expires)| *expires > now).map(|(value, _)| value.clone()))
+        Ok(maps
+            .values
+            .get(key)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(value, _)| value.clone()))
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -85,9 +89,9 @@ impl EphemeralStore for MemoryStore {
     async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
         let now = self.clock.now();
         let mut maps = self.inner.lock();
-        let entry = maps.counters.entry(key.to_owned()).or_insert((0, now.add(window)));
+        let entry = maps.counters.entry(key.to_owned()).or_insert((0, now.plus(window)));
         if entry.1 <= now {
-            *entry = (0, now.add(window));
+            *entry = (0, now.plus(window));
         }
         entry.0 += 1;
         let count = entry.0;
@@ -98,7 +102,7 @@ impl EphemeralStore for MemoryStore {
     async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut maps = self.inner.lock();
-        maps.sets.entry(key.to_owned()).or_default().insert(member.to_owned(), now.add(ttl));
+        maps.sets.entry(key.to_owned()).or_default().insert(member.to_owned(), now.plus(ttl));
         maps.maybe_sweep(now);
         Ok(())
     }
@@ -121,7 +125,11 @@ impl EphemeralStore for MemoryStore {
             .sets
             .get(key)
             .map(|members| {
-                members.iter().filter(|(_, expires)| **expires > now).map(|(m, _)| m.clone()).collect()
+                members
+                    .iter()
+                    .filter(|(_, expires)| **expires > now)
+                    .map(|(m, _)| m.clone())
+                    .collect()
             })
             .unwrap_or_default())
     }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use portcullis::app::{App, Running};
 use portcullis::clock::{Clock, ManualClock};
+use portcullis::config::Config;
 use portcullis::config::raw::{RawConfig, RawRoute, RawUpstream};
 use portcullis::config::values::Count;
-use portcullis::config::Config;
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -52,7 +52,11 @@ impl TestAppBuilder {
         let echo = EchoUpstream::start(&self.echo_name).await;
         // The echo app serves every path that no upstream of the test claims.
         if !self.raw.upstreams.iter().any(|upstream| upstream.name == "app") {
-            self.raw.upstreams.push(RawUpstream { name: "app".into(), url: echo.url(), ..RawUpstream::default() });
+            self.raw.upstreams.push(RawUpstream {
+                name: "app".into(),
+                url: echo.url(),
+                ..RawUpstream::default()
+            });
         }
         let database = format!("sqlite://{}", dir.path().join("portcullis.db").display());
         self.raw.storage.database_url = database;
@@ -141,7 +145,8 @@ impl TestApp {
 
     /// The CSRF token for `client`'s session.
     pub async fn csrf(&self, client: &Client) -> String {
-        let body: Value = client.get(self.url("/auth/csrf")).send().await.unwrap().json().await.unwrap();
+        let body: Value =
+            client.get(self.url("/auth/csrf")).send().await.unwrap().json().await.unwrap();
         body["csrf_token"].as_str().unwrap().to_owned()
     }
 

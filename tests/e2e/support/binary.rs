@@ -28,7 +28,12 @@ impl Binary {
     /// listens.
     pub async fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(BINARY);
-        command.args(args).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         command.env_remove("RUST_LOG").env_remove("PORTCULLIS_CONFIG").kill_on_drop(true);
         for (name, value) in env {
             command.env(name, value);
@@ -64,13 +69,19 @@ impl Binary {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let status = std::process::Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
     /// Waits for the process to exit.
     pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
-        tokio::time::timeout(limit, self.child.wait()).await.expect("portcullis did not exit in time").unwrap()
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("portcullis did not exit in time")
+            .unwrap()
     }
 
     /// Peak resident memory of the process, in KiB (`VmHWM`).

@@ -56,7 +56,8 @@ impl EchoUpstream {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let name = name.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| handle(name.clone(), request));
+                    let service =
+                        hyper::service::service_fn(move |request| handle(name.clone(), request));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
@@ -74,7 +75,10 @@ impl EchoUpstream {
 
 type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-async fn handle(name: String, mut request: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
+async fn handle(
+    name: String,
+    mut request: Request<Incoming>,
+) -> Result<Response<EchoBody>, Infallible> {
     let query: BTreeMap<String, String> = request
         .uri()
         .query()
@@ -123,7 +127,9 @@ async fn handle(name: String, mut request: Request<Incoming>) -> Result<Response
     let mut response = Response::new(Full::new(Bytes::from(report.to_string())).boxed());
     response.headers_mut().insert("content-type", "application/json".parse().unwrap());
     if query.contains_key("set_cookies") {
-        response.headers_mut().append("set-cookie", "portcullis_session=v1.fixated; Path=/".parse().unwrap());
+        response
+            .headers_mut()
+            .append("set-cookie", "portcullis_session=v1.fixated; Path=/".parse().unwrap());
         response.headers_mut().append("set-cookie", "app_pref=dark; Path=/".parse().unwrap());
     }
     Ok(response)
@@ -149,16 +155,18 @@ fn websocket(request: &mut Request<Incoming>) -> Response<EchoBody> {
     let upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
-        let mut socket =
-            tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
         while let Some(Ok(message)) = socket.next().await {
             if message.is_close() {
                 break;
             }
-            if message.is_text() || message.is_binary() {
-                if socket.send(message).await.is_err() {
-                    break;
-                }
+            if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err() {
+                break;
             }
         }
     });

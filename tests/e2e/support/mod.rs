@@ -13,6 +13,9 @@ pub use echo::{EchoUpstream, Echoed};
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
     }
 }
