@@ -8,12 +8,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware;
+use axum::response::IntoResponse;
 use base64::Engine;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth;
 use crate::auth::csrf::Csrf;
@@ -26,6 +28,7 @@ use crate::cookies::CookieJar;
 use crate::crypto::password::{PasswordHashError, PasswordHasherPool};
 use crate::crypto::{self, SecretKey};
 use crate::demo;
+use crate::error::ApiError;
 use crate::gateway::upstream::{Upstream, UpstreamTable};
 use crate::gateway::{self, Gateway, GatewayParts};
 use crate::identity::cache::IdentityCache;
@@ -430,14 +433,26 @@ async fn build_state(
 }
 
 /// The main listener's router. Layers, outermost first: observe (request id, access log,
-/// metrics) → auth API under the base path (with its own rate and body limits) or the gateway.
+/// metrics) → catch panics as a 500 in the API format → the auth API under the base path (with
+/// its own rate and body limits) or the gateway.
 pub fn router(state: &AppState) -> Router {
     let observer = Observer::new(Arc::clone(&state.metrics), &state.config.auth.base_path);
     Router::new()
         .nest(&state.config.auth.base_path, auth::routes(state))
         .fallback(gateway::handle)
         .with_state(state.clone())
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(observer, observe))
+}
+
+/// A handler panicked (a bug): answer 500 in the API format and log it with the request id.
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    ApiError::internal(std::io::Error::other(format!("handler panicked: {detail}"))).into_response()
 }
 
 /// Drops expired ephemeral entries and idle rate-limit state every minute.

@@ -73,6 +73,7 @@ async fn signup_handler(
             body.redirect_uri.as_deref(),
         )?;
         let signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
+        end_previous_session(&state, &site).await?;
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::CREATED))
     }
     .await;
@@ -107,18 +108,24 @@ async fn login_handler(
             }
         }
         let signed_in = login(&state, &body.email, body.password, client).await?;
-        // A new login replaces whatever session the browser had (no session fixation).
-        let previous = cookies::find(&site.headers, state.cookies.session_name())
-            .and_then(SessionToken::from_cookie_value);
-        if let Some(previous) = previous {
-            state.sessions.end(&previous).await?;
-        }
+        end_previous_session(&state, &site).await?;
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::OK))
     }
     .await;
     let form =
         SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: false };
     result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
+}
+
+/// A new sign-in replaces whatever session the browser had, so an old (possibly planted)
+/// session never outlives it.
+async fn end_previous_session(state: &AppState, site: &SiteContext) -> Result<(), ApiError> {
+    let previous = cookies::find(&site.headers, state.cookies.session_name())
+        .and_then(SessionToken::from_cookie_value);
+    if let Some(previous) = previous {
+        state.sessions.end(&previous).await?;
+    }
+    Ok(())
 }
 
 /// CSRF for credential posts: JSON calls must not be cross-site; form posts must also carry the

@@ -47,7 +47,12 @@ async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, Api
             ));
         }
     };
-    let user = state.users.find(identity.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    let user = state
+        .users
+        .find(identity.user_id)
+        .await?
+        .filter(|user| user.disabled_at.is_none())
+        .ok_or_else(ApiError::unauthorized)?;
     Ok(Json(json!({ "user": user.view() })).into_response())
 }
 

@@ -132,6 +132,8 @@ fn rewrite_request_headers(
             .get(header::TE)
             .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
     remove_hop_by_hop(headers);
+    // `Expect: 100-continue` was answered to the client already; the upstream gets the body.
+    headers.remove(header::EXPECT);
     if keep_te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }

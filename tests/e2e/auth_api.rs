@@ -590,3 +590,16 @@ fn between(text: &str, start: &str, end: &str) -> String {
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn the_memory_ephemeral_store_serves_sessions_too() {
+    let app = TestApp::builder().config(|c| c.storage.ephemeral = "memory".into()).spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    assert_eq!(client.get(app.url("/x")).send().await.unwrap().status(), 200);
+    let listed: Value =
+        client.get(app.url("/auth/sessions")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1);
+    let token = app.csrf(&client).await;
+    client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
+    assert_eq!(client.get(app.url("/x")).send().await.unwrap().status(), 401);
+}
