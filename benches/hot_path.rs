@@ -16,7 +16,7 @@ use portcullis::cookies;
 use portcullis::gateway::headers::HeaderNames;
 use portcullis::gateway::pattern::normalize_path;
 use portcullis::identity::cache::IdentityCache;
-use portcullis::identity::{AuthMethod, Email, Identity, IdentityParts, Scopes, User};
+use portcullis::identity::{Email, Identity, IdentityParts, User};
 
 fn hundred_rules() -> Config {
     let mut toml = String::new();
@@ -30,26 +30,13 @@ fn hundred_rules() -> Config {
 }
 
 fn identity() -> Arc<Identity> {
+    let email = Email::parse("ada@example.com").expect("valid email");
     let user = User {
-        id: uuid::Uuid::now_v7(),
-        email: Email::parse("ada@example.com").expect("valid email"),
-        email_verified_at: None,
         name: Some("Ada Lovelace".into()),
-        username: None,
-        avatar_url: None,
-        locale: None,
         roles: vec!["admin".into()],
-        disabled_at: None,
-        created_at: Timestamp::from_millis(0),
-        updated_at: Timestamp::from_millis(0),
+        ..User::new(uuid::Uuid::now_v7(), email, Timestamp::from_millis(0))
     };
-    let parts = IdentityParts {
-        user,
-        scopes: Scopes::All,
-        method: AuthMethod::Session,
-        session_id: None,
-        expires_at: Timestamp::from_millis(i64::MAX),
-    };
+    let parts = IdentityParts::session(user, None, Timestamp::from_millis(i64::MAX));
     Arc::new(Identity::new(parts, &HeaderNames::default()))
 }
 

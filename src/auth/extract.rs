@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::cookies;
 use crate::error::{ApiError, ErrorCode};
+use crate::gateway::identify::session_from_cookie;
 use crate::identity::Identity;
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::server::peer::{Peer, client_ip};
@@ -164,15 +164,9 @@ impl FromRequestParts<AppState> for CurrentSession {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = cookies::find(&parts.headers, state.cookies.session_name())
-            .ok_or_else(ApiError::unauthorized)?;
-        let token = SessionToken::from_cookie_value(value).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidToken, "The session cookie is malformed")
-        })?;
-        let identity = state.sessions.authenticate(&token).await?.ok_or_else(|| {
-            ApiError::new(ErrorCode::Unauthorized, "The session has ended, sign in again")
-        })?;
-        Ok(Self { token, identity })
+        <Self as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await?
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
@@ -183,10 +177,10 @@ impl OptionalFromRequestParts<AppState> for CurrentSession {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, ApiError> {
-        if cookies::find(&parts.headers, state.cookies.session_name()).is_none() {
-            return Ok(None);
-        }
-        <Self as FromRequestParts<AppState>>::from_request_parts(parts, state).await.map(Some)
+        let found =
+            session_from_cookie(&parts.headers, &state.sessions, state.cookies.session_name())
+                .await?;
+        Ok(found.map(|(token, identity)| Self { token, identity }))
     }
 }
 

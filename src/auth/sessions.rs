@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::extract::{ApiPath, ApiQuery, CsrfSession, CurrentSession};
 use crate::app::AppState;
 use crate::clock::Timestamp;
-use crate::error::{ApiError, ErrorCode};
-use crate::gateway::identify::{Identified, Rejection};
+use crate::error::ApiError;
+use crate::gateway::identify::Identified;
 
 /// Routes: `GET /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`.
 pub fn routes() -> Router<AppState> {
@@ -31,21 +31,7 @@ async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, Api
     let identity = match state.gateway.identify(&parts).await {
         Identified::Known(identity) => identity,
         Identified::Anonymous => return Err(ApiError::unauthorized()),
-        Identified::Rejected(Rejection::StoreUnavailable) => {
-            return Err(ApiError::new(
-                ErrorCode::StoreUnavailable,
-                "The store is unavailable, try again shortly",
-            ));
-        }
-        Identified::Rejected(Rejection::Malformed) => {
-            return Err(ApiError::new(ErrorCode::InvalidToken, "The session cookie is malformed"));
-        }
-        Identified::Rejected(Rejection::Unknown) => {
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "The session has ended, sign in again",
-            ));
-        }
+        Identified::Rejected(rejection) => return Err(rejection.into()),
     };
     let user = state
         .users

@@ -232,30 +232,19 @@ fn is_reserved(name: &HeaderName) -> bool {
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
-    use crate::identity::{AuthMethod, Email, IdentityParts, User};
+    use crate::identity::{Email, IdentityParts, User};
 
     fn identity(names: &HeaderNames, name: Option<&str>, roles: &[&str]) -> Identity {
         let user = User {
-            id: uuid::Uuid::nil(),
-            email: Email::parse("ada@example.com").unwrap(),
-            email_verified_at: None,
             name: name.map(str::to_owned),
-            username: None,
-            avatar_url: None,
-            locale: None,
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            disabled_at: None,
-            created_at: Timestamp::from_millis(0),
-            updated_at: Timestamp::from_millis(0),
+            ..User::new(
+                uuid::Uuid::nil(),
+                Email::parse("ada@example.com").unwrap(),
+                Timestamp::from_millis(0),
+            )
         };
-        let parts = IdentityParts {
-            user,
-            scopes: Scopes::All,
-            method: AuthMethod::Session,
-            session_id: None,
-            expires_at: Timestamp::from_millis(0),
-        };
-        Identity::new(parts, names)
+        Identity::new(IdentityParts::session(user, None, Timestamp::from_millis(0)), names)
     }
 
     fn value<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'a str> {

@@ -7,9 +7,11 @@
 
 use std::sync::Arc;
 
+use http::HeaderMap;
 use http::request::Parts;
 
 use crate::cookies;
+use crate::error::{ApiError, ErrorCode};
 use crate::identity::Identity;
 use crate::identity::session::{SessionService, SessionToken};
 
@@ -35,20 +37,52 @@ pub enum Rejection {
     StoreUnavailable,
 }
 
-/// Identifies a request by its session cookie.
-pub async fn identify(parts: &Parts, sessions: &SessionService, cookie_name: &str) -> Identified {
-    let Some(value) = cookies::find(&parts.headers, cookie_name) else {
-        return Identified::Anonymous;
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::Malformed => {
+                Self::new(ErrorCode::InvalidToken, "The session cookie is malformed")
+            }
+            Rejection::Unknown => {
+                Self::new(ErrorCode::Unauthorized, "The session has ended, sign in again")
+            }
+            Rejection::StoreUnavailable => Self::new(
+                ErrorCode::StoreUnavailable,
+                "Cannot check the session right now, try again shortly",
+            ),
+        }
+    }
+}
+
+/// The session a request's cookie names, with its token (to end it).
+///
+/// # Errors
+/// The cookie is present but malformed, unknown, or cannot be checked. `Ok(None)` means no
+/// session cookie was sent.
+pub async fn session_from_cookie(
+    headers: &HeaderMap,
+    sessions: &SessionService,
+    cookie_name: &str,
+) -> Result<Option<(SessionToken, Arc<Identity>)>, Rejection> {
+    let Some(value) = cookies::find(headers, cookie_name) else {
+        return Ok(None);
     };
-    let Some(token) = SessionToken::from_cookie_value(value) else {
-        return Identified::Rejected(Rejection::Malformed);
-    };
+    let token = SessionToken::from_cookie_value(value).ok_or(Rejection::Malformed)?;
     match sessions.authenticate(&token).await {
-        Ok(Some(identity)) => Identified::Known(identity),
-        Ok(None) => Identified::Rejected(Rejection::Unknown),
+        Ok(Some(identity)) => Ok(Some((token, identity))),
+        Ok(None) => Err(Rejection::Unknown),
         Err(error) => {
             tracing::warn!(%error, "cannot check a session: store unavailable");
-            Identified::Rejected(Rejection::StoreUnavailable)
+            Err(Rejection::StoreUnavailable)
         }
+    }
+}
+
+/// Identifies a request by its credentials.
+pub async fn identify(parts: &Parts, sessions: &SessionService, cookie_name: &str) -> Identified {
+    match session_from_cookie(&parts.headers, sessions, cookie_name).await {
+        Ok(Some((_, identity))) => Identified::Known(identity),
+        Ok(None) => Identified::Anonymous,
+        Err(rejection) => Identified::Rejected(rejection),
     }
 }

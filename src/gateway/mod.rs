@@ -194,25 +194,16 @@ impl Gateway {
                 if wants_redirect(*on_unauthenticated, parts) {
                     self.sign_in_redirect(parts)
                 } else {
-                    let error = match problem {
-                        Some(Rejection::Malformed) => ApiError::new(
-                            ErrorCode::InvalidToken,
-                            "The session cookie is malformed",
-                        ),
-                        Some(Rejection::Unknown) => ApiError::new(
-                            ErrorCode::Unauthorized,
-                            "The session has ended, sign in again",
-                        ),
-                        Some(Rejection::StoreUnavailable) | None => ApiError::unauthorized(),
-                    };
+                    let error =
+                        problem.map_or_else(ApiError::unauthorized, |problem| match problem {
+                            // A store outage here was already answered as 503 by the policy.
+                            Rejection::StoreUnavailable => ApiError::unauthorized(),
+                            other => ApiError::from(other),
+                        });
                     error.into_response()
                 }
             }
-            Denial::StoreUnavailable => ApiError::new(
-                ErrorCode::StoreUnavailable,
-                "Cannot check the session right now, try again shortly",
-            )
-            .into_response(),
+            Denial::StoreUnavailable => ApiError::from(Rejection::StoreUnavailable).into_response(),
             Denial::Forbidden(reason) => ApiError::forbidden(reason.message()).into_response(),
         };
         if matches!(identified, Identified::Rejected(Rejection::Malformed | Rejection::Unknown)) {

@@ -105,6 +105,23 @@ pub struct UserView<'a> {
 }
 
 impl User {
+    /// A user with only an id and an email, created at `now`.
+    pub fn new(id: Uuid, email: Email, now: Timestamp) -> Self {
+        Self {
+            id,
+            email,
+            email_verified_at: None,
+            name: None,
+            username: None,
+            avatar_url: None,
+            locale: None,
+            roles: Vec::new(),
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The API representation.
     pub fn view(&self) -> UserView<'_> {
         UserView {
@@ -180,6 +197,13 @@ pub struct IdentityParts {
     pub session_id: Option<Uuid>,
     /// Credential expiry.
     pub expires_at: Timestamp,
+}
+
+impl IdentityParts {
+    /// The parts of a signed-in user's session: every scope.
+    pub fn session(user: User, session_id: Option<Uuid>, expires_at: Timestamp) -> Self {
+        Self { user, scopes: Scopes::All, method: AuthMethod::Session, session_id, expires_at }
+    }
 }
 
 impl Identity {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::cache::{CredentialHash, IdentityCache};
-use super::{AuthMethod, Identity, IdentityParts, Scopes, User};
+use super::{Identity, IdentityParts, User};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::gateway::headers::HeaderNames;
@@ -174,16 +174,9 @@ impl SessionService {
         let Some((record, user)) = self.load(&hash).await? else {
             return Ok(None);
         };
-        let identity = Arc::new(Identity::new(
-            IdentityParts {
-                user,
-                scopes: Scopes::All,
-                method: AuthMethod::Session,
-                session_id: Some(record.id),
-                expires_at: record.deadline(self.lifetimes.idle_timeout),
-            },
-            &self.header_names,
-        ));
+        let expires_at = record.deadline(self.lifetimes.idle_timeout);
+        let parts = IdentityParts::session(user, Some(record.id), expires_at);
+        let identity = Arc::new(Identity::new(parts, &self.header_names));
         self.cache.insert(hash, Arc::clone(&identity), load_started).await;
         Ok(Some(identity))
     }

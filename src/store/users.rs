@@ -68,19 +68,7 @@ impl UserStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(User {
-            id,
-            email: new.email,
-            email_verified_at: None,
-            name: new.name,
-            username: None,
-            avatar_url: None,
-            locale: None,
-            roles,
-            disabled_at: None,
-            created_at: now,
-            updated_at: now,
-        })
+        Ok(User { name: new.name, roles, ..User::new(id, new.email, now) })
     }
 
     /// The user with `id`.

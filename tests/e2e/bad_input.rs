@@ -146,14 +146,7 @@ async fn forged_garbled_and_ended_session_cookies_are_refused() {
 
     // A cookie of a logged-out session.
     let client = app.client();
-    let signup = client
-        .post(app.url("/auth/signup"))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let cookie =
-        signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = app.session_cookie(&client, "ada@example.com").await;
     let token = app.csrf(&client).await;
     client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
     let replayed = app

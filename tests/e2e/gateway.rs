@@ -109,16 +109,7 @@ async fn client_identity_headers_are_stripped_in_every_spelling_even_on_public_r
 async fn our_cookies_are_cut_out_and_the_apps_pass_unchanged() {
     let app = TestApp::spawn().await;
     let client = app.client();
-    let signup = client
-        .post(app.url("/auth/signup"))
-        .json(
-            &serde_json::json!({"email": "ada@example.com", "password": crate::support::PASSWORD}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let session =
-        signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let session = app.session_cookie(&client, "ada@example.com").await;
     let bare = reqwest::Client::builder().build().unwrap();
     let echoed: Echoed = bare
         .get(app.url("/x"))
@@ -402,16 +393,7 @@ async fn bodies_stream_both_ways_and_the_limit_is_enforced() {
 async fn websockets_are_passed_through_for_signed_in_users() {
     let app = TestApp::spawn().await;
     let client = app.client();
-    let signup = client
-        .post(app.url("/auth/signup"))
-        .json(
-            &serde_json::json!({"email": "ada@example.com", "password": crate::support::PASSWORD}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let cookie =
-        signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = app.session_cookie(&client, "ada@example.com").await;
     let ws_url = app.url("/ws").replace("http://", "ws://");
 
     let mut request = ws_url.as_str().into_client_request().unwrap();

@@ -4,7 +4,7 @@ use super::*;
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::gateway::headers::HeaderNames;
-use crate::identity::{AuthMethod, Email, IdentityParts, OrgRole, Scopes, User};
+use crate::identity::{Email, IdentityParts, OrgRole, Scopes, User};
 
 fn table(routes: &str) -> RouteTable {
     Config::from_toml(routes).unwrap().routes
@@ -12,25 +12,15 @@ fn table(routes: &str) -> RouteTable {
 
 fn user(roles: &[&str], verified: bool) -> Identified {
     let user = User {
-        id: uuid::Uuid::nil(),
-        email: Email::parse("ada@example.com").unwrap(),
         email_verified_at: verified.then(|| Timestamp::from_millis(1)),
-        name: None,
-        username: None,
-        avatar_url: None,
-        locale: None,
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        disabled_at: None,
-        created_at: Timestamp::from_millis(0),
-        updated_at: Timestamp::from_millis(0),
+        ..User::new(
+            uuid::Uuid::nil(),
+            Email::parse("ada@example.com").unwrap(),
+            Timestamp::from_millis(0),
+        )
     };
-    let parts = IdentityParts {
-        user,
-        scopes: Scopes::All,
-        method: AuthMethod::Session,
-        session_id: None,
-        expires_at: Timestamp::from_millis(i64::MAX),
-    };
+    let parts = IdentityParts::session(user, None, Timestamp::from_millis(i64::MAX));
     Identified::Known(Arc::new(Identity::new(parts, &HeaderNames::default())))
 }
 

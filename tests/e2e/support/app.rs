@@ -136,6 +136,20 @@ impl TestApp {
         response.json::<Value>().await.unwrap()["user"].clone()
     }
 
+    /// Signs up `email` on `client` and returns its session cookie as `name=value`, for
+    /// clients that set the `Cookie` header by hand.
+    pub async fn session_cookie(&self, client: &Client, email: &str) -> String {
+        let response = client
+            .post(self.url("/auth/signup"))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "signup of {email}");
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+
     /// A new client signed up as `email`.
     pub async fn signed_in(&self, email: &str) -> Client {
         let client = self.client();
