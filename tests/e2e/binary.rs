@@ -73,8 +73,8 @@ async fn quick_start_on_embedded_defaults_shows_the_demo_app() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 
-    portcullis.terminate();
-    assert!(portcullis.wait(Duration::from_secs(10)).await.success(), "exit 0 on SIGTERM");
+    portcullis.signal("INT");
+    assert!(portcullis.wait(Duration::from_secs(10)).await.success(), "exit 0 on SIGINT (Ctrl-C)");
 }
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
     let response = slow.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
     assert!(portcullis.wait(Duration::from_secs(10)).await.success());
-    assert!(portcullis.log.lock().contains("portcullis stopped"));
+    assert!(portcullis.logged("portcullis stopped", Duration::from_secs(5)).await);
 }
 
 #[tokio::test]

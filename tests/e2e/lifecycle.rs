@@ -64,3 +64,19 @@ async fn shutdown_finishes_requests_in_flight_and_stops_accepting() {
     let fresh = crate::support::app::client_builder().build().unwrap();
     assert!(fresh.get(url).send().await.is_err(), "no longer accepting");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_no_longer_than_the_shutdown_timeout() {
+    let mut app =
+        TestApp::builder().config(|c| c.server.shutdown_timeout = "300ms".into()).spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    let hung = tokio::spawn({
+        let request = client.get(app.url("/hung?sleep_ms=10000"));
+        async move { request.send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(3), "stopped after {:?}", started.elapsed());
+    hung.abort();
+}

@@ -69,8 +69,13 @@ impl Binary {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, …).
+    pub fn signal(&self, name: &str) {
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -82,6 +87,18 @@ impl Binary {
             .await
             .expect("portcullis did not exit in time")
             .unwrap()
+    }
+
+    /// Whether stderr shows `text` within `limit` (the reader runs behind the process).
+    pub async fn logged(&self, text: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.log.lock().contains(text) {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Peak resident memory of the process, in KiB (`VmHWM`).
