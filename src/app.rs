@@ -6,16 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRef;
-use axum::middleware;
-use axum::response::IntoResponse;
 use base64::Engine;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth;
 use crate::auth::csrf::Csrf;
@@ -28,13 +24,13 @@ use crate::cookies::CookieJar;
 use crate::crypto::password::{PasswordHashError, PasswordHasherPool};
 use crate::crypto::{self, SecretKey};
 use crate::demo;
-use crate::error::ApiError;
 use crate::gateway::upstream::{Upstream, UpstreamTable};
-use crate::gateway::{self, Gateway, GatewayParts};
+use crate::gateway::{Gateway, GatewayParts};
 use crate::identity::cache::IdentityCache;
 use crate::identity::session::{SessionLifetimes, SessionService};
 use crate::metrics::Metrics;
-use crate::server::observe::{Observer, observe};
+use crate::server::front::Front;
+use crate::server::observe::Observer;
 use crate::server::tls::{ReloadingCert, TlsError, server_config};
 use crate::server::{admin, listener};
 use crate::store::StoreError;
@@ -75,9 +71,22 @@ pub enum StartupError {
     Templates(#[from] minijinja::Error),
 }
 
-/// Application state shared by every handler.
+/// Application state shared by every handler: one `Arc`, so handing it to a handler is one
+/// reference-count increment.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct AppStateInner {
     /// The configuration.
     pub config: Arc<Config>,
     /// Time.
@@ -114,12 +123,6 @@ impl AppState {
     /// How many identities are cached, for the metrics gauge.
     pub fn sessions_cached(&self) -> u64 {
         self.sessions.cached_count()
-    }
-}
-
-impl FromRef<AppState> for Arc<Gateway> {
-    fn from_ref(state: &AppState) -> Self {
-        Self::clone(&state.gateway)
     }
 }
 
@@ -294,15 +297,15 @@ impl App {
         }
 
         let state = build_state(config, clock, &public_url, upstreams).await?;
-        let main_router = router(&state);
-        let admin_router = admin::router(state.clone());
+        let main = Arc::new(front(&state));
+        let admin_router = Arc::new(admin::router(state.clone()));
 
         let graceful = Arc::new(GracefulShutdown::new());
         let mut accept_loops = JoinSet::new();
         if let Some(listener) = http {
             accept_loops.spawn(listener::serve(
                 listener,
-                main_router.clone(),
+                Arc::clone(&main),
                 None,
                 Arc::clone(&graceful),
                 shutdown.clone(),
@@ -318,7 +321,7 @@ impl App {
             tokio::spawn(cert.watch(interval, shutdown.clone()));
             accept_loops.spawn(listener::serve(
                 listener,
-                main_router,
+                main,
                 Some(acceptor),
                 Arc::clone(&graceful),
                 shutdown.clone(),
@@ -409,7 +412,7 @@ async fn build_state(
         metrics: Arc::clone(&metrics),
     });
     let hashers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    Ok(AppState {
+    Ok(AppState(Arc::new(AppStateInner {
         pages: Arc::new(Pages::new(&config.email.product_name, config.branding.clone())?),
         ip_limiter: Arc::new(IpLimiter::new(config.rate_limit.auth_per_minute)),
         backoff: AccountBackoff::new(
@@ -429,30 +432,17 @@ async fn build_state(
         ephemeral: stores.ephemeral,
         sessions: stores.sessions,
         config: Arc::new(config),
-    })
+    })))
 }
 
-/// The main listener's router. Layers, outermost first: observe (request id, access log,
-/// metrics) → catch panics as a 500 in the API format → the auth API under the base path (with
-/// its own rate and body limits) or the gateway.
-pub fn router(state: &AppState) -> Router {
+/// The main listener's service: observe (request id, access log, metrics, panics as 500), then
+/// the auth API under the base path (with its own rate and body limits) or the gateway.
+pub fn front(state: &AppState) -> Front {
     let observer = Observer::new(Arc::clone(&state.metrics), &state.config.auth.base_path);
-    Router::new()
+    let auth = Router::new()
         .nest(&state.config.auth.base_path, auth::routes(state))
-        .fallback(gateway::handle)
-        .with_state(state.clone())
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(observer, observe))
-}
-
-/// A handler panicked (a bug): answer 500 in the API format and log it with the request id.
-fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    let detail = payload
-        .downcast_ref::<&str>()
-        .map(|text| (*text).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    ApiError::internal(std::io::Error::other(format!("handler panicked: {detail}"))).into_response()
+        .with_state(state.clone());
+    Front::new(observer, auth, Arc::clone(&state.gateway))
 }
 
 /// Drops expired ephemeral entries and idle rate-limit state every minute.

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, StatusCode, header};
@@ -252,11 +251,6 @@ fn prefers_html(accept: &str) -> bool {
         (Some(_), None) => true,
         _ => false,
     }
-}
-
-/// The axum handler for everything outside the auth prefix.
-pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> Response {
-    gateway.serve(request).await.unwrap_or_else(|error| ApiError::from(error).into_response())
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -14,8 +12,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
+use super::front::Serve;
 use super::peer::Peer;
 
 /// Time a client has to finish the TLS handshake.
@@ -23,11 +21,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a request's headers (slow-loris protection).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accepts connections until `shutdown`, serving `router` on each; connections are registered
+/// Accepts connections until `shutdown`, serving `service` on each; connections are registered
 /// with `graceful` so that shutdown can wait for them.
-pub async fn serve(
+pub async fn serve<S: Serve>(
     listener: TcpListener,
-    router: Router,
+    service: Arc<S>,
     tls: Option<TlsAcceptor>,
     graceful: Arc<GracefulShutdown>,
     shutdown: CancellationToken,
@@ -51,11 +49,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let peer = Peer { addr, tls: tls.is_some() };
-        let router = router.clone();
+        let handler = Arc::clone(&service);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(peer);
-            let response = router.clone().oneshot(request.map(Body::new));
-            async move { Ok::<_, Infallible>(response.await.unwrap_or_else(|never| match never {})) }
+            let handler = Arc::clone(&handler);
+            async move { Ok::<_, Infallible>(handler.serve(request).await) }
         });
         let watcher = graceful.watcher();
         let builder = Arc::clone(&builder);

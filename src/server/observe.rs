@@ -1,14 +1,14 @@
-//! The outermost middleware: request ids, one access-log line per request, the 5xx cause log,
-//! and request metrics by route class and status.
+//! Request observation, outermost on the main listener: request ids, one access-log line per
+//! request, the 5xx cause log, and request metrics by route class and status.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::Response;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
 
+use crate::crypto;
 use crate::error::ErrorCause;
 use crate::metrics::{Metrics, RouteClass};
 
@@ -18,17 +18,35 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
 
-/// What the middleware needs.
+/// Observes requests for one listener.
 #[derive(Debug, Clone)]
 pub struct Observer {
     metrics: Arc<Metrics>,
     base_path: Arc<str>,
+    ids: Arc<RequestIds>,
+}
+
+/// A request being observed.
+#[derive(Debug)]
+pub struct Observation {
+    started: Instant,
+    id: HeaderValue,
+    class: RouteClass,
+    method: Method,
+    uri: Uri,
+}
+
+impl Observation {
+    /// Which part of Portcullis answers the request.
+    pub fn class(&self) -> RouteClass {
+        self.class
+    }
 }
 
 impl Observer {
     /// Classifies paths under `base_path` as auth traffic.
     pub fn new(metrics: Arc<Metrics>, base_path: &str) -> Self {
-        Self { metrics, base_path: base_path.into() }
+        Self { metrics, base_path: base_path.into(), ids: Arc::new(RequestIds::new()) }
     }
 
     fn classify(&self, path: &str) -> RouteClass {
@@ -38,57 +56,87 @@ impl Observer {
             _ => RouteClass::Proxy,
         }
     }
+
+    /// Starts observing: gives the request its id (the client's when sane).
+    pub fn start<B>(&self, request: &mut Request<B>) -> Observation {
+        let id = valid_request_id(request.headers().get(&X_REQUEST_ID))
+            .cloned()
+            .unwrap_or_else(|| self.ids.next());
+        request.extensions_mut().insert(RequestId(id.clone()));
+        Observation {
+            started: Instant::now(),
+            id,
+            class: self.classify(request.uri().path()),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+        }
+    }
+
+    /// Finishes: sets `X-Request-Id` on the response, records metrics, logs.
+    pub fn finish(&self, observation: Observation, response: &mut Response) {
+        let Observation { started, id, class, method, uri } = observation;
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        self.metrics.record_request(class, status, elapsed.as_secs_f64());
+        let request_id = id.to_str().unwrap_or("");
+        // The path only: query strings can hold one-time tokens.
+        let path = uri.path();
+        if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+            tracing::error!(request_id, %method, path, status, error = %cause, "request failed");
+        }
+        if tracing::event_enabled!(target: "portcullis::access", tracing::Level::INFO) {
+            tracing::info!(
+                target: "portcullis::access",
+                request_id,
+                class = class.as_str(),
+                %method,
+                path,
+                status,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+            );
+        }
+        response.headers_mut().insert(X_REQUEST_ID, id);
+    }
 }
 
-/// Keeps a client's `X-Request-Id` when it is 1–128 visible ASCII characters, else makes one.
-pub fn request_id(candidate: Option<&HeaderValue>) -> HeaderValue {
-    let valid = candidate.filter(|value| {
+/// A client's `X-Request-Id` if it is 1–128 visible ASCII characters.
+fn valid_request_id(candidate: Option<&HeaderValue>) -> Option<&HeaderValue> {
+    candidate.filter(|value| {
         (1..=128).contains(&value.len())
             && value.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
-    });
-    match valid {
-        Some(value) => value.clone(),
-        None => HeaderValue::from_str(&uuid::Uuid::now_v7().simple().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
-    }
+    })
 }
 
-/// The middleware.
-pub async fn observe(
-    State(observer): State<Observer>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let id = request_id(request.headers().get(&X_REQUEST_ID));
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let class = observer.classify(request.uri().path());
-    let method = request.method().clone();
-    // The path only: query strings can hold one-time tokens.
-    let path = request.uri().path().to_owned();
+/// Request ids: a random per-process prefix and a counter, 32 hex digits. Unique across
+/// replicas without asking the kernel for randomness on every request.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
 
-    let mut response = next.run(request).await;
+impl RequestIds {
+    fn new() -> Self {
+        let random = crypto::random_bytes();
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&random[..8]);
+        Self { prefix: u64::from_le_bytes(prefix), counter: AtomicU64::new(0) }
+    }
 
-    response.headers_mut().insert(X_REQUEST_ID, id.clone());
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    observer.metrics.record_request(class, status, elapsed.as_secs_f64());
-    let request_id = id.to_str().unwrap_or("");
-    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
-        tracing::error!(request_id, %method, path, status, error = %cause, "request failed");
+    fn next(&self) -> HeaderValue {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let count = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut text = [0u8; 32];
+        for (index, value) in [self.prefix, count].into_iter().enumerate() {
+            for nibble in 0..16 {
+                let shift = 60 - nibble * 4;
+                text[index * 16 + nibble] =
+                    DIGITS[usize::try_from((value >> shift) & 0xf).unwrap_or(0)];
+            }
+        }
+        // Hex digits are always a valid header value.
+        HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
     }
-    if tracing::event_enabled!(target: "portcullis::access", tracing::Level::INFO) {
-        tracing::info!(
-            target: "portcullis::access",
-            request_id,
-            class = class.as_str(),
-            %method,
-            path,
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-        );
-    }
-    response
 }
 
 #[cfg(test)]
@@ -96,16 +144,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_ids_are_kept_only_when_sane() {
+    fn request_ids_are_kept_only_when_sane_and_made_unique_otherwise() {
         let keep = HeaderValue::from_static("abc-123_XYZ");
-        assert_eq!(request_id(Some(&keep)), keep);
+        assert_eq!(valid_request_id(Some(&keep)), Some(&keep));
         for bad in ["", "has space", &"x".repeat(129)] {
-            let value = HeaderValue::from_str(bad).unwrap();
-            let id = request_id(Some(&value));
-            assert_ne!(id, value);
-            assert_eq!(id.len(), 32);
+            assert_eq!(valid_request_id(Some(&HeaderValue::from_str(bad).unwrap())), None);
         }
-        assert_eq!(request_id(None).len(), 32);
+        let ids = RequestIds::new();
+        let (a, b) = (ids.next(), ids.next());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert_eq!(a.as_bytes()[..16], b.as_bytes()[..16], "same process prefix");
     }
 
     #[test]

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Portcullis against nginx, on this machine, in one run. Prints one table: requests/s, latency
+# p50/p99, CPU seconds and peak RSS of the proxy, and each Portcullis row as a ratio of the nginx
+# row measured in the same run. Loopback only; every wrk run is bounded.
+#
+#   benches/proxy.sh                 # defaults: 10 s per row, 64 connections
+#   DURATION=5 SESSIONS=20000 benches/proxy.sh
+#
+# Placement (with 2+ CPUs): the proxy under test (nginx or Portcullis, one worker thread each)
+# on CPU 0; wrk and the upstream nginx on CPU 1.
+set -euo pipefail
+
+DURATION=${DURATION:-10}          # seconds measured per row
+WARMUP=${WARMUP:-2}               # seconds of warm-up before each row
+CONNECTIONS=${CONNECTIONS:-64}
+SESSIONS=${SESSIONS:-100000}      # seeded sessions (the cache-size figure uses all of them)
+WORKING_SET=${WORKING_SET:-10000} # distinct sessions in the working-set row
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- tools ----------------------------------------------------------------------------------
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "installing ${need[*]} from the Debian packages" >&2
+    $sudo apt-get install -y "${need[@]}" >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y "${need[@]}" >/dev/null; }
+fi
+NGINX=$(command -v nginx)
+
+echo "building Portcullis (release)" >&2
+(cd "$ROOT" && cargo build --release --locked --quiet --bin portcullis --example bench_seed)
+PORTCULLIS="$ROOT/target/release/portcullis"
+SEED="$ROOT/target/release/examples/bench_seed"
+
+if [ "$(nproc)" -ge 2 ]; then
+    ON_PROXY_CPU=(taskset -c 0); ON_LOAD_CPU=(taskset -c 1); PLACEMENT="proxy on CPU 0, wrk and upstream on CPU 1"
+else
+    ON_PROXY_CPU=(); ON_LOAD_CPU=(); PLACEMENT="one CPU: nothing pinned"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UPSTREAM=$(free_port); NGINX_HTTP=$(free_port); NGINX_TLS=$(free_port)
+PC_HTTP=$(free_port); PC_TLS=$(free_port); PC_ADMIN=$(free_port)
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >/dev/null 2>&1
+
+# --- the upstream and the reference proxy ---------------------------------------------------
+cat > "$WORK/upstream.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/upstream.pid;
+error_log $WORK/upstream.err;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$UPSTREAM; location / { return 200 "hello world\n"; } }
+}
+CONF
+cat > "$WORK/proxy.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/proxy.pid;
+error_log $WORK/proxy.err;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream app { server 127.0.0.1:$UPSTREAM; keepalive 128; }
+    server {
+        listen 127.0.0.1:$NGINX_HTTP;
+        listen 127.0.0.1:$NGINX_TLS ssl;
+        ssl_certificate $WORK/tls.crt;
+        ssl_certificate_key $WORK/tls.key;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+"${ON_LOAD_CPU[@]}" "$NGINX" -p "$WORK" -c "$WORK/upstream.conf" & PIDS+=($!)
+"${ON_PROXY_CPU[@]}" "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" & PIDS+=($!)
+
+# --- Portcullis -----------------------------------------------------------------------------
+echo "seeding $SESSIONS sessions" >&2
+"$SEED" "sqlite://$WORK/portcullis.db" "$SESSIONS" "$WORK/cookies.txt" 2>/dev/null
+COOKIE=$(head -n 1 "$WORK/cookies.txt")
+cat > "$WORK/portcullis.toml" <<CONF
+[server]
+listen = "127.0.0.1:$PC_HTTP"
+tls_listen = "127.0.0.1:$PC_TLS"
+tls_cert = "$WORK/tls.crt"
+tls_key = "$WORK/tls.key"
+admin_listen = "127.0.0.1:$PC_ADMIN"
+[storage]
+database_url = "sqlite://$WORK/portcullis.db"
+[session]
+cache_ttl = "10m"
+idle_timeout = "24h"
+[rate_limit]
+auth_per_minute = 0
+login_failures_before_backoff = 0
+[[upstreams]]
+name = "app"
+url = "http://127.0.0.1:$UPSTREAM"
+[[routes]]
+path = "/public/*"
+access = "public"
+CONF
+start_portcullis() {
+    TOKIO_WORKER_THREADS=${1:-1} RUST_LOG=warn "${@:2}" "$PORTCULLIS" --config "$WORK/portcullis.toml" \
+        2>"$WORK/portcullis.log" & PORTCULLIS_PID=$!
+    PIDS+=("$PORTCULLIS_PID")
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PC_ADMIN/healthz" >/dev/null && return; sleep 0.1; done
+    cat "$WORK/portcullis.log" >&2; exit 1
+}
+stop_portcullis() { kill -TERM "$PORTCULLIS_PID"; wait "$PORTCULLIS_PID" 2>/dev/null || true; }
+start_portcullis 1 "${ON_PROXY_CPU[@]}"
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$NGINX_HTTP/" >/dev/null && break; sleep 0.1; done
+nginx_worker() { pgrep -P "$(cat "$WORK/$1.pid")" | head -n 1; }
+
+# --- measuring ------------------------------------------------------------------------------
+ROWS=()
+NGINX_RPS=""; NGINX_P99=""; NGINX_TLS_RPS=""; NGINX_TLS_P99=""
+cpu_seconds() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else printf "%.3f", v * 1000 }'; }
+
+# measure LABEL PID [REF] WRK-ARGS...  (REF: "nginx" or "nginx-tls" rows compare against)
+measure() {
+    local label=$1 pid=$2 ref=$3; shift 3
+    "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "$@" >/dev/null
+    local cpu_before; cpu_before=$(cpu_seconds "$pid")
+    "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" > "$WORK/wrk.out"
+    local cpu; cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$pid")" 'BEGIN {printf "%.2f", b - a}')
+    local rps p50 p99 errors
+    rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/wrk.out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$WORK/wrk.out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")")
+    errors=$(awk '/Non-2xx|Socket errors/ {print}' "$WORK/wrk.out" | tr -s ' ' | paste -sd ';')
+    local ratio="-"
+    case $ref in
+        set-nginx) NGINX_RPS=$rps; NGINX_P99=$p99 ;;
+        set-nginx-tls) NGINX_TLS_RPS=$rps; NGINX_TLS_P99=$p99 ;;
+        nginx) ratio=$(awk -v r="$rps" -v n="$NGINX_RPS" -v p="$p99" -v q="$NGINX_P99" 'BEGIN {printf "%.2fx rps, %.2fx p99", r / n, p / q}') ;;
+        nginx-tls) ratio=$(awk -v r="$rps" -v n="$NGINX_TLS_RPS" -v p="$p99" -v q="$NGINX_TLS_P99" 'BEGIN {printf "%.2fx rps, %.2fx p99", r / n, p / q}') ;;
+    esac
+    ROWS+=("$(printf '| %-44s | %8s | %7s | %7s | %6s | %7s | %-22s |' "$label" "$rps" "$p50" "$p99" "$cpu" "$(peak_rss_mib "$pid")" "$ratio")")
+    [ -z "$errors" ] || ROWS+=("|   ↳ errors: $errors |")
+    echo "${ROWS[-1]}" >&2
+}
+na() { ROWS+=("$(printf '| %-44s | %8s | %7s | %7s | %6s | %7s | %-22s |' "$1" "n/a" "" "" "" "" "$2")"); }
+
+P=http://127.0.0.1:$PC_HTTP
+measure "(a) upstream nginx, direct" "$(nginx_worker upstream)" none "http://127.0.0.1:$UPSTREAM/"
+measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
+measure "(c) Portcullis, session cookie (cache hit)" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+na "(d) Portcullis, API key" "API keys: issue 8"
+na "(e) Portcullis, bearer JWT" "tokens: issue 8"
+measure "(f) Portcullis, public route" "$PORTCULLIS_PID" nginx "$P/public/x"
+measure "(g) nginx over TLS" "$(nginx_worker proxy)" set-nginx-tls "https://localhost:$NGINX_TLS/"
+measure "(g) Portcullis over TLS, session cookie" "$PORTCULLIS_PID" nginx-tls -H "Cookie: portcullis_session=$COOKIE" "https://localhost:$PC_TLS/app"
+na "(h) Portcullis, X-Auth-Assertion on" "assertions: issue 8"
+measure "1 session via Lua (reference for the next)" "$PORTCULLIS_PID" nginx -s "$ROOT/benches/wrk/cookies.lua" "$P/app" -- "$WORK/cookies.txt" 1
+measure "$WORKING_SET distinct sessions (working set)" "$PORTCULLIS_PID" nginx -s "$ROOT/benches/wrk/cookies.lua" "$P/app" -- "$WORK/cookies.txt" "$WORKING_SET"
+
+# --- scale figures --------------------------------------------------------------------------
+"${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"$((DURATION + 5))s" -s "$ROOT/benches/wrk/cookies.lua" "$P/app" -- "$WORK/cookies.txt" "$SESSIONS" >/dev/null
+CACHED=$(curl -s "http://127.0.0.1:$PC_ADMIN/metrics" | awk '/^portcullis_cached_identities / {print $2}')
+RSS_NOW=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$PORTCULLIS_PID/status")
+stop_portcullis
+
+# Login storm: Portcullis on every CPU (as deployed), proxied p99 quiet and during a storm of
+# correct-password logins.
+start_portcullis "$(nproc)"
+wrk -t1 -c16 -d"${WARMUP}s" -H "Cookie: portcullis_session=$COOKIE" "$P/app" >/dev/null
+wrk -t1 -c16 -d"${DURATION}s" --latency -H "Cookie: portcullis_session=$COOKIE" "$P/app" > "$WORK/quiet.out"
+wrk -t1 -c32 -d"$((DURATION + 2))s" -s "$ROOT/benches/wrk/login.lua" "$P/auth/login" > "$WORK/storm-logins.out" &
+STORM=$!
+sleep 1
+wrk -t1 -c16 -d"${DURATION}s" --latency -H "Cookie: portcullis_session=$COOKIE" "$P/app" > "$WORK/storm.out"
+wait "$STORM"
+QUIET_P99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$WORK/quiet.out")")
+STORM_P99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$WORK/storm.out")")
+LOGINS=$(awk '/Requests\/sec/ {printf "%.1f", $2}' "$WORK/storm-logins.out")
+stop_portcullis
+
+# --- report ---------------------------------------------------------------------------------
+echo
+echo "Portcullis $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') vs nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $PLACEMENT"
+echo "wrk -t1 -c$CONNECTIONS, ${DURATION}s per row after ${WARMUP}s warm-up; upstream returns 12 bytes; RUST_LOG=warn, nginx access_log off"
+echo
+echo "| row                                          |    req/s | p50 ms  | p99 ms  | CPU s  | RSS MiB | vs nginx (same run)    |"
+echo "|----------------------------------------------|----------|---------|---------|--------|---------|------------------------|"
+printf '%s\n' "${ROWS[@]}"
+echo
+echo "Scale: $CACHED identities cached after touching $SESSIONS sessions: RSS $RSS_NOW MiB"
+echo "Login storm ($LOGINS logins/s, argon2id): proxied p99 ${QUIET_P99} ms quiet, ${STORM_P99} ms during the storm ($(awk -v s="$STORM_P99" -v q="$QUIET_P99" 'BEGIN {printf "%.2fx", s / q}'))"

@@ -1,0 +1,62 @@
+//! Seeds a database for the benchmarks: `count` users with one session each (cookie values are
+//! written one per line to `out`), plus `storm@example.com` with a password for login storms.
+//! Sessions are created directly through the library, without hashing a password per user.
+//!
+//! ```sh
+//! cargo run --release --example bench_seed -- sqlite:///tmp/bench.db 10000 cookies.txt
+//! ```
+
+use std::io::Write;
+use std::sync::Arc;
+
+use portcullis::app::Stores;
+use portcullis::clock::{Clock, SystemClock};
+use portcullis::config::Config;
+use portcullis::crypto::password::PasswordHasherPool;
+use portcullis::identity::Email;
+use portcullis::identity::session::ClientInfo;
+use portcullis::store::users::NewUser;
+
+/// The password of `storm@example.com`.
+const STORM_PASSWORD: &str = "correct horse battery staple";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (Some(database_url), Some(count), Some(out)) = (args.next(), args.next(), args.next())
+    else {
+        return Err("usage: bench_seed DATABASE_URL COUNT COOKIES_FILE".into());
+    };
+    let count: usize = count.parse()?;
+    let mut raw = portcullis::config::RawConfig::default();
+    raw.storage.database_url = database_url;
+    let config = Config::try_from(raw)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stores = Stores::open(&config, Arc::clone(&clock)).await?;
+
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
+    for index in 0..count {
+        let email = Email::parse(&format!("user{index}@bench.example"))?;
+        let new = NewUser {
+            email,
+            name: Some(format!("User {index}")),
+            password_hash: None,
+            roles: vec!["member".into()],
+        };
+        let user = stores.users.create(new, clock.now()).await?;
+        let (token, _) = stores.sessions.create(&user, ClientInfo::default()).await?;
+        writeln!(file, "{}", token.cookie_value())?;
+    }
+    file.flush()?;
+
+    let hash = PasswordHasherPool::new(1)?.hash(STORM_PASSWORD.to_owned()).await?;
+    let storm = NewUser {
+        email: Email::parse("storm@example.com")?,
+        name: None,
+        password_hash: Some(hash),
+        roles: Vec::new(),
+    };
+    stores.users.create(storm, clock.now()).await?;
+    eprintln!("seeded {count} sessions into {out}");
+    Ok(())
+}

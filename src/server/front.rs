@@ -1,0 +1,80 @@
+//! The main listener's service: observe the request, then hand it to the auth API (an axum
+//! router) or straight to the gateway. Proxied requests never go through axum's routing.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use http::Request;
+use hyper::body::Incoming;
+use tower::ServiceExt;
+
+use super::observe::Observer;
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::metrics::RouteClass;
+
+/// Something a listener serves.
+pub trait Serve: Send + Sync + 'static {
+    /// Answers one request.
+    fn serve(&self, request: Request<Incoming>) -> impl Future<Output = Response> + Send;
+}
+
+impl Serve for Router {
+    fn serve(&self, request: Request<Incoming>) -> impl Future<Output = Response> + Send {
+        let router = self.clone();
+        async move {
+            router.oneshot(request.map(Body::new)).await.unwrap_or_else(|never| match never {})
+        }
+    }
+}
+
+/// The main listener: the auth API under the base path, everything else through the gateway.
+#[derive(Debug, Clone)]
+pub struct Front {
+    observer: Observer,
+    auth: Router,
+    gateway: Arc<Gateway>,
+}
+
+impl Front {
+    /// A front serving `auth` under the observer's base path and `gateway` elsewhere.
+    pub fn new(observer: Observer, auth: Router, gateway: Arc<Gateway>) -> Self {
+        Self { observer, auth, gateway }
+    }
+}
+
+impl Serve for Front {
+    async fn serve(&self, mut request: Request<Incoming>) -> Response {
+        let observation = self.observer.start(&mut request);
+        let class = observation.class();
+        let answer = async {
+            match class {
+                RouteClass::Auth | RouteClass::Verify => self.auth.serve(request).await,
+                RouteClass::Proxy => self
+                    .gateway
+                    .serve(request.map(Body::new))
+                    .await
+                    .unwrap_or_else(|error| ApiError::from(error).into_response()),
+            }
+        };
+        // A panic is a bug: answer 500 in the API format instead of dropping the connection.
+        let mut response =
+            AssertUnwindSafe(answer).catch_unwind().await.unwrap_or_else(panic_response);
+        self.observer.finish(observation, &mut response);
+        response
+    }
+}
+
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    ApiError::internal(std::io::Error::other(format!("handler panicked: {detail}"))).into_response()
+}
