@@ -411,7 +411,8 @@ async fn build_state(
         base_path: config.auth.base_path.clone(),
         metrics: Arc::clone(&metrics),
     });
-    let hashers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    // Half the cores at most: a login storm must leave the proxy CPU to work with.
+    let hashers = std::thread::available_parallelism().map_or(1, |cores| cores.get().div_ceil(2));
     Ok(AppState(Arc::new(AppStateInner {
         pages: Arc::new(Pages::new(&config.email.product_name, config.branding.clone())?),
         ip_limiter: Arc::new(IpLimiter::new(config.rate_limit.auth_per_minute)),

@@ -44,10 +44,8 @@ async fn verify(
     match decide(route, &matched, &identified) {
         Decision::Allow(permit) => {
             let mut response = StatusCode::OK.into_response();
-            for (name, value) in
-                permit.identity().map(|identity| identity.headers()).unwrap_or_default()
-            {
-                response.headers_mut().insert(name.clone(), value.clone());
+            if let Some(identity) = permit.identity() {
+                gateway.header_names().insert_into(identity, response.headers_mut());
             }
             response
         }

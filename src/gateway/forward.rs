@@ -69,8 +69,8 @@ pub async fn forward(
         upgrade.as_ref().and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
 
     rewrite_request_headers(gateway, &mut parts, upstream, upgrade.as_ref());
-    for (name, value) in permit.identity().map(|identity| identity.headers()).unwrap_or_default() {
-        parts.headers.insert(name.clone(), value.clone());
+    if let Some(identity) = permit.identity() {
+        gateway.header_names.insert_into(identity, &mut parts.headers);
     }
     parts.uri = uri;
     parts.version = if upstream.http2() { Version::HTTP_2 } else { Version::HTTP_11 };
@@ -157,21 +157,23 @@ fn rewrite_request_headers(
     cookies::strip_own(headers, &gateway.cookies);
 
     // Forwarding headers: believed and extended from trusted proxies, replaced otherwise.
-    let peer = parts.extensions.get::<Peer>().copied();
+    let peer = parts.extensions.get::<Peer>();
     let trusted = peer.is_some_and(|peer| is_trusted(peer.addr.ip(), &gateway.trusted_proxies));
     let host = headers.get(header::HOST).cloned().or_else(|| {
         parts.uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
     });
     if let Some(peer) = peer {
-        let peer_ip = peer.addr.ip().to_string();
-        let forwarded_for =
-            match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()).filter(|_| trusted) {
-                Some(previous) => format!("{previous}, {peer_ip}"),
-                None => peer_ip,
-            };
-        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
+        let previous =
+            headers.get(&X_FORWARDED_FOR).filter(|_| trusted).and_then(|v| v.to_str().ok());
+        let forwarded_for = match previous {
+            Some(previous) => HeaderValue::from_str(&format!(
+                "{previous}, {}",
+                peer.ip_header.to_str().unwrap_or("")
+            ))
+            .unwrap_or_else(|_| peer.ip_header.clone()),
+            None => peer.ip_header.clone(),
+        };
+        headers.insert(X_FORWARDED_FOR, forwarded_for);
         if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
             let proto = if peer.tls { "https" } else { "http" };
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));

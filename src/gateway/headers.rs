@@ -7,7 +7,10 @@
 use http::{HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::identity::{Identity, Scopes};
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::identity::{AuthMethod, Identity, OrgRole, Scopes};
 
 /// Every header name starting with this (normalized) is ours and always stripped from clients.
 const OWN_PREFIX: &str = "x-auth-";
@@ -25,6 +28,61 @@ const OAUTH2_PROXY_NAMES: &[&str] = &[
 /// Characters escaped in header values: controls, non-ASCII and `%` itself, so that apps can
 /// always percent-decode and printable ASCII (spaces included) reads as is.
 const VALUE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%').add(0x7f);
+
+/// An identity field that has a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// User id.
+    UserId,
+    /// Primary email.
+    Email,
+    /// Display name.
+    Name,
+    /// Username, or the email (oauth2-proxy preset).
+    PreferredUsername,
+    /// Global roles.
+    Roles,
+    /// Active organization.
+    OrgId,
+    /// Role in the active organization.
+    OrgRole,
+    /// Granted scopes (keys and tokens).
+    Scopes,
+    /// How the request authenticated.
+    Method,
+}
+
+/// What the identity headers are rendered from.
+#[derive(Debug)]
+pub struct HeaderSource<'a> {
+    /// User id.
+    pub user_id: Uuid,
+    /// Primary email.
+    pub email: &'a str,
+    /// Display name.
+    pub name: Option<&'a str>,
+    /// Username.
+    pub username: Option<&'a str>,
+    /// Global roles.
+    pub roles: &'a [String],
+    /// Active organization.
+    pub active_org: Option<&'a OrgRole>,
+    /// Granted scopes.
+    pub scopes: &'a Scopes,
+    /// How the request authenticated.
+    pub method: AuthMethod,
+}
+
+/// Identity header values rendered once per cached identity, by field.
+#[derive(Debug, Clone, Default)]
+pub struct RenderedHeaders(Box<[(Field, HeaderValue)]>);
+
+impl RenderedHeaders {
+    /// The values, by field.
+    pub fn iter(&self) -> impl Iterator<Item = &(Field, HeaderValue)> {
+        self.0.iter()
+    }
+}
 
 /// The header names each identity field is sent under.
 #[derive(Debug, Clone)]
@@ -146,39 +204,76 @@ impl HeaderNames {
         .flatten()
     }
 
-    /// The identity headers for `identity`; fields without a value are left out (the client's
-    /// copies are stripped regardless).
-    pub fn render(&self, identity: &Identity) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::with_capacity(12);
-        let mut push = |names: &[HeaderName], value: &str| {
-            if value.is_empty() {
+    /// The header names `field` is sent under (none when the preset leaves it out).
+    pub fn names(&self, field: Field) -> &[HeaderName] {
+        match field {
+            Field::UserId => &self.user_id,
+            Field::Email => &self.email,
+            Field::Name => &self.name,
+            Field::PreferredUsername => &self.preferred_username,
+            Field::Roles => &self.roles,
+            Field::OrgId => &self.org_id,
+            Field::OrgRole => &self.org_role,
+            Field::Scopes => &self.scopes,
+            Field::Method => &self.method,
+        }
+    }
+
+    /// Renders the identity header values once, for caching with the identity: fields without
+    /// a value are left out (the client's copies are stripped regardless), and all values
+    /// share one buffer.
+    pub fn render(&self, source: &HeaderSource<'_>) -> RenderedHeaders {
+        let mut buffer = String::with_capacity(160);
+        let mut spans: Vec<(Field, usize, usize)> = Vec::with_capacity(9);
+        let mut push = |field: Field, value: &str| {
+            if value.is_empty() || self.names(field).is_empty() {
                 return;
             }
-            let encoded = utf8_percent_encode(value, VALUE_ESCAPES).to_string();
-            // Escaping leaves only printable ASCII, which is always a valid header value.
-            if let Ok(value) = HeaderValue::from_str(&encoded) {
-                for name in names {
-                    out.push((name.clone(), value.clone()));
-                }
-            }
+            let start = buffer.len();
+            buffer.extend(utf8_percent_encode(value, VALUE_ESCAPES));
+            spans.push((field, start, buffer.len()));
         };
-        push(&self.user_id, &identity.user_id.to_string());
-        push(&self.email, &identity.email);
-        push(&self.name, identity.name.as_deref().unwrap_or(""));
-        push(
-            &self.preferred_username,
-            identity.username.as_deref().unwrap_or(identity.email.as_str()),
-        );
-        push(&self.roles, &identity.roles.join(","));
-        if let Some(org) = &identity.active_org {
-            push(&self.org_id, &org.org_id.to_string());
-            push(&self.org_role, &org.role);
+        push(Field::UserId, &source.user_id.hyphenated().to_string());
+        push(Field::Email, source.email);
+        push(Field::Name, source.name.unwrap_or(""));
+        push(Field::PreferredUsername, source.username.unwrap_or(source.email));
+        push(Field::Roles, &source.roles.join(","));
+        if let Some(org) = source.active_org {
+            push(Field::OrgId, &org.org_id.to_string());
+            push(Field::OrgRole, &org.role);
         }
-        if let Scopes::Only(scopes) = &identity.scopes {
-            push(&self.scopes, &scopes.join(","));
+        if let Scopes::Only(scopes) = source.scopes {
+            push(Field::Scopes, &scopes.join(","));
         }
-        push(&self.method, identity.method.as_str());
-        out
+        push(Field::Method, source.method.as_str());
+        let buffer = Bytes::from(buffer);
+        let values = spans
+            .into_iter()
+            // Escaping leaves only printable ASCII, which is always a valid header value.
+            .filter_map(|(field, start, end)| {
+                HeaderValue::from_maybe_shared(buffer.slice(start..end))
+                    .ok()
+                    .map(|value| (field, value))
+            })
+            .collect();
+        RenderedHeaders(values)
+    }
+
+    /// The identity headers of `identity`, name by name.
+    pub fn pairs<'a>(
+        &'a self,
+        identity: &'a Identity,
+    ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> {
+        identity.rendered_headers().iter().flat_map(move |(field, value)| {
+            self.names(*field).iter().map(move |name| (name, value))
+        })
+    }
+
+    /// Inserts (never appends) the identity headers of `identity` into `headers`.
+    pub fn insert_into(&self, identity: &Identity, headers: &mut http::HeaderMap) {
+        for (name, value) in self.pairs(identity) {
+            headers.insert(name.clone(), value.clone());
+        }
     }
 
     /// Whether `name` is an identity header a client must never send upstream.
@@ -247,37 +342,39 @@ mod tests {
         Identity::new(IdentityParts::session(user, None, Timestamp::from_millis(0)), names)
     }
 
-    fn value<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'a str> {
-        headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap())
+    fn value<'a>(names: &'a HeaderNames, identity: &'a Identity, name: &str) -> Option<&'a str> {
+        names.pairs(identity).find(|(n, _)| *n == name).map(|(_, v)| v.to_str().unwrap())
     }
 
     #[test]
     fn portcullis_preset_renders_the_documented_headers() {
         let names = HeaderNames::default();
         let id = identity(&names, Some("José 50% Núñez"), &["admin", "support"]);
-        let headers = id.headers();
-        assert_eq!(value(headers, "x-auth-user-id"), Some("00000000-0000-0000-0000-000000000000"));
-        assert_eq!(value(headers, "x-auth-email"), Some("ada@example.com"));
-        assert_eq!(value(headers, "x-auth-name"), Some("Jos%C3%A9 50%25 N%C3%BA%C3%B1ez"));
-        assert_eq!(value(headers, "x-auth-roles"), Some("admin,support"));
-        assert_eq!(value(headers, "x-auth-method"), Some("session"));
-        assert_eq!(value(headers, "x-auth-scopes"), None, "sessions carry every scope");
-        assert_eq!(value(headers, "x-forwarded-email"), None);
+        assert_eq!(
+            value(&names, &id, "x-auth-user-id"),
+            Some("00000000-0000-0000-0000-000000000000")
+        );
+        assert_eq!(value(&names, &id, "x-auth-email"), Some("ada@example.com"));
+        assert_eq!(value(&names, &id, "x-auth-name"), Some("Jos%C3%A9 50%25 N%C3%BA%C3%B1ez"));
+        assert_eq!(value(&names, &id, "x-auth-roles"), Some("admin,support"));
+        assert_eq!(value(&names, &id, "x-auth-method"), Some("session"));
+        assert_eq!(value(&names, &id, "x-auth-scopes"), None, "sessions carry every scope");
+        assert_eq!(value(&names, &id, "x-forwarded-email"), None);
     }
 
     #[test]
     fn oauth2_proxy_preset_and_overrides() {
         let names = HeaderNames::new("oauth2-proxy", []).unwrap();
         let id = identity(&names, None, &["dev"]);
-        assert_eq!(value(id.headers(), "x-forwarded-email"), Some("ada@example.com"));
-        assert_eq!(value(id.headers(), "x-auth-request-email"), Some("ada@example.com"));
-        assert_eq!(value(id.headers(), "x-forwarded-groups"), Some("dev"));
-        assert_eq!(value(id.headers(), "x-forwarded-preferred-username"), Some("ada@example.com"));
+        assert_eq!(value(&names, &id, "x-forwarded-email"), Some("ada@example.com"));
+        assert_eq!(value(&names, &id, "x-auth-request-email"), Some("ada@example.com"));
+        assert_eq!(value(&names, &id, "x-forwarded-groups"), Some("dev"));
+        assert_eq!(value(&names, &id, "x-forwarded-preferred-username"), Some("ada@example.com"));
 
         let custom = Some("X-User".to_owned());
         let names = HeaderNames::new("portcullis", [("user_id", &custom)]).unwrap();
         let id = identity(&names, None, &[]);
-        assert!(value(id.headers(), "x-user").is_some());
+        assert!(value(&names, &id, "x-user").is_some());
         assert!(names.is_identity_header(&HeaderName::from_static("x-user")));
 
         let host = Some("Host".to_owned());

@@ -14,6 +14,7 @@ use crate::cookies;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::Identity;
 use crate::identity::session::{SessionService, SessionToken};
+use crate::store::StoreError;
 
 /// Who the request is.
 #[derive(Debug, Clone)]
@@ -68,21 +69,32 @@ pub async fn session_from_cookie(
         return Ok(None);
     };
     let token = SessionToken::from_cookie_value(value).ok_or(Rejection::Malformed)?;
-    match sessions.authenticate(&token).await {
-        Ok(Some(identity)) => Ok(Some((token, identity))),
+    let identity = checked(sessions.authenticate(&token).await)?;
+    Ok(Some((token, identity)))
+}
+
+/// Identifies a request by its credentials. On a cache hit this allocates nothing and touches
+/// no store.
+pub async fn identify(parts: &Parts, sessions: &SessionService, cookie_name: &str) -> Identified {
+    let Some(value) = cookies::find(&parts.headers, cookie_name) else {
+        return Identified::Anonymous;
+    };
+    let Some(hash) = SessionToken::hash_of_cookie_value(value) else {
+        return Identified::Rejected(Rejection::Malformed);
+    };
+    match checked(sessions.authenticate_hash(hash).await) {
+        Ok(identity) => Identified::Known(identity),
+        Err(rejection) => Identified::Rejected(rejection),
+    }
+}
+
+fn checked(found: Result<Option<Arc<Identity>>, StoreError>) -> Result<Arc<Identity>, Rejection> {
+    match found {
+        Ok(Some(identity)) => Ok(identity),
         Ok(None) => Err(Rejection::Unknown),
         Err(error) => {
             tracing::warn!(%error, "cannot check a session: store unavailable");
             Err(Rejection::StoreUnavailable)
         }
-    }
-}
-
-/// Identifies a request by its credentials.
-pub async fn identify(parts: &Parts, sessions: &SessionService, cookie_name: &str) -> Identified {
-    match session_from_cookie(&parts.headers, sessions, cookie_name).await {
-        Ok(Some((_, identity))) => Identified::Known(identity),
-        Ok(None) => Identified::Anonymous,
-        Err(rejection) => Identified::Rejected(rejection),
     }
 }

@@ -11,6 +11,7 @@ pub mod pattern;
 pub mod policy;
 pub mod upstream;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,7 +130,11 @@ impl Gateway {
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         let builder = || {
             let mut builder = Client::builder(TokioExecutor::new());
-            builder.pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(1024);
+            // `set_host(false)`: forwarding sets `Host` itself (the client's).
+            builder
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(1024)
+                .set_host(false);
             builder
         };
         Self {
@@ -151,6 +156,11 @@ impl Gateway {
     /// The route table.
     pub fn routes(&self) -> &RouteTable {
         &self.routes
+    }
+
+    /// The identity header names.
+    pub fn header_names(&self) -> &HeaderNames {
+        &self.header_names
     }
 
     /// The upstream table.
@@ -182,7 +192,10 @@ impl Gateway {
         let host = request_host(parts.headers.get(header::HOST), &parts.uri);
         let upstream =
             self.upstreams.select(host.as_deref(), &path).ok_or(GatewayError::NoUpstream)?;
-        let uri = upstream.uri_for(&path, parts.uri.query())?;
+        let uri = match (&path, parts.uri.path_and_query()) {
+            (Cow::Borrowed(_), Some(original)) => upstream.uri_for_original(original)?,
+            _ => upstream.uri_for(&path, parts.uri.query())?,
+        };
         forward::forward(self, permit, upstream, uri, parts, body).await
     }
 

@@ -98,6 +98,22 @@ impl Upstream {
         self.http2
     }
 
+    /// The upstream URI for a request whose path needed no normalization: reuses the request's
+    /// path and query without copying or re-parsing them.
+    ///
+    /// # Errors
+    /// As [`Self::uri_for`].
+    pub fn uri_for_original(&self, path_and_query: &PathAndQuery) -> Result<Uri, http::Error> {
+        if !self.base_path.is_empty() {
+            return self.uri_for(path_and_query.path(), path_and_query.query());
+        }
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query.clone())
+            .build()
+    }
+
     /// The upstream URI for a request's normalized path and query.
     ///
     /// # Errors

@@ -6,10 +6,10 @@
 //! revoker marks then evicts, the loader inserts then checks the marks, so whichever runs last
 //! removes the stale entry.
 
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
 use moka::future::Cache;
 use uuid::Uuid;
 
@@ -19,13 +19,33 @@ use crate::identity::Identity;
 /// SHA-256 of a credential: the cache key and the store key.
 pub type CredentialHash = [u8; 32];
 
+/// Hashes a [`CredentialHash`] by taking eight of its bytes: they are already uniformly random,
+/// and only the server mints credentials, so nobody can choose keys that collide.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CredentialHasher(u64);
+
+impl Hasher for CredentialHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let take = bytes.len().min(8);
+        word[..take].copy_from_slice(&bytes[..take]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+    }
+}
+
+type Keyed = BuildHasherDefault<CredentialHasher>;
+
 /// Cached identities keyed by credential hash.
 #[derive(Debug, Clone)]
 pub struct IdentityCache {
-    entries: Cache<CredentialHash, Entry>,
+    entries: Cache<CredentialHash, Entry, Keyed>,
     ttl: Duration,
     /// When each credential was last revoked.
-    revoked_credentials: moka::sync::Cache<CredentialHash, Instant>,
+    revoked_credentials: moka::sync::Cache<CredentialHash, Instant, Keyed>,
     /// When each user's credentials were last revoked all at once.
     revoked_users: moka::sync::Cache<Uuid, Instant>,
     clock: Arc<dyn Clock>,
@@ -38,36 +58,22 @@ struct Entry {
     fresh_until: Timestamp,
 }
 
-/// Frees each entry's memory once it is no longer fresh. Freshness itself is decided on the
-/// injected clock in [`IdentityCache::get`], so tests that move time see the same behaviour.
-struct IdentityExpiry {
-    clock: Arc<dyn Clock>,
-}
-
-impl Expiry<CredentialHash, Entry> for IdentityExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &CredentialHash,
-        entry: &Entry,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(self.clock.now().until(entry.fresh_until))
-    }
-}
-
 impl IdentityCache {
     /// A cache holding each identity for at most `ttl` and up to `capacity` entries.
     pub fn new(ttl: Duration, capacity: u64, clock: Arc<dyn Clock>) -> Self {
         let entries = Cache::builder()
             .max_capacity(capacity)
-            .expire_after(IdentityExpiry { clock: Arc::clone(&clock) })
+            // Freshness is decided on the injected clock in `get`; the TTL only frees memory.
+            .time_to_live(ttl)
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(Keyed::default());
         // Marks must outlive any load that started before them; a load takes at most the
         // store's timeouts, far below this.
         let mark_ttl = ttl + Duration::from_secs(60);
-        let revoked_credentials =
-            moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
+        let revoked_credentials = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(mark_ttl)
+            .build_with_hasher(Keyed::default());
         let revoked_users =
             moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
         Self { entries, ttl, revoked_credentials, revoked_users, clock }

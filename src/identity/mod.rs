@@ -8,12 +8,11 @@ pub mod cache;
 pub mod email;
 pub mod session;
 
-use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
-use crate::gateway::headers::HeaderNames;
+use crate::gateway::headers::{HeaderNames, HeaderSource, RenderedHeaders};
 pub use email::Email;
 
 /// How a request proved who it is (`X-Auth-Method`).
@@ -154,19 +153,14 @@ pub fn validate_role(role: &str) -> Result<(), String> {
     if valid { Ok(()) } else { Err(format!("role `{role}` must be 1-64 of a-z, 0-9, _ . : -")) }
 }
 
-/// Who a request is, with its identity headers pre-rendered.
+/// Who a request is, with its identity headers pre-rendered. It keeps only what the policy
+/// needs besides the rendered headers, because the cache holds one per active session.
 #[derive(Debug, Clone)]
 pub struct Identity {
     /// User id.
     pub user_id: Uuid,
-    /// Primary email.
-    pub email: String,
     /// Whether the email is verified.
     pub email_verified: bool,
-    /// Display name.
-    pub name: Option<String>,
-    /// Unique handle.
-    pub username: Option<String>,
     /// Global roles.
     pub roles: Vec<String>,
     /// Granted scopes.
@@ -181,7 +175,7 @@ pub struct Identity {
     pub orgs: Vec<OrgRole>,
     /// When the credential stops being valid (absolute or idle expiry, whichever is first).
     pub expires_at: Timestamp,
-    headers: Box<[(HeaderName, HeaderValue)]>,
+    headers: RenderedHeaders,
 }
 
 /// Everything an [`Identity`] holds except its rendered headers.
@@ -210,12 +204,19 @@ impl Identity {
     /// Builds the identity and renders its headers once with `names`.
     pub fn new(parts: IdentityParts, names: &HeaderNames) -> Self {
         let user = parts.user;
-        let mut identity = Self {
+        let headers = names.render(&HeaderSource {
             user_id: user.id,
-            email: user.email.as_str().to_owned(),
+            email: user.email.as_str(),
+            name: user.name.as_deref(),
+            username: user.username.as_deref(),
+            roles: &user.roles,
+            active_org: None,
+            scopes: &parts.scopes,
+            method: parts.method,
+        });
+        Self {
+            user_id: user.id,
             email_verified: user.email_verified_at.is_some(),
-            name: user.name,
-            username: user.username,
             roles: user.roles,
             scopes: parts.scopes,
             method: parts.method,
@@ -223,14 +224,12 @@ impl Identity {
             active_org: None,
             orgs: Vec::new(),
             expires_at: parts.expires_at,
-            headers: Box::new([]),
-        };
-        identity.headers = names.render(&identity).into_boxed_slice();
-        identity
+            headers,
+        }
     }
 
-    /// The identity headers to insert into a forwarded request.
-    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+    /// The identity header values, by field (names come from [`HeaderNames`]).
+    pub fn rendered_headers(&self) -> &RenderedHeaders {
         &self.headers
     }
 

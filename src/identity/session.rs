@@ -39,10 +39,17 @@ impl SessionToken {
 
     /// Parses a cookie value (`v1.` + 43 base64url characters); anything else is `None`.
     pub fn from_cookie_value(value: &str) -> Option<Self> {
+        Self::hash_of_cookie_value(value)?;
+        Some(Self(value[TOKEN_VERSION.len()..].to_owned()))
+    }
+
+    /// The store and cache key of a well-formed cookie value, without keeping the token:
+    /// what the hot path needs.
+    pub fn hash_of_cookie_value(value: &str) -> Option<CredentialHash> {
         let token = value.strip_prefix(TOKEN_VERSION)?;
         let well_formed = token.len() == 43
             && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| Self(token.to_owned()))
+        well_formed.then(|| crypto::sha256(token.as_bytes()))
     }
 
     /// The cookie value.
@@ -166,7 +173,17 @@ impl SessionService {
         &self,
         token: &SessionToken,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        let hash = token.hash();
+        self.authenticate_hash(token.hash()).await
+    }
+
+    /// [`Self::authenticate`] by the token's hash.
+    ///
+    /// # Errors
+    /// The store is unavailable on a cache miss.
+    pub async fn authenticate_hash(
+        &self,
+        hash: CredentialHash,
+    ) -> Result<Option<Arc<Identity>>, StoreError> {
         if let Some(identity) = self.cache.get(&hash).await {
             return Ok(Some(identity));
         }

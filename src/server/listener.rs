@@ -48,10 +48,10 @@ pub async fn serve<S: Serve>(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer { addr, tls: tls.is_some() };
+        let peer = Peer::new(addr, tls.is_some());
         let handler = Arc::clone(&service);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(peer);
+            request.extensions_mut().insert(peer.clone());
             let handler = Arc::clone(&handler);
             async move { Ok::<_, Infallible>(handler.serve(request).await) }
         });

@@ -2,16 +2,29 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
 /// The TCP peer and listener kind, put into every request's extensions by the accept loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// Remote address of the connection.
     pub addr: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The peer's IP as a header value, rendered once per connection for `X-Forwarded-For`.
+    pub ip_header: HeaderValue,
+}
+
+impl Peer {
+    /// The peer of a connection from `addr`.
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+        let ip = canonical(addr.ip()).to_string();
+        // An IP address is always a valid header value.
+        let ip_header =
+            HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { addr, tls, ip_header }
+    }
 }
 
 /// The client's IP: the peer's, or, when the peer is a trusted proxy, the right-most address in
@@ -56,10 +69,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn peer(ip: &str) -> Peer {
-        Peer { addr: SocketAddr::new(ip.parse().unwrap(), 1234), tls: false }
+        Peer::new(SocketAddr::new(ip.parse().unwrap(), 1234), false)
     }
 
     fn xff(value: &'static str) -> HeaderMap {

@@ -52,6 +52,14 @@ impl Database {
                         .idle_timeout(None)
                         .max_lifetime(None);
                 }
+                // SQLite's page cache is per connection (2 MiB by default); the OS caches the
+                // file anyway, so keep each connection's share small.
+                options = options.after_connect(|connection, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA cache_size = -512").execute(connection).await?;
+                        Ok(())
+                    })
+                });
                 sqlite_url(url)
             }
             Backend::Postgres => url.to_owned(),
