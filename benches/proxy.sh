@@ -175,12 +175,21 @@ measure "(f) Portcullis, public route" "$PORTCULLIS_PID" nginx "$P/public/x"
 measure "(g) nginx over TLS" "$(nginx_worker proxy)" set-nginx-tls "https://localhost:$NGINX_TLS/"
 measure "(g) Portcullis over TLS, session cookie" "$PORTCULLIS_PID" nginx-tls -H "Cookie: portcullis_session=$COOKIE" "https://localhost:$PC_TLS/app"
 na "(h) Portcullis, X-Auth-Assertion on" "assertions: issue 8"
+cached() { curl -s "http://127.0.0.1:$PC_ADMIN/metrics" | awk '/^portcullis_cached_identities / {print $2}'; }
+# Loads the first N sessions into the cache (each first use reads the store), bounded in time.
+warm_sessions() {
+    for _ in $(seq 24); do
+        "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d5s -s "$ROOT/benches/wrk/cookies.lua" "$P/app" -- "$WORK/cookies.txt" "$1" >/dev/null
+        [ "$(cached)" -ge "$1" ] && return
+    done
+}
+warm_sessions "$WORKING_SET"
 measure "1 session via Lua (reference for the next)" "$PORTCULLIS_PID" nginx -s "$ROOT/benches/wrk/cookies.lua" "$P/app" -- "$WORK/cookies.txt" 1
 measure "$WORKING_SET distinct sessions (working set)" "$PORTCULLIS_PID" nginx -s "$ROOT/benches/wrk/cookies.lua" "$P/app" -- "$WORK/cookies.txt" "$WORKING_SET"
 
 # --- scale figures --------------------------------------------------------------------------
-"${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"$((DURATION + 5))s" -s "$ROOT/benches/wrk/cookies.lua" "$P/app" -- "$WORK/cookies.txt" "$SESSIONS" >/dev/null
-CACHED=$(curl -s "http://127.0.0.1:$PC_ADMIN/metrics" | awk '/^portcullis_cached_identities / {print $2}')
+warm_sessions "$SESSIONS"
+CACHED=$(cached)
 RSS_NOW=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$PORTCULLIS_PID/status")
 stop_portcullis
 
@@ -208,5 +217,5 @@ echo "| row                                          |    req/s | p50 ms  | p99 
 echo "|----------------------------------------------|----------|---------|---------|--------|---------|------------------------|"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "Scale: $CACHED identities cached after touching $SESSIONS sessions: RSS $RSS_NOW MiB"
+echo "Scale: $CACHED of $SESSIONS sessions cached: RSS $RSS_NOW MiB (after all rows above, same process)"
 echo "Login storm ($LOGINS logins/s, argon2id): proxied p99 ${QUIET_P99} ms quiet, ${STORM_P99} ms during the storm ($(awk -v s="$STORM_P99" -v q="$QUIET_P99" 'BEGIN {printf "%.2fx", s / q}'))"

@@ -446,7 +446,8 @@ pub fn front(state: &AppState) -> Front {
     Front::new(observer, auth, Arc::clone(&state.gateway))
 }
 
-/// Drops expired ephemeral entries and idle rate-limit state every minute.
+/// Drops expired ephemeral entries, stale cached identities and idle rate-limit state every
+/// minute.
 async fn sweep(state: AppState, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
     loop {
@@ -458,6 +459,7 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
             tracing::warn!(%error, "ephemeral store sweep failed");
         }
         state.ip_limiter.shrink();
+        state.sessions.sweep_cache();
     }
 }
 

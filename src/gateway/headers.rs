@@ -73,14 +73,24 @@ pub struct HeaderSource<'a> {
     pub method: AuthMethod,
 }
 
-/// Identity header values rendered once per cached identity, by field.
+/// Identity header values rendered once per cached identity: one shared buffer and where
+/// each field's value lies in it. Compact, since the cache holds one per active session;
+/// handing a value out is a reference-count increment on the buffer.
 #[derive(Debug, Clone, Default)]
-pub struct RenderedHeaders(Box<[(Field, HeaderValue)]>);
+pub struct RenderedHeaders {
+    buffer: Bytes,
+    spans: Box<[(Field, u16, u16)]>,
+}
 
 impl RenderedHeaders {
     /// The values, by field.
-    pub fn iter(&self) -> impl Iterator<Item = &(Field, HeaderValue)> {
-        self.0.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (Field, HeaderValue)> + '_ {
+        self.spans.iter().filter_map(|&(field, start, end)| {
+            // Rendering escaped everything outside printable ASCII: always a valid value.
+            HeaderValue::from_maybe_shared(self.buffer.slice(usize::from(start)..usize::from(end)))
+                .ok()
+                .map(|value| (field, value))
+        })
     }
 }
 
@@ -246,33 +256,27 @@ impl HeaderNames {
             push(Field::Scopes, &scopes.join(","));
         }
         push(Field::Method, source.method.as_str());
-        let buffer = Bytes::from(buffer);
-        let values = spans
+        let spans = spans
             .into_iter()
-            // Escaping leaves only printable ASCII, which is always a valid header value.
-            .filter_map(|(field, start, end)| {
-                HeaderValue::from_maybe_shared(buffer.slice(start..end))
-                    .ok()
-                    .map(|value| (field, value))
-            })
+            .filter_map(|(field, start, end)| Some((field, u16::try_from(start).ok()?, u16::try_from(end).ok()?)))
             .collect();
-        RenderedHeaders(values)
+        RenderedHeaders { buffer: Bytes::from(buffer.into_bytes().into_boxed_slice()), spans }
     }
 
     /// The identity headers of `identity`, name by name.
     pub fn pairs<'a>(
         &'a self,
         identity: &'a Identity,
-    ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> {
+    ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
         identity.rendered_headers().iter().flat_map(move |(field, value)| {
-            self.names(*field).iter().map(move |name| (name, value))
+            self.names(field).iter().map(move |name| (name, value.clone()))
         })
     }
 
     /// Inserts (never appends) the identity headers of `identity` into `headers`.
     pub fn insert_into(&self, identity: &Identity, headers: &mut http::HeaderMap) {
         for (name, value) in self.pairs(identity) {
-            headers.insert(name.clone(), value.clone());
+            headers.insert(name.clone(), value);
         }
     }
 
@@ -342,8 +346,8 @@ mod tests {
         Identity::new(IdentityParts::session(user, None, Timestamp::from_millis(0)), names)
     }
 
-    fn value<'a>(names: &'a HeaderNames, identity: &'a Identity, name: &str) -> Option<&'a str> {
-        names.pairs(identity).find(|(n, _)| *n == name).map(|(_, v)| v.to_str().unwrap())
+    fn value(names: &HeaderNames, identity: &Identity, name: &str) -> Option<String> {
+        names.pairs(identity).find(|(n, _)| *n == name).map(|(_, v)| v.to_str().unwrap().to_owned())
     }
 
     #[test]
@@ -351,25 +355,25 @@ mod tests {
         let names = HeaderNames::default();
         let id = identity(&names, Some("José 50% Núñez"), &["admin", "support"]);
         assert_eq!(
-            value(&names, &id, "x-auth-user-id"),
+            value(&names, &id, "x-auth-user-id").as_deref(),
             Some("00000000-0000-0000-0000-000000000000")
         );
-        assert_eq!(value(&names, &id, "x-auth-email"), Some("ada@example.com"));
-        assert_eq!(value(&names, &id, "x-auth-name"), Some("Jos%C3%A9 50%25 N%C3%BA%C3%B1ez"));
-        assert_eq!(value(&names, &id, "x-auth-roles"), Some("admin,support"));
-        assert_eq!(value(&names, &id, "x-auth-method"), Some("session"));
-        assert_eq!(value(&names, &id, "x-auth-scopes"), None, "sessions carry every scope");
-        assert_eq!(value(&names, &id, "x-forwarded-email"), None);
+        assert_eq!(value(&names, &id, "x-auth-email").as_deref(), Some("ada@example.com"));
+        assert_eq!(value(&names, &id, "x-auth-name").as_deref(), Some("Jos%C3%A9 50%25 N%C3%BA%C3%B1ez"));
+        assert_eq!(value(&names, &id, "x-auth-roles").as_deref(), Some("admin,support"));
+        assert_eq!(value(&names, &id, "x-auth-method").as_deref(), Some("session"));
+        assert_eq!(value(&names, &id, "x-auth-scopes").as_deref(), None, "sessions carry every scope");
+        assert_eq!(value(&names, &id, "x-forwarded-email").as_deref(), None);
     }
 
     #[test]
     fn oauth2_proxy_preset_and_overrides() {
         let names = HeaderNames::new("oauth2-proxy", []).unwrap();
         let id = identity(&names, None, &["dev"]);
-        assert_eq!(value(&names, &id, "x-forwarded-email"), Some("ada@example.com"));
-        assert_eq!(value(&names, &id, "x-auth-request-email"), Some("ada@example.com"));
-        assert_eq!(value(&names, &id, "x-forwarded-groups"), Some("dev"));
-        assert_eq!(value(&names, &id, "x-forwarded-preferred-username"), Some("ada@example.com"));
+        assert_eq!(value(&names, &id, "x-forwarded-email").as_deref(), Some("ada@example.com"));
+        assert_eq!(value(&names, &id, "x-auth-request-email").as_deref(), Some("ada@example.com"));
+        assert_eq!(value(&names, &id, "x-forwarded-groups").as_deref(), Some("dev"));
+        assert_eq!(value(&names, &id, "x-forwarded-preferred-username").as_deref(), Some("ada@example.com"));
 
         let custom = Some("X-User".to_owned());
         let names = HeaderNames::new("portcullis", [("user_id", &custom)]).unwrap();

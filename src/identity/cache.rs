@@ -6,11 +6,12 @@
 //! revoker marks then evicts, the loader inserts then checks the marks, so whichever runs last
 //! removes the stale entry.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use quick_cache::UnitWeighter;
+use quick_cache::sync::DefaultLifecycle;
 use uuid::Uuid;
 
 use crate::clock::{Clock, Timestamp};
@@ -38,16 +39,22 @@ impl Hasher for CredentialHasher {
 }
 
 type Keyed = BuildHasherDefault<CredentialHasher>;
+type Map<K, V, H> = quick_cache::sync::Cache<K, V, UnitWeighter, H, DefaultLifecycle<K, V>>;
 
 /// Cached identities keyed by credential hash.
-#[derive(Debug, Clone)]
+///
+/// quick_cache (bounded, sharded, CLOCK-Pro eviction) keeps the per-entry overhead to a few dozen
+/// bytes, so 100k sessions fit comfortably; freshness is checked on every read against the
+/// injected clock, and stale entries are dropped by [`IdentityCache::sweep`].
+#[derive(Clone)]
 pub struct IdentityCache {
-    entries: Cache<CredentialHash, Entry, Keyed>,
+    entries: Arc<Map<CredentialHash, Entry, Keyed>>,
     ttl: Duration,
     /// When each credential was last revoked.
-    revoked_credentials: moka::sync::Cache<CredentialHash, Instant, Keyed>,
+    revoked_credentials: Arc<Map<CredentialHash, Instant, Keyed>>,
     /// When each user's credentials were last revoked all at once.
-    revoked_users: moka::sync::Cache<Uuid, Instant>,
+    revoked_users: Arc<Map<Uuid, Instant, RandomState>>,
+    mark_ttl: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -61,71 +68,92 @@ struct Entry {
 impl IdentityCache {
     /// A cache holding each identity for at most `ttl` and up to `capacity` entries.
     pub fn new(ttl: Duration, capacity: u64, clock: Arc<dyn Clock>) -> Self {
-        let entries = Cache::builder()
-            .max_capacity(capacity)
-            // Freshness is decided on the injected clock in `get`; the TTL only frees memory.
-            .time_to_live(ttl)
-            .support_invalidation_closures()
-            .build_with_hasher(Keyed::default());
+        let capacity_items = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let map = |hasher| Map::with(capacity_items, capacity, UnitWeighter, hasher, DefaultLifecycle::default());
         // Marks must outlive any load that started before them; a load takes at most the
         // store's timeouts, far below this.
         let mark_ttl = ttl + Duration::from_secs(60);
-        let revoked_credentials = moka::sync::Cache::builder()
-            .max_capacity(capacity)
-            .time_to_live(mark_ttl)
-            .build_with_hasher(Keyed::default());
-        let revoked_users =
-            moka::sync::Cache::builder().max_capacity(capacity).time_to_live(mark_ttl).build();
-        Self { entries, ttl, revoked_credentials, revoked_users, clock }
+        let marks = capacity_items.min(10_000);
+        Self {
+            entries: Arc::new(map(Keyed::default())),
+            ttl,
+            revoked_credentials: Arc::new(Map::with(
+                marks,
+                marks as u64,
+                UnitWeighter,
+                Keyed::default(),
+                DefaultLifecycle::default(),
+            )),
+            revoked_users: Arc::new(Map::with(
+                marks,
+                marks as u64,
+                UnitWeighter,
+                RandomState::new(),
+                DefaultLifecycle::default(),
+            )),
+            mark_ttl,
+            clock,
+        }
     }
 
     /// The cached identity for `hash` while it is fresh (within the cache TTL and before the
-    /// credential expires). Never touches a store.
-    pub async fn get(&self, hash: &CredentialHash) -> Option<Arc<Identity>> {
-        let entry = self.entries.get(hash).await?;
+    /// credential expires). Never touches a store and never waits.
+    pub fn get(&self, hash: &CredentialHash) -> Option<Arc<Identity>> {
+        let entry = self.entries.get(hash)?;
         if entry.fresh_until > self.clock.now() {
             Some(entry.identity)
         } else {
-            self.entries.invalidate(hash).await;
+            self.entries.remove(hash);
             None
         }
     }
 
     /// Caches an identity whose load from the store began at `load_started`, unless a
     /// revocation happened since then (the load may have read the state before it).
-    pub async fn insert(
-        &self,
-        hash: CredentialHash,
-        identity: Arc<Identity>,
-        load_started: Instant,
-    ) {
+    pub fn insert(&self, hash: CredentialHash, identity: Arc<Identity>, load_started: Instant) {
         let user_id = identity.user_id;
         let fresh_until = self.clock.now().plus(self.ttl).min(identity.expires_at);
-        self.entries.insert(hash, Entry { identity, fresh_until }).await;
+        self.entries.insert(hash, Entry { identity, fresh_until });
         let revoked_since = |mark: Option<Instant>| mark.is_some_and(|at| at >= load_started);
         if revoked_since(self.revoked_credentials.get(&hash))
             || revoked_since(self.revoked_users.get(&user_id))
         {
-            self.entries.invalidate(&hash).await;
+            self.entries.remove(&hash);
         }
     }
 
     /// Evicts one credential.
-    pub async fn evict_credential(&self, hash: &CredentialHash) {
+    pub fn evict_credential(&self, hash: &CredentialHash) {
         self.revoked_credentials.insert(*hash, Instant::now());
-        self.entries.invalidate(hash).await;
+        self.entries.remove(hash);
     }
 
     /// Evicts every credential of a user (logout everywhere, disable, role change).
     pub fn evict_user(&self, user_id: Uuid) {
         self.revoked_users.insert(user_id, Instant::now());
-        // Only fails if closures are not enabled, and they are (see `new`).
-        let _ =
-            self.entries.invalidate_entries_if(move |_, entry| entry.identity.user_id == user_id);
+        self.entries.retain(|_, entry| entry.identity.user_id != user_id);
+    }
+
+    /// Drops entries that are no longer fresh and revocation marks that no load can race with
+    /// any more (called periodically).
+    pub fn sweep(&self) {
+        let now = self.clock.now();
+        self.entries.retain(|_, entry| entry.fresh_until > now);
+        let marks_after = Instant::now().checked_sub(self.mark_ttl);
+        if let Some(oldest) = marks_after {
+            self.revoked_credentials.retain(|_, at| *at > oldest);
+            self.revoked_users.retain(|_, at| *at > oldest);
+        }
     }
 
     /// How many identities are cached (approximate).
     pub fn entry_count(&self) -> u64 {
-        self.entries.entry_count()
+        self.entries.len() as u64
+    }
+}
+
+impl std::fmt::Debug for IdentityCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityCache").field("entries", &self.entries.len()).field("ttl", &self.ttl).finish()
     }
 }

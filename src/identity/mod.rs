@@ -37,7 +37,7 @@ pub enum Scopes {
     /// Every scope (a signed-in user acting directly).
     All,
     /// Only these.
-    Only(Vec<String>),
+    Only(Box<[String]>),
 }
 
 impl Scopes {
@@ -162,17 +162,17 @@ pub struct Identity {
     /// Whether the email is verified.
     pub email_verified: bool,
     /// Global roles.
-    pub roles: Vec<String>,
+    pub roles: Box<[String]>,
     /// Granted scopes.
     pub scopes: Scopes,
     /// How the request authenticated.
     pub method: AuthMethod,
     /// The session behind the credential, if any.
     pub session_id: Option<Uuid>,
-    /// The active organization and the user's role in it.
-    pub active_org: Option<OrgRole>,
+    /// The active organization and the user's role in it (boxed: most users have none).
+    pub active_org: Option<Box<OrgRole>>,
     /// Every organization the user belongs to.
-    pub orgs: Vec<OrgRole>,
+    pub orgs: Box<[OrgRole]>,
     /// When the credential stops being valid (absolute or idle expiry, whichever is first).
     pub expires_at: Timestamp,
     headers: RenderedHeaders,
@@ -217,12 +217,12 @@ impl Identity {
         Self {
             user_id: user.id,
             email_verified: user.email_verified_at.is_some(),
-            roles: user.roles,
+            roles: user.roles.into_boxed_slice(),
             scopes: parts.scopes,
             method: parts.method,
             session_id: parts.session_id,
             active_org: None,
-            orgs: Vec::new(),
+            orgs: Box::default(),
             expires_at: parts.expires_at,
             headers,
         }
@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn scopes_grant_as_documented() {
         assert!(Scopes::All.grants("write"));
-        let only = Scopes::Only(vec!["read".into()]);
+        let only = Scopes::Only(Box::new(["read".to_owned()]));
         assert!(only.grants("read"));
         assert!(!only.grants("write"));
     }

@@ -184,7 +184,7 @@ impl SessionService {
         &self,
         hash: CredentialHash,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        if let Some(identity) = self.cache.get(&hash).await {
+        if let Some(identity) = self.cache.get(&hash) {
             return Ok(Some(identity));
         }
         let load_started = Instant::now();
@@ -194,7 +194,7 @@ impl SessionService {
         let expires_at = record.deadline(self.lifetimes.idle_timeout);
         let parts = IdentityParts::session(user, Some(record.id), expires_at);
         let identity = Arc::new(Identity::new(parts, &self.header_names));
-        self.cache.insert(hash, Arc::clone(&identity), load_started).await;
+        self.cache.insert(hash, Arc::clone(&identity), load_started);
         Ok(Some(identity))
     }
 
@@ -261,7 +261,7 @@ impl SessionService {
     /// The store fails.
     pub async fn end(&self, token: &SessionToken) -> Result<(), StoreError> {
         let hash = token.hash();
-        self.cache.evict_credential(&hash).await;
+        self.cache.evict_credential(&hash);
         let key = crypto::hex(&hash);
         let Some(bytes) = self.store.take(&session_key(&key)).await? else { return Ok(()) };
         if let Ok(record) = serde_json::from_slice::<SessionRecord>(&bytes) {
@@ -302,6 +302,11 @@ impl SessionService {
         Ok(keys.len())
     }
 
+    /// Drops stale cache entries (called periodically).
+    pub fn sweep_cache(&self) {
+        self.cache.sweep();
+    }
+
     /// How many identities the cache holds (approximate).
     pub fn cached_count(&self) -> u64 {
         self.cache.entry_count()
@@ -315,7 +320,7 @@ impl SessionService {
 
     async fn evict_key(&self, key: &str) {
         if let Some(hash) = crypto::unhex32(key) {
-            self.cache.evict_credential(&hash).await;
+            self.cache.evict_credential(&hash);
         }
     }
 

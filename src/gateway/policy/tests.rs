@@ -117,7 +117,7 @@ fn roles_are_any_of() {
 #[test]
 fn methods_limit_where_a_rule_applies_and_scopes_are_all_of() {
     let t = table(EXAMPLE);
-    let reader = with(user(&[], false), |i| i.scopes = Scopes::Only(vec!["read".into()]));
+    let reader = with(user(&[], false), |i| i.scopes = Scopes::Only(Box::new(["read".to_owned()])));
     assert_eq!(
         check(&t, "GET", "/api/items", &reader),
         Ok(true),
@@ -165,11 +165,11 @@ fn org_paths_admit_only_members_with_the_role() {
     let org_a = uuid::Uuid::from_u128(1);
     let org_b = uuid::Uuid::from_u128(2);
     let member = with(user(&[], false), |i| {
-        i.orgs = vec![
+        i.orgs = Box::new([
             OrgRole { org_id: org_a, role: "admin".into() },
             OrgRole { org_id: org_b, role: "member".into() },
-        ];
-        i.active_org = Some(OrgRole { org_id: org_b, role: "member".into() });
+        ]);
+        i.active_org = Some(Box::new(OrgRole { org_id: org_b, role: "member".into() }));
     });
     assert_eq!(check(&t, "GET", &format!("/orgs/{org_a}/settings"), &member), Ok(true));
     assert_eq!(
