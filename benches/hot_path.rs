@@ -2,7 +2,7 @@
 #![allow(clippy::expect_used)] // a benchmark that cannot set up should stop
 //! Micro-benchmarks of the gateway's hot-path pieces: path normalization, policy lookup in a
 //! 100-rule table, credential extraction from the Cookie header, identity-header recognition,
-//! and an identity cache hit. Run with `cargo bench --bench hot_path`.
+//! the header rewrite, and an identity cache hit. Run with `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -79,13 +79,38 @@ fn benches(c: &mut Criterion) {
         b.iter(|| cookies::find(black_box(&headers), "portcullis_session").map(str::len))
     });
     let names = HeaderNames::default();
+    let jar = cookies::CookieJar::new("portcullis_session", false, None);
     c.bench_function("identity header recognition, 8 headers", |b| {
         b.iter(|| headers.keys().filter(|name| names.is_identity_header(name)).count())
     });
 
+    let identity = identity();
+    c.bench_function("header rewrite: strip spoofs, cut our cookie, insert identity", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut headers = browser_headers();
+                headers.insert(
+                    HeaderName::from_static("x-auth-user-id"),
+                    HeaderValue::from_static("spoof"),
+                );
+                headers
+            },
+            |headers| {
+                let spoofed: Vec<HeaderName> =
+                    headers.keys().filter(|name| names.is_identity_header(name)).cloned().collect();
+                for name in spoofed {
+                    headers.remove(&name);
+                }
+                cookies::strip_own(headers, &jar);
+                names.insert_into(&identity, headers);
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
     let cache = IdentityCache::new(Duration::from_secs(30), 1000, Arc::new(SystemClock));
     let key = [7u8; 32];
-    cache.insert(key, identity(), std::time::Instant::now());
+    cache.insert(key, Arc::clone(&identity), std::time::Instant::now());
     c.bench_function("identity cache hit", |b| b.iter(|| cache.get(black_box(&key)).is_some()));
     c.bench_function("credential hash (sha256 of a token)", |b| {
         b.iter(|| {

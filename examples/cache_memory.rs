@@ -30,13 +30,18 @@ async fn main() {
     let before = rss_kib();
     let mut plain = Vec::new();
     for index in 0..count {
-        let email = Email::parse(&format!("user{index}@bench.example")).unwrap_or_else(|_| unreachable!());
+        let email =
+            Email::parse(&format!("user{index}@bench.example")).unwrap_or_else(|_| unreachable!());
         let user = User {
             name: Some(format!("User {index}")),
             roles: vec!["member".into()],
             ..User::new(uuid::Uuid::now_v7(), email, Timestamp::from_millis(0))
         };
-        let parts = IdentityParts::session(user, Some(uuid::Uuid::now_v7()), Timestamp::from_millis(i64::MAX));
+        let parts = IdentityParts::session(
+            user,
+            Some(uuid::Uuid::now_v7()),
+            Timestamp::from_millis(i64::MAX),
+        );
         let mut key = [0u8; 32];
         key.copy_from_slice(&portcullis::crypto::sha256(&index.to_le_bytes()));
         let identity = Arc::new(Identity::new(parts, &names));

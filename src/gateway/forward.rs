@@ -127,6 +127,9 @@ fn rewrite_request_headers(
     upgrade: Option<&HeaderValue>,
 ) {
     let headers = &mut parts.headers;
+    // Room for what forwarding adds (forwarding headers, request id, identity), so the map
+    // grows at most once.
+    headers.reserve(16);
     let keep_te_trailers = upstream.http2()
         && headers
             .get(header::TE)

@@ -258,7 +258,9 @@ impl HeaderNames {
         push(Field::Method, source.method.as_str());
         let spans = spans
             .into_iter()
-            .filter_map(|(field, start, end)| Some((field, u16::try_from(start).ok()?, u16::try_from(end).ok()?)))
+            .filter_map(|(field, start, end)| {
+                Some((field, u16::try_from(start).ok()?, u16::try_from(end).ok()?))
+            })
             .collect();
         RenderedHeaders { buffer: Bytes::from(buffer.into_bytes().into_boxed_slice()), spans }
     }
@@ -359,10 +361,17 @@ mod tests {
             Some("00000000-0000-0000-0000-000000000000")
         );
         assert_eq!(value(&names, &id, "x-auth-email").as_deref(), Some("ada@example.com"));
-        assert_eq!(value(&names, &id, "x-auth-name").as_deref(), Some("Jos%C3%A9 50%25 N%C3%BA%C3%B1ez"));
+        assert_eq!(
+            value(&names, &id, "x-auth-name").as_deref(),
+            Some("Jos%C3%A9 50%25 N%C3%BA%C3%B1ez")
+        );
         assert_eq!(value(&names, &id, "x-auth-roles").as_deref(), Some("admin,support"));
         assert_eq!(value(&names, &id, "x-auth-method").as_deref(), Some("session"));
-        assert_eq!(value(&names, &id, "x-auth-scopes").as_deref(), None, "sessions carry every scope");
+        assert_eq!(
+            value(&names, &id, "x-auth-scopes").as_deref(),
+            None,
+            "sessions carry every scope"
+        );
         assert_eq!(value(&names, &id, "x-forwarded-email").as_deref(), None);
     }
 
@@ -373,7 +382,10 @@ mod tests {
         assert_eq!(value(&names, &id, "x-forwarded-email").as_deref(), Some("ada@example.com"));
         assert_eq!(value(&names, &id, "x-auth-request-email").as_deref(), Some("ada@example.com"));
         assert_eq!(value(&names, &id, "x-forwarded-groups").as_deref(), Some("dev"));
-        assert_eq!(value(&names, &id, "x-forwarded-preferred-username").as_deref(), Some("ada@example.com"));
+        assert_eq!(
+            value(&names, &id, "x-forwarded-preferred-username").as_deref(),
+            Some("ada@example.com")
+        );
 
         let custom = Some("X-User".to_owned());
         let names = HeaderNames::new("portcullis", [("user_id", &custom)]).unwrap();

@@ -80,19 +80,27 @@ impl PathPattern {
     /// and a final `*` also matches the bare prefix (`/admin/*` matches `/admin`), so a rule
     /// can never be sidestepped by how the app treats a trailing slash.
     pub fn matches<'p>(&'p self, path: &'p str) -> Option<PathMatch<'p>> {
+        let parts: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+        self.matches_segments(&parts)
+    }
+
+    /// [`Self::matches`] on a path already split into its non-empty segments, so that a table
+    /// of rules splits each request path once.
+    pub fn matches_segments<'p>(&'p self, segments: &[&'p str]) -> Option<PathMatch<'p>> {
+        if segments.len() < self.segments.len()
+            || (!self.rest && segments.len() > self.segments.len())
+        {
+            return None;
+        }
         let mut params = Vec::new();
-        let mut parts = path.split('/').filter(|part| !part.is_empty());
-        for segment in &self.segments {
-            let part = parts.next()?;
+        for (segment, part) in self.segments.iter().zip(segments) {
+            let part = *part;
             match segment {
                 Segment::Literal(literal) if literal == part => {}
                 Segment::Literal(_) => return None,
                 Segment::Any => {}
                 Segment::Param(name) => params.push((name.as_str(), part)),
             }
-        }
-        if !self.rest && parts.next().is_some() {
-            return None;
         }
         Some(PathMatch { params })
     }

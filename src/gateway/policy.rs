@@ -91,11 +91,30 @@ impl RouteTable {
 
     /// The rule for a request and what its pattern captured.
     pub fn find<'a>(&'a self, method: &Method, path: &'a str) -> (&'a Route, PathMatch<'a>) {
+        if self.routes.is_empty() {
+            return (&self.fallback, PathMatch::default());
+        }
+        // Split once for every rule; paths are short, so the segments live on the stack.
+        let mut stack = [""; 24];
+        let mut count = 0;
+        let mut heap = Vec::new();
+        for part in path.split('/').filter(|part| !part.is_empty()) {
+            if count < stack.len() {
+                stack[count] = part;
+            } else {
+                if heap.is_empty() {
+                    heap.extend_from_slice(&stack);
+                }
+                heap.push(part);
+            }
+            count += 1;
+        }
+        let segments: &[&str] = if heap.is_empty() { &stack[..count] } else { &heap };
         for route in &self.routes {
             if !route.applies_to(method) {
                 continue;
             }
-            if let Some(matched) = route.pattern.matches(path) {
+            if let Some(matched) = route.pattern.matches_segments(segments) {
                 return (route, matched);
             }
         }

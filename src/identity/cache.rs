@@ -69,7 +69,9 @@ impl IdentityCache {
     /// A cache holding each identity for at most `ttl` and up to `capacity` entries.
     pub fn new(ttl: Duration, capacity: u64, clock: Arc<dyn Clock>) -> Self {
         let capacity_items = usize::try_from(capacity).unwrap_or(usize::MAX);
-        let map = |hasher| Map::with(capacity_items, capacity, UnitWeighter, hasher, DefaultLifecycle::default());
+        let map = |hasher| {
+            Map::with(capacity_items, capacity, UnitWeighter, hasher, DefaultLifecycle::default())
+        };
         // Marks must outlive any load that started before them; a load takes at most the
         // store's timeouts, far below this.
         let mark_ttl = ttl + Duration::from_secs(60);
@@ -154,6 +156,9 @@ impl IdentityCache {
 
 impl std::fmt::Debug for IdentityCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdentityCache").field("entries", &self.entries.len()).field("ttl", &self.ttl).finish()
+        f.debug_struct("IdentityCache")
+            .field("entries", &self.entries.len())
+            .field("ttl", &self.ttl)
+            .finish()
     }
 }

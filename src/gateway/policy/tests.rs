@@ -210,3 +210,21 @@ fn first_match_wins() {
     );
     assert_eq!(check(&t, "GET", "/docs/a", &Identified::Anonymous), Ok(false));
 }
+
+#[test]
+fn deep_paths_match_like_short_ones() {
+    let t = table(
+        "[[routes]]\npath = \"/deep/*\"\naccess = \"public\"\n[[routes]]\npath = \"/x/*/y\"\naccess = \"deny\"\n",
+    );
+    let deep = format!("/deep{}", "/segment".repeat(40));
+    assert_eq!(check(&t, "GET", &deep, &Identified::Anonymous), Ok(false));
+    let other = format!("/other{}", "/segment".repeat(40));
+    assert_eq!(
+        check(&t, "GET", &other, &Identified::Anonymous),
+        Err(unauthenticated(OnUnauthenticated::Auto))
+    );
+    assert_eq!(
+        check(&t, "GET", "/x/1/y", &Identified::Anonymous),
+        Err(Denial::Forbidden(Forbidden::RouteDenied))
+    );
+}
