@@ -2,8 +2,8 @@
 //!
 //! Hashing costs tens of milliseconds of CPU and ~19 MiB of memory by design. Running it on the
 //! async workers would stall every proxied request on that worker, so each hash runs under
-//! `spawn_blocking`, and a semaphore caps how many run at once (one per core): a login storm
-//! queues instead of taking all the memory and all the cores the proxy needs.
+//! `spawn_blocking`, and a semaphore caps how many run at once (the app allows half the
+//! cores): a login storm queues instead of taking all the memory and the cores the proxy needs.
 
 use std::sync::Arc;
 
