@@ -28,7 +28,6 @@ async fn main() {
     let cache = IdentityCache::new(Duration::from_secs(600), 250_000, Arc::new(SystemClock));
     println!("size_of Identity = {}", std::mem::size_of::<Identity>());
     let before = rss_kib();
-    let mut plain = Vec::new();
     for index in 0..count {
         let email =
             Email::parse(&format!("user{index}@bench.example")).unwrap_or_else(|_| unreachable!());
@@ -44,12 +43,7 @@ async fn main() {
         );
         let mut key = [0u8; 32];
         key.copy_from_slice(&portcullis::crypto::sha256(&index.to_le_bytes()));
-        let identity = Arc::new(Identity::new(parts, &names));
-        if std::env::var("PLAIN").is_ok() {
-            plain.push((key, identity));
-        } else {
-            cache.insert(key, identity, Instant::now());
-        }
+        cache.insert(key, Arc::new(Identity::new(parts, &names)), Instant::now());
     }
     let after = rss_kib();
     println!(
