@@ -35,8 +35,8 @@ struct SignupBody {
     email: String,
     password: String,
     name: Option<String>,
-    csrf_token: Option<String>,
-    redirect_uri: Option<String>,
+    #[serde(flatten)]
+    form: FormFields,
 }
 
 /// `POST /login` body.
@@ -45,6 +45,13 @@ struct LoginBody {
     email: String,
     password: String,
     mode: Option<String>,
+    #[serde(flatten)]
+    form: FormFields,
+}
+
+/// The fields the sign-in page's forms add to a credential post.
+#[derive(Debug, Default, Deserialize)]
+struct FormFields {
     csrf_token: Option<String>,
     redirect_uri: Option<String>,
 }
@@ -65,20 +72,17 @@ async fn signup_handler(
     JsonOrForm(body, kind): JsonOrForm<SignupBody>,
 ) -> Response {
     let result = async {
-        let redirect = check_origin(
-            &state,
-            &site,
-            kind,
-            body.csrf_token.as_deref(),
-            body.redirect_uri.as_deref(),
-        )?;
+        let redirect = check_origin(&state, &site, kind, &body.form)?;
         let signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
         end_previous_session(&state, &site).await?;
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::CREATED))
     }
     .await;
-    let form =
-        SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: true };
+    let form = SignInForm {
+        email: Some(body.email),
+        redirect_uri: body.form.redirect_uri,
+        signing_up: true,
+    };
     result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
 }
 
@@ -89,31 +93,18 @@ async fn login_handler(
     JsonOrForm(body, kind): JsonOrForm<LoginBody>,
 ) -> Response {
     let result = async {
-        let redirect = check_origin(
-            &state,
-            &site,
-            kind,
-            body.csrf_token.as_deref(),
-            body.redirect_uri.as_deref(),
-        )?;
-        match body.mode.as_deref() {
-            None | Some("cookie") => {}
-            Some("token") => {
-                return Err(ApiError::invalid_request(
-                    "mode: \"token\" is not available in this version",
-                ));
-            }
-            Some(_) => {
-                return Err(ApiError::invalid_request("mode: must be \"cookie\" or \"token\""));
-            }
-        }
+        let redirect = check_origin(&state, &site, kind, &body.form)?;
+        check_mode(body.mode.as_deref())?;
         let signed_in = login(&state, &body.email, body.password, client).await?;
         end_previous_session(&state, &site).await?;
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::OK))
     }
     .await;
-    let form =
-        SignInForm { email: Some(body.email), redirect_uri: body.redirect_uri, signing_up: false };
+    let form = SignInForm {
+        email: Some(body.email),
+        redirect_uri: body.form.redirect_uri,
+        signing_up: false,
+    };
     result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
 }
 
@@ -134,9 +125,9 @@ fn check_origin(
     state: &AppState,
     site: &SiteContext,
     kind: BodyKind,
-    csrf_token: Option<&str>,
-    redirect_uri: Option<&str>,
+    form: &FormFields,
 ) -> Result<Option<SafeRedirect>, ApiError> {
+    let (csrf_token, redirect_uri) = (form.csrf_token.as_deref(), form.redirect_uri.as_deref());
     match kind {
         BodyKind::Json => {
             state.csrf.check_same_site(site)?;
@@ -150,6 +141,17 @@ fn check_origin(
                 .map_err(ApiError::invalid_request)?;
             Ok(Some(target))
         }
+    }
+}
+
+/// Login answers with a cookie; `"token"` (JWTs) comes with the tokens feature.
+fn check_mode(mode: Option<&str>) -> Result<(), ApiError> {
+    match mode {
+        None | Some("cookie") => Ok(()),
+        Some("token") => {
+            Err(ApiError::invalid_request("mode: \"token\" is not available in this version"))
+        }
+        Some(_) => Err(ApiError::invalid_request("mode: must be \"cookie\" or \"token\"")),
     }
 }
 

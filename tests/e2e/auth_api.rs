@@ -302,8 +302,7 @@ async fn the_sign_in_page_works_without_javascript() {
 
     // A wrong password through the form shows the page again with the message.
     let other = app.client();
-    let html = other.get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
-    let csrf = between(&html, "name=\"csrf_token\" value=\"", "\"");
+    let csrf = page_csrf(&app, &other).await;
     let failed = other
         .post(app.url("/auth/login"))
         .form(&[
@@ -366,8 +365,7 @@ async fn redirect_targets_on_other_origins_are_refused() {
     );
     assert_eq!(client.get(allowed).send().await.unwrap().status(), 200);
 
-    let html = client.get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
-    let csrf = between(&html, "name=\"csrf_token\" value=\"", "\"");
+    let csrf = page_csrf(&app, &client).await;
     let posted = client
         .post(app.url("/auth/signup"))
         .form(&[
@@ -581,6 +579,12 @@ async fn idle_sessions_expire() {
             .status(),
         401
     );
+}
+
+/// Loads the sign-in page on `client` and returns its form's CSRF token.
+async fn page_csrf(app: &TestApp, client: &reqwest::Client) -> String {
+    let html = client.get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
+    between(&html, "name=\"csrf_token\" value=\"", "\"")
 }
 
 fn between(text: &str, start: &str, end: &str) -> String {
