@@ -22,20 +22,29 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, EphemeralKind, PublicUrl};
 use crate::cookies::CookieJar;
 use crate::crypto::password::{PasswordHashError, PasswordHasherPool};
+use crate::crypto::signing::KeyRing;
 use crate::crypto::{self, SecretKey};
 use crate::demo;
+use crate::gateway::assertion::AssertionSigner;
+use crate::gateway::identify::Credentials;
 use crate::gateway::upstream::{Upstream, UpstreamTable};
 use crate::gateway::{Gateway, GatewayParts};
+use crate::identity::api_key::ApiKeyService;
 use crate::identity::cache::IdentityCache;
+use crate::identity::device::DeviceFlow;
 use crate::identity::session::{SessionLifetimes, SessionService};
+use crate::identity::ticket::WsTickets;
+use crate::identity::tokens::{TokenService, TokenSettings};
 use crate::metrics::Metrics;
 use crate::server::front::Front;
 use crate::server::observe::Observer;
 use crate::server::tls::{ReloadingCert, TlsError, server_config};
 use crate::server::{admin, listener};
 use crate::store::StoreError;
+use crate::store::api_keys::ApiKeyStore;
 use crate::store::ephemeral::{DatabaseStore, EphemeralStore, MemoryStore};
 use crate::store::sql::Database;
+use crate::store::tokens::FamilyStore;
 use crate::store::users::UserStore;
 
 /// Most identities held in the cache; at a few hundred bytes each, about 100 MiB at most.
@@ -99,6 +108,14 @@ pub struct AppStateInner {
     pub ephemeral: Arc<dyn EphemeralStore>,
     /// Sessions.
     pub sessions: SessionService,
+    /// API keys.
+    pub api_keys: ApiKeyService,
+    /// Access and refresh tokens.
+    pub tokens: TokenService,
+    /// WebSocket tickets.
+    pub tickets: WsTickets,
+    /// Device authorization grants.
+    pub device: DeviceFlow,
     /// Password hashing off the async workers.
     pub hasher: PasswordHasherPool,
     /// The proxy.
@@ -124,6 +141,17 @@ impl AppState {
     pub fn sessions_cached(&self) -> u64 {
         self.sessions.cached_count()
     }
+
+    /// Ends every sign-in of the user: browser sessions and token families (logout
+    /// everywhere, disable, password reset). Returns how many ended.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn end_all_sign_ins(&self, user_id: uuid::Uuid) -> Result<usize, StoreError> {
+        let sessions = self.sessions.end_all(user_id).await?;
+        let families = self.tokens.revoke_user(user_id).await?;
+        Ok(sessions + families)
+    }
 }
 
 /// The stores, opened from the configuration; also used by the admin CLI.
@@ -135,8 +163,14 @@ pub struct Stores {
     pub users: UserStore,
     /// The ephemeral store.
     pub ephemeral: Arc<dyn EphemeralStore>,
+    /// The identity cache every credential kind shares.
+    pub cache: IdentityCache,
     /// Sessions.
     pub sessions: SessionService,
+    /// API keys.
+    pub api_keys: ApiKeyService,
+    /// Refresh-token families.
+    pub families: FamilyStore,
 }
 
 impl Stores {
@@ -156,15 +190,24 @@ impl Stores {
             IdentityCache::new(config.session.cache_ttl, CACHE_CAPACITY, Arc::clone(&clock));
         let lifetimes =
             SessionLifetimes { ttl: config.session.ttl, idle_timeout: config.session.idle_timeout };
+        let header_names = Arc::new(config.headers.clone());
         let sessions = SessionService::new(
             Arc::clone(&ephemeral),
             users.clone(),
-            cache,
-            clock,
+            cache.clone(),
+            Arc::clone(&clock),
             lifetimes,
-            Arc::new(config.headers.clone()),
+            Arc::clone(&header_names),
         );
-        Ok(Self { db, users, ephemeral, sessions })
+        let api_keys = ApiKeyService::new(
+            ApiKeyStore::new(db.clone()),
+            users.clone(),
+            cache.clone(),
+            clock,
+            header_names,
+        );
+        let families = FamilyStore::new(db.clone());
+        Ok(Self { db, users, ephemeral, cache, sessions, api_keys, families })
     }
 }
 
@@ -399,12 +442,54 @@ async fn build_state(
         config.session.cookie_domain.clone(),
     );
     let redirects = config.auth.redirects.clone().with_public_origin(public_url.origin());
+    let header_names = Arc::new(config.headers.clone());
+    let keys = Arc::new(
+        KeyRing::open(
+            stores.db.clone(),
+            config.tokens.algorithm,
+            Arc::clone(&clock),
+            key_publish_time(&config),
+        )
+        .await?,
+    );
+    let issuer = public_url.as_str().trim_end_matches('/').to_owned();
+    let tokens = TokenService::new(
+        Arc::clone(&keys),
+        stores.families.clone(),
+        stores.users.clone(),
+        stores.cache.clone(),
+        Arc::clone(&clock),
+        TokenSettings {
+            issuer: issuer.clone(),
+            access_ttl: config.tokens.access_ttl,
+            refresh_ttl: config.tokens.refresh_ttl,
+        },
+        Arc::clone(&header_names),
+    );
+    let tickets = WsTickets::new(
+        Arc::clone(&stores.ephemeral),
+        stores.users.clone(),
+        stores.sessions.clone(),
+        stores.families.clone(),
+        Arc::clone(&clock),
+        Arc::clone(&header_names),
+    );
+    let assertions = config.tokens.assertion_header.then(|| {
+        AssertionSigner::new(keys, issuer, config.tokens.assertion_ttl, Arc::clone(&clock))
+    });
     let gateway = Gateway::new(GatewayParts {
         routes: config.routes.clone(),
         upstreams: UpstreamTable::new(upstreams),
-        sessions: stores.sessions.clone(),
+        credentials: Credentials {
+            sessions: stores.sessions.clone(),
+            api_keys: stores.api_keys.clone(),
+            tokens: tokens.clone(),
+            tickets: tickets.clone(),
+            cookie_name: config.session.cookie_name.clone(),
+        },
+        assertions,
         cookies: cookies.clone(),
-        header_names: Arc::new(config.headers.clone()),
+        header_names,
         trusted_proxies: config.server.trusted_proxies.clone(),
         max_body: config.server.max_body,
         upstream_timeout: config.server.upstream_timeout,
@@ -427,11 +512,15 @@ async fn build_state(
         gateway: Arc::new(gateway),
         cookies,
         metrics,
-        clock,
+        clock: Arc::clone(&clock),
         db: stores.db,
         users: stores.users,
+        device: DeviceFlow::new(Arc::clone(&stores.ephemeral), Arc::clone(&clock)),
         ephemeral: stores.ephemeral,
         sessions: stores.sessions,
+        api_keys: stores.api_keys,
+        tokens,
+        tickets,
         config: Arc::new(config),
     })))
 }
@@ -458,9 +547,22 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
         if let Err(error) = state.ephemeral.sweep().await {
             tracing::warn!(%error, "ephemeral store sweep failed");
         }
+        if let Err(error) = state.tokens.sweep().await {
+            tracing::warn!(%error, "refresh token sweep failed");
+        }
+        // Keys rotated by the CLI or made by another replica start signing here.
+        if let Err(error) = state.tokens.keys().reload().await {
+            tracing::warn!(%error, "cannot reload signing keys");
+        }
         state.ip_limiter.shrink();
         state.sessions.sweep_cache();
     }
+}
+
+/// How long a retired signing key stays published: until every token and assertion it signed
+/// has expired, plus clock skew.
+pub fn key_publish_time(config: &Config) -> Duration {
+    config.tokens.access_ttl.max(config.tokens.assertion_ttl) + Duration::from_secs(120)
 }
 
 /// After shutdown is requested: wait for the accept loops to close their listeners, then for

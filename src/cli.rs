@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Subcommand;
-use portcullis::app::{App, Stores};
+use portcullis::app::{App, Stores, key_publish_time};
 use portcullis::auth::password_policy;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::{Config, LogFormat, load};
 use portcullis::crypto::password::PasswordHasherPool;
-use portcullis::identity::{Email, validate_role};
+use portcullis::crypto::signing::KeyRing;
+use portcullis::identity::{Email, Scopes, validate_role};
 use portcullis::store::users::NewUser;
 use tracing_subscriber::EnvFilter;
 
@@ -49,6 +50,47 @@ pub(crate) enum UserCommand {
         /// Email address.
         email: String,
     },
+}
+
+/// `portcullis api-key …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApiKeyCommand {
+    /// Create a key for a user and print it (it is shown only this once).
+    Create {
+        /// The owner's email.
+        email: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// Scopes, comma-separated (none: the key passes only routes without `scopes`).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Days until the key expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List a user's keys.
+    List {
+        /// The owner's email.
+        email: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// The owner's email.
+        email: String,
+        /// Key id (from `list`).
+        id: uuid::Uuid,
+    },
+}
+
+/// `portcullis keys …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Make a new signing key current. Tokens signed by the previous key stay valid until they
+    /// expire; running servers switch within a minute.
+    Rotate,
+    /// List the signing keys.
+    List,
 }
 
 /// Sets up logging: `RUST_LOG` (default `info`) in the configured format.
@@ -123,9 +165,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// `portcullis user …`.
-pub(crate) async fn user(config: Config, command: UserCommand) -> ExitCode {
-    match run_user(config, command).await {
+/// Prints a command's result: the message on stdout and exit 0, or the error on stderr and 1.
+pub(crate) fn report(result: Result<String, String>) -> ExitCode {
+    match result {
         Ok(message) => {
             println!("{message}");
             ExitCode::SUCCESS
@@ -137,7 +179,8 @@ pub(crate) async fn user(config: Config, command: UserCommand) -> ExitCode {
     }
 }
 
-async fn run_user(config: Config, command: UserCommand) -> Result<String, String> {
+/// `portcullis user …`.
+pub(crate) async fn run_user(config: Config, command: UserCommand) -> Result<String, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let stores =
         Stores::open(&config, Arc::clone(&clock)).await.map_err(|error| error.to_string())?;
@@ -191,7 +234,16 @@ async fn run_user(config: Config, command: UserCommand) -> Result<String, String
                 .map_err(|error| error.to_string())?;
             let ended =
                 stores.sessions.end_all(user.id).await.map_err(|error| error.to_string())?;
-            Ok(format!("disabled {} and ended {ended} session(s)", user.email))
+            let revoked = stores
+                .families
+                .revoke_user(user.id, clock.now())
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok(format!(
+                "disabled {} and ended {ended} session(s) and {} token sign-in(s)",
+                user.email,
+                revoked.len()
+            ))
         }
         UserCommand::Enable { email } => {
             let user = find(&email).await?;
@@ -207,4 +259,98 @@ async fn run_user(config: Config, command: UserCommand) -> Result<String, String
 
 fn check_roles(roles: &[String]) -> Result<(), String> {
     roles.iter().try_for_each(|role| validate_role(role))
+}
+
+/// `portcullis api-key …`.
+pub(crate) async fn run_api_key(config: Config, command: ApiKeyCommand) -> Result<String, String> {
+    let stores = Stores::open(&config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?;
+    let owner = |email: String| {
+        let stores = stores.clone();
+        async move {
+            let email = Email::parse(&email).map_err(|error| error.to_string())?;
+            match stores.users.find_by_email(&email).await.map_err(|error| error.to_string())? {
+                Some((user, _)) => Ok(user),
+                None => Err(format!("no user with email {email}")),
+            }
+        }
+    };
+    match command {
+        ApiKeyCommand::Create { email, name, scopes, expires_in_days } => {
+            let user = owner(email).await?;
+            let scopes = Scopes::parse_list(scopes.iter().map(String::as_str))?;
+            let created = stores
+                .api_keys
+                .create(user.id, &name, scopes, expires_in_days)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok(format!(
+                "{}\n(id {}; store the key now, it is not shown again)",
+                created.secret, created.record.id
+            ))
+        }
+        ApiKeyCommand::List { email } => {
+            let user = owner(email).await?;
+            let keys = stores.api_keys.list(user.id).await.map_err(|error| error.to_string())?;
+            let lines: Vec<String> = keys
+                .iter()
+                .map(|key| {
+                    format!(
+                        "{}  {}…  {}  scopes=[{}]  created={}  last_used={}  expires={}",
+                        key.id,
+                        key.prefix,
+                        key.name,
+                        key.scopes.to_claim().unwrap_or_default().replace(' ', ","),
+                        key.created_at.to_rfc3339(),
+                        key.last_used_at.map_or_else(|| "never".into(), |at| at.to_rfc3339()),
+                        key.expires_at.map_or_else(|| "never".into(), |at| at.to_rfc3339()),
+                    )
+                })
+                .collect();
+            Ok(if lines.is_empty() { "no API keys".into() } else { lines.join("\n") })
+        }
+        ApiKeyCommand::Revoke { email, id } => {
+            let user = owner(email).await?;
+            if stores.api_keys.revoke(user.id, id).await.map_err(|error| error.to_string())? {
+                Ok(format!("revoked {id}; servers drop it from their caches within the cache TTL"))
+            } else {
+                Err(format!("{} has no live key {id}", user.email))
+            }
+        }
+    }
+}
+
+/// `portcullis keys …`.
+pub(crate) async fn run_keys(config: Config, command: KeysCommand) -> Result<String, String> {
+    let stores = Stores::open(&config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?;
+    match command {
+        KeysCommand::Rotate => {
+            let kid = KeyRing::rotate(
+                &stores.db,
+                config.tokens.algorithm,
+                SystemClock.now(),
+                key_publish_time(&config),
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+            Ok(format!("new signing key {kid}; previous keys verify until their tokens expire"))
+        }
+        KeysCommand::List => {
+            let keys = KeyRing::list(&stores.db).await.map_err(|error| error.to_string())?;
+            let lines: Vec<String> = keys
+                .iter()
+                .map(|(kid, algorithm, created, retired)| {
+                    let state = retired.map_or_else(
+                        || "current".into(),
+                        |at| format!("retired {}", at.to_rfc3339()),
+                    );
+                    format!("{kid}  {algorithm}  created {}  {state}", created.to_rfc3339())
+                })
+                .collect();
+            Ok(if lines.is_empty() {
+                "no signing keys yet (made on first start)".into()
+            } else {
+                lines.join("\n")
+            })
+        }
+    }
 }

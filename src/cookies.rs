@@ -10,6 +10,8 @@ use http::{HeaderMap, HeaderValue};
 
 /// Name of the anonymous CSRF cookie.
 pub const CSRF_COOKIE: &str = "portcullis_csrf";
+/// Name of the refresh-token cookie (single-page apps that keep tokens in cookies).
+pub const REFRESH_COOKIE: &str = "portcullis_refresh";
 
 /// The names and attributes of our cookies.
 #[derive(Debug, Clone)]
@@ -32,7 +34,12 @@ impl CookieJar {
 
     /// Whether `name` is one of ours.
     pub fn is_own(&self, name: &str) -> bool {
-        name == self.session_name || name == CSRF_COOKIE
+        name == self.session_name || name == CSRF_COOKIE || name == REFRESH_COOKIE
+    }
+
+    /// `Set-Cookie` for a refresh token, living `max_age`.
+    pub fn refresh(&self, value: String, max_age: std::time::Duration) -> HeaderValue {
+        self.build(REFRESH_COOKIE.to_owned(), value, Some(max_age))
     }
 
     /// `Set-Cookie` for the session, living `max_age`.

@@ -1,4 +1,5 @@
-//! The `portcullis` command: serve (the default), check the configuration, and administer users.
+//! The `portcullis` command: serve (the default), check the configuration, and administer
+//! users, API keys and signing keys.
 
 mod cli;
 
@@ -28,6 +29,12 @@ enum Command {
     /// Manage users in the configured database.
     #[command(subcommand)]
     User(cli::UserCommand),
+    /// Manage a user's API keys.
+    #[command(subcommand)]
+    ApiKey(cli::ApiKeyCommand),
+    /// Manage the keys that sign access tokens and assertions.
+    #[command(subcommand)]
+    Keys(cli::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,7 +59,9 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             None | Some(Command::Serve) => cli::serve(config).await,
-            Some(Command::User(command)) => cli::user(config, command).await,
+            Some(Command::User(command)) => cli::report(cli::run_user(config, command).await),
+            Some(Command::ApiKey(command)) => cli::report(cli::run_api_key(config, command).await),
+            Some(Command::Keys(command)) => cli::report(cli::run_keys(config, command).await),
             Some(Command::CheckConfig) => unreachable!("handled above"),
         }
     })

@@ -56,6 +56,27 @@ impl Csrf {
     pub fn verify_for_session(&self, parts: &Parts, session_id: Uuid) -> Result<(), ApiError> {
         self.same_site(&parts.headers, own_origin(parts).as_deref())?;
         let token = parts.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok());
+        self.check_session_token(token, session_id)
+    }
+
+    /// Checks origin and a session's token from a form field, else the `X-CSRF-Token` header,
+    /// for endpoints that take both JSON and the pages' form posts.
+    ///
+    /// # Errors
+    /// 403 `csrf_failed`.
+    pub fn verify_session_token(
+        &self,
+        site: &SiteContext,
+        session_id: Uuid,
+        form_token: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.check_same_site(site)?;
+        let token = form_token
+            .or_else(|| site.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()));
+        self.check_session_token(token, session_id)
+    }
+
+    fn check_session_token(&self, token: Option<&str>, session_id: Uuid) -> Result<(), ApiError> {
         match token {
             Some(token) if self.key.verify(&[b"csrf-session", session_id.as_bytes()], token) => {
                 Ok(())
@@ -159,7 +180,7 @@ struct TokenResponse {
 
 /// `GET /auth/csrf`: the session's token, or an anonymous one tied to a cookie set here.
 async fn token(State(state): State<AppState>, parts: Parts) -> Response {
-    if let Identified::Known(identity) = state.gateway.identify(&parts).await
+    if let (Identified::Known(identity), _) = state.gateway.identify(&parts).await
         && let Some(session_id) = identity.session_id
     {
         return Json(TokenResponse { csrf_token: state.csrf.session_token(session_id) })

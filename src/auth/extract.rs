@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::identify::session_from_cookie;
-use crate::identity::Identity;
+use crate::gateway::identify::{Identified, session_from_cookie};
 use crate::identity::session::{ClientInfo, SessionToken};
+use crate::identity::{AuthMethod, Identity};
 use crate::server::peer::{Peer, client_ip};
 
 /// A JSON body; any problem is a 400 (or 413) in the API format naming the problem.
@@ -199,5 +199,28 @@ impl FromRequestParts<AppState> for CsrfSession {
         let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
         state.csrf.verify_for_session(parts, session_id)?;
         Ok(Self(session))
+    }
+}
+
+/// The caller, by any credential: session cookie, bearer API key or access JWT. A state-changing
+/// request authenticated by cookie must also pass the CSRF checks; bearer calls need none,
+/// because browsers never attach a bearer header on their own.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Identity>);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let identity = match state.gateway.identify(parts).await.0 {
+            Identified::Known(identity) => identity,
+            Identified::Anonymous => return Err(ApiError::unauthorized()),
+            Identified::Rejected(rejection) => return Err(rejection.into()),
+        };
+        if identity.method == AuthMethod::Session && !parts.method.is_safe() {
+            let session_id = identity.session_id.ok_or_else(ApiError::unauthorized)?;
+            state.csrf.verify_for_session(parts, session_id)?;
+        }
+        Ok(Self(identity))
     }
 }

@@ -1,6 +1,8 @@
 //! The `/auth` API and pages: one module per flow, each exporting `routes()`, merged here.
 
+pub mod api_keys;
 pub mod csrf;
+pub mod device;
 pub mod extract;
 pub mod pages;
 pub mod password;
@@ -9,11 +11,15 @@ pub mod providers;
 pub mod rate_limit;
 pub mod redirect;
 pub mod sessions;
+pub mod tokens;
 pub mod verify;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
+use axum::response::Response;
+use http::HeaderValue;
+use http::header::CACHE_CONTROL;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -27,6 +33,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(csrf::routes())
         .merge(password::routes())
         .merge(sessions::routes())
+        .merge(tokens::routes())
+        .merge(api_keys::routes())
+        .merge(device::routes())
         .merge(verify::routes())
         .merge(providers::routes())
         .merge(pages::routes())
@@ -39,4 +48,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("No such auth endpoint")
+}
+
+/// Marks a response holding credentials as never to be cached by anyone on the way.
+pub fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{BodyKind, Client, JsonOrForm};
+use super::no_store;
 use super::pages::{self, SignInForm};
 use super::password_policy;
 use super::redirect::SafeRedirect;
@@ -20,7 +21,7 @@ use crate::app::AppState;
 use crate::cookies;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::session::{ClientInfo, SessionToken};
-use crate::identity::{Email, User};
+use crate::identity::{Email, Scopes, User};
 use crate::store::StoreError;
 use crate::store::users::NewUser;
 
@@ -94,8 +95,18 @@ async fn login_handler(
 ) -> Response {
     let result = async {
         let redirect = check_origin(&state, &site, kind, &body.form)?;
-        check_mode(body.mode.as_deref())?;
-        let signed_in = login(&state, &body.email, body.password, client).await?;
+        let mode = check_mode(body.mode.as_deref(), kind)?;
+        let user = check_password(&state, &body.email, body.password).await?;
+        if mode == Mode::Token {
+            let pair = state.tokens.issue(&user, Scopes::All, client).await?;
+            state.metrics.record_auth("password", "success");
+            let mut body = serde_json::to_value(&pair).map_err(ApiError::internal)?;
+            body["user"] = serde_json::to_value(user.view()).map_err(ApiError::internal)?;
+            return Ok(no_store(Json(body).into_response()));
+        }
+        let (token, _) = state.sessions.create(&user, client).await?;
+        state.metrics.record_auth("password", "success");
+        let signed_in = SignedIn { user, token };
         end_previous_session(&state, &site).await?;
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::OK))
     }
@@ -144,14 +155,24 @@ fn check_origin(
     }
 }
 
-/// Login answers with a cookie; `"token"` (JWTs) comes with the tokens feature.
-fn check_mode(mode: Option<&str>) -> Result<(), ApiError> {
-    match mode {
-        None | Some("cookie") => Ok(()),
-        Some("token") => {
-            Err(ApiError::invalid_request("mode: \"token\" is not available in this version"))
+/// How a login answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A session cookie.
+    Cookie,
+    /// An access and refresh token in the body.
+    Token,
+}
+
+/// The login mode; the sign-in page's forms always get a cookie.
+fn check_mode(mode: Option<&str>, kind: BodyKind) -> Result<Mode, ApiError> {
+    match (mode, kind) {
+        (None | Some("cookie"), _) => Ok(Mode::Cookie),
+        (Some("token"), BodyKind::Json) => Ok(Mode::Token),
+        (Some("token"), BodyKind::Form) => {
+            Err(ApiError::invalid_request("mode: \"token\" needs a JSON request"))
         }
-        Some(_) => Err(ApiError::invalid_request("mode: must be \"cookie\" or \"token\"")),
+        (Some(_), _) => Err(ApiError::invalid_request("mode: must be \"cookie\" or \"token\"")),
     }
 }
 
@@ -196,17 +217,16 @@ pub async fn signup(
     Ok(SignedIn { user, token })
 }
 
-/// Checks an email and password and starts a session. Unknown emails, wrong passwords and
-/// disabled accounts get the same answer after the same work.
+/// Checks an email and password. Unknown emails, wrong passwords and disabled accounts get the
+/// same answer after the same work.
 ///
 /// # Errors
 /// 401 `invalid_credentials`, 429 while the account backs off, 503 if the store is down.
-pub async fn login(
+pub async fn check_password(
     state: &AppState,
     email: &str,
     password: String,
-    client: ClientInfo,
-) -> Result<SignedIn, ApiError> {
+) -> Result<User, ApiError> {
     let email = Email::parse(email)
         .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
     state.backoff.check(&email).await?;
@@ -222,9 +242,7 @@ pub async fn login(
         return Err(ApiError::new(ErrorCode::InvalidCredentials, "Invalid email or password"));
     };
     state.backoff.record_success(&email).await?;
-    let (token, _) = state.sessions.create(&user, client).await?;
-    state.metrics.record_auth("password", "success");
-    Ok(SignedIn { user, token })
+    Ok(user)
 }
 
 fn conflict() -> ApiError {

@@ -40,7 +40,7 @@ async fn verify(
     };
     let gateway = &state.gateway;
     let (route, matched) = gateway.routes().find(&original.method, &path);
-    let identified = gateway.identify(&parts).await;
+    let (identified, _) = gateway.identify(&parts).await;
     match decide(route, &matched, &identified) {
         Decision::Allow(permit) => {
             let mut response = StatusCode::OK.into_response();

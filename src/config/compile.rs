@@ -14,6 +14,7 @@ use super::{
     TokensConfig,
 };
 use crate::auth::redirect::RedirectPolicy;
+use crate::crypto::signing::SigningAlgorithm;
 use crate::gateway::headers::HeaderNames;
 use crate::gateway::pattern::PathPattern;
 use crate::gateway::policy::{Access, OnUnauthenticated, Route, RouteTable};
@@ -48,6 +49,15 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         access_ttl: errors.duration("tokens.access_ttl", &raw.tokens.access_ttl),
         refresh_ttl: errors.duration("tokens.refresh_ttl", &raw.tokens.refresh_ttl),
         assertion_header: raw.tokens.assertion_header.0,
+        assertion_ttl: errors.duration("tokens.assertion_ttl", &raw.tokens.assertion_ttl),
+        algorithm: match raw.tokens.algorithm.as_str() {
+            "EdDSA" => SigningAlgorithm::EdDsa,
+            "ES256" => SigningAlgorithm::Es256,
+            other => {
+                errors.push("tokens.algorithm", format!("`{other}` is not one of: EdDSA, ES256"));
+                SigningAlgorithm::EdDsa
+            }
+        },
     };
     let rate_limit = RateLimitConfig {
         auth_per_minute: raw.rate_limit.auth_per_minute.0,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::redirect::RedirectPolicy;
+use crate::crypto::signing::SigningAlgorithm;
 use crate::gateway::headers::HeaderNames;
 use crate::gateway::policy::RouteTable;
 use crate::gateway::upstream::Upstream;
@@ -290,6 +291,10 @@ pub struct TokensConfig {
     pub refresh_ttl: Duration,
     /// Whether `X-Auth-Assertion` is sent upstream.
     pub assertion_header: bool,
+    /// Lifetime of an assertion.
+    pub assertion_ttl: Duration,
+    /// How tokens and assertions are signed.
+    pub algorithm: SigningAlgorithm,
 }
 
 /// `[rate_limit]`, compiled.

@@ -186,11 +186,21 @@ pub struct RawTokens {
     pub refresh_ttl: String,
     /// Whether forwarded requests carry `X-Auth-Assertion`.
     pub assertion_header: Flag,
+    /// Lifetime of an `X-Auth-Assertion` (added key).
+    pub assertion_ttl: String,
+    /// Signing algorithm for tokens and assertions: `EdDSA` or `ES256` (added key).
+    pub algorithm: String,
 }
 
 impl Default for RawTokens {
     fn default() -> Self {
-        Self { access_ttl: "15m".into(), refresh_ttl: "30d".into(), assertion_header: Flag(true) }
+        Self {
+            access_ttl: "15m".into(),
+            refresh_ttl: "30d".into(),
+            assertion_header: Flag(true),
+            assertion_ttl: "5m".into(),
+            algorithm: "EdDSA".into(),
+        }
     }
 }
 

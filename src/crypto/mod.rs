@@ -3,7 +3,9 @@
 //! Everything secret a client holds (session tokens, CSRF nonces, later API keys and one-time
 //! links) is 256 bits from the operating system's CSPRNG, and the server stores only its SHA-256.
 
+pub mod jwt_ring;
 pub mod password;
+pub mod signing;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

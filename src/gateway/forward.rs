@@ -71,6 +71,13 @@ pub async fn forward(
     rewrite_request_headers(gateway, &mut parts, upstream, upgrade.as_ref());
     if let Some(identity) = permit.identity() {
         gateway.header_names.insert_into(identity, &mut parts.headers);
+        if let Some(signer) = &gateway.assertions
+            && let Some(assertion) = signer.header(identity, upstream.shared_name())
+        {
+            for name in gateway.header_names.assertion() {
+                parts.headers.insert(name.clone(), assertion.clone());
+            }
+        }
     }
     parts.uri = uri;
     parts.version = if upstream.http2() { Version::HTTP_2 } else { Version::HTTP_11 };

@@ -83,6 +83,14 @@ pub struct RenderedHeaders {
 }
 
 impl RenderedHeaders {
+    /// The original (decoded) value of `field`, if it was rendered.
+    pub fn decoded(&self, field: Field) -> Option<String> {
+        let &(_, start, end) = self.spans.iter().find(|(rendered, _, _)| *rendered == field)?;
+        let raw = self.buffer.get(usize::from(start)..usize::from(end))?;
+        // Rendering escaped `%` itself, so decoding restores exactly what was rendered.
+        Some(percent_encoding::percent_decode(raw).decode_utf8_lossy().into_owned())
+    }
+
     /// The values, by field.
     pub fn iter(&self) -> impl Iterator<Item = (Field, HeaderValue)> + '_ {
         self.spans.iter().filter_map(|&(field, start, end)| {

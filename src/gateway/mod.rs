@@ -4,6 +4,7 @@
 //! Phases, in order: normalize the path → pick the rule → identify (cache first) → decide →
 //! forward with a [`policy::Permit`] or answer the [`policy::Denial`].
 
+pub mod assertion;
 pub mod forward;
 pub mod headers;
 pub mod identify;
@@ -24,14 +25,16 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use ipnet::IpNet;
 
+use self::assertion::AssertionSigner;
 use self::headers::HeaderNames;
-use self::identify::{Identified, Rejection, identify};
+use self::identify::{
+    Consumed, Credentials, Identified, Rejection, identify, query_without_ticket,
+};
 use self::pattern::{PathError, normalize_path};
 use self::policy::{Access, Decision, Denial, OnUnauthenticated, RouteTable, decide};
 use self::upstream::{UpstreamTable, request_host};
 use crate::cookies::CookieJar;
 use crate::error::{ApiError, ErrorCode};
-use crate::identity::session::SessionService;
 use crate::metrics::Metrics;
 
 /// Why the gateway could not forward a request.
@@ -87,7 +90,8 @@ pub struct Gateway {
     upstreams: UpstreamTable,
     http1: Client<HttpConnector, Body>,
     http2: Client<HttpConnector, Body>,
-    sessions: SessionService,
+    credentials: Credentials,
+    assertions: Option<AssertionSigner>,
     cookies: CookieJar,
     header_names: Arc<HeaderNames>,
     trusted_proxies: Vec<IpNet>,
@@ -104,8 +108,10 @@ pub struct GatewayParts {
     pub routes: RouteTable,
     /// Upstreams.
     pub upstreams: UpstreamTable,
-    /// Session lookup.
-    pub sessions: SessionService,
+    /// Credential lookup.
+    pub credentials: Credentials,
+    /// Signs `X-Auth-Assertion`, when enabled.
+    pub assertions: Option<AssertionSigner>,
     /// Our cookies.
     pub cookies: CookieJar,
     /// Identity header names.
@@ -142,7 +148,8 @@ impl Gateway {
             upstreams: parts.upstreams,
             http1: builder().build(connector.clone()),
             http2: builder().http2_only(true).build(connector),
-            sessions: parts.sessions,
+            credentials: parts.credentials,
+            assertions: parts.assertions,
             cookies: parts.cookies,
             header_names: parts.header_names,
             trusted_proxies: parts.trusted_proxies,
@@ -168,9 +175,9 @@ impl Gateway {
         &self.upstreams
     }
 
-    /// Identifies the request by its credentials.
-    pub async fn identify(&self, parts: &Parts) -> Identified {
-        identify(parts, &self.sessions, self.cookies.session_name()).await
+    /// Identifies the request by its credentials, and says which must not be forwarded.
+    pub async fn identify(&self, parts: &Parts) -> (Identified, Consumed) {
+        identify(parts, &self.credentials).await
     }
 
     /// Handles one gateway request end to end.
@@ -178,11 +185,11 @@ impl Gateway {
     /// # Errors
     /// Anything that stops forwarding, as a [`GatewayError`].
     pub async fn serve(&self, request: Request<Body>) -> Result<Response, GatewayError> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let path = normalize_path(parts.uri.path())?;
         let (route, matched) = self.routes.find(&parts.method, &path);
-        let identified = match route.access {
-            Access::Deny => Identified::Anonymous,
+        let (identified, consumed) = match route.access {
+            Access::Deny => (Identified::Anonymous, Consumed::Nothing),
             Access::Public | Access::Authenticated => self.identify(&parts).await,
         };
         let permit = match decide(route, &matched, &identified) {
@@ -192,10 +199,17 @@ impl Gateway {
         let host = request_host(parts.headers.get(header::HOST), &parts.uri);
         let upstream =
             self.upstreams.select(host.as_deref(), &path).ok_or(GatewayError::NoUpstream)?;
-        let uri = match (&path, parts.uri.path_and_query()) {
-            (Cow::Borrowed(_), Some(original)) => upstream.uri_for_original(original)?,
+        let uri = match (&path, parts.uri.path_and_query(), consumed) {
+            (_, _, Consumed::Ticket) => {
+                let query = parts.uri.query().and_then(query_without_ticket);
+                upstream.uri_for(&path, query.as_deref())?
+            }
+            (Cow::Borrowed(_), Some(original), _) => upstream.uri_for_original(original)?,
             _ => upstream.uri_for(&path, parts.uri.query())?,
         };
+        if consumed == Consumed::Authorization {
+            parts.headers.remove(header::AUTHORIZATION);
+        }
         forward::forward(self, permit, upstream, uri, parts, body).await
     }
 

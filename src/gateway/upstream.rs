@@ -1,18 +1,19 @@
 //! Upstream apps and choosing one for a request: by Host, then by longest path prefix.
 
 use http::uri::{Authority, PathAndQuery, Scheme};
+use std::sync::Arc;
+
 use http::{HeaderValue, Uri};
 
 /// One `[[upstreams]]` entry, parsed.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    name: String,
+    name: Arc<str>,
     authority: Authority,
     base_path: String,
     hosts: Vec<String>,
     path_prefix: String,
     http2: bool,
-    audience: HeaderValue,
 }
 
 impl Upstream {
@@ -68,13 +69,12 @@ impl Upstream {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            name: name.to_owned(),
+            name: Arc::from(name),
             authority,
             base_path,
             hosts,
             path_prefix: path_prefix.trim_end_matches('/').to_owned(),
             http2,
-            audience: HeaderValue::from_str(name).map_err(|_| format!("name `{name}`"))?,
         })
     }
 
@@ -88,9 +88,9 @@ impl Upstream {
         self.authority.as_str()
     }
 
-    /// The name as a header value (assertion audience, logs).
-    pub fn audience(&self) -> &HeaderValue {
-        &self.audience
+    /// The name, shared: the audience of its identity assertions.
+    pub fn shared_name(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// Whether to speak HTTP/2 with prior knowledge.

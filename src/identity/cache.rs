@@ -54,6 +54,8 @@ pub struct IdentityCache {
     revoked_credentials: Arc<Map<CredentialHash, Instant, Keyed>>,
     /// When each user's credentials were last revoked all at once.
     revoked_users: Arc<Map<Uuid, Instant, RandomState>>,
+    /// When each session (and the tokens issued for it) was last revoked.
+    revoked_sessions: Arc<Map<Uuid, Instant, RandomState>>,
     mark_ttl: Duration,
     clock: Arc<dyn Clock>,
 }
@@ -86,13 +88,8 @@ impl IdentityCache {
                 Keyed::default(),
                 DefaultLifecycle::default(),
             )),
-            revoked_users: Arc::new(Map::with(
-                marks,
-                marks as u64,
-                UnitWeighter,
-                RandomState::new(),
-                DefaultLifecycle::default(),
-            )),
+            revoked_users: Arc::new(marks_by_id(marks)),
+            revoked_sessions: Arc::new(marks_by_id(marks)),
             mark_ttl,
             clock,
         }
@@ -114,11 +111,13 @@ impl IdentityCache {
     /// revocation happened since then (the load may have read the state before it).
     pub fn insert(&self, hash: CredentialHash, identity: Arc<Identity>, load_started: Instant) {
         let user_id = identity.user_id;
+        let session_id = identity.session_id;
         let fresh_until = self.clock.now().plus(self.ttl).min(identity.expires_at);
         self.entries.insert(hash, Entry { identity, fresh_until });
         let revoked_since = |mark: Option<Instant>| mark.is_some_and(|at| at >= load_started);
         if revoked_since(self.revoked_credentials.get(&hash))
             || revoked_since(self.revoked_users.get(&user_id))
+            || session_id.is_some_and(|id| revoked_since(self.revoked_sessions.get(&id)))
         {
             self.entries.remove(&hash);
         }
@@ -136,6 +135,13 @@ impl IdentityCache {
         self.entries.retain(|_, entry| entry.identity.user_id != user_id);
     }
 
+    /// Evicts every credential tied to a session: its cookie and the access tokens issued
+    /// for it.
+    pub fn evict_session(&self, session_id: Uuid) {
+        self.revoked_sessions.insert(session_id, Instant::now());
+        self.entries.retain(|_, entry| entry.identity.session_id != Some(session_id));
+    }
+
     /// Drops entries that are no longer fresh and revocation marks that no load can race with
     /// any more (called periodically).
     pub fn sweep(&self) {
@@ -145,6 +151,7 @@ impl IdentityCache {
         if let Some(oldest) = marks_after {
             self.revoked_credentials.retain(|_, at| *at > oldest);
             self.revoked_users.retain(|_, at| *at > oldest);
+            self.revoked_sessions.retain(|_, at| *at > oldest);
         }
     }
 
@@ -152,6 +159,16 @@ impl IdentityCache {
     pub fn entry_count(&self) -> u64 {
         self.entries.len() as u64
     }
+}
+
+fn marks_by_id(capacity: usize) -> Map<Uuid, Instant, RandomState> {
+    Map::with(
+        capacity,
+        capacity as u64,
+        UnitWeighter,
+        RandomState::new(),
+        DefaultLifecycle::default(),
+    )
 }
 
 impl std::fmt::Debug for IdentityCache {

@@ -4,14 +4,19 @@
 //! the cache, with its identity headers already rendered, and shared as `Arc<Identity>` by every
 //! request that presents the same credential.
 
+pub mod api_key;
 pub mod cache;
+pub mod device;
 pub mod email;
 pub mod session;
+pub mod ticket;
+pub mod tokens;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
+use crate::gateway::assertion::AssertionCache;
 use crate::gateway::headers::{HeaderNames, HeaderSource, RenderedHeaders};
 pub use email::Email;
 
@@ -20,6 +25,12 @@ pub use email::Email;
 pub enum AuthMethod {
     /// The session cookie.
     Session,
+    /// `Authorization: Bearer pk_…`.
+    ApiKey,
+    /// `Authorization: Bearer <access JWT>`.
+    Jwt,
+    /// A single-use `ws_` ticket on a WebSocket upgrade.
+    WsTicket,
 }
 
 impl AuthMethod {
@@ -27,6 +38,9 @@ impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Session => "session",
+            Self::ApiKey => "api_key",
+            Self::Jwt => "jwt",
+            Self::WsTicket => "ws_ticket",
         }
     }
 }
@@ -47,6 +61,52 @@ impl Scopes {
             Self::All => true,
             Self::Only(scopes) => scopes.iter().any(|granted| granted == scope),
         }
+    }
+
+    /// Whether every one of `scopes` is granted: a credential may only hand on what it holds.
+    pub fn covers(&self, scopes: &Self) -> bool {
+        match scopes {
+            Self::All => matches!(self, Self::All),
+            Self::Only(wanted) => wanted.iter().all(|scope| self.grants(scope)),
+        }
+    }
+
+    /// Space-separated, as in OAuth's `scope`; `None` for every scope.
+    pub fn to_claim(&self) -> Option<String> {
+        match self {
+            Self::All => None,
+            Self::Only(scopes) => Some(scopes.join(" ")),
+        }
+    }
+
+    /// Parses a space-separated list (`None`: every scope).
+    ///
+    /// # Errors
+    /// A scope name is invalid (same rules as roles), or there are more than 32.
+    pub fn from_claim(claim: Option<&str>) -> Result<Self, String> {
+        match claim {
+            None => Ok(Self::All),
+            Some(text) => Self::parse_list(text.split_ascii_whitespace()),
+        }
+    }
+
+    /// Checks and sorts a list of scope names.
+    ///
+    /// # Errors
+    /// A scope name is invalid (same rules as roles), or there are more than 32.
+    pub fn parse_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut scopes = Vec::new();
+        for name in names {
+            validate_role(name)
+                .map_err(|_| format!("scope `{name}` must be 1-64 of a-z, 0-9, _ . : -"))?;
+            scopes.push(name.to_owned());
+        }
+        if scopes.len() > 32 {
+            return Err("at most 32 scopes".into());
+        }
+        scopes.sort();
+        scopes.dedup();
+        Ok(Self::Only(scopes.into_boxed_slice()))
     }
 }
 
@@ -176,6 +236,8 @@ pub struct Identity {
     /// When the credential stops being valid (absolute or idle expiry, whichever is first).
     pub expires_at: Timestamp,
     headers: RenderedHeaders,
+    /// Signed `X-Auth-Assertion` values, per upstream, reused until shortly before expiry.
+    assertions: AssertionCache,
 }
 
 /// Everything an [`Identity`] holds except its rendered headers.
@@ -225,7 +287,13 @@ impl Identity {
             orgs: Box::default(),
             expires_at: parts.expires_at,
             headers,
+            assertions: AssertionCache::default(),
         }
+    }
+
+    /// The cached assertions of this identity.
+    pub fn assertions(&self) -> &AssertionCache {
+        &self.assertions
     }
 
     /// The identity header values, by field (names come from [`HeaderNames`]).

@@ -1,8 +1,10 @@
 //! Persistence: the SQL database (users, roles, settings) and the ephemeral store (sessions,
 //! one-time tokens, counters). Nothing here knows about HTTP, cookies or headers.
 
+pub mod api_keys;
 pub mod ephemeral;
 pub mod sql;
+pub mod tokens;
 pub mod users;
 
 use crate::error::{ApiError, ErrorCode};

@@ -1,4 +1,4 @@
-//! Server-rendered pages (no JavaScript needed): the sign-in page.
+//! Server-rendered pages (no JavaScript needed): sign-in and device approval.
 //!
 //! Templates are embedded at build time and auto-escaped; every page is sent with a strict
 //! Content-Security-Policy, no framing and no referrer.
@@ -52,6 +52,7 @@ impl Pages {
         let mut env = Environment::new();
         env.add_template("layout.html", include_str!("templates/layout.html"))?;
         env.add_template("sign_in.html", include_str!("templates/sign_in.html"))?;
+        env.add_template("device.html", include_str!("templates/device.html"))?;
         Ok(Self { env, product_name: product_name.to_owned(), branding })
     }
 
@@ -114,6 +115,26 @@ pub fn sign_in_response(
         },
     );
     let status = error.map_or(StatusCode::OK, |error| error.code().status());
+    let mut response = page_response(rendered, status);
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Renders `template` with `ctx` as a page answered with `status`.
+pub fn render_page(
+    state: &AppState,
+    template: &str,
+    ctx: minijinja::Value,
+    status: StatusCode,
+) -> Response {
+    page_response(state.pages.render(template, ctx), status)
+}
+
+/// A rendered page with the headers every page carries: strict CSP, no framing, no referrer,
+/// never cached.
+fn page_response(rendered: Result<String, minijinja::Error>, status: StatusCode) -> Response {
     let mut response = match rendered {
         Ok(body) => (status, Html(body)).into_response(),
         Err(error) => return ApiError::internal(error).into_response(),
@@ -123,9 +144,6 @@ pub fn sign_in_response(
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(cookie) = set_cookie {
-        headers.append(SET_COOKIE, cookie);
-    }
     response
 }
 

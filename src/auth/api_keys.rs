@@ -1,0 +1,122 @@
+//! API key management: `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{id}`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use http::StatusCode;
+use http::header::CACHE_CONTROL;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiPath, Caller};
+use crate::app::AppState;
+use crate::clock::Timestamp;
+use crate::error::ApiError;
+use crate::identity::api_key::CreateKeyError;
+use crate::identity::{AuthMethod, Scopes};
+use crate::store::api_keys::ApiKeyRecord;
+
+/// Routes: `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{id}`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api-keys", get(list).post(create)).route("/api-keys/{id}", delete(revoke))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    expires_in_days: Option<u32>,
+}
+
+/// A key as listed (never the key itself).
+#[derive(Debug, Serialize)]
+struct KeyView<'a> {
+    id: Uuid,
+    name: &'a str,
+    prefix: &'a str,
+    scopes: &'a [String],
+    created_at: Timestamp,
+    last_used_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+}
+
+impl<'a> KeyView<'a> {
+    fn of(record: &'a ApiKeyRecord) -> Self {
+        let scopes: &[String] = match &record.scopes {
+            Scopes::Only(scopes) => scopes,
+            Scopes::All => &[],
+        };
+        Self {
+            id: record.id,
+            name: &record.name,
+            prefix: &record.prefix,
+            scopes,
+            created_at: record.created_at,
+            last_used_at: record.last_used_at,
+            expires_at: record.expires_at,
+        }
+    }
+}
+
+/// `POST /api-keys`: a session (with CSRF) or an access token creates a key with at most the
+/// scopes it holds itself; a key cannot mint keys.
+async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<Response, ApiError> {
+    if caller.method == AuthMethod::ApiKey {
+        return Err(ApiError::forbidden("An API key cannot create API keys"));
+    }
+    let scopes = Scopes::parse_list(body.scopes.iter().map(String::as_str))
+        .map_err(|error| ApiError::invalid_request(format!("scopes: {error}")))?;
+    if !caller.scopes.covers(&scopes) {
+        return Err(ApiError::forbidden("A key cannot have scopes its creator lacks"));
+    }
+    let created = state
+        .api_keys
+        .create(caller.user_id, &body.name, scopes, body.expires_in_days)
+        .await
+        .map_err(|error| match error {
+            CreateKeyError::Invalid(message) => ApiError::invalid_request(message),
+            CreateKeyError::Store(error) => error.into(),
+        })?;
+    state.metrics.record_auth("api_key", "created");
+    let view = KeyView::of(&created.record);
+    let body = json!({
+        "id": view.id,
+        "name": view.name,
+        "key": created.secret,
+        "prefix": view.prefix,
+        "scopes": view.scopes,
+        "created_at": view.created_at,
+        "expires_at": view.expires_at,
+    });
+    Ok((StatusCode::CREATED, [(CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+/// `GET /api-keys`: the caller's keys.
+async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
+    let keys = state.api_keys.list(caller.user_id).await?;
+    let views: Vec<KeyView<'_>> = keys.iter().map(KeyView::of).collect();
+    Ok(Json(json!({ "api_keys": views })).into_response())
+}
+
+/// `DELETE /api-keys/{id}`: revokes one of the caller's keys; it stops working at once here
+/// (and on other replicas within the cache TTL, or at once with the revocation fan-out).
+async fn revoke(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    if !state.api_keys.revoke(caller.user_id, id).await? {
+        return Err(ApiError::not_found("No such API key"));
+    }
+    state.metrics.record_auth("api_key", "revoked");
+    Ok(Json(json!({ "message": "API key revoked" })).into_response())
+}

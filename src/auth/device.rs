@@ -1,0 +1,257 @@
+//! The device flow's endpoints: `POST /device/start`, `POST /device/poll`, the approval page
+//! `GET /device`, and `POST /device/complete` (JSON, or the page's form).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, LOCATION};
+use http::request::Parts;
+use minijinja::context;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::csrf::SiteContext;
+use super::extract::{ApiQuery, BodyKind, CurrentSession, JsonOrForm};
+use super::pages;
+use super::tokens::pair_response;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::identity::Scopes;
+use crate::identity::device::{DEVICE_CODE_TTL, POLL_INTERVAL, Poll, normalize_user_code};
+use crate::identity::session::ClientInfo;
+use crate::identity::tokens::TokenPair;
+
+/// Longest client name kept.
+const MAX_CLIENT_NAME: usize = 100;
+
+/// Routes: `POST /device/start`, `POST /device/poll`, `GET /device`, `POST /device/complete`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/device/start", post(start))
+        .route("/device/poll", post(poll_handler))
+        .route("/device", get(page))
+        .route("/device/complete", post(complete))
+}
+
+/// `POST /device/start`: JSON `{client_name?, scopes?}`, or an RFC 8628 form
+/// (`client_id`, space-separated `scope`).
+#[derive(Debug, Deserialize)]
+struct StartBody {
+    client_name: Option<String>,
+    client_id: Option<String>,
+    scopes: Option<Vec<String>>,
+    scope: Option<String>,
+}
+
+async fn start(
+    State(state): State<AppState>,
+    JsonOrForm(body, _): JsonOrForm<StartBody>,
+) -> Result<Response, ApiError> {
+    let scopes = match (&body.scopes, &body.scope) {
+        (Some(list), _) => Scopes::parse_list(list.iter().map(String::as_str)),
+        (None, Some(text)) => Scopes::from_claim(Some(text)),
+        (None, None) => Ok(Scopes::All),
+    }
+    .map_err(|error| ApiError::invalid_request(format!("scopes: {error}")))?;
+    let client_name = body
+        .client_name
+        .or(body.client_id)
+        .map(|name| name.trim().chars().filter(|c| !c.is_control()).take(MAX_CLIENT_NAME).collect())
+        .filter(|name: &String| !name.is_empty());
+    let started = state.device.start(client_name, &scopes).await?;
+    let verification_uri =
+        format!("{}{}/device", state.tokens.issuer(), state.config.auth.base_path);
+    let complete = format!("{verification_uri}?user_code={}", started.user_code);
+    let body = json!({
+        "device_code": started.device_code,
+        "user_code": started.user_code,
+        "verification_uri": verification_uri,
+        "verification_uri_complete": complete,
+        "expires_in": DEVICE_CODE_TTL.as_secs(),
+        "interval": POLL_INTERVAL.as_secs(),
+    });
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// What a poll answers, shared by `/device/poll` and the RFC token endpoint.
+#[derive(Debug)]
+pub enum DeviceAnswer {
+    /// Not answered yet.
+    Pending,
+    /// Polled too fast.
+    SlowDown,
+    /// Unknown, expired or already completed.
+    Expired,
+    /// Refused.
+    Denied,
+    /// Approved: the tokens, handed out this once.
+    Completed(TokenPair),
+}
+
+/// Polls a device code, issuing tokens when it was approved.
+///
+/// # Errors
+/// The store fails.
+pub async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, ApiError> {
+    Ok(match state.device.poll(device_code).await? {
+        Poll::Pending => DeviceAnswer::Pending,
+        Poll::SlowDown => DeviceAnswer::SlowDown,
+        Poll::Expired => DeviceAnswer::Expired,
+        Poll::Denied => DeviceAnswer::Denied,
+        Poll::Approved { user_id, scopes, client_name } => {
+            let user = state.users.find(user_id).await?.filter(|user| user.disabled_at.is_none());
+            let Some(user) = user else { return Ok(DeviceAnswer::Denied) };
+            let client = ClientInfo { ip: None, user_agent: client_name };
+            let pair = state.tokens.issue(&user, scopes, client).await?;
+            state.metrics.record_auth("device", "success");
+            DeviceAnswer::Completed(pair)
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct PollBody {
+    device_code: String,
+}
+
+/// `POST /device/poll`: `{"status": …}`, with the tokens once on completion.
+async fn poll_handler(
+    State(state): State<AppState>,
+    JsonOrForm(body, _): JsonOrForm<PollBody>,
+) -> Result<Response, ApiError> {
+    let status = match poll(&state, &body.device_code).await? {
+        DeviceAnswer::Completed(pair) => {
+            let mut response = pair_response(&pair);
+            // The pair's fields plus the status, in one object.
+            let body = json!({
+                "status": "completed",
+                "access_token": pair.access_token,
+                "refresh_token": pair.refresh_token,
+                "token_type": pair.token_type,
+                "expires_in": pair.expires_in,
+            });
+            *response.body_mut() = axum::body::Body::from(body.to_string());
+            return Ok(response);
+        }
+        DeviceAnswer::Pending => "pending",
+        DeviceAnswer::SlowDown => "slow_down",
+        DeviceAnswer::Expired => "expired",
+        DeviceAnswer::Denied => "denied",
+    };
+    Ok(Json(json!({ "status": status })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    user_code: Option<String>,
+}
+
+/// `GET /device[?user_code=]`: asks a signed-in user to confirm the code and approve or deny;
+/// sends anyone else to sign in first, then back here.
+async fn page(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+    session: Option<CurrentSession>,
+    parts: Parts,
+) -> Response {
+    let Some(session) = session else {
+        let here = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let target: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+        let location = format!("{}/sign-in?redirect_uri={target}", state.config.auth.base_path);
+        return (StatusCode::FOUND, [(LOCATION, location)]).into_response();
+    };
+    let code = query.user_code.as_deref().and_then(normalize_user_code);
+    let grant = match code {
+        Some(code) => match state.device.pending(&code).await {
+            Ok(grant) => grant,
+            Err(error) => return ApiError::from(error).into_response(),
+        },
+        None => None,
+    };
+    let error = match (&query.user_code, &grant) {
+        (Some(_), None) => {
+            Some("That code is unknown, expired or already used. Check the code your device shows.")
+        }
+        _ => None,
+    };
+    let session_id = session.identity.session_id.unwrap_or_default();
+    pages::render_page(
+        &state,
+        "device.html",
+        context! {
+            base_path => &state.config.auth.base_path,
+            csrf_token => state.csrf.session_token(session_id),
+            user_code => grant.as_ref().map(|grant| grant.user_code.clone()),
+            client_name => grant.as_ref().and_then(|grant| grant.client_name.clone()),
+            scopes => grant.as_ref().and_then(|grant| grant.scopes.to_claim()),
+            error => error,
+            done => None::<&str>,
+        },
+        if error.is_some() { StatusCode::NOT_FOUND } else { StatusCode::OK },
+    )
+}
+
+/// `POST /device/complete` body; the page's form adds `csrf_token`.
+#[derive(Debug, Deserialize)]
+struct CompleteBody {
+    user_code: String,
+    #[serde(deserialize_with = "bool_or_text")]
+    approve: bool,
+    csrf_token: Option<String>,
+}
+
+/// `true`/`false` from JSON, or `"true"`/`"false"` from a form.
+fn bool_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(deserializer)? {
+        Flag::Bool(value) => Ok(value),
+        Flag::Text(text) if text == "true" => Ok(true),
+        Flag::Text(text) if text == "false" => Ok(false),
+        Flag::Text(_) => Err(serde::de::Error::custom("approve must be true or false")),
+    }
+}
+
+/// Approves or denies a pending grant for the signed-in user (session + CSRF: the header for
+/// JSON calls, the form field for the page).
+async fn complete(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    site: SiteContext,
+    JsonOrForm(body, kind): JsonOrForm<CompleteBody>,
+) -> Result<Response, ApiError> {
+    let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
+    state.csrf.verify_session_token(&site, session_id, body.csrf_token.as_deref())?;
+    let answered =
+        state.device.answer(&body.user_code, session.identity.user_id, body.approve).await?;
+    if !answered {
+        return Err(ApiError::not_found("No pending device sign-in has this code"));
+    }
+    state.metrics.record_auth("device", if body.approve { "approved" } else { "denied" });
+    let message = if body.approve {
+        "Device approved: you can return to it now"
+    } else {
+        "Device sign-in denied"
+    };
+    Ok(match kind {
+        BodyKind::Json => Json(json!({ "message": message })).into_response(),
+        BodyKind::Form => pages::render_page(
+            &state,
+            "device.html",
+            context! {
+                base_path => &state.config.auth.base_path,
+                done => message,
+            },
+            StatusCode::OK,
+        ),
+    })
+}

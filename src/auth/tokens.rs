@@ -1,0 +1,161 @@
+//! Token endpoints: `POST /refresh`, `GET /jwks.json`, and `POST /token`, the OAuth 2.0 token
+//! endpoint (RFC 6749 §5 answers) for standard device-flow clients (RFC 8628) and refresh.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::header::{CACHE_CONTROL, SET_COOKIE};
+use http::{HeaderValue, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::csrf::SiteContext;
+use super::device::{self, DeviceAnswer};
+use super::extract::JsonOrForm;
+use super::no_store;
+use crate::app::AppState;
+use crate::cookies::{self, REFRESH_COOKIE};
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::tokens::{TokenError, TokenPair};
+
+/// The RFC 8628 grant type.
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// Routes: `POST /refresh`, `GET /jwks.json`, `POST /token`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/refresh", post(refresh))
+        .route("/jwks.json", get(jwks))
+        .route("/token", post(token_endpoint))
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Invalid | TokenError::Reused => {
+                Self::new(ErrorCode::InvalidToken, error.to_string())
+            }
+            TokenError::Unavailable => Self::new(
+                ErrorCode::StoreUnavailable,
+                "The store is unavailable, try again shortly",
+            ),
+            TokenError::Internal => Self::internal(error),
+        }
+    }
+}
+
+/// A token pair as JSON, never cached by anyone on the way.
+pub fn pair_response(pair: &TokenPair) -> Response {
+    no_store(Json(pair).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+/// `POST /refresh`: rotates the refresh token from the body, or else from the refresh cookie
+/// (then the new one is set in the cookie too, and the request must be same-site).
+async fn refresh(
+    State(state): State<AppState>,
+    site: SiteContext,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // An empty body means "use the cookie"; anything else must be the JSON object.
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<RefreshBody>(&body)
+            .map_err(|_| ApiError::invalid_request("The body must be {\"refresh_token\": \"…\"}"))?
+            .refresh_token
+    };
+    let (token, from_cookie) = match from_body {
+        Some(token) => (token, false),
+        None => {
+            let cookie = cookies::find(&site.headers, REFRESH_COOKIE)
+                .ok_or_else(|| ApiError::invalid_request("refresh_token: missing field"))?;
+            state.csrf.check_same_site(&site)?;
+            (cookie.to_owned(), true)
+        }
+    };
+    let pair = state.tokens.refresh(&token).await?;
+    let mut response = pair_response(&pair);
+    if from_cookie {
+        let cookie = state.cookies.refresh(pair.refresh_token, state.config.tokens.refresh_ttl);
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `GET /jwks.json`: the public keys that verify access tokens and `X-Auth-Assertion`.
+async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.tokens.keys().jwks()).into_response();
+    // Short, so that verifiers see a rotation soon; they refetch on an unknown `kid` anyway.
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+}
+
+/// `POST /token` form (or JSON) fields.
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    device_code: Option<String>,
+    refresh_token: Option<String>,
+    #[serde(rename = "client_id")]
+    _client_id: Option<String>,
+}
+
+/// `POST /token`: RFC 6749 token endpoint for `device_code` and `refresh_token` grants, with
+/// RFC error codes (`authorization_pending`, `slow_down`, `expired_token`, `access_denied`,
+/// `invalid_grant`) so that standard OAuth clients work unchanged.
+async fn token_endpoint(
+    State(state): State<AppState>,
+    JsonOrForm(request, _): JsonOrForm<TokenRequest>,
+) -> Response {
+    match request.grant_type.as_deref() {
+        Some(DEVICE_GRANT) => {
+            let Some(code) = request.device_code else {
+                return oauth_error("invalid_request", "device_code is required");
+            };
+            match device::poll(&state, &code).await {
+                Ok(DeviceAnswer::Completed(pair)) => pair_response(&pair),
+                Ok(DeviceAnswer::Pending) => {
+                    oauth_error("authorization_pending", "The user has not answered yet")
+                }
+                Ok(DeviceAnswer::SlowDown) => {
+                    oauth_error("slow_down", "Polling too fast: add 5 seconds to the interval")
+                }
+                Ok(DeviceAnswer::Expired) => {
+                    oauth_error("expired_token", "The device code expired; start again")
+                }
+                Ok(DeviceAnswer::Denied) => oauth_error("access_denied", "The user refused"),
+                Err(error) => error.into_response(),
+            }
+        }
+        Some("refresh_token") => {
+            let Some(token) = request.refresh_token else {
+                return oauth_error("invalid_request", "refresh_token is required");
+            };
+            match state.tokens.refresh(&token).await {
+                Ok(pair) => pair_response(&pair),
+                Err(TokenError::Invalid | TokenError::Reused) => {
+                    oauth_error("invalid_grant", "The refresh token is invalid, expired or revoked")
+                }
+                Err(error) => ApiError::from(error).into_response(),
+            }
+        }
+        Some(_) => oauth_error("unsupported_grant_type", "Supported: device_code, refresh_token"),
+        None => oauth_error("invalid_request", "grant_type is required"),
+    }
+}
+
+/// An RFC 6749 §5.2 error: `error` is the OAuth code; `message` repeats the description in
+/// this API's own format.
+fn oauth_error(code: &'static str, description: &'static str) -> Response {
+    let body = json!({ "error": code, "error_description": description, "message": description });
+    no_store((StatusCode::BAD_REQUEST, Json(body)).into_response())
+}

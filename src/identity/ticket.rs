@@ -1,0 +1,144 @@
+//! WebSocket tickets: browsers cannot set headers on a WebSocket, and a token in a URL ends up
+//! in logs, so a signed-in client asks for a `ws_` ticket that works once, within 30 seconds,
+//! for the same identity as the credential that asked for it. The gateway removes it from the
+//! URL before forwarding.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::cache::CredentialHash;
+use super::session::SessionService;
+use super::{AuthMethod, Identity, IdentityParts, Scopes};
+use crate::clock::{Clock, Timestamp};
+use crate::crypto;
+use crate::gateway::headers::HeaderNames;
+use crate::store::StoreError;
+use crate::store::ephemeral::EphemeralStore;
+use crate::store::tokens::FamilyStore;
+use crate::store::users::UserStore;
+
+const PREFIX: &str = "ws_";
+/// How long a ticket can wait to be used.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+
+/// What a ticket stands for.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ticket {
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+    /// The session cookie's hash, when a session asked: the session must still be live.
+    session_hash: Option<String>,
+    scope: Option<String>,
+    expires_at: i64,
+}
+
+/// Issues and redeems tickets.
+#[derive(Debug, Clone)]
+pub struct WsTickets {
+    store: Arc<dyn EphemeralStore>,
+    users: UserStore,
+    sessions: SessionService,
+    families: FamilyStore,
+    clock: Arc<dyn Clock>,
+    header_names: Arc<HeaderNames>,
+}
+
+impl WsTickets {
+    /// Tickets kept in `store`, checked against live sessions and token families.
+    pub fn new(
+        store: Arc<dyn EphemeralStore>,
+        users: UserStore,
+        sessions: SessionService,
+        families: FamilyStore,
+        clock: Arc<dyn Clock>,
+        header_names: Arc<HeaderNames>,
+    ) -> Self {
+        Self { store, users, sessions, families, clock, header_names }
+    }
+
+    /// A ticket for `identity`, which authenticated with the session cookie hashing to
+    /// `session_hash`, or else with an access token of its session (family).
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn issue(
+        &self,
+        identity: &Identity,
+        session_hash: Option<CredentialHash>,
+    ) -> Result<String, StoreError> {
+        let token = format!("{PREFIX}{}", crypto::random_token());
+        let ticket = Ticket {
+            user_id: identity.user_id,
+            session_id: identity.session_id,
+            session_hash: session_hash.map(|hash| crypto::hex(&hash)),
+            scope: identity.scopes.to_claim(),
+            expires_at: identity.expires_at.as_millis(),
+        };
+        let bytes =
+            serde_json::to_vec(&ticket).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        self.store.put(&key(&crypto::sha256(token.as_bytes())), &bytes, TICKET_TTL).await?;
+        Ok(token)
+    }
+
+    /// The identity behind a ticket, which is used up. `None` for malformed, unknown, used or
+    /// expired tickets and disabled users.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn redeem(&self, token: &str) -> Result<Option<Arc<Identity>>, StoreError> {
+        let Some(hash) = hash_of(token) else { return Ok(None) };
+        let Some(bytes) = self.store.take(&key(&hash)).await? else { return Ok(None) };
+        let ticket: Ticket = serde_json::from_slice(&bytes)
+            .map_err(|error| StoreError::Corrupt(format!("ws ticket: {error}")))?;
+        if !self.still_signed_in(&ticket).await? {
+            return Ok(None);
+        }
+        let user = self.users.find(ticket.user_id).await?.filter(|user| user.disabled_at.is_none());
+        let Some(user) = user else { return Ok(None) };
+        let scopes = Scopes::from_claim(ticket.scope.as_deref()).map_err(StoreError::Corrupt)?;
+        let parts = IdentityParts {
+            user,
+            scopes,
+            method: AuthMethod::WsTicket,
+            session_id: ticket.session_id,
+            expires_at: Timestamp::from_millis(ticket.expires_at),
+        };
+        Ok(Some(Arc::new(Identity::new(parts, &self.header_names))))
+    }
+
+    /// Whether the session or token family that asked for the ticket is still live: a ticket
+    /// must not outlive a logout.
+    async fn still_signed_in(&self, ticket: &Ticket) -> Result<bool, StoreError> {
+        match (&ticket.session_hash, ticket.session_id) {
+            (Some(hash), _) => {
+                let Some(hash) = crypto::unhex32(hash) else { return Ok(false) };
+                let identity = self.sessions.authenticate_hash(hash).await?;
+                Ok(identity.is_some_and(|identity| identity.user_id == ticket.user_id))
+            }
+            (None, Some(family)) => {
+                let live = self.families.find_live(family, self.clock.now()).await?;
+                Ok(live.is_some_and(|family| family.user_id == ticket.user_id))
+            }
+            (None, None) => Ok(false),
+        }
+    }
+}
+
+/// Whether `value` is shaped like a ticket.
+pub fn is_ticket(value: &str) -> bool {
+    value.starts_with(PREFIX)
+}
+
+fn hash_of(token: &str) -> Option<[u8; 32]> {
+    let body = token.strip_prefix(PREFIX)?;
+    let well_formed = body.len() == 43
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    well_formed.then(|| crypto::sha256(token.as_bytes()))
+}
+
+fn key(hash: &[u8; 32]) -> String {
+    format!("ws_ticket:{}", crypto::hex(hash))
+}

@@ -1,0 +1,148 @@
+use std::time::Duration;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::crypto::signing::SigningAlgorithm;
+use crate::identity::Email;
+use crate::store::sql::Database;
+use crate::store::users::NewUser;
+
+const ISSUER: &str = "https://auth.example.com";
+
+struct Fixture {
+    tokens: TokenService,
+    clock: Arc<ManualClock>,
+    user: User,
+}
+
+async fn fixture() -> Fixture {
+    let clock = Arc::new(ManualClock::new());
+    let db = Database::connect("sqlite::memory:", 1).await.unwrap();
+    let users = UserStore::new(db.clone());
+    let user = users
+        .create(
+            NewUser {
+                email: Email::parse("ada@example.com").unwrap(),
+                name: Some("Ada".into()),
+                password_hash: None,
+                roles: vec!["admin".into()],
+            },
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    let keys =
+        KeyRing::open(db.clone(), SigningAlgorithm::EdDsa, clock.clone(), Duration::from_secs(900))
+            .await
+            .unwrap();
+    let cache = IdentityCache::new(Duration::from_secs(30), 1000, clock.clone());
+    let tokens = TokenService::new(
+        Arc::new(keys),
+        FamilyStore::new(db),
+        users,
+        cache,
+        clock.clone(),
+        TokenSettings {
+            issuer: ISSUER.into(),
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(30 * 86_400),
+        },
+        Arc::new(HeaderNames::default()),
+    );
+    Fixture { tokens, clock, user }
+}
+
+fn valid(found: BearerJwt) -> Arc<Identity> {
+    match found {
+        BearerJwt::Valid(identity) => identity,
+        other => panic!("expected a valid token, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_issued_access_token_authenticates_with_its_claims() {
+    let f = fixture().await;
+    let scopes = Scopes::parse_list(["read"]).unwrap();
+    let pair = f.tokens.issue(&f.user, scopes.clone(), ClientInfo::default()).await.unwrap();
+    assert_eq!(pair.token_type, "Bearer");
+    assert_eq!(pair.expires_in, 900);
+    let identity = valid(f.tokens.authenticate(&pair.access_token).await.unwrap());
+    assert_eq!(identity.user_id, f.user.id);
+    assert_eq!(identity.method, AuthMethod::Jwt);
+    assert_eq!(identity.scopes, scopes);
+    assert!(identity.has_role("admin"));
+    // Served from the cache the second time: the same identity.
+    let again = valid(f.tokens.authenticate(&pair.access_token).await.unwrap());
+    assert!(Arc::ptr_eq(&identity, &again));
+}
+
+#[tokio::test]
+async fn expired_tokens_and_other_issuers() {
+    let f = fixture().await;
+    let pair = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    f.clock.advance(Duration::from_secs(900 + LEEWAY_SECS as u64 + 1));
+    assert!(matches!(f.tokens.authenticate(&pair.access_token).await.unwrap(), BearerJwt::Refused));
+
+    // A JWT from someone else's issuer is not ours to judge.
+    use base64::Engine;
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let foreign = format!(
+        "{}.{}.c2ln",
+        encode(r#"{"alg":"RS256"}"#),
+        encode(r#"{"iss":"https://other.example","sub":"x"}"#)
+    );
+    assert!(matches!(f.tokens.authenticate(&foreign).await.unwrap(), BearerJwt::NotOurs));
+    assert!(matches!(f.tokens.authenticate("opaque-token").await.unwrap(), BearerJwt::NotOurs));
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let f = fixture().await;
+    let first = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    let second = f.tokens.refresh(&first.refresh_token).await.unwrap();
+    assert_ne!(second.refresh_token, first.refresh_token);
+    valid(f.tokens.authenticate(&second.access_token).await.unwrap());
+
+    // Within the grace period a replay is refused but the family survives.
+    assert_eq!(f.tokens.refresh(&first.refresh_token).await, Err(TokenError::Invalid));
+    valid(f.tokens.authenticate(&second.access_token).await.unwrap());
+
+    // Later, it is theft: everything of this sign-in is revoked, the cached token included.
+    f.clock.advance(REUSE_GRACE);
+    assert_eq!(f.tokens.refresh(&first.refresh_token).await, Err(TokenError::Reused));
+    assert!(matches!(
+        f.tokens.authenticate(&second.access_token).await.unwrap(),
+        BearerJwt::Refused
+    ));
+    assert_eq!(f.tokens.refresh(&second.refresh_token).await, Err(TokenError::Invalid));
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_share_one_rotation() {
+    let f = fixture().await;
+    let first = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    let (a, b) = tokio::join!(
+        f.tokens.refresh(&first.refresh_token),
+        f.tokens.refresh(&first.refresh_token)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both callers get the same new pair");
+    f.tokens.refresh(&a.refresh_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn revoking_the_user_ends_every_token() {
+    let f = fixture().await;
+    let one = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    let two = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    valid(f.tokens.authenticate(&one.access_token).await.unwrap());
+    assert_eq!(f.tokens.revoke_user(f.user.id).await.unwrap(), 2);
+    for pair in [&one, &two] {
+        assert!(matches!(
+            f.tokens.authenticate(&pair.access_token).await.unwrap(),
+            BearerJwt::Refused
+        ));
+        assert_eq!(f.tokens.refresh(&pair.refresh_token).await, Err(TokenError::Invalid));
+    }
+    assert_eq!(f.tokens.refresh("rt_short").await, Err(TokenError::Invalid));
+}
