@@ -3,12 +3,11 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, LOCATION};
-use http::request::Parts;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
@@ -157,10 +156,11 @@ async fn page(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
     session: Option<CurrentSession>,
-    parts: Parts,
+    OriginalUri(original): OriginalUri,
 ) -> Response {
     let Some(session) = session else {
-        let here = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        // The full path (the router nested under the base path strips it from `Uri`).
+        let here = original.path_and_query().map_or("/", |pq| pq.as_str());
         let target: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
         let location = format!("{}/sign-in?redirect_uri={target}", state.config.auth.base_path);
         return (StatusCode::FOUND, [(LOCATION, location)]).into_response();

@@ -216,6 +216,102 @@ async fn the_user_cli_creates_sets_roles_and_disables() {
     portcullis.wait(Duration::from_secs(10)).await;
 }
 
+#[tokio::test]
+async fn the_api_key_and_signing_key_clis() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = EchoUpstream::start("app").await;
+    // The same port for both starts: the public URL derived from it is the tokens' issuer.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"sqlite://{}\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
+        dir.path().join("keys.db").display(),
+        echo.url()
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+    let cli = |args: Vec<String>, stdin: &'static str| {
+        let dir = dir.path().to_owned();
+        async move {
+            let mut full = vec!["--config".to_owned(), "portcullis.toml".to_owned()];
+            full.extend(args);
+            let full: Vec<&str> = full.iter().map(String::as_str).collect();
+            let output = run(&dir, &full, stdin).await;
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            (output.status.success(), stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    };
+    let args = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let (ok, _, err) =
+        cli(args("user create ada@example.com --password-stdin"), "correct horse battery staple\n")
+            .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) =
+        cli(args("api-key create ada@example.com --name ci --scopes read,deploy"), "").await;
+    assert!(ok, "{err}");
+    let key = out.lines().next().unwrap().to_owned();
+    assert!(key.starts_with("pk_"), "{out}");
+    let (ok, out, _) = cli(args("api-key list ada@example.com"), "").await;
+    assert!(ok && out.contains(" ci ") && out.contains("scopes=[deploy,read]"), "{out}");
+    assert!(!out.contains(&key), "the key is never shown again");
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    let (ok, out, _) = cli(args("keys list"), "").await;
+    assert!(ok && out.contains("no signing keys yet"), "{out}");
+
+    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let bearer = |token: String| {
+        let url = format!("{}/x", portcullis.url);
+        async move { client().get(url).bearer_auth(token).send().await.unwrap().status() }
+    };
+    assert_eq!(bearer(key.clone()).await, 200);
+    let login: serde_json::Value = client()
+        .post(format!("{}/auth/login", portcullis.url))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "mode": "token"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(bearer(access.clone()).await, 200);
+    portcullis.terminate();
+    portcullis.wait(Duration::from_secs(10)).await;
+
+    let (ok, out, err) = cli(args("keys rotate"), "").await;
+    assert!(ok && out.contains("new signing key"), "{out}{err}");
+    let (ok, out, _) = cli(args("keys list"), "").await;
+    assert!(
+        ok && out.lines().count() == 2 && out.contains("retired") && out.contains("current"),
+        "{out}"
+    );
+    let (ok, _, err) =
+        cli(vec!["api-key".into(), "revoke".into(), "ada@example.com".into(), id.clone()], "")
+            .await;
+    assert!(ok, "{err}");
+    let (ok, _, _) =
+        cli(vec!["api-key".into(), "revoke".into(), "ada@example.com".into(), id], "").await;
+    assert!(!ok, "revoking twice is an error");
+
+    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let status = client()
+        .get(format!("{}/x", portcullis.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401, "the revoked key is refused");
+    let status = client()
+        .get(format!("{}/x", portcullis.url))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "a token signed before the rotation still works");
+    portcullis.terminate();
+    portcullis.wait(Duration::from_secs(10)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_gibibyte_upload_streams_through_with_flat_memory() {
     const TOTAL: u64 = 1 << 30;

@@ -7,9 +7,21 @@
 
 mod support;
 
+// The example app's verifier, exercised here exactly as the example runs it.
+#[allow(dead_code, reason = "the example reads claims the tests do not")]
+#[path = "../../examples/assertion_app/verify.rs"]
+mod assertion_verify;
+// The example CLI's device-flow client.
+#[allow(dead_code, reason = "the CLI uses parts the tests do not")]
+#[path = "../../examples/device_cli/client.rs"]
+mod device_client;
+
+mod api_keys;
 mod auth_api;
 mod bad_input;
 mod binary;
+mod device;
 mod gateway;
 mod lifecycle;
 mod tls;
+mod tokens;

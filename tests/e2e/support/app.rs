@@ -186,3 +186,8 @@ impl TestApp {
 pub fn client_builder() -> reqwest::ClientBuilder {
     Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none())
 }
+
+/// A fresh client with an empty cookie jar, for bearer-token calls.
+pub fn http() -> Client {
+    client_builder().build().unwrap()
+}

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -152,6 +153,9 @@ fn websocket(request: &mut Request<Incoming>) -> Response<EchoBody> {
         *response.status_mut() = StatusCode::BAD_REQUEST;
         return response;
     };
+    // `?report=1`: the first message tells the client which query string arrived.
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let report = query.split('&').any(|pair| pair == "report=1");
     let upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
@@ -161,6 +165,9 @@ fn websocket(request: &mut Request<Incoming>) -> Response<EchoBody> {
             None,
         )
         .await;
+        if report && socket.send(Message::text(format!("query={query}"))).await.is_err() {
+            return;
+        }
         while let Some(Ok(message)) = socket.next().await {
             if message.is_close() {
                 break;

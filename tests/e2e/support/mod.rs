@@ -6,7 +6,7 @@ pub mod app;
 pub mod binary;
 pub mod echo;
 
-pub use app::{PASSWORD, TestApp};
+pub use app::{PASSWORD, TestApp, http};
 pub use echo::{EchoUpstream, Echoed};
 
 /// Process-wide setup: the TLS provider for the test clients, and logs when `RUST_LOG` asks.

@@ -1,0 +1,208 @@
+//! API keys: creation (shown once), scopes checked by the route policy, expiry, revocation of a
+//! cached key, mistyped keys, and what the app receives.
+
+use std::time::Duration;
+
+use portcullis::clock::ManualClock;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Echoed, TestApp};
+
+const API_ROUTES: &str = r#"
+[[routes]]
+path = "/api/*"
+methods = ["POST", "PUT", "PATCH", "DELETE"]
+scopes = ["write"]
+on_unauthenticated = "401"
+[[routes]]
+path = "/api/*"
+scopes = ["read"]
+on_unauthenticated = "401"
+"#;
+
+/// Creates a key as the signed-in `client` (with CSRF); returns the 201 body.
+async fn create_key(app: &TestApp, client: &reqwest::Client, body: Value) -> Value {
+    let csrf = app.csrf(client).await;
+    let response = client
+        .post(app.url("/auth/api-keys"))
+        .header("x-csrf-token", csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+async fn with_key(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+) -> reqwest::Response {
+    crate::support::http().request(method, app.url(path)).bearer_auth(key).send().await.unwrap()
+}
+
+async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    (status, body["error"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_key_reaches_the_app_with_its_scopes_and_never_its_secret() {
+    let app = TestApp::builder().routes(API_ROUTES).spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    let created = create_key(&app, &client, json!({ "name": "ci", "scopes": ["read"] })).await;
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with("pk_") && key.len() > 40, "{key}");
+    assert!(key.starts_with(created["prefix"].as_str().unwrap()));
+    assert_eq!(created["scopes"], json!(["read"]));
+
+    let response = with_key(&app, reqwest::Method::GET, "/api/things", key).await;
+    assert_eq!(response.status(), 200);
+    let echoed: Echoed = response.json().await.unwrap();
+    assert_eq!(echoed.header("x-auth-method"), Some("api_key"));
+    assert_eq!(echoed.header("x-auth-scopes"), Some("read"));
+    assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
+    assert!(echoed.header("authorization").is_none(), "the key never reaches the app");
+
+    let (status, error) =
+        error_of(with_key(&app, reqwest::Method::POST, "/api/things", key).await).await;
+    assert_eq!((status, error.as_str()), (StatusCode::FORBIDDEN, "forbidden"));
+
+    let writer =
+        create_key(&app, &client, json!({ "name": "deploy", "scopes": ["read", "write"] })).await;
+    let writer = writer["key"].as_str().unwrap();
+    assert_eq!(with_key(&app, reqwest::Method::POST, "/api/things", writer).await.status(), 200);
+
+    // Listed without the secret, newest first, with the last use recorded.
+    let listed: Value =
+        client.get(app.url("/auth/api-keys")).send().await.unwrap().json().await.unwrap();
+    let keys = listed["api_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["name"], "deploy");
+    assert!(keys.iter().all(|key| key.get("key").is_none()));
+    assert!(!listed.to_string().contains(writer));
+    assert!(keys[1]["last_used_at"].is_string(), "{listed}");
+}
+
+#[tokio::test]
+async fn creating_keys_needs_csrf_and_a_person_not_a_key() {
+    let app = TestApp::spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    let without_csrf = client
+        .post(app.url("/auth/api-keys"))
+        .json(&json!({ "name": "x", "scopes": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(without_csrf).await, (StatusCode::FORBIDDEN, "csrf_failed".into()));
+
+    let created = create_key(&app, &client, json!({ "name": "k" })).await;
+    let by_key = crate::support::http()
+        .post(app.url("/auth/api-keys"))
+        .bearer_auth(created["key"].as_str().unwrap())
+        .json(&json!({ "name": "minted" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(by_key).await, (StatusCode::FORBIDDEN, "forbidden".into()));
+
+    for bad in [
+        json!({ "name": "", "scopes": [] }),
+        json!({ "name": "x", "scopes": ["Not Valid"] }),
+        json!({ "name": "x", "expires_in_days": 0 }),
+        json!({ "name": "x", "surprise": true }),
+    ] {
+        let csrf = app.csrf(&client).await;
+        let response = client
+            .post(app.url("/auth/api-keys"))
+            .header("x-csrf-token", csrf)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(response).await,
+            (StatusCode::BAD_REQUEST, "invalid_request".into()),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_revoked_mistyped_and_unknown_keys_are_refused() {
+    let clock = ManualClock::new();
+    let app = TestApp::builder().clock(clock.clone()).spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+
+    // Revoking a key that is cached (used a moment ago) stops it on the next request.
+    let created = create_key(&app, &client, json!({ "name": "revoke me" })).await;
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(with_key(&app, reqwest::Method::GET, "/x", key).await.status(), 200);
+    let csrf = app.csrf(&client).await;
+    let revoked = client
+        .delete(app.url(&format!("/auth/api-keys/{}", created["id"].as_str().unwrap())))
+        .header("x-csrf-token", csrf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let (status, error) = error_of(with_key(&app, reqwest::Method::GET, "/x", key).await).await;
+    assert_eq!((status, error.as_str()), (StatusCode::UNAUTHORIZED, "invalid_token"));
+    let again = client
+        .delete(app.url(&format!("/auth/api-keys/{}", created["id"].as_str().unwrap())))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    // A typo fails the checksum; a well-formed stranger is unknown: both are invalid_token.
+    let live = create_key(&app, &client, json!({ "name": "live" })).await;
+    let live = live["key"].as_str().unwrap();
+    let mut typo = live.to_owned().into_bytes();
+    let at = typo.len() - 10;
+    typo[at] = if typo[at] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let stranger = format!("pk_{}", "A".repeat(49));
+    for bad in [typo.as_str(), stranger.as_str(), "pk_short"] {
+        let (status, error) = error_of(with_key(&app, reqwest::Method::GET, "/x", bad).await).await;
+        assert_eq!((status, error.as_str()), (StatusCode::UNAUTHORIZED, "invalid_token"), "{bad}");
+    }
+    assert_eq!(with_key(&app, reqwest::Method::GET, "/x", live).await.status(), 200);
+
+    // A key past its expiry is refused, even though it was cached a moment before.
+    let expiring = create_key(&app, &client, json!({ "name": "day", "expires_in_days": 1 })).await;
+    let expiring = expiring["key"].as_str().unwrap();
+    assert_eq!(with_key(&app, reqwest::Method::GET, "/x", expiring).await.status(), 200);
+    clock.advance(Duration::from_secs(2 * 86_400));
+    let (status, error) =
+        error_of(with_key(&app, reqwest::Method::GET, "/x", expiring).await).await;
+    assert_eq!((status, error.as_str()), (StatusCode::UNAUTHORIZED, "invalid_token"));
+    assert_eq!(with_key(&app, reqwest::Method::GET, "/x", live).await.status(), 200);
+}
+
+#[tokio::test]
+async fn another_users_key_cannot_be_revoked_or_listed() {
+    let app = TestApp::spawn().await;
+    let ada = app.signed_in("ada@example.com").await;
+    let eve = app.signed_in("eve@example.com").await;
+    let created = create_key(&app, &ada, json!({ "name": "ada's" })).await;
+    let csrf = app.csrf(&eve).await;
+    let response = eve
+        .delete(app.url(&format!("/auth/api-keys/{}", created["id"].as_str().unwrap())))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let listed: Value =
+        eve.get(app.url("/auth/api-keys")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["api_keys"], json!([]));
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(with_key(&app, reqwest::Method::GET, "/x", key).await.status(), 200);
+}
