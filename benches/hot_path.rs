@@ -1,8 +1,10 @@
 #![allow(missing_docs)] // criterion_main! generates undocumented items
 #![allow(clippy::expect_used)] // a benchmark that cannot set up should stop
 //! Micro-benchmarks of the gateway's hot-path pieces: path normalization, policy lookup in a
-//! 100-rule table, credential extraction from the Cookie header, identity-header recognition,
-//! the header rewrite, and an identity cache hit. Run with `cargo bench --bench hot_path`.
+//! 100-rule table, credential extraction (cookie, API key, JWT cache key), identity-header
+//! recognition, the header rewrite, an identity cache hit, and an `X-Auth-Assertion` cache hit
+//! (with signing and JWT verification, the cache-miss costs, for scale). Run with
+//! `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -13,10 +15,14 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use portcullis::clock::{SystemClock, Timestamp};
 use portcullis::config::Config;
 use portcullis::cookies;
+use portcullis::crypto::signing::{KeyRing, SigningAlgorithm};
+use portcullis::gateway::assertion::AssertionSigner;
 use portcullis::gateway::headers::HeaderNames;
 use portcullis::gateway::pattern::normalize_path;
+use portcullis::identity::api_key;
 use portcullis::identity::cache::IdentityCache;
 use portcullis::identity::{Email, Identity, IdentityParts, User};
+use portcullis::store::sql::Database;
 
 fn hundred_rules() -> Config {
     let mut toml = String::new();
@@ -116,6 +122,62 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             portcullis::crypto::sha256(black_box(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
         })
+    });
+    let api_key = api_key::generate();
+    c.bench_function("API key check: format, checksum, hash", |b| {
+        b.iter(|| api_key::hash_of(black_box(&api_key)))
+    });
+    tokens(c, &identity);
+}
+
+/// The signing side: an assertion cache hit (the per-request cost with assertions on), and
+/// for scale what a miss costs: signing, and verifying an access JWT the first time it is seen.
+fn tokens(c: &mut Criterion, identity: &Arc<Identity>) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let keys = runtime.block_on(async {
+        let db = Database::connect("sqlite::memory:", 1).await.expect("database");
+        let clock = Arc::new(SystemClock);
+        KeyRing::open(db, SigningAlgorithm::EdDsa, clock, Duration::from_secs(900))
+            .await
+            .expect("keys")
+    });
+    let keys = Arc::new(keys);
+    let signer = AssertionSigner::new(
+        Arc::clone(&keys),
+        "https://auth.example.com".into(),
+        Duration::from_secs(300),
+        Arc::new(SystemClock),
+    );
+    let audience: Arc<str> = Arc::from("app");
+    signer.header(identity, &audience).expect("signed");
+    c.bench_function("assertion cache hit", |b| {
+        b.iter(|| signer.header(black_box(identity), &audience))
+    });
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Claims {
+        sub: String,
+        email: String,
+        roles: Vec<String>,
+        exp: u64,
+    }
+    let claims = Claims {
+        sub: uuid::Uuid::now_v7().to_string(),
+        email: "ada@example.com".into(),
+        roles: vec!["admin".into()],
+        exp: 4_000_000_000,
+    };
+    c.bench_function("EdDSA sign (assertion or token, cache miss)", |b| {
+        b.iter(|| keys.sign(black_box(&claims)).expect("signed"))
+    });
+    let token = keys.sign(&claims).expect("signed");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.validate_aud = false;
+    c.bench_function("EdDSA verify (bearer JWT, cache miss)", |b| {
+        b.iter(|| keys.verify::<Claims>(black_box(&token), &validation).is_ok())
+    });
+    c.bench_function("JWT cache key (sha256 of the token)", |b| {
+        b.iter(|| portcullis::crypto::sha256(black_box(token.as_bytes())))
     });
 }
 

@@ -99,6 +99,7 @@ CONF
 echo "seeding $SESSIONS sessions" >&2
 "$SEED" "sqlite://$WORK/portcullis.db" "$SESSIONS" "$WORK/cookies.txt" 2>/dev/null
 COOKIE=$(head -n 1 "$WORK/cookies.txt")
+API_KEY=$(cat "$WORK/cookies.txt.api_key")
 cat > "$WORK/portcullis.toml" <<CONF
 [server]
 listen = "127.0.0.1:$PC_HTTP"
@@ -114,6 +115,8 @@ idle_timeout = "24h"
 [rate_limit]
 auth_per_minute = 0
 login_failures_before_backoff = 0
+[tokens]
+assertion_header = false  # on only for row (h)
 [[upstreams]]
 name = "app"
 url = "http://127.0.0.1:$UPSTREAM"
@@ -163,18 +166,24 @@ measure() {
     [ -z "$errors" ] || ROWS+=("|   ↳ errors: $errors |")
     echo "${ROWS[-1]}" >&2
 }
-na() { ROWS+=("$(printf '| %-44s | %8s | %7s | %7s | %6s | %7s | %-22s |' "$1" "n/a" "" "" "" "" "$2")"); }
 
 P=http://127.0.0.1:$PC_HTTP
 measure "(a) upstream nginx, direct" "$(nginx_worker upstream)" none "http://127.0.0.1:$UPSTREAM/"
 measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
 measure "(c) Portcullis, session cookie (cache hit)" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
-na "(d) Portcullis, API key" "API keys: issue 8"
-na "(e) Portcullis, bearer JWT" "tokens: issue 8"
+measure "(d) Portcullis, API key" "$PORTCULLIS_PID" nginx -H "Authorization: Bearer $API_KEY" "$P/app"
+JWT=$(curl -sf -H 'Content-Type: application/json' \
+    -d '{"email":"storm@example.com","password":"correct horse battery staple","mode":"token"}' \
+    "$P/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+measure "(e) Portcullis, bearer JWT" "$PORTCULLIS_PID" nginx -H "Authorization: Bearer $JWT" "$P/app"
 measure "(f) Portcullis, public route" "$PORTCULLIS_PID" nginx "$P/public/x"
 measure "(g) nginx over TLS" "$(nginx_worker proxy)" set-nginx-tls "https://localhost:$NGINX_TLS/"
 measure "(g) Portcullis over TLS, session cookie" "$PORTCULLIS_PID" nginx-tls -H "Cookie: portcullis_session=$COOKIE" "https://localhost:$PC_TLS/app"
-na "(h) Portcullis, X-Auth-Assertion on" "assertions: issue 8"
+stop_portcullis
+PORTCULLIS_TOKENS__ASSERTION_HEADER=true start_portcullis 1 "${ON_PROXY_CPU[@]}"
+measure "(h) Portcullis, X-Auth-Assertion on" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+stop_portcullis
+start_portcullis 1 "${ON_PROXY_CPU[@]}"
 cached() { curl -s "http://127.0.0.1:$PC_ADMIN/metrics" | awk '/^portcullis_cached_identities / {print $2}'; }
 # Loads the first N sessions into the cache (each first use reads the store), bounded in time.
 warm_sessions() {

@@ -1,5 +1,6 @@
 //! Seeds a database for the benchmarks: `count` users with one session each (cookie values are
-//! written one per line to `out`), plus `storm@example.com` with a password for login storms.
+//! written one per line to `out`), an API key for the first user (written to `out.api_key`),
+//! plus `storm@example.com` with a password for login storms and token logins.
 //! Sessions are created directly through the library, without hashing a password per user.
 //!
 //! ```sh
@@ -13,8 +14,8 @@ use portcullis::app::Stores;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::Config;
 use portcullis::crypto::password::PasswordHasherPool;
-use portcullis::identity::Email;
 use portcullis::identity::session::ClientInfo;
+use portcullis::identity::{Email, Scopes};
 use portcullis::store::users::NewUser;
 
 /// The password of `storm@example.com`.
@@ -48,6 +49,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         writeln!(file, "{}", token.cookie_value())?;
     }
     file.flush()?;
+    if let Some((first, _)) =
+        stores.users.find_by_email(&Email::parse("user0@bench.example")?).await?
+    {
+        let key = stores.api_keys.create(first.id, "bench", Scopes::parse_list([])?, None).await?;
+        std::fs::write(format!("{out}.api_key"), key.secret)?;
+    }
 
     let hash = PasswordHasherPool::new(1)?.hash(STORM_PASSWORD.to_owned()).await?;
     let storm = NewUser {

@@ -51,8 +51,8 @@ pub enum CreateKeyError {
     Store(#[from] StoreError),
 }
 
-/// Generates a key string.
-fn generate() -> String {
+/// Generates a key string (random, with its checksum).
+pub fn generate() -> String {
     let mut body = String::with_capacity(BODY_LEN);
     while body.len() < BODY_LEN {
         for byte in crypto::random_bytes() {

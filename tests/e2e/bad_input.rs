@@ -231,3 +231,83 @@ async fn unknown_auth_routes_and_methods_get_json_errors() {
     let bad_path = client.get(app.url("/%zz")).send().await.unwrap();
     expect_error(bad_path, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
+
+#[tokio::test]
+async fn token_key_and_device_endpoints_refuse_garbage_with_json_errors() {
+    let app = TestApp::spawn().await;
+    let browser = app.signed_in("ada@example.com").await;
+    let csrf = app.csrf(&browser).await;
+    let http = crate::support::http();
+    let cases: Vec<(&str, &[u8], &str)> = vec![
+        ("/auth/refresh", b"{\"refresh_token\": ", "application/json"),
+        ("/auth/refresh", b"\xff\xfe", "application/json"),
+        ("/auth/refresh", b"{\"refresh_token\": 7}", "application/json"),
+        ("/auth/device/poll", b"{}", "application/json"),
+        ("/auth/device/poll", b"not json", "application/json"),
+        ("/auth/device/start", b"{\"scopes\": [\"Not Valid\"]}", "application/json"),
+        ("/auth/device/start", b"{\"scopes\": \"read\"}", "application/json"),
+        (
+            "/auth/login",
+            b"{\"email\": \"a@b.co\", \"password\": \"x\", \"mode\": \"jwt\"}",
+            "application/json",
+        ),
+    ];
+    for (path, body, content_type) in cases {
+        let response = http
+            .post(app.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    }
+    // Unknown refresh tokens of every shape are invalid_token, never a 500.
+    for token in ["", "rt_", "rt_x", &format!("rt_{}", "a".repeat(43)), &"é".repeat(50)] {
+        let response = http
+            .post(app.url("/auth/refresh"))
+            .json(&json!({ "refresh_token": token }))
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    let huge = http
+        .post(app.url("/auth/device/poll"))
+        .json(&json!({ "device_code": "x".repeat(1 << 20) }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(huge, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let long_code = http
+        .post(app.url("/auth/device/poll"))
+        .json(&json!({ "device_code": "x".repeat(10_000) }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = long_code.json().await.unwrap();
+    assert_eq!(body["status"], "expired");
+    let bad_key_body = browser
+        .post(app.url("/auth/api-keys"))
+        .header("x-csrf-token", csrf)
+        .header("content-type", "application/json")
+        .body(&b"{\"name\": [1]}"[..])
+        .send()
+        .await
+        .unwrap();
+    expect_error(bad_key_body, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let not_a_uuid = browser.delete(app.url("/auth/api-keys/not-a-uuid")).send().await.unwrap();
+    expect_error(not_a_uuid, StatusCode::NOT_FOUND, "not_found").await;
+    // Odd Authorization headers: not ours, so anonymous, never a 500.
+    for value in ["Bearer", "Bearer    ", "Basic abc", "bearer a.b", "Bearer a.b.c.d"] {
+        let response = http.get(app.url("/x")).header("authorization", value).send().await.unwrap();
+        expect_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    let binary = http
+        .get(app.url("/x"))
+        .header("authorization", HeaderValue::from_bytes(b"Bearer pk_\xff\xfe").unwrap())
+        .send()
+        .await
+        .unwrap();
+    expect_error(binary, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
