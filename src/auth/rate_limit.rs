@@ -68,11 +68,18 @@ impl IpLimiter {
     }
 }
 
+/// Paths (under the base path) never counted: device-flow polling, which the grant itself
+/// paces with `slow_down` and a client repeats every few seconds for minutes. Its secrets are
+/// 256-bit, so there is nothing to guess.
+const UNLIMITED: [&str; 2] = ["/device/poll", "/token"];
+
 /// Middleware on the auth router: limits every request that can change state or check a
 /// secret. Safe reads (`GET`/`HEAD`/`OPTIONS`: the pages, `/me`, `/csrf`, `/verify` on every
 /// proxied request in forward-auth mode) are not counted, so a signed-in app cannot exhaust it.
 pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || UNLIMITED.contains(&request.uri().path())
+    {
         return next.run(request).await;
     }
     if let Some(peer) = request.extensions().get::<Peer>() {

@@ -137,8 +137,8 @@ impl KeyRing {
         let current = ring.keys.read().signer.as_ref().map(|key| key.algorithm);
         if current != Some(algorithm) {
             // First start, or the configured algorithm changed: make a key for it. Tokens
-            // signed by the previous key keep verifying until they expire.
-            insert_key(&ring.db, algorithm, ring.clock.now()).await?;
+            // signed by a previous key keep verifying until they expire.
+            Self::rotate(&ring.db, algorithm, ring.clock.now(), publish_for).await?;
             ring.reload().await?;
         }
         Ok(ring)
@@ -466,6 +466,23 @@ mod tests {
         keys.verify::<Claims>(&old_token, &validation()).unwrap();
         assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 2);
         assert_ne!(old_kid, new_kid);
+    }
+
+    #[tokio::test]
+    async fn changing_the_algorithm_makes_a_new_key_and_retires_the_old() {
+        let db = Database::connect("sqlite::memory:", 1).await.unwrap();
+        let eddsa = ring(&db, SigningAlgorithm::EdDsa).await;
+        let now = ManualClock::new().now();
+        let old_token = eddsa.sign(&claims(now)).unwrap();
+        let es256 = ring(&db, SigningAlgorithm::Es256).await;
+        assert_ne!(es256.current_kid(), eddsa.current_kid());
+        let new_token = es256.sign(&claims(now)).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&new_token).unwrap().alg, Algorithm::ES256);
+        es256.verify::<Claims>(&old_token, &validation()).unwrap();
+        es256.verify::<Claims>(&new_token, &validation()).unwrap();
+        let keys = KeyRing::list(&db).await.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(keys[0].3.is_some() && keys[1].3.is_none(), "the EdDSA key is retired");
     }
 
     #[tokio::test]

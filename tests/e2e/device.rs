@@ -267,3 +267,18 @@ async fn the_device_page_sends_strangers_to_sign_in_and_needs_csrf() {
     assert_eq!(form.status(), 200);
     assert!(form.text().await.unwrap().contains("Device approved"));
 }
+
+#[tokio::test]
+async fn polling_is_paced_by_slow_down_not_by_the_ip_limit() {
+    let app = TestApp::builder()
+        .config(|raw| raw.rate_limit.auth_per_minute = portcullis::config::values::Count(3))
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = cli(&app, &dir);
+    let started = cli.start("cli").await.unwrap();
+    for _ in 0..10 {
+        let status = cli.poll_once(&started.device_code).await.unwrap();
+        assert!(matches!(status, PollStatus::Pending | PollStatus::SlowDown), "{status:?}");
+    }
+}

@@ -330,3 +330,46 @@ async fn websocket_tickets_work_once_and_never_reach_the_app() {
         .unwrap();
     assert_eq!(by_token.status(), 200);
 }
+
+#[tokio::test]
+async fn the_refresh_cookie_rotates_in_place_and_is_refused_cross_site() {
+    let app = TestApp::spawn().await;
+    let answer = token_login(&app, "ada@example.com").await;
+    let cookie = format!("portcullis_refresh={}", answer["refresh_token"].as_str().unwrap());
+    let cross_site = crate::support::http()
+        .post(app.url("/auth/refresh"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(cross_site).await, (StatusCode::FORBIDDEN, "csrf_failed".into()));
+
+    let response = crate::support::http()
+        .post(app.url("/auth/refresh"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    let fresh = body["refresh_token"].as_str().unwrap();
+    assert!(set_cookie.starts_with(&format!("portcullis_refresh={fresh}")), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"));
+
+    // The app never sees the refresh cookie.
+    let echoed: Echoed = crate::support::http()
+        .get(app.url("/x"))
+        .bearer_auth(access(&body))
+        .header("cookie", format!("portcullis_refresh={fresh}; theme=dark"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed.header("cookie"), Some("theme=dark"));
+    let missing = crate::support::http().post(app.url("/auth/refresh")).send().await.unwrap();
+    assert_eq!(error_code(missing).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+}
