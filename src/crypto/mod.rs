@@ -27,6 +27,12 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes())
 }
 
+/// Whether `text` has the shape [`random_token`] makes: 43 base64url characters. Checked
+/// before any lookup, so malformed credentials cost nothing.
+pub fn is_random_token(text: &str) -> bool {
+    text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// SHA-256 of `data`: how tokens are stored and looked up.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let digest = digest::digest(&digest::SHA256, data);

@@ -4,7 +4,7 @@
 //! session.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -198,10 +198,11 @@ impl ApiKeyService {
         &self,
         hash: CredentialHash,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        if let Some(identity) = self.cache.get(&hash) {
-            return Ok(Some(identity));
-        }
-        let load_started = Instant::now();
+        self.cache.get_or_load(hash, self.load(hash)).await
+    }
+
+    /// Loads a live key and its enabled user, recording the use.
+    async fn load(&self, hash: CredentialHash) -> Result<Option<Identity>, StoreError> {
         let now = self.clock.now();
         let Some(key) = self.store.find_by_hash(&hash).await?.filter(|key| key.is_live(now)) else {
             return Ok(None);
@@ -217,9 +218,7 @@ impl ApiKeyService {
             // A key without expiry is re-checked every cache period anyway.
             expires_at: key.expires_at.unwrap_or(Timestamp::from_millis(i64::MAX / 2)),
         };
-        let identity = Arc::new(Identity::new(parts, &self.header_names));
-        self.cache.insert(hash, Arc::clone(&identity), load_started);
-        Ok(Some(identity))
+        Ok(Some(Identity::new(parts, &self.header_names)))
     }
 
     async fn live_user(&self, user_id: Uuid) -> Result<Option<User>, StoreError> {

@@ -123,6 +123,30 @@ impl IdentityCache {
         }
     }
 
+    /// The cached identity for `hash`, or else the one `load` builds from the store, which is
+    /// then cached (unless a revocation raced with the load). `Ok(None)` when `load` finds no
+    /// live credential.
+    ///
+    /// # Errors
+    /// Whatever `load` fails with.
+    pub async fn get_or_load<E, F>(
+        &self,
+        hash: CredentialHash,
+        load: F,
+    ) -> Result<Option<Arc<Identity>>, E>
+    where
+        F: Future<Output = Result<Option<Identity>, E>>,
+    {
+        if let Some(identity) = self.get(&hash) {
+            return Ok(Some(identity));
+        }
+        let load_started = Instant::now();
+        let Some(identity) = load.await? else { return Ok(None) };
+        let identity = Arc::new(identity);
+        self.insert(hash, Arc::clone(&identity), load_started);
+        Ok(Some(identity))
+    }
+
     /// Evicts one credential.
     pub fn evict_credential(&self, hash: &CredentialHash) {
         self.revoked_credentials.insert(*hash, Instant::now());

@@ -6,7 +6,7 @@
 //! carries tokens in and out.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -47,9 +47,7 @@ impl SessionToken {
     /// what the hot path needs.
     pub fn hash_of_cookie_value(value: &str) -> Option<CredentialHash> {
         let token = value.strip_prefix(TOKEN_VERSION)?;
-        let well_formed = token.len() == 43
-            && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| crypto::sha256(token.as_bytes()))
+        crypto::is_random_token(token).then(|| crypto::sha256(token.as_bytes()))
     }
 
     /// The cookie value.
@@ -184,18 +182,14 @@ impl SessionService {
         &self,
         hash: CredentialHash,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        if let Some(identity) = self.cache.get(&hash) {
-            return Ok(Some(identity));
-        }
-        let load_started = Instant::now();
-        let Some((record, user)) = self.load(&hash).await? else {
-            return Ok(None);
-        };
-        let expires_at = record.deadline(self.lifetimes.idle_timeout);
-        let parts = IdentityParts::session(user, Some(record.id), expires_at);
-        let identity = Arc::new(Identity::new(parts, &self.header_names));
-        self.cache.insert(hash, Arc::clone(&identity), load_started);
-        Ok(Some(identity))
+        self.cache
+            .get_or_load(hash, async {
+                let Some((record, user)) = self.load(&hash).await? else { return Ok(None) };
+                let expires_at = record.deadline(self.lifetimes.idle_timeout);
+                let parts = IdentityParts::session(user, Some(record.id), expires_at);
+                Ok(Some(Identity::new(parts, &self.header_names)))
+            })
+            .await
     }
 
     /// Loads a live session and its enabled user, touching last-seen when due; ends sessions

@@ -134,9 +134,7 @@ pub fn is_ticket(value: &str) -> bool {
 
 fn hash_of(token: &str) -> Option<[u8; 32]> {
     let body = token.strip_prefix(PREFIX)?;
-    let well_formed = body.len() == 43
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    well_formed.then(|| crypto::sha256(token.as_bytes()))
+    crypto::is_random_token(body).then(|| crypto::sha256(token.as_bytes()))
 }
 
 fn key(hash: &[u8; 32]) -> String {

@@ -409,9 +409,7 @@ impl TokenService {
 /// The hash of a well-formed refresh token.
 fn refresh_hash(token: &str) -> Option<CredentialHash> {
     let body = token.strip_prefix(REFRESH_PREFIX)?;
-    let well_formed = body.len() == 43
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    well_formed.then(|| crypto::sha256(token.as_bytes()))
+    crypto::is_random_token(body).then(|| crypto::sha256(token.as_bytes()))
 }
 
 #[cfg(test)]
