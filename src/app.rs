@@ -32,6 +32,7 @@ use crate::gateway::{Gateway, GatewayParts};
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::cache::IdentityCache;
 use crate::identity::device::DeviceFlow;
+use crate::identity::revocation::{Channel, Fanout};
 use crate::identity::session::{SessionLifetimes, SessionService};
 use crate::identity::ticket::WsTickets;
 use crate::identity::tokens::{TokenService, TokenSettings};
@@ -42,8 +43,8 @@ use crate::server::tls::{ReloadingCert, TlsError, server_config};
 use crate::server::{admin, listener};
 use crate::store::StoreError;
 use crate::store::api_keys::ApiKeyStore;
-use crate::store::ephemeral::{DatabaseStore, EphemeralStore, MemoryStore};
-use crate::store::sql::Database;
+use crate::store::ephemeral::{DatabaseStore, EphemeralStore, MemoryStore, RedisStore};
+use crate::store::sql::{Backend, Database};
 use crate::store::tokens::FamilyStore;
 use crate::store::users::UserStore;
 
@@ -134,6 +135,8 @@ pub struct AppStateInner {
     pub backoff: AccountBackoff,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The stores as opened (closed at shutdown).
+    pub stores: Stores,
 }
 
 impl AppState {
@@ -171,23 +174,41 @@ pub struct Stores {
     pub api_keys: ApiKeyService,
     /// Refresh-token families.
     pub families: FamilyStore,
+    /// The revocation fan-out, while it runs.
+    fanout: Arc<parking_lot::Mutex<Option<Fanout>>>,
 }
 
 impl Stores {
-    /// Connects to the database (running migrations) and builds the session service.
+    /// Connects to the database (running migrations) and the ephemeral store, waiting for them
+    /// up to `storage.startup_wait`, builds the services and starts the revocation fan-out when
+    /// several replicas can share the stores (Redis, or PostgreSQL).
     ///
     /// # Errors
-    /// The database cannot be reached or migrated.
+    /// The stores cannot be reached in time, or the database cannot be migrated.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let db =
-            Database::connect(&config.storage.database_url, config.storage.max_connections).await?;
+        let storage = &config.storage;
+        let db = with_startup_retry("the database", storage.startup_wait, || {
+            Database::connect(&storage.database_url, storage.max_connections)
+        })
+        .await?;
         let users = UserStore::new(db.clone());
-        let ephemeral: Arc<dyn EphemeralStore> = match config.storage.ephemeral {
+        let ephemeral: Arc<dyn EphemeralStore> = match &storage.ephemeral {
             EphemeralKind::Database => Arc::new(DatabaseStore::new(db.clone(), Arc::clone(&clock))),
             EphemeralKind::Memory => Arc::new(MemoryStore::new(Arc::clone(&clock))),
+            EphemeralKind::Redis { url } => {
+                let store = with_startup_retry("Redis", storage.startup_wait, || {
+                    RedisStore::connect(url, &storage.redis_prefix, Arc::clone(&clock))
+                })
+                .await?;
+                Arc::new(store)
+            }
         };
         let cache =
             IdentityCache::new(config.session.cache_ttl, CACHE_CAPACITY, Arc::clone(&clock));
+        let fanout = match fanout_channel(config, &db) {
+            Some(channel) => Some(Fanout::start(channel, &cache).map_err(StoreError::from)?),
+            None => None,
+        };
         let lifetimes =
             SessionLifetimes { ttl: config.session.ttl, idle_timeout: config.session.idle_timeout };
         let header_names = Arc::new(config.headers.clone());
@@ -207,7 +228,72 @@ impl Stores {
             header_names,
         );
         let families = FamilyStore::new(db.clone());
-        Ok(Self { db, users, ephemeral, cache, sessions, api_keys, families })
+        Ok(Self {
+            db,
+            users,
+            ephemeral,
+            cache,
+            sessions,
+            api_keys,
+            families,
+            fanout: Arc::new(parking_lot::Mutex::new(fanout)),
+        })
+    }
+
+    /// Publishes revocations still queued and closes the database (the CLI calls this before it
+    /// exits, so its revocations reach running servers).
+    pub async fn close(&self) {
+        let fanout = self.fanout.lock().take();
+        if let Some(fanout) = fanout {
+            fanout.close().await;
+        }
+        self.db.close().await;
+    }
+}
+
+/// Where revocations travel between replicas: Redis when it is the ephemeral store, else
+/// PostgreSQL; a SQLite deployment is one replica and needs none.
+fn fanout_channel(config: &Config, db: &Database) -> Option<Channel> {
+    let prefix = &config.storage.redis_prefix;
+    match &config.storage.ephemeral {
+        EphemeralKind::Redis { url } => {
+            Some(Channel::Redis { url: url.clone(), channel: format!("{prefix}revocations") })
+        }
+        _ if db.backend() == Backend::Postgres => Some(Channel::Postgres {
+            db: db.clone(),
+            url: config.storage.database_url.clone(),
+            channel: "portcullis_revocations".into(),
+        }),
+        _ => None,
+    }
+}
+
+/// Runs `connect` until it succeeds, fails for a reason other than unavailability, or `wait`
+/// has passed: a sidecar often starts before its database is ready.
+async fn with_startup_retry<T, F, Fut>(
+    what: &str,
+    wait: Duration,
+    mut connect: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = std::time::Instant::now() + wait;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match connect().await {
+            Err(StoreError::Unavailable(error)) if std::time::Instant::now() + delay < deadline => {
+                tracing::warn!(
+                    %error,
+                    "waiting for {what} (retrying for up to {})",
+                    humantime::format_duration(wait)
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -513,6 +599,7 @@ async fn build_state(
         cookies,
         metrics,
         clock: Arc::clone(&clock),
+        stores: stores.clone(),
         db: stores.db,
         users: stores.users,
         device: DeviceFlow::new(Arc::clone(&stores.ephemeral), Arc::clone(&clock)),
@@ -584,6 +671,6 @@ async fn drain(
         }
         Err(_) => tracing::warn!("connections still referenced at shutdown"),
     }
-    state.db.close().await;
+    state.stores.close().await;
     tracing::info!("portcullis stopped");
 }

@@ -195,66 +195,78 @@ pub(crate) async fn run_user(config: Config, command: UserCommand) -> Result<Str
             }
         }
     };
-    match command {
-        UserCommand::Create { email, name, roles, password_stdin } => {
-            let email = Email::parse(&email).map_err(|error| error.to_string())?;
-            check_roles(&roles)?;
-            let password_hash = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).map_err(|error| error.to_string())?;
-                let password = line.trim_end_matches(['\r', '\n']).to_owned();
-                password_policy::check(&password, &email, name.as_deref())
-                    .map_err(|weak| weak.to_string())?;
-                let hasher = PasswordHasherPool::new(1).map_err(|error| error.to_string())?;
-                Some(hasher.hash(password).await.map_err(|error| error.to_string())?)
-            } else {
-                None
-            };
-            let new = NewUser { email, name, password_hash, roles };
-            let user =
-                stores.users.create(new, clock.now()).await.map_err(|error| error.to_string())?;
-            Ok(format!("created user {} <{}>", user.id, user.email))
-        }
-        UserCommand::SetRoles { email, roles } => {
-            check_roles(&roles)?;
-            let user = find(&email).await?;
-            stores
-                .users
-                .set_roles(user.id, &roles, clock.now())
-                .await
-                .map_err(|error| error.to_string())?;
-            Ok(format!("roles of {} set to [{}]", user.email, roles.join(", ")))
-        }
-        UserCommand::Disable { email } => {
-            let user = find(&email).await?;
-            stores
-                .users
-                .set_disabled(user.id, true, clock.now())
-                .await
-                .map_err(|error| error.to_string())?;
-            let ended =
-                stores.sessions.end_all(user.id).await.map_err(|error| error.to_string())?;
-            let revoked = stores
-                .families
-                .revoke_user(user.id, clock.now())
-                .await
-                .map_err(|error| error.to_string())?;
-            Ok(format!(
-                "disabled {} and ended {ended} session(s) and {} token sign-in(s)",
-                user.email,
-                revoked.len()
-            ))
-        }
-        UserCommand::Enable { email } => {
-            let user = find(&email).await?;
-            stores
-                .users
-                .set_disabled(user.id, false, clock.now())
-                .await
-                .map_err(|error| error.to_string())?;
-            Ok(format!("enabled {}", user.email))
+    let result = async {
+        match command {
+            UserCommand::Create { email, name, roles, password_stdin } => {
+                let email = Email::parse(&email).map_err(|error| error.to_string())?;
+                check_roles(&roles)?;
+                let password_hash = if password_stdin {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .lock()
+                        .read_line(&mut line)
+                        .map_err(|error| error.to_string())?;
+                    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+                    password_policy::check(&password, &email, name.as_deref())
+                        .map_err(|weak| weak.to_string())?;
+                    let hasher = PasswordHasherPool::new(1).map_err(|error| error.to_string())?;
+                    Some(hasher.hash(password).await.map_err(|error| error.to_string())?)
+                } else {
+                    None
+                };
+                let new = NewUser { email, name, password_hash, roles };
+                let user = stores
+                    .users
+                    .create(new, clock.now())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(format!("created user {} <{}>", user.id, user.email))
+            }
+            UserCommand::SetRoles { email, roles } => {
+                check_roles(&roles)?;
+                let user = find(&email).await?;
+                stores
+                    .users
+                    .set_roles(user.id, &roles, clock.now())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(format!("roles of {} set to [{}]", user.email, roles.join(", ")))
+            }
+            UserCommand::Disable { email } => {
+                let user = find(&email).await?;
+                stores
+                    .users
+                    .set_disabled(user.id, true, clock.now())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let ended =
+                    stores.sessions.end_all(user.id).await.map_err(|error| error.to_string())?;
+                let revoked = stores
+                    .families
+                    .revoke_user(user.id, clock.now())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(format!(
+                    "disabled {} and ended {ended} session(s) and {} token sign-in(s)",
+                    user.email,
+                    revoked.len()
+                ))
+            }
+            UserCommand::Enable { email } => {
+                let user = find(&email).await?;
+                stores
+                    .users
+                    .set_disabled(user.id, false, clock.now())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(format!("enabled {}", user.email))
+            }
         }
     }
+    .await;
+    // Revocations made here must reach the running servers before the process exits.
+    stores.close().await;
+    result
 }
 
 fn check_roles(roles: &[String]) -> Result<(), String> {
@@ -274,83 +286,98 @@ pub(crate) async fn run_api_key(config: Config, command: ApiKeyCommand) -> Resul
             }
         }
     };
-    match command {
-        ApiKeyCommand::Create { email, name, scopes, expires_in_days } => {
-            let user = owner(email).await?;
-            let scopes = Scopes::parse_list(scopes.iter().map(String::as_str))?;
-            let created = stores
-                .api_keys
-                .create(user.id, &name, scopes, expires_in_days)
-                .await
-                .map_err(|error| error.to_string())?;
-            Ok(format!(
-                "{}\n(id {}; store the key now, it is not shown again)",
-                created.secret, created.record.id
-            ))
-        }
-        ApiKeyCommand::List { email } => {
-            let user = owner(email).await?;
-            let keys = stores.api_keys.list(user.id).await.map_err(|error| error.to_string())?;
-            let lines: Vec<String> = keys
-                .iter()
-                .map(|key| {
-                    format!(
-                        "{}  {}…  {}  scopes=[{}]  created={}  last_used={}  expires={}",
-                        key.id,
-                        key.prefix,
-                        key.name,
-                        key.scopes.to_claim().unwrap_or_default().replace(' ', ","),
-                        key.created_at.to_rfc3339(),
-                        key.last_used_at.map_or_else(|| "never".into(), |at| at.to_rfc3339()),
-                        key.expires_at.map_or_else(|| "never".into(), |at| at.to_rfc3339()),
-                    )
-                })
-                .collect();
-            Ok(if lines.is_empty() { "no API keys".into() } else { lines.join("\n") })
-        }
-        ApiKeyCommand::Revoke { email, id } => {
-            let user = owner(email).await?;
-            if stores.api_keys.revoke(user.id, id).await.map_err(|error| error.to_string())? {
-                Ok(format!("revoked {id}; servers drop it from their caches within the cache TTL"))
-            } else {
-                Err(format!("{} has no live key {id}", user.email))
+    let result = async {
+        match command {
+            ApiKeyCommand::Create { email, name, scopes, expires_in_days } => {
+                let user = owner(email).await?;
+                let scopes = Scopes::parse_list(scopes.iter().map(String::as_str))?;
+                let created = stores
+                    .api_keys
+                    .create(user.id, &name, scopes, expires_in_days)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(format!(
+                    "{}\n(id {}; store the key now, it is not shown again)",
+                    created.secret, created.record.id
+                ))
+            }
+            ApiKeyCommand::List { email } => {
+                let user = owner(email).await?;
+                let keys =
+                    stores.api_keys.list(user.id).await.map_err(|error| error.to_string())?;
+                let lines: Vec<String> = keys
+                    .iter()
+                    .map(|key| {
+                        format!(
+                            "{}  {}…  {}  scopes=[{}]  created={}  last_used={}  expires={}",
+                            key.id,
+                            key.prefix,
+                            key.name,
+                            key.scopes.to_claim().unwrap_or_default().replace(' ', ","),
+                            key.created_at.to_rfc3339(),
+                            key.last_used_at.map_or_else(|| "never".into(), |at| at.to_rfc3339()),
+                            key.expires_at.map_or_else(|| "never".into(), |at| at.to_rfc3339()),
+                        )
+                    })
+                    .collect();
+                Ok(if lines.is_empty() { "no API keys".into() } else { lines.join("\n") })
+            }
+            ApiKeyCommand::Revoke { email, id } => {
+                let user = owner(email).await?;
+                if stores.api_keys.revoke(user.id, id).await.map_err(|error| error.to_string())? {
+                    Ok(format!(
+                        "revoked {id}; servers drop it from their caches within the cache TTL"
+                    ))
+                } else {
+                    Err(format!("{} has no live key {id}", user.email))
+                }
             }
         }
     }
+    .await;
+    // Revocations made here must reach the running servers before the process exits.
+    stores.close().await;
+    result
 }
 
 /// `portcullis keys …`.
 pub(crate) async fn run_keys(config: Config, command: KeysCommand) -> Result<String, String> {
     let stores = Stores::open(&config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?;
-    match command {
-        KeysCommand::Rotate => {
-            let kid = KeyRing::rotate(
-                &stores.db,
-                config.tokens.algorithm,
-                SystemClock.now(),
-                key_publish_time(&config),
-            )
-            .await
-            .map_err(|error| error.to_string())?;
-            Ok(format!("new signing key {kid}; previous keys verify until their tokens expire"))
-        }
-        KeysCommand::List => {
-            let keys = KeyRing::list(&stores.db).await.map_err(|error| error.to_string())?;
-            let lines: Vec<String> = keys
-                .iter()
-                .map(|(kid, algorithm, created, retired)| {
-                    let state = retired.map_or_else(
-                        || "current".into(),
-                        |at| format!("retired {}", at.to_rfc3339()),
-                    );
-                    format!("{kid}  {algorithm}  created {}  {state}", created.to_rfc3339())
+    let result = async {
+        match command {
+            KeysCommand::Rotate => {
+                let kid = KeyRing::rotate(
+                    &stores.db,
+                    config.tokens.algorithm,
+                    SystemClock.now(),
+                    key_publish_time(&config),
+                )
+                .await
+                .map_err(|error| error.to_string())?;
+                Ok(format!("new signing key {kid}; previous keys verify until their tokens expire"))
+            }
+            KeysCommand::List => {
+                let keys = KeyRing::list(&stores.db).await.map_err(|error| error.to_string())?;
+                let lines: Vec<String> = keys
+                    .iter()
+                    .map(|(kid, algorithm, created, retired)| {
+                        let state = retired.map_or_else(
+                            || "current".into(),
+                            |at| format!("retired {}", at.to_rfc3339()),
+                        );
+                        format!("{kid}  {algorithm}  created {}  {state}", created.to_rfc3339())
+                    })
+                    .collect();
+                Ok(if lines.is_empty() {
+                    "no signing keys yet (made on first start)".into()
+                } else {
+                    lines.join("\n")
                 })
-                .collect();
-            Ok(if lines.is_empty() {
-                "no signing keys yet (made on first start)".into()
-            } else {
-                lines.join("\n")
-            })
+            }
         }
     }
+    .await;
+    // Revocations made here must reach the running servers before the process exits.
+    stores.close().await;
+    result
 }

@@ -246,11 +246,11 @@ fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
         "database" => EphemeralKind::Database,
         "memory" => EphemeralKind::Memory,
         "redis" => {
-            errors.push(
-                "storage.ephemeral",
-                "`redis` is not available in this version yet: use `database` or `memory`",
-            );
-            EphemeralKind::Database
+            let url = s.redis_url.trim();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                errors.push("storage.redis_url", "expected redis://… or rediss://…");
+            }
+            EphemeralKind::Redis { url: url.to_owned() }
         }
         other => {
             errors.push(
@@ -263,7 +263,13 @@ fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
     if s.max_connections.0 == 0 {
         errors.push("storage.max_connections", "must be at least 1");
     }
-    StorageConfig { database_url: url.to_owned(), ephemeral, max_connections: s.max_connections.0 }
+    StorageConfig {
+        database_url: url.to_owned(),
+        ephemeral,
+        redis_prefix: s.redis_prefix.clone(),
+        max_connections: s.max_connections.0,
+        startup_wait: errors.duration("storage.startup_wait", &s.startup_wait),
+    }
 }
 
 fn session(raw: &RawConfig, errors: &mut Errors) -> SessionConfig {

@@ -248,12 +248,17 @@ pub struct AuthConfig {
 }
 
 /// Which ephemeral store backs sessions and one-time tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EphemeralKind {
     /// Tables in the SQL database.
     Database,
     /// Process memory (lost on restart; one replica only).
     Memory,
+    /// Redis at this URL, shared by every replica.
+    Redis {
+        /// `redis://` or `rediss://` URL (may hold a user and password).
+        url: String,
+    },
 }
 
 /// `[storage]`, compiled.
@@ -263,8 +268,12 @@ pub struct StorageConfig {
     pub database_url: String,
     /// The ephemeral backend.
     pub ephemeral: EphemeralKind,
+    /// Prefix of Redis keys and of the revocation channel.
+    pub redis_prefix: String,
     /// Largest number of pooled connections.
     pub max_connections: u32,
+    /// How long startup waits for the stores.
+    pub startup_wait: Duration,
 }
 
 /// `[session]`, compiled.

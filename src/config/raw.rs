@@ -133,8 +133,12 @@ pub struct RawStorage {
     pub ephemeral: String,
     /// Redis URL for `ephemeral = "redis"`.
     pub redis_url: String,
+    /// Prefix of every Redis key and of the revocation channel (added key).
+    pub redis_prefix: String,
     /// Largest number of pooled database connections.
     pub max_connections: Count,
+    /// How long startup waits for the database and Redis to answer (added key).
+    pub startup_wait: String,
 }
 
 impl Default for RawStorage {
@@ -143,7 +147,9 @@ impl Default for RawStorage {
             database_url: "sqlite://portcullis.db".into(),
             ephemeral: "database".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "portcullis:".into(),
             max_connections: Count(10),
+            startup_wait: "30s".into(),
         }
     }
 }

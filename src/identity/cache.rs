@@ -7,13 +7,15 @@
 //! removes the stale entry.
 
 use std::hash::{BuildHasherDefault, Hasher, RandomState};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use quick_cache::UnitWeighter;
 use quick_cache::sync::DefaultLifecycle;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::revocation::Revocation;
 use crate::clock::{Clock, Timestamp};
 use crate::identity::Identity;
 
@@ -58,6 +60,8 @@ pub struct IdentityCache {
     revoked_sessions: Arc<Map<Uuid, Instant, RandomState>>,
     mark_ttl: Duration,
     clock: Arc<dyn Clock>,
+    /// Where evictions are sent for the other replicas, once the fan-out is running.
+    fanout: Arc<OnceLock<mpsc::UnboundedSender<Revocation>>>,
 }
 
 /// A cached identity and the time (on the injected clock) until which it may be served.
@@ -92,6 +96,7 @@ impl IdentityCache {
             revoked_sessions: Arc::new(marks_by_id(marks)),
             mark_ttl,
             clock,
+            fanout: Arc::default(),
         }
     }
 
@@ -147,23 +152,57 @@ impl IdentityCache {
         Ok(Some(identity))
     }
 
-    /// Evicts one credential.
+    /// Evicts one credential, here and (with the fan-out) on every replica.
     pub fn evict_credential(&self, hash: &CredentialHash) {
-        self.revoked_credentials.insert(*hash, Instant::now());
-        self.entries.remove(hash);
+        self.revoke(Revocation::Credential(*hash));
     }
 
     /// Evicts every credential of a user (logout everywhere, disable, role change).
     pub fn evict_user(&self, user_id: Uuid) {
-        self.revoked_users.insert(user_id, Instant::now());
-        self.entries.retain(|_, entry| entry.identity.user_id != user_id);
+        self.revoke(Revocation::User(user_id));
     }
 
     /// Evicts every credential tied to a session: its cookie and the access tokens issued
     /// for it.
     pub fn evict_session(&self, session_id: Uuid) {
-        self.revoked_sessions.insert(session_id, Instant::now());
-        self.entries.retain(|_, entry| entry.identity.session_id != Some(session_id));
+        self.revoke(Revocation::Session(session_id));
+    }
+
+    fn revoke(&self, revocation: Revocation) {
+        self.apply(revocation);
+        if let Some(fanout) = self.fanout.get() {
+            // The publisher only stops at shutdown; a revocation then is covered by the TTL.
+            let _ = fanout.send(revocation);
+        }
+    }
+
+    /// Applies a revocation here only (one heard from another replica).
+    pub fn apply(&self, revocation: Revocation) {
+        let now = Instant::now();
+        match revocation {
+            Revocation::Credential(hash) => {
+                self.revoked_credentials.insert(hash, now);
+                self.entries.remove(&hash);
+            }
+            Revocation::User(user_id) => {
+                self.revoked_users.insert(user_id, now);
+                self.entries.retain(|_, entry| entry.identity.user_id != user_id);
+            }
+            Revocation::Session(session_id) => {
+                self.revoked_sessions.insert(session_id, now);
+                self.entries.retain(|_, entry| entry.identity.session_id != Some(session_id));
+            }
+        }
+    }
+
+    /// Empties the cache (after the fan-out was down and revocations may have been missed).
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+
+    /// Sends this cache's evictions to `fanout` from now on.
+    pub fn publish_to(&self, fanout: mpsc::UnboundedSender<Revocation>) {
+        let _ = self.fanout.set(fanout);
     }
 
     /// Drops entries that are no longer fresh and revocation marks that no load can race with

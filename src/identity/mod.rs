@@ -8,6 +8,7 @@ pub mod api_key;
 pub mod cache;
 pub mod device;
 pub mod email;
+pub mod revocation;
 pub mod session;
 pub mod ticket;
 pub mod tokens;

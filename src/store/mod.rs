@@ -4,6 +4,8 @@
 pub mod api_keys;
 pub mod ephemeral;
 pub mod sql;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tokens;
 pub mod users;
 
@@ -12,10 +14,10 @@ use crate::error::{ApiError, ErrorCode};
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached (connection refused, pool timeout, database locked): the
-    /// request may succeed later.
+    /// The store cannot be reached (connection refused, pool timeout, database locked, Redis
+    /// down): the request may succeed later.
     #[error("store unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A unique constraint refused the write.
     #[error("{0} already exists")]
     Conflict(&'static str),
@@ -37,7 +39,7 @@ impl StoreError {
                 // PostgreSQL connection (08…) and shutdown (57P…) classes; SQLite BUSY (5)
                 // and LOCKED (6): all transient.
                 if code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6" {
-                    Self::Unavailable(error)
+                    Self::Unavailable(Box::new(error))
                 } else {
                     Self::Database(error)
                 }
@@ -47,8 +49,33 @@ impl StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => Self::Unavailable(error),
+            | sqlx::Error::Protocol(_) => Self::Unavailable(Box::new(error)),
             _ => Self::Database(error),
+        }
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(error: redis::RedisError) -> Self {
+        // Connection loss, timeouts, a server loading or failing over: all worth a retry later.
+        // Anything else (a wrong type under a key) is a bug or foreign data.
+        if error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || matches!(
+                error.kind(),
+                redis::ErrorKind::Server(
+                    redis::ServerErrorKind::BusyLoading
+                        | redis::ServerErrorKind::TryAgain
+                        | redis::ServerErrorKind::MasterDown
+                        | redis::ServerErrorKind::ReadOnly
+                )
+            )
+        {
+            Self::Unavailable(Box::new(error))
+        } else {
+            Self::Corrupt(format!("redis: {error}"))
         }
     }
 }

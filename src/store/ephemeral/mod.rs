@@ -6,6 +6,7 @@
 
 mod database;
 mod memory;
+mod redis;
 
 #[cfg(test)]
 mod conformance;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 
 pub use self::database::DatabaseStore;
 pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
 use super::StoreError;
 
 /// A key-value store whose entries expire.

@@ -1,0 +1,168 @@
+//! The `redis` backend: every replica shares sessions, one-time tokens and rate counters, and
+//! Redis expires them itself. Keys carry a configurable prefix so that several deployments (or
+//! tests) can share one Redis.
+//!
+//! The connection manager reconnects by itself; every command has a response timeout, so a
+//! Redis outage turns into prompt `StoreError::Unavailable` answers rather than hung requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::EphemeralStore;
+use crate::clock::{Clock, duration_millis};
+use crate::store::StoreError;
+
+/// How long one command may take before the store counts as unavailable.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A fixed-window counter: the first increment starts the window.
+const INCR_IN_WINDOW: &str = r"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count";
+
+/// Sets whose members expire one by one: a sorted set scored by expiry time, itself kept no
+/// longer than its longest-lived member.
+const SET_ADD: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local longest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+redis.call('PEXPIREAT', KEYS[1], longest)
+return 1";
+
+/// Ephemeral entries in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: Arc<str>,
+    clock: Arc<dyn Clock>,
+    incr: Arc<Script>,
+    set_add: Arc<Script>,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://`, or `rediss://` for TLS; user and password in the URL).
+    ///
+    /// # Errors
+    /// The URL is invalid or Redis cannot be reached.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            connection,
+            prefix: Arc::from(prefix),
+            clock,
+            incr: Arc::new(Script::new(INCR_IN_WINDOW)),
+            set_add: Arc::new(Script::new(SET_ADD)),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The shared connection (for publishing revocations).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
+    }
+}
+
+/// Milliseconds for Redis, at least 1 (0 would mean "no expiry" or an error).
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(duration_millis(ttl)).unwrap_or(u64::MAX).max(1)
+}
+
+#[async_trait]
+impl EphemeralStore for RedisStore {
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let options =
+            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(millis(ttl)));
+        let () = connection.set_options(self.key(key), value, options).await?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        Ok(connection.get(self.key(key)).await?)
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        // GETDEL is atomic: of several concurrent takers exactly one gets the value.
+        let mut connection = self.connection.clone();
+        Ok(connection.get_del(self.key(key)).await?)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: u64 = connection.del(self.key(key)).await?;
+        Ok(())
+    }
+
+    async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
+        let mut connection = self.connection.clone();
+        Ok(self.incr.key(self.key(key)).arg(millis(window)).invoke_async(&mut connection).await?)
+    }
+
+    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let expires = self.clock.now().plus(ttl).as_millis();
+        let _: i64 = self
+            .set_add
+            .key(self.key(key))
+            .arg(expires)
+            .arg(member)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: u64 = connection.zrem(self.key(key), member).await?;
+        Ok(())
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        let now = self.clock.now().as_millis();
+        let key = self.key(key);
+        let _: u64 = connection.zrembyscore(&key, "-inf", now).await?;
+        Ok(connection.zrangebyscore(&key, format!("({now}"), "+inf").await?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    async fn sweep(&self) -> Result<(), StoreError> {
+        // Redis expires keys itself; set members are dropped when a set is read.
+        Ok(())
+    }
+}
