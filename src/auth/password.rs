@@ -212,7 +212,17 @@ pub async fn signup(
         StoreError::Conflict(_) => conflict(),
         other => other.into(),
     })?;
-    let (token, _) = state.sessions.create(&user, client).await?;
+    // The account and its first session live in different stores (SQL, and Redis when
+    // configured): if the session cannot be stored, undo the account so that a retry works.
+    let token = match state.sessions.create(&user, client).await {
+        Ok((token, _)) => token,
+        Err(error) => {
+            if let Err(undo) = state.users.delete(user.id).await {
+                tracing::error!(error = %undo, user = %user.id, "cannot undo a failed sign-up");
+            }
+            return Err(error.into());
+        }
+    };
     state.metrics.record_auth("password", "signup");
     Ok(SignedIn { user, token })
 }

@@ -142,6 +142,19 @@ impl UserStore {
         Ok(true)
     }
 
+    /// Deletes the user (and, by cascade, roles, keys and token families). Used to undo a
+    /// sign-up whose session could not be stored.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn delete(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Disables (or re-enables) the user. Returns `false` if there is no such user.
     ///
     /// # Errors

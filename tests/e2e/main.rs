@@ -23,5 +23,6 @@ mod binary;
 mod device;
 mod gateway;
 mod lifecycle;
+mod replicas;
 mod tls;
 mod tokens;

@@ -18,6 +18,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// Builds a [`TestApp`].
 pub struct TestAppBuilder {
     raw: RawConfig,
+    database_url: Option<String>,
     clock: Option<ManualClock>,
     echo_name: String,
 }
@@ -39,6 +40,22 @@ impl TestAppBuilder {
         self.config(|raw| raw.routes = routes.routes)
     }
 
+    /// Uses this database instead of a SQLite file of its own.
+    pub fn database(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
+    /// Keeps ephemeral state in Redis at `url`, under `prefix`.
+    pub fn redis(self, url: &str, prefix: &str) -> Self {
+        let (url, prefix) = (url.to_owned(), prefix.to_owned());
+        self.config(move |raw| {
+            raw.storage.ephemeral = "redis".into();
+            raw.storage.redis_url = url;
+            raw.storage.redis_prefix = prefix;
+        })
+    }
+
     /// Uses a manual clock.
     pub fn clock(mut self, clock: ManualClock) -> Self {
         self.clock = Some(clock);
@@ -58,8 +75,10 @@ impl TestAppBuilder {
                 ..RawUpstream::default()
             });
         }
-        let database = format!("sqlite://{}", dir.path().join("portcullis.db").display());
-        self.raw.storage.database_url = database;
+        self.raw.storage.database_url = self
+            .database_url
+            .take()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("portcullis.db").display()));
         let config = Config::try_from(self.raw).unwrap();
         let running = match self.clock.clone() {
             Some(clock) => App::start_with_clock(config, Arc::new(clock) as Arc<dyn Clock>).await,
@@ -85,7 +104,7 @@ impl TestApp {
         raw.server.listen = "127.0.0.1:0".into();
         raw.server.admin_listen = "127.0.0.1:0".into();
         raw.rate_limit.auth_per_minute = Count(10_000);
-        TestAppBuilder { raw, clock: None, echo_name: "app".into() }
+        TestAppBuilder { raw, database_url: None, clock: None, echo_name: "app".into() }
     }
 
     /// Starts with the test defaults.

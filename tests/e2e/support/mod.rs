@@ -5,6 +5,7 @@
 pub mod app;
 pub mod binary;
 pub mod echo;
+pub mod services;
 
 pub use app::{PASSWORD, TestApp, http};
 pub use echo::{EchoUpstream, Echoed};

@@ -1,0 +1,222 @@
+//! Several replicas on one PostgreSQL and one Redis: a login on one works on all of them, and a
+//! logout or revocation on one reaches every other one's cache within a second. Then Redis
+//! crashing and coming back under a running replica.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::services::{RedisServer, TestDatabase, redis_url, unique_prefix};
+use crate::support::{Echoed, PASSWORD, TestApp};
+
+/// GETs `/x` on `app` with `cookie`; the status.
+async fn status_with_cookie(app: &TestApp, cookie: &str) -> StatusCode {
+    crate::support::http()
+        .get(app.url("/x"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Polls until `check` holds, at most `limit`; returns how long it took.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+async fn log_out(app: &TestApp, cookie: &str) {
+    let http = crate::support::http();
+    let csrf: Value = http
+        .get(app.url("/auth/csrf"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = http
+        .post(app.url("/auth/logout"))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf["csrf_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_within_a_second() {
+    let database = TestDatabase::create().await;
+    let prefix = unique_prefix();
+    // Replicas share the public URL (the Service's): it is also the issuer of their tokens.
+    let replica = || {
+        TestApp::builder()
+            .database(&database.url)
+            .redis(&redis_url(), &prefix)
+            .config(|raw| raw.server.public_url = Some("http://app.example.test".into()))
+            .spawn()
+    };
+    let a = replica().await;
+    let b = replica().await;
+
+    let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
+    assert_eq!(status_with_cookie(&a, &cookie).await, 200, "A has it cached now");
+    let on_b: Echoed = crate::support::http()
+        .get(b.url("/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(on_b.header("x-auth-email"), Some("ada@example.com"));
+
+    log_out(&b, &cookie).await;
+    let took =
+        within(Duration::from_secs(1), || async { status_with_cookie(&a, &cookie).await == 401 })
+            .await;
+    eprintln!("logout on B reached A's cache in {took:?}");
+
+    // An API key revoked on B stops on A, which had it cached.
+    let browser = b.signed_in("bob@example.com").await;
+    let csrf = b.csrf(&browser).await;
+    let created: Value = browser
+        .post(b.url("/auth/api-keys"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let with_key = |app: &TestApp| {
+        let request = crate::support::http().get(app.url("/x")).bearer_auth(&key);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(with_key(&a).await, 200);
+    let revoked = browser
+        .delete(b.url(&format!("/auth/api-keys/{}", created["id"].as_str().unwrap())))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    within(Duration::from_secs(1), || async { with_key(&a).await == 401 }).await;
+
+    // An access token whose sign-in ends on A stops on B.
+    let tokens: Value = crate::support::http()
+        .post(a.url("/auth/login"))
+        .json(&json!({ "email": "bob@example.com", "password": PASSWORD, "mode": "token" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let with_token = |app: &TestApp| {
+        let request = crate::support::http().get(app.url("/x")).bearer_auth(&access);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(with_token(&b).await, 200, "B verifies A's token with the shared keys");
+    let logout = crate::support::http()
+        .post(a.url("/auth/logout"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 200);
+    within(Duration::from_secs(1), || async { with_token(&b).await == 401 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_postgres_carries_the_revocations() {
+    let database = TestDatabase::create().await;
+    let a = TestApp::builder().database(&database.url).spawn().await;
+    let b = TestApp::builder().database(&database.url).spawn().await;
+    let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
+    assert_eq!(status_with_cookie(&a, &cookie).await, 200);
+    assert_eq!(status_with_cookie(&b, &cookie).await, 200, "sessions live in PostgreSQL");
+    log_out(&b, &cookie).await;
+    within(Duration::from_secs(1), || async { status_with_cookie(&a, &cookie).await == 401 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_crashing_degrades_to_cached_traffic_and_recovers_without_a_restart() {
+    let mut redis = RedisServer::start().await;
+    let app = TestApp::builder().redis(&redis.url(), &unique_prefix()).spawn().await;
+    let cached = app.session_cookie(&app.client(), "ada@example.com").await;
+    assert_eq!(status_with_cookie(&app, &cached).await, 200);
+    // Signed in, but never used here since: not in the cache.
+    let uncached_client = app.client();
+    let uncached = app.session_cookie(&uncached_client, "bob@example.com").await;
+    let users_before = app.user_count().await;
+
+    redis.stop().await;
+    assert_eq!(status_with_cookie(&app, &cached).await, 200, "cached identities keep flowing");
+    let response = crate::support::http()
+        .get(app.url("/x"))
+        .header("cookie", &uncached)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "store_unavailable");
+    let login = crate::support::http()
+        .post(app.url("/auth/login"))
+        .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let signup = crate::support::http()
+        .post(app.url("/auth/signup"))
+        .json(&json!({ "email": "carol@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.user_count().await, users_before, "no half-made account");
+    let ready = crate::support::http().get(app.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["ephemeral_store"], false);
+
+    // Redis comes back (empty: this one keeps nothing on disk). No restart of Portcullis.
+    redis.restart().await;
+    within(Duration::from_secs(10), || async {
+        crate::support::http().get(app.admin_url("/readyz")).send().await.unwrap().status() == 200
+    })
+    .await;
+    let signup = crate::support::http()
+        .post(app.url("/auth/signup"))
+        .json(&json!({ "email": "carol@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), StatusCode::CREATED, "the retried sign-up works");
+    let login = crate::support::http()
+        .post(app.url("/auth/login"))
+        .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+}

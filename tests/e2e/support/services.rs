@@ -1,0 +1,111 @@
+//! The real PostgreSQL and Redis the scale-out tests run against: the servers CI provides
+//! (`PORTCULLIS_TEST_POSTGRES`, `PORTCULLIS_TEST_REDIS` override where), a fresh database and a
+//! unique key prefix per test, and throwaway `redis-server` processes for fault tests. Tests
+//! that need them fail when they are missing; they never skip.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tokio::process::{Child, Command};
+
+fn postgres_admin_url() -> String {
+    std::env::var("PORTCULLIS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The shared Redis.
+pub fn redis_url() -> String {
+    std::env::var("PORTCULLIS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A Redis key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("portcullis-e2e:{}:", uuid::Uuid::now_v7().simple())
+}
+
+/// A fresh PostgreSQL database, dropped with the guard.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let admin = postgres_admin_url();
+        let name = format!("portcullis_e2e_{}", uuid::Uuid::now_v7().simple());
+        let mut connection = PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|error| panic!("PostgreSQL at {admin} is required: {error}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        Self { url: format!("{base}/{name}"), name }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (postgres_admin_url(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(mut connection) = PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut connection).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A `redis-server` of the test's own, on its own port, that the test can stop and start.
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port (empty: no persistence).
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is required on PATH");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills it (as a crash would).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
