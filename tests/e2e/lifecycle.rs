@@ -80,3 +80,33 @@ async fn shutdown_waits_no_longer_than_the_shutdown_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3), "stopped after {:?}", started.elapsed());
     hung.abort();
 }
+
+/// The configurations in the Kubernetes examples are valid, with their secret files in place.
+#[test]
+fn the_kubernetes_examples_carry_valid_configurations() {
+    for example in ["sidecar.yaml", "replicas.yaml"] {
+        let path = format!("{}/examples/kubernetes/{example}", env!("CARGO_MANIFEST_DIR"));
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let embedded: String = yaml
+            .lines()
+            .skip_while(|line| !line.contains("portcullis.toml: |"))
+            .skip(1)
+            .take_while(|line| line.starts_with("    ") || line.is_empty())
+            .map(|line| format!("{}\n", line.get(4..).unwrap_or("")))
+            .collect();
+        assert!(embedded.contains("[server]"), "{example}: no embedded portcullis.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().display().to_string();
+        for (name, value) in [
+            ("auth_secret", "0123456789abcdef0123456789abcdef0123456789abcdef"),
+            ("database_url", "postgres://portcullis:pw@postgres/portcullis"),
+            ("redis_url", "rediss://default:pw@redis:6380"),
+        ] {
+            std::fs::write(dir.path().join(name), value).unwrap();
+        }
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(&config_path, embedded.replace("/run/secrets/portcullis", &secrets)).unwrap();
+        let config = portcullis::config::Config::load(Some(&config_path), std::iter::empty());
+        assert!(config.is_ok(), "{example}: {}", config.err().unwrap());
+    }
+}
