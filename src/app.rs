@@ -43,7 +43,9 @@ use crate::server::tls::{ReloadingCert, TlsError, server_config};
 use crate::server::{admin, listener};
 use crate::store::StoreError;
 use crate::store::api_keys::ApiKeyStore;
-use crate::store::ephemeral::{DatabaseStore, EphemeralStore, MemoryStore, RedisStore};
+use crate::store::ephemeral::{
+    DatabaseStore, EphemeralStore, MemoryStore, RedisStore, redis_client,
+};
 use crate::store::sql::{Backend, Database};
 use crate::store::tokens::FamilyStore;
 use crate::store::users::UserStore;
@@ -192,12 +194,18 @@ impl Stores {
         })
         .await?;
         let users = UserStore::new(db.clone());
-        let ephemeral: Arc<dyn EphemeralStore> = match &storage.ephemeral {
-            EphemeralKind::Database => Arc::new(DatabaseStore::new(db.clone(), Arc::clone(&clock))),
-            EphemeralKind::Memory => Arc::new(MemoryStore::new(Arc::clone(&clock))),
-            EphemeralKind::Redis { url } => {
+        let redis = match &storage.ephemeral {
+            EphemeralKind::Redis { url, ca_pem } => Some(redis_client(url, ca_pem.as_deref())?),
+            _ => None,
+        };
+        let ephemeral: Arc<dyn EphemeralStore> = match &redis {
+            None if storage.ephemeral == EphemeralKind::Memory => {
+                Arc::new(MemoryStore::new(Arc::clone(&clock)))
+            }
+            None => Arc::new(DatabaseStore::new(db.clone(), Arc::clone(&clock))),
+            Some(client) => {
                 let store = with_startup_retry("Redis", storage.startup_wait, || {
-                    RedisStore::connect(url, &storage.redis_prefix, Arc::clone(&clock))
+                    RedisStore::connect(client.clone(), &storage.redis_prefix, Arc::clone(&clock))
                 })
                 .await?;
                 Arc::new(store)
@@ -205,10 +213,8 @@ impl Stores {
         };
         let cache =
             IdentityCache::new(config.session.cache_ttl, CACHE_CAPACITY, Arc::clone(&clock));
-        let fanout = match fanout_channel(config, &db) {
-            Some(channel) => Some(Fanout::start(channel, &cache).map_err(StoreError::from)?),
-            None => None,
-        };
+        let fanout =
+            fanout_channel(config, &db, redis).map(|channel| Fanout::start(channel, &cache));
         let lifetimes =
             SessionLifetimes { ttl: config.session.ttl, idle_timeout: config.session.idle_timeout };
         let header_names = Arc::new(config.headers.clone());
@@ -253,18 +259,18 @@ impl Stores {
 
 /// Where revocations travel between replicas: Redis when it is the ephemeral store, else
 /// PostgreSQL; a SQLite deployment is one replica and needs none.
-fn fanout_channel(config: &Config, db: &Database) -> Option<Channel> {
-    let prefix = &config.storage.redis_prefix;
-    match &config.storage.ephemeral {
-        EphemeralKind::Redis { url } => {
-            Some(Channel::Redis { url: url.clone(), channel: format!("{prefix}revocations") })
-        }
-        _ if db.backend() == Backend::Postgres => Some(Channel::Postgres {
+fn fanout_channel(config: &Config, db: &Database, redis: Option<redis::Client>) -> Option<Channel> {
+    match redis {
+        Some(client) => Some(Channel::Redis {
+            client,
+            channel: format!("{}revocations", config.storage.redis_prefix),
+        }),
+        None if db.backend() == Backend::Postgres => Some(Channel::Postgres {
             db: db.clone(),
             url: config.storage.database_url.clone(),
             channel: "portcullis_revocations".into(),
         }),
-        _ => None,
+        None => None,
     }
 }
 
@@ -586,7 +592,14 @@ async fn build_state(
     let hashers = std::thread::available_parallelism().map_or(1, |cores| cores.get().div_ceil(2));
     Ok(AppState(Arc::new(AppStateInner {
         pages: Arc::new(Pages::new(&config.email.product_name, config.branding.clone())?),
-        ip_limiter: Arc::new(IpLimiter::new(config.rate_limit.auth_per_minute)),
+        ip_limiter: Arc::new(match config.storage.ephemeral {
+            EphemeralKind::Redis { .. } => IpLimiter::shared(
+                config.rate_limit.auth_per_minute,
+                Arc::clone(&stores.ephemeral),
+                Arc::clone(&clock),
+            ),
+            _ => IpLimiter::new(config.rate_limit.auth_per_minute),
+        }),
         backoff: AccountBackoff::new(
             Arc::clone(&stores.ephemeral),
             Arc::clone(&clock),

@@ -28,23 +28,39 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Longest back-off after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
-/// The per-IP limiter for `/auth/*`.
+/// The per-IP limiter for `/auth/*`: GCRA in process (one replica), or a fixed one-minute
+/// window counted in the shared ephemeral store when several replicas share Redis, so that
+/// spreading requests over replicas does not multiply the limit.
 #[derive(Debug)]
 pub struct IpLimiter {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    shared: Option<SharedWindow>,
+}
+
+#[derive(Debug)]
+struct SharedWindow {
+    store: Arc<dyn EphemeralStore>,
+    clock: Arc<dyn Clock>,
+    per_minute: u32,
 }
 
 impl IpLimiter {
-    /// A limiter allowing `per_minute` requests per client (0 disables it).
+    /// A limiter allowing `per_minute` requests per client in this process (0 disables it).
     pub fn new(per_minute: u32) -> Self {
         let limiter = NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-        Self { limiter }
+        Self { limiter, shared: None }
+    }
+
+    /// A limiter counting in `store`, shared by every replica using it; the in-process limiter
+    /// stands in while the store is unreachable.
+    pub fn shared(per_minute: u32, store: Arc<dyn EphemeralStore>, clock: Arc<dyn Clock>) -> Self {
+        let shared = (per_minute > 0).then(|| SharedWindow { store, clock, per_minute });
+        Self { shared, ..Self::new(per_minute) }
     }
 
     /// `Err(seconds to wait)` when `ip` is over its limit. IPv6 clients are limited per /64,
     /// since one host can rotate through a whole /64.
-    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        let Some(limiter) = &self.limiter else { return Ok(()) };
+    pub async fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let key = match ip {
             IpAddr::V6(v6) => {
                 let mut octets = v6.octets();
@@ -53,6 +69,15 @@ impl IpLimiter {
             }
             IpAddr::V4(_) => ip,
         };
+        if let Some(shared) = &self.shared {
+            match shared.check(key).await {
+                Ok(verdict) => return verdict,
+                Err(error) => {
+                    tracing::warn!(%error, "shared rate limit unavailable: limiting locally")
+                }
+            }
+        }
+        let Some(limiter) = &self.limiter else { return Ok(()) };
         limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
@@ -67,6 +92,22 @@ impl IpLimiter {
         }
     }
 }
+
+impl SharedWindow {
+    async fn check(&self, ip: IpAddr) -> Result<Result<(), u64>, StoreError> {
+        let seconds = self.clock.now().as_millis() / 1000;
+        let minute = seconds / 60;
+        let count = self.store.incr(&format!("rate_ip:{ip}:{minute}"), MINUTE).await?;
+        if count <= u64::from(self.per_minute) {
+            return Ok(Ok(()));
+        }
+        let left = 60 - seconds.rem_euclid(60);
+        Ok(Err(u64::try_from(left).unwrap_or(60)))
+    }
+}
+
+/// The shared limiter's window.
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// Paths (under the base path) never counted: device-flow polling, which the grant itself
 /// paces with `slow_down` and a client repeats every few seconds for minutes. Its secrets are
@@ -84,7 +125,7 @@ pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: 
     }
     if let Some(peer) = request.extensions().get::<Peer>() {
         let ip = client_ip(peer, request.headers(), &state.config.server.trusted_proxies);
-        if let Err(wait) = state.ip_limiter.check(ip) {
+        if let Err(wait) = state.ip_limiter.check(ip).await {
             state.metrics.record_auth("rate_limit", "refused");
             return ApiError::rate_limited(wait).into_response();
         }
@@ -174,24 +215,51 @@ mod tests {
     use crate::error::ErrorCode;
     use crate::store::ephemeral::MemoryStore;
 
-    #[test]
-    fn ip_limit_refuses_past_the_quota_and_groups_ipv6_by_64() {
-        let limiter = IpLimiter::new(3);
+    /// Both kinds of limiter: in process, and counted in a (shared) store.
+    async fn refuses_past_the_quota_and_groups_ipv6_by_64(make: impl Fn(u32) -> IpLimiter) {
+        let limiter = make(3);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            assert!(limiter.check(ip).is_ok());
+            assert!(limiter.check(ip).await.is_ok());
         }
-        let wait = limiter.check(ip).unwrap_err();
-        assert!((1..=20).contains(&wait), "{wait}");
+        let wait = limiter.check(ip).await.unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
         assert!(
-            limiter.check("192.0.2.2".parse().unwrap()).is_ok(),
+            limiter.check("192.0.2.2".parse().unwrap()).await.is_ok(),
             "other clients are unaffected"
         );
 
-        let limiter = IpLimiter::new(1);
-        assert!(limiter.check("2001:db8::1".parse().unwrap()).is_ok());
-        assert!(limiter.check("2001:db8::2".parse().unwrap()).is_err(), "same /64");
-        assert!(IpLimiter::new(0).check(ip).is_ok(), "0 disables");
+        let limiter = make(1);
+        assert!(limiter.check("2001:db8::1".parse().unwrap()).await.is_ok());
+        assert!(limiter.check("2001:db8::2".parse().unwrap()).await.is_err(), "same /64");
+        assert!(make(0).check(ip).await.is_ok(), "0 disables");
+    }
+
+    #[tokio::test]
+    async fn ip_limit_in_process() {
+        refuses_past_the_quota_and_groups_ipv6_by_64(IpLimiter::new).await;
+    }
+
+    #[tokio::test]
+    async fn ip_limit_in_a_shared_store_counts_every_replica() {
+        let clock = Arc::new(ManualClock::new());
+        let store: Arc<dyn EphemeralStore> = Arc::new(MemoryStore::new(clock.clone()));
+        let fresh_store =
+            || -> Arc<dyn EphemeralStore> { Arc::new(MemoryStore::new(clock.clone())) };
+        refuses_past_the_quota_and_groups_ipv6_by_64(|n| {
+            IpLimiter::shared(n, fresh_store(), clock.clone())
+        })
+        .await;
+        // Two replicas, one store: the quota is for both together.
+        let a = IpLimiter::shared(2, Arc::clone(&store), clock.clone());
+        let b = IpLimiter::shared(2, Arc::clone(&store), clock.clone());
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        assert!(a.check(ip).await.is_ok());
+        assert!(b.check(ip).await.is_ok());
+        assert!(a.check(ip).await.is_err());
+        assert!(b.check(ip).await.is_err());
+        clock.advance(Duration::from_secs(60));
+        assert!(b.check(ip).await.is_ok(), "a new minute, a new window");
     }
 
     #[tokio::test]

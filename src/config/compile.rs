@@ -250,7 +250,14 @@ fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 errors.push("storage.redis_url", "expected redis://… or rediss://…");
             }
-            EphemeralKind::Redis { url: url.to_owned() }
+            let ca_pem = s.redis_ca_file.as_deref().and_then(|path| match std::fs::read(path) {
+                Ok(pem) => Some(pem),
+                Err(error) => {
+                    errors.push("storage.redis_ca_file", format!("cannot read {path}: {error}"));
+                    None
+                }
+            });
+            EphemeralKind::Redis { url: url.to_owned(), ca_pem }
         }
         other => {
             errors.push(

@@ -258,6 +258,8 @@ pub enum EphemeralKind {
     Redis {
         /// `redis://` or `rediss://` URL (may hold a user and password).
         url: String,
+        /// CA certificates (PEM) to trust instead of the system's, for `rediss://`.
+        ca_pem: Option<Vec<u8>>,
     },
 }
 

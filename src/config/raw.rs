@@ -135,6 +135,9 @@ pub struct RawStorage {
     pub redis_url: String,
     /// Prefix of every Redis key and of the revocation channel (added key).
     pub redis_prefix: String,
+    /// PEM file of the CA(s) that sign Redis's certificate, for `rediss://` with a private CA
+    /// (added key; default: the system's roots).
+    pub redis_ca_file: Option<String>,
     /// Largest number of pooled database connections.
     pub max_connections: Count,
     /// How long startup waits for the database and Redis to answer (added key).
@@ -148,6 +151,7 @@ impl Default for RawStorage {
             ephemeral: "database".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "portcullis:".into(),
+            redis_ca_file: None,
             max_connections: Count(10),
             startup_wait: "30s".into(),
         }

@@ -62,8 +62,8 @@ impl Revocation {
 pub enum Channel {
     /// Redis pub/sub.
     Redis {
-        /// Redis URL.
-        url: String,
+        /// A client for the Redis in use.
+        client: redis::Client,
         /// Channel name.
         channel: String,
     },
@@ -91,31 +91,26 @@ impl Fanout {
     /// Connects `cache` to `channel`: from now on its evictions are published, and published
     /// evictions are applied to it.
     ///
-    /// # Errors
-    /// The channel's URL is invalid.
-    pub fn start(channel: Channel, cache: &IdentityCache) -> Result<Self, redis::RedisError> {
+    pub fn start(channel: Channel, cache: &IdentityCache) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         let (publisher, listener) = match channel {
-            Channel::Redis { url, channel } => {
-                let client = redis::Client::open(url)?;
-                (
-                    tokio::spawn(publish_redis(
-                        client.clone(),
-                        channel.clone(),
-                        receiver,
-                        stop.clone(),
-                    )),
-                    tokio::spawn(listen_redis(client, channel, cache.clone(), stop.clone())),
-                )
-            }
+            Channel::Redis { client, channel } => (
+                tokio::spawn(publish_redis(
+                    client.clone(),
+                    channel.clone(),
+                    receiver,
+                    stop.clone(),
+                )),
+                tokio::spawn(listen_redis(client, channel, cache.clone(), stop.clone())),
+            ),
             Channel::Postgres { db, url, channel } => (
                 tokio::spawn(publish_postgres(db, channel.clone(), receiver, stop.clone())),
                 tokio::spawn(listen_postgres(url, channel, cache.clone(), stop.clone())),
             ),
         };
         cache.publish_to(sender);
-        Ok(Self { publisher, listener, stop })
+        Self { publisher, listener, stop }
     }
 
     /// Publishes what is still queued, then stops (the CLI calls this before exiting, so its

@@ -105,7 +105,8 @@ fn the_kubernetes_examples_carry_valid_configurations() {
             std::fs::write(dir.path().join(name), value).unwrap();
         }
         let config_path = dir.path().join("portcullis.toml");
-        std::fs::write(&config_path, embedded.replace("/run/secrets/portcullis", &secrets)).unwrap();
+        std::fs::write(&config_path, embedded.replace("/run/secrets/portcullis", &secrets))
+            .unwrap();
         let config = portcullis::config::Config::load(Some(&config_path), std::iter::empty());
         assert!(config.is_ok(), "{example}: {}", config.err().unwrap());
     }

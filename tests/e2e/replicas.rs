@@ -220,3 +220,54 @@ async fn redis_crashing_degrades_to_cached_traffic_and_recovers_without_a_restar
         .unwrap();
     assert_eq!(login.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_an_acl_user_that_starts_after_portcullis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::reserve().with_tls_and_acl_user(dir.path());
+    let (url, ca) = (redis.url(), dir.path().join("redis.crt").display().to_string());
+    let starting = tokio::spawn(
+        TestApp::builder()
+            .redis(&url, &unique_prefix())
+            .config(move |raw| {
+                raw.storage.redis_ca_file = Some(ca);
+                raw.storage.startup_wait = "20s".into();
+            })
+            .spawn(),
+    );
+    // Portcullis waits for Redis rather than failing.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!starting.is_finished());
+    redis.restart().await;
+    let app = tokio::time::timeout(Duration::from_secs(20), starting).await.unwrap().unwrap();
+    let client = app.signed_in("ada@example.com").await;
+    assert_eq!(app.echo(&client, "/x").await.header("x-auth-email"), Some("ada@example.com"));
+    let ready = crate::support::http().get(app.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_ip_limit_is_shared_by_the_replicas() {
+    let prefix = unique_prefix();
+    // One clock for both: the shared window is per minute of it.
+    let clock = portcullis::clock::ManualClock::new();
+    let replica = || {
+        TestApp::builder()
+            .redis(&redis_url(), &prefix)
+            .clock(clock.clone())
+            .config(|raw| raw.rate_limit.auth_per_minute = portcullis::config::values::Count(3))
+            .spawn()
+    };
+    let (a, b) = (replica().await, replica().await);
+    let attempt = |app: &TestApp| {
+        let request = crate::support::http()
+            .post(app.url("/auth/login"))
+            .json(&json!({ "email": "nobody@example.com", "password": "wrong password here" }));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(attempt(&a).await, 401);
+    assert_eq!(attempt(&b).await, 401);
+    assert_eq!(attempt(&a).await, 401);
+    let refused = attempt(&b).await;
+    assert_eq!(refused, StatusCode::TOO_MANY_REQUESTS, "three per minute across both replicas");
+}

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 pub use self::database::DatabaseStore;
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisStore, client as redis_client};
 use super::StoreError;
 
 /// A key-value store whose entries expire.

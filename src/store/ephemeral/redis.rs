@@ -46,16 +46,15 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://`, or `rediss://` for TLS; user and password in the URL).
+    /// Connects with `client` (see [`client`]).
     ///
     /// # Errors
-    /// The URL is invalid or Redis cannot be reached.
+    /// Redis cannot be reached.
     pub async fn connect(
-        url: &str,
+        client: redis::Client,
         prefix: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -92,6 +91,22 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// Milliseconds for Redis, at least 1 (0 would mean "no expiry" or an error).
+/// A client for `url` (`redis://`, or `rediss://` for TLS through rustls; a user and password
+/// in the URL), trusting `ca_pem` for TLS when given, else the system's roots.
+///
+/// # Errors
+/// The URL is invalid.
+pub fn client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, StoreError> {
+    let client = match ca_pem {
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) },
+        )?,
+        None => redis::Client::open(url)?,
+    };
+    Ok(client)
+}
+
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(duration_millis(ttl)).unwrap_or(u64::MAX).max(1)
 }

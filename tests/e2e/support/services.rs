@@ -67,26 +67,76 @@ impl Drop for TestDatabase {
 /// A `redis-server` of the test's own, on its own port, that the test can stop and start.
 pub struct RedisServer {
     port: u16,
+    args: Vec<String>,
+    scheme_and_user: String,
     child: Option<Child>,
 }
 
 impl RedisServer {
+    /// Starts a plain one.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, child: None };
+        let mut server = Self::reserve();
         server.restart().await;
         server
     }
 
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+    /// Picks its port and settings without starting it.
+    pub fn reserve() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self {
+            port,
+            args: vec!["--port".into(), port.to_string()],
+            scheme_and_user: "redis://".into(),
+            child: None,
+        }
     }
 
-    /// Starts it again on the same port (empty: no persistence).
+    /// Serves TLS only, with the certificate and key in `dir` (`redis.crt`, `redis.key`, made
+    /// here for `localhost`), and accepts only the ACL user `portcullis` / `s3cret`.
+    pub fn with_tls_and_acl_user(mut self, dir: &std::path::Path) -> Self {
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.join("redis.crt"), generated.cert.pem()).unwrap();
+        std::fs::write(dir.join("redis.key"), generated.signing_key.serialize_pem()).unwrap();
+        let path = |name: &str| dir.join(name).display().to_string();
+        self.args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &self.port.to_string(),
+            "--tls-cert-file",
+            &path("redis.crt"),
+            "--tls-key-file",
+            &path("redis.key"),
+            "--tls-auth-clients",
+            "no",
+            "--user",
+            "portcullis",
+            "on",
+            ">s3cret",
+            "~*",
+            "&*",
+            "+@all",
+            "--user",
+            "default",
+            "off",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        self.scheme_and_user = "rediss://portcullis:s3cret@".into();
+        self
+    }
+
+    pub fn url(&self) -> String {
+        let host =
+            if self.scheme_and_user.starts_with("rediss") { "localhost" } else { "127.0.0.1" };
+        format!("{}{host}:{}", self.scheme_and_user, self.port)
+    }
+
+    /// Starts it (again) on the same port (empty: no persistence).
     pub async fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(&self.args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
