@@ -230,6 +230,9 @@ pub(crate) async fn run_user(config: Config, command: UserCommand) -> Result<Str
                     .set_roles(user.id, &roles, clock.now())
                     .await
                     .map_err(|error| error.to_string())?;
+                // Running servers drop the user's cached identities (at once with the
+                // revocation fan-out, else within the cache TTL) and see the new roles.
+                stores.cache.evict_user(user.id);
                 Ok(format!("roles of {} set to [{}]", user.email, roles.join(", ")))
             }
             UserCommand::Disable { email } => {

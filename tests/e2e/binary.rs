@@ -313,6 +313,64 @@ async fn the_api_key_and_signing_key_clis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reaches_running_servers_through_postgres() {
+    let database = crate::support::services::TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let echo = EchoUpstream::start("app").await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"{}\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
+        database.url,
+        echo.url()
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+    let cli = |args: &'static [&'static str]| {
+        let dir = dir.path().to_owned();
+        async move {
+            let mut full = vec!["--config", "portcullis.toml"];
+            full.extend_from_slice(args);
+            run(&dir, &full, "").await
+        }
+    };
+    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let client = client();
+    let signup = client
+        .post(format!("{}/auth/signup", portcullis.url))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let roles = |client: reqwest::Client, url: String| async move {
+        let response = client.get(format!("{url}/x")).send().await.unwrap();
+        if response.status() != 200 {
+            return None;
+        }
+        let echoed: Echoed = response.json().await.unwrap();
+        Some(echoed.header("x-auth-roles").unwrap_or("").to_owned())
+    };
+    assert_eq!(roles(client.clone(), portcullis.url.clone()).await.as_deref(), Some(""));
+
+    // A role change by the CLI shows on the server's next request (it had the identity cached).
+    let set = cli(&["user", "set-roles", "ada@example.com", "support"]).await;
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let started = std::time::Instant::now();
+    while roles(client.clone(), portcullis.url.clone()).await.as_deref() != Some("support") {
+        assert!(started.elapsed() < Duration::from_secs(1), "the role change did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Disabling ends the session on the running server within a second.
+    let disabled = cli(&["user", "disable", "ada@example.com"]).await;
+    assert!(disabled.status.success(), "{}", String::from_utf8_lossy(&disabled.stderr));
+    let started = std::time::Instant::now();
+    while roles(client.clone(), portcullis.url.clone()).await.is_some() {
+        assert!(started.elapsed() < Duration::from_secs(1), "the disable did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    portcullis.terminate();
+    portcullis.wait(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_gibibyte_upload_streams_through_with_flat_memory() {
     const TOTAL: u64 = 1 << 30;
     const CHUNK: usize = 256 * 1024;
