@@ -32,6 +32,7 @@ use crate::gateway::{Gateway, GatewayParts};
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::cache::IdentityCache;
 use crate::identity::device::DeviceFlow;
+use crate::identity::one_time::OneTimeLinks;
 use crate::identity::revocation::{Channel, Fanout};
 use crate::identity::session::{SessionLifetimes, SessionService};
 use crate::identity::ticket::WsTickets;
@@ -119,6 +120,8 @@ pub struct AppStateInner {
     pub tickets: WsTickets,
     /// Device authorization grants.
     pub device: DeviceFlow,
+    /// Operator sign-in links.
+    pub one_time: OneTimeLinks,
     /// Password hashing off the async workers.
     pub hasher: PasswordHasherPool,
     /// The proxy.
@@ -416,6 +419,21 @@ impl App {
             (None, None, None) => unreachable!("config validation requires a listener"),
         };
 
+        config.dev.check(&public_url).map_err(|reason| {
+            StartupError::Config(ConfigError::Invalid(vec![crate::config::KeyError {
+                key: "dev.enabled".into(),
+                reason,
+            }]))
+        })?;
+        if config.dev.enabled {
+            tracing::warn!(
+                "DEV SIGN-IN IS ON: anyone who can reach {}{}/dev-sign-in can sign in as any \
+                 user. Never run this in production (dev.enabled = false).",
+                public_url.as_str().trim_end_matches('/'),
+                config.auth.base_path
+            );
+        }
+
         let mut upstreams = config.upstreams.clone();
         if upstreams.is_empty() {
             let addr = demo::spawn(shutdown.clone()).await.map_err(|source| {
@@ -496,16 +514,41 @@ async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartupEr
 }
 
 fn derived_url(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, StartupError> {
-    // A wildcard bind is reached from this machine on loopback.
-    let host =
-        if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
-    PublicUrl::parse(&format!("{scheme}://{host}:{}", addr.port())).map_err(|reason| {
+    url_of_listener(scheme, addr).map_err(|reason| {
         StartupError::Config(ConfigError::Invalid(vec![crate::config::KeyError {
             key: "server.public_url".into(),
             reason,
         }]))
     })
+}
+
+fn url_of_listener(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, String> {
+    // A wildcard bind is reached from this machine on loopback.
+    let host =
+        if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    PublicUrl::parse(&format!("{scheme}://{host}:{}", addr.port()))
+}
+
+/// The public URL a server with `config` will have, for tools that run beside it (the CLI's
+/// sign-in links): `server.public_url`, else derived from the configured listener.
+///
+/// # Errors
+/// Neither gives a usable URL (no public URL and a listener on port 0).
+pub fn expected_public_url(config: &Config) -> Result<PublicUrl, String> {
+    let server = &config.server;
+    if let Some(url) = &server.public_url {
+        return Ok(url.clone());
+    }
+    let listener = match (server.listen, &server.tls) {
+        (_, Some(tls)) => ("https", tls.listen),
+        (Some(addr), None) => ("http", addr),
+        (None, None) => return Err("no listener is configured".into()),
+    };
+    if listener.1.port() == 0 {
+        return Err("set server.public_url: the listener's port is chosen at start".into());
+    }
+    url_of_listener(listener.0, listener.1)
 }
 
 async fn build_state(
@@ -616,6 +659,7 @@ async fn build_state(
         db: stores.db,
         users: stores.users,
         device: DeviceFlow::new(Arc::clone(&stores.ephemeral), Arc::clone(&clock)),
+        one_time: OneTimeLinks::new(Arc::clone(&stores.ephemeral)),
         ephemeral: stores.ephemeral,
         sessions: stores.sessions,
         api_keys: stores.api_keys,

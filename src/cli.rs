@@ -3,14 +3,16 @@
 use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Subcommand;
-use portcullis::app::{App, Stores, key_publish_time};
+use portcullis::app::{App, Stores, expected_public_url, key_publish_time};
 use portcullis::auth::password_policy;
 use portcullis::clock::{Clock, SystemClock};
-use portcullis::config::{Config, LogFormat, load};
+use portcullis::config::{Config, EphemeralKind, LogFormat, load};
 use portcullis::crypto::password::PasswordHasherPool;
 use portcullis::crypto::signing::KeyRing;
+use portcullis::identity::one_time::{OneTimeLink, OneTimeLinks};
 use portcullis::identity::{Email, Scopes, validate_role};
 use portcullis::store::users::NewUser;
 use tracing_subscriber::EnvFilter;
@@ -49,6 +51,17 @@ pub(crate) enum UserCommand {
     Enable {
         /// Email address.
         email: String,
+    },
+    /// Print a single-use link that signs the user in (for support, or a first sign-in).
+    SignInLink {
+        /// Email address.
+        email: String,
+        /// How long the link works.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        /// Where to go after signing in: a relative path or an allowed origin.
+        #[arg(long, default_value = "/")]
+        redirect: String,
     },
 }
 
@@ -253,6 +266,39 @@ pub(crate) async fn run_user(config: Config, command: UserCommand) -> Result<Str
                     "disabled {} and ended {ended} session(s) and {} token sign-in(s)",
                     user.email,
                     revoked.len()
+                ))
+            }
+            UserCommand::SignInLink { email, ttl, redirect } => {
+                if config.storage.ephemeral == EphemeralKind::Memory {
+                    return Err("sign-in links need a shared store: storage.ephemeral = \
+                                \"database\" or \"redis\""
+                        .into());
+                }
+                let ttl =
+                    humantime::parse_duration(&ttl).map_err(|error| format!("--ttl: {error}"))?;
+                if ttl.is_zero() || ttl > Duration::from_secs(7 * 86_400) {
+                    return Err("--ttl: between 1s and 7d".into());
+                }
+                let redirect = config
+                    .auth
+                    .redirects
+                    .check(&redirect)
+                    .map_err(|reason| format!("--redirect: {reason}"))?;
+                let base = expected_public_url(&config)?;
+                let user = find(&email).await?;
+                if user.disabled_at.is_some() {
+                    return Err(format!("{} is disabled", user.email));
+                }
+                let link = OneTimeLink { user_id: user.id, redirect: redirect.as_str().to_owned() };
+                let token = OneTimeLinks::new(Arc::clone(&stores.ephemeral))
+                    .mint(&link, ttl)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(format!(
+                    "{}{}/one-time?token={token}\n(single use; works for {})",
+                    base.as_str().trim_end_matches('/'),
+                    config.auth.base_path,
+                    humantime::format_duration(ttl)
                 ))
             }
             UserCommand::Enable { email } => {

@@ -12,6 +12,8 @@ use http::{HeaderMap, HeaderValue};
 pub const CSRF_COOKIE: &str = "portcullis_csrf";
 /// Name of the refresh-token cookie (single-page apps that keep tokens in cookies).
 pub const REFRESH_COOKIE: &str = "portcullis_refresh";
+/// Name of the access-token cookie (`"mode": "cookie_token"`).
+pub const ACCESS_COOKIE: &str = "portcullis_access";
 
 /// The names and attributes of our cookies.
 #[derive(Debug, Clone)]
@@ -34,7 +36,24 @@ impl CookieJar {
 
     /// Whether `name` is one of ours.
     pub fn is_own(&self, name: &str) -> bool {
-        name == self.session_name || name == CSRF_COOKIE || name == REFRESH_COOKIE
+        name == self.session_name
+            || name == CSRF_COOKIE
+            || name == REFRESH_COOKIE
+            || name == ACCESS_COOKIE
+    }
+
+    /// `Set-Cookie` for an access token, living `max_age`.
+    pub fn access(&self, value: String, max_age: std::time::Duration) -> HeaderValue {
+        self.build(ACCESS_COOKIE.to_owned(), value, Some(max_age))
+    }
+
+    /// `Set-Cookie` headers that remove the token cookies.
+    pub fn clear_tokens(&self) -> [HeaderValue; 2] {
+        let gone = Some(std::time::Duration::ZERO);
+        [
+            self.build(ACCESS_COOKIE.to_owned(), String::new(), gone),
+            self.build(REFRESH_COOKIE.to_owned(), String::new(), gone),
+        ]
     }
 
     /// `Set-Cookie` for a refresh token, living `max_age`.

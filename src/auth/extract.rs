@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::identify::{Identified, session_from_cookie};
+use crate::gateway::identify::{Consumed, Identified, session_from_cookie};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{AuthMethod, Identity};
 use crate::server::peer::{Peer, client_ip};
@@ -202,9 +202,9 @@ impl FromRequestParts<AppState> for CsrfSession {
     }
 }
 
-/// The caller, by any credential: session cookie, bearer API key or access JWT. A state-changing
-/// request authenticated by cookie must also pass the CSRF checks; bearer calls need none,
-/// because browsers never attach a bearer header on their own.
+/// The caller, by any credential: session cookie, access-token cookie, bearer API key or access
+/// JWT. A state-changing request authenticated by a cookie must also pass the CSRF checks;
+/// bearer calls need none, because browsers never attach a bearer header on their own.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<Identity>);
 
@@ -212,12 +212,16 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let identity = match state.gateway.identify(parts).await.0 {
+        let (identified, consumed) = state.gateway.identify(parts).await;
+        let identity = match identified {
             Identified::Known(identity) => identity,
             Identified::Anonymous => return Err(ApiError::unauthorized()),
             Identified::Rejected(rejection) => return Err(rejection.into()),
         };
-        if identity.method == AuthMethod::Session && !parts.method.is_safe() {
+        // Cookies (session or access token) are sent by the browser on its own: a
+        // state-changing call authenticated by one must prove it comes from our pages.
+        let by_cookie = consumed == Consumed::Nothing && identity.method != AuthMethod::WsTicket;
+        if by_cookie && !parts.method.is_safe() {
             let session_id = identity.session_id.ok_or_else(ApiError::unauthorized)?;
             state.csrf.verify_for_session(parts, session_id)?;
         }

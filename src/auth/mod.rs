@@ -2,14 +2,17 @@
 
 pub mod api_keys;
 pub mod csrf;
+pub mod dev;
 pub mod device;
 pub mod extract;
+pub mod one_time;
 pub mod pages;
 pub mod password;
 pub mod password_policy;
 pub mod providers;
 pub mod rate_limit;
 pub mod redirect;
+pub mod service_tokens;
 pub mod sessions;
 pub mod tokens;
 pub mod verify;
@@ -29,13 +32,20 @@ const AUTH_BODY_LIMIT: usize = 64 * 1024;
 
 /// Every auth route, relative to the base path, with its rate limit and body limit.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    Router::new()
+    let mut router = Router::new();
+    // Absent unless enabled: a disabled dev sign-in is a 404 like any unknown path.
+    if state.config.dev.enabled {
+        router = router.merge(dev::routes());
+    }
+    router
         .merge(csrf::routes())
         .merge(password::routes())
         .merge(sessions::routes())
         .merge(tokens::routes())
         .merge(api_keys::routes())
         .merge(device::routes())
+        .merge(one_time::routes())
+        .merge(service_tokens::routes())
         .merge(verify::routes())
         .merge(providers::routes())
         .merge(pages::routes())

@@ -17,9 +17,12 @@ use super::no_store;
 use super::pages::{self, SignInForm};
 use super::password_policy;
 use super::redirect::SafeRedirect;
+use super::sessions::default_locale;
+use super::tokens::token_cookies;
 use crate::app::AppState;
 use crate::cookies;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::profile::clean_name;
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{Email, Scopes, User};
 use crate::store::StoreError;
@@ -74,7 +77,8 @@ async fn signup_handler(
 ) -> Response {
     let result = async {
         let redirect = check_origin(&state, &site, kind, &body.form)?;
-        let signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
+        let mut signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
+        default_locale(&state, &mut signed_in.user, &site.headers).await?;
         end_previous_session(&state, &site).await?;
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::CREATED))
     }
@@ -96,12 +100,27 @@ async fn login_handler(
     let result = async {
         let redirect = check_origin(&state, &site, kind, &body.form)?;
         let mode = check_mode(body.mode.as_deref(), kind)?;
-        let user = check_password(&state, &body.email, body.password).await?;
-        if mode == Mode::Token {
+        let mut user = check_password(&state, &body.email, body.password).await?;
+        default_locale(&state, &mut user, &site.headers).await?;
+        if mode != Mode::Cookie {
             let pair = state.tokens.issue(&user, Scopes::All, client).await?;
             state.metrics.record_auth("password", "success");
+            let view = serde_json::to_value(user.view()).map_err(ApiError::internal)?;
+            if mode == Mode::CookieToken {
+                // The tokens go only into httpOnly cookies, out of reach of page scripts.
+                let body = json!({
+                    "user": view,
+                    "token_type": pair.token_type,
+                    "expires_in": pair.expires_in,
+                });
+                let mut response = no_store(Json(body).into_response());
+                for cookie in token_cookies(&state, &pair) {
+                    response.headers_mut().append(SET_COOKIE, cookie);
+                }
+                return Ok(response);
+            }
             let mut body = serde_json::to_value(&pair).map_err(ApiError::internal)?;
-            body["user"] = serde_json::to_value(user.view()).map_err(ApiError::internal)?;
+            body["user"] = view;
             return Ok(no_store(Json(body).into_response()));
         }
         let (token, _) = state.sessions.create(&user, client).await?;
@@ -162,6 +181,8 @@ enum Mode {
     Cookie,
     /// An access and refresh token in the body.
     Token,
+    /// An access and refresh token in httpOnly cookies.
+    CookieToken,
 }
 
 /// The login mode; the sign-in page's forms always get a cookie.
@@ -169,10 +190,13 @@ fn check_mode(mode: Option<&str>, kind: BodyKind) -> Result<Mode, ApiError> {
     match (mode, kind) {
         (None | Some("cookie"), _) => Ok(Mode::Cookie),
         (Some("token"), BodyKind::Json) => Ok(Mode::Token),
-        (Some("token"), BodyKind::Form) => {
-            Err(ApiError::invalid_request("mode: \"token\" needs a JSON request"))
+        (Some("cookie_token"), BodyKind::Json) => Ok(Mode::CookieToken),
+        (Some("token" | "cookie_token"), BodyKind::Form) => {
+            Err(ApiError::invalid_request("mode: token modes need a JSON request"))
         }
-        (Some(_), _) => Err(ApiError::invalid_request("mode: must be \"cookie\" or \"token\"")),
+        (Some(_), _) => Err(ApiError::invalid_request(
+            "mode: must be \"cookie\", \"token\" or \"cookie_token\"",
+        )),
     }
 }
 
@@ -199,7 +223,10 @@ pub async fn signup(
     {
         return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
     }
-    let name = clean_name(name)?;
+    let name = match name.as_deref() {
+        Some(name) => clean_name(name).map_err(ApiError::invalid_request)?,
+        None => None,
+    };
     password_policy::check(&password, &email, name.as_deref())
         .map_err(|weak| ApiError::invalid_request(format!("password: {weak}")))?;
     if state.users.find_by_email(&email).await?.is_some() {
@@ -259,19 +286,6 @@ fn conflict() -> ApiError {
     ApiError::new(ErrorCode::Conflict, "An account with this email already exists")
 }
 
-/// A display name: trimmed, 1–100 characters, no control characters; empty means none.
-fn clean_name(name: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(name) = name.map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()) else {
-        return Ok(None);
-    };
-    if name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid_request(
-            "name: must be at most 100 characters, without control characters",
-        ));
-    }
-    Ok(Some(name))
-}
-
 /// JSON `{"user": …}` with the session cookie, or for a form post a 303 to the target.
 fn signed_in_response(
     state: &AppState,
@@ -305,19 +319,5 @@ fn failure_response(
     match kind {
         BodyKind::Json => error.into_response(),
         BodyKind::Form => pages::sign_in_response(state, site, form, Some(&error)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_trimmed_and_checked() {
-        assert_eq!(clean_name(None).unwrap(), None);
-        assert_eq!(clean_name(Some("  ".into())).unwrap(), None);
-        assert_eq!(clean_name(Some(" Ada ".into())).unwrap().as_deref(), Some("Ada"));
-        assert!(clean_name(Some("a\nb".into())).is_err());
-        assert!(clean_name(Some("x".repeat(101))).is_err());
     }
 }

@@ -11,19 +11,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::extract::{ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
 use crate::app::AppState;
 use crate::clock::Timestamp;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::Identified;
-use crate::identity::AuthMethod;
 use crate::identity::ticket::TICKET_TTL;
+use crate::identity::{AuthMethod, User, profile};
+use crate::store::StoreError;
 
-/// Routes: `GET /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`,
+/// Routes: `GET /me`, `PATCH /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`,
 /// `POST /ws-token`.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/me", get(me))
+        .route("/me", get(me).patch(update_me))
         .route("/ws-token", post(ws_token))
         .route("/logout", post(logout))
         .route("/sessions", get(list))
@@ -76,6 +77,9 @@ async fn logout(
     state.metrics.record_auth("session", "logout");
     let mut response = Json(json!({ "message": "logged out" })).into_response();
     response.headers_mut().append(SET_COOKIE, state.cookies.clear_session());
+    for cookie in state.cookies.clear_tokens() {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
     Ok(response)
 }
 
@@ -147,4 +151,76 @@ async fn ws_token(
     Ok(super::no_store(
         Json(json!({ "token": token, "expires_in": TICKET_TTL.as_secs() })).into_response(),
     ))
+}
+
+/// `PATCH /me` body: each field given is set (an empty string clears it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilePatch {
+    name: Option<String>,
+    username: Option<String>,
+    locale: Option<String>,
+    avatar_url: Option<String>,
+}
+
+/// `PATCH /me`: edits the caller's profile (a session with CSRF, or an access token; not an
+/// API key). The identity headers follow on the next request, on every replica.
+async fn update_me(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(patch): ApiJson<ProfilePatch>,
+) -> Result<Response, ApiError> {
+    if caller.method == AuthMethod::ApiKey {
+        return Err(ApiError::forbidden("An API key cannot change the profile"));
+    }
+    let mut user = state
+        .users
+        .find(caller.user_id)
+        .await?
+        .filter(|user| user.disabled_at.is_none())
+        .ok_or_else(ApiError::unauthorized)?;
+    let field = |value: Option<String>, clean: fn(&str) -> Result<Option<String>, String>| {
+        value.map(|value| clean(&value)).transpose().map_err(ApiError::invalid_request)
+    };
+    if let Some(name) = field(patch.name, profile::clean_name)? {
+        user.name = name;
+    }
+    if let Some(username) = field(patch.username, profile::clean_username)? {
+        user.username = username;
+    }
+    if let Some(locale) = field(patch.locale, profile::clean_locale)? {
+        user.locale = locale;
+    }
+    if let Some(avatar_url) = field(patch.avatar_url, profile::clean_avatar_url)? {
+        user.avatar_url = avatar_url;
+    }
+    let now = state.clock.now();
+    state.users.update_profile(&user, now).await.map_err(|error| match error {
+        StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict, "This username is taken"),
+        other => other.into(),
+    })?;
+    user.updated_at = now;
+    state.sessions.refresh_user(user.id);
+    Ok(Json(json!({ "user": user.view() })).into_response())
+}
+
+/// Gives a user without a locale the first one of the request's `Accept-Language` (on sign-up
+/// and sign-in).
+///
+/// # Errors
+/// The store fails.
+pub async fn default_locale(
+    state: &AppState,
+    user: &mut User,
+    headers: &http::HeaderMap,
+) -> Result<(), ApiError> {
+    if user.locale.is_some() {
+        return Ok(());
+    }
+    let accept = headers.get(http::header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok());
+    if let Some(locale) = accept.and_then(profile::preferred_locale) {
+        state.users.default_locale(user.id, &locale).await?;
+        user.locale = Some(locale);
+    }
+    Ok(())
 }

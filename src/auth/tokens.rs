@@ -47,6 +47,15 @@ impl From<TokenError> for ApiError {
     }
 }
 
+/// `Set-Cookie` headers holding a pair, for single-page apps that keep tokens in httpOnly
+/// cookies (`"mode": "cookie_token"`).
+pub fn token_cookies(state: &AppState, pair: &TokenPair) -> [http::HeaderValue; 2] {
+    [
+        state.cookies.access(pair.access_token.clone(), state.config.tokens.access_ttl),
+        state.cookies.refresh(pair.refresh_token.clone(), state.config.tokens.refresh_ttl),
+    ]
+}
+
 /// A token pair as JSON, never cached by anyone on the way.
 pub fn pair_response(pair: &TokenPair) -> Response {
     no_store(Json(pair).into_response())
@@ -85,8 +94,9 @@ async fn refresh(
     let pair = state.tokens.refresh(&token).await?;
     let mut response = pair_response(&pair);
     if from_cookie {
-        let cookie = state.cookies.refresh(pair.refresh_token, state.config.tokens.refresh_ttl);
-        response.headers_mut().append(SET_COOKIE, cookie);
+        for cookie in token_cookies(&state, &pair) {
+            response.headers_mut().append(SET_COOKIE, cookie);
+        }
     }
     Ok(response)
 }

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use super::raw::{RawConfig, RawRoute, RawUpstream};
 use super::values::{parse_duration, parse_size};
 use super::{
-    AuthConfig, Branding, Config, ConfigError, EmailConfig, EphemeralKind, KeyError, LogFormat,
-    PublicUrl, RateLimitConfig, ServerConfig, SessionConfig, StorageConfig, TlsConfig,
+    AuthConfig, Branding, Config, ConfigError, DevConfig, EmailConfig, EphemeralKind, KeyError,
+    LogFormat, PublicUrl, RateLimitConfig, ServerConfig, SessionConfig, StorageConfig, TlsConfig,
     TokensConfig,
 };
 use crate::auth::redirect::RedirectPolicy;
@@ -19,6 +19,7 @@ use crate::gateway::headers::HeaderNames;
 use crate::gateway::pattern::PathPattern;
 use crate::gateway::policy::{Access, OnUnauthenticated, Route, RouteTable};
 use crate::gateway::upstream::Upstream;
+use crate::identity::service_token::ServiceToken;
 
 /// Problems found so far.
 #[derive(Default)]
@@ -80,6 +81,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                     ("scopes", &h.scopes),
                     ("method", &h.method),
                     ("assertion", &h.assertion),
+                    ("locale", &h.locale),
                 ],
             ),
         )
@@ -101,7 +103,21 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
     let branding = branding(&raw, &mut errors);
-    let not_yet_available = not_yet_available(&raw, &mut errors);
+    let not_yet_available = not_yet_available(&raw);
+    let dev = DevConfig { enabled: raw.dev.enabled.0, force: raw.dev.force.0 };
+    let mut service_tokens = std::collections::BTreeMap::new();
+    for (name, service) in &raw.service_tokens {
+        match ServiceToken::compile(name, service) {
+            Ok(compiled) => {
+                service_tokens.insert(name.clone(), compiled);
+            }
+            Err(problems) => {
+                for (key, reason) in problems {
+                    errors.push(key, reason);
+                }
+            }
+        }
+    }
 
     if !errors.0.is_empty() {
         return Err(ConfigError::Invalid(errors.0));
@@ -120,6 +136,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         log,
         branding,
         not_yet_available,
+        dev,
+        service_tokens,
         raw,
     })
 }
@@ -427,7 +445,7 @@ fn branding(raw: &RawConfig, errors: &mut Errors) -> Branding {
 
 /// Sections that are valid but whose features this version does not serve yet. They are
 /// reported at start-up rather than silently ignored.
-fn not_yet_available(raw: &RawConfig, errors: &mut Errors) -> Vec<String> {
+fn not_yet_available(raw: &RawConfig) -> Vec<String> {
     let mut pending = Vec::new();
     for name in raw.providers.keys() {
         pending.push(format!("providers.{name} (sign-in providers)"));
@@ -441,15 +459,8 @@ fn not_yet_available(raw: &RawConfig, errors: &mut Errors) -> Vec<String> {
             raw.email.transport
         ));
     }
-    if !raw.service_tokens.is_empty() {
-        pending.push("service_tokens".into());
-    }
     if raw.orgs.require_selection.0 {
         pending.push("orgs.require_selection".into());
-    }
-    if raw.dev.enabled.0 {
-        // Refuse rather than warn: dev sign-in is a security hole if someone believes it is on.
-        errors.push("dev.enabled", "dev sign-in is not available in this version");
     }
     pending
 }

@@ -116,6 +116,11 @@ pub struct Config {
     pub branding: Branding,
     /// Configured sections whose features this version does not serve yet (warned at start).
     pub not_yet_available: Vec<String>,
+    /// `[dev]`: development-only sign-in.
+    pub dev: DevConfig,
+    /// `[service_tokens.NAME]`, compiled.
+    pub service_tokens:
+        std::collections::BTreeMap<String, crate::identity::service_token::ServiceToken>,
     /// The configuration as loaded, for `check-config`.
     pub raw: RawConfig,
 }
@@ -291,6 +296,33 @@ pub struct SessionConfig {
     pub cache_ttl: Duration,
     /// Cookie domain, if shared across subdomains.
     pub cookie_domain: Option<String>,
+}
+
+/// `[dev]`, compiled.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DevConfig {
+    /// `POST /auth/dev-sign-in` exists.
+    pub enabled: bool,
+    /// Dev sign-in may run with an https public URL.
+    pub force: bool,
+}
+
+impl DevConfig {
+    /// Whether dev sign-in may run with this public URL: never behind https unless forced,
+    /// because an https URL means real users.
+    ///
+    /// # Errors
+    /// The reason it may not.
+    pub fn check(&self, public_url: &PublicUrl) -> Result<(), String> {
+        if self.enabled && public_url.is_https() && !self.force {
+            return Err(format!(
+                "dev sign-in lets anyone sign in as anyone: refused with the https public URL {} \
+                 (set dev.force = true only if this really is a development machine)",
+                public_url.as_str()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[tokens]`, compiled.

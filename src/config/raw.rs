@@ -288,6 +288,8 @@ pub struct RawHeaders {
     pub method: Option<String>,
     /// Override for the signed assertion header.
     pub assertion: Option<String>,
+    /// Header for the user's locale (added key; off unless named, e.g. `X-Auth-Locale`).
+    pub locale: Option<String>,
 }
 
 impl Default for RawHeaders {
@@ -303,6 +305,7 @@ impl Default for RawHeaders {
             scopes: None,
             method: None,
             assertion: None,
+            locale: None,
         }
     }
 }

@@ -50,6 +50,8 @@ pub enum Field {
     Scopes,
     /// How the request authenticated.
     Method,
+    /// The user's locale (only when a header name is configured).
+    Locale,
 }
 
 /// What the identity headers are rendered from.
@@ -71,6 +73,8 @@ pub struct HeaderSource<'a> {
     pub scopes: &'a Scopes,
     /// How the request authenticated.
     pub method: AuthMethod,
+    /// BCP 47 locale.
+    pub locale: Option<&'a str>,
 }
 
 /// Identity header values rendered once per cached identity: one shared buffer and where
@@ -115,6 +119,7 @@ pub struct HeaderNames {
     scopes: Vec<HeaderName>,
     method: Vec<HeaderName>,
     assertion: Vec<HeaderName>,
+    locale: Vec<HeaderName>,
     /// Normalized names (besides the `x-auth-` prefix) stripped from client requests.
     strip: Vec<String>,
 }
@@ -170,6 +175,7 @@ impl HeaderNames {
             scopes: one("x-auth-scopes"),
             method: one("x-auth-method"),
             assertion: one("x-auth-assertion"),
+            locale: Vec::new(),
             strip: Vec::new(),
         }
     }
@@ -201,6 +207,7 @@ impl HeaderNames {
             "scopes" => &mut self.scopes,
             "method" => &mut self.method,
             "assertion" => &mut self.assertion,
+            "locale" => &mut self.locale,
             _ => return None,
         })
     }
@@ -217,6 +224,7 @@ impl HeaderNames {
             &self.scopes,
             &self.method,
             &self.assertion,
+            &self.locale,
         ]
         .into_iter()
         .flatten()
@@ -234,6 +242,7 @@ impl HeaderNames {
             Field::OrgRole => &self.org_role,
             Field::Scopes => &self.scopes,
             Field::Method => &self.method,
+            Field::Locale => &self.locale,
         }
     }
 
@@ -242,7 +251,7 @@ impl HeaderNames {
     /// share one buffer.
     pub fn render(&self, source: &HeaderSource<'_>) -> RenderedHeaders {
         let mut buffer = String::with_capacity(160);
-        let mut spans: Vec<(Field, usize, usize)> = Vec::with_capacity(9);
+        let mut spans: Vec<(Field, usize, usize)> = Vec::with_capacity(10);
         let mut push = |field: Field, value: &str| {
             if value.is_empty() || self.names(field).is_empty() {
                 return;
@@ -264,6 +273,7 @@ impl HeaderNames {
             push(Field::Scopes, &scopes.join(","));
         }
         push(Field::Method, source.method.as_str());
+        push(Field::Locale, source.locale.unwrap_or(""));
         let spans = spans
             .into_iter()
             .filter_map(|(field, start, end)| {

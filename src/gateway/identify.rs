@@ -1,6 +1,7 @@
 //! Identification: which credential a request carries and whose it is.
 //!
-//! Credentials are tried in order: session cookie, `Authorization: Bearer` with an API key
+//! Credentials are tried in order: session cookie, access-token cookie (`"mode":
+//! "cookie_token"`), `Authorization: Bearer` with an API key
 //! (`pk_…`) or one of our access JWTs, then a `ws_` ticket in `access_token` on a WebSocket
 //! upgrade. A kind that is absent says "not mine" and the next is tried, but a credential that
 //! is present and bad stops the search, so a broken cookie never falls through to anonymous
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{HeaderMap, header};
 
-use crate::cookies;
+use crate::cookies::{self, ACCESS_COOKIE};
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::Identity;
 use crate::identity::api_key::{self, ApiKeyService};
@@ -43,7 +44,8 @@ pub struct Credentials {
 /// which are always cut).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consumed {
-    /// Nothing beyond cookies.
+    /// Nothing, or only our cookies (a browser sends those by itself: state-changing auth
+    /// calls authenticated by them need CSRF protection).
     Nothing,
     /// The `Authorization` header held our API key or JWT.
     Authorization,
@@ -132,6 +134,19 @@ pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, 
         let identified = match SessionToken::hash_of_cookie_value(value) {
             None => Identified::Rejected(Rejection::Malformed),
             Some(hash) => known(checked(credentials.sessions.authenticate_hash(hash).await)),
+        };
+        return (identified, Consumed::Nothing);
+    }
+    if let Some(token) = cookies::find(&parts.headers, ACCESS_COOKIE) {
+        let identified = match credentials.tokens.authenticate(token).await {
+            Ok(BearerJwt::Valid(identity)) => Identified::Known(identity),
+            Ok(BearerJwt::NotOurs | BearerJwt::Refused) => {
+                Identified::Rejected(Rejection::TokenRefused)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot check an access token: store unavailable");
+                Identified::Rejected(Rejection::StoreUnavailable)
+            }
         };
         return (identified, Consumed::Nothing);
     }

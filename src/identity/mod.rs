@@ -8,7 +8,10 @@ pub mod api_key;
 pub mod cache;
 pub mod device;
 pub mod email;
+pub mod one_time;
+pub mod profile;
 pub mod revocation;
+pub mod service_token;
 pub mod session;
 pub mod ticket;
 pub mod tokens;
@@ -276,6 +279,7 @@ impl Identity {
             active_org: None,
             scopes: &parts.scopes,
             method: parts.method,
+            locale: user.locale.as_deref(),
         });
         Self {
             user_id: user.id,

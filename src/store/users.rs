@@ -142,6 +142,40 @@ impl UserStore {
         Ok(true)
     }
 
+    /// Writes the profile fields of `user` (name, username, locale, avatar URL).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if the username is taken.
+    pub async fn update_profile(&self, user: &User, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET name = $2, username = $3, locale = $4, avatar_url = $5, \
+             updated_at = $6 WHERE id = $1",
+        )
+        .bind(user.id.to_string())
+        .bind(user.name.as_deref())
+        .bind(user.username.as_deref())
+        .bind(user.locale.as_deref())
+        .bind(user.avatar_url.as_deref())
+        .bind(now.as_millis())
+        .execute(self.db.pool())
+        .await
+        .map_err(|error| StoreError::from_sqlx(error, "this username"))?;
+        Ok(())
+    }
+
+    /// Sets the locale if the user has none yet (from the first sign-in's `Accept-Language`).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn default_locale(&self, id: Uuid, locale: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET locale = $2 WHERE id = $1 AND locale IS NULL")
+            .bind(id.to_string())
+            .bind(locale)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Deletes the user (and, by cascade, roles, keys and token families). Used to undo a
     /// sign-up whose session could not be stored.
     ///

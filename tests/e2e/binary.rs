@@ -370,6 +370,54 @@ async fn the_cli_reaches_running_servers_through_postgres() {
     portcullis.wait(Duration::from_secs(10)).await;
 }
 
+#[tokio::test]
+async fn dev_mode_warns_at_start_and_the_cli_mints_single_use_sign_in_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = EchoUpstream::start("app").await;
+    // A fixed port: the link the CLI prints points at the server's public URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"sqlite://{}\"\n[dev]\nenabled = true\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
+        dir.path().join("links.db").display(),
+        echo.url()
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    assert!(portcullis.logged("DEV SIGN-IN IS ON", Duration::from_secs(5)).await);
+    let dev = client()
+        .post(format!("{}/auth/dev-sign-in", portcullis.url))
+        .json(&json!({"email": "ada@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dev.status(), 200);
+
+    let args = ["--config", "portcullis.toml", "user", "sign-in-link", "ada@example.com"];
+    let output = run(dir.path(), &[&args[..], &["--redirect", "/inbox"]].concat(), "").await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let link = stdout.lines().next().unwrap().to_owned();
+    assert!(link.starts_with(&format!("http://127.0.0.1:{port}/auth/one-time?token=")), "{link}");
+    let browser = client();
+    let first = browser.get(&link).send().await.unwrap();
+    assert_eq!(first.status(), 302);
+    assert_eq!(first.headers()["location"], "/inbox");
+    let second = client().get(&link).send().await.unwrap();
+    assert_eq!(second.status(), 401, "a link works once");
+    let outside =
+        run(dir.path(), &[&args[..], &["--redirect", "https://evil.example/"]].concat(), "").await;
+    assert!(!outside.status.success(), "redirects are validated like everywhere else");
+    let nobody = run(
+        dir.path(),
+        &["--config", "portcullis.toml", "user", "sign-in-link", "x@example.com"],
+        "",
+    )
+    .await;
+    assert!(!nobody.status.success());
+    portcullis.terminate();
+    portcullis.wait(Duration::from_secs(10)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_gibibyte_upload_streams_through_with_flat_memory() {
     const TOTAL: u64 = 1 << 30;

@@ -1,0 +1,63 @@
+//! `POST /dev-sign-in`: signs in as a given (or a fixed) user without a password, for local
+//! development and end-to-end tests of apps behind Portcullis. The route exists only with
+//! `dev.enabled = true`; startup refuses an https public URL unless `dev.force = true`, and
+//! every start logs a warning while it is on.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::header::SET_COOKIE;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::csrf::SiteContext;
+use super::extract::{ApiJson, Client};
+use super::sessions::default_locale;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::identity::Email;
+use crate::store::users::NewUser;
+
+/// The user signed in when no email is given.
+const DEFAULT_EMAIL: &str = "dev@example.com";
+
+/// Routes: `POST /dev-sign-in`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/dev-sign-in", post(dev_sign_in))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevSignIn {
+    email: Option<String>,
+}
+
+async fn dev_sign_in(
+    State(state): State<AppState>,
+    site: SiteContext,
+    Client(client): Client,
+    ApiJson(body): ApiJson<DevSignIn>,
+) -> Result<Response, ApiError> {
+    state.csrf.check_same_site(&site)?;
+    let email = Email::parse(body.email.as_deref().unwrap_or(DEFAULT_EMAIL))
+        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let mut user = match state.users.find_by_email(&email).await? {
+        Some((user, _)) => user,
+        None => {
+            let new = NewUser { email, name: None, password_hash: None, roles: Vec::new() };
+            state.users.create(new, state.clock.now()).await?
+        }
+    };
+    if user.disabled_at.is_some() {
+        return Err(ApiError::forbidden("This account is disabled"));
+    }
+    default_locale(&state, &mut user, &site.headers).await?;
+    let (token, _) = state.sessions.create(&user, client).await?;
+    tracing::warn!(user = %user.id, "dev sign-in");
+    let mut response = Json(json!({ "user": user.view() })).into_response();
+    let cookie = state.cookies.session(token.cookie_value(), state.config.session.ttl);
+    response.headers_mut().append(SET_COOKIE, cookie);
+    Ok(response)
+}

@@ -1,0 +1,63 @@
+//! `GET /one-time?token=`: redeems an operator's sign-in link (single use), starts a session
+//! and redirects; a bad link shows the sign-in page with the reason.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use serde::Deserialize;
+
+use super::csrf::SiteContext;
+use super::extract::{ApiQuery, Client};
+use super::pages::{self, SignInForm};
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+/// Routes: `GET /one-time`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/one-time", get(one_time))
+}
+
+#[derive(Debug, Deserialize)]
+struct OneTimeQuery {
+    token: Option<String>,
+}
+
+async fn one_time(
+    State(state): State<AppState>,
+    site: SiteContext,
+    Client(client): Client,
+    ApiQuery(query): ApiQuery<OneTimeQuery>,
+) -> Response {
+    let result = async {
+        let token = query.token.as_deref().unwrap_or("");
+        let link = state.one_time.redeem(token).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidToken,
+                "This sign-in link is invalid, expired or already used",
+            )
+        })?;
+        let user = state.users.find(link.user_id).await?.filter(|user| user.disabled_at.is_none());
+        let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
+        // Checked again: the redirect policy may have changed since the link was minted.
+        let target = state.redirects.check(&link.redirect).map_err(ApiError::invalid_request)?;
+        let (session, _) = state.sessions.create(&user, client).await?;
+        state.metrics.record_auth("one_time", "success");
+        let cookie = state.cookies.session(session.cookie_value(), state.config.session.ttl);
+        Ok::<_, ApiError>(
+            (
+                StatusCode::FOUND,
+                [(LOCATION, target.as_str().to_owned())],
+                [(SET_COOKIE, cookie)],
+                [(CACHE_CONTROL, "no-store")],
+            )
+                .into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(|error| {
+        pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
+    })
+}

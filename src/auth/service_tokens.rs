@@ -1,0 +1,50 @@
+//! `POST /service-tokens/{name}`: mints a token for a third-party service from its
+//! `[service_tokens.NAME]` template, for any signed-in credential whose global roles the
+//! service allows.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Map, Value, json};
+
+use super::extract::{ApiJson, ApiPath, Caller};
+use super::no_store;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::identity::service_token::MintError;
+
+/// Routes: `POST /service-tokens/{name}`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/service-tokens/{name}", post(mint))
+}
+
+async fn mint(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    Caller(caller): Caller,
+    ApiJson(params): ApiJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let service = state
+        .config
+        .service_tokens
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("No such service"))?;
+    if !service.roles.is_empty() && !service.roles.iter().any(|role| caller.has_role(role)) {
+        return Err(ApiError::forbidden("Your account lacks a role this service requires"));
+    }
+    let user = state
+        .users
+        .find(caller.user_id)
+        .await?
+        .filter(|user| user.disabled_at.is_none())
+        .ok_or_else(ApiError::unauthorized)?;
+    let (token, expires_at) =
+        service.mint(&user, &params, state.clock.now()).map_err(|error| match error {
+            MintError::BadParam(message) => ApiError::invalid_request(message),
+            MintError::Signing(_) => ApiError::internal(error),
+        })?;
+    state.metrics.record_auth("service_token", "minted");
+    Ok(no_store(Json(json!({ "token": token, "expires_at": expires_at })).into_response()))
+}

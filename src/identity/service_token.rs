@@ -1,0 +1,344 @@
+//! Service tokens: short JWTs for third-party services the app uses on the user's behalf (a
+//! LiveKit room, a media server), minted by `POST /auth/service-tokens/{name}` from a claims
+//! template in `[service_tokens.NAME]`.
+//!
+//! The template is parsed as JSON once, at start. Placeholders (`{user.id}`, `{user.email}`,
+//! `{user.name}`, `{user.username}`, `{param.NAME}`) are filled inside its string values only,
+//! after parsing, so a value can never become JSON syntax: there is no template injection.
+//! Caller parameters must be declared and match `[A-Za-z0-9_-]{1,128}`.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Map, Value};
+
+use super::User;
+use crate::clock::Timestamp;
+use crate::config::raw::RawServiceToken;
+use crate::config::values::parse_duration;
+
+/// One configured service.
+#[derive(Clone)]
+pub struct ServiceToken {
+    algorithm: Algorithm,
+    key: EncodingKey,
+    issuer: Option<String>,
+    ttl: Duration,
+    /// Global roles allowed to mint (empty: any signed-in user).
+    pub roles: Vec<String>,
+    params: Vec<String>,
+    template: Map<String, Value>,
+}
+
+impl std::fmt::Debug for ServiceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceToken")
+            .field("algorithm", &self.algorithm)
+            .field("issuer", &self.issuer)
+            .field("ttl", &self.ttl)
+            .field("roles", &self.roles)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a token cannot be minted for this request.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MintError {
+    /// A parameter is unknown, missing or malformed; the message names it.
+    #[error("{0}")]
+    BadParam(String),
+    /// Signing failed (a bug or a bad key).
+    #[error("cannot sign: {0}")]
+    Signing(String),
+}
+
+impl ServiceToken {
+    /// Compiles `[service_tokens.<name>]`; problems come back as `(key, reason)`.
+    ///
+    /// # Errors
+    /// Every problem found, each with its key path.
+    pub fn compile(name: &str, raw: &RawServiceToken) -> Result<Self, Vec<(String, String)>> {
+        let key_path = |field: &str| format!("service_tokens.{name}.{field}");
+        let mut errors = Vec::new();
+        let algorithm = match raw.algorithm.as_deref().unwrap_or("HS256") {
+            "HS256" => Algorithm::HS256,
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
+            other => {
+                errors.push((
+                    key_path("algorithm"),
+                    format!("`{other}`: one of HS256, ES256, EdDSA"),
+                ));
+                Algorithm::HS256
+            }
+        };
+        let secret = raw.secret.as_deref().unwrap_or("");
+        let key = match algorithm {
+            _ if secret.is_empty() => Err("required (or secret_file)".to_owned()),
+            Algorithm::HS256 if secret.len() < 16 => Err("at least 16 bytes".to_owned()),
+            Algorithm::HS256 => Ok(EncodingKey::from_secret(secret.as_bytes())),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(secret.as_bytes())
+                .map_err(|_| "not a PEM EC private key".to_owned()),
+            _ => EncodingKey::from_ed_pem(secret.as_bytes())
+                .map_err(|_| "not a PEM Ed25519 private key".to_owned()),
+        }
+        .map_err(|reason| errors.push((key_path("secret"), reason)))
+        .ok();
+        let ttl = parse_duration(raw.ttl.as_deref().unwrap_or("1h"))
+            .map_err(|reason| errors.push((key_path("ttl"), reason)))
+            .unwrap_or_default();
+        let params: Vec<String> = raw.params.0.clone();
+        for param in &params {
+            if param.is_empty()
+                || param.len() > 64
+                || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                errors.push((key_path("params"), format!("`{param}`: 1-64 of A-Z a-z 0-9 _")));
+            }
+        }
+        let template = match serde_json::from_str::<Value>(raw.claims.as_deref().unwrap_or("{}")) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                errors.push((key_path("claims"), "must be a JSON object".into()));
+                Map::new()
+            }
+            Err(error) => {
+                errors.push((key_path("claims"), format!("not JSON: {error}")));
+                Map::new()
+            }
+        };
+        let mut unknown = Vec::new();
+        visit_strings(&Value::Object(template.clone()), &mut |text| {
+            for placeholder in placeholders(text) {
+                let known =
+                    matches!(placeholder, "user.id" | "user.email" | "user.name" | "user.username")
+                        || placeholder
+                            .strip_prefix("param.")
+                            .is_some_and(|p| params.iter().any(|q| q == p));
+                if !known {
+                    unknown.push(placeholder.to_owned());
+                }
+            }
+        });
+        for placeholder in unknown {
+            errors.push((
+                key_path("claims"),
+                format!("unknown placeholder {{{placeholder}}} (user.id, user.email, user.name, user.username, param.<one of params>)"),
+            ));
+        }
+        match key {
+            Some(key) if errors.is_empty() => Ok(Self {
+                algorithm,
+                key,
+                issuer: raw.issuer.clone(),
+                ttl,
+                roles: raw.roles.0.clone(),
+                params,
+                template,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Mints a token for `user` with the caller's `params`; returns it and its expiry.
+    ///
+    /// # Errors
+    /// A bad parameter, or signing fails.
+    pub fn mint(
+        &self,
+        user: &User,
+        params: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<(String, Timestamp), MintError> {
+        for (name, value) in params {
+            if !self.params.contains(name) {
+                return Err(MintError::BadParam(format!(
+                    "{name}: not a parameter of this service"
+                )));
+            }
+            let valid = value.as_str().is_some_and(|text| {
+                (1..=128).contains(&text.len())
+                    && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+            if !valid {
+                return Err(MintError::BadParam(format!(
+                    "{name}: must be 1-128 of A-Z a-z 0-9 _ -"
+                )));
+            }
+        }
+        let mut missing = None;
+        let mut claims = self.template.clone();
+        for value in claims.values_mut() {
+            fill(value, &mut |placeholder| {
+                let found = match placeholder {
+                    "user.id" => Some(user.id.to_string()),
+                    "user.email" => Some(user.email.as_str().to_owned()),
+                    "user.name" => Some(user.name.clone().unwrap_or_default()),
+                    "user.username" => Some(user.username.clone().unwrap_or_default()),
+                    other => other
+                        .strip_prefix("param.")
+                        .and_then(|name| params.get(name))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                };
+                if found.is_none() {
+                    missing.get_or_insert_with(|| placeholder.to_owned());
+                }
+                found.unwrap_or_default()
+            });
+        }
+        if let Some(placeholder) = missing {
+            let name = placeholder.trim_start_matches("param.");
+            return Err(MintError::BadParam(format!("{name}: required")));
+        }
+        let issued = now.as_millis() / 1000;
+        let expires_at = now.plus(self.ttl);
+        claims.entry("sub").or_insert_with(|| Value::String(user.id.to_string()));
+        if let Some(issuer) = &self.issuer {
+            claims.insert("iss".into(), Value::String(issuer.clone()));
+        }
+        claims.insert("iat".into(), issued.into());
+        claims.insert("nbf".into(), issued.into());
+        claims.insert("exp".into(), (expires_at.as_millis() / 1000).into());
+        let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
+            .map_err(|error| MintError::Signing(error.to_string()))?;
+        Ok((token, expires_at))
+    }
+}
+
+/// The `{…}` placeholders in `text`.
+fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    text.split('{').skip(1).filter_map(|rest| rest.split_once('}').map(|(inside, _)| inside))
+}
+
+fn visit_strings(value: &Value, visit: &mut impl FnMut(&str)) {
+    match value {
+        Value::String(text) => visit(text),
+        Value::Array(items) => items.iter().for_each(|item| visit_strings(item, visit)),
+        Value::Object(map) => map.values().for_each(|item| visit_strings(item, visit)),
+        _ => {}
+    }
+}
+
+/// Replaces every placeholder in the string values under `value` with `lookup`'s answer, as
+/// text inside the (already parsed) string: the result is always a JSON string.
+fn fill(value: &mut Value, lookup: &mut impl FnMut(&str) -> String) {
+    match value {
+        Value::String(text) if text.contains('{') => {
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find('{') {
+                out.push_str(&rest[..start]);
+                match rest[start + 1..].find('}') {
+                    Some(end) => {
+                        out.push_str(&lookup(&rest[start + 1..start + 1 + end]));
+                        rest = &rest[start + 2 + end..];
+                    }
+                    None => {
+                        out.push_str(&rest[start..]);
+                        rest = "";
+                    }
+                }
+            }
+            out.push_str(rest);
+            *text = out;
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| fill(item, lookup)),
+        Value::Object(map) => map.values_mut().for_each(|item| fill(item, lookup)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::values::StringList;
+    use crate::identity::Email;
+
+    fn livekit() -> RawServiceToken {
+        RawServiceToken {
+            algorithm: Some("HS256".into()),
+            secret: Some("a-livekit-secret-of-32-bytes-or-more".into()),
+            issuer: Some("APIkey123".into()),
+            ttl: Some("6h".into()),
+            roles: StringList(Vec::new()),
+            params: StringList(vec!["room".into()]),
+            claims: Some(
+                r#"{"sub": "{user.id}", "name": "{user.name}", "video": {"room": "{param.room}", "roomJoin": true}}"#
+                    .into(),
+            ),
+        }
+    }
+
+    fn user() -> User {
+        User {
+            name: Some("Ada \"the\" {user.id}".into()),
+            ..User::new(
+                uuid::Uuid::nil(),
+                Email::parse("ada@example.com").unwrap(),
+                Timestamp::from_millis(0),
+            )
+        }
+    }
+
+    #[test]
+    fn values_fill_strings_and_never_become_syntax() {
+        crate::crypto::jwt_ring::install();
+        let service = ServiceToken::compile("livekit", &livekit()).unwrap();
+        let params = serde_json::json!({ "room": "standup-1" });
+        let (token, expires) = service
+            .mint(&user(), params.as_object().unwrap(), Timestamp::from_millis(1_000_000))
+            .unwrap();
+        assert_eq!(expires, Timestamp::from_millis(1_000_000 + 6 * 3_600_000));
+        let payload = token.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["video"]["room"], "standup-1");
+        assert_eq!(claims["video"]["roomJoin"], true);
+        // A name holding quotes and braces stays a plain string, not re-expanded.
+        assert_eq!(claims["name"], "Ada \"the\" {user.id}");
+        assert_eq!(claims["iss"], "APIkey123");
+        assert_eq!(claims["sub"], uuid::Uuid::nil().to_string());
+    }
+
+    #[test]
+    fn parameters_are_declared_and_plain() {
+        let service = ServiceToken::compile("livekit", &livekit()).unwrap();
+        let now = Timestamp::from_millis(0);
+        for bad in [
+            serde_json::json!({ "room": "a\"}, \"roomAdmin\": true, \"x\": \"" }),
+            serde_json::json!({ "room": "{user.email}" }),
+            serde_json::json!({ "room": "café" }),
+            serde_json::json!({ "room": 7 }),
+            serde_json::json!({ "room": "" }),
+            serde_json::json!({ "other": "x" }),
+            serde_json::json!({}),
+        ] {
+            assert!(
+                matches!(
+                    service.mint(&user(), bad.as_object().unwrap(), now),
+                    Err(MintError::BadParam(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_configurations_name_their_keys() {
+        let mut raw = livekit();
+        raw.claims = Some(r#"{"x": "{param.nope}"}"#.into());
+        raw.secret = Some("short".into());
+        raw.algorithm = Some("RS256".into());
+        let errors = ServiceToken::compile("lk", &raw).unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|(key, _)| key.as_str()).collect();
+        assert!(keys.contains(&"service_tokens.lk.claims"), "{errors:?}");
+        assert!(keys.contains(&"service_tokens.lk.algorithm"), "{errors:?}");
+        raw.claims = Some("[1]".into());
+        assert!(ServiceToken::compile("lk", &raw).is_err());
+    }
+}
