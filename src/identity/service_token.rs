@@ -329,6 +329,27 @@ mod tests {
     }
 
     #[test]
+    fn es256_services_sign_with_their_pem_key() {
+        crate::crypto::jwt_ring::install();
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let mut raw = livekit();
+        raw.algorithm = Some("ES256".into());
+        raw.secret = Some(pair.serialize_pem());
+        let service = ServiceToken::compile("media", &raw).unwrap();
+        let params = serde_json::json!({ "room": "r1" });
+        let (token, _) =
+            service.mint(&user(), params.as_object().unwrap(), Timestamp::from_millis(0)).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_ec_der(pair.public_key_raw());
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap().claims;
+        assert_eq!(claims["video"]["room"], "r1");
+        raw.secret = Some("not a pem".into());
+        assert!(ServiceToken::compile("media", &raw).is_err());
+    }
+
+    #[test]
     fn bad_configurations_name_their_keys() {
         let mut raw = livekit();
         raw.claims = Some(r#"{"x": "{param.nope}"}"#.into());
