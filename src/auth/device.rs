@@ -103,7 +103,7 @@ pub async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, A
         Poll::Expired => DeviceAnswer::Expired,
         Poll::Denied => DeviceAnswer::Denied,
         Poll::Approved { user_id, scopes, client_name } => {
-            let user = state.users.find(user_id).await?.filter(|user| user.disabled_at.is_none());
+            let user = state.users.find_enabled(user_id).await?;
             let Some(user) = user else { return Ok(DeviceAnswer::Denied) };
             let client = ClientInfo { ip: None, user_agent: client_name };
             let pair = state.tokens.issue(&user, scopes, client).await?;

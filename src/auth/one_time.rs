@@ -39,7 +39,7 @@ async fn one_time(
                 "This sign-in link is invalid, expired or already used",
             )
         })?;
-        let user = state.users.find(link.user_id).await?.filter(|user| user.disabled_at.is_none());
+        let user = state.users.find_enabled(link.user_id).await?;
         let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
         // Checked again: the redirect policy may have changed since the link was minted.
         let target = state.redirects.check(&link.redirect).map_err(ApiError::invalid_request)?;

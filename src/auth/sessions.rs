@@ -38,12 +38,8 @@ async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, Api
         Identified::Anonymous => return Err(ApiError::unauthorized()),
         Identified::Rejected(rejection) => return Err(rejection.into()),
     };
-    let user = state
-        .users
-        .find(identity.user_id)
-        .await?
-        .filter(|user| user.disabled_at.is_none())
-        .ok_or_else(ApiError::unauthorized)?;
+    let user =
+        state.users.find_enabled(identity.user_id).await?.ok_or_else(ApiError::unauthorized)?;
     Ok(Json(json!({ "user": user.view() })).into_response())
 }
 
@@ -173,12 +169,8 @@ async fn update_me(
     if caller.method == AuthMethod::ApiKey {
         return Err(ApiError::forbidden("An API key cannot change the profile"));
     }
-    let mut user = state
-        .users
-        .find(caller.user_id)
-        .await?
-        .filter(|user| user.disabled_at.is_none())
-        .ok_or_else(ApiError::unauthorized)?;
+    let mut user =
+        state.users.find_enabled(caller.user_id).await?.ok_or_else(ApiError::unauthorized)?;
     let field = |value: Option<String>, clean: fn(&str) -> Result<Option<String>, String>| {
         value.map(|value| clean(&value)).transpose().map_err(ApiError::invalid_request)
     };

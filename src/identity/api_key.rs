@@ -9,7 +9,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::cache::{CredentialHash, IdentityCache};
-use super::{AuthMethod, Identity, IdentityParts, Scopes, User};
+use super::{AuthMethod, Identity, IdentityParts, Scopes};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::gateway::headers::HeaderNames;
@@ -207,7 +207,7 @@ impl ApiKeyService {
         let Some(key) = self.store.find_by_hash(&hash).await?.filter(|key| key.is_live(now)) else {
             return Ok(None);
         };
-        let Some(user) = self.live_user(key.user_id).await? else { return Ok(None) };
+        let Some(user) = self.users.find_enabled(key.user_id).await? else { return Ok(None) };
         // Loads happen at most once per cache period per key, so this bounds the writes.
         self.store.touch(key.id, now, TOUCH_INTERVAL).await?;
         let parts = IdentityParts {
@@ -219,10 +219,6 @@ impl ApiKeyService {
             expires_at: key.expires_at.unwrap_or(Timestamp::from_millis(i64::MAX / 2)),
         };
         Ok(Some(Identity::new(parts, &self.header_names)))
-    }
-
-    async fn live_user(&self, user_id: Uuid) -> Result<Option<User>, StoreError> {
-        Ok(self.users.find(user_id).await?.filter(|user| user.disabled_at.is_none()))
     }
 }
 

@@ -96,7 +96,7 @@ impl WsTickets {
         if !self.still_signed_in(&ticket).await? {
             return Ok(None);
         }
-        let user = self.users.find(ticket.user_id).await?.filter(|user| user.disabled_at.is_none());
+        let user = self.users.find_enabled(ticket.user_id).await?;
         let Some(user) = user else { return Ok(None) };
         let scopes = Scopes::from_claim(ticket.scope.as_deref()).map_err(StoreError::Corrupt)?;
         let parts = IdentityParts {

@@ -261,7 +261,7 @@ impl TokenService {
                 return Err(TokenError::Reused);
             }
         };
-        let user = self.users.find(family.user_id).await?.filter(|user| user.disabled_at.is_none());
+        let user = self.users.find_enabled(family.user_id).await?;
         let Some(user) = user else {
             self.revoke_family(family.id).await?;
             return Err(TokenError::Invalid);
@@ -333,7 +333,7 @@ impl TokenService {
         let Some(family) = self.families.find_live(claims.sid, now).await? else {
             return Ok(BearerJwt::Refused);
         };
-        let user = self.users.find(claims.sub).await?.filter(|user| user.disabled_at.is_none());
+        let user = self.users.find_enabled(claims.sub).await?;
         let Some(user) = user.filter(|user| user.id == family.user_id) else {
             return Ok(BearerJwt::Refused);
         };

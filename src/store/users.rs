@@ -84,6 +84,14 @@ impl UserStore {
         }
     }
 
+    /// The user with `id` unless it is disabled: who may be signed in.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn find_enabled(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        Ok(self.find(id).await?.filter(|user| user.disabled_at.is_none()))
+    }
+
     /// The user with `email` and its password hash, if any.
     ///
     /// # Errors

@@ -7,7 +7,7 @@ use portcullis::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Echoed, TestApp};
+use crate::support::{Echoed, TestApp, error_code};
 
 const API_ROUTES: &str = r#"
 [[routes]]
@@ -45,12 +45,6 @@ async fn with_key(
     crate::support::http().request(method, app.url(path)).bearer_auth(key).send().await.unwrap()
 }
 
-async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    (status, body["error"].as_str().unwrap().to_owned())
-}
-
 #[tokio::test]
 async fn a_key_reaches_the_app_with_its_scopes_and_never_its_secret() {
     let app = TestApp::builder().routes(API_ROUTES).spawn().await;
@@ -70,7 +64,7 @@ async fn a_key_reaches_the_app_with_its_scopes_and_never_its_secret() {
     assert!(echoed.header("authorization").is_none(), "the key never reaches the app");
 
     let (status, error) =
-        error_of(with_key(&app, reqwest::Method::POST, "/api/things", key).await).await;
+        error_code(with_key(&app, reqwest::Method::POST, "/api/things", key).await).await;
     assert_eq!((status, error.as_str()), (StatusCode::FORBIDDEN, "forbidden"));
 
     let writer =
@@ -99,7 +93,7 @@ async fn creating_keys_needs_csrf_and_a_person_not_a_key() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_of(without_csrf).await, (StatusCode::FORBIDDEN, "csrf_failed".into()));
+    assert_eq!(error_code(without_csrf).await, (StatusCode::FORBIDDEN, "csrf_failed".into()));
 
     let created = create_key(&app, &client, json!({ "name": "k" })).await;
     let by_key = crate::support::http()
@@ -109,7 +103,7 @@ async fn creating_keys_needs_csrf_and_a_person_not_a_key() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_of(by_key).await, (StatusCode::FORBIDDEN, "forbidden".into()));
+    assert_eq!(error_code(by_key).await, (StatusCode::FORBIDDEN, "forbidden".into()));
 
     for bad in [
         json!({ "name": "", "scopes": [] }),
@@ -126,7 +120,7 @@ async fn creating_keys_needs_csrf_and_a_person_not_a_key() {
             .await
             .unwrap();
         assert_eq!(
-            error_of(response).await,
+            error_code(response).await,
             (StatusCode::BAD_REQUEST, "invalid_request".into()),
             "{bad}"
         );
@@ -151,7 +145,7 @@ async fn expired_revoked_mistyped_and_unknown_keys_are_refused() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), 200);
-    let (status, error) = error_of(with_key(&app, reqwest::Method::GET, "/x", key).await).await;
+    let (status, error) = error_code(with_key(&app, reqwest::Method::GET, "/x", key).await).await;
     assert_eq!((status, error.as_str()), (StatusCode::UNAUTHORIZED, "invalid_token"));
     let again = client
         .delete(app.url(&format!("/auth/api-keys/{}", created["id"].as_str().unwrap())))
@@ -170,7 +164,8 @@ async fn expired_revoked_mistyped_and_unknown_keys_are_refused() {
     let typo = String::from_utf8(typo).unwrap();
     let stranger = format!("pk_{}", "A".repeat(49));
     for bad in [typo.as_str(), stranger.as_str(), "pk_short"] {
-        let (status, error) = error_of(with_key(&app, reqwest::Method::GET, "/x", bad).await).await;
+        let (status, error) =
+            error_code(with_key(&app, reqwest::Method::GET, "/x", bad).await).await;
         assert_eq!((status, error.as_str()), (StatusCode::UNAUTHORIZED, "invalid_token"), "{bad}");
     }
     assert_eq!(with_key(&app, reqwest::Method::GET, "/x", live).await.status(), 200);
@@ -181,7 +176,7 @@ async fn expired_revoked_mistyped_and_unknown_keys_are_refused() {
     assert_eq!(with_key(&app, reqwest::Method::GET, "/x", expiring).await.status(), 200);
     clock.advance(Duration::from_secs(2 * 86_400));
     let (status, error) =
-        error_of(with_key(&app, reqwest::Method::GET, "/x", expiring).await).await;
+        error_code(with_key(&app, reqwest::Method::GET, "/x", expiring).await).await;
     assert_eq!((status, error.as_str()), (StatusCode::UNAUTHORIZED, "invalid_token"));
     assert_eq!(with_key(&app, reqwest::Method::GET, "/x", live).await.status(), 200);
 }

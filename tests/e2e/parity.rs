@@ -10,17 +10,11 @@ use portcullis::identity::one_time::OneTimeLink;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Echoed, PASSWORD, TestApp};
+use crate::support::{Echoed, PASSWORD, TestApp, error_code};
 
 async fn patch_me(app: &TestApp, client: &reqwest::Client, body: Value) -> reqwest::Response {
     let csrf = app.csrf(client).await;
     client.patch(app.url("/auth/me")).header("x-csrf-token", csrf).json(&body).send().await.unwrap()
-}
-
-async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    (status, body["error"].as_str().unwrap_or_default().to_owned())
 }
 
 #[tokio::test]

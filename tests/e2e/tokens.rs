@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::assertion_verify::AssertionVerifier;
-use crate::support::{Echoed, PASSWORD, TestApp};
+use crate::support::{Echoed, PASSWORD, TestApp, error_code};
 
 /// Signs `email` up, then logs in with `"mode": "token"`; returns the token answer.
 async fn token_login(app: &TestApp, email: &str) -> Value {
@@ -43,12 +43,6 @@ async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    (status, body["error"].as_str().unwrap_or_default().to_owned())
 }
 
 fn access(answer: &Value) -> &str {

@@ -20,3 +20,10 @@ pub fn init() {
             .try_init();
     }
 }
+
+/// The status and the `error` code of an API error response.
+pub async fn error_code(response: reqwest::Response) -> (reqwest::StatusCode, String) {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (status, body["error"].as_str().unwrap_or_default().to_owned())
+}
