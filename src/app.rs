@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth;
 use crate::auth::csrf::Csrf;
+use crate::auth::oauth::{Providers, oidc};
 use crate::auth::pages::Pages;
 use crate::auth::rate_limit::{AccountBackoff, IpLimiter};
 use crate::auth::redirect::RedirectPolicy;
@@ -47,6 +48,7 @@ use crate::store::api_keys::ApiKeyStore;
 use crate::store::ephemeral::{
     DatabaseStore, EphemeralStore, MemoryStore, RedisStore, redis_client,
 };
+use crate::store::linked::LinkStore;
 use crate::store::sql::{Backend, Database};
 use crate::store::tokens::FamilyStore;
 use crate::store::users::UserStore;
@@ -82,6 +84,9 @@ pub enum StartupError {
     /// A page template does not parse.
     #[error("page templates: {0}")]
     Templates(#[from] minijinja::Error),
+    /// The HTTP client for sign-in providers cannot be built.
+    #[error("HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
 }
 
 /// Application state shared by every handler: one `Arc`, so handing it to a handler is one
@@ -122,6 +127,10 @@ pub struct AppStateInner {
     pub device: DeviceFlow,
     /// Operator sign-in links.
     pub one_time: OneTimeLinks,
+    /// Sign-in providers.
+    pub oauth: Arc<Providers>,
+    /// Identities linked at providers.
+    pub links: LinkStore,
     /// Password hashing off the async workers.
     pub hasher: PasswordHasherPool,
     /// The proxy.
@@ -389,6 +398,8 @@ impl App {
             tracing::warn!("configured but not available in this version, ignored: {feature}");
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The process default, for clients that pick it themselves (providers, Redis over TLS).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let shutdown = CancellationToken::new();
 
         // Bind first: a taken port is the most common start-up failure, and the bound address
@@ -656,10 +667,12 @@ async fn build_state(
         metrics,
         clock: Arc::clone(&clock),
         stores: stores.clone(),
+        links: LinkStore::new(stores.db.clone()),
         db: stores.db,
         users: stores.users,
         device: DeviceFlow::new(Arc::clone(&stores.ephemeral), Arc::clone(&clock)),
         one_time: OneTimeLinks::new(Arc::clone(&stores.ephemeral)),
+        oauth: Arc::new(Providers::new(&config.providers, &oidc::http_client()?)),
         ephemeral: stores.ephemeral,
         sessions: stores.sessions,
         api_keys: stores.api_keys,

@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod dev;
 pub mod device;
 pub mod extract;
+pub mod oauth;
 pub mod one_time;
 pub mod pages;
 pub mod password;
@@ -46,6 +47,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(device::routes())
         .merge(one_time::routes())
         .merge(service_tokens::routes())
+        .merge(oauth::routes())
         .merge(verify::routes())
         .merge(providers::routes())
         .merge(pages::routes())

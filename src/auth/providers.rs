@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::Router;
+use axum::extract::State;
 use axum::routing::get;
 use serde_json::{Value, json};
 
@@ -12,8 +13,10 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/providers", get(providers))
 }
 
-/// `GET /providers`: the enabled sign-in methods. Email + password is always on in this
-/// version; OAuth providers and magic links join the list as they are configured.
-async fn providers() -> Json<Value> {
-    Json(json!({ "providers": ["password"] }))
+/// `GET /providers`: the enabled sign-in methods: every configured provider by name, then
+/// `password` (always on in this version).
+async fn providers(State(state): State<AppState>) -> Json<Value> {
+    let mut names: Vec<&str> = state.oauth.iter().map(|provider| provider.name.as_str()).collect();
+    names.push("password");
+    Json(json!({ "providers": names }))
 }

@@ -105,6 +105,26 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let branding = branding(&raw, &mut errors);
     let not_yet_available = not_yet_available(&raw);
     let dev = DevConfig { enabled: raw.dev.enabled.0, force: raw.dev.force.0 };
+    let mut providers = Vec::new();
+    let mut not_yet_available = not_yet_available;
+    for (name, provider) in &raw.providers {
+        let valid_name = !name.is_empty()
+            && name.len() <= 32
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid_name {
+            errors.push(format!("providers.{name}"), "names are 1-32 of a-z, 0-9, -");
+            continue;
+        }
+        match crate::identity::providers::compile(name, provider) {
+            Ok(crate::identity::providers::Compiled::Oidc(oidc)) => providers.push(*oidc),
+            Ok(crate::identity::providers::Compiled::NotYet(what)) => not_yet_available.push(what),
+            Err(problems) => {
+                for (key, reason) in problems {
+                    errors.push(key, reason);
+                }
+            }
+        }
+    }
     let mut service_tokens = std::collections::BTreeMap::new();
     for (name, service) in &raw.service_tokens {
         match ServiceToken::compile(name, service) {
@@ -138,6 +158,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         not_yet_available,
         dev,
         service_tokens,
+        providers,
         raw,
     })
 }
@@ -447,9 +468,6 @@ fn branding(raw: &RawConfig, errors: &mut Errors) -> Branding {
 /// reported at start-up rather than silently ignored.
 fn not_yet_available(raw: &RawConfig) -> Vec<String> {
     let mut pending = Vec::new();
-    for name in raw.providers.keys() {
-        pending.push(format!("providers.{name} (sign-in providers)"));
-    }
     if !raw.sso_domains.is_empty() {
         pending.push("sso_domains (email-first SSO routing)".into());
     }

@@ -118,6 +118,8 @@ pub struct Config {
     pub not_yet_available: Vec<String>,
     /// `[dev]`: development-only sign-in.
     pub dev: DevConfig,
+    /// `[providers.NAME]`, compiled, by name.
+    pub providers: Vec<crate::identity::providers::OidcProvider>,
     /// `[service_tokens.NAME]`, compiled.
     pub service_tokens:
         std::collections::BTreeMap<String, crate::identity::service_token::ServiceToken>,

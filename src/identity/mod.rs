@@ -4,12 +4,14 @@
 //! the cache, with its identity headers already rendered, and shared as `Arc<Identity>` by every
 //! request that presents the same credential.
 
+pub mod accounts;
 pub mod api_key;
 pub mod cache;
 pub mod device;
 pub mod email;
 pub mod one_time;
 pub mod profile;
+pub mod providers;
 pub mod revocation;
 pub mod service_token;
 pub mod session;

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod ephemeral;
+pub mod linked;
 pub mod sql;
 #[cfg(test)]
 pub(crate) mod testing;

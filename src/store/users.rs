@@ -171,6 +171,35 @@ impl UserStore {
         Ok(())
     }
 
+    /// Records that the user's email is verified (when not already).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn mark_email_verified(&self, id: Uuid, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET email_verified_at = $2 WHERE id = $1 AND email_verified_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(now.as_millis())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the user can sign in with a password.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn has_password(&self, id: Uuid) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row
+            .and_then(|row| row.try_get::<Option<String>, _>("password_hash").ok().flatten())
+            .is_some())
+    }
+
     /// Sets the locale if the user has none yet (from the first sign-in's `Accept-Language`).
     ///
     /// # Errors

@@ -112,6 +112,11 @@ pub fn sign_in_response(
             password => true,
             signup => state.config.auth.signup,
             min_password_length => MIN_LENGTH,
+            providers => state
+                .oauth
+                .iter()
+                .map(|provider| context! { name => &provider.name, display_name => &provider.display_name })
+                .collect::<Vec<_>>(),
         },
     );
     let status = error.map_or(StatusCode::OK, |error| error.code().status());
@@ -161,6 +166,7 @@ mod tests {
                     base_path => "/auth", csrf_token => "tok", redirect_uri => "/x?a=1&b=\"2\"",
                     email => "", signing_up => false, error => "<script>alert(1)</script>",
                     password => true, signup => true, min_password_length => 10,
+                    providers => vec![context! { name => "corp", display_name => "Corp <SSO>" }],
                 },
             )
             .unwrap();
@@ -170,5 +176,7 @@ mod tests {
         assert!(html.contains("action=\"&#x2f;auth/login\""), "{html}");
         assert!(html.contains("&quot;2&quot;"));
         assert!(html.contains("<label for=\"login-email\">"));
+        assert!(html.contains("Sign in with Corp &lt;SSO&gt;"));
+        assert!(html.contains("&#x2f;auth/login/corp?redirect_uri=&#x2f;x%3Fa%3D1%26b"), "{html}");
     }
 }

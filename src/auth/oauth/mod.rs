@@ -1,0 +1,325 @@
+//! Sign-in through OpenID Connect providers: `GET /login/{provider}`, `GET /callback/{provider}`,
+//! `GET /link/{provider}`, `GET /providers/linked` and `DELETE /providers/linked/{provider}`.
+//!
+//! The state, PKCE verifier and nonce of a sign-in in progress live in the ephemeral store
+//! under the hash of the state, so a callback landing on another replica works, and each is
+//! taken (single use) when the callback arrives.
+
+pub mod oidc;
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use http::header::{ACCEPT, CACHE_CONTROL, LOCATION, SET_COOKIE};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use self::oidc::{OAuthError, OidcClient};
+use super::csrf::SiteContext;
+use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
+use super::pages::{self, SignInForm};
+use crate::app::AppState;
+use crate::clock::Timestamp;
+use crate::crypto;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::accounts::{self, AccountError, SignupRules};
+use crate::identity::providers::OidcProvider;
+use crate::identity::validate_role;
+
+/// How long a sign-in may take at the provider.
+const FLOW_TTL: Duration = Duration::from_secs(600);
+
+/// The configured providers' clients.
+#[derive(Debug, Default)]
+pub struct Providers {
+    clients: Vec<OidcClient>,
+}
+
+impl Providers {
+    /// Clients for `providers`, sharing `http`.
+    pub fn new(providers: &[OidcProvider], http: &reqwest::Client) -> Self {
+        let clients = providers.iter().map(|p| OidcClient::new(p.clone(), http.clone())).collect();
+        Self { clients }
+    }
+
+    /// The client for `name`.
+    pub fn get(&self, name: &str) -> Option<&OidcClient> {
+        self.clients.iter().find(|client| client.provider().name == name)
+    }
+
+    /// The providers, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &OidcProvider> {
+        self.clients.iter().map(OidcClient::provider)
+    }
+}
+
+/// Routes for provider sign-in and linking.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login/{provider}", get(login))
+        .route("/link/{provider}", get(link))
+        .route("/callback/{provider}", get(callback))
+        .route("/providers/linked", get(linked))
+        .route("/providers/linked/{provider}", axum::routing::delete(unlink))
+}
+
+/// A sign-in in progress.
+#[derive(Debug, Serialize, Deserialize)]
+struct Flow {
+    provider: String,
+    verifier: String,
+    nonce: String,
+    redirect: String,
+    /// Set when a signed-in user links this provider instead of signing in.
+    link_user: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StartQuery {
+    redirect_uri: Option<String>,
+    login_hint: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ApiPath(provider): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StartQuery>,
+) -> Result<Response, ApiError> {
+    start(&state, &provider, query, None).await
+}
+
+/// `GET /link/{provider}`: the same flow, ending with the identity linked to the signed-in
+/// user.
+async fn link(
+    State(state): State<AppState>,
+    ApiPath(provider): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StartQuery>,
+    session: CurrentSession,
+) -> Result<Response, ApiError> {
+    start(&state, &provider, query, Some(session.identity.user_id)).await
+}
+
+async fn start(
+    state: &AppState,
+    provider: &str,
+    query: StartQuery,
+    link_user: Option<Uuid>,
+) -> Result<Response, ApiError> {
+    let client = state.oauth.get(provider).ok_or_else(not_configured)?;
+    let redirect = state
+        .redirects
+        .check(query.redirect_uri.as_deref().unwrap_or("/"))
+        .map_err(ApiError::invalid_request)?;
+    let hint = query.login_hint.filter(|hint| hint.len() <= 254);
+    let authorization = client
+        .authorize(&callback_url(state, provider), hint.as_deref())
+        .await
+        .map_err(error_of)?;
+    let flow = Flow {
+        provider: provider.to_owned(),
+        verifier: authorization.verifier,
+        nonce: authorization.nonce,
+        redirect: redirect.as_str().to_owned(),
+        link_user,
+    };
+    let bytes = serde_json::to_vec(&flow).map_err(ApiError::internal)?;
+    state.ephemeral.put(&flow_key(&authorization.state), &bytes, FLOW_TTL).await?;
+    Ok(redirect_to(&authorization.url))
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /callback/{provider}`: finishes a sign-in (or a link). Every failure ends on the
+/// sign-in page with the reason (or JSON for API clients), with no session.
+async fn callback(
+    State(state): State<AppState>,
+    ApiPath(provider): ApiPath<String>,
+    ApiQuery(query): ApiQuery<CallbackQuery>,
+    site: SiteContext,
+    Client(client_info): Client,
+) -> Response {
+    let result = async {
+        let client = state.oauth.get(&provider).ok_or_else(not_configured)?;
+        if let Some(error) = &query.error {
+            let detail = query.error_description.as_deref().unwrap_or(error);
+            let detail: String = detail.chars().filter(|c| !c.is_control()).take(200).collect();
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                format!("{} did not sign you in: {detail}", client.provider().display_name),
+            ));
+        }
+        let flow = take_flow(&state, query.state.as_deref()).await?;
+        if flow.provider != provider {
+            return Err(ApiError::invalid_request("This sign-in was started for another provider"));
+        }
+        let code = query.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048);
+        let code = code.ok_or_else(|| ApiError::invalid_request("The provider sent no code"))?;
+        let external = client
+            .finish(code, &flow.verifier, &flow.nonce, &callback_url(&state, &provider))
+            .await
+            .map_err(error_of)?;
+        let now = state.clock.now();
+        if let Some(user_id) = flow.link_user {
+            accounts::link(&state.links, user_id, &provider, external, now)
+                .await
+                .map_err(account_error)?;
+            state.metrics.record_auth("oauth", "linked");
+            return Ok(redirect_to(&flow.redirect));
+        }
+        let rules = SignupRules {
+            open: state.config.auth.signup,
+            domains: &state.config.auth.allowed_email_domains,
+            provider_domains: &client.provider().allowed_email_domains,
+        };
+        let roles = external.roles.clone();
+        let user = accounts::sign_in(&state.users, &state.links, &provider, external, rules, now)
+            .await
+            .map_err(account_error)?;
+        if let Some(roles) = roles {
+            apply_roles(&state, user.id, &roles, now).await?;
+        }
+        let (token, _) = state.sessions.create(&user, client_info).await?;
+        state.metrics.record_auth("oauth", "success");
+        let mut response = redirect_to(&flow.redirect);
+        let cookie = state.cookies.session(token.cookie_value(), state.config.session.ttl);
+        response.headers_mut().append(SET_COOKIE, cookie);
+        Ok::<_, ApiError>(response)
+    }
+    .await;
+    result.unwrap_or_else(|error| {
+        state.metrics.record_auth("oauth", "failure");
+        let wants_json =
+            site.headers.get(ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|accept| {
+                accept.contains("application/json") && !accept.contains("text/html")
+            });
+        if wants_json {
+            error.into_response()
+        } else {
+            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
+        }
+    })
+}
+
+/// Global roles from the provider's roles claim replace the user's (only valid role names).
+async fn apply_roles(
+    state: &AppState,
+    user_id: Uuid,
+    roles: &[String],
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let mut roles: Vec<String> =
+        roles.iter().filter(|role| validate_role(role).is_ok()).cloned().collect();
+    roles.sort();
+    roles.dedup();
+    state.users.set_roles(user_id, &roles, now).await?;
+    state.sessions.refresh_user(user_id);
+    Ok(())
+}
+
+async fn take_flow(state: &AppState, flow_state: Option<&str>) -> Result<Flow, ApiError> {
+    let expired = || {
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "This sign-in attempt expired or was already used: start again",
+        )
+    };
+    let flow_state = flow_state.filter(|s| !s.is_empty() && s.len() <= 256).ok_or_else(expired)?;
+    let bytes = state.ephemeral.take(&flow_key(flow_state)).await?.ok_or_else(expired)?;
+    serde_json::from_slice(&bytes).map_err(ApiError::internal)
+}
+
+#[derive(Debug, Serialize)]
+struct LinkView {
+    provider: String,
+    linked_at: Timestamp,
+}
+
+/// `GET /providers/linked`: the caller's linked providers.
+async fn linked(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    let links: Vec<LinkView> = state
+        .links
+        .list(caller.user_id)
+        .await?
+        .into_iter()
+        .map(|link| LinkView { provider: link.provider, linked_at: link.linked_at })
+        .collect();
+    Ok(Json(json!({ "providers": links })).into_response())
+}
+
+/// `DELETE /providers/linked/{provider}`: unlinks, unless it is the last way to sign in.
+async fn unlink(
+    State(state): State<AppState>,
+    ApiPath(provider): ApiPath<String>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    let links = state.links.list(caller.user_id).await?;
+    if !links.iter().any(|link| link.provider == provider) {
+        return Err(ApiError::not_found("This provider is not linked"));
+    }
+    if links.len() == 1 && !state.users.has_password(caller.user_id).await? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "This is your only way to sign in: set a password or link another provider first",
+        ));
+    }
+    state.links.unlink(caller.user_id, &provider).await?;
+    Ok(Json(json!({ "message": "unlinked" })).into_response())
+}
+
+fn callback_url(state: &AppState, provider: &str) -> String {
+    format!("{}{}/callback/{provider}", state.tokens.issuer(), state.config.auth.base_path)
+}
+
+fn flow_key(flow_state: &str) -> String {
+    format!("oauth_flow:{}", crypto::hex(&crypto::sha256(flow_state.as_bytes())))
+}
+
+fn redirect_to(location: &str) -> Response {
+    (StatusCode::FOUND, [(LOCATION, location.to_owned())], [(CACHE_CONTROL, "no-store")])
+        .into_response()
+}
+
+fn not_configured() -> ApiError {
+    ApiError::new(ErrorCode::ProviderNotConfigured, "This sign-in provider is not configured")
+}
+
+fn error_of(error: OAuthError) -> ApiError {
+    match error {
+        OAuthError::Unavailable(_) => {
+            tracing::warn!(%error, "sign-in provider failed");
+            ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "The sign-in provider is unavailable, try again shortly",
+            )
+        }
+        OAuthError::Invalid(_) => {
+            tracing::warn!(%error, "refused a sign-in provider's answer");
+            ApiError::new(ErrorCode::InvalidToken, "The sign-in provider's answer was not valid")
+        }
+    }
+}
+
+fn account_error(error: AccountError) -> ApiError {
+    match error {
+        AccountError::Store(error) => error.into(),
+        AccountError::LinkedElsewhere | AccountError::AlreadyLinked => {
+            ApiError::new(ErrorCode::Conflict, error.to_string())
+        }
+        other => ApiError::forbidden(other.to_string()),
+    }
+}

@@ -1,0 +1,448 @@
+//! An OpenID Connect relying party: discovery, the authorization URL (state, PKCE S256, nonce),
+//! the code exchange (through the `oauth2` crate), ID-token validation against the provider's
+//! JWKS (cached, refetched when a token names an unknown key), and userinfo.
+//!
+//! Outbound requests never follow redirects, time out, and read at most 1 MiB: the provider's
+//! answers are untrusted input like any other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::RwLock;
+
+use crate::identity::accounts::ExternalUser;
+use crate::identity::providers::OidcProvider;
+
+/// Largest answer read from a provider.
+const MAX_RESPONSE: usize = 1 << 20;
+/// Shortest time between JWKS refetches caused by unknown key ids.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Allowed clock difference with the provider.
+const LEEWAY_SECS: u64 = 60;
+/// Signature algorithms accepted for ID tokens (never `none`, never HMAC with a public key).
+const ID_TOKEN_ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
+/// Why a sign-in through a provider failed; the message is shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// The provider cannot be reached or answered nonsense.
+    #[error("the sign-in provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The provider's answer failed validation (signature, issuer, audience, nonce, expiry).
+    #[error("the sign-in provider's answer is invalid: {0}")]
+    Invalid(String),
+}
+
+/// The token response, with the ID token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdTokenField {
+    id_token: Option<String>,
+}
+
+impl ExtraTokenFields for IdTokenField {}
+
+type TokenSet = StandardTokenResponse<IdTokenField, BasicTokenType>;
+type Client = oauth2::Client<
+    BasicErrorResponse,
+    TokenSet,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// What discovery says.
+#[derive(Debug, Clone, Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    userinfo_endpoint: Option<String>,
+    jwks_uri: String,
+}
+
+/// Verification keys by key id, and when they were fetched.
+#[derive(Default)]
+struct Keys {
+    by_kid: HashMap<String, (Algorithm, DecodingKey)>,
+    fetched_at: Option<Instant>,
+}
+
+/// The start of a sign-in: where to send the browser, and the secrets to keep for the callback.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    /// The provider's authorization URL with every parameter.
+    pub url: String,
+    /// The `state` parameter.
+    pub state: String,
+    /// The PKCE verifier.
+    pub verifier: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+}
+
+/// One provider's client.
+pub struct OidcClient {
+    provider: OidcProvider,
+    http: reqwest::Client,
+    discovery: RwLock<Option<Arc<Discovery>>>,
+    keys: RwLock<Keys>,
+}
+
+impl std::fmt::Debug for OidcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcClient").field("provider", &self.provider).finish_non_exhaustive()
+    }
+}
+
+impl OidcClient {
+    /// A client for `provider`, making requests with `http`.
+    pub fn new(provider: OidcProvider, http: reqwest::Client) -> Self {
+        Self { provider, http, discovery: RwLock::new(None), keys: RwLock::default() }
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &OidcProvider {
+        &self.provider
+    }
+
+    /// Discovery, fetched once (and again after a failure).
+    async fn discovery(&self) -> Result<Arc<Discovery>, OAuthError> {
+        if let Some(found) = self.discovery.read().await.as_ref() {
+            return Ok(Arc::clone(found));
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.provider.issuer);
+        let mut found: Discovery = serde_json::from_slice(&self.get(&url, None).await?)
+            .map_err(|error| OAuthError::Unavailable(format!("discovery: {error}")))?;
+        if found.issuer.trim_end_matches('/') != self.provider.issuer {
+            return Err(OAuthError::Invalid(format!(
+                "discovery names issuer {} instead of {}",
+                found.issuer, self.provider.issuer
+            )));
+        }
+        found.issuer = self.provider.issuer.clone();
+        let p = &self.provider;
+        if let Some(url) = &p.auth_url {
+            found.authorization_endpoint.clone_from(url);
+        }
+        if let Some(url) = &p.token_url {
+            found.token_endpoint.clone_from(url);
+        }
+        if p.userinfo_url.is_some() {
+            found.userinfo_endpoint.clone_from(&p.userinfo_url);
+        }
+        let found = Arc::new(found);
+        *self.discovery.write().await = Some(Arc::clone(&found));
+        Ok(found)
+    }
+
+    fn client(&self, discovery: &Discovery, redirect_uri: &str) -> Result<Client, OAuthError> {
+        let invalid = |what: &str| OAuthError::Invalid(format!("bad {what} URL"));
+        Ok(oauth2::Client::new(ClientId::new(self.provider.client_id.clone()))
+            .set_client_secret(ClientSecret::new(self.provider.client_secret.clone()))
+            .set_auth_uri(
+                AuthUrl::new(discovery.authorization_endpoint.clone())
+                    .map_err(|_| invalid("authorization"))?,
+            )
+            .set_token_uri(
+                TokenUrl::new(discovery.token_endpoint.clone()).map_err(|_| invalid("token"))?,
+            )
+            .set_redirect_uri(
+                RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| invalid("redirect"))?,
+            ))
+    }
+
+    /// Starts a sign-in: the URL to send the browser to, with a fresh state, PKCE challenge
+    /// and nonce.
+    ///
+    /// # Errors
+    /// Discovery fails.
+    pub async fn authorize(
+        &self,
+        redirect_uri: &str,
+        login_hint: Option<&str>,
+    ) -> Result<Authorization, OAuthError> {
+        let discovery = self.discovery().await?;
+        let client = self.client(&discovery, redirect_uri)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = crate::crypto::random_token();
+        let mut request = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(self.provider.scopes.iter().cloned().map(Scope::new))
+            .add_extra_param("nonce", nonce.clone())
+            .set_pkce_challenge(challenge);
+        if let Some(hint) = login_hint {
+            request = request.add_extra_param("login_hint", hint.to_owned());
+        }
+        let (url, state) = request.url();
+        Ok(Authorization {
+            url: url.to_string(),
+            state: state.secret().clone(),
+            verifier: verifier.secret().clone(),
+            nonce,
+        })
+    }
+
+    /// Exchanges the code, verifies the ID token (and its nonce), and merges userinfo.
+    ///
+    /// # Errors
+    /// The provider is unreachable or its answer fails validation.
+    pub async fn finish(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+        redirect_uri: &str,
+    ) -> Result<ExternalUser, OAuthError> {
+        let discovery = self.discovery().await?;
+        let client = self.client(&discovery, redirect_uri)?;
+        let http = Http(self.http.clone());
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+            .request_async(&http)
+            .await
+            .map_err(|error| OAuthError::Unavailable(format!("token endpoint: {error}")))?;
+        let id_token = tokens
+            .extra_fields()
+            .id_token
+            .clone()
+            .ok_or_else(|| OAuthError::Invalid("no ID token in the token response".into()))?;
+        let mut claims = self.verify_id_token(&discovery, &id_token, nonce).await?;
+        if let Some(userinfo) = &discovery.userinfo_endpoint {
+            let body = self.get(userinfo, Some(tokens.access_token().secret())).await?;
+            let info: Map<String, Value> = serde_json::from_slice(&body)
+                .map_err(|error| OAuthError::Invalid(format!("userinfo: {error}")))?;
+            if info.get("sub") != claims.get("sub") {
+                return Err(OAuthError::Invalid("userinfo is about another subject".into()));
+            }
+            for (name, value) in info {
+                claims.entry(name).or_insert(value);
+            }
+        }
+        self.external_user(&claims)
+    }
+
+    async fn verify_id_token(
+        &self,
+        discovery: &Discovery,
+        token: &str,
+        nonce: &str,
+    ) -> Result<Map<String, Value>, OAuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|error| OAuthError::Invalid(format!("ID token: {error}")))?;
+        if !ID_TOKEN_ALGORITHMS.contains(&header.alg) {
+            return Err(OAuthError::Invalid(format!("ID token signed with {:?}", header.alg)));
+        }
+        let kid = header.kid.clone().unwrap_or_default();
+        let key = match self.key(&kid).await {
+            Some(key) => key,
+            None => {
+                self.fetch_keys(discovery).await?;
+                self.key(&kid).await.ok_or_else(|| {
+                    OAuthError::Invalid("ID token signed by an unknown key".into())
+                })?
+            }
+        };
+        if key.0 != header.alg {
+            return Err(OAuthError::Invalid("ID token algorithm does not match its key".into()));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&discovery.issuer]);
+        validation.set_audience(&[&self.provider.client_id]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.1, &validation)
+            .map_err(|error| OAuthError::Invalid(format!("ID token: {error}")))?
+            .claims;
+        if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
+            return Err(OAuthError::Invalid("ID token nonce does not match".into()));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if claims.get("iat").and_then(Value::as_u64).is_some_and(|iat| iat > now + LEEWAY_SECS) {
+            return Err(OAuthError::Invalid("ID token issued in the future".into()));
+        }
+        // With several audiences, the authorized party must be us (OIDC Core 3.1.3.7).
+        let several = claims.get("aud").and_then(Value::as_array).is_some_and(|aud| aud.len() > 1);
+        let azp = claims.get("azp").and_then(Value::as_str);
+        if (several || azp.is_some()) && azp != Some(&self.provider.client_id) {
+            return Err(OAuthError::Invalid("ID token is for another party (azp)".into()));
+        }
+        Ok(claims)
+    }
+
+    async fn key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
+        self.keys.read().await.by_kid.get(kid).cloned()
+    }
+
+    async fn fetch_keys(&self, discovery: &Discovery) -> Result<(), OAuthError> {
+        let mut keys = self.keys.write().await;
+        if keys.fetched_at.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
+            return Ok(());
+        }
+        keys.fetched_at = Some(Instant::now());
+        let set: JwkSet = serde_json::from_slice(&self.get(&discovery.jwks_uri, None).await?)
+            .map_err(|error| OAuthError::Unavailable(format!("JWKS: {error}")))?;
+        keys.by_kid = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let algorithm = jwk_algorithm(jwk)?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some((jwk.common.key_id.clone().unwrap_or_default(), (algorithm, key)))
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn external_user(&self, claims: &Map<String, Value>) -> Result<ExternalUser, OAuthError> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let subject = text("sub")
+            .filter(|sub| !sub.is_empty() && sub.len() <= 255)
+            .ok_or_else(|| OAuthError::Invalid("no subject".into()))?;
+        let email_verified = match claims.get("email_verified") {
+            Some(Value::Bool(verified)) => *verified,
+            Some(Value::String(text)) => text == "true",
+            _ => false,
+        };
+        let roles = self.provider.roles_claim.as_ref().map(|claim| match claims.get(claim) {
+            Some(Value::Array(values)) => {
+                values.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+            }
+            Some(Value::String(value)) => vec![value.clone()],
+            _ => Vec::new(),
+        });
+        Ok(ExternalUser {
+            subject,
+            email: text("email"),
+            email_verified,
+            name: text("name"),
+            roles,
+        })
+    }
+
+    /// GETs `url` (with a bearer token when given); the body, at most 1 MiB.
+    async fn get(&self, url: &str, bearer: Option<&str>) -> Result<Vec<u8>, OAuthError> {
+        let mut request = self.http.get(url).header("accept", "application/json");
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| OAuthError::Unavailable(format!("{url}: {error}")))?;
+        if !response.status().is_success() {
+            return Err(OAuthError::Unavailable(format!("{url} answered {}", response.status())));
+        }
+        read_limited(response).await.map_err(OAuthError::Unavailable)
+    }
+}
+
+/// The algorithm a JWK is for: its `alg`, or what its key type implies.
+fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    if let Some(alg) = jwk.common.key_algorithm {
+        return alg.to_string().parse().ok();
+    }
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(params) if params.curve == EllipticCurve::P256 => {
+            Some(Algorithm::ES256)
+        }
+        AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+/// The `oauth2` crate's requests, sent with reqwest (a named type rather than a closure, so
+/// that its future is `Send` for every lifetime the crate asks about).
+struct Http(reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Http {
+    type Error = HttpError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(send(&self.0, request))
+    }
+}
+
+/// Sends one of the `oauth2` crate's requests.
+async fn send(
+    http: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, HttpError> {
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|error| HttpError(error.to_string()))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = read_limited(response).await.map_err(HttpError)?;
+    let mut out = http::Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// A failed provider request, for the `oauth2` crate.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HttpError(String);
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
+        if body.len() + chunk.len() > MAX_RESPONSE {
+            return Err("the answer is larger than 1 MiB".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The HTTP client for providers: no redirects, bounded time.
+///
+/// # Errors
+/// The TLS setup fails (no crypto provider).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+        .build()
+}

@@ -1,0 +1,141 @@
+//! Sign-in providers as configured (`[providers.NAME]`), compiled once at start.
+//!
+//! A provider is an OpenID Connect issuer found by discovery: `kind = "oidc"` with an `issuer`,
+//! or the presets that are OIDC underneath (`google`; `okta` with its `issuer`). GitHub (plain
+//! OAuth 2), Microsoft's multi-tenant issuers and Steam (OpenID 2.0) come next; until then they
+//! are reported as not yet available rather than silently ignored.
+
+use crate::config::raw::RawProvider;
+
+/// One OpenID Connect provider.
+#[derive(Clone)]
+pub struct OidcProvider {
+    /// Config key, used in paths (`/auth/login/NAME`) and links.
+    pub name: String,
+    /// Shown on the sign-in page.
+    pub display_name: String,
+    /// Issuer URL; discovery is at `ISSUER/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// OAuth client id (the ID token's audience).
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: String,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// Claim whose values become global roles (e.g. `groups`).
+    pub roles_claim: Option<String>,
+    /// Email domains allowed to sign in through this provider (empty: any).
+    pub allowed_email_domains: Vec<String>,
+    /// Endpoint overrides (else from discovery).
+    pub auth_url: Option<String>,
+    /// Token endpoint override.
+    pub token_url: Option<String>,
+    /// Userinfo endpoint override.
+    pub userinfo_url: Option<String>,
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What compiling a provider entry gives.
+#[derive(Debug)]
+pub enum Compiled {
+    /// Usable.
+    Oidc(Box<OidcProvider>),
+    /// A kind this version does not speak yet (reported at start).
+    NotYet(String),
+}
+
+/// Compiles `[providers.<name>]`; problems come back as `(key, reason)`.
+///
+/// # Errors
+/// Every problem found, each with its key path.
+pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, String)>> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    let kind = raw.kind.clone().unwrap_or_else(|| match name {
+        "google" | "okta" | "github" | "microsoft" | "steam" => name.to_owned(),
+        _ => "oidc".to_owned(),
+    });
+    let issuer = match kind.as_str() {
+        "google" => {
+            Some(raw.issuer.clone().unwrap_or_else(|| "https://accounts.google.com".into()))
+        }
+        "oidc" | "okta" => raw.issuer.clone(),
+        "github" | "microsoft" | "steam" => {
+            return Ok(Compiled::NotYet(format!("providers.{name} (kind {kind})")));
+        }
+        other => {
+            return Err(vec![(
+                key("kind"),
+                format!("`{other}` is not one of: oidc, google, okta, github, microsoft, steam"),
+            )]);
+        }
+    };
+    let mut errors = Vec::new();
+    let issuer = match issuer.as_deref().map(url::Url::parse) {
+        Some(Ok(url)) if matches!(url.scheme(), "https" | "http") => {
+            url.as_str().trim_end_matches('/').to_owned()
+        }
+        Some(_) => {
+            errors.push((key("issuer"), "must be an http(s) URL".into()));
+            String::new()
+        }
+        None => {
+            errors.push((key("issuer"), "required for OpenID Connect providers".into()));
+            String::new()
+        }
+    };
+    let required =
+        |value: &Option<String>, field: &str, errors: &mut Vec<(String, String)>| match value
+            .as_deref()
+            .map(str::trim)
+        {
+            Some(value) if !value.is_empty() => value.to_owned(),
+            _ => {
+                errors.push((key(field), "required".into()));
+                String::new()
+            }
+        };
+    let client_id = required(&raw.client_id, "client_id", &mut errors);
+    let client_secret = required(&raw.client_secret, "client_secret", &mut errors);
+    let mut scopes = raw.scopes.0.clone();
+    if scopes.is_empty() {
+        scopes = vec!["openid".into(), "email".into(), "profile".into()];
+    }
+    if !scopes.iter().any(|scope| scope == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    let display_name = raw.display_name.clone().unwrap_or_else(|| match kind.as_str() {
+        "google" => "Google".into(),
+        "okta" => "Okta".into(),
+        _ => name.to_owned(),
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Compiled::Oidc(Box::new(OidcProvider {
+        name: name.to_owned(),
+        display_name,
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        roles_claim: raw.roles_claim.clone(),
+        allowed_email_domains: raw
+            .allowed_email_domains
+            .0
+            .iter()
+            .map(|domain| domain.trim().trim_start_matches('@').to_ascii_lowercase())
+            .collect(),
+        auth_url: raw.auth_url.clone(),
+        token_url: raw.token_url.clone(),
+        userinfo_url: raw.userinfo_url.clone(),
+    })))
+}
