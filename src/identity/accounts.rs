@@ -49,6 +49,10 @@ pub enum AccountError {
     /// The provider gave no usable email for a new account.
     #[error("The provider did not share an email address")]
     NoEmail,
+    /// An account already uses the (unverified) email: it is never merged on the provider's
+    /// word; its owner can sign in and link the provider.
+    #[error("An account with this email already exists: sign in to it, then link this provider")]
+    EmailTaken,
     /// The provider identity belongs to another user (linking).
     #[error("This sign-in is already linked to another account")]
     LinkedElsewhere,
@@ -102,7 +106,7 @@ pub async fn sign_in(
     let new = NewUser { email: email.clone(), name, password_hash: None, roles: Vec::new() };
     let user = users.create(new, now).await.map_err(|error| match error {
         // An unverified email that an account already uses: never merged.
-        StoreError::Conflict(_) => AccountError::LinkedElsewhere,
+        StoreError::Conflict(_) => AccountError::EmailTaken,
         other => other.into(),
     })?;
     if external.email_verified {

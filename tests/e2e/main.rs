@@ -23,6 +23,7 @@ mod binary;
 mod device;
 mod gateway;
 mod lifecycle;
+mod oidc;
 mod parity;
 mod replicas;
 mod tls;

@@ -317,7 +317,7 @@ fn error_of(error: OAuthError) -> ApiError {
 fn account_error(error: AccountError) -> ApiError {
     match error {
         AccountError::Store(error) => error.into(),
-        AccountError::LinkedElsewhere | AccountError::AlreadyLinked => {
+        AccountError::LinkedElsewhere | AccountError::AlreadyLinked | AccountError::EmailTaken => {
             ApiError::new(ErrorCode::Conflict, error.to_string())
         }
         other => ApiError::forbidden(other.to_string()),

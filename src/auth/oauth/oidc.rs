@@ -29,8 +29,9 @@ use crate::identity::providers::OidcProvider;
 
 /// Largest answer read from a provider.
 const MAX_RESPONSE: usize = 1 << 20;
-/// Shortest time between JWKS refetches caused by unknown key ids.
-const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Shortest time between JWKS refetches caused by unknown key ids: tokens with made-up key ids
+/// cost the provider at most one fetch per interval.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(3);
 /// Allowed clock difference with the provider.
 const LEEWAY_SECS: u64 = 60;
 /// Signature algorithms accepted for ID tokens (never `none`, never HMAC with a public key).

@@ -1,0 +1,279 @@
+//! Sign-in through an OpenID Connect provider (the in-process one in `support::idp`): new and
+//! existing users, roles from a claim, linking and unlinking, and every way the flow can fail.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use portcullis::clock::ManualClock;
+use portcullis::config::raw::RawProvider;
+use portcullis::config::values::StringList;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp, Faults, IdpUser};
+use crate::support::{TestApp, error_code};
+
+fn corp(idp: &FakeIdp) -> RawProvider {
+    RawProvider {
+        kind: Some("oidc".into()),
+        issuer: Some(idp.issuer()),
+        client_id: Some(CLIENT_ID.into()),
+        client_secret: Some(CLIENT_SECRET.into()),
+        roles_claim: Some("groups".into()),
+        display_name: Some("Corp SSO".into()),
+        scopes: StringList(Vec::new()),
+        ..RawProvider::default()
+    }
+}
+
+async fn app_with(idp: &FakeIdp, clock: Option<ManualClock>) -> TestApp {
+    let provider = corp(idp);
+    let mut builder = TestApp::builder()
+        .config(move |raw| raw.providers = BTreeMap::from([("corp".into(), provider)]));
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    builder.spawn().await
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Drives a browser through `start` (a Portcullis path) → the provider → the callback; returns
+/// the callback's answer.
+async fn through_provider(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    start: &str,
+) -> reqwest::Response {
+    let started = browser.get(app.url(start)).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::FOUND, "{start}");
+    let at_provider = browser.get(location(&started)).send().await.unwrap();
+    assert!(at_provider.status().is_redirection(), "the provider answers with a redirect");
+    browser.get(location(&at_provider)).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_new_user_signs_in_with_the_provider() {
+    let idp = FakeIdp::start().await;
+    let app = app_with(&idp, None).await;
+    let providers: Value =
+        app.client().get(app.url("/auth/providers")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(providers["providers"], json!(["corp", "password"]));
+    let page =
+        app.client().get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Sign in with Corp SSO"));
+
+    let browser = app.client();
+    let done = through_provider(&app, &browser, "/auth/login/corp?redirect_uri=/dashboard").await;
+    assert_eq!(done.status(), StatusCode::FOUND);
+    assert_eq!(location(&done), "/dashboard");
+    let echoed = app.echo(&browser, "/dashboard").await;
+    assert_eq!(echoed.header("x-auth-email"), Some("ada@corp.example"));
+    assert_eq!(echoed.header("x-auth-name"), Some("Ada Lovelace"));
+    assert_eq!(echoed.header("x-auth-roles"), Some("engineering"), "roles from the groups claim");
+    let me: Value = browser.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], true);
+    let linked: Value =
+        browser.get(app.url("/auth/providers/linked")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(linked["providers"][0]["provider"], "corp");
+
+    // The same person again: the same account.
+    let again = app.client();
+    through_provider(&app, &again, "/auth/login/corp").await;
+    let me_again: Value =
+        again.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me_again["user"]["id"], me["user"]["id"]);
+    assert_eq!(app.user_count().await, 1);
+
+    // The only way this user signs in: unlinking it is refused.
+    let csrf = app.csrf(&browser).await;
+    let refused = browser
+        .delete(app.url("/auth/providers/linked/corp"))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(refused).await, (StatusCode::CONFLICT, "conflict".into()));
+}
+
+#[tokio::test]
+async fn a_verified_email_joins_the_existing_account_and_an_unverified_one_does_not() {
+    let idp = FakeIdp::start().await;
+    let app = app_with(&idp, None).await;
+    let owner = app.signed_in("ada@corp.example").await;
+    let me: Value = owner.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+
+    idp.set_user(IdpUser {
+        sub: "unverified-1".into(),
+        email: "ada@corp.example".into(),
+        email_verified: false,
+        name: "Mallory".into(),
+        groups: Vec::new(),
+    });
+    let browser = app.client();
+    let refused = through_provider(&app, &browser, "/auth/login/corp").await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert!(refused.text().await.unwrap().contains("sign in to it, then link"));
+
+    idp.set_user(IdpUser {
+        sub: "verified-1".into(),
+        email: "ada@corp.example".into(),
+        email_verified: true,
+        name: "Ada".into(),
+        groups: Vec::new(),
+    });
+    let browser = app.client();
+    let done = through_provider(&app, &browser, "/auth/login/corp").await;
+    assert_eq!(done.status(), StatusCode::FOUND);
+    let joined: Value =
+        browser.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(joined["user"]["id"], me["user"]["id"]);
+    assert_eq!(app.user_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_signed_in_user_links_and_unlinks_a_provider_and_cannot_take_anothers() {
+    let idp = FakeIdp::start().await;
+    let app = app_with(&idp, None).await;
+    let bob = app.signed_in("bob@example.com").await;
+    idp.set_user(IdpUser {
+        sub: "bob-at-corp".into(),
+        email: "bob@corp.example".into(),
+        email_verified: true,
+        name: "Bob".into(),
+        groups: Vec::new(),
+    });
+    let linked = through_provider(&app, &bob, "/auth/link/corp?redirect_uri=/settings").await;
+    assert_eq!(location(&linked), "/settings");
+    let list: Value =
+        bob.get(app.url("/auth/providers/linked")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["providers"][0]["provider"], "corp");
+
+    // Signing in with that identity now lands in Bob's account.
+    let elsewhere = app.client();
+    through_provider(&app, &elsewhere, "/auth/login/corp").await;
+    let me: Value = elsewhere.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["email"], "bob@example.com");
+
+    // Eve cannot link Bob's identity to her account.
+    let eve = app.signed_in("eve@example.com").await;
+    let stolen = through_provider(&app, &eve, "/auth/link/corp").await;
+    assert_eq!(stolen.status(), StatusCode::CONFLICT);
+
+    // Bob has a password too, so unlinking is allowed.
+    let csrf = app.csrf(&bob).await;
+    let unlinked = bob
+        .delete(app.url("/auth/providers/linked/corp"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlinked.status(), 200);
+    let gone = bob
+        .delete(app.url("/auth/providers/linked/corp"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let anonymous = app.client().get(app.url("/auth/link/corp")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The status and page text of a sign-in that fails at the callback with `faults`.
+async fn failing(app: &TestApp, idp: &FakeIdp, faults: Faults) -> (StatusCode, String) {
+    idp.set_faults(faults);
+    let browser = app.client();
+    let response = through_provider(app, &browser, "/auth/login/corp").await;
+    let status = response.status();
+    assert!(
+        response
+            .headers()
+            .get("set-cookie")
+            .is_none_or(|c| !c.to_str().unwrap().starts_with("portcullis_session=v1"))
+    );
+    let text = response.text().await.unwrap();
+    idp.set_faults(Faults::default());
+    (status, text)
+}
+
+#[tokio::test]
+async fn every_failure_ends_on_the_sign_in_page_without_a_session() {
+    let idp = FakeIdp::start().await;
+    let clock = ManualClock::new();
+    let app = app_with(&idp, Some(clock.clone())).await;
+
+    let (status, page) = failing(&app, &idp, Faults { deny: true, ..Faults::default() }).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("Corp SSO did not sign you in: The user said no"), "{page}");
+    for faults in [
+        Faults { wrong_audience: true, ..Faults::default() },
+        Faults { wrong_nonce: true, ..Faults::default() },
+        Faults { unknown_signing_key: true, ..Faults::default() },
+    ] {
+        let (status, page) = failing(&app, &idp, faults.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{faults:?}");
+        assert!(page.contains("answer was not valid"), "{faults:?}: {page}");
+    }
+    let (status, page) =
+        failing(&app, &idp, Faults { token_endpoint_fails: true, ..Faults::default() }).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(page.contains("provider is unavailable"));
+    assert_eq!(app.user_count().await, 0);
+
+    // A state we never issued, a replayed callback, and an expired sign-in.
+    let forged =
+        app.client().get(app.url("/auth/callback/corp?code=x&state=made-up")).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    assert!(forged.text().await.unwrap().contains("expired or was already used"));
+    let browser = app.client();
+    let started = browser.get(app.url("/auth/login/corp")).send().await.unwrap();
+    let at_provider = browser.get(location(&started)).send().await.unwrap();
+    let callback = location(&at_provider);
+    assert_eq!(browser.get(&callback).send().await.unwrap().status(), StatusCode::FOUND);
+    let replayed = app.client().get(&callback).send().await.unwrap();
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+    let slow = app.client();
+    let started = slow.get(app.url("/auth/login/corp")).send().await.unwrap();
+    let at_provider = slow.get(location(&started)).send().await.unwrap();
+    clock.advance(Duration::from_secs(11 * 60));
+    let late = slow.get(location(&at_provider)).send().await.unwrap();
+    assert_eq!(late.status(), StatusCode::UNAUTHORIZED);
+
+    // API clients get JSON.
+    let json_error = app
+        .client()
+        .get(app.url("/auth/callback/corp?error=access_denied&state=x"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(json_error).await, (StatusCode::UNAUTHORIZED, "unauthorized".into()));
+    let unknown = app.client().get(app.url("/auth/login/nope")).send().await.unwrap();
+    assert_eq!(
+        error_code(unknown).await,
+        (StatusCode::NOT_FOUND, "provider_not_configured".into())
+    );
+}
+
+#[tokio::test]
+async fn a_key_rotation_at_the_provider_is_picked_up() {
+    let idp = FakeIdp::start().await;
+    let app = app_with(&idp, None).await;
+    let first = app.client();
+    assert_eq!(
+        through_provider(&app, &first, "/auth/login/corp").await.status(),
+        StatusCode::FOUND
+    );
+    idp.rotate_key();
+    // The JWKS was fetched moments ago; refetches on an unknown kid are rate-limited (a few
+    // seconds), so wait that out once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = app.client();
+    assert_eq!(
+        through_provider(&app, &second, "/auth/login/corp").await.status(),
+        StatusCode::FOUND
+    );
+}
