@@ -15,6 +15,7 @@ pub mod rate_limit;
 pub mod redirect;
 pub mod service_tokens;
 pub mod sessions;
+pub mod sign_in;
 pub mod tokens;
 pub mod verify;
 
@@ -48,6 +49,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(one_time::routes())
         .merge(service_tokens::routes())
         .merge(oauth::routes())
+        .merge(sign_in::routes())
         .merge(verify::routes())
         .merge(providers::routes())
         .merge(pages::routes())

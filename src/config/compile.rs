@@ -125,6 +125,23 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
     }
+    let mut sso_domains = Vec::new();
+    for (index, entry) in raw.sso_domains.iter().enumerate() {
+        let domain = entry.domain.trim().trim_start_matches('@').to_ascii_lowercase();
+        if domain.is_empty() || !domain.contains('.') {
+            errors.push(format!("sso_domains[{index}].domain"), "must be an email domain");
+        }
+        if !providers
+            .iter()
+            .any(|p: &crate::identity::providers::OidcProvider| p.name == entry.provider)
+        {
+            errors.push(
+                format!("sso_domains[{index}].provider"),
+                format!("`{}` is not a configured sign-in provider", entry.provider),
+            );
+        }
+        sso_domains.push((domain, entry.provider.clone()));
+    }
     let mut service_tokens = std::collections::BTreeMap::new();
     for (name, service) in &raw.service_tokens {
         match ServiceToken::compile(name, service) {
@@ -159,6 +176,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         dev,
         service_tokens,
         providers,
+        sso_domains,
         raw,
     })
 }
@@ -468,9 +486,6 @@ fn branding(raw: &RawConfig, errors: &mut Errors) -> Branding {
 /// reported at start-up rather than silently ignored.
 fn not_yet_available(raw: &RawConfig) -> Vec<String> {
     let mut pending = Vec::new();
-    if !raw.sso_domains.is_empty() {
-        pending.push("sso_domains (email-first SSO routing)".into());
-    }
     if raw.email.transport != "log" {
         pending.push(format!(
             "email.transport = \"{}\" (mail is printed to the log)",
@@ -486,6 +501,29 @@ fn not_yet_available(raw: &RawConfig) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn providers_and_sso_domains_are_checked() {
+        let error = Config::from_toml(
+            "[providers.corp]\nkind = \"oidc\"\nclient_id = \"x\"\n\
+             [[sso_domains]]\ndomain = \"acme.com\"\nprovider = \"nope\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in
+            ["providers.corp.issuer", "providers.corp.client_secret", "sso_domains[0].provider"]
+        {
+            assert!(error.contains(key), "{key} in {error}");
+        }
+        let config = Config::from_toml(
+            "[providers.google]\nclient_id = \"id\"\nclient_secret = \"s\"\n\
+             [providers.github]\nclient_id = \"id\"\nclient_secret = \"s\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.providers[0].issuer, "https://accounts.google.com");
+        assert_eq!(config.providers[0].display_name, "Google");
+        assert!(config.not_yet_available.iter().any(|what| what.contains("github")));
+    }
 
     #[test]
     fn embedded_defaults_are_valid() {

@@ -120,6 +120,8 @@ pub struct Config {
     pub dev: DevConfig,
     /// `[providers.NAME]`, compiled, by name.
     pub providers: Vec<crate::identity::providers::OidcProvider>,
+    /// `[[sso_domains]]`: email domain (lower case) → provider name.
+    pub sso_domains: Vec<(String, String)>,
     /// `[service_tokens.NAME]`, compiled.
     pub service_tokens:
         std::collections::BTreeMap<String, crate::identity::service_token::ServiceToken>,

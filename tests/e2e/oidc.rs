@@ -277,3 +277,39 @@ async fn a_key_rotation_at_the_provider_is_picked_up() {
         StatusCode::FOUND
     );
 }
+
+#[tokio::test]
+async fn email_first_sign_in_sends_sso_domains_to_their_provider() {
+    let idp = FakeIdp::start().await;
+    let provider = corp(&idp);
+    let app = TestApp::builder()
+        .config(move |raw| {
+            raw.providers = BTreeMap::from([("corp".into(), provider)]);
+            raw.sso_domains = vec![portcullis::config::raw::RawSsoDomain {
+                domain: "corp.example".into(),
+                provider: "corp".into(),
+            }];
+        })
+        .spawn()
+        .await;
+    let ask = |email: &'static str| {
+        app.client()
+            .post(app.url("/auth/sign-in"))
+            .json(&json!({ "email": email, "redirect_uri": "/inbox" }))
+            .send()
+    };
+    let sso: Value = ask("Ada@Corp.Example").await.unwrap().json().await.unwrap();
+    assert_eq!(sso["auth_method"], "sso");
+    let url = sso["redirect_url"].as_str().unwrap();
+    assert_eq!(url, "/auth/login/corp?login_hint=ada%40corp.example&redirect_uri=%2Finbox");
+    // The redirect really goes to the provider with the hint.
+    let browser = app.client();
+    let started = browser.get(app.url(url)).send().await.unwrap();
+    assert!(location(&started).contains("login_hint=ada%40corp.example"));
+    for email in ["someone@elsewhere.example", "nobody@corp.example.org"] {
+        let other: Value = ask(email).await.unwrap().json().await.unwrap();
+        assert_eq!(other["auth_method"], "password", "{email}");
+    }
+    let page = app.client().get(app.url("/auth/sign-in")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "GET /auth/sign-in is still the page");
+}

@@ -1,0 +1,61 @@
+//! `POST /sign-in`: email-first sign-in. Domains mapped to a provider (`[[sso_domains]]`) are
+//! sent to it; everyone else is told to use a password. The answer never depends on whether
+//! an account exists.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::csrf::SiteContext;
+use super::extract::JsonOrForm;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::identity::Email;
+
+/// Routes: `POST /sign-in`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/sign-in", post(sign_in))
+}
+
+#[derive(Debug, Deserialize)]
+struct SignInBody {
+    email: String,
+    redirect_uri: Option<String>,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    site: SiteContext,
+    JsonOrForm(body, _): JsonOrForm<SignInBody>,
+) -> Result<Response, ApiError> {
+    state.csrf.check_same_site(&site)?;
+    let email = Email::parse(&body.email)
+        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let redirect = state
+        .redirects
+        .check(body.redirect_uri.as_deref().unwrap_or("/"))
+        .map_err(ApiError::invalid_request)?;
+    let provider = state
+        .config
+        .sso_domains
+        .iter()
+        .find(|(domain, _)| domain == email.domain())
+        .map(|(_, provider)| provider);
+    let Some(provider) = provider else {
+        return Ok(Json(json!({ "auth_method": "password" })).into_response());
+    };
+    let encode =
+        |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let redirect_url = format!(
+        "{}/login/{provider}?login_hint={}&redirect_uri={}",
+        state.config.auth.base_path,
+        encode(email.as_str()),
+        encode(redirect.as_str())
+    );
+    Ok(Json(json!({ "auth_method": "sso", "provider": provider, "redirect_url": redirect_url }))
+        .into_response())
+}
