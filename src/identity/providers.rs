@@ -1,9 +1,10 @@
 //! Sign-in providers as configured (`[providers.NAME]`), compiled once at start.
 //!
 //! A provider is an OpenID Connect issuer found by discovery: `kind = "oidc"` with an `issuer`,
-//! or the presets that are OIDC underneath (`google`; `okta` with its `issuer`). GitHub (plain
-//! OAuth 2), Microsoft's multi-tenant issuers and Steam (OpenID 2.0) come next; until then they
-//! are reported as not yet available rather than silently ignored.
+//! or the presets that are OIDC underneath (`google`; `okta` with its `issuer`; `microsoft`
+//! with a `tenant`, including the multi-tenant `common` and `organizations`). GitHub (plain
+//! OAuth 2) and Steam (OpenID 2.0) come next; until then they are reported as not yet
+//! available rather than silently ignored.
 
 use crate::config::raw::RawProvider;
 
@@ -16,6 +17,9 @@ pub struct OidcProvider {
     pub display_name: String,
     /// Issuer URL; discovery is at `ISSUER/.well-known/openid-configuration`.
     pub issuer: String,
+    /// Microsoft's multi-tenant endpoints (`common`, `organizations`, `consumers`): tokens come
+    /// from any tenant, and their issuer is checked against the `{tenantid}` template.
+    pub multi_tenant: bool,
     /// OAuth client id (the ID token's audience).
     pub client_id: String,
     /// OAuth client secret.
@@ -68,7 +72,11 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
             Some(raw.issuer.clone().unwrap_or_else(|| "https://accounts.google.com".into()))
         }
         "oidc" | "okta" => raw.issuer.clone(),
-        "github" | "microsoft" | "steam" => {
+        "microsoft" => Some(raw.issuer.clone().unwrap_or_else(|| {
+            let tenant = raw.tenant.as_deref().unwrap_or("common");
+            format!("https://login.microsoftonline.com/{tenant}/v2.0")
+        })),
+        "github" | "steam" => {
             return Ok(Compiled::NotYet(format!("providers.{name} (kind {kind})")));
         }
         other => {
@@ -115,15 +123,22 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
     let display_name = raw.display_name.clone().unwrap_or_else(|| match kind.as_str() {
         "google" => "Google".into(),
         "okta" => "Okta".into(),
+        "microsoft" => "Microsoft".into(),
         _ => name.to_owned(),
     });
     if !errors.is_empty() {
         return Err(errors);
     }
+    let multi_tenant = kind == "microsoft"
+        && matches!(
+            raw.tenant.as_deref().unwrap_or("common"),
+            "common" | "organizations" | "consumers"
+        );
     Ok(Compiled::Oidc(Box::new(OidcProvider {
         name: name.to_owned(),
         display_name,
         issuer,
+        multi_tenant,
         client_id,
         client_secret,
         scopes,

@@ -313,3 +313,32 @@ async fn email_first_sign_in_sends_sso_domains_to_their_provider() {
     let page = app.client().get(app.url("/auth/sign-in")).send().await.unwrap();
     assert_eq!(page.status(), 200, "GET /auth/sign-in is still the page");
 }
+
+#[tokio::test]
+async fn microsoft_multi_tenant_tokens_are_checked_against_their_tenant() {
+    let idp = FakeIdp::start().await;
+    idp.set_tenant("9188040d-6c67-4c5b-b112-36a304b66dad");
+    let provider = RawProvider {
+        kind: Some("microsoft".into()),
+        tenant: Some("common".into()),
+        issuer: Some(format!("{}/common/v2.0", idp.issuer())),
+        client_id: Some(CLIENT_ID.into()),
+        client_secret: Some(CLIENT_SECRET.into()),
+        ..RawProvider::default()
+    };
+    let app = TestApp::builder()
+        .config(move |raw| raw.providers = BTreeMap::from([("microsoft".into(), provider)]))
+        .spawn()
+        .await;
+    let page =
+        app.client().get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Sign in with Microsoft"));
+    let browser = app.client();
+    let done = through_provider(&app, &browser, "/auth/login/microsoft").await;
+    assert_eq!(done.status(), StatusCode::FOUND);
+    assert_eq!(app.echo(&browser, "/x").await.header("x-auth-email"), Some("ada@corp.example"));
+
+    idp.set_faults(Faults { issuer_of_another_tenant: true, ..Faults::default() });
+    let refused = through_provider(&app, &app.client(), "/auth/login/microsoft").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}

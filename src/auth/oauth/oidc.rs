@@ -32,6 +32,8 @@ const MAX_RESPONSE: usize = 1 << 20;
 /// Shortest time between JWKS refetches caused by unknown key ids: tokens with made-up key ids
 /// cost the provider at most one fetch per interval.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(3);
+/// Where Microsoft's multi-tenant discovery puts the tenant in its issuer.
+const TENANT_PLACEHOLDER: &str = "{tenantid}";
 /// Allowed clock difference with the provider.
 const LEEWAY_SECS: u64 = 60;
 /// Signature algorithms accepted for ID tokens (never `none`, never HMAC with a public key).
@@ -140,13 +142,15 @@ impl OidcClient {
         let url = format!("{}/.well-known/openid-configuration", self.provider.issuer);
         let mut found: Discovery = serde_json::from_slice(&self.get(&url, None).await?)
             .map_err(|error| OAuthError::Unavailable(format!("discovery: {error}")))?;
-        if found.issuer.trim_end_matches('/') != self.provider.issuer {
+        let named = found.issuer.trim_end_matches('/').to_owned();
+        let template = self.provider.multi_tenant && named.contains(TENANT_PLACEHOLDER);
+        if named != self.provider.issuer && !template {
             return Err(OAuthError::Invalid(format!(
                 "discovery names issuer {} instead of {}",
                 found.issuer, self.provider.issuer
             )));
         }
-        found.issuer = self.provider.issuer.clone();
+        found.issuer = named;
         let p = &self.provider;
         if let Some(url) = &p.auth_url {
             found.authorization_endpoint.clone_from(url);
@@ -274,13 +278,34 @@ impl OidcClient {
             return Err(OAuthError::Invalid("ID token algorithm does not match its key".into()));
         }
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&discovery.issuer]);
+        let template = discovery.issuer.contains(TENANT_PLACEHOLDER);
+        if template {
+            // Checked below, once the tenant is known from the token.
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&[&discovery.issuer]);
+        }
         validation.set_audience(&[&self.provider.client_id]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.1, &validation)
             .map_err(|error| OAuthError::Invalid(format!("ID token: {error}")))?
             .claims;
+        if template {
+            let tenant = claims.get("tid").and_then(Value::as_str).filter(|tid| {
+                !tid.is_empty()
+                    && tid.len() <= 64
+                    && tid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            });
+            let expected = tenant.map(|tid| discovery.issuer.replace(TENANT_PLACEHOLDER, tid));
+            if expected.is_none()
+                || claims.get("iss").and_then(Value::as_str) != expected.as_deref()
+            {
+                return Err(OAuthError::Invalid(
+                    "ID token issuer does not match its tenant".into(),
+                ));
+            }
+        }
         if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
             return Err(OAuthError::Invalid("ID token nonce does not match".into()));
         }

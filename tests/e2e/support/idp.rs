@@ -39,6 +39,8 @@ pub struct Faults {
     pub wrong_nonce: bool,
     pub unknown_signing_key: bool,
     pub token_endpoint_fails: bool,
+    /// Multi-tenant mode: a token whose `iss` names another tenant than its `tid`.
+    pub issuer_of_another_tenant: bool,
 }
 
 struct Key {
@@ -62,6 +64,8 @@ struct Inner {
     codes: HashMap<String, Grant>,
     tokens: HashMap<String, IdpUser>,
     counter: u64,
+    /// Microsoft-style multi-tenant mode: the tenant of the signed-in user.
+    tenant: Option<String>,
 }
 
 /// A running provider.
@@ -90,9 +94,11 @@ impl FakeIdp {
             codes: HashMap::new(),
             tokens: HashMap::new(),
             counter: 0,
+            tenant: None,
         }));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
+            .route("/common/v2.0/.well-known/openid-configuration", get(multi_tenant_discovery))
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
@@ -114,6 +120,11 @@ impl FakeIdp {
         self.inner.lock().faults = faults;
     }
 
+    /// Answers like Microsoft's multi-tenant endpoint, signing users of `tenant` in.
+    pub fn set_tenant(&self, tenant: &str) {
+        self.inner.lock().tenant = Some(tenant.to_owned());
+    }
+
     /// Adds a new signing key (published, and used from now on).
     pub fn rotate_key(&self) {
         let mut inner = self.inner.lock();
@@ -132,6 +143,18 @@ async fn discovery(State(inner): State<Arc<Mutex<Inner>>>) -> Json<Value> {
         "jwks_uri": format!("{issuer}/jwks"),
         "response_types_supported": ["code"],
         "id_token_signing_alg_values_supported": ["ES256"],
+    }))
+}
+
+/// Discovery as `login.microsoftonline.com/common/v2.0` answers it: an issuer template.
+async fn multi_tenant_discovery(State(inner): State<Arc<Mutex<Inner>>>) -> Json<Value> {
+    let base = inner.lock().issuer.clone();
+    Json(json!({
+        "issuer": format!("{base}/{{tenantid}}/v2.0"),
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "jwks_uri": format!("{base}/jwks"),
     }))
 }
 
@@ -193,8 +216,16 @@ async fn token(
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let faults = inner.faults.clone();
+    let issuer = match &inner.tenant {
+        Some(tenant) if faults.issuer_of_another_tenant => {
+            format!("{}/other-tenant/v2.0", inner.issuer)
+        }
+        Some(tenant) => format!("{}/{tenant}/v2.0", inner.issuer),
+        None => inner.issuer.clone(),
+    };
     let claims = json!({
-        "iss": inner.issuer,
+        "iss": issuer,
+        "tid": inner.tenant,
         "aud": if faults.wrong_audience { "someone-else" } else { CLIENT_ID },
         "sub": grant.user.sub,
         "email": grant.user.email,
