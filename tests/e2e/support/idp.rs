@@ -217,7 +217,7 @@ async fn token(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let faults = inner.faults.clone();
     let issuer = match &inner.tenant {
-        Some(tenant) if faults.issuer_of_another_tenant => {
+        Some(_) if faults.issuer_of_another_tenant => {
             format!("{}/other-tenant/v2.0", inner.issuer)
         }
         Some(tenant) => format!("{}/{tenant}/v2.0", inner.issuer),
