@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth;
 use crate::auth::csrf::Csrf;
-use crate::auth::oauth::{Providers, oidc};
+use crate::auth::oauth::{Providers, outbound};
 use crate::auth::pages::Pages;
 use crate::auth::rate_limit::{AccountBackoff, IpLimiter};
 use crate::auth::redirect::RedirectPolicy;
@@ -672,7 +672,7 @@ async fn build_state(
         users: stores.users,
         device: DeviceFlow::new(Arc::clone(&stores.ephemeral), Arc::clone(&clock)),
         one_time: OneTimeLinks::new(Arc::clone(&stores.ephemeral)),
-        oauth: Arc::new(Providers::new(&config.providers, &oidc::http_client()?)),
+        oauth: Arc::new(Providers::new(&config.providers, &outbound::http_client()?)),
         ephemeral: stores.ephemeral,
         sessions: stores.sessions,
         api_keys: stores.api_keys,

@@ -5,6 +5,7 @@
 //! under the hash of the state, so a callback landing on another replica works, and each is
 //! taken (single use) when the callback arrives.
 
+pub mod outbound;
 pub mod oidc;
 
 use std::time::Duration;

@@ -2,8 +2,6 @@
 //! the code exchange (through the `oauth2` crate), ID-token validation against the provider's
 //! JWKS (cached, refetched when a token names an unknown key), and userinfo.
 //!
-//! Outbound requests never follow redirects, time out, and read at most 1 MiB: the provider's
-//! answers are untrusted input like any other.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,11 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
+use super::outbound::{Http, get};
 use crate::identity::accounts::ExternalUser;
 use crate::identity::providers::OidcProvider;
 
-/// Largest answer read from a provider.
-const MAX_RESPONSE: usize = 1 << 20;
 /// Shortest time between JWKS refetches caused by unknown key ids: tokens with made-up key ids
 /// cost the provider at most one fetch per interval.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(3);
@@ -226,7 +223,7 @@ impl OidcClient {
     ) -> Result<ExternalUser, OAuthError> {
         let discovery = self.discovery().await?;
         let client = self.client(&discovery, redirect_uri)?;
-        let http = Http(self.http.clone());
+        let http = Http::new(&self.http);
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
@@ -374,20 +371,8 @@ impl OidcClient {
         })
     }
 
-    /// GETs `url` (with a bearer token when given); the body, at most 1 MiB.
     async fn get(&self, url: &str, bearer: Option<&str>) -> Result<Vec<u8>, OAuthError> {
-        let mut request = self.http.get(url).header("accept", "application/json");
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| OAuthError::Unavailable(format!("{url}: {error}")))?;
-        if !response.status().is_success() {
-            return Err(OAuthError::Unavailable(format!("{url} answered {}", response.status())));
-        }
-        read_limited(response).await.map_err(OAuthError::Unavailable)
+        get(&self.http, url, bearer).await.map_err(OAuthError::Unavailable)
     }
 }
 
@@ -407,68 +392,3 @@ fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
     }
 }
 
-/// The `oauth2` crate's requests, sent with reqwest (a named type rather than a closure, so
-/// that its future is `Send` for every lifetime the crate asks about).
-struct Http(reqwest::Client);
-
-impl<'c> oauth2::AsyncHttpClient<'c> for Http {
-    type Error = HttpError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>,
-    >;
-
-    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(send(&self.0, request))
-    }
-}
-
-/// Sends one of the `oauth2` crate's requests.
-async fn send(
-    http: &reqwest::Client,
-    request: oauth2::HttpRequest,
-) -> Result<oauth2::HttpResponse, HttpError> {
-    let (parts, body) = request.into_parts();
-    let response = http
-        .request(parts.method, parts.uri.to_string())
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await
-        .map_err(|error| HttpError(error.to_string()))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = read_limited(response).await.map_err(HttpError)?;
-    let mut out = http::Response::new(body);
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    Ok(out)
-}
-
-/// A failed provider request, for the `oauth2` crate.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HttpError(String);
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
-        if body.len() + chunk.len() > MAX_RESPONSE {
-            return Err("the answer is larger than 1 MiB".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The HTTP client for providers: no redirects, bounded time.
-///
-/// # Errors
-/// The TLS setup fails (no crypto provider).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
-        .build()
-}

@@ -1,0 +1,96 @@
+//! Requests to sign-in providers: never following redirects, bounded in time, reading at most
+//! 1 MiB; the providers' answers are untrusted input like any other.
+
+use std::time::Duration;
+
+/// Largest answer read from a provider.
+const MAX_RESPONSE: usize = 1 << 20;
+
+/// The HTTP client for providers: no redirects, bounded time.
+///
+/// # Errors
+/// The TLS setup fails (no crypto provider).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// GETs `url` as JSON (with a bearer token when given); the body, or why not.
+pub(super) async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<Vec<u8>, String> {
+    let mut request = http.get(url).header("accept", "application/json");
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|error| format!("{url}: {error}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    read_limited(response).await
+}
+
+/// The `oauth2` crate's requests, sent with reqwest (a named type rather than a closure, so
+/// that its future is `Send` for every lifetime the crate asks about).
+pub(super) struct Http(reqwest::Client);
+
+impl Http {
+    pub(super) fn new(http: &reqwest::Client) -> Self {
+        Self(http.clone())
+    }
+}
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Http {
+    type Error = HttpError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(send(&self.0, request))
+    }
+}
+
+/// Sends one of the `oauth2` crate's requests.
+async fn send(
+    http: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, HttpError> {
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|error| HttpError(error.to_string()))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = read_limited(response).await.map_err(HttpError)?;
+    let mut out = http::Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// A failed provider request, for the `oauth2` crate.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HttpError(String);
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
+        if body.len() + chunk.len() > MAX_RESPONSE {
+            return Err("the answer is larger than 1 MiB".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
