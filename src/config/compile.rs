@@ -116,7 +116,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             continue;
         }
         match crate::identity::providers::compile(name, provider) {
-            Ok(crate::identity::providers::Compiled::Oidc(oidc)) => providers.push(*oidc),
+            Ok(crate::identity::providers::Compiled::Ready(provider)) => providers.push(*provider),
             Ok(crate::identity::providers::Compiled::NotYet(what)) => not_yet_available.push(what),
             Err(problems) => {
                 for (key, reason) in problems {
@@ -133,7 +133,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         if !providers
             .iter()
-            .any(|p: &crate::identity::providers::OidcProvider| p.name == entry.provider)
+            .any(|p: &crate::identity::providers::Provider| p.name == entry.provider)
         {
             errors.push(
                 format!("sso_domains[{index}].provider"),
@@ -520,9 +520,10 @@ mod tests {
              [providers.github]\nclient_id = \"id\"\nclient_secret = \"s\"\n",
         )
         .unwrap();
-        assert_eq!(config.providers[0].issuer, "https://accounts.google.com");
-        assert_eq!(config.providers[0].display_name, "Google");
-        assert!(config.not_yet_available.iter().any(|what| what.contains("github")));
+        assert_eq!(config.providers[1].issuer, "https://accounts.google.com");
+        assert_eq!(config.providers[1].display_name, "Google");
+        assert_eq!(config.providers[0].display_name, "GitHub");
+        assert!(config.providers.iter().any(|p| p.name == "google"));
     }
 
     #[test]

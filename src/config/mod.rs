@@ -119,7 +119,7 @@ pub struct Config {
     /// `[dev]`: development-only sign-in.
     pub dev: DevConfig,
     /// `[providers.NAME]`, compiled, by name.
-    pub providers: Vec<crate::identity::providers::OidcProvider>,
+    pub providers: Vec<crate::identity::providers::Provider>,
     /// `[[sso_domains]]`: email domain (lower case) → provider name.
     pub sso_domains: Vec<(String, String)>,
     /// `[service_tokens.NAME]`, compiled.

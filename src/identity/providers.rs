@@ -3,16 +3,18 @@
 //! A provider is an OpenID Connect issuer found by discovery: `kind = "oidc"` with an `issuer`,
 //! or the presets that are OIDC underneath (`google`; `okta` with its `issuer`; `microsoft`
 //! with a `tenant`, including the multi-tenant `common` and `organizations`). GitHub (plain
-//! OAuth 2) and Steam (OpenID 2.0) come next; until then they are reported as not yet
-//! available rather than silently ignored.
+//! OAuth 2 and its user API) is its own kind. Steam (OpenID 2.0) comes next; until then it is
+//! reported as not yet available rather than silently ignored.
 
 use crate::config::raw::RawProvider;
 
-/// One OpenID Connect provider.
+/// One sign-in provider.
 #[derive(Clone)]
-pub struct OidcProvider {
+pub struct Provider {
     /// Config key, used in paths (`/auth/login/NAME`) and links.
     pub name: String,
+    /// How it is spoken to.
+    pub kind: ProviderKind,
     /// Shown on the sign-in page.
     pub display_name: String,
     /// Issuer URL; discovery is at `ISSUER/.well-known/openid-configuration`.
@@ -38,9 +40,25 @@ pub struct OidcProvider {
     pub userinfo_url: Option<String>,
 }
 
-impl std::fmt::Debug for OidcProvider {
+/// The protocol of a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenID Connect (ID token, discovery).
+    Oidc,
+    /// GitHub: plain OAuth 2 and its user API.
+    Github {
+        /// API base URL.
+        api_url: String,
+        /// Organizations whose members may sign in (any of; empty: no restriction).
+        allowed_orgs: Vec<String>,
+        /// Teams, `org/team-slug`, whose members may sign in (any of).
+        allowed_teams: Vec<String>,
+    },
+}
+
+impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OidcProvider")
+        f.debug_struct("Provider")
             .field("name", &self.name)
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
@@ -52,7 +70,7 @@ impl std::fmt::Debug for OidcProvider {
 #[derive(Debug)]
 pub enum Compiled {
     /// Usable.
-    Oidc(Box<OidcProvider>),
+    Ready(Box<Provider>),
     /// A kind this version does not speak yet (reported at start).
     NotYet(String),
 }
@@ -76,7 +94,8 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
             let tenant = raw.tenant.as_deref().unwrap_or("common");
             format!("https://login.microsoftonline.com/{tenant}/v2.0")
         })),
-        "github" | "steam" => {
+        "github" => return compile_github(name, raw),
+        "steam" => {
             return Ok(Compiled::NotYet(format!("providers.{name} (kind {kind})")));
         }
         other => {
@@ -134,8 +153,9 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
             raw.tenant.as_deref().unwrap_or("common"),
             "common" | "organizations" | "consumers"
         );
-    Ok(Compiled::Oidc(Box::new(OidcProvider {
+    Ok(Compiled::Ready(Box::new(Provider {
         name: name.to_owned(),
+        kind: ProviderKind::Oidc,
         display_name,
         issuer,
         multi_tenant,
@@ -152,5 +172,76 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
         auth_url: raw.auth_url.clone(),
         token_url: raw.token_url.clone(),
         userinfo_url: raw.userinfo_url.clone(),
+    })))
+}
+
+/// `[providers.github]`: OAuth 2 endpoints (overridable), the API, and the allow-lists.
+fn compile_github(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, String)>> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    let mut errors = Vec::new();
+    let mut required = |value: &Option<String>, field: &str| match value.as_deref().map(str::trim) {
+        Some(value) if !value.is_empty() => value.to_owned(),
+        _ => {
+            errors.push((key(field), "required".into()));
+            String::new()
+        }
+    };
+    let client_id = required(&raw.client_id, "client_id");
+    let client_secret = required(&raw.client_secret, "client_secret");
+    let allowed_teams: Vec<String> =
+        raw.allowed_teams.0.iter().map(|t| t.to_ascii_lowercase()).collect();
+    for team in &allowed_teams {
+        if team.split('/').filter(|part| !part.is_empty()).count() != 2 {
+            errors.push((key("allowed_teams"), format!("`{team}`: expected org/team")));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let allowed_orgs: Vec<String> =
+        raw.allowed_orgs.0.iter().map(|o| o.to_ascii_lowercase()).collect();
+    let mut scopes = raw.scopes.0.clone();
+    if scopes.is_empty() {
+        scopes = vec!["read:user".into(), "user:email".into()];
+        if !allowed_orgs.is_empty() || !allowed_teams.is_empty() {
+            scopes.push("read:org".into());
+        }
+    }
+    Ok(Compiled::Ready(Box::new(Provider {
+        name: name.to_owned(),
+        kind: ProviderKind::Github {
+            api_url: raw
+                .api_url
+                .clone()
+                .unwrap_or_else(|| "https://api.github.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            allowed_orgs,
+            allowed_teams,
+        },
+        display_name: raw.display_name.clone().unwrap_or_else(|| "GitHub".into()),
+        issuer: String::new(),
+        multi_tenant: false,
+        client_id,
+        client_secret,
+        scopes,
+        roles_claim: None,
+        allowed_email_domains: raw
+            .allowed_email_domains
+            .0
+            .iter()
+            .map(|domain| domain.trim().trim_start_matches('@').to_ascii_lowercase())
+            .collect(),
+        auth_url: Some(
+            raw.auth_url
+                .clone()
+                .unwrap_or_else(|| "https://github.com/login/oauth/authorize".into()),
+        ),
+        token_url: Some(
+            raw.token_url
+                .clone()
+                .unwrap_or_else(|| "https://github.com/login/oauth/access_token".into()),
+        ),
+        userinfo_url: None,
     })))
 }

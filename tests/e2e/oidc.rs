@@ -1,5 +1,6 @@
-//! Sign-in through an OpenID Connect provider (the in-process one in `support::idp`): new and
-//! existing users, roles from a claim, linking and unlinking, and every way the flow can fail.
+//! Sign-in through providers: an OpenID Connect provider (the in-process one in
+//! `support::idp`) for new and existing users, roles from a claim, linking and unlinking, and
+//! every way the flow can fail; Microsoft's multi-tenant issuers; GitHub (`support::github`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use portcullis::config::values::StringList;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::github::{FakeGithub, GithubAccount};
 use crate::support::idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp, Faults, IdpUser};
 use crate::support::{TestApp, error_code};
 
@@ -341,4 +343,87 @@ async fn microsoft_multi_tenant_tokens_are_checked_against_their_tenant() {
     idp.set_faults(Faults { issuer_of_another_tenant: true, ..Faults::default() });
     let refused = through_provider(&app, &app.client(), "/auth/login/microsoft").await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+fn github_app(fake: &FakeGithub, orgs: &[&str], teams: &[&str]) -> RawProvider {
+    RawProvider {
+        client_id: Some(crate::support::github::CLIENT_ID.into()),
+        client_secret: Some(crate::support::github::CLIENT_SECRET.into()),
+        auth_url: Some(fake.url("/login/oauth/authorize")),
+        token_url: Some(fake.url("/login/oauth/access_token")),
+        api_url: Some(fake.url("/api")),
+        allowed_orgs: StringList(orgs.iter().map(|org| (*org).to_owned()).collect()),
+        allowed_teams: StringList(teams.iter().map(|team| (*team).to_owned()).collect()),
+        ..RawProvider::default()
+    }
+}
+
+#[tokio::test]
+async fn github_signs_in_with_the_verified_primary_email_and_enforces_orgs_and_teams() {
+    let fake = FakeGithub::start().await;
+    let provider = github_app(&fake, &["acme"], &[]);
+    let app = TestApp::builder()
+        .config(move |raw| raw.providers = BTreeMap::from([("github".into(), provider)]))
+        .spawn()
+        .await;
+    let page =
+        app.client().get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Sign in with GitHub"));
+    let browser = app.client();
+    let done = through_provider(&app, &browser, "/auth/login/github?redirect_uri=/repos").await;
+    assert_eq!(location(&done), "/repos");
+    let echoed = app.echo(&browser, "/repos").await;
+    assert_eq!(echoed.header("x-auth-email"), Some("octocat@github.example"));
+    assert_eq!(echoed.header("x-auth-name"), Some("The Octocat"));
+
+    // Outside the allowed organizations: refused, no account.
+    fake.set_account(GithubAccount {
+        id: 7,
+        login: "stranger".into(),
+        name: None,
+        emails: vec![("stranger@elsewhere.example".into(), true, true)],
+        orgs: vec!["other".into()],
+        teams: Vec::new(),
+    });
+    let refused = through_provider(&app, &app.client(), "/auth/login/github").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("not in an allowed organization"));
+    assert_eq!(app.user_count().await, 1);
+
+    // An unverified primary email never joins the existing account with that address.
+    fake.set_account(GithubAccount {
+        id: 8,
+        login: "imposter".into(),
+        name: None,
+        emails: vec![("octocat@github.example".into(), true, false)],
+        orgs: vec!["acme".into()],
+        teams: Vec::new(),
+    });
+    let imposter = through_provider(&app, &app.client(), "/auth/login/github").await;
+    assert_eq!(imposter.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn github_team_members_get_in() {
+    let fake = FakeGithub::start().await;
+    let provider = github_app(&fake, &[], &["acme/ops"]);
+    let app = TestApp::builder()
+        .config(move |raw| raw.providers = BTreeMap::from([("github".into(), provider)]))
+        .spawn()
+        .await;
+    let browser = app.client();
+    assert_eq!(
+        through_provider(&app, &browser, "/auth/login/github").await.status(),
+        StatusCode::FOUND
+    );
+    fake.set_account(GithubAccount {
+        id: 9,
+        login: "dev".into(),
+        name: Some("Dev".into()),
+        emails: vec![("dev@acme.example".into(), true, true)],
+        orgs: vec!["acme".into()],
+        teams: vec![("acme".into(), "frontend".into())],
+    });
+    let refused = through_provider(&app, &app.client(), "/auth/login/github").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }

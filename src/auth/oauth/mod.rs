@@ -5,8 +5,9 @@
 //! under the hash of the state, so a callback landing on another replica works, and each is
 //! taken (single use) when the callback arrives.
 
-pub mod outbound;
+pub mod github;
 pub mod oidc;
+pub mod outbound;
 
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use self::oidc::{OAuthError, OidcClient};
+use self::github::GithubClient;
+use self::oidc::{Authorization, OAuthError, OidcClient};
 use super::csrf::SiteContext;
 use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::pages::{self, SignInForm};
@@ -29,34 +31,88 @@ use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
-use crate::identity::accounts::{self, AccountError, SignupRules};
-use crate::identity::providers::OidcProvider;
+use crate::identity::accounts::{self, AccountError, ExternalUser, SignupRules};
+use crate::identity::providers::{Provider, ProviderKind};
 use crate::identity::validate_role;
 
 /// How long a sign-in may take at the provider.
 const FLOW_TTL: Duration = Duration::from_secs(600);
 
+/// One provider's client.
+#[derive(Debug)]
+pub enum ProviderClient {
+    /// OpenID Connect.
+    Oidc(OidcClient),
+    /// GitHub.
+    Github(GithubClient),
+}
+
+impl ProviderClient {
+    /// The provider.
+    pub fn provider(&self) -> &Provider {
+        match self {
+            Self::Oidc(client) => client.provider(),
+            Self::Github(client) => client.provider(),
+        }
+    }
+
+    async fn authorize(
+        &self,
+        redirect_uri: &str,
+        login_hint: Option<&str>,
+    ) -> Result<Authorization, OAuthError> {
+        match self {
+            Self::Oidc(client) => client.authorize(redirect_uri, login_hint).await,
+            Self::Github(client) => client.authorize(redirect_uri, login_hint),
+        }
+    }
+
+    async fn finish(
+        &self,
+        code: &str,
+        flow: &Flow,
+        redirect_uri: &str,
+    ) -> Result<ExternalUser, OAuthError> {
+        match self {
+            Self::Oidc(client) => {
+                client.finish(code, &flow.verifier, &flow.nonce, redirect_uri).await
+            }
+            Self::Github(client) => client.finish(code, &flow.verifier, redirect_uri).await,
+        }
+    }
+}
+
 /// The configured providers' clients.
 #[derive(Debug, Default)]
 pub struct Providers {
-    clients: Vec<OidcClient>,
+    clients: Vec<ProviderClient>,
 }
 
 impl Providers {
     /// Clients for `providers`, sharing `http`.
-    pub fn new(providers: &[OidcProvider], http: &reqwest::Client) -> Self {
-        let clients = providers.iter().map(|p| OidcClient::new(p.clone(), http.clone())).collect();
+    pub fn new(providers: &[Provider], http: &reqwest::Client) -> Self {
+        let clients = providers
+            .iter()
+            .map(|provider| match provider.kind {
+                ProviderKind::Oidc => {
+                    ProviderClient::Oidc(OidcClient::new(provider.clone(), http.clone()))
+                }
+                ProviderKind::Github { .. } => {
+                    ProviderClient::Github(GithubClient::new(provider.clone(), http.clone()))
+                }
+            })
+            .collect();
         Self { clients }
     }
 
     /// The client for `name`.
-    pub fn get(&self, name: &str) -> Option<&OidcClient> {
+    pub fn get(&self, name: &str) -> Option<&ProviderClient> {
         self.clients.iter().find(|client| client.provider().name == name)
     }
 
     /// The providers, in configuration order.
-    pub fn iter(&self) -> impl Iterator<Item = &OidcProvider> {
-        self.clients.iter().map(OidcClient::provider)
+    pub fn iter(&self) -> impl Iterator<Item = &Provider> {
+        self.clients.iter().map(ProviderClient::provider)
     }
 }
 
@@ -167,10 +223,8 @@ async fn callback(
         }
         let code = query.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048);
         let code = code.ok_or_else(|| ApiError::invalid_request("The provider sent no code"))?;
-        let external = client
-            .finish(code, &flow.verifier, &flow.nonce, &callback_url(&state, &provider))
-            .await
-            .map_err(error_of)?;
+        let external =
+            client.finish(code, &flow, &callback_url(&state, &provider)).await.map_err(error_of)?;
         let now = state.clock.now();
         if let Some(user_id) = flow.link_user {
             accounts::link(&state.links, user_id, &provider, external, now)
@@ -312,6 +366,7 @@ fn error_of(error: OAuthError) -> ApiError {
             tracing::warn!(%error, "refused a sign-in provider's answer");
             ApiError::new(ErrorCode::InvalidToken, "The sign-in provider's answer was not valid")
         }
+        OAuthError::NotAllowed(reason) => ApiError::forbidden(format!("Sign-in refused: {reason}")),
     }
 }
 

@@ -24,7 +24,7 @@ use tokio::sync::RwLock;
 
 use super::outbound::{Http, get};
 use crate::identity::accounts::ExternalUser;
-use crate::identity::providers::OidcProvider;
+use crate::identity::providers::Provider;
 
 /// Shortest time between JWKS refetches caused by unknown key ids: tokens with made-up key ids
 /// cost the provider at most one fetch per interval.
@@ -52,6 +52,9 @@ pub enum OAuthError {
     /// The provider's answer failed validation (signature, issuer, audience, nonce, expiry).
     #[error("the sign-in provider's answer is invalid: {0}")]
     Invalid(String),
+    /// The provider vouches for the user, but the configuration does not let them in.
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 /// The token response, with the ID token.
@@ -108,7 +111,7 @@ pub struct Authorization {
 
 /// One provider's client.
 pub struct OidcClient {
-    provider: OidcProvider,
+    provider: Provider,
     http: reqwest::Client,
     discovery: RwLock<Option<Arc<Discovery>>>,
     keys: RwLock<Keys>,
@@ -122,12 +125,12 @@ impl std::fmt::Debug for OidcClient {
 
 impl OidcClient {
     /// A client for `provider`, making requests with `http`.
-    pub fn new(provider: OidcProvider, http: reqwest::Client) -> Self {
+    pub fn new(provider: Provider, http: reqwest::Client) -> Self {
         Self { provider, http, discovery: RwLock::new(None), keys: RwLock::default() }
     }
 
     /// The provider.
-    pub fn provider(&self) -> &OidcProvider {
+    pub fn provider(&self) -> &Provider {
         &self.provider
     }
 
@@ -391,4 +394,3 @@ fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
         _ => None,
     }
 }
-

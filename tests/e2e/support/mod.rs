@@ -5,6 +5,7 @@
 pub mod app;
 pub mod binary;
 pub mod echo;
+pub mod github;
 pub mod idp;
 pub mod services;
 
