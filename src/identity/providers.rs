@@ -3,8 +3,7 @@
 //! A provider is an OpenID Connect issuer found by discovery: `kind = "oidc"` with an `issuer`,
 //! or the presets that are OIDC underneath (`google`; `okta` with its `issuer`; `microsoft`
 //! with a `tenant`, including the multi-tenant `common` and `organizations`). GitHub (plain
-//! OAuth 2 and its user API) is its own kind. Steam (OpenID 2.0) comes next; until then it is
-//! reported as not yet available rather than silently ignored.
+//! OAuth 2 and its user API) and Steam (OpenID 2.0) are kinds of their own.
 
 use crate::config::raw::RawProvider;
 
@@ -54,6 +53,17 @@ pub enum ProviderKind {
         /// Teams, `org/team-slug`, whose members may sign in (any of).
         allowed_teams: Vec<String>,
     },
+    /// Steam: OpenID 2.0.
+    Steam {
+        /// The OpenID endpoint.
+        endpoint: String,
+        /// What every claimed id starts with, before the 17-digit Steam id.
+        identity_prefix: String,
+        /// Steam Web API base URL.
+        api_url: String,
+        /// Web API key, for persona names.
+        api_key: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Provider {
@@ -95,9 +105,7 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
             format!("https://login.microsoftonline.com/{tenant}/v2.0")
         })),
         "github" => return compile_github(name, raw),
-        "steam" => {
-            return Ok(Compiled::NotYet(format!("providers.{name} (kind {kind})")));
-        }
+        "steam" => return Ok(compile_steam(name, raw)),
         other => {
             return Err(vec![(
                 key("kind"),
@@ -244,4 +252,40 @@ fn compile_github(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String
         ),
         userinfo_url: None,
     })))
+}
+
+/// `[providers.steam]`: the OpenID 2.0 endpoint and the identity URL form (overridable for
+/// tests), and the optional Web API key.
+fn compile_steam(name: &str, raw: &RawProvider) -> Compiled {
+    Compiled::Ready(Box::new(Provider {
+        name: name.to_owned(),
+        kind: ProviderKind::Steam {
+            endpoint: raw
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "https://steamcommunity.com/openid/login".into()),
+            identity_prefix: raw
+                .issuer
+                .clone()
+                .unwrap_or_else(|| "https://steamcommunity.com/openid/id/".into()),
+            api_url: raw
+                .api_url
+                .clone()
+                .unwrap_or_else(|| "https://api.steampowered.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            api_key: raw.api_key.clone().filter(|key| !key.trim().is_empty()),
+        },
+        display_name: raw.display_name.clone().unwrap_or_else(|| "Steam".into()),
+        issuer: String::new(),
+        multi_tenant: false,
+        client_id: String::new(),
+        client_secret: String::new(),
+        scopes: Vec::new(),
+        roles_claim: None,
+        allowed_email_domains: Vec::new(),
+        auth_url: None,
+        token_url: None,
+        userinfo_url: None,
+    }))
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::github::{FakeGithub, GithubAccount};
 use crate::support::idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp, Faults, IdpUser};
+use crate::support::steam::FakeSteam;
 use crate::support::{TestApp, error_code};
 
 fn corp(idp: &FakeIdp) -> RawProvider {
@@ -426,4 +427,48 @@ async fn github_team_members_get_in() {
     });
     let refused = through_provider(&app, &app.client(), "/auth/login/github").await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
+
+fn steam(fake: &FakeSteam) -> RawProvider {
+    RawProvider {
+        endpoint: Some(fake.url("/openid/login")),
+        issuer: Some(fake.url("/openid/id/")),
+        api_url: Some(fake.url("")),
+        api_key: Some(crate::support::steam::API_KEY.into()),
+        ..RawProvider::default()
+    }
+}
+
+#[tokio::test]
+async fn steam_signs_in_verifies_with_steam_and_links_to_an_existing_account() {
+    let fake = FakeSteam::start().await;
+    let provider = steam(&fake);
+    let app = TestApp::builder()
+        .config(move |raw| raw.providers = BTreeMap::from([("steam".into(), provider)]))
+        .spawn()
+        .await;
+    let browser = app.client();
+    let done = through_provider(&app, &browser, "/auth/login/steam?redirect_uri=/play").await;
+    assert_eq!(location(&done), "/play");
+    let echoed = app.echo(&browser, "/play").await;
+    assert_eq!(echoed.header("x-auth-name"), Some("gaben"), "persona name from the Web API");
+    assert_eq!(echoed.header("x-auth-email"), Some("76561197960287930@steam.invalid"));
+
+    // A forged assertion (another Steam id swapped into Steam's answer) is refused by Steam.
+    let forger = app.client();
+    let started = forger.get(app.url("/auth/login/steam")).send().await.unwrap();
+    let at_steam = forger.get(location(&started)).send().await.unwrap();
+    let callback = location(&at_steam).replace("76561197960287930", "76561197960287931");
+    let forged = forger.get(&callback).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+
+    // An existing account links its Steam id, then signs in with it.
+    fake.set_steam_id("76561198000000042");
+    let player = app.signed_in("player@example.com").await;
+    let linked = through_provider(&app, &player, "/auth/link/steam?redirect_uri=/settings").await;
+    assert_eq!(location(&linked), "/settings");
+    let later = app.client();
+    through_provider(&app, &later, "/auth/login/steam").await;
+    let me: Value = later.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["email"], "player@example.com");
 }

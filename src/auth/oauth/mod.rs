@@ -8,7 +8,9 @@
 pub mod github;
 pub mod oidc;
 pub mod outbound;
+pub mod steam;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
@@ -24,6 +26,7 @@ use uuid::Uuid;
 
 use self::github::GithubClient;
 use self::oidc::{Authorization, OAuthError, OidcClient};
+use self::steam::SteamClient;
 use super::csrf::SiteContext;
 use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::pages::{self, SignInForm};
@@ -45,6 +48,8 @@ pub enum ProviderClient {
     Oidc(OidcClient),
     /// GitHub.
     Github(GithubClient),
+    /// Steam.
+    Steam(SteamClient),
 }
 
 impl ProviderClient {
@@ -53,31 +58,41 @@ impl ProviderClient {
         match self {
             Self::Oidc(client) => client.provider(),
             Self::Github(client) => client.provider(),
+            Self::Steam(client) => client.provider(),
         }
     }
 
     async fn authorize(
         &self,
+        state: &AppState,
         redirect_uri: &str,
         login_hint: Option<&str>,
     ) -> Result<Authorization, OAuthError> {
         match self {
             Self::Oidc(client) => client.authorize(redirect_uri, login_hint).await,
             Self::Github(client) => client.authorize(redirect_uri, login_hint),
+            Self::Steam(client) => client.authorize(redirect_uri, state.tokens.issuer()),
         }
     }
 
     async fn finish(
         &self,
-        code: &str,
+        params: &HashMap<String, String>,
         flow: &Flow,
         redirect_uri: &str,
     ) -> Result<ExternalUser, OAuthError> {
+        let code = || {
+            params
+                .get("code")
+                .filter(|code| !code.is_empty() && code.len() <= 2048)
+                .ok_or_else(|| OAuthError::Invalid("the provider sent no code".into()))
+        };
         match self {
             Self::Oidc(client) => {
-                client.finish(code, &flow.verifier, &flow.nonce, redirect_uri).await
+                client.finish(code()?, &flow.verifier, &flow.nonce, redirect_uri).await
             }
-            Self::Github(client) => client.finish(code, &flow.verifier, redirect_uri).await,
+            Self::Github(client) => client.finish(code()?, &flow.verifier, redirect_uri).await,
+            Self::Steam(client) => client.finish(params, redirect_uri).await,
         }
     }
 }
@@ -99,6 +114,9 @@ impl Providers {
                 }
                 ProviderKind::Github { .. } => {
                     ProviderClient::Github(GithubClient::new(provider.clone(), http.clone()))
+                }
+                ProviderKind::Steam { .. } => {
+                    ProviderClient::Steam(SteamClient::new(provider.clone(), http.clone()))
                 }
             })
             .collect();
@@ -175,7 +193,7 @@ async fn start(
         .map_err(ApiError::invalid_request)?;
     let hint = query.login_hint.filter(|hint| hint.len() <= 254);
     let authorization = client
-        .authorize(&callback_url(state, provider), hint.as_deref())
+        .authorize(state, &callback_url(state, provider), hint.as_deref())
         .await
         .map_err(error_of)?;
     let flow = Flow {
@@ -190,41 +208,33 @@ async fn start(
     Ok(redirect_to(&authorization.url))
 }
 
-#[derive(Debug, Deserialize)]
-struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
 /// `GET /callback/{provider}`: finishes a sign-in (or a link). Every failure ends on the
 /// sign-in page with the reason (or JSON for API clients), with no session.
 async fn callback(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
-    ApiQuery(query): ApiQuery<CallbackQuery>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
     site: SiteContext,
     Client(client_info): Client,
 ) -> Response {
     let result = async {
         let client = state.oauth.get(&provider).ok_or_else(not_configured)?;
-        if let Some(error) = &query.error {
-            let detail = query.error_description.as_deref().unwrap_or(error);
+        if let Some(error) = query.get("error") {
+            let detail = query.get("error_description").unwrap_or(error);
             let detail: String = detail.chars().filter(|c| !c.is_control()).take(200).collect();
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 format!("{} did not sign you in: {detail}", client.provider().display_name),
             ));
         }
-        let flow = take_flow(&state, query.state.as_deref()).await?;
+        let flow = take_flow(&state, query.get("state").map(String::as_str)).await?;
         if flow.provider != provider {
             return Err(ApiError::invalid_request("This sign-in was started for another provider"));
         }
-        let code = query.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048);
-        let code = code.ok_or_else(|| ApiError::invalid_request("The provider sent no code"))?;
-        let external =
-            client.finish(code, &flow, &callback_url(&state, &provider)).await.map_err(error_of)?;
+        let external = client
+            .finish(&query, &flow, &callback_url(&state, &provider))
+            .await
+            .map_err(error_of)?;
         let now = state.clock.now();
         if let Some(user_id) = flow.link_user {
             accounts::link(&state.links, user_id, &provider, external, now)

@@ -1,0 +1,179 @@
+//! Steam sign-in (OpenID 2.0): the browser goes to Steam with `openid.*` parameters, comes back
+//! with a signed assertion, and Portcullis asks Steam itself whether that assertion is genuine
+//! (`check_authentication`) before believing the claimed id, which must be
+//! `https://steamcommunity.com/openid/id/<steamid64>`. With an `api_key`, the persona name comes
+//! from the Steam Web API.
+//!
+//! Steam shares no email address: new accounts get `<steamid64>@steam.invalid` (a reserved,
+//! undeliverable domain), never treated as verified, so a Steam sign-in never joins an account
+//! by email; link Steam to an existing account from `GET /auth/link/steam` instead.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::oidc::{Authorization, OAuthError};
+use super::outbound::get;
+use crate::identity::accounts::ExternalUser;
+use crate::identity::providers::{Provider, ProviderKind};
+
+const OPENID_NS: &str = "http://specs.openid.net/auth/2.0";
+const IDENTIFIER_SELECT: &str = "http://specs.openid.net/auth/2.0/identifier_select";
+/// The domain of the placeholder emails of Steam accounts.
+pub const PLACEHOLDER_DOMAIN: &str = "steam.invalid";
+
+/// A Steam client.
+pub struct SteamClient {
+    provider: Provider,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for SteamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SteamClient").field("provider", &self.provider).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Summaries {
+    response: Players,
+}
+
+#[derive(Debug, Deserialize)]
+struct Players {
+    players: Vec<Player>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Player {
+    personaname: Option<String>,
+}
+
+impl SteamClient {
+    /// A client for `provider` (of kind Steam).
+    pub fn new(provider: Provider, http: reqwest::Client) -> Self {
+        Self { provider, http }
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    fn settings(&self) -> Result<(&str, &str, &str, Option<&str>), OAuthError> {
+        match &self.provider.kind {
+            ProviderKind::Steam { endpoint, identity_prefix, api_url, api_key } => {
+                Ok((endpoint, identity_prefix, api_url, api_key.as_deref()))
+            }
+            _ => Err(OAuthError::Invalid("not a Steam provider".into())),
+        }
+    }
+
+    /// Starts a sign-in: the state travels in `return_to`, where Steam sends the browser back.
+    ///
+    /// # Errors
+    /// The configuration is not Steam's.
+    pub fn authorize(&self, callback: &str, realm: &str) -> Result<Authorization, OAuthError> {
+        let (endpoint, ..) = self.settings()?;
+        let state = crate::crypto::random_token();
+        let return_to = format!("{callback}?state={state}");
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("openid.ns", OPENID_NS)
+            .append_pair("openid.mode", "checkid_setup")
+            .append_pair("openid.return_to", &return_to)
+            .append_pair("openid.realm", realm)
+            .append_pair("openid.identity", IDENTIFIER_SELECT)
+            .append_pair("openid.claimed_id", IDENTIFIER_SELECT)
+            .finish();
+        Ok(Authorization {
+            url: format!("{endpoint}?{query}"),
+            state,
+            verifier: String::new(),
+            nonce: String::new(),
+        })
+    }
+
+    /// Checks Steam's answer with Steam, then reads the Steam id (and the persona name).
+    ///
+    /// # Errors
+    /// The answer is not a positive assertion for our `return_to`, Steam does not vouch for it,
+    /// or the claimed id is not a Steam id.
+    pub async fn finish(
+        &self,
+        params: &HashMap<String, String>,
+        callback: &str,
+    ) -> Result<ExternalUser, OAuthError> {
+        let (endpoint, identity_prefix, api_url, api_key) = self.settings()?;
+        let param = |name: &str| params.get(name).map(String::as_str).unwrap_or("");
+        if param("openid.mode") != "id_res" {
+            return Err(OAuthError::Invalid("Steam did not confirm the sign-in".into()));
+        }
+        let return_to = param("openid.return_to");
+        if return_to.split('?').next() != Some(callback) {
+            return Err(OAuthError::Invalid("the assertion was made for another site".into()));
+        }
+        if param("openid.op_endpoint") != endpoint {
+            return Err(OAuthError::Invalid("the assertion names another endpoint".into()));
+        }
+        let steam_id = param("openid.claimed_id")
+            .strip_prefix(identity_prefix)
+            .filter(|id| id.len() == 17 && id.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| OAuthError::Invalid("the claimed id is not a Steam id".into()))?
+            .to_owned();
+        if param("openid.identity") != param("openid.claimed_id") {
+            return Err(OAuthError::Invalid("identity and claimed id differ".into()));
+        }
+        // Ask Steam whether it really signed this: every openid.* field back, mode changed.
+        let mut form: Vec<(&str, &str)> = params
+            .iter()
+            .filter(|(name, _)| name.starts_with("openid.") && *name != "openid.mode")
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        form.push(("openid.mode", "check_authentication"));
+        let response = self
+            .http
+            .post(endpoint)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|error| OAuthError::Unavailable(format!("Steam: {error}")))?;
+        if !response.status().is_success() {
+            return Err(OAuthError::Unavailable(format!("Steam answered {}", response.status())));
+        }
+        let body =
+            response.text().await.map_err(|error| OAuthError::Unavailable(error.to_string()))?;
+        if !body.lines().any(|line| line.trim() == "is_valid:true") {
+            return Err(OAuthError::Invalid("Steam did not vouch for the assertion".into()));
+        }
+        let name = match api_key {
+            Some(key) => self.persona(api_url, key, &steam_id).await,
+            None => None,
+        };
+        Ok(ExternalUser {
+            email: Some(format!("{steam_id}@{PLACEHOLDER_DOMAIN}")),
+            subject: steam_id,
+            email_verified: false,
+            name,
+            roles: None,
+        })
+    }
+
+    /// The persona name from the Web API; a failure only costs the name.
+    async fn persona(&self, api_url: &str, key: &str, steam_id: &str) -> Option<String> {
+        let url = format!(
+            "{api_url}/ISteamUser/GetPlayerSummaries/v0002/?key={}&steamids={steam_id}",
+            url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+        );
+        match get(&self.http, &url, None).await {
+            Ok(body) => serde_json::from_slice::<Summaries>(&body)
+                .ok()
+                .and_then(|summaries| summaries.response.players.into_iter().next())
+                .and_then(|player| player.personaname),
+            Err(error) => {
+                // The key is in the URL: log only that it failed.
+                tracing::warn!(error = %error.replace(key, "<api_key>"), "Steam Web API failed");
+                None
+            }
+        }
+    }
+}
