@@ -215,6 +215,8 @@ async fn every_failure_ends_on_the_sign_in_page_without_a_session() {
         Faults { wrong_audience: true, ..Faults::default() },
         Faults { wrong_nonce: true, ..Faults::default() },
         Faults { unknown_signing_key: true, ..Faults::default() },
+        Faults { authorized_party_elsewhere: true, ..Faults::default() },
+        Faults { issued_in_the_future: true, ..Faults::default() },
     ] {
         let (status, page) = failing(&app, &idp, faults.clone()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{faults:?}");

@@ -41,6 +41,10 @@ pub struct Faults {
     pub token_endpoint_fails: bool,
     /// Multi-tenant mode: a token whose `iss` names another tenant than its `tid`.
     pub issuer_of_another_tenant: bool,
+    /// Two audiences, with another party as `azp`.
+    pub authorized_party_elsewhere: bool,
+    /// `iat` an hour ahead.
+    pub issued_in_the_future: bool,
 }
 
 struct Key {
@@ -226,15 +230,22 @@ async fn token(
     let claims = json!({
         "iss": issuer,
         "tid": inner.tenant,
-        "aud": if faults.wrong_audience { "someone-else" } else { CLIENT_ID },
+        "aud": if faults.wrong_audience {
+            json!("someone-else")
+        } else if faults.authorized_party_elsewhere {
+            json!([CLIENT_ID, "someone-else"])
+        } else {
+            json!(CLIENT_ID)
+        },
+        "azp": if faults.authorized_party_elsewhere { Some("someone-else") } else { None },
         "sub": grant.user.sub,
         "email": grant.user.email,
         "email_verified": grant.user.email_verified,
         "name": grant.user.name,
         "groups": grant.user.groups,
         "nonce": if faults.wrong_nonce { "not-the-nonce" } else { grant.nonce.as_str() },
-        "iat": now,
-        "exp": now + 300,
+        "iat": if faults.issued_in_the_future { now + 3600 } else { now },
+        "exp": now + 7200,
     });
     let current = inner.keys.last().unwrap();
     let (kid, pair) = if faults.unknown_signing_key {
