@@ -33,11 +33,13 @@ use crate::gateway::{Gateway, GatewayParts};
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::cache::IdentityCache;
 use crate::identity::device::DeviceFlow;
+use crate::identity::magic_link::MagicLinks;
 use crate::identity::one_time::OneTimeLinks;
 use crate::identity::revocation::{Channel, Fanout};
 use crate::identity::session::{SessionLifetimes, SessionService};
 use crate::identity::ticket::WsTickets;
 use crate::identity::tokens::{TokenService, TokenSettings};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::server::front::Front;
 use crate::server::observe::Observer;
@@ -84,6 +86,9 @@ pub enum StartupError {
     /// A page template does not parse.
     #[error("page templates: {0}")]
     Templates(#[from] minijinja::Error),
+    /// Mail cannot be set up.
+    #[error("email: {0}")]
+    Mail(#[from] crate::mail::MailError),
     /// The HTTP client for sign-in providers cannot be built.
     #[error("HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
@@ -129,6 +134,10 @@ pub struct AppStateInner {
     pub one_time: OneTimeLinks,
     /// Sign-in providers.
     pub oauth: Arc<Providers>,
+    /// Outgoing mail.
+    pub mailer: Arc<Mailer>,
+    /// Magic links and codes.
+    pub magic: MagicLinks,
     /// Identities linked at providers.
     pub links: LinkStore,
     /// Password hashing off the async workers.
@@ -673,6 +682,12 @@ async fn build_state(
         device: DeviceFlow::new(Arc::clone(&stores.ephemeral), Arc::clone(&clock)),
         one_time: OneTimeLinks::new(Arc::clone(&stores.ephemeral)),
         oauth: Arc::new(Providers::new(&config.providers, &outbound::http_client()?)),
+        mailer: Arc::new(Mailer::new(&config.email.mail)?),
+        magic: MagicLinks::new(
+            Arc::clone(&stores.ephemeral),
+            Arc::clone(&clock),
+            config.email.link_ttl,
+        ),
         ephemeral: stores.ephemeral,
         sessions: stores.sessions,
         api_keys: stores.api_keys,

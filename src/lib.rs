@@ -15,6 +15,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod identity;
+pub mod mail;
 pub mod metrics;
 pub mod server;
 pub mod store;

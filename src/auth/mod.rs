@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod dev;
 pub mod device;
 pub mod extract;
+pub mod magic_link;
 pub mod oauth;
 pub mod one_time;
 pub mod pages;
@@ -50,6 +51,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(service_tokens::routes())
         .merge(oauth::routes())
         .merge(sign_in::routes())
+        .merge(magic_link::routes())
         .merge(verify::routes())
         .merge(providers::routes())
         .merge(pages::routes())

@@ -14,9 +14,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `GET /providers`: the enabled sign-in methods: every configured provider by name, then
-/// `password` (always on in this version).
+/// `magic_link` and `password` (always on in this version).
 async fn providers(State(state): State<AppState>) -> Json<Value> {
     let mut names: Vec<&str> = state.oauth.iter().map(|provider| provider.name.as_str()).collect();
+    names.push("magic_link");
     names.push("password");
     Json(json!({ "providers": names }))
 }

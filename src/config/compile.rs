@@ -382,6 +382,14 @@ fn email(raw: &RawConfig, errors: &mut Errors) -> EmailConfig {
     EmailConfig {
         product_name: e.product_name.trim().to_owned(),
         link_ttl: errors.duration("email.link_ttl", &e.link_ttl),
+        mail: crate::mail::MailSettings {
+            transport: e.transport.clone(),
+            from: e.from.clone(),
+            product_name: e.product_name.trim().to_owned(),
+            templates_dir: e.templates_dir.as_ref().map(PathBuf::from),
+            file_dir: e.file_dir.as_ref().map(PathBuf::from),
+            smtp_url: e.smtp_url.clone(),
+        },
     }
 }
 
@@ -486,12 +494,6 @@ fn branding(raw: &RawConfig, errors: &mut Errors) -> Branding {
 /// reported at start-up rather than silently ignored.
 fn not_yet_available(raw: &RawConfig) -> Vec<String> {
     let mut pending = Vec::new();
-    if raw.email.transport != "log" {
-        pending.push(format!(
-            "email.transport = \"{}\" (mail is printed to the log)",
-            raw.email.transport
-        ));
-    }
     if raw.orgs.require_selection.0 {
         pending.push("orgs.require_selection".into());
     }

@@ -360,6 +360,8 @@ pub struct EmailConfig {
     pub product_name: String,
     /// Lifetime of emailed links and codes.
     pub link_ttl: Duration,
+    /// Transport and templates.
+    pub mail: crate::mail::MailSettings,
 }
 
 /// `[log] format`.

@@ -462,7 +462,7 @@ async fn providers_lists_password() {
     let app = TestApp::spawn().await;
     let body: Value =
         app.client().get(app.url("/auth/providers")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(body, json!({"providers": ["password"]}));
+    assert_eq!(body, json!({"providers": ["magic_link", "password"]}));
 }
 
 #[tokio::test]

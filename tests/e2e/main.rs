@@ -21,6 +21,7 @@ mod auth_api;
 mod bad_input;
 mod binary;
 mod device;
+mod email;
 mod gateway;
 mod lifecycle;
 mod oidc;

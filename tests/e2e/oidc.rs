@@ -63,7 +63,7 @@ async fn a_new_user_signs_in_with_the_provider() {
     let app = app_with(&idp, None).await;
     let providers: Value =
         app.client().get(app.url("/auth/providers")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(providers["providers"], json!(["corp", "password"]));
+    assert_eq!(providers["providers"], json!(["corp", "magic_link", "password"]));
     let page =
         app.client().get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Sign in with Corp SSO"));

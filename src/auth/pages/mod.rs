@@ -53,6 +53,7 @@ impl Pages {
         env.add_template("layout.html", include_str!("templates/layout.html"))?;
         env.add_template("sign_in.html", include_str!("templates/sign_in.html"))?;
         env.add_template("device.html", include_str!("templates/device.html"))?;
+        env.add_template("magic_link_sent.html", include_str!("templates/magic_link_sent.html"))?;
         Ok(Self { env, product_name: product_name.to_owned(), branding })
     }
 

@@ -8,6 +8,7 @@ pub mod echo;
 pub mod github;
 pub mod idp;
 pub mod services;
+pub mod smtp;
 pub mod steam;
 
 pub use app::{PASSWORD, TestApp, http};

@@ -1,0 +1,229 @@
+//! Passwordless sign-in by email: `POST /magic-link` mails a link and a code;
+//! `GET /magic-link/verify?token=` (the link) and `POST /magic-link/verify {email, code}` sign
+//! in. The answer to `POST /magic-link` is the same whether or not an account exists, and the
+//! mail is sent in the background so that its timing says nothing either.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use minijinja::context;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::csrf::SiteContext;
+use super::extract::{ApiJson, ApiQuery, BodyKind, Client, JsonOrForm};
+use super::pages::{self, SignInForm};
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::session::ClientInfo;
+use crate::identity::{Email, User};
+use crate::mail::Template;
+use crate::store::users::NewUser;
+
+/// Messages to one address per hour, whatever the caller's IP: nobody can mail-bomb it.
+const SENDS_PER_HOUR: u64 = 5;
+const ANSWER: &str = "if an account exists with that email, a login link has been sent";
+
+/// Routes: `POST /magic-link`, `GET|POST /magic-link/verify`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/magic-link", post(request_link))
+        .route("/magic-link/verify", get(verify_link).post(verify_code))
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkRequest {
+    email: String,
+    redirect_uri: Option<String>,
+    csrf_token: Option<String>,
+}
+
+async fn request_link(
+    State(state): State<AppState>,
+    site: SiteContext,
+    JsonOrForm(body, kind): JsonOrForm<LinkRequest>,
+) -> Result<Response, ApiError> {
+    match kind {
+        BodyKind::Json => state.csrf.check_same_site(&site)?,
+        BodyKind::Form => state.csrf.verify_anonymous(&site, body.csrf_token.as_deref())?,
+    }
+    let email = Email::parse(&body.email)
+        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let redirect = state
+        .redirects
+        .check(body.redirect_uri.as_deref().unwrap_or("/"))
+        .map_err(ApiError::invalid_request)?;
+    let limit_key = format!(
+        "mail_limit:{}",
+        crate::crypto::hex(&crate::crypto::sha256(email.as_str().as_bytes()))
+    );
+    let sends = state.ephemeral.incr(&limit_key, Duration::from_secs(3600)).await?;
+    if sends > SENDS_PER_HOUR {
+        tracing::warn!("magic link not sent: this address reached its hourly limit");
+    } else if may_sign_in(&state, &email).await? {
+        let issued = state.magic.issue(&email, redirect.as_str()).await?;
+        let link = format!(
+            "{}{}/magic-link/verify?token={}",
+            state.tokens.issuer(),
+            state.config.auth.base_path,
+            issued.token
+        );
+        let ttl = humantime::format_duration(state.magic.ttl()).to_string();
+        let mailer = std::sync::Arc::clone(&state.mailer);
+        // In the background: the answer must not take longer for real accounts.
+        tokio::spawn(async move {
+            let sent = mailer
+                .send(Template::MagicLink, &email, context! { link, code => issued.code, ttl })
+                .await;
+            if let Err(error) = sent {
+                tracing::error!(%error, "cannot send a magic link");
+            }
+        });
+    }
+    let answer = Json(json!({ "message": ANSWER })).into_response();
+    Ok(match kind {
+        BodyKind::Json => answer,
+        BodyKind::Form => pages::render_page(
+            &state,
+            "magic_link_sent.html",
+            context! { base_path => &state.config.auth.base_path, email => body.email },
+            StatusCode::OK,
+        ),
+    })
+}
+
+/// Whether `email` may get a link: an enabled account, or none yet where sign-up is open to
+/// its domain.
+async fn may_sign_in(state: &AppState, email: &Email) -> Result<bool, ApiError> {
+    Ok(match state.users.find_by_email(email).await? {
+        Some((user, _)) => user.disabled_at.is_none(),
+        None => signup_allowed(state, email),
+    })
+}
+
+fn signup_allowed(state: &AppState, email: &Email) -> bool {
+    let auth = &state.config.auth;
+    auth.signup
+        && (auth.allowed_email_domains.is_empty()
+            || auth.allowed_email_domains.iter().any(|domain| domain == email.domain()))
+}
+
+#[derive(Debug, Deserialize)]
+struct VerifyQuery {
+    token: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// `GET /magic-link/verify?token=`: the link from the email.
+async fn verify_link(
+    State(state): State<AppState>,
+    site: SiteContext,
+    Client(client): Client,
+    ApiQuery(query): ApiQuery<VerifyQuery>,
+) -> Response {
+    let result = async {
+        let redeemed = state
+            .magic
+            .redeem_link(query.token.as_deref().unwrap_or(""))
+            .await?
+            .ok_or_else(expired)?;
+        let target = query.redirect_uri.as_deref().unwrap_or(&redeemed.redirect);
+        let target = state.redirects.check(target).map_err(ApiError::invalid_request)?;
+        let user = account_for(&state, &redeemed.email).await?;
+        let cookie = start_session(&state, &user, client).await?;
+        Ok::<_, ApiError>(
+            (
+                StatusCode::FOUND,
+                [(LOCATION, target.as_str().to_owned())],
+                [(SET_COOKIE, cookie)],
+                [(CACHE_CONTROL, "no-store")],
+            )
+                .into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(|error| {
+        pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeBody {
+    email: String,
+    code: String,
+}
+
+/// `POST /magic-link/verify {email, code}`: the code from the email.
+async fn verify_code(
+    State(state): State<AppState>,
+    site: SiteContext,
+    Client(client): Client,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> Result<Response, ApiError> {
+    state.csrf.check_same_site(&site)?;
+    let email = Email::parse(&body.email)
+        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let code: String = body.code.chars().filter(|c| !c.is_whitespace()).collect();
+    let redeemed = state.magic.redeem_code(&email, &code).await?.ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")
+    })?;
+    let user = account_for(&state, &redeemed.email).await?;
+    let cookie = start_session(&state, &user, client).await?;
+    let mut response = Json(json!({ "user": user.view() })).into_response();
+    response.headers_mut().append(SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// The account behind a used grant, created on first use when sign-up allows; the email is
+/// verified now, since its owner read the message.
+async fn account_for(state: &AppState, email: &Email) -> Result<User, ApiError> {
+    let user = match state.users.find_by_email(email).await? {
+        Some((user, _)) => user,
+        None if signup_allowed(state, email) => {
+            let new = NewUser {
+                email: email.clone(),
+                name: None,
+                password_hash: None,
+                roles: Vec::new(),
+            };
+            match state.users.create(new, state.clock.now()).await {
+                Ok(user) => user,
+                // Created meanwhile by another request of the same person.
+                Err(crate::store::StoreError::Conflict(_)) => state
+                    .users
+                    .find_by_email(email)
+                    .await?
+                    .map(|(user, _)| user)
+                    .ok_or_else(ApiError::unauthorized)?,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        None => return Err(ApiError::forbidden("Sign-up is closed")),
+    };
+    if user.disabled_at.is_some() {
+        return Err(ApiError::forbidden("This account is disabled"));
+    }
+    let now = state.clock.now();
+    state.users.mark_email_verified(user.id, now).await?;
+    Ok(User { email_verified_at: user.email_verified_at.or(Some(now)), ..user })
+}
+
+async fn start_session(
+    state: &AppState,
+    user: &User,
+    client: ClientInfo,
+) -> Result<http::HeaderValue, ApiError> {
+    let (token, _) = state.sessions.create(user, client).await?;
+    state.metrics.record_auth("magic_link", "success");
+    Ok(state.cookies.session(token.cookie_value(), state.config.session.ttl))
+}
+
+fn expired() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, "This sign-in link is invalid, expired or already used")
+}

@@ -1,0 +1,263 @@
+//! Magic links and one-time codes: one email holds a single-use link (256 random bits) and a
+//! 6-digit code, both for the same grant, valid `email.link_ttl`. Asking again replaces the
+//! previous grant (only the latest works). Five wrong codes burn the grant. Only hashes are
+//! stored; the grant is keyed by the email's hash, the link by the token's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Email;
+use crate::clock::Clock;
+use crate::crypto;
+use crate::store::StoreError;
+use crate::store::ephemeral::EphemeralStore;
+
+/// Wrong codes allowed before the grant is burnt.
+pub const MAX_CODE_ATTEMPTS: u64 = 5;
+
+/// A new grant: what goes into the email.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The link's token.
+    pub token: String,
+    /// The 6-digit code.
+    pub code: String,
+}
+
+/// What a used grant signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redeemed {
+    /// The email it was sent to.
+    pub email: Email,
+    /// Where to go afterwards (validated when the link was asked for).
+    pub redirect: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Grant {
+    email: String,
+    token_hash: String,
+    code_hash: String,
+    redirect: String,
+    expires_at: i64,
+}
+
+/// Issues and redeems grants.
+#[derive(Debug, Clone)]
+pub struct MagicLinks {
+    store: Arc<dyn EphemeralStore>,
+    clock: Arc<dyn Clock>,
+    ttl: Duration,
+}
+
+impl MagicLinks {
+    /// Grants kept in `store`, living `ttl`.
+    pub fn new(store: Arc<dyn EphemeralStore>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
+        Self { store, clock, ttl }
+    }
+
+    /// How long a grant lives.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A new grant for `email`, replacing any earlier one.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn issue(&self, email: &Email, redirect: &str) -> Result<Issued, StoreError> {
+        let token = crypto::random_token();
+        let code = random_code();
+        let grant = Grant {
+            email: email.as_str().to_owned(),
+            token_hash: crypto::hex(&crypto::sha256(token.as_bytes())),
+            code_hash: code_hash(email, &code),
+            redirect: redirect.to_owned(),
+            expires_at: self.clock.now().plus(self.ttl).as_millis(),
+        };
+        let bytes =
+            serde_json::to_vec(&grant).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let email_key = grant_key(email);
+        self.store.delete(&attempts_key(email)).await?;
+        self.store.put(&email_key, &bytes, self.ttl).await?;
+        self.store.put(&token_key(&grant.token_hash), email.as_str().as_bytes(), self.ttl).await?;
+        Ok(Issued { token, code })
+    }
+
+    /// Redeems a link's token. `None` when it is unknown, used, expired, or replaced by a newer
+    /// grant.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn redeem_link(&self, token: &str) -> Result<Option<Redeemed>, StoreError> {
+        if !crypto::is_random_token(token) {
+            return Ok(None);
+        }
+        let token_hash = crypto::hex(&crypto::sha256(token.as_bytes()));
+        let Some(email) = self.store.take(&token_key(&token_hash)).await? else { return Ok(None) };
+        let Ok(email) =
+            String::from_utf8(email).map_err(drop).and_then(|e| Email::parse(&e).map_err(drop))
+        else {
+            return Ok(None);
+        };
+        let Some(grant) = self.load(&email).await? else { return Ok(None) };
+        if !crypto::constant_time_eq(grant.token_hash.as_bytes(), token_hash.as_bytes()) {
+            return Ok(None);
+        }
+        self.finish(&email, grant).await
+    }
+
+    /// Redeems a code typed for `email`. `None` for a wrong code, no grant, or a grant burnt
+    /// after too many wrong codes.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn redeem_code(
+        &self,
+        email: &Email,
+        code: &str,
+    ) -> Result<Option<Redeemed>, StoreError> {
+        let Some(grant) = self.load(email).await? else { return Ok(None) };
+        // Counted before comparing, atomically, so parallel guesses cannot exceed the budget.
+        let attempts = self.store.incr(&attempts_key(email), self.ttl).await?;
+        if attempts > MAX_CODE_ATTEMPTS {
+            self.burn(email, &grant).await?;
+            return Ok(None);
+        }
+        let valid = code.len() == 6
+            && code.bytes().all(|b| b.is_ascii_digit())
+            && crypto::constant_time_eq(
+                grant.code_hash.as_bytes(),
+                code_hash(email, code).as_bytes(),
+            );
+        if !valid {
+            if attempts == MAX_CODE_ATTEMPTS {
+                self.burn(email, &grant).await?;
+            }
+            return Ok(None);
+        }
+        self.finish(email, grant).await
+    }
+
+    /// Takes the grant (single use: of two concurrent redemptions, one wins).
+    async fn finish(&self, email: &Email, grant: Grant) -> Result<Option<Redeemed>, StoreError> {
+        if self.store.take(&grant_key(email)).await?.is_none() {
+            return Ok(None);
+        }
+        self.store.delete(&token_key(&grant.token_hash)).await?;
+        self.store.delete(&attempts_key(email)).await?;
+        Ok(Some(Redeemed { email: email.clone(), redirect: grant.redirect }))
+    }
+
+    async fn burn(&self, email: &Email, grant: &Grant) -> Result<(), StoreError> {
+        self.store.delete(&grant_key(email)).await?;
+        self.store.delete(&token_key(&grant.token_hash)).await
+    }
+
+    async fn load(&self, email: &Email) -> Result<Option<Grant>, StoreError> {
+        let Some(bytes) = self.store.get(&grant_key(email)).await? else { return Ok(None) };
+        let grant: Grant = serde_json::from_slice(&bytes)
+            .map_err(|error| StoreError::Corrupt(format!("magic link: {error}")))?;
+        let live = grant.expires_at > self.clock.now().as_millis() && grant.email == email.as_str();
+        Ok(live.then_some(grant))
+    }
+}
+
+/// Six uniformly random digits.
+fn random_code() -> String {
+    loop {
+        let bytes = crypto::random_bytes();
+        let value = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        // Reject the top sliver of the range so that every code is equally likely.
+        if value < u32::MAX - u32::MAX % 1_000_000 {
+            return format!("{:06}", value % 1_000_000);
+        }
+    }
+}
+
+/// A code is only a million values: hashing it with the email at least makes a stored hash
+/// useless for any other address.
+fn code_hash(email: &Email, code: &str) -> String {
+    crypto::hex(&crypto::sha256(format!("{}\n{code}", email.as_str()).as_bytes()))
+}
+
+fn email_hash(email: &Email) -> String {
+    crypto::hex(&crypto::sha256(email.as_str().as_bytes()))
+}
+
+fn grant_key(email: &Email) -> String {
+    format!("magic:{}", email_hash(email))
+}
+
+fn attempts_key(email: &Email) -> String {
+    format!("magic_attempts:{}", email_hash(email))
+}
+
+fn token_key(token_hash: &str) -> String {
+    format!("magic_token:{token_hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::ephemeral::MemoryStore;
+
+    fn links() -> (MagicLinks, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new());
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        (MagicLinks::new(store, clock.clone(), Duration::from_secs(900)), clock)
+    }
+
+    fn ada() -> Email {
+        Email::parse("ada@example.com").unwrap()
+    }
+
+    #[test]
+    fn codes_are_six_digits() {
+        for _ in 0..100 {
+            let code = random_code();
+            assert_eq!(code.len(), 6);
+            assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_works_once_and_only_the_latest_grant_counts() {
+        let (links, clock) = links();
+        let first = links.issue(&ada(), "/a").await.unwrap();
+        let second = links.issue(&ada(), "/b").await.unwrap();
+        assert_eq!(links.redeem_link(&first.token).await.unwrap(), None, "replaced");
+        let redeemed = links.redeem_link(&second.token).await.unwrap().unwrap();
+        assert_eq!(redeemed.redirect, "/b");
+        assert_eq!(links.redeem_link(&second.token).await.unwrap(), None, "used");
+        assert_eq!(
+            links.redeem_code(&ada(), &second.code).await.unwrap(),
+            None,
+            "the code went too"
+        );
+
+        let late = links.issue(&ada(), "/").await.unwrap();
+        clock.advance(Duration::from_secs(901));
+        assert_eq!(links.redeem_link(&late.token).await.unwrap(), None, "expired");
+    }
+
+    #[tokio::test]
+    async fn five_wrong_codes_burn_the_grant() {
+        let (links, _) = links();
+        let issued = links.issue(&ada(), "/").await.unwrap();
+        let wrong = if issued.code == "000000" { "111111" } else { "000000" };
+        for _ in 0..MAX_CODE_ATTEMPTS {
+            assert_eq!(links.redeem_code(&ada(), wrong).await.unwrap(), None);
+        }
+        assert_eq!(links.redeem_code(&ada(), &issued.code).await.unwrap(), None, "burnt");
+        assert_eq!(links.redeem_link(&issued.token).await.unwrap(), None);
+
+        let issued = links.issue(&ada(), "/").await.unwrap();
+        let other = Email::parse("eve@example.com").unwrap();
+        assert_eq!(links.redeem_code(&other, &issued.code).await.unwrap(), None, "another email");
+        assert!(links.redeem_code(&ada(), &issued.code).await.unwrap().is_some());
+    }
+}
