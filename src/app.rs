@@ -33,6 +33,7 @@ use crate::gateway::{Gateway, GatewayParts};
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::cache::IdentityCache;
 use crate::identity::device::DeviceFlow;
+use crate::identity::email_token::EmailTokens;
 use crate::identity::magic_link::MagicLinks;
 use crate::identity::one_time::OneTimeLinks;
 use crate::identity::revocation::{Channel, Fanout};
@@ -138,6 +139,8 @@ pub struct AppStateInner {
     pub mailer: Arc<Mailer>,
     /// Magic links and codes.
     pub magic: MagicLinks,
+    /// Verification and reset links.
+    pub email_tokens: EmailTokens,
     /// Identities linked at providers.
     pub links: LinkStore,
     /// Password hashing off the async workers.
@@ -688,6 +691,7 @@ async fn build_state(
             Arc::clone(&clock),
             config.email.link_ttl,
         ),
+        email_tokens: EmailTokens::new(Arc::clone(&stores.ephemeral), config.email.link_ttl),
         ephemeral: stores.ephemeral,
         sessions: stores.sessions,
         api_keys: stores.api_keys,

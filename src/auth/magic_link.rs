@@ -3,8 +3,6 @@
 //! in. The answer to `POST /magic-link` is the same whether or not an account exists, and the
 //! mail is sent in the background so that its timing says nothing either.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -17,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::csrf::SiteContext;
+use super::email::within_send_limit;
 use super::extract::{ApiJson, ApiQuery, BodyKind, Client, JsonOrForm};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
@@ -26,8 +25,6 @@ use crate::identity::{Email, User};
 use crate::mail::Template;
 use crate::store::users::NewUser;
 
-/// Messages to one address per hour, whatever the caller's IP: nobody can mail-bomb it.
-const SENDS_PER_HOUR: u64 = 5;
 const ANSWER: &str = "if an account exists with that email, a login link has been sent";
 
 /// Routes: `POST /magic-link`, `GET|POST /magic-link/verify`.
@@ -59,12 +56,7 @@ async fn request_link(
         .redirects
         .check(body.redirect_uri.as_deref().unwrap_or("/"))
         .map_err(ApiError::invalid_request)?;
-    let limit_key = format!(
-        "mail_limit:{}",
-        crate::crypto::hex(&crate::crypto::sha256(email.as_str().as_bytes()))
-    );
-    let sends = state.ephemeral.incr(&limit_key, Duration::from_secs(3600)).await?;
-    if sends > SENDS_PER_HOUR {
+    if !within_send_limit(&state, &email).await? {
         tracing::warn!("magic link not sent: this address reached its hourly limit");
     } else if may_sign_in(&state, &email).await? {
         let issued = state.magic.issue(&email, redirect.as_str()).await?;

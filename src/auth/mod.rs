@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod csrf;
 pub mod dev;
 pub mod device;
+pub mod email;
 pub mod extract;
 pub mod magic_link;
 pub mod oauth;
@@ -52,6 +53,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(oauth::routes())
         .merge(sign_in::routes())
         .merge(magic_link::routes())
+        .merge(email::routes())
         .merge(verify::routes())
         .merge(providers::routes())
         .merge(pages::routes())

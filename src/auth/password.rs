@@ -251,6 +251,13 @@ pub async fn signup(
         }
     };
     state.metrics.record_auth("password", "signup");
+    let background = state.clone();
+    let new_user = user.clone();
+    tokio::spawn(async move {
+        if let Err(error) = super::email::mail_verification(&background, &new_user).await {
+            tracing::warn!(error = %error.message(), "cannot send the verification mail of a new account");
+        }
+    });
     Ok(SignedIn { user, token })
 }
 

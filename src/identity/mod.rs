@@ -9,6 +9,7 @@ pub mod api_key;
 pub mod cache;
 pub mod device;
 pub mod email;
+pub mod email_token;
 pub mod magic_link;
 pub mod one_time;
 pub mod profile;

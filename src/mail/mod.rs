@@ -19,9 +19,13 @@ use crate::identity::Email;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The built-in templates: `(name, text)`.
-const TEMPLATES: [(&str, &str); 2] = [
+const TEMPLATES: [(&str, &str); 6] = [
     ("magic_link.txt", include_str!("templates/magic_link.txt")),
     ("magic_link.html", include_str!("templates/magic_link.html")),
+    ("verify_email.txt", include_str!("templates/verify_email.txt")),
+    ("verify_email.html", include_str!("templates/verify_email.html")),
+    ("reset_password.txt", include_str!("templates/reset_password.txt")),
+    ("reset_password.html", include_str!("templates/reset_password.html")),
 ];
 
 /// Why mail cannot be set up or sent.
@@ -52,18 +56,26 @@ enum Transport {
 pub enum Template {
     /// A sign-in link and code.
     MagicLink,
+    /// A link confirming the address.
+    VerifyEmail,
+    /// A password reset link.
+    ResetPassword,
 }
 
 impl Template {
     fn name(self) -> &'static str {
         match self {
             Self::MagicLink => "magic_link",
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
         }
     }
 
     fn subject(self, product: &str) -> String {
         match self {
             Self::MagicLink => format!("Sign in to {product}"),
+            Self::VerifyEmail => format!("Confirm your email address for {product}"),
+            Self::ResetPassword => format!("Reset your {product} password"),
         }
     }
 }

@@ -186,6 +186,25 @@ impl UserStore {
         Ok(())
     }
 
+    /// Replaces the user's password hash.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn set_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(hash)
+            .bind(now.as_millis())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Whether the user can sign in with a password.
     ///
     /// # Errors

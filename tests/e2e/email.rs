@@ -72,7 +72,7 @@ async fn the_code_signs_in_and_five_wrong_codes_burn_it() {
     let app = app_with_mail(&sink, None).await;
     app.sign_up(&app.client(), "ada@example.com").await;
     ask_link(&app, "ada@example.com").await;
-    let code = sink.nth(1).await.code().expect("a code in the mail");
+    let code = sink.nth_about(1, "Sign in").await.code().expect("a code in the mail");
     let verify = |email: &'static str, code: String| {
         app.client()
             .post(app.url("/auth/magic-link/verify"))
@@ -92,7 +92,7 @@ async fn the_code_signs_in_and_five_wrong_codes_burn_it() {
     assert_eq!(body["user"]["email"], "ada@example.com");
 
     ask_link(&app, "ada@example.com").await;
-    let code = sink.nth(2).await.code().unwrap();
+    let code = sink.nth_about(2, "Sign in").await.code().unwrap();
     for _ in 0..5 {
         let response = verify("ada@example.com", wrong.to_owned()).await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -127,6 +127,7 @@ async fn expired_links_unknown_emails_injection_and_mail_bombing() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let to_target = sink.messages().iter().filter(|m| m.to == ["target@example.com"]).count();
+    // (No account there: the sign-up mail on first use is not involved.)
     assert_eq!(to_target, 5, "at most five messages an hour to one address");
     assert!(sink.messages().iter().all(|m| !m.data.to_ascii_lowercase().contains("bcc:")));
 
@@ -172,4 +173,133 @@ async fn the_file_transport_writes_one_eml_per_message() {
     }
     let eml = std::fs::read_to_string(found.expect("an .eml file").path()).unwrap();
     assert!(eml.contains("To: file@example.com"));
+}
+
+#[tokio::test]
+async fn sign_up_sends_a_verification_link_that_verifies_once() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink, None).await;
+    let client = app.signed_in("ada@example.com").await;
+    let mail = sink.nth_about(1, "Confirm your email").await;
+    assert_eq!(mail.to, ["ada@example.com"]);
+    let link = mail.link().unwrap();
+    let me: Value = client.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], false);
+
+    let verified =
+        app.client().get(&link).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(verified.status(), 200);
+    let me: Value = client.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], true);
+    let again = app.client().get(&link).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(error_code(again).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
+
+    // Asking again when verified is harmless; when not, it sends (session + CSRF).
+    let csrf = app.csrf(&client).await;
+    let resend = client
+        .post(app.url("/auth/email/verify/send"))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resend.status(), 200);
+    let other = app.signed_in("bob@example.com").await;
+    let no_csrf = other.post(app.url("/auth/email/verify/send")).send().await.unwrap();
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    let csrf = app.csrf(&other).await;
+    let sent = other
+        .post(app.url("/auth/email/verify/send"))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let second = sink.nth_about(3, "Confirm your email").await;
+    assert_eq!(second.to, ["bob@example.com"]);
+}
+
+#[tokio::test]
+async fn verification_mail_that_cannot_be_sent_is_a_502_for_the_signed_in_user() {
+    // An SMTP server that is not there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let app = TestApp::builder()
+        .config(move |raw| {
+            raw.email.transport = "smtp".into();
+            raw.email.smtp_url = Some(format!("smtp://{closed}"));
+        })
+        .spawn()
+        .await;
+    let client = app.signed_in("ada@example.com").await;
+    let csrf = app.csrf(&client).await;
+    let response = client
+        .post(app.url("/auth/email/verify/send"))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(response).await, (StatusCode::BAD_GATEWAY, "email_send_failed".into()));
+    // Where telling would enumerate accounts, the answer does not change.
+    let forgot = app
+        .client()
+        .post(app.url("/auth/password/forgot"))
+        .json(&json!({ "email": "ada@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forgot.status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_reset_works_once_and_ends_every_session() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink, None).await;
+    let old_session = app.signed_in("ada@example.com").await;
+    assert_eq!(old_session.get(app.url("/auth/me")).send().await.unwrap().status(), 200);
+
+    let answer = |email: &'static str| {
+        app.client().post(app.url("/auth/password/forgot")).json(&json!({ "email": email })).send()
+    };
+    let known: Value = answer("ada@example.com").await.unwrap().json().await.unwrap();
+    let unknown: Value = answer("nobody@example.com").await.unwrap().json().await.unwrap();
+    assert_eq!(known, unknown, "the same answer for known and unknown addresses");
+    let mail = sink.nth_about(1, "Reset your").await;
+    assert_eq!(mail.to, ["ada@example.com"]);
+    let link = mail.link().unwrap();
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+
+    // The link opens a page with the form.
+    let page = app.client().get(&link).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Choose a new password"));
+
+    let reset = |password: &'static str| {
+        app.client()
+            .post(app.url("/auth/password/reset"))
+            .json(&json!({ "token": token, "password": password }))
+            .send()
+    };
+    let weak = reset("password1").await.unwrap();
+    assert_eq!(error_code(weak).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    let done = reset("a brand new passphrase").await.unwrap();
+    assert_eq!(done.status(), 200, "a weak attempt did not use up the link");
+    assert_eq!(
+        old_session.get(app.url("/auth/me")).send().await.unwrap().status(),
+        401,
+        "every session ended"
+    );
+    let reused = reset("another new passphrase").await.unwrap();
+    assert_eq!(error_code(reused).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
+
+    let login = app
+        .client()
+        .post(app.url("/auth/login"))
+        .json(&json!({ "email": "ada@example.com", "password": "a brand new passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        sink.messages().iter().all(|m| m.to != ["nobody@example.com"]),
+        "no mail for unknown addresses"
+    );
 }

@@ -54,6 +54,7 @@ impl Pages {
         env.add_template("sign_in.html", include_str!("templates/sign_in.html"))?;
         env.add_template("device.html", include_str!("templates/device.html"))?;
         env.add_template("magic_link_sent.html", include_str!("templates/magic_link_sent.html"))?;
+        env.add_template("reset_password.html", include_str!("templates/reset_password.html"))?;
         Ok(Self { env, product_name: product_name.to_owned(), branding })
     }
 

@@ -80,6 +80,29 @@ impl SmtpSink {
         self.messages.lock().clone()
     }
 
+    /// Waits (up to 10 s) for the `n`th message (1-based) whose subject contains `subject`.
+    pub async fn nth_about(&self, n: usize, subject: &str) -> Received {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let notified = self.arrived.notified();
+            let found = self
+                .messages
+                .lock()
+                .iter()
+                .filter(|m| m.header("Subject").is_some_and(|s| s.contains(subject)))
+                .nth(n - 1)
+                .cloned();
+            if let Some(message) = found {
+                return message;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {n} about {subject:?} never arrived"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+
     /// Waits (up to 10 s) for the `n`th message (1-based) and returns it.
     pub async fn nth(&self, n: usize) -> Received {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -1,0 +1,269 @@
+//! Email verification and password reset:
+//! `POST /email/verify/send`, `GET /email/verify?token=`, `POST /password/forgot`,
+//! `GET /password/reset?token=` (the page), `POST /password/reset`.
+//!
+//! `forgot` answers the same, at once, for known and unknown addresses: the lookup and the mail
+//! happen in the background, so neither the answer nor its timing tells whether an account
+//! exists.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use http::header::{ACCEPT, LOCATION};
+use minijinja::context;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::csrf::{SiteContext, anonymous_for_page};
+use super::extract::{ApiQuery, BodyKind, Caller, JsonOrForm};
+use super::pages;
+use super::password_policy;
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::email_token::{Holder, Purpose};
+use crate::identity::{AuthMethod, Email, User};
+use crate::mail::Template;
+
+/// Messages to one address per hour, whatever the caller's IP: nobody can mail-bomb it.
+const SENDS_PER_HOUR: u64 = 5;
+const FORGOT_ANSWER: &str = "if an account exists for that email, a reset link has been sent";
+
+/// Routes for verification and reset.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/email/verify/send", post(send_verification))
+        .route("/email/verify", get(verify))
+        .route("/password/forgot", post(forgot))
+        .route("/password/reset", get(reset_page).post(reset))
+}
+
+/// Whether another message may go to `email` this hour (counted whether or not it is sent).
+///
+/// # Errors
+/// The store fails.
+pub async fn within_send_limit(state: &AppState, email: &Email) -> Result<bool, ApiError> {
+    let key = format!(
+        "mail_limit:{}",
+        crate::crypto::hex(&crate::crypto::sha256(email.as_str().as_bytes()))
+    );
+    Ok(state.ephemeral.incr(&key, Duration::from_secs(3600)).await? <= SENDS_PER_HOUR)
+}
+
+/// Mails `user` a verification link.
+///
+/// # Errors
+/// The store fails, or the transport refuses the message (`email_send_failed`).
+pub async fn mail_verification(state: &AppState, user: &User) -> Result<(), ApiError> {
+    if !within_send_limit(state, &user.email).await? {
+        return Err(ApiError::rate_limited(3600));
+    }
+    let holder = Holder { user_id: user.id, email: user.email.as_str().to_owned() };
+    let token = state.email_tokens.issue(Purpose::Verify, &holder).await?;
+    let link = link(state, "/email/verify", &token);
+    let ttl = humantime::format_duration(state.email_tokens.ttl()).to_string();
+    state.mailer.send(Template::VerifyEmail, &user.email, context! { link, ttl }).await.map_err(
+        |error| {
+            ApiError::new(ErrorCode::EmailSendFailed, "The mail could not be sent, try again later")
+                .with_cause(error)
+        },
+    )
+}
+
+fn link(state: &AppState, path: &str, token: &str) -> String {
+    format!("{}{}{path}?token={token}", state.tokens.issuer(), state.config.auth.base_path)
+}
+
+/// `POST /email/verify/send`: mails the signed-in user a new verification link.
+async fn send_verification(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    if caller.method == AuthMethod::ApiKey {
+        return Err(ApiError::forbidden("An API key cannot ask for verification mail"));
+    }
+    let user =
+        state.users.find_enabled(caller.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    if user.email_verified_at.is_some() {
+        return Ok(
+            Json(json!({ "message": "the email address is already verified" })).into_response()
+        );
+    }
+    mail_verification(&state, &user).await?;
+    Ok(Json(json!({ "message": "a verification link has been sent" })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /email/verify?token=`: marks the address verified; 302 to `/`, or JSON when asked.
+async fn verify(
+    State(state): State<AppState>,
+    site: SiteContext,
+    ApiQuery(query): ApiQuery<TokenQuery>,
+) -> Response {
+    let result = async {
+        let holder = state
+            .email_tokens
+            .redeem(Purpose::Verify, query.token.as_deref().unwrap_or(""))
+            .await?
+            .ok_or_else(|| invalid_link("verification"))?;
+        let user = state.users.find_enabled(holder.user_id).await?;
+        let user = user
+            .filter(|user| user.email.as_str() == holder.email)
+            .ok_or_else(|| invalid_link("verification"))?;
+        state.users.mark_email_verified(user.id, state.clock.now()).await?;
+        // Routes with `verified_email = true` let the user in on the next request.
+        state.sessions.refresh_user(user.id);
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    let wants_json = site
+        .headers
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    match (result, wants_json) {
+        (Ok(()), true) => Json(json!({ "message": "email verified" })).into_response(),
+        (Ok(()), false) => (StatusCode::FOUND, [(LOCATION, "/")]).into_response(),
+        (Err(error), true) => error.into_response(),
+        (Err(error), false) => {
+            pages::sign_in_response(&state, &site, pages::SignInForm::default(), Some(&error))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ForgotBody {
+    email: String,
+}
+
+/// `POST /password/forgot`: the same answer, at once, for every address.
+async fn forgot(
+    State(state): State<AppState>,
+    site: SiteContext,
+    JsonOrForm(body, _): JsonOrForm<ForgotBody>,
+) -> Result<Response, ApiError> {
+    state.csrf.check_same_site(&site)?;
+    let email = Email::parse(&body.email)
+        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let within_limit = within_send_limit(&state, &email).await?;
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(error) = mail_reset(&background, &email, within_limit).await {
+            tracing::error!(error = %error.message(), "cannot send a password reset");
+        }
+    });
+    Ok(Json(json!({ "message": FORGOT_ANSWER })).into_response())
+}
+
+async fn mail_reset(state: &AppState, email: &Email, within_limit: bool) -> Result<(), ApiError> {
+    let Some((user, _)) = state.users.find_by_email(email).await? else { return Ok(()) };
+    if user.disabled_at.is_some() || !within_limit {
+        return Ok(());
+    }
+    let holder = Holder { user_id: user.id, email: user.email.as_str().to_owned() };
+    let token = state.email_tokens.issue(Purpose::Reset, &holder).await?;
+    let link = link(state, "/password/reset", &token);
+    let ttl = humantime::format_duration(state.email_tokens.ttl()).to_string();
+    state
+        .mailer
+        .send(Template::ResetPassword, &user.email, context! { link, ttl })
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// `GET /password/reset?token=`: the page where the link from the email lands.
+async fn reset_page(
+    State(state): State<AppState>,
+    site: SiteContext,
+    ApiQuery(query): ApiQuery<TokenQuery>,
+) -> Response {
+    let (csrf_token, set_cookie) = anonymous_for_page(&state, &site.headers);
+    let mut response = pages::render_page(
+        &state,
+        "reset_password.html",
+        context! {
+            base_path => &state.config.auth.base_path,
+            token => query.token.unwrap_or_default(),
+            csrf_token,
+            min_password_length => password_policy::MIN_LENGTH,
+        },
+        StatusCode::OK,
+    );
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(http::header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct ResetBody {
+    token: String,
+    password: String,
+    csrf_token: Option<String>,
+}
+
+/// `POST /password/reset`: sets the password (rules apply), uses the token, and ends every
+/// session and token sign-in of the user, on every replica.
+async fn reset(
+    State(state): State<AppState>,
+    site: SiteContext,
+    JsonOrForm(body, kind): JsonOrForm<ResetBody>,
+) -> Response {
+    let result = async {
+        match kind {
+            BodyKind::Json => state.csrf.check_same_site(&site)?,
+            BodyKind::Form => state.csrf.verify_anonymous(&site, body.csrf_token.as_deref())?,
+        }
+        let holder = state
+            .email_tokens
+            .peek(Purpose::Reset, &body.token)
+            .await?
+            .ok_or_else(|| invalid_link("reset"))?;
+        let user = state.users.find_enabled(holder.user_id).await?;
+        let user = user
+            .filter(|user| user.email.as_str() == holder.email)
+            .ok_or_else(|| invalid_link("reset"))?;
+        // The rules first: a weak password must not use up the link.
+        password_policy::check(&body.password, &user.email, user.name.as_deref())
+            .map_err(|weak| ApiError::invalid_request(format!("password: {weak}")))?;
+        state
+            .email_tokens
+            .redeem(Purpose::Reset, &body.token)
+            .await?
+            .ok_or_else(|| invalid_link("reset"))?;
+        let hash = state.hasher.hash(body.password).await.map_err(ApiError::internal)?;
+        let now = state.clock.now();
+        state.users.set_password(user.id, &hash, now).await?;
+        state.users.mark_email_verified(user.id, now).await?;
+        state.end_all_sign_ins(user.id).await?;
+        state.metrics.record_auth("password", "reset");
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match (result, kind) {
+        (Ok(()), BodyKind::Json) => {
+            Json(json!({ "message": "password changed: sign in with the new one" })).into_response()
+        }
+        (Ok(()), BodyKind::Form) => (
+            StatusCode::SEE_OTHER,
+            [(LOCATION, format!("{}/sign-in", state.config.auth.base_path))],
+        )
+            .into_response(),
+        (Err(error), _) => error.into_response(),
+    }
+}
+
+fn invalid_link(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidToken,
+        format!("This {what} link is invalid, expired or already used"),
+    )
+}
