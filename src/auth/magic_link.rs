@@ -14,9 +14,9 @@ use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::csrf::SiteContext;
+use super::csrf::{SiteContext, anonymous_for_page};
 use super::email::within_send_limit;
-use super::extract::{ApiJson, ApiQuery, BodyKind, Client, JsonOrForm};
+use super::extract::{ApiQuery, BodyKind, Client, JsonOrForm};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
@@ -56,38 +56,75 @@ async fn request_link(
         .redirects
         .check(body.redirect_uri.as_deref().unwrap_or("/"))
         .map_err(ApiError::invalid_request)?;
-    if !within_send_limit(&state, &email).await? {
-        tracing::warn!("magic link not sent: this address reached its hourly limit");
-    } else if may_sign_in(&state, &email).await? {
-        let issued = state.magic.issue(&email, redirect.as_str()).await?;
-        let link = format!(
-            "{}{}/magic-link/verify?token={}",
-            state.tokens.issuer(),
-            state.config.auth.base_path,
-            issued.token
-        );
-        let ttl = humantime::format_duration(state.magic.ttl()).to_string();
-        let mailer = std::sync::Arc::clone(&state.mailer);
-        // In the background: the answer must not take longer for real accounts.
-        tokio::spawn(async move {
-            let sent = mailer
-                .send(Template::MagicLink, &email, context! { link, code => issued.code, ttl })
-                .await;
-            if let Err(error) = sent {
-                tracing::error!(%error, "cannot send a magic link");
-            }
-        });
-    }
+    send_link(&state, &email, redirect.as_str()).await?;
     let answer = Json(json!({ "message": ANSWER })).into_response();
     Ok(match kind {
         BodyKind::Json => answer,
-        BodyKind::Form => pages::render_page(
-            &state,
-            "magic_link_sent.html",
-            context! { base_path => &state.config.auth.base_path, email => body.email },
-            StatusCode::OK,
-        ),
+        BodyKind::Form => sent_page(&state, &site, &body.email, redirect.as_str(), None),
     })
+}
+
+/// Mails `email` a link and a code when it may sign in (an account, or open sign-up), within
+/// the per-address limit; the mail goes in the background, so that the caller's answer and its
+/// timing are the same either way.
+///
+/// # Errors
+/// The store fails.
+pub async fn send_link(state: &AppState, email: &Email, redirect: &str) -> Result<(), ApiError> {
+    if !within_send_limit(state, email).await? {
+        tracing::warn!("magic link not sent: this address reached its hourly limit");
+        return Ok(());
+    }
+    if !may_sign_in(state, email).await? {
+        return Ok(());
+    }
+    let issued = state.magic.issue(email, redirect).await?;
+    let link = format!(
+        "{}{}/magic-link/verify?token={}",
+        state.tokens.issuer(),
+        state.config.auth.base_path,
+        issued.token
+    );
+    let ttl = humantime::format_duration(state.magic.ttl()).to_string();
+    let mailer = std::sync::Arc::clone(&state.mailer);
+    let email = email.clone();
+    tokio::spawn(async move {
+        let sent = mailer
+            .send(Template::MagicLink, &email, context! { link, code => issued.code, ttl })
+            .await;
+        if let Err(error) = sent {
+            tracing::error!(%error, "cannot send a magic link");
+        }
+    });
+    Ok(())
+}
+
+/// "Check your email", with the form for the code.
+fn sent_page(
+    state: &AppState,
+    site: &SiteContext,
+    email: &str,
+    redirect: &str,
+    error: Option<&ApiError>,
+) -> Response {
+    let (csrf_token, set_cookie) = anonymous_for_page(state, &site.headers);
+    let status = error.map_or(StatusCode::OK, |error| error.code().status());
+    let mut response = pages::render_page(
+        state,
+        "magic_link_sent.html",
+        context! {
+            base_path => &state.config.auth.base_path,
+            email,
+            redirect_uri => redirect,
+            csrf_token,
+            error => error.map(ApiError::message),
+        },
+        status,
+    );
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// Whether `email` may get a link: an enabled account, or none yet where sign-up is open to
@@ -149,27 +186,49 @@ async fn verify_link(
 struct CodeBody {
     email: String,
     code: String,
+    csrf_token: Option<String>,
+    redirect_uri: Option<String>,
 }
 
-/// `POST /magic-link/verify {email, code}`: the code from the email.
+/// `POST /magic-link/verify {email, code}`: the code from the email, as JSON (answered with the
+/// user) or from the "check your email" page (answered with a redirect, or the page again).
 async fn verify_code(
     State(state): State<AppState>,
     site: SiteContext,
     Client(client): Client,
-    ApiJson(body): ApiJson<CodeBody>,
-) -> Result<Response, ApiError> {
-    state.csrf.check_same_site(&site)?;
-    let email = Email::parse(&body.email)
-        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
-    let code: String = body.code.chars().filter(|c| !c.is_whitespace()).collect();
-    let redeemed = state.magic.redeem_code(&email, &code).await?.ok_or_else(|| {
-        ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")
-    })?;
-    let user = account_for(&state, &redeemed.email).await?;
-    let cookie = start_session(&state, &user, client).await?;
-    let mut response = Json(json!({ "user": user.view() })).into_response();
-    response.headers_mut().append(SET_COOKIE, cookie);
-    Ok(response)
+    JsonOrForm(body, kind): JsonOrForm<CodeBody>,
+) -> Response {
+    let result = async {
+        match kind {
+            BodyKind::Json => state.csrf.check_same_site(&site)?,
+            BodyKind::Form => state.csrf.verify_anonymous(&site, body.csrf_token.as_deref())?,
+        }
+        let email = Email::parse(&body.email)
+            .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+        let code: String = body.code.chars().filter(|c| !c.is_whitespace()).collect();
+        let redeemed = state.magic.redeem_code(&email, &code).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")
+        })?;
+        let user = account_for(&state, &redeemed.email).await?;
+        let cookie = start_session(&state, &user, client).await?;
+        Ok::<_, ApiError>((user, cookie, redeemed.redirect))
+    }
+    .await;
+    match (result, kind) {
+        (Ok((user, cookie, _)), BodyKind::Json) => {
+            let mut response = Json(json!({ "user": user.view() })).into_response();
+            response.headers_mut().append(SET_COOKIE, cookie);
+            response
+        }
+        (Ok((_, cookie, redirect)), BodyKind::Form) => {
+            (StatusCode::SEE_OTHER, [(LOCATION, redirect)], [(SET_COOKIE, cookie)]).into_response()
+        }
+        (Err(error), BodyKind::Json) => error.into_response(),
+        (Err(error), BodyKind::Form) => {
+            let redirect = body.redirect_uri.as_deref().unwrap_or("/");
+            sent_page(&state, &site, &body.email, redirect, Some(&error))
+        }
+    }
 }
 
 /// The account behind a used grant, created on first use when sign-up allows; the email is

@@ -1,6 +1,6 @@
 //! `POST /sign-in`: email-first sign-in. Domains mapped to a provider (`[[sso_domains]]`) are
-//! sent to it; everyone else is told to use a password. The answer never depends on whether
-//! an account exists.
+//! sent to it; everyone else is mailed a magic link. The answer never depends on whether an
+//! account exists.
 
 use axum::Json;
 use axum::Router;
@@ -46,7 +46,9 @@ async fn sign_in(
         .find(|(domain, _)| domain == email.domain())
         .map(|(_, provider)| provider);
     let Some(provider) = provider else {
-        return Ok(Json(json!({ "auth_method": "password" })).into_response());
+        // Every other address gets a link (when it may sign in), and the same answer.
+        super::magic_link::send_link(&state, &email, redirect.as_str()).await?;
+        return Ok(Json(json!({ "auth_method": "magic_link" })).into_response());
     };
     let encode =
         |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();

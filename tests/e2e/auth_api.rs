@@ -281,7 +281,7 @@ async fn the_sign_in_page_works_without_javascript() {
     let html = page.text().await.unwrap();
     assert!(html.contains("<form method=\"post\""));
     assert!(!html.contains("<script"));
-    let csrf = between(&html, "name=\"csrf_token\" value=\"", "\"");
+    let csrf = crate::support::form_token(&html);
     assert!(html.contains("value=\"&#x2f;dashboard\""), "redirect kept in the form");
 
     // Sign up through the form: 303 to the target, signed in.
@@ -302,7 +302,7 @@ async fn the_sign_in_page_works_without_javascript() {
 
     // A wrong password through the form shows the page again with the message.
     let other = app.client();
-    let csrf = page_csrf(&app, &other).await;
+    let csrf = app.form_csrf(&other, "/auth/sign-in").await;
     let failed = other
         .post(app.url("/auth/login"))
         .form(&[
@@ -365,7 +365,7 @@ async fn redirect_targets_on_other_origins_are_refused() {
     );
     assert_eq!(client.get(allowed).send().await.unwrap().status(), 200);
 
-    let csrf = page_csrf(&app, &client).await;
+    let csrf = app.form_csrf(&client, "/auth/sign-in").await;
     let posted = client
         .post(app.url("/auth/signup"))
         .form(&[
@@ -579,18 +579,6 @@ async fn idle_sessions_expire() {
             .status(),
         401
     );
-}
-
-/// Loads the sign-in page on `client` and returns its form's CSRF token.
-async fn page_csrf(app: &TestApp, client: &reqwest::Client) -> String {
-    let html = client.get(app.url("/auth/sign-in")).send().await.unwrap().text().await.unwrap();
-    between(&html, "name=\"csrf_token\" value=\"", "\"")
-}
-
-fn between(text: &str, start: &str, end: &str) -> String {
-    let from = text.find(start).unwrap() + start.len();
-    let to = text[from..].find(end).unwrap() + from;
-    text[from..to].to_owned()
 }
 
 fn urlencode(text: &str) -> String {

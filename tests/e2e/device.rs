@@ -252,8 +252,8 @@ async fn the_device_page_sends_strangers_to_sign_in_and_needs_csrf() {
         .text()
         .await
         .unwrap();
-    let token =
-        page.split("name=\"csrf_token\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let token = crate::support::form_token(&page);
+    let token = token.as_str();
     let form = browser
         .post(app.url("/auth/device/complete"))
         .form(&[

@@ -303,3 +303,92 @@ async fn a_password_reset_works_once_and_ends_every_session() {
         "no mail for unknown addresses"
     );
 }
+
+#[tokio::test]
+async fn the_sign_in_page_emails_a_link_and_takes_the_code_without_javascript() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink, None).await;
+    let browser = app.client();
+    let csrf = app.form_csrf(&browser, "/auth/sign-in?redirect_uri=/inbox").await;
+    let sent = browser
+        .post(app.url("/auth/magic-link"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "page@example.com"),
+            ("redirect_uri", "/inbox"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let page = sent.text().await.unwrap();
+    assert!(page.contains("Check your email") && page.contains("page@example.com"));
+    let code = sink.nth_about(1, "Sign in").await.code().unwrap();
+
+    let form_csrf = crate::support::form_token(&page);
+    let wrong = browser
+        .post(app.url("/auth/magic-link/verify"))
+        .form(&[
+            ("csrf_token", form_csrf.as_str()),
+            ("email", "page@example.com"),
+            ("code", "12345x"),
+            ("redirect_uri", "/inbox"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().await.unwrap().contains("The code is wrong"));
+    let signed_in = browser
+        .post(app.url("/auth/magic-link/verify"))
+        .form(&[
+            ("csrf_token", form_csrf.as_str()),
+            ("email", "page@example.com"),
+            ("code", code.as_str()),
+            ("redirect_uri", "/inbox"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.headers()["location"], "/inbox");
+    assert_eq!(app.echo(&browser, "/inbox").await.header("x-auth-email"), Some("page@example.com"));
+
+    // Email-first: any address that is not an SSO domain gets a link.
+    let first = app
+        .client()
+        .post(app.url("/auth/sign-in"))
+        .json(&json!({ "email": "first@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.json::<Value>().await.unwrap()["auth_method"], "magic_link");
+    assert_eq!(sink.nth_about(2, "Sign in").await.to, ["first@example.com"]);
+}
+
+#[tokio::test]
+async fn routes_can_require_a_verified_email() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let app = TestApp::builder()
+        .config(move |raw| {
+            raw.email.transport = "smtp".into();
+            raw.email.smtp_url = Some(url);
+        })
+        .routes("[[routes]]\npath = \"/billing/*\"\nverified_email = true\n")
+        .spawn()
+        .await;
+    let client = app.signed_in("ada@example.com").await;
+    let refused = client
+        .get(app.url("/billing/invoices"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("Verify your email"));
+    let link = sink.nth_about(1, "Confirm your email").await.link().unwrap();
+    assert_eq!(app.client().get(&link).send().await.unwrap().status(), StatusCode::FOUND);
+    assert_eq!(app.echo(&client, "/billing/invoices").await.path, "/billing/invoices");
+}

@@ -313,7 +313,7 @@ async fn email_first_sign_in_sends_sso_domains_to_their_provider() {
     assert!(location(&started).contains("login_hint=ada%40corp.example"));
     for email in ["someone@elsewhere.example", "nobody@corp.example.org"] {
         let other: Value = ask(email).await.unwrap().json().await.unwrap();
-        assert_eq!(other["auth_method"], "password", "{email}");
+        assert_eq!(other["auth_method"], "magic_link", "{email}");
     }
     let page = app.client().get(app.url("/auth/sign-in")).send().await.unwrap();
     assert_eq!(page.status(), 200, "GET /auth/sign-in is still the page");

@@ -183,6 +183,12 @@ impl TestApp {
         body["csrf_token"].as_str().unwrap().to_owned()
     }
 
+    /// Loads the page at `path` on `client` and returns its form's CSRF token.
+    pub async fn form_csrf(&self, client: &Client, path: &str) -> String {
+        let html = client.get(self.url(path)).send().await.unwrap().text().await.unwrap();
+        form_token(&html)
+    }
+
     /// GETs `path` through the gateway and returns what the app received.
     pub async fn echo(&self, client: &Client, path: &str) -> Echoed {
         let response = client.get(self.url(path)).send().await.unwrap();
@@ -209,4 +215,12 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 /// A fresh client with an empty cookie jar, for bearer-token calls.
 pub fn http() -> Client {
     client_builder().build().unwrap()
+}
+
+/// The CSRF token of the first form in `html`.
+pub fn form_token(html: &str) -> String {
+    let start = "name=\"csrf_token\" value=\"";
+    let from = html.find(start).expect("a form with a CSRF token") + start.len();
+    let to = html[from..].find('"').unwrap() + from;
+    html[from..to].to_owned()
 }

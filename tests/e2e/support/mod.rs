@@ -11,7 +11,7 @@ pub mod services;
 pub mod smtp;
 pub mod steam;
 
-pub use app::{PASSWORD, TestApp, http};
+pub use app::{PASSWORD, TestApp, form_token, http};
 pub use echo::{EchoUpstream, Echoed};
 
 /// Process-wide setup: the TLS provider for the test clients, and logs when `RUST_LOG` asks.
