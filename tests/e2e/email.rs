@@ -152,10 +152,18 @@ async fn expired_links_unknown_emails_injection_and_mail_bombing() {
 async fn the_file_transport_writes_one_eml_per_message() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(
+        templates.path().join("magic_link.txt"),
+        "Custom words: {{ link }} / {{ code }}\n",
+    )
+    .unwrap();
+    let templates_dir = templates.path().display().to_string();
     let app = TestApp::builder()
         .config(move |raw| {
             raw.email.transport = "file".into();
             raw.email.file_dir = Some(path.display().to_string());
+            raw.email.templates_dir = Some(templates_dir);
         })
         .spawn()
         .await;
@@ -173,6 +181,7 @@ async fn the_file_transport_writes_one_eml_per_message() {
     }
     let eml = std::fs::read_to_string(found.expect("an .eml file").path()).unwrap();
     assert!(eml.contains("To: file@example.com"));
+    assert!(eml.contains("Custom words:"), "the text part comes from templates_dir");
 }
 
 #[tokio::test]
