@@ -202,22 +202,57 @@ impl Mailer {
 }
 
 /// An SMTP transport for `url` (`smtp://user:pass@host:port`, `smtps://…` for implicit TLS).
-/// A plain `smtp://` URL to anything but loopback requires STARTTLS unless it names `tls=`.
 fn smtp_transport(url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+    Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(&with_tls_policy(url)?)
+        .map_err(|error| MailError::Config(format!("email.smtp_url: {error}")))?
+        .timeout(Some(SMTP_TIMEOUT))
+        .build())
+}
+
+/// A plain `smtp://` URL to anything but loopback requires STARTTLS unless it names `tls=`:
+/// credentials and sign-in links must not cross a network in clear text by default.
+fn with_tls_policy(url: &str) -> Result<String, MailError> {
     let parsed = url::Url::parse(url)
         .map_err(|error| MailError::Config(format!("email.smtp_url: {error}")))?;
     let loopback = parsed.host_str().is_some_and(|host| {
-        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     });
     let names_tls = parsed.query_pairs().any(|(name, _)| name == "tls");
-    let url = if parsed.scheme() == "smtp" && !loopback && !names_tls {
+    Ok(if parsed.scheme() == "smtp" && !loopback && !names_tls {
         let separator = if parsed.query().is_some() { '&' } else { '?' };
         format!("{url}{separator}tls=required")
     } else {
         url.to_owned()
-    };
-    Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
-        .map_err(|error| MailError::Config(format!("email.smtp_url: {error}")))?
-        .timeout(Some(SMTP_TIMEOUT))
-        .build())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn starttls_is_required_off_loopback_unless_the_url_says_otherwise() {
+        let policy = |url: &str| with_tls_policy(url).unwrap();
+        assert_eq!(
+            policy("smtp://u:p@mail.example.com:587"),
+            "smtp://u:p@mail.example.com:587?tls=required"
+        );
+        assert_eq!(
+            policy("smtp://mail.example.com?tls=opportunistic"),
+            "smtp://mail.example.com?tls=opportunistic"
+        );
+        assert_eq!(policy("smtp://127.0.0.1:2525"), "smtp://127.0.0.1:2525");
+        assert_eq!(policy("smtp://localhost:25"), "smtp://localhost:25");
+        assert_eq!(policy("smtps://mail.example.com:465"), "smtps://mail.example.com:465");
+        assert!(with_tls_policy("not a url").is_err());
+        for url in
+            ["smtp://mail.example.com:587", "smtps://mail.example.com:465", "smtp://127.0.0.1:25"]
+        {
+            assert!(smtp_transport(url).is_ok(), "{url}");
+        }
+    }
 }
