@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
-use http::header::{ACCEPT, LOCATION};
+use http::header::LOCATION;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
@@ -74,7 +74,8 @@ pub async fn mail_verification(state: &AppState, user: &User) -> Result<(), ApiE
     )
 }
 
-fn link(state: &AppState, path: &str, token: &str) -> String {
+/// The public URL of the auth endpoint `path` with `token`: what emails link to.
+pub fn link(state: &AppState, path: &str, token: &str) -> String {
     format!("{}{}{path}?token={token}", state.tokens.issuer(), state.config.auth.base_path)
 }
 
@@ -124,14 +125,9 @@ async fn verify(
         Ok::<_, ApiError>(())
     }
     .await;
-    let wants_json = site
-        .headers
-        .get(ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json"));
-    match (result, wants_json) {
+    match (result, super::wants_json(&site.headers)) {
         (Ok(()), true) => Json(json!({ "message": "email verified" })).into_response(),
-        (Ok(()), false) => (StatusCode::FOUND, [(LOCATION, "/")]).into_response(),
+        (Ok(()), false) => super::found("/", None),
         (Err(error), true) => error.into_response(),
         (Err(error), false) => {
             pages::sign_in_response(&state, &site, pages::SignInForm::default(), Some(&error))

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
-use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use http::header::{LOCATION, SET_COOKIE};
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
@@ -79,12 +79,7 @@ pub async fn send_link(state: &AppState, email: &Email, redirect: &str) -> Resul
         return Ok(());
     }
     let issued = state.magic.issue(email, redirect).await?;
-    let link = format!(
-        "{}{}/magic-link/verify?token={}",
-        state.tokens.issuer(),
-        state.config.auth.base_path,
-        issued.token
-    );
+    let link = super::email::link(state, "/magic-link/verify", &issued.token);
     let ttl = humantime::format_duration(state.magic.ttl()).to_string();
     let mailer = std::sync::Arc::clone(&state.mailer);
     let email = email.clone();
@@ -166,15 +161,7 @@ async fn verify_link(
         let target = state.redirects.check(target).map_err(ApiError::invalid_request)?;
         let user = account_for(&state, &redeemed.email).await?;
         let cookie = start_session(&state, &user, client).await?;
-        Ok::<_, ApiError>(
-            (
-                StatusCode::FOUND,
-                [(LOCATION, target.as_str().to_owned())],
-                [(SET_COOKIE, cookie)],
-                [(CACHE_CONTROL, "no-store")],
-            )
-                .into_response(),
-        )
+        Ok::<_, ApiError>(super::found(target.as_str(), Some(cookie)))
     }
     .await;
     result.unwrap_or_else(|error| {

@@ -24,9 +24,9 @@ pub mod verify;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::response::Response;
-use http::HeaderValue;
-use http::header::CACHE_CONTROL;
+use axum::response::{IntoResponse, Response};
+use http::header::{ACCEPT, CACHE_CONTROL, LOCATION, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -66,6 +66,26 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("No such auth endpoint")
+}
+
+/// A 302 to `location` that nobody caches, setting `cookie` when given: where sign-ins land.
+pub fn found(location: &str, cookie: Option<HeaderValue>) -> Response {
+    let mut response = no_store(StatusCode::FOUND.into_response());
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Whether the client asked for JSON rather than a page (API clients of browser flows).
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
 }
 
 /// Marks a response holding credentials as never to be cached by anyone on the way.

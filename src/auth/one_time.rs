@@ -3,10 +3,8 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use http::StatusCode;
-use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use serde::Deserialize;
 
 use super::csrf::SiteContext;
@@ -46,15 +44,7 @@ async fn one_time(
         let (session, _) = state.sessions.create(&user, client).await?;
         state.metrics.record_auth("one_time", "success");
         let cookie = state.cookies.session(session.cookie_value(), state.config.session.ttl);
-        Ok::<_, ApiError>(
-            (
-                StatusCode::FOUND,
-                [(LOCATION, target.as_str().to_owned())],
-                [(SET_COOKIE, cookie)],
-                [(CACHE_CONTROL, "no-store")],
-            )
-                .into_response(),
-        )
+        Ok::<_, ApiError>(super::found(target.as_str(), Some(cookie)))
     }
     .await;
     result.unwrap_or_else(|error| {

@@ -18,8 +18,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::StatusCode;
-use http::header::{ACCEPT, CACHE_CONTROL, LOCATION, SET_COOKIE};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -257,19 +255,13 @@ async fn callback(
         }
         let (token, _) = state.sessions.create(&user, client_info).await?;
         state.metrics.record_auth("oauth", "success");
-        let mut response = redirect_to(&flow.redirect);
         let cookie = state.cookies.session(token.cookie_value(), state.config.session.ttl);
-        response.headers_mut().append(SET_COOKIE, cookie);
-        Ok::<_, ApiError>(response)
+        Ok::<_, ApiError>(super::found(&flow.redirect, Some(cookie)))
     }
     .await;
     result.unwrap_or_else(|error| {
         state.metrics.record_auth("oauth", "failure");
-        let wants_json =
-            site.headers.get(ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|accept| {
-                accept.contains("application/json") && !accept.contains("text/html")
-            });
-        if wants_json {
+        if super::wants_json(&site.headers) {
             error.into_response()
         } else {
             pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
@@ -355,8 +347,7 @@ fn flow_key(flow_state: &str) -> String {
 }
 
 fn redirect_to(location: &str) -> Response {
-    (StatusCode::FOUND, [(LOCATION, location.to_owned())], [(CACHE_CONTROL, "no-store")])
-        .into_response()
+    super::found(location, None)
 }
 
 fn not_configured() -> ApiError {
