@@ -196,6 +196,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A malformed email address in a request is a 400 naming the field.
+impl From<crate::identity::email::EmailError> for ApiError {
+    fn from(error: crate::identity::email::EmailError) -> Self {
+        Self::invalid_request(format!("email: {error}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use http::request::Parts;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::extract::BodyKind;
 use crate::app::AppState;
 use crate::auth::redirect::RedirectPolicy;
 use crate::cookies::{self, CSRF_COOKIE};
@@ -107,6 +108,23 @@ impl Csrf {
                 Ok(())
             }
             _ => Err(csrf_failed("The form has expired, reload the page and try again")),
+        }
+    }
+
+    /// CSRF for an anonymous post that is either a JSON API call (must not be cross-site) or one
+    /// of our pages' forms (must also carry the page's token, `form_token`).
+    ///
+    /// # Errors
+    /// 403 `csrf_failed`.
+    pub fn check_anonymous_post(
+        &self,
+        site: &SiteContext,
+        kind: BodyKind,
+        form_token: Option<&str>,
+    ) -> Result<(), ApiError> {
+        match kind {
+            BodyKind::Json => self.check_same_site(site),
+            BodyKind::Form => self.verify_anonymous(site, form_token),
         }
     }
 

@@ -41,8 +41,7 @@ async fn dev_sign_in(
     ApiJson(body): ApiJson<DevSignIn>,
 ) -> Result<Response, ApiError> {
     state.csrf.check_same_site(&site)?;
-    let email = Email::parse(body.email.as_deref().unwrap_or(DEFAULT_EMAIL))
-        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let email = Email::parse(body.email.as_deref().unwrap_or(DEFAULT_EMAIL))?;
     let mut user = match state.users.find_by_email(&email).await? {
         Some((user, _)) => user,
         None => {

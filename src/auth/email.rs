@@ -147,8 +147,7 @@ async fn forgot(
     JsonOrForm(body, _): JsonOrForm<ForgotBody>,
 ) -> Result<Response, ApiError> {
     state.csrf.check_same_site(&site)?;
-    let email = Email::parse(&body.email)
-        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let email = Email::parse(&body.email)?;
     let within_limit = within_send_limit(&state, &email).await?;
     let background = state.clone();
     tokio::spawn(async move {
@@ -214,10 +213,7 @@ async fn reset(
     JsonOrForm(body, kind): JsonOrForm<ResetBody>,
 ) -> Response {
     let result = async {
-        match kind {
-            BodyKind::Json => state.csrf.check_same_site(&site)?,
-            BodyKind::Form => state.csrf.verify_anonymous(&site, body.csrf_token.as_deref())?,
-        }
+        state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
         let holder = state
             .email_tokens
             .peek(Purpose::Reset, &body.token)

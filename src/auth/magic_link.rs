@@ -46,12 +46,8 @@ async fn request_link(
     site: SiteContext,
     JsonOrForm(body, kind): JsonOrForm<LinkRequest>,
 ) -> Result<Response, ApiError> {
-    match kind {
-        BodyKind::Json => state.csrf.check_same_site(&site)?,
-        BodyKind::Form => state.csrf.verify_anonymous(&site, body.csrf_token.as_deref())?,
-    }
-    let email = Email::parse(&body.email)
-        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
+    let email = Email::parse(&body.email)?;
     let redirect = state
         .redirects
         .check(body.redirect_uri.as_deref().unwrap_or("/"))
@@ -133,9 +129,7 @@ async fn may_sign_in(state: &AppState, email: &Email) -> Result<bool, ApiError> 
 
 fn signup_allowed(state: &AppState, email: &Email) -> bool {
     let auth = &state.config.auth;
-    auth.signup
-        && (auth.allowed_email_domains.is_empty()
-            || auth.allowed_email_domains.iter().any(|domain| domain == email.domain()))
+    auth.signup && auth.domain_may_sign_up(email.domain())
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,12 +180,8 @@ async fn verify_code(
     JsonOrForm(body, kind): JsonOrForm<CodeBody>,
 ) -> Response {
     let result = async {
-        match kind {
-            BodyKind::Json => state.csrf.check_same_site(&site)?,
-            BodyKind::Form => state.csrf.verify_anonymous(&site, body.csrf_token.as_deref())?,
-        }
-        let email = Email::parse(&body.email)
-            .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+        state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
+        let email = Email::parse(&body.email)?;
         let code: String = body.code.chars().filter(|c| !c.is_whitespace()).collect();
         let redeemed = state.magic.redeem_code(&email, &code).await?.ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")

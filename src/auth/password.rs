@@ -157,20 +157,14 @@ fn check_origin(
     kind: BodyKind,
     form: &FormFields,
 ) -> Result<Option<SafeRedirect>, ApiError> {
-    let (csrf_token, redirect_uri) = (form.csrf_token.as_deref(), form.redirect_uri.as_deref());
+    state.csrf.check_anonymous_post(site, kind, form.csrf_token.as_deref())?;
     match kind {
-        BodyKind::Json => {
-            state.csrf.check_same_site(site)?;
-            Ok(None)
-        }
-        BodyKind::Form => {
-            state.csrf.verify_anonymous(site, csrf_token)?;
-            let target = state
-                .redirects
-                .check(redirect_uri.unwrap_or(""))
-                .map_err(ApiError::invalid_request)?;
-            Ok(Some(target))
-        }
+        BodyKind::Json => Ok(None),
+        BodyKind::Form => state
+            .redirects
+            .check(form.redirect_uri.as_deref().unwrap_or(""))
+            .map(Some)
+            .map_err(ApiError::invalid_request),
     }
 }
 
@@ -216,11 +210,8 @@ pub async fn signup(
     if !auth.signup {
         return Err(ApiError::forbidden("Sign-up is disabled"));
     }
-    let email = Email::parse(email)
-        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
-    if !auth.allowed_email_domains.is_empty()
-        && !auth.allowed_email_domains.iter().any(|d| d == email.domain())
-    {
+    let email = Email::parse(email)?;
+    if !auth.domain_may_sign_up(email.domain()) {
         return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
     }
     let name = match name.as_deref() {
@@ -271,8 +262,7 @@ pub async fn check_password(
     email: &str,
     password: String,
 ) -> Result<User, ApiError> {
-    let email = Email::parse(email)
-        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let email = Email::parse(email)?;
     state.backoff.check(&email).await?;
     let found = state.users.find_by_email(&email).await?;
     let (user, hash) = match found {

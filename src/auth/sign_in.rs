@@ -33,8 +33,7 @@ async fn sign_in(
     JsonOrForm(body, _): JsonOrForm<SignInBody>,
 ) -> Result<Response, ApiError> {
     state.csrf.check_same_site(&site)?;
-    let email = Email::parse(&body.email)
-        .map_err(|error| ApiError::invalid_request(format!("email: {error}")))?;
+    let email = Email::parse(&body.email)?;
     let redirect = state
         .redirects
         .check(body.redirect_uri.as_deref().unwrap_or("/"))

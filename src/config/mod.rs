@@ -256,6 +256,14 @@ pub struct AuthConfig {
     pub redirects: RedirectPolicy,
 }
 
+impl AuthConfig {
+    /// Whether an address at `domain` may sign up (`allowed_email_domains`; empty: any).
+    pub fn domain_may_sign_up(&self, domain: &str) -> bool {
+        self.allowed_email_domains.is_empty()
+            || self.allowed_email_domains.iter().any(|allowed| allowed == domain)
+    }
+}
+
 /// Which ephemeral store backs sessions and one-time tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EphemeralKind {

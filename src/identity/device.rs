@@ -16,7 +16,7 @@ use super::Scopes;
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::store::StoreError;
-use crate::store::ephemeral::EphemeralStore;
+use crate::store::ephemeral::{EphemeralStore, decode, encode};
 
 /// Consonants only, as RFC 8628 §6.1 suggests: no 0/O, 1/I/L or vowels.
 const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -202,14 +202,12 @@ impl DeviceFlow {
 
     async fn load(&self, hash: &str) -> Result<Option<Grant>, StoreError> {
         let Some(bytes) = self.store.get(&grant_key(hash)).await? else { return Ok(None) };
-        let grant: Grant = serde_json::from_slice(&bytes)
-            .map_err(|error| StoreError::Corrupt(format!("device grant: {error}")))?;
+        let grant: Grant = decode(&bytes, "device grant")?;
         Ok((grant.expires_at > self.clock.now().as_millis()).then_some(grant))
     }
 
     async fn save(&self, hash: &str, grant: &Grant) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec(grant).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let bytes = encode(grant)?;
         let ttl = self.clock.now().until(Timestamp::from_millis(grant.expires_at));
         self.store.put(&grant_key(hash), &bytes, ttl).await
     }

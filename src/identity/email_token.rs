@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::crypto;
 use crate::store::StoreError;
-use crate::store::ephemeral::EphemeralStore;
+use crate::store::ephemeral::{EphemeralStore, decode, encode};
 
 /// What a link is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +63,7 @@ impl EmailTokens {
     /// The store fails.
     pub async fn issue(&self, purpose: Purpose, holder: &Holder) -> Result<String, StoreError> {
         let token = crypto::random_token();
-        let bytes =
-            serde_json::to_vec(holder).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let bytes = encode(holder)?;
         self.store.put(&key(purpose, &token), &bytes, self.ttl).await?;
         Ok(token)
     }
@@ -77,7 +76,7 @@ impl EmailTokens {
         if !crypto::is_random_token(token) {
             return Ok(None);
         }
-        decode(self.store.get(&key(purpose, token)).await?)
+        holder(self.store.get(&key(purpose, token)).await?)
     }
 
     /// Who `token` is for, using it up (of concurrent uses, one wins).
@@ -92,17 +91,12 @@ impl EmailTokens {
         if !crypto::is_random_token(token) {
             return Ok(None);
         }
-        decode(self.store.take(&key(purpose, token)).await?)
+        holder(self.store.take(&key(purpose, token)).await?)
     }
 }
 
-fn decode(bytes: Option<Vec<u8>>) -> Result<Option<Holder>, StoreError> {
-    bytes
-        .map(|bytes| {
-            serde_json::from_slice(&bytes)
-                .map_err(|error| StoreError::Corrupt(format!("email link: {error}")))
-        })
-        .transpose()
+fn holder(bytes: Option<Vec<u8>>) -> Result<Option<Holder>, StoreError> {
+    bytes.map(|bytes| decode(&bytes, "email link")).transpose()
 }
 
 fn key(purpose: Purpose, token: &str) -> String {

@@ -12,7 +12,7 @@ use super::Email;
 use crate::clock::Clock;
 use crate::crypto;
 use crate::store::StoreError;
-use crate::store::ephemeral::EphemeralStore;
+use crate::store::ephemeral::{EphemeralStore, decode, encode};
 
 /// Wrong codes allowed before the grant is burnt.
 pub const MAX_CODE_ATTEMPTS: u64 = 5;
@@ -77,8 +77,7 @@ impl MagicLinks {
             redirect: redirect.to_owned(),
             expires_at: self.clock.now().plus(self.ttl).as_millis(),
         };
-        let bytes =
-            serde_json::to_vec(&grant).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let bytes = encode(&grant)?;
         let email_key = grant_key(email);
         self.store.delete(&attempts_key(email)).await?;
         self.store.put(&email_key, &bytes, self.ttl).await?;
@@ -158,8 +157,7 @@ impl MagicLinks {
 
     async fn load(&self, email: &Email) -> Result<Option<Grant>, StoreError> {
         let Some(bytes) = self.store.get(&grant_key(email)).await? else { return Ok(None) };
-        let grant: Grant = serde_json::from_slice(&bytes)
-            .map_err(|error| StoreError::Corrupt(format!("magic link: {error}")))?;
+        let grant: Grant = decode(&bytes, "magic link")?;
         let live = grant.expires_at > self.clock.now().as_millis() && grant.email == email.as_str();
         Ok(live.then_some(grant))
     }

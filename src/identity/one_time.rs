@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::crypto;
 use crate::store::StoreError;
-use crate::store::ephemeral::EphemeralStore;
+use crate::store::ephemeral::{EphemeralStore, decode, encode};
 
 /// What a link signs in as, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,8 +39,7 @@ impl OneTimeLinks {
     /// The store fails.
     pub async fn mint(&self, link: &OneTimeLink, ttl: Duration) -> Result<String, StoreError> {
         let token = crypto::random_token();
-        let bytes =
-            serde_json::to_vec(link).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let bytes = encode(link)?;
         self.store.put(&key(&token), &bytes, ttl).await?;
         Ok(token)
     }
@@ -55,9 +54,7 @@ impl OneTimeLinks {
             return Ok(None);
         }
         let Some(bytes) = self.store.take(&key(token)).await? else { return Ok(None) };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| StoreError::Corrupt(format!("sign-in link: {error}")))
+        decode(&bytes, "sign-in link").map(Some)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::gateway::headers::HeaderNames;
 use crate::store::StoreError;
-use crate::store::ephemeral::EphemeralStore;
+use crate::store::ephemeral::{EphemeralStore, decode, encode};
 use crate::store::users::UserStore;
 
 /// Prefix of the cookie value; a new format gets a new version.
@@ -202,8 +202,7 @@ impl SessionService {
         let Some(bytes) = self.store.get(&session_key(&key)).await? else {
             return Ok(None);
         };
-        let mut record: SessionRecord = serde_json::from_slice(&bytes)
-            .map_err(|error| StoreError::Corrupt(format!("session record: {error}")))?;
+        let mut record: SessionRecord = decode(&bytes, "session record")?;
         let now = self.clock.now();
         if record.deadline(self.lifetimes.idle_timeout) <= now {
             self.remove(&key, record.user_id).await?;
@@ -233,8 +232,7 @@ impl SessionService {
         for key in self.store.set_members(&user_index(user_id)).await? {
             match self.store.get(&session_key(&key)).await? {
                 Some(bytes) => {
-                    let record: SessionRecord = serde_json::from_slice(&bytes)
-                        .map_err(|error| StoreError::Corrupt(format!("session record: {error}")))?;
+                    let record: SessionRecord = decode(&bytes, "session record")?;
                     if record.user_id == user_id
                         && record.deadline(self.lifetimes.idle_timeout) > now
                     {
@@ -324,8 +322,7 @@ impl SessionService {
         record: &SessionRecord,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec(record).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let bytes = encode(record)?;
         let ttl = now.until(record.deadline(self.lifetimes.idle_timeout));
         self.store.put(&session_key(key), &bytes, ttl).await
     }

@@ -16,7 +16,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::gateway::headers::HeaderNames;
 use crate::store::StoreError;
-use crate::store::ephemeral::EphemeralStore;
+use crate::store::ephemeral::{EphemeralStore, decode, encode};
 use crate::store::tokens::FamilyStore;
 use crate::store::users::UserStore;
 
@@ -77,8 +77,7 @@ impl WsTickets {
             scope: identity.scopes.to_claim(),
             expires_at: identity.expires_at.as_millis(),
         };
-        let bytes =
-            serde_json::to_vec(&ticket).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let bytes = encode(&ticket)?;
         self.store.put(&key(&crypto::sha256(token.as_bytes())), &bytes, TICKET_TTL).await?;
         Ok(token)
     }
@@ -91,8 +90,7 @@ impl WsTickets {
     pub async fn redeem(&self, token: &str) -> Result<Option<Arc<Identity>>, StoreError> {
         let Some(hash) = hash_of(token) else { return Ok(None) };
         let Some(bytes) = self.store.take(&key(&hash)).await? else { return Ok(None) };
-        let ticket: Ticket = serde_json::from_slice(&bytes)
-            .map_err(|error| StoreError::Corrupt(format!("ws ticket: {error}")))?;
+        let ticket: Ticket = decode(&bytes, "ws ticket")?;
         if !self.still_signed_in(&ticket).await? {
             return Ok(None);
         }

@@ -35,6 +35,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::identity::accounts::{self, AccountError, ExternalUser, SignupRules};
 use crate::identity::providers::{Provider, ProviderKind};
 use crate::identity::validate_role;
+use crate::store::ephemeral::{decode, encode};
 
 /// How long a sign-in may take at the provider.
 const FLOW_TTL: Duration = Duration::from_secs(600);
@@ -201,7 +202,7 @@ async fn start(
         redirect: redirect.as_str().to_owned(),
         link_user,
     };
-    let bytes = serde_json::to_vec(&flow).map_err(ApiError::internal)?;
+    let bytes = encode(&flow)?;
     state.ephemeral.put(&flow_key(&authorization.state), &bytes, FLOW_TTL).await?;
     Ok(redirect_to(&authorization.url))
 }
@@ -294,7 +295,7 @@ async fn take_flow(state: &AppState, flow_state: Option<&str>) -> Result<Flow, A
     };
     let flow_state = flow_state.filter(|s| !s.is_empty() && s.len() <= 256).ok_or_else(expired)?;
     let bytes = state.ephemeral.take(&flow_key(flow_state)).await?.ok_or_else(expired)?;
-    serde_json::from_slice(&bytes).map_err(ApiError::internal)
+    Ok(decode(&bytes, "sign-in flow")?)
 }
 
 #[derive(Debug, Serialize)]

@@ -20,6 +20,22 @@ pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, client as redis_client};
 use super::StoreError;
 
+/// Serializes a record for the store.
+///
+/// # Errors
+/// The value does not serialize (a bug).
+pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// Reads a stored record; `what` names it in the error.
+///
+/// # Errors
+/// The bytes are not such a record.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
 /// A key-value store whose entries expire.
 #[async_trait]
 pub trait EphemeralStore: Send + Sync + std::fmt::Debug {
