@@ -311,3 +311,104 @@ async fn token_key_and_device_endpoints_refuse_garbage_with_json_errors() {
         .unwrap();
     expect_error(binary, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
+
+#[tokio::test]
+async fn email_and_provider_endpoints_refuse_garbage_and_cross_site_posts() {
+    let app = TestApp::spawn().await;
+    let http = crate::support::http();
+    for path in [
+        "/auth/magic-link",
+        "/auth/magic-link/verify",
+        "/auth/password/forgot",
+        "/auth/password/reset",
+        "/auth/sign-in",
+    ] {
+        for body in [&b"{\"email\": "[..], b"\xff\xfe", b"[1]", b"{\"email\": 7}"] {
+            let response = http
+                .post(app.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap();
+            expect_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+        }
+        let cross_site = http
+            .post(app.url(path))
+            .header("origin", "https://evil.example")
+            .json(&json!({ "email": "ada@example.com", "code": "123456", "token": "x", "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        expect_error(cross_site, StatusCode::FORBIDDEN, "csrf_failed").await;
+        let form_without_token = http
+            .post(app.url(path))
+            .form(&[
+                ("email", "ada@example.com"),
+                ("code", "123456"),
+                ("token", "x"),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        // Our pages' forms must carry the page's token (a form post is answered with the page
+        // and the error); the endpoints no page posts to treat a form like an API call
+        // (same-site checked above).
+        let status = form_without_token.status();
+        if ["/auth/magic-link", "/auth/magic-link/verify", "/auth/password/reset"].contains(&path) {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        } else {
+            assert_eq!(status, StatusCode::OK, "{path}");
+        }
+    }
+    // Tokens of every shape: the documented error, never a 500.
+    for token in ["", "x", &"é".repeat(43), &"A".repeat(43), "%00"] {
+        let reset = http
+            .post(app.url("/auth/password/reset"))
+            .json(&json!({ "token": token, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        expect_error(reset, StatusCode::UNAUTHORIZED, "invalid_token").await;
+        let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        let verify = http
+            .get(app.url(&format!("/auth/email/verify?token={encoded}")))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        expect_error(verify, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    let code = http
+        .post(app.url("/auth/magic-link/verify"))
+        .json(&json!({ "email": "ada@example.com", "code": "not a code" }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(code, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    // Provider and service-token paths.
+    let unknown = http.get(app.url("/auth/login/nope")).send().await.unwrap();
+    expect_error(unknown, StatusCode::NOT_FOUND, "provider_not_configured").await;
+    let callback = http
+        .get(app.url("/auth/callback/nope?code=x&state=y"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    expect_error(callback, StatusCode::NOT_FOUND, "provider_not_configured").await;
+    let anonymous_mint =
+        http.post(app.url("/auth/service-tokens/x")).json(&json!({})).send().await.unwrap();
+    expect_error(anonymous_mint, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let client = app.signed_in("ada@example.com").await;
+    let csrf = app.csrf(&client).await;
+    let garbage_patch = client
+        .patch(app.url("/auth/me"))
+        .header("x-csrf-token", csrf)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    expect_error(garbage_patch, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
