@@ -24,6 +24,8 @@ pub struct ExternalUser {
     pub name: Option<String>,
     /// Values of the roles claim, when one is configured.
     pub roles: Option<Vec<String>>,
+    /// Picture (OIDC `picture`, GitHub avatar, Steam avatar), kept when it is an https URL.
+    pub avatar_url: Option<String>,
 }
 
 /// Who may sign up through a provider.
@@ -111,6 +113,13 @@ pub async fn sign_in(
     })?;
     if external.email_verified {
         users.mark_email_verified(user.id, now).await?;
+    }
+    let avatar = external
+        .avatar_url
+        .as_deref()
+        .and_then(|url| super::profile::clean_avatar_url(url).ok().flatten());
+    if let Some(avatar_url) = avatar {
+        users.update_profile(&User { avatar_url: Some(avatar_url), ..user.clone() }, now).await?;
     }
     if let Err(error) =
         links.link(provider, &external.subject, user.id, Some(email.as_str()), now).await

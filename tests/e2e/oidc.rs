@@ -78,6 +78,10 @@ async fn a_new_user_signs_in_with_the_provider() {
     assert_eq!(echoed.header("x-auth-roles"), Some("engineering"), "roles from the groups claim");
     let me: Value = browser.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["user"]["email_verified"], true);
+    assert_eq!(
+        me["user"]["avatar_url"], "https://cdn.corp.example/ada.png",
+        "picture from userinfo"
+    );
     let linked: Value =
         browser.get(app.url("/auth/providers/linked")).send().await.unwrap().json().await.unwrap();
     assert_eq!(linked["providers"][0]["provider"], "corp");
@@ -455,6 +459,8 @@ async fn steam_signs_in_verifies_with_steam_and_links_to_an_existing_account() {
     let echoed = app.echo(&browser, "/play").await;
     assert_eq!(echoed.header("x-auth-name"), Some("gaben"), "persona name from the Web API");
     assert_eq!(echoed.header("x-auth-email"), Some("76561197960287930@steam.invalid"));
+    let me: Value = browser.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["avatar_url"], "https://avatars.steamstatic.example/gaben_full.jpg");
 
     // A forged assertion (another Steam id swapped into Steam's answer) is refused by Steam.
     let forger = app.client();

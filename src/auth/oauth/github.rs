@@ -20,6 +20,7 @@ struct GithubUser {
     id: u64,
     login: String,
     name: Option<String>,
+    avatar_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +173,7 @@ impl GithubClient {
             email_verified: primary.is_some_and(|email| email.verified),
             name: user.name.filter(|name| !name.trim().is_empty()).or(Some(user.login)),
             roles: None,
+            avatar_url: user.avatar_url,
         })
     }
 

@@ -371,6 +371,7 @@ impl OidcClient {
             email_verified,
             name: text("name"),
             roles,
+            avatar_url: text("picture"),
         })
     }
 

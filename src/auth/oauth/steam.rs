@@ -1,8 +1,8 @@
 //! Steam sign-in (OpenID 2.0): the browser goes to Steam with `openid.*` parameters, comes back
 //! with a signed assertion, and Portcullis asks Steam itself whether that assertion is genuine
 //! (`check_authentication`) before believing the claimed id, which must be
-//! `https://steamcommunity.com/openid/id/<steamid64>`. With an `api_key`, the persona name comes
-//! from the Steam Web API.
+//! `https://steamcommunity.com/openid/id/<steamid64>`. With an `api_key`, the persona name and
+//! avatar come from the Steam Web API.
 //!
 //! Steam shares no email address: new accounts get `<steamid64>@steam.invalid` (a reserved,
 //! undeliverable domain), never treated as verified, so a Steam sign-in never joins an account
@@ -47,6 +47,7 @@ struct Players {
 #[derive(Debug, Deserialize)]
 struct Player {
     personaname: Option<String>,
+    avatarfull: Option<String>,
 }
 
 impl SteamClient {
@@ -145,21 +146,23 @@ impl SteamClient {
         if !body.lines().any(|line| line.trim() == "is_valid:true") {
             return Err(OAuthError::Invalid("Steam did not vouch for the assertion".into()));
         }
-        let name = match api_key {
-            Some(key) => self.persona(api_url, key, &steam_id).await,
+        let player = match api_key {
+            Some(key) => self.player(api_url, key, &steam_id).await,
             None => None,
         };
+        let (name, avatar_url) = player.map_or((None, None), |p| (p.personaname, p.avatarfull));
         Ok(ExternalUser {
             email: Some(format!("{steam_id}@{PLACEHOLDER_DOMAIN}")),
             subject: steam_id,
             email_verified: false,
             name,
             roles: None,
+            avatar_url,
         })
     }
 
-    /// The persona name from the Web API; a failure only costs the name.
-    async fn persona(&self, api_url: &str, key: &str, steam_id: &str) -> Option<String> {
+    /// The player summary (persona name, avatar) from the Web API; a failure only costs those.
+    async fn player(&self, api_url: &str, key: &str, steam_id: &str) -> Option<Player> {
         let url = format!(
             "{api_url}/ISteamUser/GetPlayerSummaries/v0002/?key={}&steamids={steam_id}",
             url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
@@ -167,8 +170,7 @@ impl SteamClient {
         match get(&self.http, &url, None).await {
             Ok(body) => serde_json::from_slice::<Summaries>(&body)
                 .ok()
-                .and_then(|summaries| summaries.response.players.into_iter().next())
-                .and_then(|player| player.personaname),
+                .and_then(|summaries| summaries.response.players.into_iter().next()),
             Err(error) => {
                 // The key is in the URL: log only that it failed.
                 tracing::warn!(error = %error.replace(key, "<api_key>"), "Steam Web API failed");

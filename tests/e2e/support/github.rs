@@ -131,7 +131,7 @@ fn account(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap) -> Option<GithubAccou
 
 async fn user(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
     match account(&inner, &headers) {
-        Some(a) => Json(json!({ "id": a.id, "login": a.login, "name": a.name })).into_response(),
+        Some(a) => Json(json!({ "id": a.id, "login": a.login, "name": a.name, "avatar_url": "https://avatars.github.example/u/1" })).into_response(),
         None => StatusCode::UNAUTHORIZED.into_response(),
     }
 }

@@ -110,6 +110,6 @@ async fn summaries(Query(query): Query<HashMap<String, String>>) -> Response {
     if query.get("key").map(String::as_str) != Some(API_KEY) {
         return axum::http::StatusCode::FORBIDDEN.into_response();
     }
-    Json(json!({ "response": { "players": [{ "steamid": query.get("steamids"), "personaname": "gaben" }] } }))
+    Json(json!({ "response": { "players": [{ "steamid": query.get("steamids"), "personaname": "gaben", "avatarfull": "https://avatars.steamstatic.example/gaben_full.jpg" }] } }))
         .into_response()
 }
