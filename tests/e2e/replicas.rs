@@ -271,3 +271,20 @@ async fn the_per_ip_limit_is_shared_by_the_replicas() {
     let refused = attempt(&b).await;
     assert_eq!(refused, StatusCode::TOO_MANY_REQUESTS, "three per minute across both replicas");
 }
+
+#[tokio::test]
+async fn startup_waits_for_an_absent_database_then_gives_up() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut raw = portcullis::config::RawConfig::default();
+    raw.server.listen = "127.0.0.1:0".into();
+    raw.server.admin_listen = String::new();
+    raw.storage.database_url = format!("postgres://postgres@{closed}/portcullis");
+    raw.storage.startup_wait = "1s".into();
+    let config = portcullis::config::Config::try_from(raw).unwrap();
+    let started = Instant::now();
+    let error = portcullis::app::App::start(config).await.expect_err("no database").to_string();
+    assert!(error.contains("unavailable"), "{error}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(500), "it retried for a while: {waited:?}");
+    assert!(waited < Duration::from_secs(30), "and then gave up: {waited:?}");
+}
