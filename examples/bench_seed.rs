@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             roles: vec!["member".into()],
         };
         let user = stores.users.create(new, clock.now()).await?;
-        let (token, _) = stores.sessions.create(&user, ClientInfo::default()).await?;
+        let (token, _) = stores.sessions.create(&user, ClientInfo::default(), None).await?;
         writeln!(file, "{}", token.cookie_value())?;
     }
     file.flush()?;

@@ -36,6 +36,7 @@ use crate::identity::device::DeviceFlow;
 use crate::identity::email_token::EmailTokens;
 use crate::identity::magic_link::MagicLinks;
 use crate::identity::one_time::OneTimeLinks;
+use crate::identity::org_choice::OrgChoices;
 use crate::identity::revocation::{Channel, Fanout};
 use crate::identity::session::{SessionLifetimes, SessionService};
 use crate::identity::ticket::WsTickets;
@@ -51,7 +52,9 @@ use crate::store::api_keys::ApiKeyStore;
 use crate::store::ephemeral::{
     DatabaseStore, EphemeralStore, MemoryStore, RedisStore, redis_client,
 };
+use crate::store::invites::InviteStore;
 use crate::store::linked::LinkStore;
+use crate::store::orgs::OrgStore;
 use crate::store::sql::{Backend, Database};
 use crate::store::tokens::FamilyStore;
 use crate::store::users::UserStore;
@@ -143,6 +146,12 @@ pub struct AppStateInner {
     pub email_tokens: EmailTokens,
     /// Identities linked at providers.
     pub links: LinkStore,
+    /// Organizations and memberships.
+    pub orgs: OrgStore,
+    /// Organization invites.
+    pub invites: InviteStore,
+    /// Sign-ins waiting for the user to choose an organization.
+    pub choices: OrgChoices,
     /// Password hashing off the async workers.
     pub hasher: PasswordHasherPool,
     /// The proxy.
@@ -680,6 +689,9 @@ async fn build_state(
         clock: Arc::clone(&clock),
         stores: stores.clone(),
         links: LinkStore::new(stores.db.clone()),
+        orgs: OrgStore::new(stores.db.clone()),
+        invites: InviteStore::new(stores.db.clone()),
+        choices: OrgChoices::new(Arc::clone(&stores.ephemeral)),
         db: stores.db,
         users: stores.users,
         device: DeviceFlow::new(Arc::clone(&stores.ephemeral), Arc::clone(&clock)),
@@ -725,6 +737,9 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
         }
         if let Err(error) = state.tokens.sweep().await {
             tracing::warn!(%error, "refresh token sweep failed");
+        }
+        if let Err(error) = state.invites.sweep(state.clock.now()).await {
+            tracing::warn!(%error, "invite sweep failed");
         }
         // Keys rotated by the CLI or made by another replica start signing here.
         if let Err(error) = state.tokens.keys().reload().await {

@@ -14,6 +14,8 @@ pub const CSRF_COOKIE: &str = "portcullis_csrf";
 pub const REFRESH_COOKIE: &str = "portcullis_refresh";
 /// Name of the access-token cookie (`"mode": "cookie_token"`).
 pub const ACCESS_COOKIE: &str = "portcullis_access";
+/// Name of the cookie holding a browser's pending organization choice.
+pub const CHOICE_COOKIE: &str = "portcullis_org_choice";
 
 /// The names and attributes of our cookies.
 #[derive(Debug, Clone)]
@@ -40,6 +42,7 @@ impl CookieJar {
             || name == CSRF_COOKIE
             || name == REFRESH_COOKIE
             || name == ACCESS_COOKIE
+            || name == CHOICE_COOKIE
     }
 
     /// `Set-Cookie` for an access token, living `max_age`.
@@ -69,6 +72,16 @@ impl CookieJar {
     /// `Set-Cookie` that removes the session cookie.
     pub fn clear_session(&self) -> HeaderValue {
         self.build(self.session_name.clone(), String::new(), Some(std::time::Duration::ZERO))
+    }
+
+    /// `Set-Cookie` for a pending organization choice, living `max_age`.
+    pub fn choice(&self, value: String, max_age: std::time::Duration) -> HeaderValue {
+        self.build(CHOICE_COOKIE.to_owned(), value, Some(max_age))
+    }
+
+    /// `Set-Cookie` that removes the pending-choice cookie.
+    pub fn clear_choice(&self) -> HeaderValue {
+        self.build(CHOICE_COOKIE.to_owned(), String::new(), Some(std::time::Duration::ZERO))
     }
 
     /// `Set-Cookie` for the anonymous CSRF nonce (a browser-session cookie).

@@ -3,21 +3,20 @@
 //! `dev.enabled = true`; startup refuses an https public URL unless `dev.force = true`, and
 //! every start logs a warning while it is on.
 
-use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
-use http::header::SET_COOKIE;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiJson, Client};
+use super::landing::{self, Reply};
 use super::sessions::default_locale;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::Email;
+use crate::identity::org_choice::After;
 use crate::store::users::NewUser;
 
 /// The user signed in when no email is given.
@@ -53,10 +52,6 @@ async fn dev_sign_in(
         return Err(ApiError::forbidden("This account is disabled"));
     }
     default_locale(&state, &mut user, &site.headers).await?;
-    let (token, _) = state.sessions.create(&user, client).await?;
     tracing::warn!(user = %user.id, "dev sign-in");
-    let mut response = Json(json!({ "user": user.view() })).into_response();
-    let cookie = state.cookies.session(token.cookie_value(), state.config.session.ttl);
-    response.headers_mut().append(SET_COOKIE, cookie);
-    Ok(response)
+    landing::sign_in(&state, &user, client, After::Session, Reply::Json, "dev").await
 }

@@ -102,11 +102,11 @@ pub async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, A
         Poll::SlowDown => DeviceAnswer::SlowDown,
         Poll::Expired => DeviceAnswer::Expired,
         Poll::Denied => DeviceAnswer::Denied,
-        Poll::Approved { user_id, scopes, client_name } => {
+        Poll::Approved { user_id, org, scopes, client_name } => {
             let user = state.users.find_enabled(user_id).await?;
             let Some(user) = user else { return Ok(DeviceAnswer::Denied) };
             let client = ClientInfo { ip: None, user_agent: client_name };
-            let pair = state.tokens.issue(&user, scopes, client).await?;
+            let pair = state.tokens.issue(&user, scopes, client, org).await?;
             state.metrics.record_auth("device", "success");
             DeviceAnswer::Completed(pair)
         }
@@ -231,8 +231,10 @@ async fn complete(
 ) -> Result<Response, ApiError> {
     let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
     state.csrf.verify_session_token(&site, session_id, body.csrf_token.as_deref())?;
+    // The device acts in the organization the approving session acts in.
+    let org = session.identity.active_org.as_ref().map(|org| org.org_id);
     let answered =
-        state.device.answer(&body.user_code, session.identity.user_id, body.approve).await?;
+        state.device.answer(&body.user_code, session.identity.user_id, org, body.approve).await?;
     if !answered {
         return Err(ApiError::not_found("No pending device sign-in has this code"));
     }

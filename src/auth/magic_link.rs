@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
-use http::header::{LOCATION, SET_COOKIE};
+use http::header::SET_COOKIE;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
@@ -17,13 +17,17 @@ use serde_json::json;
 use super::csrf::{SiteContext, anonymous_for_page};
 use super::email::within_send_limit;
 use super::extract::{ApiQuery, BodyKind, Client, JsonOrForm};
+use super::landing::{self, Reply};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::identity::session::ClientInfo;
+use crate::identity::org_choice::After;
 use crate::identity::{Email, User};
 use crate::mail::Template;
 use crate::store::users::NewUser;
+
+/// The sign-in method, as metrics name it.
+const METHOD: &str = "magic_link";
 
 const ANSWER: &str = "if an account exists with that email, a login link has been sent";
 
@@ -154,8 +158,8 @@ async fn verify_link(
         let target = query.redirect_uri.as_deref().unwrap_or(&redeemed.redirect);
         let target = state.redirects.check(target).map_err(ApiError::invalid_request)?;
         let user = account_for(&state, &redeemed.email).await?;
-        let cookie = start_session(&state, &user, client).await?;
-        Ok::<_, ApiError>(super::found(target.as_str(), Some(cookie)))
+        let reply = Reply::found(target.as_str());
+        landing::sign_in(&state, &user, client, After::Session, reply, METHOD).await
     }
     .await;
     result.unwrap_or_else(|error| {
@@ -187,30 +191,28 @@ async fn verify_code(
             ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")
         })?;
         let user = account_for(&state, &redeemed.email).await?;
-        let cookie = start_session(&state, &user, client).await?;
-        Ok::<_, ApiError>((user, cookie, redeemed.redirect))
+        let reply = match kind {
+            BodyKind::Json => Reply::Json,
+            BodyKind::Form => Reply::see_other(&redeemed.redirect),
+        };
+        landing::sign_in(&state, &user, client, After::Session, reply, METHOD).await
     }
     .await;
-    match (result, kind) {
-        (Ok((user, cookie, _)), BodyKind::Json) => {
-            let mut response = Json(json!({ "user": user.view() })).into_response();
-            response.headers_mut().append(SET_COOKIE, cookie);
-            response
-        }
-        (Ok((_, cookie, redirect)), BodyKind::Form) => {
-            (StatusCode::SEE_OTHER, [(LOCATION, redirect)], [(SET_COOKIE, cookie)]).into_response()
-        }
-        (Err(error), BodyKind::Json) => error.into_response(),
-        (Err(error), BodyKind::Form) => {
+    result.unwrap_or_else(|error| match kind {
+        BodyKind::Json => error.into_response(),
+        BodyKind::Form => {
             let redirect = body.redirect_uri.as_deref().unwrap_or("/");
             sent_page(&state, &site, &body.email, redirect, Some(&error))
         }
-    }
+    })
 }
 
-/// The account behind a used grant, created on first use when sign-up allows; the email is
-/// verified now, since its owner read the message.
-async fn account_for(state: &AppState, email: &Email) -> Result<User, ApiError> {
+/// The account behind a used grant or invite, created on first use when sign-up allows; the
+/// email is verified now, since its owner read the message.
+///
+/// # Errors
+/// 403 when the account is disabled or sign-up is closed; the store fails.
+pub async fn account_for(state: &AppState, email: &Email) -> Result<User, ApiError> {
     let user = match state.users.find_by_email(email).await? {
         Some((user, _)) => user,
         None if signup_allowed(state, email) => {
@@ -240,16 +242,6 @@ async fn account_for(state: &AppState, email: &Email) -> Result<User, ApiError> 
     let now = state.clock.now();
     state.users.mark_email_verified(user.id, now).await?;
     Ok(User { email_verified_at: user.email_verified_at.or(Some(now)), ..user })
-}
-
-async fn start_session(
-    state: &AppState,
-    user: &User,
-    client: ClientInfo,
-) -> Result<http::HeaderValue, ApiError> {
-    let (token, _) = state.sessions.create(user, client).await?;
-    state.metrics.record_auth("magic_link", "success");
-    Ok(state.cookies.session(token.cookie_value(), state.config.session.ttl))
 }
 
 fn expired() -> ApiError {

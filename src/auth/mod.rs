@@ -6,9 +6,11 @@ pub mod dev;
 pub mod device;
 pub mod email;
 pub mod extract;
+pub mod landing;
 pub mod magic_link;
 pub mod oauth;
 pub mod one_time;
+pub mod orgs;
 pub mod pages;
 pub mod password;
 pub mod password_policy;
@@ -56,6 +58,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(email::routes())
         .merge(verify::routes())
         .merge(providers::routes())
+        .merge(orgs::routes())
         .merge(pages::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

@@ -9,9 +9,11 @@ use serde::Deserialize;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, Client};
+use super::landing::{self, Reply};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::org_choice::After;
 
 /// Routes: `GET /one-time`.
 pub fn routes() -> Router<AppState> {
@@ -41,10 +43,8 @@ async fn one_time(
         let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
         // Checked again: the redirect policy may have changed since the link was minted.
         let target = state.redirects.check(&link.redirect).map_err(ApiError::invalid_request)?;
-        let (session, _) = state.sessions.create(&user, client).await?;
-        state.metrics.record_auth("one_time", "success");
-        let cookie = state.cookies.session(session.cookie_value(), state.config.session.ttl);
-        Ok::<_, ApiError>(super::found(target.as_str(), Some(cookie)))
+        let reply = Reply::found(target.as_str());
+        landing::sign_in(&state, &user, client, After::Session, reply, "one_time").await
     }
     .await;
     result.unwrap_or_else(|error| {

@@ -13,18 +13,17 @@ use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{BodyKind, Client, JsonOrForm};
-use super::no_store;
+use super::landing::{self, Reply};
 use super::pages::{self, SignInForm};
 use super::password_policy;
 use super::redirect::SafeRedirect;
 use super::sessions::default_locale;
-use super::tokens::token_cookies;
 use crate::app::AppState;
-use crate::cookies;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::org_choice::After;
 use crate::identity::profile::clean_name;
 use crate::identity::session::{ClientInfo, SessionToken};
-use crate::identity::{Email, Scopes, User};
+use crate::identity::{Email, User};
 use crate::store::StoreError;
 use crate::store::users::NewUser;
 
@@ -79,7 +78,7 @@ async fn signup_handler(
         let redirect = check_origin(&state, &site, kind, &body.form)?;
         let mut signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
         default_locale(&state, &mut signed_in.user, &site.headers).await?;
-        end_previous_session(&state, &site).await?;
+        landing::end_previous_session(&state, &site.headers).await?;
         Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::CREATED))
     }
     .await;
@@ -99,35 +98,17 @@ async fn login_handler(
 ) -> Response {
     let result = async {
         let redirect = check_origin(&state, &site, kind, &body.form)?;
-        let mode = check_mode(body.mode.as_deref(), kind)?;
+        let after = check_mode(body.mode.as_deref(), kind)?;
         let mut user = check_password(&state, &body.email, body.password).await?;
         default_locale(&state, &mut user, &site.headers).await?;
-        if mode != Mode::Cookie {
-            let pair = state.tokens.issue(&user, Scopes::All, client).await?;
-            state.metrics.record_auth("password", "success");
-            let view = serde_json::to_value(user.view()).map_err(ApiError::internal)?;
-            if mode == Mode::CookieToken {
-                // The tokens go only into httpOnly cookies, out of reach of page scripts.
-                let body = json!({
-                    "user": view,
-                    "token_type": pair.token_type,
-                    "expires_in": pair.expires_in,
-                });
-                let mut response = no_store(Json(body).into_response());
-                for cookie in token_cookies(&state, &pair) {
-                    response.headers_mut().append(SET_COOKIE, cookie);
-                }
-                return Ok(response);
-            }
-            let mut body = serde_json::to_value(&pair).map_err(ApiError::internal)?;
-            body["user"] = view;
-            return Ok(no_store(Json(body).into_response()));
+        if after == After::Session {
+            landing::end_previous_session(&state, &site.headers).await?;
         }
-        let (token, _) = state.sessions.create(&user, client).await?;
-        state.metrics.record_auth("password", "success");
-        let signed_in = SignedIn { user, token };
-        end_previous_session(&state, &site).await?;
-        Ok(signed_in_response(&state, &signed_in, redirect, StatusCode::OK))
+        let reply = match redirect {
+            Some(target) => Reply::see_other(target.as_str()),
+            None => Reply::Json,
+        };
+        landing::sign_in(&state, &user, client, after, reply, "password").await
     }
     .await;
     let form = SignInForm {
@@ -136,17 +117,6 @@ async fn login_handler(
         signing_up: false,
     };
     result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
-}
-
-/// A new sign-in replaces whatever session the browser had, so an old (possibly planted)
-/// session never outlives it.
-async fn end_previous_session(state: &AppState, site: &SiteContext) -> Result<(), ApiError> {
-    let previous = cookies::find(&site.headers, state.cookies.session_name())
-        .and_then(SessionToken::from_cookie_value);
-    if let Some(previous) = previous {
-        state.sessions.end(&previous).await?;
-    }
-    Ok(())
 }
 
 /// CSRF for credential posts: JSON calls must not be cross-site; form posts must also carry the
@@ -168,23 +138,12 @@ fn check_origin(
     }
 }
 
-/// How a login answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// A session cookie.
-    Cookie,
-    /// An access and refresh token in the body.
-    Token,
-    /// An access and refresh token in httpOnly cookies.
-    CookieToken,
-}
-
-/// The login mode; the sign-in page's forms always get a cookie.
-fn check_mode(mode: Option<&str>, kind: BodyKind) -> Result<Mode, ApiError> {
+/// What the login hands out (its `mode`); the sign-in page's forms always get a cookie.
+fn check_mode(mode: Option<&str>, kind: BodyKind) -> Result<After, ApiError> {
     match (mode, kind) {
-        (None | Some("cookie"), _) => Ok(Mode::Cookie),
-        (Some("token"), BodyKind::Json) => Ok(Mode::Token),
-        (Some("cookie_token"), BodyKind::Json) => Ok(Mode::CookieToken),
+        (None | Some("cookie"), _) => Ok(After::Session),
+        (Some("token"), BodyKind::Json) => Ok(After::Tokens),
+        (Some("cookie_token"), BodyKind::Json) => Ok(After::CookieTokens),
         (Some("token" | "cookie_token"), BodyKind::Form) => {
             Err(ApiError::invalid_request("mode: token modes need a JSON request"))
         }
@@ -232,7 +191,8 @@ pub async fn signup(
     })?;
     // The account and its first session live in different stores (SQL, and Redis when
     // configured): if the session cannot be stored, undo the account so that a retry works.
-    let token = match state.sessions.create(&user, client).await {
+    // A new account belongs to no organization yet.
+    let token = match state.sessions.create(&user, client, None).await {
         Ok((token, _)) => token,
         Err(error) => {
             if let Err(undo) = state.users.delete(user.id).await {
@@ -299,7 +259,7 @@ fn signed_in_response(
             }
             response
         }
-        None => (status, Json(json!({ "user": signed_in.user.view() }))).into_response(),
+        None => (status, Json(json!({ "user": signed_in.user.view(&[], None) }))).into_response(),
     };
     response.headers_mut().append(SET_COOKIE, cookie);
     response

@@ -17,7 +17,7 @@ use crate::clock::Timestamp;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::Identified;
 use crate::identity::ticket::TICKET_TTL;
-use crate::identity::{AuthMethod, User, profile};
+use crate::identity::{AuthMethod, Identity, User, profile};
 use crate::store::StoreError;
 
 /// Routes: `GET /me`, `PATCH /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`,
@@ -40,7 +40,21 @@ async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, Api
     };
     let user =
         state.users.find_enabled(identity.user_id).await?.ok_or_else(ApiError::unauthorized)?;
-    Ok(Json(json!({ "user": user.view() })).into_response())
+    user_response(&state, &user, &identity).await
+}
+
+/// `{"user": …}` with the user's organizations and the one `identity` acts in.
+///
+/// # Errors
+/// The database fails.
+pub async fn user_response(
+    state: &AppState,
+    user: &User,
+    identity: &Identity,
+) -> Result<Response, ApiError> {
+    let orgs = state.orgs.memberships(user.id).await?;
+    let active = identity.active_org.as_ref().map(|org| org.org_id);
+    Ok(Json(json!({ "user": user.view(&orgs, active) })).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +207,7 @@ async fn update_me(
     })?;
     user.updated_at = now;
     state.sessions.refresh_user(user.id);
-    Ok(Json(json!({ "user": user.view() })).into_response())
+    user_response(&state, &user, &caller).await
 }
 
 /// Gives a user without a locale the first one of the request's `Accept-Language` (on sign-up

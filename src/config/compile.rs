@@ -10,8 +10,8 @@ use super::raw::{RawConfig, RawRoute, RawUpstream};
 use super::values::{parse_duration, parse_size};
 use super::{
     AuthConfig, Branding, Config, ConfigError, DevConfig, EmailConfig, EphemeralKind, KeyError,
-    LogFormat, PublicUrl, RateLimitConfig, ServerConfig, SessionConfig, StorageConfig, TlsConfig,
-    TokensConfig,
+    LogFormat, OrgsConfig, PublicUrl, RateLimitConfig, ServerConfig, SessionConfig, StorageConfig,
+    TlsConfig, TokensConfig,
 };
 use crate::auth::redirect::RedirectPolicy;
 use crate::crypto::signing::SigningAlgorithm;
@@ -19,6 +19,7 @@ use crate::gateway::headers::HeaderNames;
 use crate::gateway::pattern::PathPattern;
 use crate::gateway::policy::{Access, OnUnauthenticated, Route, RouteTable};
 use crate::gateway::upstream::Upstream;
+use crate::identity::org::OrgRoles;
 use crate::identity::service_token::ServiceToken;
 
 /// Problems found so far.
@@ -87,11 +88,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         )
         .unwrap_or_default();
     let upstreams = upstreams(&raw.upstreams, &mut errors);
+    let orgs = orgs(&raw, &mut errors);
     let routes = RouteTable::new(
         raw.routes
             .iter()
             .enumerate()
-            .filter_map(|(index, route)| self::route(index, route, &mut errors))
+            .filter_map(|(index, route)| self::route(index, route, &orgs.roles, &mut errors))
             .collect(),
     );
     let log = match raw.log.format.as_str() {
@@ -103,10 +105,9 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
     let branding = branding(&raw, &mut errors);
-    let not_yet_available = not_yet_available(&raw);
     let dev = DevConfig { enabled: raw.dev.enabled.0, force: raw.dev.force.0 };
     let mut providers = Vec::new();
-    let mut not_yet_available = not_yet_available;
+    let mut not_yet_available = Vec::new();
     for (name, provider) in &raw.providers {
         let valid_name = !name.is_empty()
             && name.len() <= 32
@@ -172,6 +173,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         routes,
         log,
         branding,
+        orgs,
         not_yet_available,
         dev,
         service_tokens,
@@ -416,7 +418,7 @@ fn upstreams(raw: &[RawUpstream], errors: &mut Errors) -> Vec<Upstream> {
         .collect()
 }
 
-fn route(index: usize, raw: &RawRoute, errors: &mut Errors) -> Option<Route> {
+fn route(index: usize, raw: &RawRoute, org_roles: &OrgRoles, errors: &mut Errors) -> Option<Route> {
     let key = format!("routes[{index}]");
     let pattern = errors.check(&format!("{key}.path"), PathPattern::parse(&raw.path))?;
     let access = match raw.access.as_deref() {
@@ -462,6 +464,21 @@ fn route(index: usize, raw: &RawRoute, errors: &mut Errors) -> Option<Route> {
             "roles, scopes, org_roles and verified_email need access = \"authenticated\"",
         );
     }
+    // A public route would admit everyone whatever the path names: no tenant isolation.
+    if access == Access::Public && raw.path.contains("{org_id}") {
+        errors.push(
+            format!("{key}.access"),
+            "a path holding {org_id} admits only members: it needs access = \"authenticated\"",
+        );
+    }
+    for role in &raw.org_roles.0 {
+        if !org_roles.contains(role) {
+            errors.push(
+                format!("{key}.org_roles"),
+                format!("`{role}` is not one of the organization roles in [orgs] roles"),
+            );
+        }
+    }
     Some(Route {
         pattern,
         methods,
@@ -490,14 +507,16 @@ fn branding(raw: &RawConfig, errors: &mut Errors) -> Branding {
     Branding { logo_url, accent_color }
 }
 
-/// Sections that are valid but whose features this version does not serve yet. They are
-/// reported at start-up rather than silently ignored.
-fn not_yet_available(raw: &RawConfig) -> Vec<String> {
-    let mut pending = Vec::new();
-    if raw.orgs.require_selection.0 {
-        pending.push("orgs.require_selection".into());
+fn orgs(raw: &RawConfig, errors: &mut Errors) -> OrgsConfig {
+    let o = &raw.orgs;
+    let roles = errors
+        .check("orgs.roles", OrgRoles::new(o.roles.0.iter().map(String::as_str)))
+        .unwrap_or_default();
+    let invite_ttl = errors.duration("orgs.invite_ttl", &o.invite_ttl);
+    if invite_ttl.is_zero() {
+        errors.push("orgs.invite_ttl", "must be more than zero");
     }
-    pending
+    OrgsConfig { require_selection: o.require_selection.0, roles, invite_ttl }
 }
 
 #[cfg(test)]

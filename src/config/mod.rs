@@ -114,6 +114,8 @@ pub struct Config {
     pub log: LogFormat,
     /// Page branding.
     pub branding: Branding,
+    /// `[orgs]`: organization roles, selection at login, invites.
+    pub orgs: OrgsConfig,
     /// Configured sections whose features this version does not serve yet (warned at start).
     pub not_yet_available: Vec<String>,
     /// `[dev]`: development-only sign-in.
@@ -168,6 +170,17 @@ impl TryFrom<RawConfig> for Config {
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         compile::compile(raw)
     }
+}
+
+/// `[orgs]`, compiled.
+#[derive(Debug, Clone)]
+pub struct OrgsConfig {
+    /// Users with several organizations choose one at login.
+    pub require_selection: bool,
+    /// The organization role names.
+    pub roles: crate::identity::org::OrgRoles,
+    /// How long an emailed invite works.
+    pub invite_ttl: Duration,
 }
 
 /// `[server]`, compiled.

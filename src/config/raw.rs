@@ -406,6 +406,8 @@ pub struct RawOrgs {
     pub require_selection: Flag,
     /// Organization role names.
     pub roles: StringList,
+    /// How long an emailed invite works.
+    pub invite_ttl: String,
 }
 
 impl Default for RawOrgs {
@@ -413,6 +415,7 @@ impl Default for RawOrgs {
         Self {
             require_selection: Flag(false),
             roles: StringList(vec!["owner".into(), "admin".into(), "member".into()]),
+            invite_ttl: "7d".into(),
         }
     }
 }

@@ -262,7 +262,9 @@ fn restriction_failed(
     // Tenant isolation: a path naming an organization admits only its members.
     let org_role = match matched.param("org_id") {
         Some(org_id) => {
-            let membership = identity.orgs.iter().find(|org| org.org_id.to_string() == org_id);
+            // Parsed once; a segment that is no id names no organization anyone belongs to.
+            let org_id = uuid::Uuid::try_parse(org_id).ok();
+            let membership = identity.orgs.iter().find(|org| Some(org.org_id) == org_id);
             match membership {
                 Some(membership) => Some(membership.role.as_str()),
                 None => return Some(Forbidden::NotOrgMember),

@@ -207,17 +207,17 @@ impl ApiKeyService {
         let Some(key) = self.store.find_by_hash(&hash).await?.filter(|key| key.is_live(now)) else {
             return Ok(None);
         };
-        let Some(user) = self.users.find_enabled(key.user_id).await? else { return Ok(None) };
+        let Some((user, orgs)) = self.users.find_member(key.user_id).await? else {
+            return Ok(None);
+        };
         // Loads happen at most once per cache period per key, so this bounds the writes.
         self.store.touch(key.id, now, TOUCH_INTERVAL).await?;
-        let parts = IdentityParts {
-            user,
-            scopes: key.scopes,
-            method: AuthMethod::ApiKey,
-            session_id: None,
-            // A key without expiry is re-checked every cache period anyway.
-            expires_at: key.expires_at.unwrap_or(Timestamp::from_millis(i64::MAX / 2)),
-        };
+        // A key without expiry is re-checked every cache period anyway.
+        let expires_at = key.expires_at.unwrap_or(Timestamp::from_millis(i64::MAX / 2));
+        // A key acts in no organization of its own; org-scoped paths still see its owner's
+        // memberships.
+        let parts = IdentityParts::new(user, key.scopes, AuthMethod::ApiKey, None, expires_at)
+            .in_orgs(orgs, None);
         Ok(Some(Identity::new(parts, &self.header_names)))
     }
 }

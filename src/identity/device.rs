@@ -61,6 +61,8 @@ pub enum Poll {
     Approved {
         /// Who approved.
         user_id: Uuid,
+        /// The organization the approving session acted in.
+        org: Option<Uuid>,
         /// Scopes granted.
         scopes: Scopes,
         /// What the client called itself.
@@ -72,7 +74,11 @@ pub enum Poll {
 #[serde(tag = "status", rename_all = "snake_case")]
 enum Status {
     Pending,
-    Approved { user_id: Uuid },
+    Approved {
+        user_id: Uuid,
+        #[serde(default)]
+        org: Option<Uuid>,
+    },
     Denied,
 }
 
@@ -140,7 +146,7 @@ impl DeviceFlow {
         match grant.status {
             Status::Pending => Ok(Poll::Pending),
             Status::Denied => Ok(Poll::Denied),
-            Status::Approved { user_id } => {
+            Status::Approved { user_id, org } => {
                 // Tokens go out once: of concurrent polls, only the one that takes the grant.
                 if self.store.take(&grant_key(&hash)).await?.is_none() {
                     return Ok(Poll::Expired);
@@ -148,7 +154,7 @@ impl DeviceFlow {
                 self.store.delete(&user_code_key(&grant.user_code)).await?;
                 let scopes =
                     Scopes::from_claim(grant.scope.as_deref()).map_err(StoreError::Corrupt)?;
-                Ok(Poll::Approved { user_id, scopes, client_name: grant.client_name })
+                Ok(Poll::Approved { user_id, org, scopes, client_name: grant.client_name })
             }
         }
     }
@@ -170,8 +176,8 @@ impl DeviceFlow {
         }))
     }
 
-    /// Approves (for `user_id`) or denies the pending grant named by `user_code`. `false` when
-    /// there is no such pending grant.
+    /// Approves (for `user_id`, acting in `org`) or denies the pending grant named by
+    /// `user_code`. `false` when there is no such pending grant.
     ///
     /// # Errors
     /// The store fails.
@@ -179,6 +185,7 @@ impl DeviceFlow {
         &self,
         user_code: &str,
         user_id: Uuid,
+        org: Option<Uuid>,
         approve: bool,
     ) -> Result<bool, StoreError> {
         let Some((hash, mut grant)) = self.by_user_code(user_code).await? else {
@@ -187,7 +194,7 @@ impl DeviceFlow {
         if grant.status != Status::Pending {
             return Ok(false);
         }
-        grant.status = if approve { Status::Approved { user_id } } else { Status::Denied };
+        grant.status = if approve { Status::Approved { user_id, org } } else { Status::Denied };
         self.save(&hash, &grant).await?;
         Ok(true)
     }
@@ -284,8 +291,11 @@ mod tests {
         let user = Uuid::now_v7();
         let pending = flow.pending(&started.user_code.to_lowercase()).await.unwrap().unwrap();
         assert_eq!(pending.client_name.as_deref(), Some("cli"));
-        assert!(flow.answer(&started.user_code, user, true).await.unwrap());
-        assert!(!flow.answer(&started.user_code, user, false).await.unwrap(), "answered once");
+        assert!(flow.answer(&started.user_code, user, None, true).await.unwrap());
+        assert!(
+            !flow.answer(&started.user_code, user, None, false).await.unwrap(),
+            "answered once"
+        );
         clock.advance(POLL_INTERVAL);
         assert!(matches!(
             flow.poll(&started.device_code).await.unwrap(),
@@ -299,7 +309,7 @@ mod tests {
     async fn denied_and_expired_grants() {
         let (flow, clock) = flow();
         let denied = flow.start(None, &Scopes::All).await.unwrap();
-        assert!(flow.answer(&denied.user_code, Uuid::now_v7(), false).await.unwrap());
+        assert!(flow.answer(&denied.user_code, Uuid::now_v7(), None, false).await.unwrap());
         assert_eq!(flow.poll(&denied.device_code).await.unwrap(), Poll::Denied);
 
         let late = flow.start(None, &Scopes::All).await.unwrap();

@@ -12,6 +12,8 @@ pub mod email;
 pub mod email_token;
 pub mod magic_link;
 pub mod one_time;
+pub mod org;
+pub mod org_choice;
 pub mod profile;
 pub mod providers;
 pub mod revocation;
@@ -167,7 +169,7 @@ pub struct UserView<'a> {
     roles: &'a [String],
     created_at: Timestamp,
     updated_at: Timestamp,
-    organizations: [(); 0],
+    organizations: &'a [org::Membership],
     active_org_id: Option<Uuid>,
 }
 
@@ -189,8 +191,12 @@ impl User {
         }
     }
 
-    /// The API representation.
-    pub fn view(&self) -> UserView<'_> {
+    /// The API representation, with the user's organizations and the active one.
+    pub fn view<'a>(
+        &'a self,
+        organizations: &'a [org::Membership],
+        active_org_id: Option<Uuid>,
+    ) -> UserView<'a> {
         UserView {
             id: self.id,
             email: self.email.as_str(),
@@ -202,8 +208,8 @@ impl User {
             roles: &self.roles,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            organizations: [],
-            active_org_id: None,
+            organizations,
+            active_org_id,
         }
     }
 }
@@ -253,6 +259,10 @@ pub struct Identity {
 pub struct IdentityParts {
     /// The user.
     pub user: User,
+    /// The user's organizations and roles.
+    pub orgs: Vec<OrgRole>,
+    /// The organization the credential acts in; ignored unless the user is a member.
+    pub active_org: Option<Uuid>,
     /// Granted scopes.
     pub scopes: Scopes,
     /// How the request authenticated.
@@ -266,7 +276,23 @@ pub struct IdentityParts {
 impl IdentityParts {
     /// The parts of a signed-in user's session: every scope.
     pub fn session(user: User, session_id: Option<Uuid>, expires_at: Timestamp) -> Self {
-        Self { user, scopes: Scopes::All, method: AuthMethod::Session, session_id, expires_at }
+        Self::new(user, Scopes::All, AuthMethod::Session, session_id, expires_at)
+    }
+
+    /// The parts of a credential of `user` outside any organization.
+    pub fn new(
+        user: User,
+        scopes: Scopes,
+        method: AuthMethod,
+        session_id: Option<Uuid>,
+        expires_at: Timestamp,
+    ) -> Self {
+        Self { user, orgs: Vec::new(), active_org: None, scopes, method, session_id, expires_at }
+    }
+
+    /// The same, for a member of `orgs` acting in `active_org`.
+    pub fn in_orgs(self, orgs: Vec<OrgRole>, active_org: Option<Uuid>) -> Self {
+        Self { orgs, active_org, ..self }
     }
 }
 
@@ -274,13 +300,18 @@ impl Identity {
     /// Builds the identity and renders its headers once with `names`.
     pub fn new(parts: IdentityParts, names: &HeaderNames) -> Self {
         let user = parts.user;
+        // A membership that ended since the credential chose its organization does not count.
+        let active_org = parts
+            .active_org
+            .and_then(|id| parts.orgs.iter().find(|org| org.org_id == id))
+            .map(|org| Box::new(org.clone()));
         let headers = names.render(&HeaderSource {
             user_id: user.id,
             email: user.email.as_str(),
             name: user.name.as_deref(),
             username: user.username.as_deref(),
             roles: &user.roles,
-            active_org: None,
+            active_org: active_org.as_deref(),
             scopes: &parts.scopes,
             method: parts.method,
             locale: user.locale.as_deref(),
@@ -292,8 +323,8 @@ impl Identity {
             scopes: parts.scopes,
             method: parts.method,
             session_id: parts.session_id,
-            active_org: None,
-            orgs: Box::default(),
+            active_org,
+            orgs: parts.orgs.into_boxed_slice(),
             expires_at: parts.expires_at,
             headers,
             assertions: AssertionCache::default(),

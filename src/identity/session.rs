@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::cache::{CredentialHash, IdentityCache};
-use super::{Identity, IdentityParts, User};
+use super::{Identity, IdentityParts, OrgRole, User};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::gateway::headers::HeaderNames;
@@ -84,6 +84,9 @@ pub struct SessionRecord {
     pub ip: Option<String>,
     /// Client user agent at creation (truncated).
     pub user_agent: Option<String>,
+    /// The organization the session acts in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_org: Option<Uuid>,
 }
 
 impl SessionRecord {
@@ -135,7 +138,7 @@ impl SessionService {
         Self { store, users, cache, clock, lifetimes, header_names }
     }
 
-    /// Starts a session for `user`.
+    /// Starts a session for `user`, acting in `active_org`.
     ///
     /// # Errors
     /// The store fails; nothing is half-written (the index entry is only added after the
@@ -144,6 +147,7 @@ impl SessionService {
         &self,
         user: &User,
         client: ClientInfo,
+        active_org: Option<Uuid>,
     ) -> Result<(SessionToken, SessionRecord), StoreError> {
         let token = SessionToken::generate();
         let now = self.clock.now();
@@ -155,6 +159,7 @@ impl SessionService {
             expires_at: now.plus(self.lifetimes.ttl).as_millis(),
             ip: client.ip,
             user_agent: client.user_agent.map(|agent| agent.chars().take(MAX_USER_AGENT).collect()),
+            active_org,
         };
         let key = crypto::hex(&token.hash());
         self.save(&key, &record, now).await?;
@@ -184,9 +189,10 @@ impl SessionService {
     ) -> Result<Option<Arc<Identity>>, StoreError> {
         self.cache
             .get_or_load(hash, async {
-                let Some((record, user)) = self.load(&hash).await? else { return Ok(None) };
+                let Some((record, user, orgs)) = self.load(&hash).await? else { return Ok(None) };
                 let expires_at = record.deadline(self.lifetimes.idle_timeout);
-                let parts = IdentityParts::session(user, Some(record.id), expires_at);
+                let parts = IdentityParts::session(user, Some(record.id), expires_at)
+                    .in_orgs(orgs, record.active_org);
                 Ok(Some(Identity::new(parts, &self.header_names)))
             })
             .await
@@ -197,7 +203,7 @@ impl SessionService {
     async fn load(
         &self,
         hash: &CredentialHash,
-    ) -> Result<Option<(SessionRecord, User)>, StoreError> {
+    ) -> Result<Option<(SessionRecord, User, Vec<OrgRole>)>, StoreError> {
         let key = crypto::hex(hash);
         let Some(bytes) = self.store.get(&session_key(&key)).await? else {
             return Ok(None);
@@ -208,18 +214,39 @@ impl SessionService {
             self.remove(&key, record.user_id).await?;
             return Ok(None);
         }
-        let user = match self.users.find(record.user_id).await? {
-            Some(user) if user.disabled_at.is_none() => user,
-            _ => {
-                self.remove(&key, record.user_id).await?;
-                return Ok(None);
-            }
+        let Some((user, orgs)) = self.users.find_member(record.user_id).await? else {
+            self.remove(&key, record.user_id).await?;
+            return Ok(None);
         };
         if Timestamp::from_millis(record.last_seen_at).plus(TOUCH_INTERVAL) <= now {
             record.last_seen_at = now.as_millis();
             self.save(&key, &record, now).await?;
         }
-        Ok(Some((record, user)))
+        Ok(Some((record, user, orgs)))
+    }
+
+    /// Makes `org` the active organization of the session behind `hash` (the caller checked
+    /// the membership) and evicts its cached identity, on every replica, so the headers follow
+    /// on the next request. Returns `false` if the session is gone.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn set_active_org(
+        &self,
+        hash: &CredentialHash,
+        org: Option<Uuid>,
+    ) -> Result<bool, StoreError> {
+        let key = crypto::hex(hash);
+        let Some(bytes) = self.store.get(&session_key(&key)).await? else { return Ok(false) };
+        let mut record: SessionRecord = decode(&bytes, "session record")?;
+        let now = self.clock.now();
+        if record.deadline(self.lifetimes.idle_timeout) <= now {
+            return Ok(false);
+        }
+        record.active_org = org;
+        self.save(&key, &record, now).await?;
+        self.cache.evict_credential(hash);
+        Ok(true)
     }
 
     /// The user's live sessions, newest first.

@@ -32,6 +32,9 @@ struct Ticket {
     /// The session cookie's hash, when a session asked: the session must still be live.
     session_hash: Option<String>,
     scope: Option<String>,
+    /// The asking credential's active organization.
+    #[serde(default)]
+    org: Option<Uuid>,
     expires_at: i64,
 }
 
@@ -75,6 +78,7 @@ impl WsTickets {
             session_id: identity.session_id,
             session_hash: session_hash.map(|hash| crypto::hex(&hash)),
             scope: identity.scopes.to_claim(),
+            org: identity.active_org.as_ref().map(|org| org.org_id),
             expires_at: identity.expires_at.as_millis(),
         };
         let bytes = encode(&ticket)?;
@@ -94,16 +98,14 @@ impl WsTickets {
         if !self.still_signed_in(&ticket).await? {
             return Ok(None);
         }
-        let user = self.users.find_enabled(ticket.user_id).await?;
-        let Some(user) = user else { return Ok(None) };
-        let scopes = Scopes::from_claim(ticket.scope.as_deref()).map_err(StoreError::Corrupt)?;
-        let parts = IdentityParts {
-            user,
-            scopes,
-            method: AuthMethod::WsTicket,
-            session_id: ticket.session_id,
-            expires_at: Timestamp::from_millis(ticket.expires_at),
+        let Some((user, orgs)) = self.users.find_member(ticket.user_id).await? else {
+            return Ok(None);
         };
+        let scopes = Scopes::from_claim(ticket.scope.as_deref()).map_err(StoreError::Corrupt)?;
+        let expires_at = Timestamp::from_millis(ticket.expires_at);
+        let parts =
+            IdentityParts::new(user, scopes, AuthMethod::WsTicket, ticket.session_id, expires_at)
+                .in_orgs(orgs, ticket.org);
         Ok(Some(Arc::new(Identity::new(parts, &self.header_names))))
     }
 

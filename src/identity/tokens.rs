@@ -197,7 +197,7 @@ impl TokenService {
         &self.keys
     }
 
-    /// Signs `user` in as a token client: a new family and its first pair.
+    /// Signs `user` in as a token client acting in `org`: a new family and its first pair.
     ///
     /// # Errors
     /// The store fails or signing fails.
@@ -206,12 +206,14 @@ impl TokenService {
         user: &User,
         scopes: Scopes,
         client: ClientInfo,
+        org: Option<Uuid>,
     ) -> Result<TokenPair, TokenError> {
         let now = self.clock.now();
         let family = Family {
             id: Uuid::now_v7(),
             user_id: user.id,
             scopes,
+            org_id: org,
             client: client.user_agent.map(|agent| agent.chars().take(MAX_CLIENT).collect()),
             ip: client.ip,
             created_at: now,
@@ -283,7 +285,7 @@ impl TokenService {
             sid: family.id,
             email: user.email.as_str().to_owned(),
             roles: user.roles.clone(),
-            org: None,
+            org: family.org_id,
             scope: family.scopes.to_claim(),
             iat: issued,
             exp: issued.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
@@ -333,20 +335,16 @@ impl TokenService {
         let Some(family) = self.families.find_live(claims.sid, now).await? else {
             return Ok(BearerJwt::Refused);
         };
-        let user = self.users.find_enabled(claims.sub).await?;
-        let Some(user) = user.filter(|user| user.id == family.user_id) else {
+        let member = self.users.find_member(claims.sub).await?;
+        let Some((user, orgs)) = member.filter(|(user, _)| user.id == family.user_id) else {
             return Ok(BearerJwt::Refused);
         };
         let Ok(scopes) = Scopes::from_claim(claims.scope.as_deref()) else {
             return Ok(BearerJwt::Refused);
         };
-        let parts = IdentityParts {
-            user,
-            scopes,
-            method: AuthMethod::Jwt,
-            session_id: Some(family.id),
-            expires_at: Timestamp::from_millis(claims.exp.saturating_mul(1000)),
-        };
+        let expires_at = Timestamp::from_millis(claims.exp.saturating_mul(1000));
+        let parts = IdentityParts::new(user, scopes, AuthMethod::Jwt, Some(family.id), expires_at)
+            .in_orgs(orgs, claims.org);
         let identity = Arc::new(Identity::new(parts, &self.header_names));
         self.cache.insert(hash, Arc::clone(&identity), load_started);
         Ok(BearerJwt::Valid(identity))

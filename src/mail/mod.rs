@@ -19,13 +19,15 @@ use crate::identity::Email;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The built-in templates: `(name, text)`.
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 8] = [
     ("magic_link.txt", include_str!("templates/magic_link.txt")),
     ("magic_link.html", include_str!("templates/magic_link.html")),
     ("verify_email.txt", include_str!("templates/verify_email.txt")),
     ("verify_email.html", include_str!("templates/verify_email.html")),
     ("reset_password.txt", include_str!("templates/reset_password.txt")),
     ("reset_password.html", include_str!("templates/reset_password.html")),
+    ("org_invite.txt", include_str!("templates/org_invite.txt")),
+    ("org_invite.html", include_str!("templates/org_invite.html")),
 ];
 
 /// Why mail cannot be set up or sent.
@@ -60,6 +62,8 @@ pub enum Template {
     VerifyEmail,
     /// A password reset link.
     ResetPassword,
+    /// An invite to join an organization.
+    OrgInvite,
 }
 
 impl Template {
@@ -68,6 +72,7 @@ impl Template {
             Self::MagicLink => "magic_link",
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::OrgInvite => "org_invite",
         }
     }
 
@@ -76,6 +81,7 @@ impl Template {
             Self::MagicLink => format!("Sign in to {product}"),
             Self::VerifyEmail => format!("Confirm your email address for {product}"),
             Self::ResetPassword => format!("Reset your {product} password"),
+            Self::OrgInvite => format!("You are invited to an organization on {product}"),
         }
     }
 }

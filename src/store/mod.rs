@@ -3,7 +3,9 @@
 
 pub mod api_keys;
 pub mod ephemeral;
+pub mod invites;
 pub mod linked;
+pub mod orgs;
 pub mod sql;
 #[cfg(test)]
 pub(crate) mod testing;

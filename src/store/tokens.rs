@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::identity::Scopes;
 use crate::identity::cache::CredentialHash;
 
-const COLUMNS: &str = "id, user_id, scopes, client, ip, created_at, rotated_at, expires_at";
+const COLUMNS: &str = "id, user_id, scopes, org_id, client, ip, created_at, rotated_at, expires_at";
 
 /// A live refresh family.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Family {
     pub user_id: Uuid,
     /// Scopes its tokens carry.
     pub scopes: Scopes,
+    /// The organization its tokens act in (their `org` claim).
+    pub org_id: Option<Uuid>,
     /// Client name (device flow) or user agent.
     pub client: Option<String>,
     /// IP at sign-in.
@@ -74,7 +76,8 @@ impl FamilyStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO refresh_families (id, user_id, token_hash, scopes, client, ip, \
-             created_at, rotated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             created_at, rotated_at, expires_at, org_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(family.id.to_string())
         .bind(family.user_id.to_string())
@@ -85,6 +88,7 @@ impl FamilyStore {
         .bind(family.created_at.as_millis())
         .bind(family.rotated_at.as_millis())
         .bind(family.expires_at.as_millis())
+        .bind(family.org_id.map(|id| id.to_string()))
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -235,6 +239,10 @@ fn family_from_row(row: &AnyRow) -> Result<Family, StoreError> {
         id: parse_uuid(row, "id")?,
         user_id: parse_uuid(row, "user_id")?,
         scopes: Scopes::from_claim(scopes.as_deref()).map_err(StoreError::Corrupt)?,
+        org_id: match row.try_get::<Option<String>, _>("org_id")? {
+            Some(_) => Some(parse_uuid(row, "org_id")?),
+            None => None,
+        },
         client: row.try_get("client")?,
         ip: row.try_get("ip")?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),

@@ -5,9 +5,10 @@ use sqlx::{Acquire, Row};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::orgs::OrgStore;
 use super::sql::Database;
 use crate::clock::Timestamp;
-use crate::identity::{Email, User};
+use crate::identity::{Email, OrgRole, User};
 
 const USER_COLUMNS: &str = "id, email, email_verified_at, name, username, avatar_url, locale, \
                             disabled_at, created_at, updated_at";
@@ -90,6 +91,16 @@ impl UserStore {
     /// The database fails.
     pub async fn find_enabled(&self, id: Uuid) -> Result<Option<User>, StoreError> {
         Ok(self.find(id).await?.filter(|user| user.disabled_at.is_none()))
+    }
+
+    /// An enabled user with their organizations and roles: what an identity is built from.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn find_member(&self, id: Uuid) -> Result<Option<(User, Vec<OrgRole>)>, StoreError> {
+        let Some(user) = self.find_enabled(id).await? else { return Ok(None) };
+        let orgs = OrgStore::new(self.db.clone()).roles_of(id).await?;
+        Ok(Some((user, orgs)))
     }
 
     /// The user with `email` and its password hash, if any.

@@ -25,6 +25,7 @@ mod email;
 mod gateway;
 mod lifecycle;
 mod oidc;
+mod orgs;
 mod parity;
 mod replicas;
 mod tls;

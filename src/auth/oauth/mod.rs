@@ -27,12 +27,14 @@ use self::oidc::{Authorization, OAuthError, OidcClient};
 use self::steam::SteamClient;
 use super::csrf::SiteContext;
 use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
+use super::landing::{self, Reply};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::accounts::{self, AccountError, ExternalUser, SignupRules};
+use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
 use crate::identity::validate_role;
 use crate::store::ephemeral::{decode, encode};
@@ -254,10 +256,8 @@ async fn callback(
         if let Some(roles) = roles {
             apply_roles(&state, user.id, &roles, now).await?;
         }
-        let (token, _) = state.sessions.create(&user, client_info).await?;
-        state.metrics.record_auth("oauth", "success");
-        let cookie = state.cookies.session(token.cookie_value(), state.config.session.ttl);
-        Ok::<_, ApiError>(super::found(&flow.redirect, Some(cookie)))
+        let reply = Reply::found(&flow.redirect);
+        landing::sign_in(&state, &user, client_info, After::Session, reply, "oauth").await
     }
     .await;
     result.unwrap_or_else(|error| {

@@ -55,6 +55,7 @@ impl Pages {
         env.add_template("device.html", include_str!("templates/device.html"))?;
         env.add_template("magic_link_sent.html", include_str!("templates/magic_link_sent.html"))?;
         env.add_template("reset_password.html", include_str!("templates/reset_password.html"))?;
+        env.add_template("org_select.html", include_str!("templates/org_select.html"))?;
         Ok(Self { env, product_name: product_name.to_owned(), branding })
     }
 

@@ -62,7 +62,7 @@ fn cookie_values_round_trip_and_garbage_is_refused() {
 async fn a_session_authenticates_until_it_ends() {
     let f = fixture().await;
     let ada = user(&f, "ada@example.com").await;
-    let (token, record) = f.sessions.create(&ada, ClientInfo::default()).await.unwrap();
+    let (token, record) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
     let identity = f.sessions.authenticate(&token).await.unwrap().unwrap();
     assert_eq!(identity.user_id, ada.id);
     assert_eq!(identity.session_id, Some(record.id));
@@ -79,12 +79,12 @@ async fn a_session_authenticates_until_it_ends() {
 async fn idle_and_absolute_expiry_apply_even_to_cached_identities() {
     let f = fixture().await;
     let ada = user(&f, "ada@example.com").await;
-    let (token, _) = f.sessions.create(&ada, ClientInfo::default()).await.unwrap();
+    let (token, _) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
     assert!(f.sessions.authenticate(&token).await.unwrap().is_some());
     f.clock.advance(Duration::from_secs(3601));
     assert!(f.sessions.authenticate(&token).await.unwrap().is_none(), "idle timeout");
 
-    let (token, _) = f.sessions.create(&ada, ClientInfo::default()).await.unwrap();
+    let (token, _) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
     // Stay active every 50 minutes (beyond the cache TTL, so each use reloads and slides the
     // idle window): the session lives exactly its 7-day absolute lifetime.
     let mut alive = 0;
@@ -102,7 +102,7 @@ async fn idle_and_absolute_expiry_apply_even_to_cached_identities() {
 async fn disabled_users_lose_their_sessions() {
     let f = fixture().await;
     let ada = user(&f, "ada@example.com").await;
-    let (token, _) = f.sessions.create(&ada, ClientInfo::default()).await.unwrap();
+    let (token, _) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
     assert!(f.sessions.authenticate(&token).await.unwrap().is_some());
     f.users.set_disabled(ada.id, true, f.clock.now()).await.unwrap();
     f.sessions.refresh_user(ada.id);
@@ -115,10 +115,10 @@ async fn list_end_by_id_and_end_all() {
     let ada = user(&f, "ada@example.com").await;
     let bob = user(&f, "bob@example.com").await;
     let client = ClientInfo { ip: Some("192.0.2.1".into()), user_agent: Some("x".repeat(1000)) };
-    let (first, first_record) = f.sessions.create(&ada, client).await.unwrap();
+    let (first, first_record) = f.sessions.create(&ada, client, None).await.unwrap();
     f.clock.advance(Duration::from_secs(1));
-    let (second, _) = f.sessions.create(&ada, ClientInfo::default()).await.unwrap();
-    let (bobs, bob_record) = f.sessions.create(&bob, ClientInfo::default()).await.unwrap();
+    let (second, _) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
+    let (bobs, bob_record) = f.sessions.create(&bob, ClientInfo::default(), None).await.unwrap();
 
     let listed = f.sessions.list(ada.id).await.unwrap();
     assert_eq!(listed.len(), 2);
@@ -142,7 +142,7 @@ async fn a_new_login_after_logout_everywhere_is_cached_again() {
     let f = fixture().await;
     let ada = user(&f, "ada@example.com").await;
     f.sessions.end_all(ada.id).await.unwrap();
-    let (token, _) = f.sessions.create(&ada, ClientInfo::default()).await.unwrap();
+    let (token, _) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
     let first = f.sessions.authenticate(&token).await.unwrap().unwrap();
     let second = f.sessions.authenticate(&token).await.unwrap().unwrap();
     assert!(Arc::ptr_eq(&first, &second));

@@ -63,7 +63,7 @@ fn valid(found: BearerJwt) -> Arc<Identity> {
 async fn an_issued_access_token_authenticates_with_its_claims() {
     let f = fixture().await;
     let scopes = Scopes::parse_list(["read"]).unwrap();
-    let pair = f.tokens.issue(&f.user, scopes.clone(), ClientInfo::default()).await.unwrap();
+    let pair = f.tokens.issue(&f.user, scopes.clone(), ClientInfo::default(), None).await.unwrap();
     assert_eq!(pair.token_type, "Bearer");
     assert_eq!(pair.expires_in, 900);
     let identity = valid(f.tokens.authenticate(&pair.access_token).await.unwrap());
@@ -79,7 +79,7 @@ async fn an_issued_access_token_authenticates_with_its_claims() {
 #[tokio::test]
 async fn expired_tokens_and_other_issuers() {
     let f = fixture().await;
-    let pair = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    let pair = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default(), None).await.unwrap();
     f.clock.advance(Duration::from_secs(900 + LEEWAY_SECS as u64 + 1));
     assert!(matches!(f.tokens.authenticate(&pair.access_token).await.unwrap(), BearerJwt::Refused));
 
@@ -98,7 +98,7 @@ async fn expired_tokens_and_other_issuers() {
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
     let f = fixture().await;
-    let first = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    let first = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default(), None).await.unwrap();
     let second = f.tokens.refresh(&first.refresh_token).await.unwrap();
     assert_ne!(second.refresh_token, first.refresh_token);
     valid(f.tokens.authenticate(&second.access_token).await.unwrap());
@@ -120,7 +120,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 #[tokio::test]
 async fn concurrent_refreshes_share_one_rotation() {
     let f = fixture().await;
-    let first = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    let first = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default(), None).await.unwrap();
     let (a, b) = tokio::join!(
         f.tokens.refresh(&first.refresh_token),
         f.tokens.refresh(&first.refresh_token)
@@ -133,8 +133,8 @@ async fn concurrent_refreshes_share_one_rotation() {
 #[tokio::test]
 async fn revoking_the_user_ends_every_token() {
     let f = fixture().await;
-    let one = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
-    let two = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default()).await.unwrap();
+    let one = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default(), None).await.unwrap();
+    let two = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default(), None).await.unwrap();
     valid(f.tokens.authenticate(&one.access_token).await.unwrap());
     assert_eq!(f.tokens.revoke_user(f.user.id).await.unwrap(), 2);
     for pair in [&one, &two] {

@@ -1,0 +1,164 @@
+//! `POST /orgs/{id}/invites` mails a single-use link; `GET /invites/accept?token=` joins the
+//! organization, creating the account when sign-up allows, and signs in.
+//!
+//! The link is a credential for the invited address (like a magic link): following it proves
+//! the address, so the email counts as verified.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use minijinja::context;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{member_of, refuse_api_keys};
+use crate::app::AppState;
+use crate::auth::csrf::SiteContext;
+use crate::auth::email::{link, within_send_limit};
+use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
+use crate::auth::landing::{self, Reply};
+use crate::auth::magic_link::account_for;
+use crate::auth::pages::{self, SignInForm};
+use crate::crypto;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::Email;
+use crate::identity::org::{self, Change};
+use crate::identity::org_choice::After;
+use crate::mail::Template;
+use crate::store::invites::Invite;
+
+/// Routes: sending and accepting invites.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/orgs/{id}/invites", post(send)).route("/invites/accept", get(accept))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    email: String,
+    role: Option<String>,
+}
+
+/// `POST /orgs/{id}/invites {email, role?}` (owners and admins): 201 once the mail is sent.
+async fn send(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<InviteBody>,
+) -> Result<Response, ApiError> {
+    refuse_api_keys(&caller)?;
+    let email = Email::parse(&body.email)?;
+    let roles = &state.config.orgs.roles;
+    let role = match body.role.as_deref().or(roles.default_invite_role()) {
+        Some(role) if roles.contains(role) => role.to_owned(),
+        _ => {
+            let known = roles.names().join(", ");
+            return Err(ApiError::invalid_request(format!("role: must be one of {known}")));
+        }
+    };
+    let actor = member_of(&state, org_id, caller.user_id).await?;
+    if !org::may(&actor.role, Change::Invite { role: &role }, false) {
+        return Err(ApiError::forbidden(
+            "Only owners and admins invite, and only owners make owners",
+        ));
+    }
+    if let Some((user, _)) = state.users.find_by_email(&email).await?
+        && state.orgs.membership(org_id, user.id).await?.is_some()
+    {
+        return Err(ApiError::new(ErrorCode::Conflict, "This person is already a member"));
+    }
+    if !within_send_limit(&state, &email).await? {
+        return Err(ApiError::rate_limited(3600));
+    }
+    let now = state.clock.now();
+    let token = crypto::random_token();
+    let invite = Invite {
+        id: Uuid::now_v7(),
+        org_id,
+        email: email.as_str().to_owned(),
+        role,
+        invited_by: Some(caller.user_id),
+        created_at: now,
+        expires_at: now.plus(state.config.orgs.invite_ttl),
+    };
+    state.invites.insert(&invite, &crypto::sha256(token.as_bytes())).await?;
+    let inviter = state.users.find(caller.user_id).await?;
+    let inviter = inviter
+        .map(|user| user.name.unwrap_or_else(|| user.email.as_str().to_owned()))
+        .unwrap_or_default();
+    let context = context! {
+        link => link(&state, "/invites/accept", &token),
+        ttl => humantime::format_duration(state.config.orgs.invite_ttl).to_string(),
+        org_name => &actor.name,
+        inviter,
+    };
+    state.mailer.send(Template::OrgInvite, &email, context).await.map_err(|error| {
+        ApiError::new(ErrorCode::EmailSendFailed, "The invite could not be sent, try again later")
+            .with_cause(error)
+    })?;
+    let view = json!({
+        "id": invite.id,
+        "org_id": invite.org_id,
+        "email": invite.email,
+        "role": invite.role,
+        "expires_at": invite.expires_at,
+    });
+    Ok((StatusCode::CREATED, Json(json!({ "invite": view }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct AcceptQuery {
+    token: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// `GET /invites/accept?token=[&redirect_uri=]`: joins, signs in acting in the organization,
+/// 302 to the redirect (default `/`). Errors show the sign-in page.
+async fn accept(
+    State(state): State<AppState>,
+    site: SiteContext,
+    Client(client): Client,
+    ApiQuery(query): ApiQuery<AcceptQuery>,
+) -> Response {
+    let result = async {
+        let target = state
+            .redirects
+            .check(query.redirect_uri.as_deref().unwrap_or("/"))
+            .map_err(ApiError::invalid_request)?;
+        let token = query.token.as_deref().unwrap_or("");
+        if !crypto::is_random_token(token) {
+            return Err(used_up());
+        }
+        let hash = crypto::sha256(token.as_bytes());
+        let now = state.clock.now();
+        let invite = state.invites.find_pending(&hash, now).await?.ok_or_else(used_up)?;
+        let email = Email::parse(&invite.email)?;
+        let user = account_for(&state, &email).await?;
+        // Of two concurrent accepts, only the one that uses the invite up joins.
+        let invite = state.invites.consume(&hash, user.id, now).await?.ok_or_else(used_up)?;
+        state.orgs.add_member(invite.org_id, user.id, &invite.role, now).await?;
+        state.orgs.mark_active(invite.org_id, user.id, now).await?;
+        state.sessions.refresh_user(user.id);
+        landing::end_previous_session(&state, &site.headers).await?;
+        let orgs = state.orgs.memberships(user.id).await?;
+        let reply = Reply::found(target.as_str());
+        let active = Some(invite.org_id);
+        landing::finish(&state, &user, &orgs, active, client, After::Session, reply, "invite").await
+    }
+    .await;
+    result.unwrap_or_else(|error| {
+        if crate::auth::wants_json(&site.headers) {
+            error.into_response()
+        } else {
+            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
+        }
+    })
+}
+
+fn used_up() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, "This invite is invalid, expired or already used")
+}

@@ -1,0 +1,111 @@
+//! `GET /orgs/{id}/members`, `PATCH` and `DELETE /orgs/{id}/members/{user_id}`: owners and
+//! admins manage members; anyone may leave; the last owner can neither leave nor be demoted.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{member_of, refuse_api_keys};
+use crate::app::AppState;
+use crate::auth::extract::{ApiJson, ApiPath, Caller};
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::org::{self, Change};
+use crate::store::orgs::Outcome;
+
+/// Routes: the member list and one member.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/orgs/{id}/members", get(list))
+        .route("/orgs/{id}/members/{user_id}", patch(set_role).delete(remove))
+}
+
+/// `GET /orgs/{id}/members` (owners and admins).
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let membership = member_of(&state, org_id, caller.user_id).await?;
+    if !org::manages(&membership.role) {
+        return Err(ApiError::forbidden("Only owners and admins see the members"));
+    }
+    let members = state.orgs.members(org_id).await?;
+    Ok(Json(json!({ "members": members })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+/// `PATCH /orgs/{id}/members/{user_id} {role}`.
+async fn set_role(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, user_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<RoleBody>,
+) -> Result<Response, ApiError> {
+    refuse_api_keys(&caller)?;
+    if !state.config.orgs.roles.contains(&body.role) {
+        let known = state.config.orgs.roles.names().join(", ");
+        return Err(ApiError::invalid_request(format!("role: must be one of {known}")));
+    }
+    let actor = member_of(&state, org_id, caller.user_id).await?;
+    let target = state
+        .orgs
+        .membership(org_id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("No such member"))?;
+    let change = Change::SetRole { from: &target.role, to: &body.role };
+    if !org::may(&actor.role, change, user_id == caller.user_id) {
+        return Err(ApiError::forbidden("Your role in this organization does not allow this"));
+    }
+    let outcome = state.orgs.set_role(org_id, user_id, &body.role, state.clock.now()).await?;
+    changed(&state, outcome, user_id)?;
+    let member = state.orgs.members(org_id).await?.into_iter().find(|m| m.user_id == user_id);
+    Ok(Json(json!({ "member": member })).into_response())
+}
+
+/// `DELETE /orgs/{id}/members/{user_id}`: removes a member, or leaves.
+async fn remove(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, user_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Response, ApiError> {
+    refuse_api_keys(&caller)?;
+    let actor = member_of(&state, org_id, caller.user_id).await?;
+    let target = state
+        .orgs
+        .membership(org_id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("No such member"))?;
+    let change = Change::Remove { role: &target.role };
+    if !org::may(&actor.role, change, user_id == caller.user_id) {
+        return Err(ApiError::forbidden("Your role in this organization does not allow this"));
+    }
+    let outcome = state.orgs.remove(org_id, user_id, state.clock.now()).await?;
+    changed(&state, outcome, user_id)?;
+    Ok(Json(json!({ "message": "removed" })).into_response())
+}
+
+/// Maps a store outcome, and on success evicts the member's cached identities everywhere so
+/// the change holds from their next request.
+fn changed(state: &AppState, outcome: Outcome, user_id: Uuid) -> Result<(), ApiError> {
+    match outcome {
+        Outcome::Done => {
+            state.sessions.refresh_user(user_id);
+            Ok(())
+        }
+        Outcome::NotMember => Err(ApiError::not_found("No such member")),
+        Outcome::LastOwner => Err(ApiError::new(
+            ErrorCode::Conflict,
+            "The organization needs an owner: make someone else owner first",
+        )),
+    }
+}

@@ -1,0 +1,161 @@
+//! Organizations: `GET/POST /orgs`, `POST /orgs/switch`, the choice after login
+//! (`select.rs`), members (`members.rs`) and invites (`invites.rs`).
+//!
+//! Any credential may read; changes need a session (with CSRF) or an access token, never an
+//! API key. Every membership change evicts the member's cached identities through the
+//! revocation fan-out, so the gateway sees it on the next request on every replica.
+
+mod invites;
+mod members;
+mod select;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession};
+use crate::app::AppState;
+use crate::crypto;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::org::{self, Membership};
+use crate::identity::{AuthMethod, Identity};
+use crate::store::StoreError;
+
+/// Routes: `GET/POST /orgs`, `POST /orgs/switch`, `GET/POST /orgs/select`, members, invites.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/orgs", get(list).post(create))
+        .route("/orgs/switch", post(switch))
+        .merge(select::routes())
+        .merge(members::routes())
+        .merge(invites::routes())
+}
+
+/// `GET /orgs`: the caller's organizations with their roles, and the active one.
+async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
+    let orgs = state.orgs.memberships(caller.user_id).await?;
+    let active = caller.active_org.as_ref().map(|org| org.org_id);
+    Ok(Json(json!({ "organizations": orgs, "active_org_id": active })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrg {
+    name: String,
+    slug: Option<String>,
+}
+
+/// `POST /orgs {name, slug?}`: 201 with the organization; the caller is its owner. A session
+/// in no organization yet starts acting in it.
+async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    session: Option<CurrentSession>,
+    ApiJson(body): ApiJson<NewOrg>,
+) -> Result<Response, ApiError> {
+    refuse_api_keys(&caller)?;
+    let name = org::clean_name(&body.name).map_err(ApiError::invalid_request)?;
+    let now = state.clock.now();
+    let created = match body.slug {
+        Some(slug) => {
+            org::check_slug(&slug).map_err(ApiError::invalid_request)?;
+            state.orgs.create(&name, &slug, caller.user_id, now).await.map_err(slug_taken)?
+        }
+        None => create_with_free_slug(&state, &name, caller.user_id).await?,
+    };
+    state.sessions.refresh_user(caller.user_id);
+    let session = session.filter(|session| {
+        caller.method == AuthMethod::Session && session.identity.active_org.is_none()
+    });
+    if let Some(session) = session {
+        state.sessions.set_active_org(&session.token.hash(), Some(created.id)).await?;
+    }
+    Ok((StatusCode::CREATED, Json(json!({ "organization": created }))).into_response())
+}
+
+/// Creates the organization under a slug made from its name, adding a random suffix while
+/// that slug is taken.
+async fn create_with_free_slug(
+    state: &AppState,
+    name: &str,
+    owner: Uuid,
+) -> Result<Membership, ApiError> {
+    let base = org::slugify(name);
+    for attempt in 0..4 {
+        let suffix =
+            || crypto::hex(&crypto::sha256(crypto::random_token().as_bytes()))[..6].to_owned();
+        let slug = match (&base, attempt) {
+            (Some(base), 0) => base.clone(),
+            (Some(base), _) => format!("{base}-{}", suffix()),
+            (None, _) => format!("org-{}", suffix()),
+        };
+        match state.orgs.create(name, &slug, owner, state.clock.now()).await {
+            Err(StoreError::Conflict(_)) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(ApiError::new(ErrorCode::Conflict, "No free slug: choose one"))
+}
+
+fn slug_taken(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict, "This slug is taken"),
+        other => other.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchBody {
+    org_id: Option<Uuid>,
+}
+
+/// `POST /orgs/switch {org_id}` (session + CSRF): the session acts in that organization from
+/// the next request (`null`: in none).
+async fn switch(
+    State(state): State<AppState>,
+    CsrfSession(session): CsrfSession,
+    ApiJson(body): ApiJson<SwitchBody>,
+) -> Result<Response, ApiError> {
+    if let Some(org_id) = body.org_id {
+        member_of(&state, org_id, session.identity.user_id).await?;
+        state.orgs.mark_active(org_id, session.identity.user_id, state.clock.now()).await?;
+    }
+    if !state.sessions.set_active_org(&session.token.hash(), body.org_id).await? {
+        return Err(ApiError::unauthorized());
+    }
+    let user = state
+        .users
+        .find_enabled(session.identity.user_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    let orgs = state.orgs.memberships(user.id).await?;
+    Ok(Json(json!({ "user": user.view(&orgs, body.org_id) })).into_response())
+}
+
+/// The user's membership in `org_id`; 404 when there is none, so non-members learn nothing
+/// about the organization.
+///
+/// # Errors
+/// 404, or the database fails.
+async fn member_of(state: &AppState, org_id: Uuid, user_id: Uuid) -> Result<Membership, ApiError> {
+    state
+        .orgs
+        .membership(org_id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("No such organization"))
+}
+
+/// Organizations are managed by people (sessions) and their token clients, not by API keys.
+fn refuse_api_keys(caller: &Identity) -> Result<(), ApiError> {
+    if caller.method == AuthMethod::ApiKey {
+        return Err(ApiError::forbidden("An API key cannot manage organizations"));
+    }
+    Ok(())
+}

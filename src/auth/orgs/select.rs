@@ -1,0 +1,144 @@
+//! Choosing an organization after a login that answered a pending choice
+//! (`[orgs] require_selection`): `POST /orgs/select {pending_token, org_id}` from API clients,
+//! or the `GET /orgs/select` page and its form, which carry the token in a cookie.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use http::header::SET_COOKIE;
+use minijinja::context;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::csrf::{SiteContext, anonymous_for_page};
+use crate::auth::extract::{BodyKind, JsonOrForm};
+use crate::auth::landing::{self, Reply};
+use crate::auth::pages;
+use crate::cookies::{self, CHOICE_COOKIE};
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::session::ClientInfo;
+
+/// Routes: the page and the post.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/orgs/select", get(page).post(select))
+}
+
+#[derive(Debug, Deserialize)]
+struct SelectBody {
+    pending_token: Option<String>,
+    org_id: Uuid,
+    csrf_token: Option<String>,
+}
+
+/// `POST /orgs/select`: finishes the sign-in in the chosen organization, as the login would
+/// have (session cookie or tokens; a browser is redirected where it was going).
+async fn select(
+    State(state): State<AppState>,
+    site: SiteContext,
+    JsonOrForm(body, kind): JsonOrForm<SelectBody>,
+) -> Response {
+    let result = async {
+        state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
+        let token = match (body.pending_token.as_deref(), kind) {
+            (Some(token), _) => token,
+            (None, BodyKind::Form) => cookies::find(&site.headers, CHOICE_COOKIE).unwrap_or(""),
+            (None, BodyKind::Json) => {
+                return Err(ApiError::invalid_request("pending_token: missing"));
+            }
+        };
+        let choice = state.choices.peek(token).await?.ok_or_else(expired)?;
+        let membership = state.orgs.membership(body.org_id, choice.user_id).await?;
+        let membership = membership
+            .ok_or_else(|| ApiError::forbidden("You are not a member of this organization"))?;
+        // Used up only now, so a wrong org id does not cost the user their sign-in.
+        let choice = state.choices.take(token).await?.ok_or_else(expired)?;
+        let user = state.users.find_enabled(choice.user_id).await?;
+        let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
+        state.orgs.mark_active(membership.id, user.id, state.clock.now()).await?;
+        let orgs = state.orgs.memberships(user.id).await?;
+        let reply = match kind {
+            BodyKind::Json => Reply::Json,
+            BodyKind::Form => Reply::see_other(choice.redirect.as_deref().unwrap_or("/")),
+        };
+        let client = ClientInfo { ip: choice.ip, user_agent: choice.user_agent };
+        let active = Some(membership.id);
+        let mut response = landing::finish(
+            &state,
+            &user,
+            &orgs,
+            active,
+            client,
+            choice.after,
+            reply,
+            "org_select",
+        )
+        .await?;
+        response.headers_mut().append(SET_COOKIE, state.cookies.clear_choice());
+        Ok::<_, ApiError>(response)
+    }
+    .await;
+    match (result, kind) {
+        (Ok(response), _) => response,
+        (Err(error), BodyKind::Json) => error.into_response(),
+        (Err(error), BodyKind::Form) => {
+            // The choices again with the error (only the error if the choice is gone).
+            let token = cookies::find(&site.headers, CHOICE_COOKIE);
+            render(&state, &site, token, Some(error)).await
+        }
+    }
+}
+
+/// `GET /orgs/select`: the organizations of the pending sign-in, as a form.
+async fn page(State(state): State<AppState>, site: SiteContext) -> Response {
+    render(&state, &site, cookies::find(&site.headers, CHOICE_COOKIE), None).await
+}
+
+async fn render(
+    state: &AppState,
+    site: &SiteContext,
+    token: Option<&str>,
+    error: Option<ApiError>,
+) -> Response {
+    let choice = match token {
+        Some(token) => state.choices.peek(token).await,
+        None => Ok(None),
+    };
+    let (orgs, error) = match choice {
+        Ok(Some(choice)) => match state.orgs.memberships(choice.user_id).await {
+            Ok(orgs) => (orgs, error),
+            Err(failure) => (Vec::new(), Some(failure.into())),
+        },
+        Ok(None) => (Vec::new(), Some(error.unwrap_or_else(expired))),
+        Err(failure) => (Vec::new(), Some(failure.into())),
+    };
+    let (csrf_token, set_cookie) = anonymous_for_page(state, &site.headers);
+    let status = error.as_ref().map_or(StatusCode::OK, |error| error.code().status());
+    let mut response = pages::render_page(
+        state,
+        "org_select.html",
+        context! {
+            base_path => &state.config.auth.base_path,
+            csrf_token,
+            organizations => orgs
+                .iter()
+                .map(|org| context! { id => org.id.to_string(), name => &org.name, role => &org.role })
+                .collect::<Vec<_>>(),
+            error => error.as_ref().map(ApiError::message),
+        },
+        status,
+    );
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn expired() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidToken,
+        "This sign-in expired or was already finished: sign in again",
+    )
+}
