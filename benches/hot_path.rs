@@ -2,7 +2,7 @@
 #![allow(clippy::expect_used)] // a benchmark that cannot set up should stop
 //! Micro-benchmarks of the gateway's hot-path pieces: path normalization, policy lookup in a
 //! 100-rule table, credential extraction (cookie, API key, JWT cache key), identity-header
-//! recognition, the header rewrite, an identity cache hit, and an `X-Auth-Assertion` cache hit
+//! recognition, the header rewrite, an org-scoped policy decision, an identity cache hit, and an `X-Auth-Assertion` cache hit
 //! (with signing and JWT verification, the cache-miss costs, for scale). Run with
 //! `cargo bench --bench hot_path`.
 
@@ -18,10 +18,12 @@ use portcullis::cookies;
 use portcullis::crypto::signing::{KeyRing, SigningAlgorithm};
 use portcullis::gateway::assertion::AssertionSigner;
 use portcullis::gateway::headers::HeaderNames;
+use portcullis::gateway::identify::Identified;
+use portcullis::gateway::policy::{Decision, decide};
 use portcullis::gateway::pattern::normalize_path;
 use portcullis::identity::api_key;
 use portcullis::identity::cache::IdentityCache;
-use portcullis::identity::{Email, Identity, IdentityParts, User};
+use portcullis::identity::{Email, Identity, IdentityParts, OrgRole, User};
 use portcullis::store::sql::Database;
 
 fn hundred_rules() -> Config {
@@ -44,6 +46,26 @@ fn identity() -> Arc<Identity> {
     };
     let parts = IdentityParts::session(user, None, Timestamp::from_millis(i64::MAX));
     Arc::new(Identity::new(parts, &HeaderNames::default()))
+}
+
+/// An org-scoped route table, built once.
+fn orgs_config() -> &'static Config {
+    static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let toml = "[[routes]]\npath = \"/orgs/{org_id}/*\"\norg_roles = [\"admin\"]\n";
+        Config::from_toml(toml).expect("valid bench config")
+    })
+}
+
+/// A session identity that is admin in five organizations.
+fn org_member() -> (Vec<uuid::Uuid>, Identified) {
+    let orgs: Vec<uuid::Uuid> = (0..5).map(|_| uuid::Uuid::now_v7()).collect();
+    let roles = orgs.iter().map(|&org_id| OrgRole { org_id, role: "admin".into() }).collect();
+    let email = Email::parse("ada@example.com").expect("valid email");
+    let user = User::new(uuid::Uuid::now_v7(), email, Timestamp::from_millis(0));
+    let parts = IdentityParts::session(user, None, Timestamp::from_millis(i64::MAX))
+        .in_orgs(roles, Some(orgs[0]));
+    (orgs, Identified::Known(Arc::new(Identity::new(parts, &HeaderNames::default()))))
 }
 
 fn browser_headers() -> HeaderMap {
@@ -79,6 +101,14 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("policy find, 100 rules, last matches", |b| {
         b.iter(|| config.routes.find(black_box(&Method::GET), black_box("/app/dashboard")).0.access)
+    });
+    let (orgs, member) = org_member();
+    let path = format!("/orgs/{}/projects/7", orgs[4]);
+    c.bench_function("policy find + decide, org-scoped path, member of 5 orgs", |b| {
+        b.iter(|| {
+            let (route, matched) = orgs_config().routes.find(&Method::GET, black_box(&path));
+            matches!(decide(route, &matched, black_box(&member)), Decision::Allow(_))
+        })
     });
     let headers = browser_headers();
     c.bench_function("session cookie extraction", |b| {

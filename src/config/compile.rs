@@ -548,6 +548,28 @@ mod tests {
     }
 
     #[test]
+    fn org_roles_and_org_paths_are_checked() {
+        let error = Config::from_toml(
+            "[orgs]\nroles = [\"member\", \"Bad Role\"]\ninvite_ttl = \"0s\"\n\
+             [[routes]]\npath = \"/orgs/{org_id}/*\"\naccess = \"public\"\n\
+             [[routes]]\npath = \"/admin/*\"\norg_roles = [\"boss\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in ["orgs.roles", "orgs.invite_ttl", "routes[0].access", "routes[1].org_roles"] {
+            assert!(error.contains(key), "{key} in {error}");
+        }
+        let config = Config::from_toml(
+            "[orgs]\nroles = [\"viewer\"]\nrequire_selection = true\n\
+             [[routes]]\npath = \"/billing/*\"\norg_roles = [\"owner\", \"viewer\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.orgs.roles.names(), ["owner", "admin", "viewer"]);
+        assert!(config.orgs.require_selection);
+        assert_eq!(config.orgs.invite_ttl, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
     fn embedded_defaults_are_valid() {
         let config = Config::defaults().unwrap();
         assert_eq!(config.server.listen, Some("127.0.0.1:8080".parse().unwrap()));

@@ -480,3 +480,41 @@ async fn steam_signs_in_verifies_with_steam_and_links_to_an_existing_account() {
     let me: Value = later.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["user"]["email"], "player@example.com");
 }
+
+#[tokio::test]
+async fn with_require_selection_a_provider_sign_in_chooses_an_organization() {
+    use crate::orgs::create_org;
+    use crate::support::app::form_token;
+    use portcullis::config::values::Flag;
+    let idp = FakeIdp::start().await;
+    let provider = corp(&idp);
+    let app = TestApp::builder()
+        .config(move |raw| {
+            raw.providers = BTreeMap::from([("corp".into(), provider)]);
+            raw.orgs.require_selection = Flag(true);
+        })
+        .spawn()
+        .await;
+    let first = app.client();
+    let done = through_provider(&app, &first, "/auth/login/corp").await;
+    assert_eq!(done.status(), StatusCode::FOUND, "no organization yet: nothing to choose");
+    create_org(&app, &first, "Acme").await;
+    let beta = create_org(&app, &first, "Beta").await;
+
+    let browser = app.client();
+    let done = through_provider(&app, &browser, "/auth/login/corp?redirect_uri=/dashboard").await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&done), "/auth/orgs/select");
+    let html =
+        browser.get(app.url("/auth/orgs/select")).send().await.unwrap().text().await.unwrap();
+    let chosen = browser
+        .post(app.url("/auth/orgs/select"))
+        .form(&[("org_id", beta.as_str()), ("csrf_token", &form_token(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&chosen), "/dashboard");
+    let echoed = app.echo(&browser, "/dashboard").await;
+    assert_eq!(echoed.header("x-auth-org-id"), Some(beta.as_str()));
+    assert_eq!(echoed.header("x-auth-org-role"), Some("owner"));
+}

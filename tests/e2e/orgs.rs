@@ -17,7 +17,7 @@ use crate::support::app::{PASSWORD, form_token};
 use crate::support::smtp::SmtpSink;
 use crate::support::{TestApp, error_code};
 
-const ROUTES: &str = r#"
+pub const ROUTES: &str = r#"
 [[routes]]
 path = "/orgs/{org_id}/*"
 on_unauthenticated = "401"
@@ -45,7 +45,7 @@ async fn app_with_mail(sink: &SmtpSink, clock: Option<ManualClock>, selection: b
 }
 
 /// A cookie-authenticated call with the session's CSRF token.
-async fn call(
+pub async fn call(
     app: &TestApp,
     client: &Client,
     method: Method,
@@ -60,7 +60,7 @@ async fn call(
     request.send().await.unwrap()
 }
 
-async fn create_org(app: &TestApp, client: &Client, name: &str) -> String {
+pub async fn create_org(app: &TestApp, client: &Client, name: &str) -> String {
     let response =
         call(app, client, Method::POST, "/auth/orgs", Some(json!({ "name": name }))).await;
     assert_eq!(response.status(), StatusCode::CREATED, "create {name}");
@@ -79,7 +79,7 @@ async fn me(app: &TestApp, client: &Client) -> Value {
 }
 
 /// Invites `email` to `org` as `role` from `client`; returns the accept link from the mail.
-async fn invite(
+pub async fn invite(
     app: &TestApp,
     sink: &SmtpSink,
     client: &Client,

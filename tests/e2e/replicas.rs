@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::services::{RedisServer, TestDatabase, redis_url, unique_prefix};
+use crate::support::smtp::SmtpSink;
 use crate::support::{Echoed, PASSWORD, TestApp};
 
 /// GETs `/x` on `app` with `cookie`; the status.
@@ -154,6 +155,63 @@ async fn without_redis_postgres_carries_the_revocations() {
     assert_eq!(status_with_cookie(&b, &cookie).await, 200, "sessions live in PostgreSQL");
     log_out(&b, &cookie).await;
     within(Duration::from_secs(1), || async { status_with_cookie(&a, &cookie).await == 401 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_on_one_replica_loses_access_on_the_other_within_a_second() {
+    use crate::orgs::{ROUTES, call, create_org, invite};
+    let database = TestDatabase::create().await;
+    let sink = SmtpSink::start().await;
+    let replica = || {
+        let url = sink.url();
+        TestApp::builder()
+            .database(&database.url)
+            .routes(ROUTES)
+            .config(move |raw| {
+                raw.email.transport = "smtp".into();
+                raw.email.smtp_url = Some(url);
+            })
+            .spawn()
+    };
+    let a = replica().await;
+    let b = replica().await;
+    let ada = a.signed_in("ada@example.com").await;
+    b.signed_in("bob@example.com").await;
+    let org = create_org(&a, &ada, "Acme").await;
+    let link = invite(&a, &sink, &ada, &org, "bob@example.com", "member").await;
+    let accepted = crate::support::http().get(&link).send().await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::FOUND);
+    let set_cookie = accepted.headers()["set-cookie"].to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let doc = |app: &TestApp| {
+        let request = crate::support::http()
+            .get(app.url(&format!("/orgs/{org}/doc")))
+            .header("cookie", &cookie);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(doc(&b).await, 200, "B has Bob's membership cached now");
+
+    let members: Value = ada
+        .get(a.url(&format!("/auth/orgs/{org}/members")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bob = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|member| member["email"] == "bob@example.com")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/auth/orgs/{org}/members/{bob}");
+    assert_eq!(call(&a, &ada, reqwest::Method::DELETE, &path, None).await.status(), 200);
+    let took = within(Duration::from_secs(1), || async { doc(&b).await == 403 }).await;
+    eprintln!("a removal on A reached B's cache in {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
