@@ -1,10 +1,10 @@
 #![allow(missing_docs)] // criterion_main! generates undocumented items
 #![allow(clippy::expect_used)] // a benchmark that cannot set up should stop
 //! Micro-benchmarks of the gateway's hot-path pieces: path normalization, policy lookup in a
-//! 100-rule table, credential extraction (cookie, API key, JWT cache key), identity-header
-//! recognition, the header rewrite, an org-scoped policy decision, an identity cache hit, and an `X-Auth-Assertion` cache hit
-//! (with signing and JWT verification, the cache-miss costs, for scale). Run with
-//! `cargo bench --bench hot_path`.
+//! 100-rule table, an org-scoped policy decision, credential extraction (cookie, API key, JWT
+//! cache key), identity-header recognition, the header rewrite, an identity cache hit, and an
+//! `X-Auth-Assertion` cache hit (with signing and JWT verification, the cache-miss costs, for
+//! scale). Run with `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -19,8 +19,8 @@ use portcullis::crypto::signing::{KeyRing, SigningAlgorithm};
 use portcullis::gateway::assertion::AssertionSigner;
 use portcullis::gateway::headers::HeaderNames;
 use portcullis::gateway::identify::Identified;
-use portcullis::gateway::policy::{Decision, decide};
 use portcullis::gateway::pattern::normalize_path;
+use portcullis::gateway::policy::{Decision, decide};
 use portcullis::identity::api_key;
 use portcullis::identity::cache::IdentityCache;
 use portcullis::identity::{Email, Identity, IdentityParts, OrgRole, User};
