@@ -19,7 +19,7 @@ use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::csrf::{SiteContext, anonymous_for_page};
+use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, Caller, JsonOrForm};
 use super::pages;
 use super::password_policy;
@@ -180,22 +180,11 @@ async fn reset_page(
     site: SiteContext,
     ApiQuery(query): ApiQuery<TokenQuery>,
 ) -> Response {
-    let (csrf_token, set_cookie) = anonymous_for_page(&state, &site.headers);
-    let mut response = pages::render_page(
-        &state,
-        "reset_password.html",
-        context! {
-            base_path => &state.config.auth.base_path,
-            token => query.token.unwrap_or_default(),
-            csrf_token,
-            min_password_length => password_policy::MIN_LENGTH,
-        },
-        StatusCode::OK,
-    );
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().append(http::header::SET_COOKIE, cookie);
-    }
-    response
+    let ctx = context! {
+        token => query.token.unwrap_or_default(),
+        min_password_length => password_policy::MIN_LENGTH,
+    };
+    pages::render_form_page(&state, &site, "reset_password.html", ctx, StatusCode::OK)
 }
 
 #[derive(Debug, Deserialize)]

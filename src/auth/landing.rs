@@ -5,13 +5,13 @@
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::header::{LOCATION, SET_COOKIE};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::header::SET_COOKIE;
+use http::{HeaderMap, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::no_store;
 use super::tokens::token_cookies;
+use super::{no_store, redirect};
 use crate::app::AppState;
 use crate::cookies;
 use crate::error::ApiError;
@@ -166,12 +166,4 @@ pub async fn end_previous_session(state: &AppState, headers: &HeaderMap) -> Resu
         state.sessions.end(&previous).await?;
     }
     Ok(())
-}
-
-fn redirect(to: &str, status: StatusCode) -> Response {
-    let mut response = no_store(status.into_response());
-    if let Ok(location) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(LOCATION, location);
-    }
-    response
 }

@@ -9,12 +9,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
-use http::header::SET_COOKIE;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::csrf::{SiteContext, anonymous_for_page};
+use super::csrf::SiteContext;
 use super::email::within_send_limit;
 use super::extract::{ApiQuery, BodyKind, Client, JsonOrForm};
 use super::landing::{self, Reply};
@@ -102,24 +101,9 @@ fn sent_page(
     redirect: &str,
     error: Option<&ApiError>,
 ) -> Response {
-    let (csrf_token, set_cookie) = anonymous_for_page(state, &site.headers);
     let status = error.map_or(StatusCode::OK, |error| error.code().status());
-    let mut response = pages::render_page(
-        state,
-        "magic_link_sent.html",
-        context! {
-            base_path => &state.config.auth.base_path,
-            email,
-            redirect_uri => redirect,
-            csrf_token,
-            error => error.map(ApiError::message),
-        },
-        status,
-    );
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    response
+    let ctx = context! { email, redirect_uri => redirect, error => error.map(ApiError::message) };
+    pages::render_form_page(state, site, "magic_link_sent.html", ctx, status)
 }
 
 /// Whether `email` may get a link: an enabled account, or none yet where sign-up is open to

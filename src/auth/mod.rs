@@ -73,12 +73,18 @@ async fn not_found() -> ApiError {
 
 /// A 302 to `location` that nobody caches, setting `cookie` when given: where sign-ins land.
 pub fn found(location: &str, cookie: Option<HeaderValue>) -> Response {
-    let mut response = no_store(StatusCode::FOUND.into_response());
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(LOCATION, value);
-    }
+    let mut response = redirect(location, StatusCode::FOUND);
     if let Some(cookie) = cookie {
         response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// A redirect (`status` 302 or 303) to `location`, never cached.
+pub fn redirect(location: &str, status: StatusCode) -> Response {
+    let mut response = no_store(status.into_response());
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
     }
     response
 }

@@ -244,6 +244,9 @@ impl SessionService {
             return Ok(false);
         }
         record.active_org = org;
+        // A load on another replica that read the record just before this write and touches it
+        // just after would put the old organization back; touches happen at most once a minute
+        // per session, so the window is one store round trip in a minute.
         self.save(&key, &record, now).await?;
         self.cache.evict_credential(hash);
         Ok(true)

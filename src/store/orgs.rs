@@ -85,17 +85,7 @@ impl OrgStore {
         .bind(user_id.to_string())
         .fetch_all(self.db.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Membership {
-                    id: uuid(row, "id")?,
-                    name: row.try_get("name")?,
-                    slug: row.try_get("slug")?,
-                    role: row.try_get("role")?,
-                    joined_at: Timestamp::from_millis(row.try_get("joined_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(membership_from_row).collect()
     }
 
     /// The user's organizations and roles, for an identity (most recently active first).
@@ -132,16 +122,7 @@ impl OrgStore {
         .bind(user_id.to_string())
         .fetch_optional(self.db.pool())
         .await?;
-        row.map(|row| {
-            Ok(Membership {
-                id: uuid(&row, "id")?,
-                name: row.try_get("name")?,
-                slug: row.try_get("slug")?,
-                role: row.try_get("role")?,
-                joined_at: Timestamp::from_millis(row.try_get("joined_at")?),
-            })
-        })
-        .transpose()
+        row.as_ref().map(membership_from_row).transpose()
     }
 
     /// The organization's members, oldest first.
@@ -337,6 +318,17 @@ async fn insert_member(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A row of `organizations` joined with `memberships`: id, name, slug, role, joined_at.
+fn membership_from_row(row: &AnyRow) -> Result<Membership, StoreError> {
+    Ok(Membership {
+        id: uuid(row, "id")?,
+        name: row.try_get("name")?,
+        slug: row.try_get("slug")?,
+        role: row.try_get("role")?,
+        joined_at: Timestamp::from_millis(row.try_get("joined_at")?),
+    })
 }
 
 fn uuid(row: &AnyRow, column: &str) -> Result<Uuid, StoreError> {

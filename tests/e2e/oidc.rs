@@ -483,8 +483,7 @@ async fn steam_signs_in_verifies_with_steam_and_links_to_an_existing_account() {
 
 #[tokio::test]
 async fn with_require_selection_a_provider_sign_in_chooses_an_organization() {
-    use crate::orgs::create_org;
-    use crate::support::app::form_token;
+    use crate::orgs::{choose_on_page, create_org};
     use portcullis::config::values::Flag;
     let idp = FakeIdp::start().await;
     let provider = corp(&idp);
@@ -505,14 +504,7 @@ async fn with_require_selection_a_provider_sign_in_chooses_an_organization() {
     let done = through_provider(&app, &browser, "/auth/login/corp?redirect_uri=/dashboard").await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&done), "/auth/orgs/select");
-    let html =
-        browser.get(app.url("/auth/orgs/select")).send().await.unwrap().text().await.unwrap();
-    let chosen = browser
-        .post(app.url("/auth/orgs/select"))
-        .form(&[("org_id", beta.as_str()), ("csrf_token", &form_token(&html))])
-        .send()
-        .await
-        .unwrap();
+    let chosen = choose_on_page(&app, &browser, &beta).await;
     assert_eq!(location(&chosen), "/dashboard");
     let echoed = app.echo(&browser, "/dashboard").await;
     assert_eq!(echoed.header("x-auth-org-id"), Some(beta.as_str()));

@@ -226,6 +226,20 @@ async fn two_users_three_orgs_switching_isolation_roles_and_removal() {
     assert_eq!(app.echo(&ada, "/x").await.header("x-auth-org-id"), None);
 }
 
+/// Picks `org` on the choice page `client` was sent to, as a browser would; the answer.
+pub async fn choose_on_page(app: &TestApp, client: &Client, org: &str) -> reqwest::Response {
+    let page = client.get(app.url("/auth/orgs/select")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&format!("value=\"{org}\"")), "{html}");
+    client
+        .post(app.url("/auth/orgs/select"))
+        .form(&[("org_id", org), ("csrf_token", &form_token(&html))])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Logs in by password, with `mode` (None: a cookie).
 async fn login(app: &TestApp, client: &Client, mode: Option<&str>) -> reqwest::Response {
     let mut body = json!({ "email": "ada@example.com", "password": PASSWORD });
@@ -357,14 +371,7 @@ async fn with_require_selection_every_login_chooses_an_organization() {
     let landed = clicker.get(&link).send().await.unwrap();
     assert_eq!(landed.status(), StatusCode::SEE_OTHER);
     assert_eq!(landed.headers()["location"], "/auth/orgs/select");
-    let html =
-        clicker.get(app.url("/auth/orgs/select")).send().await.unwrap().text().await.unwrap();
-    let chosen = clicker
-        .post(app.url("/auth/orgs/select"))
-        .form(&[("org_id", acme.as_str()), ("csrf_token", &form_token(&html))])
-        .send()
-        .await
-        .unwrap();
+    let chosen = choose_on_page(&app, &clicker, &acme).await;
     assert_eq!(chosen.headers()["location"], "/inbox");
     assert_eq!(app.echo(&clicker, "/x").await.header("x-auth-org-id"), Some(acme.as_str()));
 

@@ -14,7 +14,7 @@ use super::{member_of, refuse_api_keys};
 use crate::app::AppState;
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
 use crate::error::{ApiError, ErrorCode};
-use crate::identity::org::{self, Change};
+use crate::identity::org::{self, Change, Membership};
 use crate::store::orgs::Outcome;
 
 /// Routes: the member list and one member.
@@ -56,12 +56,7 @@ async fn set_role(
         let known = state.config.orgs.roles.names().join(", ");
         return Err(ApiError::invalid_request(format!("role: must be one of {known}")));
     }
-    let actor = member_of(&state, org_id, caller.user_id).await?;
-    let target = state
-        .orgs
-        .membership(org_id, user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("No such member"))?;
+    let (actor, target) = actor_and_target(&state, org_id, caller.user_id, user_id).await?;
     let change = Change::SetRole { from: &target.role, to: &body.role };
     if !org::may(&actor.role, change, user_id == caller.user_id) {
         return Err(ApiError::forbidden("Your role in this organization does not allow this"));
@@ -79,12 +74,7 @@ async fn remove(
     ApiPath((org_id, user_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Response, ApiError> {
     refuse_api_keys(&caller)?;
-    let actor = member_of(&state, org_id, caller.user_id).await?;
-    let target = state
-        .orgs
-        .membership(org_id, user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("No such member"))?;
+    let (actor, target) = actor_and_target(&state, org_id, caller.user_id, user_id).await?;
     let change = Change::Remove { role: &target.role };
     if !org::may(&actor.role, change, user_id == caller.user_id) {
         return Err(ApiError::forbidden("Your role in this organization does not allow this"));
@@ -92,6 +82,22 @@ async fn remove(
     let outcome = state.orgs.remove(org_id, user_id, state.clock.now()).await?;
     changed(&state, outcome, user_id)?;
     Ok(Json(json!({ "message": "removed" })).into_response())
+}
+
+/// The caller's membership (404 for non-members) and the target's (404 when there is none).
+async fn actor_and_target(
+    state: &AppState,
+    org_id: Uuid,
+    caller: Uuid,
+    target: Uuid,
+) -> Result<(Membership, Membership), ApiError> {
+    let actor = member_of(state, org_id, caller).await?;
+    let target = state
+        .orgs
+        .membership(org_id, target)
+        .await?
+        .ok_or_else(|| ApiError::not_found("No such member"))?;
+    Ok((actor, target))
 }
 
 /// Maps a store outcome, and on success evicts the member's cached identities everywhere so

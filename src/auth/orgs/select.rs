@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::csrf::{SiteContext, anonymous_for_page};
+use crate::auth::csrf::SiteContext;
 use crate::auth::extract::{BodyKind, JsonOrForm};
 use crate::auth::landing::{self, Reply};
 use crate::auth::pages;
@@ -114,26 +114,15 @@ async fn render(
         Ok(None) => (Vec::new(), Some(error.unwrap_or_else(expired))),
         Err(failure) => (Vec::new(), Some(failure.into())),
     };
-    let (csrf_token, set_cookie) = anonymous_for_page(state, &site.headers);
     let status = error.as_ref().map_or(StatusCode::OK, |error| error.code().status());
-    let mut response = pages::render_page(
-        state,
-        "org_select.html",
-        context! {
-            base_path => &state.config.auth.base_path,
-            csrf_token,
+    let ctx = context! {
             organizations => orgs
                 .iter()
                 .map(|org| context! { id => org.id.to_string(), name => &org.name, role => &org.role })
                 .collect::<Vec<_>>(),
             error => error.as_ref().map(ApiError::message),
-        },
-        status,
-    );
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    response
+    };
+    pages::render_form_page(state, site, "org_select.html", ctx, status)
 }
 
 fn expired() -> ApiError {

@@ -102,12 +102,7 @@ pub fn sign_in_response(
     form: SignInForm,
     error: Option<&ApiError>,
 ) -> Response {
-    let (csrf_token, set_cookie) = anonymous_for_page(state, &site.headers);
-    let rendered = state.pages.render(
-        "sign_in.html",
-        context! {
-            base_path => &state.config.auth.base_path,
-            csrf_token => csrf_token,
+    let ctx = context! {
             redirect_uri => form.redirect_uri.unwrap_or_default(),
             email => form.email.unwrap_or_default(),
             signing_up => form.signing_up,
@@ -120,10 +115,23 @@ pub fn sign_in_response(
                 .iter()
                 .map(|provider| context! { name => &provider.name, display_name => &provider.display_name })
                 .collect::<Vec<_>>(),
-        },
-    );
+    };
     let status = error.map_or(StatusCode::OK, |error| error.code().status());
-    let mut response = page_response(rendered, status);
+    render_form_page(state, site, "sign_in.html", ctx, status)
+}
+
+/// Renders a page that holds a form: `base_path` and the visitor's anonymous `csrf_token` are
+/// added to `ctx`, and the CSRF cookie is set when the visitor has none yet.
+pub fn render_form_page(
+    state: &AppState,
+    site: &SiteContext,
+    template: &str,
+    ctx: minijinja::Value,
+    status: StatusCode,
+) -> Response {
+    let (csrf_token, set_cookie) = anonymous_for_page(state, &site.headers);
+    let ctx = context! { base_path => &state.config.auth.base_path, csrf_token, ..ctx };
+    let mut response = render_page(state, template, ctx, status);
     if let Some(cookie) = set_cookie {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
