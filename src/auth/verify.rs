@@ -44,9 +44,9 @@ async fn verify(
     match decide(route, &matched, &identified) {
         Decision::Allow(permit) => {
             let mut response = StatusCode::OK.into_response();
-            if let Some(identity) = permit.identity() {
-                gateway.header_names().insert_into(identity, response.headers_mut());
-            }
+            gateway
+                .header_names()
+                .insert_complete(permit.identity().map(AsRef::as_ref), response.headers_mut());
             response
         }
         Decision::Deny(mut denial) => {

@@ -300,6 +300,19 @@ impl HeaderNames {
         }
     }
 
+    /// Every identity header name, each with the identity's value or else empty: the answer
+    /// of forward-auth, so that a proxy copying these headers onto the request overwrites a
+    /// client's copy even of a field this identity lacks (Traefik passes a header the answer
+    /// leaves out straight through; Caddy 2.6 sends its placeholder's text).
+    pub fn insert_complete(&self, identity: Option<&Identity>, headers: &mut http::HeaderMap) {
+        for name in self.all() {
+            headers.insert(name.clone(), HeaderValue::from_static(""));
+        }
+        if let Some(identity) = identity {
+            self.insert_into(identity, headers);
+        }
+    }
+
     /// Whether `name` is an identity header a client must never send upstream.
     pub fn is_identity_header(&self, name: &HeaderName) -> bool {
         let name = name.as_str();

@@ -22,6 +22,7 @@ mod bad_input;
 mod binary;
 mod device;
 mod email;
+mod forward_auth;
 mod gateway;
 mod lifecycle;
 mod oidc;

@@ -7,6 +7,7 @@ pub mod binary;
 pub mod echo;
 pub mod github;
 pub mod idp;
+pub mod proxies;
 pub mod services;
 pub mod smtp;
 pub mod steam;
