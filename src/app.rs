@@ -603,6 +603,8 @@ async fn build_state(
         }
     };
     let metrics = Metrics::new();
+    let (hits, misses) = stores.cache.counters();
+    metrics.register_identity_cache(hits, misses);
     let cookies = CookieJar::new(
         &config.session.cookie_name,
         public_url.is_https(),

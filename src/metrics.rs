@@ -111,6 +111,11 @@ impl Metrics {
             "Sign-in and credential checks, by method and outcome",
             auth_outcomes.clone(),
         );
+        registry.register(
+            "store_unavailable",
+            "Database or Redis calls that failed for want of the store (connection, timeout)",
+            crate::store::UNAVAILABLE.clone(),
+        );
         let cached_identities = Gauge::default();
         registry.register(
             "cached_identities",
@@ -155,6 +160,21 @@ impl Metrics {
     /// Records how long an upstream took to answer.
     pub fn record_upstream(&self, seconds: f64) {
         self.upstream_duration.observe(seconds);
+    }
+
+    /// Exposes the identity cache's hit and miss counters.
+    pub fn register_identity_cache(&self, hits: Counter, misses: Counter) {
+        let mut registry = self.registry.lock();
+        registry.register(
+            "identity_cache_hits",
+            "Credential lookups answered from the in-process cache",
+            hits,
+        );
+        registry.register(
+            "identity_cache_misses",
+            "Credential lookups that went to the stores",
+            misses,
+        );
     }
 
     /// Counts an authentication outcome (`method` e.g. `password`, `outcome` e.g. `success`).

@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::{Consumed, Identified, session_from_cookie};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{AuthMethod, Identity};
+use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip};
 
 /// A JSON body; any problem is a 400 (or 413) in the API format naming the problem.
@@ -180,6 +181,9 @@ impl OptionalFromRequestParts<AppState> for CurrentSession {
         let found =
             session_from_cookie(&parts.headers, &state.sessions, state.cookies.session_name())
                 .await?;
+        if let Some((_, identity)) = &found {
+            AccessSlot::record(&parts.extensions, identity);
+        }
         Ok(found.map(|(token, identity)| Self { token, identity }))
     }
 }

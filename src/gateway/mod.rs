@@ -36,6 +36,7 @@ use self::upstream::{UpstreamTable, request_host};
 use crate::cookies::CookieJar;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
+use crate::server::observe::AccessSlot;
 
 /// Why the gateway could not forward a request.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +178,11 @@ impl Gateway {
 
     /// Identifies the request by its credentials, and says which must not be forwarded.
     pub async fn identify(&self, parts: &Parts) -> (Identified, Consumed) {
-        identify(parts, &self.credentials).await
+        let answer = identify(parts, &self.credentials).await;
+        if let (Identified::Known(identity), _) = &answer {
+            AccessSlot::record(&parts.extensions, identity);
+        }
+        answer
     }
 
     /// Handles one gateway request end to end.

@@ -10,6 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use quick_cache::UnitWeighter;
 use quick_cache::sync::DefaultLifecycle;
 use tokio::sync::mpsc;
@@ -62,6 +63,9 @@ pub struct IdentityCache {
     clock: Arc<dyn Clock>,
     /// Where evictions are sent for the other replicas, once the fan-out is running.
     fanout: Arc<OnceLock<mpsc::UnboundedSender<Revocation>>>,
+    /// Lookups answered from the cache, and those that were not (for the metrics).
+    hits: Counter,
+    misses: Counter,
 }
 
 /// A cached identity and the time (on the injected clock) until which it may be served.
@@ -97,18 +101,35 @@ impl IdentityCache {
             mark_ttl,
             clock,
             fanout: Arc::default(),
+            hits: Counter::default(),
+            misses: Counter::default(),
         }
+    }
+
+    /// The hit and miss counters, to expose as metrics.
+    pub fn counters(&self) -> (Counter, Counter) {
+        (self.hits.clone(), self.misses.clone())
     }
 
     /// The cached identity for `hash` while it is fresh (within the cache TTL and before the
     /// credential expires). Never touches a store and never waits.
     pub fn get(&self, hash: &CredentialHash) -> Option<Arc<Identity>> {
-        let entry = self.entries.get(hash)?;
-        if entry.fresh_until > self.clock.now() {
-            Some(entry.identity)
-        } else {
-            self.entries.remove(hash);
-            None
+        let fresh = self.entries.get(hash).filter(|entry| {
+            let fresh = entry.fresh_until > self.clock.now();
+            if !fresh {
+                self.entries.remove(hash);
+            }
+            fresh
+        });
+        match fresh {
+            Some(entry) => {
+                self.hits.inc();
+                Some(entry.identity)
+            }
+            None => {
+                self.misses.inc();
+                None
+            }
         }
     }
 

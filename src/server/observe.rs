@@ -1,15 +1,17 @@
 //! Request observation, outermost on the main listener: request ids, one access-log line per
 //! request, the 5xx cause log, and request metrics by route class and status.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::response::Response;
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri};
+use uuid::Uuid;
 
 use crate::crypto;
 use crate::error::ErrorCause;
+use crate::identity::Identity;
 use crate::metrics::{Metrics, RouteClass};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -17,6 +19,26 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The request's id, in its extensions for every later layer.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
+
+/// Who a request turned out to be, for its access-log line: filled by whatever identifies the
+/// request (the gateway, the auth API's extractors). Only present while the access log is on,
+/// so the hot path pays nothing for it otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSlot(Arc<OnceLock<(&'static str, Uuid)>>);
+
+impl AccessSlot {
+    /// Notes `identity` as the request's, if the request is being logged.
+    pub fn record(extensions: &Extensions, identity: &Identity) {
+        if let Some(slot) = extensions.get::<Self>() {
+            let _ = slot.0.set((identity.method.as_str(), identity.user_id));
+        }
+    }
+}
+
+/// Whether access-log lines are written (the level and target filter allow them).
+fn access_log_enabled() -> bool {
+    tracing::event_enabled!(target: "portcullis::access", tracing::Level::INFO)
+}
 
 /// Observes requests for one listener.
 #[derive(Debug, Clone)]
@@ -34,6 +56,7 @@ pub struct Observation {
     class: RouteClass,
     method: Method,
     uri: Uri,
+    who: Option<AccessSlot>,
 }
 
 impl Observation {
@@ -63,18 +86,23 @@ impl Observer {
             .cloned()
             .unwrap_or_else(|| self.ids.next());
         request.extensions_mut().insert(RequestId(id.clone()));
+        let who = access_log_enabled().then(AccessSlot::default);
+        if let Some(slot) = &who {
+            request.extensions_mut().insert(slot.clone());
+        }
         Observation {
             started: Instant::now(),
             id,
             class: self.classify(request.uri().path()),
             method: request.method().clone(),
             uri: request.uri().clone(),
+            who,
         }
     }
 
     /// Finishes: sets `X-Request-Id` on the response, records metrics, logs.
     pub fn finish(&self, observation: Observation, response: &mut Response) {
-        let Observation { started, id, class, method, uri } = observation;
+        let Observation { started, id, class, method, uri, who } = observation;
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         self.metrics.record_request(class, status, elapsed.as_secs_f64());
@@ -84,7 +112,11 @@ impl Observer {
         if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
             tracing::error!(request_id, %method, path, status, error = %cause, "request failed");
         }
-        if tracing::event_enabled!(target: "portcullis::access", tracing::Level::INFO) {
+        if let Some(who) = who {
+            let (auth_method, user_id) = match who.0.get() {
+                Some((auth_method, user_id)) => (*auth_method, Some(user_id)),
+                None => ("", None),
+            };
             tracing::info!(
                 target: "portcullis::access",
                 request_id,
@@ -93,6 +125,8 @@ impl Observer {
                 path,
                 status,
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
+                auth_method,
+                user_id = user_id.map(tracing::field::display),
             );
         }
         response.headers_mut().insert(X_REQUEST_ID, id);

@@ -32,7 +32,18 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
 }
 
+/// Store failures that were worth a retry (`portcullis_store_unavailable_total`), process-wide:
+/// every store of every kind counts here as it classifies the error.
+pub static UNAVAILABLE: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
 impl StoreError {
+    /// An unavailable store, counted.
+    fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        UNAVAILABLE.inc();
+        Self::Unavailable(Box::new(error))
+    }
+
     /// Classifies a sqlx error, naming what a unique violation would duplicate.
     pub fn from_sqlx(error: sqlx::Error, what: &'static str) -> Self {
         match &error {
@@ -42,7 +53,7 @@ impl StoreError {
                 // PostgreSQL connection (08…) and shutdown (57P…) classes; SQLite BUSY (5)
                 // and LOCKED (6): all transient.
                 if code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6" {
-                    Self::Unavailable(Box::new(error))
+                    Self::unavailable(error)
                 } else {
                     Self::Database(error)
                 }
@@ -52,7 +63,7 @@ impl StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => Self::Unavailable(Box::new(error)),
+            | sqlx::Error::Protocol(_) => Self::unavailable(error),
             _ => Self::Database(error),
         }
     }
@@ -76,7 +87,7 @@ impl From<redis::RedisError> for StoreError {
                 )
             )
         {
-            Self::Unavailable(Box::new(error))
+            Self::unavailable(error)
         } else {
             Self::Corrupt(format!("redis: {error}"))
         }
@@ -102,5 +113,25 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Corrupt(_) | StoreError::Database(_) => Self::internal(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_unavailable_and_counted() {
+        let before = UNAVAILABLE.get();
+        assert!(matches!(
+            StoreError::from_sqlx(sqlx::Error::PoolTimedOut, "x"),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from_sqlx(sqlx::Error::RowNotFound, "x"),
+            StoreError::Database(_)
+        ));
+        // Other tests may count at the same time: at least this one.
+        assert!(UNAVAILABLE.get() > before);
     }
 }

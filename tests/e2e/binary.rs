@@ -461,3 +461,50 @@ async fn a_one_gibibyte_upload_streams_through_with_flat_memory() {
     portcullis.terminate();
     portcullis.wait(Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_request_with_who_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = EPHEMERAL_PORTS.to_vec();
+    env.push(("PORTCULLIS_LOG__FORMAT", "json"));
+    let portcullis = Binary::start(dir.path(), &[], &env).await;
+    let client = client();
+    let signup = client
+        .post(format!("{}/auth/signup", portcullis.url))
+        .header("x-request-id", "signup-1")
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let session = signup.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let user_id = signup.json::<Value>().await.unwrap()["user"]["id"].as_str().unwrap().to_owned();
+    let page = client
+        .get(format!("{}/me.json?token=secret-in-query", portcullis.url))
+        .header("x-request-id", "page-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(portcullis.logged("\"request_id\":\"page-1\"", Duration::from_secs(5)).await);
+
+    let log = portcullis.log.lock().clone();
+    let line = |id: &str| -> Value {
+        let needle = format!("\"request_id\":\"{id}\"");
+        let line = log.lines().find(|line| line.contains(&needle)).unwrap();
+        serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"))
+    };
+    let proxied = line("page-1");
+    let fields = &proxied["fields"];
+    assert_eq!(fields["class"], "proxy");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["auth_method"], "session");
+    assert_eq!(fields["user_id"], user_id.as_str());
+    assert_eq!(fields["path"], "/me.json", "the path only: queries can hold tokens");
+    assert!(fields["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(line("signup-1")["fields"]["class"], "auth");
+    let cookie_value = session.split(';').next().unwrap().split_once('=').unwrap().1;
+    for secret in [PASSWORD, cookie_value, "secret-in-query"] {
+        assert!(!log.contains(secret), "{secret} was logged");
+    }
+}

@@ -33,6 +33,29 @@ async fn health_readiness_and_metrics() {
     );
     assert!(text.contains("portcullis_upstream_duration_seconds_count 3"), "{text}");
     assert!(text.contains("portcullis_cached_identities"), "{text}");
+    // The first request of the session loaded it; the two after it were cache hits.
+    assert!(text.contains("portcullis_identity_cache_misses_total 1"), "{text}");
+    assert!(text.contains("portcullis_identity_cache_hits_total 2"), "{text}");
+    assert!(text.contains("portcullis_store_unavailable_total"), "{text}");
+
+    // The example Grafana dashboard only charts metrics that exist.
+    let path = format!("{}/examples/grafana/portcullis.json", env!("CARGO_MANIFEST_DIR"));
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut charted = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("portcullis_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(text.contains(&format!("\n{name}")), "{name} is not exported");
+                charted += 1;
+            }
+        }
+    }
+    assert!(charted >= 8, "{charted}");
 }
 
 #[tokio::test]
