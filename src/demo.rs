@@ -24,6 +24,7 @@ code{font-size:.9rem;word-break:break-all}h2{margin-top:2rem}</style></head>
 <body><h1>Hello{% if email %}, {{ email }}{% endif %}</h1>
 <p>This is the demo app behind Portcullis. It sees you only through the headers below: the proxy
 removed any identity headers your browser sent and added its own.</p>
+{% if email %}<p><a href="/auth/sign-out">Sign out</a></p>{% endif %}
 <h2>Identity headers</h2><table>{% for name, value in identity|items %}<tr><th><code>{{ name }}</code></th><td><code>{{ value }}</code></td></tr>{% else %}<tr><td>None: this route is public and you are not signed in.</td></tr>{% endfor %}</table>
 <h2>Request</h2><p><code>{{ method }} {{ uri }}</code></p>
 <h2>All headers</h2><table>{% for name, value in headers|items %}<tr><th><code>{{ name }}</code></th><td><code>{{ value }}</code></td></tr>{% endfor %}</table>

@@ -146,7 +146,12 @@ impl Csrf {
             return Ok(());
         };
         let origin = origin.to_str().map_err(|_| csrf_failed("Cross-site requests are refused"))?;
-        if self.origins.allows_origin(origin) || Some(origin) == own_origin {
+        // A browser sends `Origin: null` on a form post from a page whose referrer policy is
+        // `no-referrer`; its `Sec-Fetch-Site` still says where the post came from. Alone, `null`
+        // (a sandboxed frame, a `data:` page) is refused.
+        let null_but_same_origin = origin == "null" && fetch_site == Some(b"same-origin");
+        if null_but_same_origin || self.origins.allows_origin(origin) || Some(origin) == own_origin
+        {
             Ok(())
         } else {
             Err(csrf_failed("Cross-site requests are refused"))
@@ -283,6 +288,7 @@ mod tests {
             vec![("origin", "https://admin.example.com")],
             vec![("origin", "http://internal:8080"), ("host", "internal:8080")],
             vec![("sec-fetch-site", "same-origin")],
+            vec![("origin", "null"), ("sec-fetch-site", "same-origin")],
         ];
         for headers in ok {
             assert!(csrf.check_same_site(&site(&headers)).is_ok(), "{headers:?}");
@@ -290,6 +296,7 @@ mod tests {
         let refused = [
             vec![("origin", "https://evil.example")],
             vec![("origin", "null")],
+            vec![("origin", "null"), ("sec-fetch-site", "same-site")],
             vec![("sec-fetch-site", "cross-site")],
             vec![("origin", "https://app.example.com"), ("sec-fetch-site", "cross-site")],
         ];

@@ -20,6 +20,7 @@ pub mod redirect;
 pub mod service_tokens;
 pub mod sessions;
 pub mod sign_in;
+pub mod sign_out;
 pub mod tokens;
 pub mod verify;
 
@@ -54,6 +55,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(service_tokens::routes())
         .merge(oauth::routes())
         .merge(sign_in::routes())
+        .merge(sign_out::routes())
         .merge(magic_link::routes())
         .merge(email::routes())
         .merge(verify::routes())

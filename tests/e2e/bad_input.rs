@@ -412,3 +412,40 @@ async fn email_and_provider_endpoints_refuse_garbage_and_cross_site_posts() {
         .unwrap();
     expect_error(garbage_patch, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
+
+#[tokio::test]
+async fn the_sign_out_form_needs_its_session_token() {
+    let app = TestApp::spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    let other = app.signed_in("bob@example.com").await;
+    let page = client.get(app.url("/auth/sign-out")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let token = crate::support::form_token(&page.text().await.unwrap());
+    let other_token = crate::support::form_token(
+        &other.get(app.url("/auth/sign-out")).send().await.unwrap().text().await.unwrap(),
+    );
+    for (form, origin) in [
+        (vec![], None),
+        (vec![("csrf_token", other_token.as_str())], None),
+        (vec![("csrf_token", token.as_str())], Some("https://evil.example")),
+    ] {
+        let mut request = client.post(app.url("/auth/sign-out")).form(&form);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        expect_error(request.send().await.unwrap(), StatusCode::FORBIDDEN, "csrf_failed").await;
+        assert_eq!(app.echo(&client, "/x").await.header("x-auth-email"), Some("ada@example.com"));
+    }
+    let signed_out = client
+        .post(app.url("/auth/sign-out"))
+        .form(&[("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_out.headers()["location"], "/auth/sign-in");
+    let after = client.get(app.url("/x")).header("accept", "application/json").send().await;
+    assert_eq!(after.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let anonymous = app.client().get(app.url("/auth/sign-out")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::FOUND, "no session: to the sign-in page");
+}

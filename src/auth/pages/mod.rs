@@ -1,7 +1,7 @@
 //! Server-rendered pages (no JavaScript needed): sign-in and device approval.
 //!
 //! Templates are embedded at build time and auto-escaped; every page is sent with a strict
-//! Content-Security-Policy, no framing and no referrer.
+//! Content-Security-Policy, no framing and a same-origin referrer policy.
 
 use axum::Router;
 use axum::extract::State;
@@ -56,6 +56,7 @@ impl Pages {
         env.add_template("magic_link_sent.html", include_str!("templates/magic_link_sent.html"))?;
         env.add_template("reset_password.html", include_str!("templates/reset_password.html"))?;
         env.add_template("org_select.html", include_str!("templates/org_select.html"))?;
+        env.add_template("sign_out.html", include_str!("templates/sign_out.html"))?;
         Ok(Self { env, product_name: product_name.to_owned(), branding })
     }
 
@@ -148,8 +149,8 @@ pub fn render_page(
     page_response(state.pages.render(template, ctx), status)
 }
 
-/// A rendered page with the headers every page carries: strict CSP, no framing, no referrer,
-/// never cached.
+/// A rendered page with the headers every page carries: strict CSP, no framing, referrers
+/// only to ourselves, never cached.
 fn page_response(rendered: Result<String, minijinja::Error>, status: StatusCode) -> Response {
     let mut response = match rendered {
         Ok(body) => (status, Html(body)).into_response(),
@@ -158,7 +159,9 @@ fn page_response(rendered: Result<String, minijinja::Error>, status: StatusCode)
     let headers = response.headers_mut();
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Same-origin: our own form posts carry a real `Origin`, and nothing (a reset token in the
+    // URL) leaks to other sites.
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

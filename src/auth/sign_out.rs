@@ -1,0 +1,72 @@
+//! `GET /sign-out` and its form: signing out from a browser without JavaScript. Apps link to
+//! the page; its form posts back with a token bound to the session, so another site cannot
+//! sign a user out.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use http::header::SET_COOKIE;
+use minijinja::context;
+use serde::Deserialize;
+
+use super::csrf::SiteContext;
+use super::extract::{CurrentSession, JsonOrForm};
+use super::pages;
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Routes: `GET/POST /sign-out`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/sign-out", get(page).post(sign_out))
+}
+
+/// The page: a button, or straight to the sign-in page when there is no session.
+async fn page(State(state): State<AppState>, session: Option<CurrentSession>) -> Response {
+    let sign_in = format!("{}/sign-in", state.config.auth.base_path);
+    let Some(session) = session else { return super::found(&sign_in, None) };
+    let email = match state.users.find(session.identity.user_id).await {
+        Ok(user) => user.map(|user| user.email.as_str().to_owned()).unwrap_or_default(),
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let session_id = session.identity.session_id.unwrap_or_default();
+    let ctx = context! {
+        base_path => &state.config.auth.base_path,
+        csrf_token => state.csrf.session_token(session_id),
+        email,
+    };
+    pages::render_page(&state, "sign_out.html", ctx, StatusCode::OK)
+}
+
+#[derive(Debug, Deserialize)]
+struct SignOutForm {
+    csrf_token: Option<String>,
+    all: Option<String>,
+}
+
+/// The form: ends this session (or every sign-in of the user), clears the cookies, and goes
+/// to the sign-in page.
+async fn sign_out(
+    State(state): State<AppState>,
+    site: SiteContext,
+    session: Option<CurrentSession>,
+    JsonOrForm(form, _): JsonOrForm<SignOutForm>,
+) -> Result<Response, ApiError> {
+    let sign_in = format!("{}/sign-in", state.config.auth.base_path);
+    let Some(session) = session else { return Ok(super::found(&sign_in, None)) };
+    let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
+    state.csrf.verify_session_token(&site, session_id, form.csrf_token.as_deref())?;
+    if form.all.as_deref() == Some("true") {
+        state.end_all_sign_ins(session.identity.user_id).await?;
+    } else {
+        state.sessions.end(&session.token).await?;
+    }
+    state.metrics.record_auth("session", "logout");
+    let mut response = super::redirect(&sign_in, StatusCode::SEE_OTHER);
+    response.headers_mut().append(SET_COOKIE, state.cookies.clear_session());
+    for cookie in state.cookies.clear_tokens() {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
