@@ -106,6 +106,43 @@ pub(crate) enum KeysCommand {
     List,
 }
 
+/// `portcullis healthcheck`: GET `/healthz` on the configured admin listener (its loopback
+/// address when it listens on every interface), within two seconds.
+pub(crate) fn healthcheck(config: &Config) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(mut addr) = config.server.admin_listen else {
+        eprintln!("portcullis: the admin listener is off (server.admin_listen)");
+        return ExitCode::from(2);
+    };
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        addr.set_ip(loopback);
+    }
+    let timeout = Duration::from_secs(2);
+    let answer = std::net::TcpStream::connect_timeout(&addr, timeout).and_then(|mut stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(head)
+    });
+    match answer {
+        Ok(head) if head.starts_with(b"HTTP/1.") && head.ends_with(b" 200") => ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!("portcullis: {addr}/healthz answered {}", String::from_utf8_lossy(&head));
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("portcullis: {addr}/healthz: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Sets up logging: `RUST_LOG` (default `info`) in the configured format.
 pub(crate) fn init_logging(format: LogFormat) {
     let filter =

@@ -26,6 +26,9 @@ enum Command {
     Serve,
     /// Validate the configuration and print it with secrets masked.
     CheckConfig,
+    /// Exit 0 if the running server's admin listener answers `/healthz` (a container
+    /// HEALTHCHECK that needs no shell or curl).
+    Healthcheck,
     /// Manage users in the configured database.
     #[command(subcommand)]
     User(cli::UserCommand),
@@ -46,8 +49,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::CheckConfig) = cli.command {
-        return cli::check_config(&config);
+    match cli.command {
+        Some(Command::CheckConfig) => return cli::check_config(&config),
+        Some(Command::Healthcheck) => return cli::healthcheck(&config),
+        _ => {}
     }
     cli::init_logging(config.log);
     // Startup invariant: building the runtime only fails when the OS refuses threads.
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
             Some(Command::User(command)) => cli::report(cli::run_user(config, command).await),
             Some(Command::ApiKey(command)) => cli::report(cli::run_api_key(config, command).await),
             Some(Command::Keys(command)) => cli::report(cli::run_keys(config, command).await),
-            Some(Command::CheckConfig) => unreachable!("handled above"),
+            Some(Command::CheckConfig | Command::Healthcheck) => unreachable!("handled above"),
         }
     })
 }

@@ -73,8 +73,19 @@ async fn quick_start_on_embedded_defaults_shows_the_demo_app() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 
+    // The container HEALTHCHECK: no shell, no curl; an admin listener on every interface is
+    // asked on loopback.
+    let admin_port = portcullis.admin_url.as_ref().unwrap().rsplit(':').next().unwrap().to_owned();
+    let config = format!("[server]\nadmin_listen = \"0.0.0.0:{admin_port}\"\n");
+    std::fs::write(dir.path().join("healthcheck.toml"), config).unwrap();
+    let healthcheck = ["healthcheck", "--config", "healthcheck.toml"];
+    let healthy = run(dir.path(), &healthcheck, "").await;
+    assert!(healthy.status.success(), "{}", String::from_utf8_lossy(&healthy.stderr));
+
     portcullis.signal("INT");
     assert!(portcullis.wait(Duration::from_secs(10)).await.success(), "exit 0 on SIGINT (Ctrl-C)");
+    let gone = run(dir.path(), &healthcheck, "").await;
+    assert_eq!(gone.status.code(), Some(1), "nothing answers any more");
 }
 
 #[tokio::test]
