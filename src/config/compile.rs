@@ -497,14 +497,42 @@ fn branding(raw: &RawConfig, errors: &mut Errors) -> Branding {
         errors.check("branding.logo_url", PublicUrl::parse(text).map(|_| text.clone()))
     });
     let accent_color = b.accent_color.as_ref().and_then(|color| {
-        let hex = color.strip_prefix('#').unwrap_or("");
-        let valid = matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit());
-        errors.check(
-            "branding.accent_color",
-            if valid { Ok(color.clone()) } else { Err("expected a colour such as #3355ff".into()) },
-        )
+        errors.check("branding.accent_color", accent_color(color).map(|()| color.clone()))
     });
     Branding { logo_url, accent_color }
+}
+
+/// The accent colour fills buttons under white text, and outlines focused fields: it must give
+/// white text the 4.5:1 contrast WCAG AA asks for.
+fn accent_color(color: &str) -> Result<(), String> {
+    let hex = color.strip_prefix('#').unwrap_or("");
+    let digits: Vec<u8> = match hex.len() {
+        3 | 6 if hex.bytes().all(|b| b.is_ascii_hexdigit()) => hex
+            .chars()
+            .filter_map(|c| c.to_digit(16))
+            .map(|digit| u8::try_from(digit).unwrap_or(0))
+            .collect(),
+        _ => return Err("expected a colour such as #3355ff".into()),
+    };
+    let channels: Vec<f64> = if digits.len() == 3 {
+        digits.iter().map(|d| f64::from(d * 17)).collect()
+    } else {
+        digits.chunks(2).map(|pair| f64::from(pair[0] * 16 + pair[1])).collect()
+    };
+    let linear = |value: f64| {
+        let value = value / 255.0;
+        if value <= 0.039_28 { value / 12.92 } else { ((value + 0.055) / 1.055).powf(2.4) }
+    };
+    let luminance =
+        0.2126 * linear(channels[0]) + 0.7152 * linear(channels[1]) + 0.0722 * linear(channels[2]);
+    let contrast = 1.05 / (luminance + 0.05);
+    if contrast < 4.5 {
+        return Err(format!(
+            "{color} gives the white button text a contrast of {contrast:.1}:1; \
+             WCAG AA needs 4.5:1 (choose a darker colour)"
+        ));
+    }
+    Ok(())
 }
 
 fn orgs(raw: &RawConfig, errors: &mut Errors) -> OrgsConfig {
@@ -567,6 +595,16 @@ mod tests {
         assert_eq!(config.orgs.roles.names(), ["owner", "admin", "viewer"]);
         assert!(config.orgs.require_selection);
         assert_eq!(config.orgs.invite_ttl, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn accent_colours_must_keep_button_text_readable() {
+        assert!(accent_color("#2f54eb").is_ok(), "the default");
+        assert!(accent_color("#000").is_ok());
+        assert!(accent_color("#ffcc00").unwrap_err().contains("contrast of 1.5:1"));
+        assert!(accent_color("#3b82f6").is_err(), "3.7:1");
+        assert!(accent_color("blue").is_err());
+        assert!(accent_color("#12345").is_err());
     }
 
     #[test]
