@@ -14,6 +14,7 @@ use portcullis::app::Stores;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::Config;
 use portcullis::crypto::password::PasswordHasherPool;
+use portcullis::identity::api_key::KeyRequest;
 use portcullis::identity::session::ClientInfo;
 use portcullis::identity::{Email, Scopes};
 use portcullis::store::users::NewUser;
@@ -52,7 +53,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some((first, _)) =
         stores.users.find_by_email(&Email::parse("user0@bench.example")?).await?
     {
-        let key = stores.api_keys.create(first.id, "bench", Scopes::parse_list([])?, None).await?;
+        let request = KeyRequest {
+            name: "bench",
+            scopes: Scopes::parse_list([])?,
+            expires_in_days: None,
+            org_id: None,
+        };
+        let key = stores.api_keys.create(first.id, request).await?;
         std::fs::write(format!("{out}.api_key"), key.secret)?;
     }
 

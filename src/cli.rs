@@ -12,6 +12,7 @@ use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::{Config, EphemeralKind, LogFormat, load};
 use portcullis::crypto::password::PasswordHasherPool;
 use portcullis::crypto::signing::KeyRing;
+use portcullis::identity::api_key::KeyRequest;
 use portcullis::identity::one_time::{OneTimeLink, OneTimeLinks};
 use portcullis::identity::{Email, Scopes, validate_role};
 use portcullis::store::users::NewUser;
@@ -81,6 +82,9 @@ pub(crate) enum ApiKeyCommand {
         /// Days until the key expires (default: never).
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// The organization the key acts in (`X-Auth-Org-Id`); the user must be a member.
+        #[arg(long)]
+        org: Option<uuid::Uuid>,
     },
     /// List a user's keys.
     List {
@@ -374,12 +378,18 @@ pub(crate) async fn run_api_key(config: Config, command: ApiKeyCommand) -> Resul
     };
     let result = async {
         match command {
-            ApiKeyCommand::Create { email, name, scopes, expires_in_days } => {
+            ApiKeyCommand::Create { email, name, scopes, expires_in_days, org } => {
                 let user = owner(email).await?;
                 let scopes = Scopes::parse_list(scopes.iter().map(String::as_str))?;
+                if let Some(org) = org {
+                    let orgs = portcullis::store::orgs::OrgStore::new(stores.db.clone());
+                    let member = orgs.membership(org, user.id).await.map_err(|e| e.to_string())?;
+                    member.ok_or_else(|| format!("the user is not a member of {org}"))?;
+                }
+                let request = KeyRequest { name: &name, scopes, expires_in_days, org_id: org };
                 let created = stores
                     .api_keys
-                    .create(user.id, &name, scopes, expires_in_days)
+                    .create(user.id, request)
                     .await
                     .map_err(|error| error.to_string())?;
                 Ok(format!(

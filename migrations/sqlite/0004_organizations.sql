@@ -35,5 +35,7 @@ CREATE TABLE invites (
 );
 CREATE INDEX invites_org_email ON invites (org_id, email);
 
--- The active organization of a token client, carried into each access token's `org` claim.
+-- The active organization of a token client, carried into each access token's `org` claim,
+-- and the organization an API key acts in.
 ALTER TABLE refresh_families ADD COLUMN org_id TEXT;
+ALTER TABLE api_keys ADD COLUMN org_id TEXT;

@@ -15,7 +15,7 @@ use super::extract::{ApiJson, ApiPath, Caller};
 use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::error::ApiError;
-use crate::identity::api_key::CreateKeyError;
+use crate::identity::api_key::{CreateKeyError, KeyRequest};
 use crate::identity::{AuthMethod, Scopes};
 use crate::store::api_keys::ApiKeyRecord;
 
@@ -31,6 +31,7 @@ struct CreateBody {
     #[serde(default)]
     scopes: Vec<String>,
     expires_in_days: Option<u32>,
+    org_id: Option<Uuid>,
 }
 
 /// A key as listed (never the key itself).
@@ -40,6 +41,7 @@ struct KeyView<'a> {
     name: &'a str,
     prefix: &'a str,
     scopes: &'a [String],
+    org_id: Option<Uuid>,
     created_at: Timestamp,
     last_used_at: Option<Timestamp>,
     expires_at: Option<Timestamp>,
@@ -56,6 +58,7 @@ impl<'a> KeyView<'a> {
             name: &record.name,
             prefix: &record.prefix,
             scopes,
+            org_id: record.org_id,
             created_at: record.created_at,
             last_used_at: record.last_used_at,
             expires_at: record.expires_at,
@@ -78,11 +81,18 @@ async fn create(
     if !caller.scopes.covers(&scopes) {
         return Err(ApiError::forbidden("A key cannot have scopes its creator lacks"));
     }
-    let created = state
-        .api_keys
-        .create(caller.user_id, &body.name, scopes, body.expires_in_days)
-        .await
-        .map_err(|error| match error {
+    if let Some(org_id) = body.org_id {
+        let member = state.orgs.membership(org_id, caller.user_id).await?;
+        member.ok_or_else(|| ApiError::forbidden("You are not a member of this organization"))?;
+    }
+    let request = KeyRequest {
+        name: &body.name,
+        scopes,
+        expires_in_days: body.expires_in_days,
+        org_id: body.org_id,
+    };
+    let created =
+        state.api_keys.create(caller.user_id, request).await.map_err(|error| match error {
             CreateKeyError::Invalid(message) => ApiError::invalid_request(message),
             CreateKeyError::Store(error) => error.into(),
         })?;
@@ -94,6 +104,7 @@ async fn create(
         "key": created.secret,
         "prefix": view.prefix,
         "scopes": view.scopes,
+        "org_id": view.org_id,
         "created_at": view.created_at,
         "expires_at": view.expires_at,
     });

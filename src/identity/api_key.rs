@@ -40,6 +40,19 @@ pub struct NewApiKey {
     pub record: ApiKeyRecord,
 }
 
+/// What a new key should be.
+#[derive(Debug, Clone)]
+pub struct KeyRequest<'a> {
+    /// A name to recognise it by.
+    pub name: &'a str,
+    /// Its scopes.
+    pub scopes: Scopes,
+    /// Days until it expires (`None`: never).
+    pub expires_in_days: Option<u32>,
+    /// The organization it acts in (the caller checked the membership).
+    pub org_id: Option<Uuid>,
+}
+
 /// Why a key cannot be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateKeyError {
@@ -126,10 +139,9 @@ impl ApiKeyService {
     pub async fn create(
         &self,
         user_id: Uuid,
-        name: &str,
-        scopes: Scopes,
-        expires_in_days: Option<u32>,
+        request: KeyRequest<'_>,
     ) -> Result<NewApiKey, CreateKeyError> {
+        let KeyRequest { name, scopes, expires_in_days, org_id } = request;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
         {
@@ -157,6 +169,7 @@ impl ApiKeyService {
             prefix: secret[..PREFIX.len() + SHOWN].to_owned(),
             key_hash: crypto::sha256(secret.as_bytes()),
             scopes,
+            org_id,
             created_at: now,
             last_used_at: None,
             expires_at,
@@ -214,10 +227,10 @@ impl ApiKeyService {
         self.store.touch(key.id, now, TOUCH_INTERVAL).await?;
         // A key without expiry is re-checked every cache period anyway.
         let expires_at = key.expires_at.unwrap_or(Timestamp::from_millis(i64::MAX / 2));
-        // A key acts in no organization of its own; org-scoped paths still see its owner's
-        // memberships.
+        // A key acts in the organization it was made for, while its owner belongs to it;
+        // org-scoped paths see all of its owner's memberships.
         let parts = IdentityParts::new(user, key.scopes, AuthMethod::ApiKey, None, expires_at)
-            .in_orgs(orgs, None);
+            .in_orgs(orgs, key.org_id);
         Ok(Some(Identity::new(parts, &self.header_names)))
     }
 }

@@ -11,8 +11,8 @@ use crate::identity::Scopes;
 use crate::identity::cache::CredentialHash;
 
 /// Columns every query reads.
-const COLUMNS: &str =
-    "id, user_id, name, prefix, key_hash, scopes, created_at, last_used_at, expires_at, revoked_at";
+const COLUMNS: &str = "id, user_id, name, prefix, key_hash, scopes, org_id, created_at, \
+                       last_used_at, expires_at, revoked_at";
 
 /// A stored API key (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct ApiKeyRecord {
     pub key_hash: CredentialHash,
     /// Granted scopes.
     pub scopes: Scopes,
+    /// The organization the key acts in (its `X-Auth-Org-Id`), while its owner is a member.
+    pub org_id: Option<Uuid>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last use, updated at most once a minute.
@@ -65,7 +67,7 @@ impl ApiKeyStore {
     pub async fn insert(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             expires_at, org_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(key.id.to_string())
         .bind(key.user_id.to_string())
@@ -75,6 +77,7 @@ impl ApiKeyStore {
         .bind(key.scopes.to_claim().unwrap_or_default())
         .bind(key.created_at.as_millis())
         .bind(key.expires_at.map(Timestamp::as_millis))
+        .bind(key.org_id.map(|id| id.to_string()))
         .execute(self.db.pool())
         .await
         .map_err(|error| StoreError::from_sqlx(error, "an API key with this value"))?;
@@ -180,6 +183,10 @@ fn record_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
         prefix: row.try_get("prefix")?,
         key_hash: parse_hash(&row.try_get::<String, _>("key_hash")?)?,
         scopes: Scopes::parse_list(scopes.split_ascii_whitespace()).map_err(StoreError::Corrupt)?,
+        org_id: match row.try_get::<Option<String>, _>("org_id")? {
+            Some(_) => Some(uuid("org_id")?),
+            None => None,
+        },
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         last_used_at: time("last_used_at")?,
         expires_at: time("expires_at")?,

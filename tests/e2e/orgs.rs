@@ -563,6 +563,22 @@ async fn org_endpoints_refuse_garbage_keys_and_cross_site_posts() {
     // A key sees its owner's memberships on org-scoped paths.
     let scoped = http.get(app.url(&format!("/orgs/{acme}/x"))).bearer_auth(key).send().await;
     assert_eq!(scoped.unwrap().status(), 200);
+    let seen: crate::support::Echoed =
+        http.get(app.url("/x")).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen.header("x-auth-org-id"), None, "a key made for no organization acts in none");
+    // A key made for an organization acts in it; only for one its creator belongs to.
+    let body = json!({ "name": "acme ci", "org_id": acme });
+    let bound: Value =
+        call(&app, &ada, Method::POST, "/auth/api-keys", Some(body)).await.json().await.unwrap();
+    assert_eq!(bound["org_id"], acme.as_str());
+    let bound = bound["key"].as_str().unwrap();
+    let seen: crate::support::Echoed =
+        http.get(app.url("/x")).bearer_auth(bound).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen.header("x-auth-org-id"), Some(acme.as_str()));
+    assert_eq!(seen.header("x-auth-org-role"), Some("owner"));
+    let body = json!({ "name": "elsewhere", "org_id": Uuid::now_v7() });
+    let foreign = call(&app, &ada, Method::POST, "/auth/api-keys", Some(body)).await;
+    assert_eq!(error_code(foreign).await, (StatusCode::FORBIDDEN, "forbidden".into()));
     let count: i64 = {
         use sqlx::Row;
         sqlx::query("SELECT COUNT(*) AS n FROM organizations")
