@@ -14,6 +14,10 @@ pub const ADMIN: &str = "admin";
 /// The role invites get when they name none (if the deployment has it).
 pub const MEMBER: &str = "member";
 
+/// Most organizations one user belongs to: every cached identity carries its memberships, so
+/// they stay few.
+pub const MAX_MEMBERSHIPS: usize = 100;
+
 /// Longest organization name, in characters.
 const MAX_NAME: usize = 100;
 

@@ -124,6 +124,39 @@ impl InviteStore {
         row.as_ref().map(invite_from_row).transpose()
     }
 
+    /// The organization's invites that are neither used nor expired, newest first.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn pending(&self, org_id: Uuid, now: Timestamp) -> Result<Vec<Invite>, StoreError> {
+        let query = sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM invites \
+             WHERE org_id = $1 AND accepted_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC, id DESC"
+        ));
+        let rows = sqlx::query(query)
+            .bind(org_id.to_string())
+            .bind(now.as_millis())
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter().map(invite_from_row).collect()
+    }
+
+    /// Withdraws an unused invite of the organization; `false` if there is none.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn revoke(&self, org_id: Uuid, invite_id: Uuid) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM invites WHERE org_id = $1 AND id = $2 AND accepted_at IS NULL",
+        )
+        .bind(org_id.to_string())
+        .bind(invite_id.to_string())
+        .execute(self.db.pool())
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
     /// Deletes invites that expired or were used long ago (called periodically).
     ///
     /// # Errors

@@ -427,6 +427,24 @@ async fn invites_make_accounts_work_once_and_expire() {
     let stale = app.client().get(&first).header("accept", "application/json").send().await.unwrap();
     assert_eq!(error_code(stale).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
 
+    // Pending invites are listed to managers, and can be withdrawn.
+    let withdrawn = invite(&app, &sink, &ada, &acme, "gone@example.com", "member").await;
+    let invites_path = format!("/auth/orgs/{acme}/invites");
+    let listed: Value = ada.get(app.url(&invites_path)).send().await.unwrap().json().await.unwrap();
+    let pending = listed["invites"].as_array().unwrap();
+    let emails: Vec<&str> = pending.iter().map(|i| i["email"].as_str().unwrap()).collect();
+    assert_eq!(emails, ["gone@example.com", "late@example.com"], "newest first, used ones gone");
+    assert_eq!(pending[1]["role"], "admin", "only the latest invite to an address");
+    assert!(!listed.to_string().contains("token"), "never the token");
+    let id = pending[0]["id"].as_str().unwrap();
+    let revoke = call(&app, &ada, Method::DELETE, &format!("{invites_path}/{id}"), None).await;
+    assert_eq!(revoke.status(), 200);
+    assert_eq!(app.client().get(&withdrawn).send().await.unwrap().status(), 401);
+    let again = call(&app, &ada, Method::DELETE, &format!("{invites_path}/{id}"), None).await;
+    assert_eq!(error_code(again).await, (StatusCode::NOT_FOUND, "not_found".into()));
+    let by_member = newcomer.get(app.url(&invites_path)).send().await.unwrap();
+    assert_eq!(by_member.status(), StatusCode::FORBIDDEN);
+
     // Inviting a member again is a conflict; members cannot invite; nobody invites elsewhere.
     let body = json!({ "email": "new@example.com", "role": "member" });
     let path = format!("/auth/orgs/{acme}/invites");
@@ -588,4 +606,25 @@ async fn org_endpoints_refuse_garbage_keys_and_cross_site_posts() {
             .get("n")
     };
     assert_eq!(count, 3, "no refused request created anything");
+}
+
+#[tokio::test]
+async fn an_account_belongs_to_at_most_a_hundred_organizations() {
+    let app = TestApp::spawn().await;
+    let ada = app.signed_in("ada@example.com").await;
+    let csrf = app.csrf(&ada).await;
+    for n in 0..100 {
+        let response = ada
+            .post(app.url("/auth/orgs"))
+            .header("x-csrf-token", &csrf)
+            .json(&json!({ "name": format!("Org {n}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "org {n}");
+    }
+    let one_more = call(&app, &ada, Method::POST, "/auth/orgs", Some(json!({ "name": "More" })));
+    assert_eq!(error_code(one_more.await).await, (StatusCode::FORBIDDEN, "forbidden".into()));
+    let listed: Value = ada.get(app.url("/auth/orgs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["organizations"].as_array().unwrap().len(), 100);
 }

@@ -8,14 +8,14 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get};
 use http::StatusCode;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{member_of, refuse_api_keys};
+use super::{member_of, refuse_api_keys, room_for_one_more};
 use crate::app::AppState;
 use crate::auth::csrf::SiteContext;
 use crate::auth::email::{link, within_send_limit};
@@ -33,7 +33,10 @@ use crate::store::invites::Invite;
 
 /// Routes: sending and accepting invites.
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/orgs/{id}/invites", post(send)).route("/invites/accept", get(accept))
+    Router::new()
+        .route("/orgs/{id}/invites", get(list).post(send))
+        .route("/orgs/{id}/invites/{invite_id}", delete(revoke))
+        .route("/invites/accept", get(accept))
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,14 +103,55 @@ async fn send(
         ApiError::new(ErrorCode::EmailSendFailed, "The invite could not be sent, try again later")
             .with_cause(error)
     })?;
-    let view = json!({
+    Ok((StatusCode::CREATED, Json(json!({ "invite": view(&invite) }))).into_response())
+}
+
+/// An invite as the API shows it (never its token).
+fn view(invite: &Invite) -> serde_json::Value {
+    json!({
         "id": invite.id,
         "org_id": invite.org_id,
         "email": invite.email,
         "role": invite.role,
+        "invited_by": invite.invited_by,
+        "created_at": invite.created_at,
         "expires_at": invite.expires_at,
-    });
-    Ok((StatusCode::CREATED, Json(json!({ "invite": view }))).into_response())
+    })
+}
+
+/// Refuses unless the caller owns or administers the organization (404 for non-members).
+async fn manager_of(state: &AppState, org_id: Uuid, caller: Uuid) -> Result<(), ApiError> {
+    let membership = member_of(state, org_id, caller).await?;
+    if !org::manages(&membership.role) {
+        return Err(ApiError::forbidden("Only owners and admins manage invites"));
+    }
+    Ok(())
+}
+
+/// `GET /orgs/{id}/invites` (owners and admins): the invites still waiting, newest first.
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    manager_of(&state, org_id, caller.user_id).await?;
+    let invites = state.invites.pending(org_id, state.clock.now()).await?;
+    let views: Vec<_> = invites.iter().map(view).collect();
+    Ok(Json(json!({ "invites": views })).into_response())
+}
+
+/// `DELETE /orgs/{id}/invites/{invite_id}` (owners and admins): the link stops working.
+async fn revoke(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, invite_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Response, ApiError> {
+    refuse_api_keys(&caller)?;
+    manager_of(&state, org_id, caller.user_id).await?;
+    if !state.invites.revoke(org_id, invite_id).await? {
+        return Err(ApiError::not_found("No such pending invite"));
+    }
+    Ok(Json(json!({ "message": "invite withdrawn" })).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +182,9 @@ async fn accept(
         let invite = state.invites.find_pending(&hash, now).await?.ok_or_else(used_up)?;
         let email = Email::parse(&invite.email)?;
         let user = account_for(&state, &email).await?;
+        if state.orgs.membership(invite.org_id, user.id).await?.is_none() {
+            room_for_one_more(&state, user.id).await?;
+        }
         // Of two concurrent accepts, only the one that uses the invite up joins.
         let invite = state.invites.consume(&hash, user.id, now).await?.ok_or_else(used_up)?;
         state.orgs.add_member(invite.org_id, user.id, &invite.role, now).await?;

@@ -61,6 +61,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     refuse_api_keys(&caller)?;
     let name = org::clean_name(&body.name).map_err(ApiError::invalid_request)?;
+    room_for_one_more(&state, caller.user_id).await?;
     let now = state.clock.now();
     let created = match body.slug {
         Some(slug) => {
@@ -137,6 +138,20 @@ async fn switch(
         .ok_or_else(ApiError::unauthorized)?;
     let orgs = state.orgs.memberships(user.id).await?;
     Ok(Json(json!({ "user": user.view(&orgs, body.org_id) })).into_response())
+}
+
+/// Refuses when the user already belongs to [`org::MAX_MEMBERSHIPS`] organizations.
+///
+/// # Errors
+/// 403, or the database fails.
+async fn room_for_one_more(state: &AppState, user_id: Uuid) -> Result<(), ApiError> {
+    if state.orgs.roles_of(user_id).await?.len() >= org::MAX_MEMBERSHIPS {
+        let most = org::MAX_MEMBERSHIPS;
+        return Err(ApiError::forbidden(format!(
+            "An account belongs to at most {most} organizations"
+        )));
+    }
+    Ok(())
 }
 
 /// The user's membership in `org_id`; 404 when there is none, so non-members learn nothing
