@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{member_of, refuse_api_keys, room_for_one_more};
+use super::{manager_of, member_of, refuse_api_keys, room_for_one_more};
 use crate::app::AppState;
 use crate::auth::csrf::SiteContext;
 use crate::auth::email::{link, within_send_limit};
@@ -117,15 +117,6 @@ fn view(invite: &Invite) -> serde_json::Value {
         "created_at": invite.created_at,
         "expires_at": invite.expires_at,
     })
-}
-
-/// Refuses unless the caller owns or administers the organization (404 for non-members).
-async fn manager_of(state: &AppState, org_id: Uuid, caller: Uuid) -> Result<(), ApiError> {
-    let membership = member_of(state, org_id, caller).await?;
-    if !org::manages(&membership.role) {
-        return Err(ApiError::forbidden("Only owners and admins manage invites"));
-    }
-    Ok(())
 }
 
 /// `GET /orgs/{id}/invites` (owners and admins): the invites still waiting, newest first.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{member_of, refuse_api_keys};
+use super::{manager_of, member_of, refuse_api_keys};
 use crate::app::AppState;
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
 use crate::error::{ApiError, ErrorCode};
@@ -30,10 +30,7 @@ async fn list(
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    let membership = member_of(&state, org_id, caller.user_id).await?;
-    if !org::manages(&membership.role) {
-        return Err(ApiError::forbidden("Only owners and admins see the members"));
-    }
+    manager_of(&state, org_id, caller.user_id).await?;
     let members = state.orgs.members(org_id).await?;
     Ok(Json(json!({ "members": members })).into_response())
 }

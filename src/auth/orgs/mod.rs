@@ -167,6 +167,19 @@ async fn member_of(state: &AppState, org_id: Uuid, user_id: Uuid) -> Result<Memb
         .ok_or_else(|| ApiError::not_found("No such organization"))
 }
 
+/// Refuses unless the caller owns or administers the organization (404 for non-members), as
+/// the member list and the invites need.
+///
+/// # Errors
+/// 403 or 404, or the database fails.
+async fn manager_of(state: &AppState, org_id: Uuid, caller: Uuid) -> Result<(), ApiError> {
+    let membership = member_of(state, org_id, caller).await?;
+    if !org::manages(&membership.role) {
+        return Err(ApiError::forbidden("Only owners and admins manage the members and invites"));
+    }
+    Ok(())
+}
+
 /// Organizations are managed by people (sessions) and their token clients, not by API keys.
 fn refuse_api_keys(caller: &Identity) -> Result<(), ApiError> {
     if caller.method == AuthMethod::ApiKey {
