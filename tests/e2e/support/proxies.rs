@@ -142,9 +142,7 @@ fn binary(name: &str, fallbacks: &[&str]) -> String {
             .iter()
             .find(|path| Path::new(path).is_file())
             .map(|path| (*path).to_owned())
-            .unwrap_or_else(|| {
-                panic!("{name} is required (.ci/run installs it)")
-            }),
+            .unwrap_or_else(|| panic!("{name} is required (.ci/run installs it)")),
     }
 }
 
