@@ -1,10 +1,8 @@
 //! API key management: `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{id}`.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
 use http::StatusCode;
 use http::header::CACHE_CONTROL;
 use serde::{Deserialize, Serialize};
@@ -12,19 +10,22 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, Caller};
+use super::openapi::{ApiKeysBody, ErrorBody, MessageBody, NewApiKeyBody};
 use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::error::ApiError;
 use crate::identity::api_key::{CreateKeyError, KeyRequest};
 use crate::identity::{AuthMethod, Scopes};
 use crate::store::api_keys::ApiKeyRecord;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{id}`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api-keys", get(list).post(create)).route("/api-keys/{id}", delete(revoke))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(revoke))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
@@ -68,6 +69,7 @@ impl<'a> KeyView<'a> {
 
 /// `POST /api-keys`: a session (with CSRF) or an access token creates a key with at most the
 /// scopes it holds itself; a key cannot mint keys.
+#[utoipa::path(post, path = "/api-keys", tag = "api_keys", request_body = CreateBody, responses((status = 201, description = "The key, shown this once", body = NewApiKeyBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -112,6 +114,7 @@ async fn create(
 }
 
 /// `GET /api-keys`: the caller's keys.
+#[utoipa::path(get, path = "/api-keys", tag = "api_keys", responses((status = 200, description = "The caller's keys", body = ApiKeysBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
     let keys = state.api_keys.list(caller.user_id).await?;
     let views: Vec<KeyView<'_>> = keys.iter().map(KeyView::of).collect();
@@ -120,6 +123,7 @@ async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<R
 
 /// `DELETE /api-keys/{id}`: revokes one of the caller's keys; it stops working at once here
 /// (and on other replicas within the cache TTL, or at once with the revocation fan-out).
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api_keys", params(("id" = Uuid, Path, description = "Key id")), responses((status = 200, description = "Revoked, on every replica", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn revoke(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,

@@ -5,10 +5,8 @@
 //! `csrf_token` field of a form) and must not come from another site.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use http::HeaderMap;
 use http::header::{HOST, ORIGIN, SET_COOKIE};
 use http::request::Parts;
@@ -16,6 +14,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::extract::BodyKind;
+use super::openapi::{CsrfBody, ErrorBody};
 use crate::app::AppState;
 use crate::auth::redirect::RedirectPolicy;
 use crate::cookies::{self, CSRF_COOKIE};
@@ -23,6 +22,8 @@ use crate::crypto::{self, SecretKey};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::Identified;
 use crate::server::peer::Peer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Header carrying the token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -192,16 +193,17 @@ fn csrf_failed(message: &'static str) -> ApiError {
 }
 
 /// Routes: `GET /csrf`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/csrf", get(token))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(token))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TokenResponse {
     csrf_token: String,
 }
 
 /// `GET /auth/csrf`: the session's token, or an anonymous one tied to a cookie set here.
+#[utoipa::path(get, path = "/csrf", tag = "session", responses((status = 200, description = "A token for this session, or for this browser (a cookie is set)", body = CsrfBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn token(State(state): State<AppState>, parts: Parts) -> Response {
     if let (Identified::Known(identity), _) = state.gateway.identify(&parts).await
         && let Some(session_id) = identity.session_id

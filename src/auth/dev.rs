@@ -3,36 +3,38 @@
 //! `dev.enabled = true`; startup refuses an https public URL unless `dev.force = true`, and
 //! every start logs a warning while it is on.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
 use serde::Deserialize;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiJson, Client};
 use super::landing::{self, Reply};
+use super::openapi::{ErrorBody, SignedInBody};
 use super::sessions::default_locale;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::Email;
 use crate::identity::org_choice::After;
 use crate::store::users::NewUser;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The user signed in when no email is given.
 const DEFAULT_EMAIL: &str = "dev@example.com";
 
 /// Routes: `POST /dev-sign-in`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/dev-sign-in", post(dev_sign_in))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(dev_sign_in))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DevSignIn {
     email: Option<String>,
 }
 
+#[utoipa::path(post, path = "/dev-sign-in", tag = "session", request_body = DevSignIn, responses((status = 200, description = "Signed in (development only)", body = SignedInBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn dev_sign_in(
     State(state): State<AppState>,
     site: SiteContext,

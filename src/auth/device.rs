@@ -2,10 +2,8 @@
 //! `GET /device`, and `POST /device/complete` (JSON, or the page's form).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{OriginalUri, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, LOCATION};
 use minijinja::context;
@@ -14,6 +12,7 @@ use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, CurrentSession, JsonOrForm};
+use super::openapi::{DevicePollBody, DeviceStartBody, ErrorBody, MessageBody};
 use super::pages;
 use super::tokens::pair_response;
 use crate::app::AppState;
@@ -22,22 +21,24 @@ use crate::identity::Scopes;
 use crate::identity::device::{DEVICE_CODE_TTL, POLL_INTERVAL, Poll, normalize_user_code};
 use crate::identity::session::ClientInfo;
 use crate::identity::tokens::TokenPair;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Longest client name kept.
 const MAX_CLIENT_NAME: usize = 100;
 
 /// Routes: `POST /device/start`, `POST /device/poll`, `GET /device`, `POST /device/complete`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/device/start", post(start))
-        .route("/device/poll", post(poll_handler))
-        .route("/device", get(page))
-        .route("/device/complete", post(complete))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(poll_handler))
+        .routes(routes!(page))
+        .routes(routes!(complete))
 }
 
 /// `POST /device/start`: JSON `{client_name?, scopes?}`, or an RFC 8628 form
 /// (`client_id`, space-separated `scope`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct StartBody {
     client_name: Option<String>,
     client_id: Option<String>,
@@ -45,6 +46,7 @@ struct StartBody {
     scope: Option<String>,
 }
 
+#[utoipa::path(post, path = "/device/start", tag = "tokens", request_body(content((StartBody = "application/json"), (StartBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Codes for the device and the user", body = DeviceStartBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn start(
     State(state): State<AppState>,
     JsonOrForm(body, _): JsonOrForm<StartBody>,
@@ -113,12 +115,13 @@ pub async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, A
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PollBody {
     device_code: String,
 }
 
 /// `POST /device/poll`: `{"status": …}`, with the tokens once on completion.
+#[utoipa::path(post, path = "/device/poll", tag = "tokens", request_body(content((PollBody = "application/json"), (PollBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "The status; the tokens once, on completion", body = DevicePollBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn poll_handler(
     State(state): State<AppState>,
     JsonOrForm(body, _): JsonOrForm<PollBody>,
@@ -152,6 +155,7 @@ struct PageQuery {
 
 /// `GET /device[?user_code=]`: asks a signed-in user to confirm the code and approve or deny;
 /// sends anyone else to sign in first, then back here.
+#[utoipa::path(get, path = "/device", tag = "pages", params(("user_code" = Option<String>, Query, description = "The code the device shows")), responses((status = 200, description = "The approval page", content_type = "text/html"), (status = 302, description = "Not signed in: to the sign-in page"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn page(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
@@ -197,7 +201,7 @@ async fn page(
 }
 
 /// `POST /device/complete` body; the page's form adds `csrf_token`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CompleteBody {
     user_code: String,
     #[serde(deserialize_with = "bool_or_text")]
@@ -223,6 +227,7 @@ fn bool_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<boo
 
 /// Approves or denies a pending grant for the signed-in user (session + CSRF: the header for
 /// JSON calls, the form field for the page).
+#[utoipa::path(post, path = "/device/complete", tag = "tokens", request_body(content((CompleteBody = "application/json"), (CompleteBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Approved or denied (JSON, or the page for a form post)", content((MessageBody = "application/json"), (String = "text/html"))), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn complete(
     State(state): State<AppState>,
     session: CurrentSession,

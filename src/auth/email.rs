@@ -9,10 +9,8 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::LOCATION;
 use minijinja::context;
@@ -21,6 +19,7 @@ use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, Caller, JsonOrForm};
+use super::openapi::{ErrorBody, MessageBody};
 use super::pages;
 use super::password_policy;
 use crate::app::AppState;
@@ -28,18 +27,20 @@ use crate::error::{ApiError, ErrorCode};
 use crate::identity::email_token::{Holder, Purpose};
 use crate::identity::{AuthMethod, Email, User};
 use crate::mail::Template;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Messages to one address per hour, whatever the caller's IP: nobody can mail-bomb it.
 const SENDS_PER_HOUR: u64 = 5;
 const FORGOT_ANSWER: &str = "if an account exists for that email, a reset link has been sent";
 
 /// Routes for verification and reset.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/email/verify/send", post(send_verification))
-        .route("/email/verify", get(verify))
-        .route("/password/forgot", post(forgot))
-        .route("/password/reset", get(reset_page).post(reset))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send_verification))
+        .routes(routes!(verify))
+        .routes(routes!(forgot))
+        .routes(routes!(reset_page, reset))
 }
 
 /// Whether another message may go to `email` this hour (counted whether or not it is sent).
@@ -80,6 +81,7 @@ pub fn link(state: &AppState, path: &str, token: &str) -> String {
 }
 
 /// `POST /email/verify/send`: mails the signed-in user a new verification link.
+#[utoipa::path(post, path = "/email/verify/send", tag = "email", responses((status = 200, description = "A verification link was sent", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn send_verification(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -104,6 +106,7 @@ struct TokenQuery {
 }
 
 /// `GET /email/verify?token=`: marks the address verified; 302 to `/`, or JSON when asked.
+#[utoipa::path(get, path = "/email/verify", tag = "email", params(("token" = Option<String>, Query, description = "From the mail")), responses((status = 200, description = "Verified (asked for JSON)", body = MessageBody), (status = 302, description = "Verified: on to `/`"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn verify(
     State(state): State<AppState>,
     site: SiteContext,
@@ -135,12 +138,13 @@ async fn verify(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ForgotBody {
     email: String,
 }
 
 /// `POST /password/forgot`: the same answer, at once, for every address.
+#[utoipa::path(post, path = "/password/forgot", tag = "password", request_body(content((ForgotBody = "application/json"), (ForgotBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "The same answer for every address", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn forgot(
     State(state): State<AppState>,
     site: SiteContext,
@@ -175,6 +179,7 @@ async fn mail_reset(state: &AppState, email: &Email, within_limit: bool) -> Resu
 }
 
 /// `GET /password/reset?token=`: the page where the link from the email lands.
+#[utoipa::path(get, path = "/password/reset", tag = "pages", params(("token" = Option<String>, Query, description = "From the mail")), responses((status = 200, description = "The reset page", content_type = "text/html"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn reset_page(
     State(state): State<AppState>,
     site: SiteContext,
@@ -187,7 +192,7 @@ async fn reset_page(
     pages::render_form_page(&state, &site, "reset_password.html", ctx, StatusCode::OK)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ResetBody {
     token: String,
     password: String,
@@ -196,6 +201,7 @@ struct ResetBody {
 
 /// `POST /password/reset`: sets the password (rules apply), uses the token, and ends every
 /// session and token sign-in of the user, on every replica.
+#[utoipa::path(post, path = "/password/reset", tag = "password", request_body(content((ResetBody = "application/json"), (ResetBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Changed; every sign-in ended", body = MessageBody), (status = 303, description = "A form post: to the sign-in page"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn reset(
     State(state): State<AppState>,
     site: SiteContext,

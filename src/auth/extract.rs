@@ -28,7 +28,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(request, state).await {
+        let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let essence = content_type.map(|value| value.split(';').next().unwrap_or("").trim());
+        let is_json = essence.is_some_and(|essence| {
+            essence.eq_ignore_ascii_case("application/json")
+                || essence.to_ascii_lowercase().ends_with("+json")
+        });
+        if !is_json {
+            return Err(ApiError::invalid_request("Content-Type must be application/json"));
+        }
+        let bytes =
+            Bytes::from_request(request, state).await.map_err(|error| bytes_rejection(&error))?;
+        // Every body of this API is an object; serde would also read a struct from an array.
+        if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::invalid_request("The body must be a JSON object"));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(&rejection)),
         }

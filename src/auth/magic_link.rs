@@ -4,10 +4,8 @@
 //! mail is sent in the background so that its timing says nothing either.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::StatusCode;
 use minijinja::context;
 use serde::Deserialize;
@@ -17,6 +15,7 @@ use super::csrf::SiteContext;
 use super::email::within_send_limit;
 use super::extract::{ApiQuery, BodyKind, Client, JsonOrForm};
 use super::landing::{self, Reply};
+use super::openapi::{ErrorBody, MessageBody, SignedInBody};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
@@ -24,6 +23,8 @@ use crate::identity::org_choice::After;
 use crate::identity::{Email, User};
 use crate::mail::Template;
 use crate::store::users::NewUser;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The sign-in method, as metrics name it.
 const METHOD: &str = "magic_link";
@@ -31,19 +32,18 @@ const METHOD: &str = "magic_link";
 const ANSWER: &str = "if an account exists with that email, a login link has been sent";
 
 /// Routes: `POST /magic-link`, `GET|POST /magic-link/verify`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/magic-link", post(request_link))
-        .route("/magic-link/verify", get(verify_link).post(verify_code))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(request_link)).routes(routes!(verify_link, verify_code))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct LinkRequest {
     email: String,
     redirect_uri: Option<String>,
     csrf_token: Option<String>,
 }
 
+#[utoipa::path(post, path = "/magic-link", tag = "email", request_body(content((LinkRequest = "application/json"), (LinkRequest = "application/x-www-form-urlencoded"))), responses((status = 200, description = "The same answer for every address (JSON; a form post gets the code page)", content((MessageBody = "application/json"), (String = "text/html"))), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn request_link(
     State(state): State<AppState>,
     site: SiteContext,
@@ -127,6 +127,7 @@ struct VerifyQuery {
 }
 
 /// `GET /magic-link/verify?token=`: the link from the email.
+#[utoipa::path(get, path = "/magic-link/verify", tag = "email", params(("token" = Option<String>, Query, description = "From the mail"), ("redirect_uri" = Option<String>, Query, description = "Where to go")), responses((status = 302, description = "Signed in: on to `redirect_uri`"), (status = 303, description = "To the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn verify_link(
     State(state): State<AppState>,
     site: SiteContext,
@@ -151,7 +152,7 @@ async fn verify_link(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CodeBody {
     email: String,
     code: String,
@@ -161,6 +162,7 @@ struct CodeBody {
 
 /// `POST /magic-link/verify {email, code}`: the code from the email, as JSON (answered with the
 /// user) or from the "check your email" page (answered with a redirect, or the page again).
+#[utoipa::path(post, path = "/magic-link/verify", tag = "email", request_body(content((CodeBody = "application/json"), (CodeBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Signed in", body = SignedInBody), (status = 303, description = "A form post: on to the target, or to the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn verify_code(
     State(state): State<AppState>,
     site: SiteContext,

@@ -10,6 +10,7 @@ pub mod landing;
 pub mod magic_link;
 pub mod oauth;
 pub mod one_time;
+pub mod openapi;
 pub mod orgs;
 pub mod pages;
 pub mod password;
@@ -31,15 +32,32 @@ use axum::response::{IntoResponse, Response};
 use http::header::{ACCEPT, CACHE_CONTROL, LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Largest body any auth endpoint accepts: credentials and names are small.
 const AUTH_BODY_LIMIT: usize = 64 * 1024;
 
-/// Every auth route, relative to the base path, with its rate limit and body limit.
+/// Every auth route, relative to the base path, with its rate limit and body limit, and
+/// `GET /openapi.json` describing exactly these routes.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let mut router = Router::new();
+    let (router, api) = documented_routes(state).split_for_parts();
+    let document = openapi::document(api, &state.config.auth.base_path);
+    router
+        .layer(axum::Extension(openapi::Document(document)))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        // Limits run before any handler reads a body or checks a secret.
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit_by_ip))
+        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
+}
+
+/// The routes with their documentation, as one router.
+fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let mut router = OpenApiRouter::new().routes(routes!(openapi::openapi));
     // Absent unless enabled: a disabled dev sign-in is a 404 like any unknown path.
     if state.config.dev.enabled {
         router = router.merge(dev::routes());
@@ -62,11 +80,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(providers::routes())
         .merge(orgs::routes())
         .merge(pages::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
-        // Limits run before any handler reads a body or checks a secret.
-        .layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit_by_ip))
-        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
 }
 
 async fn not_found() -> ApiError {

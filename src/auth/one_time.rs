@@ -1,23 +1,24 @@
 //! `GET /one-time?token=`: redeems an operator's sign-in link (single use), starts a session
 //! and redirects; a bad link shows the sign-in page with the reason.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, Client};
 use super::landing::{self, Reply};
+use super::openapi::ErrorBody;
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::org_choice::After;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: `GET /one-time`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/one-time", get(one_time))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(one_time))
 }
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +26,7 @@ struct OneTimeQuery {
     token: Option<String>,
 }
 
+#[utoipa::path(get, path = "/one-time", tag = "session", params(("token" = Option<String>, Query, description = "The link's token")), responses((status = 302, description = "Signed in: on to the link's target"), (status = 303, description = "To the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn one_time(
     State(state): State<AppState>,
     site: SiteContext,

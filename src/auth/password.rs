@@ -2,10 +2,8 @@
 //! page (answered with a redirect, or the page again with the error).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -14,6 +12,7 @@ use serde_json::json;
 use super::csrf::SiteContext;
 use super::extract::{BodyKind, Client, JsonOrForm};
 use super::landing::{self, Reply};
+use super::openapi::{ErrorBody, SignedInBody, UserBody};
 use super::pages::{self, SignInForm};
 use super::password_policy;
 use super::redirect::SafeRedirect;
@@ -26,14 +25,16 @@ use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{Email, User};
 use crate::store::StoreError;
 use crate::store::users::NewUser;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: `POST /signup`, `POST /login`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/signup", post(signup_handler)).route("/login", post(login_handler))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(signup_handler)).routes(routes!(login_handler))
 }
 
 /// `POST /signup` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SignupBody {
     email: String,
     password: String,
@@ -43,7 +44,7 @@ struct SignupBody {
 }
 
 /// `POST /login` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     email: String,
     password: String,
@@ -53,7 +54,7 @@ struct LoginBody {
 }
 
 /// The fields the sign-in page's forms add to a credential post.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct FormFields {
     csrf_token: Option<String>,
     redirect_uri: Option<String>,
@@ -68,6 +69,7 @@ pub struct SignedIn {
     pub token: SessionToken,
 }
 
+#[utoipa::path(post, path = "/signup", tag = "password", request_body(content((SignupBody = "application/json"), (SignupBody = "application/x-www-form-urlencoded"))), responses((status = 201, description = "Signed up and in (session cookie)", body = UserBody), (status = 303, description = "A form post: on to `redirect_uri`"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn signup_handler(
     State(state): State<AppState>,
     site: SiteContext,
@@ -90,6 +92,7 @@ async fn signup_handler(
     result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
 }
 
+#[utoipa::path(post, path = "/login", tag = "password", request_body(content((LoginBody = "application/json"), (LoginBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Signed in: a session, tokens, or a choice of organization", body = SignedInBody), (status = 303, description = "A form post: on to `redirect_uri`, or to the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn login_handler(
     State(state): State<AppState>,
     site: SiteContext,

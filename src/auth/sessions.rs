@@ -1,10 +1,8 @@
 //! The signed-in user and their sessions: `/me`, `/logout`, `/sessions`.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use http::header::SET_COOKIE;
 use http::request::Parts;
 use serde::{Deserialize, Serialize};
@@ -12,6 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
+use super::openapi::{ErrorBody, MessageBody, SessionsBody, UserBody, WsTicketBody};
 use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::error::{ApiError, ErrorCode};
@@ -19,19 +18,22 @@ use crate::gateway::identify::Identified;
 use crate::identity::ticket::TICKET_TTL;
 use crate::identity::{AuthMethod, Identity, User, profile};
 use crate::store::StoreError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: `GET /me`, `PATCH /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`,
 /// `POST /ws-token`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/me", get(me).patch(update_me))
-        .route("/ws-token", post(ws_token))
-        .route("/logout", post(logout))
-        .route("/sessions", get(list))
-        .route("/sessions/{id}", delete(end_one))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me, update_me))
+        .routes(routes!(ws_token))
+        .routes(routes!(logout))
+        .routes(routes!(list))
+        .routes(routes!(end_one))
 }
 
 /// `GET /me`: the user behind any credential, read fresh from the database.
+#[utoipa::path(get, path = "/me", tag = "session", responses((status = 200, description = "The caller, with their organizations", body = UserBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
     let identity = match state.gateway.identify(&parts).await.0 {
         Identified::Known(identity) => identity,
@@ -65,6 +67,7 @@ struct LogoutQuery {
 /// `POST /logout[?all=true]`: ends this session (or every session and token of the user) and
 /// clears the cookie. A token client logs out with its access token (no CSRF needed): its
 /// refresh family is revoked.
+#[utoipa::path(post, path = "/logout", tag = "session", params(("all" = Option<bool>, Query, description = "End every session and token sign-in of the user")), responses((status = 200, description = "Logged out; cookies cleared", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn logout(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<LogoutQuery>,
@@ -104,6 +107,7 @@ struct SessionView {
 }
 
 /// `GET /sessions`: the user's live sessions, marking the current one.
+#[utoipa::path(get, path = "/sessions", tag = "session", responses((status = 200, description = "The user's live sessions", body = SessionsBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn list(
     State(state): State<AppState>,
     session: CurrentSession,
@@ -128,6 +132,7 @@ async fn list(
 
 /// `DELETE /sessions/{id}`: ends one of the user's sessions (the cookie is cleared when it is
 /// the current one).
+#[utoipa::path(delete, path = "/sessions/{id}", tag = "session", params(("id" = uuid::Uuid, Path, description = "Session id")), responses((status = 200, description = "The session ended", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn end_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
@@ -145,6 +150,7 @@ async fn end_one(
 
 /// `POST /ws-token`: a single-use `ws_` ticket for a WebSocket upgrade, for a session (CSRF
 /// checked) or an access token. The ticket dies with the sign-in that asked for it.
+#[utoipa::path(post, path = "/ws-token", tag = "tokens", responses((status = 200, description = "A single-use WebSocket ticket", body = WsTicketBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn ws_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -164,7 +170,7 @@ async fn ws_token(
 }
 
 /// `PATCH /me` body: each field given is set (an empty string clears it).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProfilePatch {
     name: Option<String>,
@@ -175,6 +181,7 @@ struct ProfilePatch {
 
 /// `PATCH /me`: edits the caller's profile (a session with CSRF, or an access token; not an
 /// API key). The identity headers follow on the next request, on every replica.
+#[utoipa::path(patch, path = "/me", tag = "session", request_body = ProfilePatch, responses((status = 200, description = "The updated user", body = UserBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn update_me(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -3,30 +3,32 @@
 //! account exists.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::JsonOrForm;
+use super::openapi::{ErrorBody, SignInAnswer};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::Email;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: `POST /sign-in`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/sign-in", post(sign_in))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sign_in))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SignInBody {
     email: String,
     redirect_uri: Option<String>,
 }
 
+#[utoipa::path(post, path = "/sign-in", tag = "session", request_body(content((SignInBody = "application/json"), (SignInBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "How this address signs in (never whether an account exists)", body = SignInAnswer), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn sign_in(
     State(state): State<AppState>,
     site: SiteContext,

@@ -2,10 +2,8 @@
 //! the page; its form posts back with a token bound to the session, so another site cannot
 //! sign a user out.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use http::StatusCode;
 use http::header::SET_COOKIE;
 use minijinja::context;
@@ -13,16 +11,20 @@ use serde::Deserialize;
 
 use super::csrf::SiteContext;
 use super::extract::{CurrentSession, JsonOrForm};
+use super::openapi::ErrorBody;
 use super::pages;
 use crate::app::AppState;
 use crate::error::ApiError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: `GET/POST /sign-out`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/sign-out", get(page).post(sign_out))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(page, sign_out))
 }
 
 /// The page: a button, or straight to the sign-in page when there is no session.
+#[utoipa::path(get, path = "/sign-out", tag = "pages", responses((status = 200, description = "The sign-out page", content_type = "text/html"), (status = 302, description = "No session: to the sign-in page"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn page(State(state): State<AppState>, session: Option<CurrentSession>) -> Response {
     let sign_in = format!("{}/sign-in", state.config.auth.base_path);
     let Some(session) = session else { return super::found(&sign_in, None) };
@@ -39,7 +41,7 @@ async fn page(State(state): State<AppState>, session: Option<CurrentSession>) ->
     pages::render_page(&state, "sign_out.html", ctx, StatusCode::OK)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SignOutForm {
     csrf_token: Option<String>,
     all: Option<String>,
@@ -47,6 +49,7 @@ struct SignOutForm {
 
 /// The form: ends this session (or every sign-in of the user), clears the cookies, and goes
 /// to the sign-in page.
+#[utoipa::path(post, path = "/sign-out", tag = "pages", request_body(content((SignOutForm = "application/json"), (SignOutForm = "application/x-www-form-urlencoded"))), responses((status = 303, description = "Signed out: to the sign-in page"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn sign_out(
     State(state): State<AppState>,
     site: SiteContext,
@@ -54,7 +57,9 @@ async fn sign_out(
     JsonOrForm(form, _): JsonOrForm<SignOutForm>,
 ) -> Result<Response, ApiError> {
     let sign_in = format!("{}/sign-in", state.config.auth.base_path);
-    let Some(session) = session else { return Ok(super::found(&sign_in, None)) };
+    let Some(session) = session else {
+        return Ok(super::redirect(&sign_in, StatusCode::SEE_OTHER));
+    };
     let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
     state.csrf.verify_session_token(&site, session_id, form.csrf_token.as_deref())?;
     if form.all.as_deref() == Some("true") {

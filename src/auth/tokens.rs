@@ -2,11 +2,9 @@
 //! endpoint (RFC 6749 §5 answers) for standard device-flow clients (RFC 8628) and refresh.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -16,20 +14,23 @@ use super::csrf::SiteContext;
 use super::device::{self, DeviceAnswer};
 use super::extract::JsonOrForm;
 use super::no_store;
+use super::openapi::{ErrorBody, OAuthErrorBody};
 use crate::app::AppState;
 use crate::cookies::{self, REFRESH_COOKIE};
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::tokens::{TokenError, TokenPair};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The RFC 8628 grant type.
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// Routes: `POST /refresh`, `GET /jwks.json`, `POST /token`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/refresh", post(refresh))
-        .route("/jwks.json", get(jwks))
-        .route("/token", post(token_endpoint))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(refresh))
+        .routes(routes!(jwks))
+        .routes(routes!(token_endpoint))
 }
 
 impl From<TokenError> for ApiError {
@@ -61,7 +62,7 @@ pub fn pair_response(pair: &TokenPair) -> Response {
     no_store(Json(pair).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 struct RefreshBody {
     refresh_token: Option<String>,
@@ -69,6 +70,7 @@ struct RefreshBody {
 
 /// `POST /refresh`: rotates the refresh token from the body, or else from the refresh cookie
 /// (then the new one is set in the cookie too, and the request must be same-site).
+#[utoipa::path(post, path = "/refresh", tag = "tokens", request_body(content((RefreshBody = "application/json")), description = "Or no body, with the `portcullis_refresh` cookie"), responses((status = 200, description = "A new pair (the refresh token rotated); with the refresh cookie, new cookies", body = TokenPair), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn refresh(
     State(state): State<AppState>,
     site: SiteContext,
@@ -102,6 +104,7 @@ async fn refresh(
 }
 
 /// `GET /jwks.json`: the public keys that verify access tokens and `X-Auth-Assertion`.
+#[utoipa::path(get, path = "/jwks.json", tag = "tokens", responses((status = 200, description = "The public keys of access tokens and assertions (JWKS)", body = Object), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.tokens.keys().jwks()).into_response();
     // Short, so that verifiers see a rotation soon; they refetch on an unknown `kid` anyway.
@@ -110,7 +113,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 /// `POST /token` form (or JSON) fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TokenRequest {
     grant_type: Option<String>,
     device_code: Option<String>,
@@ -122,6 +125,7 @@ struct TokenRequest {
 /// `POST /token`: RFC 6749 token endpoint for `device_code` and `refresh_token` grants, with
 /// RFC error codes (`authorization_pending`, `slow_down`, `expired_token`, `access_denied`,
 /// `invalid_grant`) so that standard OAuth clients work unchanged.
+#[utoipa::path(post, path = "/token", tag = "tokens", request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Tokens (RFC 6749 / RFC 8628)", body = TokenPair), (status = 400, description = "An RFC 6749 error", body = OAuthErrorBody), (status = "4XX", description = "Refused", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn token_endpoint(
     State(state): State<AppState>,
     JsonOrForm(request, _): JsonOrForm<TokenRequest>,

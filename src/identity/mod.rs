@@ -157,7 +157,7 @@ pub struct User {
 }
 
 /// A user as the API shows it (`{"user": …}`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView<'a> {
     id: Uuid,
     email: &'a str,

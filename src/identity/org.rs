@@ -22,7 +22,7 @@ pub const MAX_MEMBERSHIPS: usize = 100;
 const MAX_NAME: usize = 100;
 
 /// An organization, with the role of the user it was looked up for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Membership {
     /// Organization id.
     pub id: Uuid,
@@ -37,7 +37,7 @@ pub struct Membership {
 }
 
 /// A member as listed (`GET /auth/orgs/{id}/members`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Member {
     /// User id.
     pub user_id: Uuid,

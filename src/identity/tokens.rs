@@ -69,7 +69,7 @@ pub struct AccessClaims {
 }
 
 /// A freshly issued access and refresh token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// The access JWT.
     pub access_token: String,

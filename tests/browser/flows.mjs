@@ -34,8 +34,11 @@ function latestMail(seen) {
     .sort((a, b) => a.at - b.at);
   if (files.length === 0) return null;
   const name = files[files.length - 1].name;
-  seen.add(name);
   const raw = readFileSync(join(mailDir, name), "utf8");
+  // The file appears before its content is written; a whole message ends with its last
+  // MIME boundary.
+  if (!raw.trimEnd().endsWith("--")) return null;
+  seen.add(name);
   return raw
     .replace(/=\r?\n/g, "")
     .replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));

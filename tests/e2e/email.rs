@@ -168,19 +168,22 @@ async fn the_file_transport_writes_one_eml_per_message() {
         .spawn()
         .await;
     ask_link(&app, "file@example.com").await;
-    let mut found = None;
-    for _ in 0..50 {
-        found = std::fs::read_dir(dir.path())
+    // The file appears before its content is written: wait for the whole message.
+    let mut eml = String::new();
+    for _ in 0..100 {
+        let found = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(Result::ok)
             .find(|entry| entry.path().extension().is_some_and(|ext| ext == "eml"));
-        if found.is_some() {
-            break;
+        if let Some(entry) = found {
+            eml = std::fs::read_to_string(entry.path()).unwrap();
+            if eml.trim_end().ends_with("--") {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let eml = std::fs::read_to_string(found.expect("an .eml file").path()).unwrap();
-    assert!(eml.contains("To: file@example.com"));
+    assert!(eml.contains("To: file@example.com"), "{eml}");
     assert!(eml.contains("Custom words:"), "the text part comes from templates_dir");
 }
 

@@ -27,6 +27,7 @@ mod forward_auth;
 mod gateway;
 mod lifecycle;
 mod oidc;
+mod openapi;
 mod orgs;
 mod parity;
 mod replicas;

@@ -14,10 +14,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -28,6 +26,7 @@ use self::steam::SteamClient;
 use super::csrf::SiteContext;
 use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::landing::{self, Reply};
+use super::openapi::{ErrorBody, LinkedBody, MessageBody};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::clock::Timestamp;
@@ -38,6 +37,8 @@ use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
 use crate::identity::validate_role;
 use crate::store::ephemeral::{decode, encode};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// How long a sign-in may take at the provider.
 const FLOW_TTL: Duration = Duration::from_secs(600);
@@ -136,13 +137,13 @@ impl Providers {
 }
 
 /// Routes for provider sign-in and linking.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/login/{provider}", get(login))
-        .route("/link/{provider}", get(link))
-        .route("/callback/{provider}", get(callback))
-        .route("/providers/linked", get(linked))
-        .route("/providers/linked/{provider}", axum::routing::delete(unlink))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(link))
+        .routes(routes!(callback))
+        .routes(routes!(linked))
+        .routes(routes!(unlink))
 }
 
 /// A sign-in in progress.
@@ -162,6 +163,7 @@ struct StartQuery {
     login_hint: Option<String>,
 }
 
+#[utoipa::path(get, path = "/login/{provider}", tag = "providers", params(("provider" = String, Path, description = "A configured provider"), ("redirect_uri" = Option<String>, Query, description = "Where to go after signing in")), responses((status = 302, description = "To the provider"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn login(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
@@ -172,6 +174,7 @@ async fn login(
 
 /// `GET /link/{provider}`: the same flow, ending with the identity linked to the signed-in
 /// user.
+#[utoipa::path(get, path = "/link/{provider}", tag = "providers", params(("provider" = String, Path, description = "A configured provider"), ("redirect_uri" = Option<String>, Query, description = "Where to go afterwards")), responses((status = 302, description = "To the provider, to link it to the signed-in user"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn link(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
@@ -211,6 +214,7 @@ async fn start(
 
 /// `GET /callback/{provider}`: finishes a sign-in (or a link). Every failure ends on the
 /// sign-in page with the reason (or JSON for API clients), with no session.
+#[utoipa::path(get, path = "/callback/{provider}", tag = "providers", params(("provider" = String, Path, description = "A configured provider"), ("code" = Option<String>, Query, description = "From the provider"), ("state" = Option<String>, Query, description = "From the provider"), ("error" = Option<String>, Query, description = "From the provider")), responses((status = 302, description = "Signed in or linked: on to the target"), (status = 303, description = "To the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn callback(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
@@ -305,6 +309,7 @@ struct LinkView {
 }
 
 /// `GET /providers/linked`: the caller's linked providers.
+#[utoipa::path(get, path = "/providers/linked", tag = "providers", responses((status = 200, description = "The caller's linked providers", body = LinkedBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn linked(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -320,6 +325,7 @@ async fn linked(
 }
 
 /// `DELETE /providers/linked/{provider}`: unlinks, unless it is the last way to sign in.
+#[utoipa::path(delete, path = "/providers/linked/{provider}", tag = "providers", params(("provider" = String, Path, description = "A linked provider")), responses((status = 200, description = "Unlinked", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn unlink(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,

@@ -5,10 +5,8 @@
 //! the address, so the email counts as verified.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
 use http::StatusCode;
 use minijinja::context;
 use serde::Deserialize;
@@ -22,6 +20,7 @@ use crate::auth::email::{link, within_send_limit};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::magic_link::account_for;
+use crate::auth::openapi::{ErrorBody, InviteBody, InvitesBody, MessageBody};
 use crate::auth::pages::{self, SignInForm};
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
@@ -30,28 +29,28 @@ use crate::identity::org::{self, Change};
 use crate::identity::org_choice::After;
 use crate::mail::Template;
 use crate::store::invites::Invite;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: sending and accepting invites.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/orgs/{id}/invites", get(list).post(send))
-        .route("/orgs/{id}/invites/{invite_id}", delete(revoke))
-        .route("/invites/accept", get(accept))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, send)).routes(routes!(revoke)).routes(routes!(accept))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InviteBody {
+struct NewInviteBody {
     email: String,
     role: Option<String>,
 }
 
 /// `POST /orgs/{id}/invites {email, role?}` (owners and admins): 201 once the mail is sent.
+#[utoipa::path(post, path = "/orgs/{id}/invites", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id")), request_body = NewInviteBody, responses((status = 201, description = "The invite, mailed", body = InviteBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn send(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<InviteBody>,
+    ApiJson(body): ApiJson<NewInviteBody>,
 ) -> Result<Response, ApiError> {
     refuse_api_keys(&caller)?;
     let email = Email::parse(&body.email)?;
@@ -120,6 +119,7 @@ fn view(invite: &Invite) -> serde_json::Value {
 }
 
 /// `GET /orgs/{id}/invites` (owners and admins): the invites still waiting, newest first.
+#[utoipa::path(get, path = "/orgs/{id}/invites", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id")), responses((status = 200, description = "Pending invites (owners and admins)", body = InvitesBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -132,6 +132,7 @@ async fn list(
 }
 
 /// `DELETE /orgs/{id}/invites/{invite_id}` (owners and admins): the link stops working.
+#[utoipa::path(delete, path = "/orgs/{id}/invites/{invite_id}", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id"), ("invite_id" = Uuid, Path, description = "Invite id")), responses((status = 200, description = "Withdrawn", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -153,6 +154,7 @@ struct AcceptQuery {
 
 /// `GET /invites/accept?token=[&redirect_uri=]`: joins, signs in acting in the organization,
 /// 302 to the redirect (default `/`). Errors show the sign-in page.
+#[utoipa::path(get, path = "/invites/accept", tag = "orgs", params(("token" = Option<String>, Query, description = "From the mail"), ("redirect_uri" = Option<String>, Query, description = "Where to go")), responses((status = 302, description = "Joined and signed in: on to the target"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn accept(
     State(state): State<AppState>,
     site: SiteContext,

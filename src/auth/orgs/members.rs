@@ -2,10 +2,8 @@
 //! admins manage members; anyone may leave; the last owner can neither leave nor be demoted.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -13,18 +11,20 @@ use uuid::Uuid;
 use super::{manager_of, member_of, refuse_api_keys};
 use crate::app::AppState;
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
+use crate::auth::openapi::{ErrorBody, MemberBody, MembersBody, MessageBody};
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::org::{self, Change, Membership};
 use crate::store::orgs::Outcome;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: the member list and one member.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/orgs/{id}/members", get(list))
-        .route("/orgs/{id}/members/{user_id}", patch(set_role).delete(remove))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(set_role, remove))
 }
 
 /// `GET /orgs/{id}/members` (owners and admins).
+#[utoipa::path(get, path = "/orgs/{id}/members", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id")), responses((status = 200, description = "The members (owners and admins only)", body = MembersBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -35,13 +35,14 @@ async fn list(
     Ok(Json(json!({ "members": members })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleBody {
     role: String,
 }
 
 /// `PATCH /orgs/{id}/members/{user_id} {role}`.
+#[utoipa::path(patch, path = "/orgs/{id}/members/{user_id}", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id"), ("user_id" = Uuid, Path, description = "Member")), request_body = RoleBody, responses((status = 200, description = "The member, changed", body = MemberBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn set_role(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -65,6 +66,7 @@ async fn set_role(
 }
 
 /// `DELETE /orgs/{id}/members/{user_id}`: removes a member, or leaves.
+#[utoipa::path(delete, path = "/orgs/{id}/members/{user_id}", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id"), ("user_id" = Uuid, Path, description = "Member")), responses((status = 200, description = "Removed, on every replica", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn remove(
     State(state): State<AppState>,
     Caller(caller): Caller,

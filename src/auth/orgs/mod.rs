@@ -10,41 +10,43 @@ mod members;
 mod select;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession};
+use super::openapi::{ErrorBody, OrgBody, OrgsBody, UserBody};
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::org::{self, Membership};
 use crate::identity::{AuthMethod, Identity};
 use crate::store::StoreError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Routes: `GET/POST /orgs`, `POST /orgs/switch`, `GET/POST /orgs/select`, members, invites.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/orgs", get(list).post(create))
-        .route("/orgs/switch", post(switch))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(switch))
         .merge(select::routes())
         .merge(members::routes())
         .merge(invites::routes())
 }
 
 /// `GET /orgs`: the caller's organizations with their roles, and the active one.
+#[utoipa::path(get, path = "/orgs", tag = "orgs", responses((status = 200, description = "The caller's organizations and the active one", body = OrgsBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
     let orgs = state.orgs.memberships(caller.user_id).await?;
     let active = caller.active_org.as_ref().map(|org| org.org_id);
     Ok(Json(json!({ "organizations": orgs, "active_org_id": active })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewOrg {
     name: String,
@@ -53,6 +55,7 @@ struct NewOrg {
 
 /// `POST /orgs {name, slug?}`: 201 with the organization; the caller is its owner. A session
 /// in no organization yet starts acting in it.
+#[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = NewOrg, responses((status = 201, description = "Created; the caller is its owner", body = OrgBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -111,7 +114,7 @@ fn slug_taken(error: StoreError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SwitchBody {
     org_id: Option<Uuid>,
@@ -119,6 +122,7 @@ struct SwitchBody {
 
 /// `POST /orgs/switch {org_id}` (session + CSRF): the session acts in that organization from
 /// the next request (`null`: in none).
+#[utoipa::path(post, path = "/orgs/switch", tag = "orgs", request_body = SwitchBody, responses((status = 200, description = "The session acts in the organization from the next request", body = UserBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn switch(
     State(state): State<AppState>,
     CsrfSession(session): CsrfSession,

@@ -3,10 +3,8 @@
 //! Templates are embedded at build time and auto-escaped; every page is sent with a strict
 //! Content-Security-Policy, no framing and a same-origin referrer policy.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, SET_COOKIE, X_FRAME_OPTIONS,
 };
@@ -16,10 +14,13 @@ use serde::Deserialize;
 
 use super::csrf::{SiteContext, anonymous_for_page};
 use super::extract::ApiQuery;
+use super::openapi::ErrorBody;
 use super::password_policy::MIN_LENGTH;
 use crate::app::AppState;
 use crate::config::Branding;
 use crate::error::ApiError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -71,8 +72,8 @@ impl Pages {
 }
 
 /// Routes: `GET /sign-in`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/sign-in", get(sign_in))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sign_in))
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +81,7 @@ struct SignInQuery {
     redirect_uri: Option<String>,
 }
 
+#[utoipa::path(get, path = "/sign-in", tag = "pages", params(("redirect_uri" = Option<String>, Query, description = "Where to go after signing in")), responses((status = 200, description = "The sign-in page", content_type = "text/html"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
 async fn sign_in(
     State(state): State<AppState>,
     site: SiteContext,

@@ -1,0 +1,378 @@
+//! The OpenAPI 3.1 document of the auth API (`GET /auth/openapi.json`), generated from the
+//! handlers themselves: every route is registered through `utoipa_axum::routes!`, which only
+//! takes handlers carrying a `#[utoipa::path]`, so a route cannot exist undocumented, and the
+//! document is built from the same registrations, so it cannot list a route that does not exist.
+//!
+//! The schemas here describe bodies the handlers build with `json!`; the schemathesis run in
+//! CI checks real answers against them.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::response::{IntoResponse, Response};
+use http::header::CONTENT_TYPE;
+use serde::Serialize;
+use utoipa::openapi::OpenApi;
+use utoipa::{OpenApi as _, ToSchema};
+
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::identity::UserView;
+use crate::identity::org::{Member, Membership};
+use crate::identity::tokens::TokenPair;
+
+/// The document's fixed parts: title, tags and the shared schemas.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Portcullis auth API",
+        description = "Sign-in, sessions, tokens, API keys and organizations. Errors are always \
+                       `{\"error\", \"message\"}` with the status of the error code.",
+    ),
+    tags(
+        (name = "session", description = "The signed-in user and their sessions"),
+        (name = "password", description = "Email and password"),
+        (name = "email", description = "Magic links, codes, verification and password reset"),
+        (name = "providers", description = "OAuth 2.0, OpenID Connect and Steam sign-in"),
+        (name = "tokens", description = "Access and refresh tokens, device flow, WebSocket tickets"),
+        (name = "api_keys", description = "API keys"),
+        (name = "orgs", description = "Organizations, members and invites"),
+        (name = "pages", description = "Server-rendered pages (HTML)"),
+        (name = "forward_auth", description = "For reverse proxies"),
+    ),
+    components(schemas(ErrorBody))
+)]
+struct Base;
+
+/// Every error: a machine-readable code and a message for people.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The code (`invalid_request`, `unauthorized`, …).
+    pub error: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// `{"message": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageBody {
+    /// What happened.
+    pub message: String,
+}
+
+/// `{"user": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserBody<'a> {
+    /// The user.
+    pub user: UserView<'a>,
+}
+
+/// A token login: the pair and the user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenLogin<'a> {
+    /// The tokens.
+    #[serde(flatten)]
+    pub pair: TokenPair,
+    /// The user.
+    pub user: UserView<'a>,
+}
+
+/// A `cookie_token` login: the user, and the tokens' type and lifetime (the tokens are in
+/// httpOnly cookies).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CookieTokenLogin<'a> {
+    /// The user.
+    pub user: UserView<'a>,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Access token lifetime, seconds.
+    pub expires_in: u64,
+}
+
+/// A login that waits for the user to choose an organization (`[orgs] require_selection`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingChoice {
+    /// For `POST /auth/orgs/select`; single use, ten minutes.
+    pub pending_token: String,
+    /// The organizations to choose from.
+    pub organizations: Vec<Membership>,
+}
+
+/// What a sign-in answers with JSON: a session's user, tokens, or a pending choice.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignedInBody<'a> {
+    /// A session cookie was set.
+    Session(UserBody<'a>),
+    /// `"mode": "token"`.
+    Tokens(TokenLogin<'a>),
+    /// `"mode": "cookie_token"`.
+    CookieTokens(CookieTokenLogin<'a>),
+    /// Choose an organization first.
+    Choice(PendingChoice),
+}
+
+/// `GET /csrf`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CsrfBody {
+    /// For the `X-CSRF-Token` header (or a form's `csrf_token` field).
+    pub csrf_token: String,
+}
+
+/// `POST /ws-token`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WsTicketBody {
+    /// `ws_…`, single use.
+    pub token: String,
+    /// Seconds it stays usable.
+    pub expires_in: u64,
+}
+
+/// One of the user's sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDoc {
+    /// Session id.
+    pub id: Uuid,
+    /// Sign-in time.
+    pub created_at: Timestamp,
+    /// Last activity (at most a minute stale).
+    pub last_seen_at: Timestamp,
+    /// Client IP at sign-in.
+    pub ip: Option<String>,
+    /// Client user agent at sign-in.
+    pub user_agent: Option<String>,
+    /// Whether it is the session of this request.
+    pub current: bool,
+}
+
+/// `GET /sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsBody {
+    /// Newest first.
+    pub sessions: Vec<SessionDoc>,
+}
+
+/// An API key as listed (never the key).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyDoc {
+    /// Key id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The organization it acts in.
+    pub org_id: Option<Uuid>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last use.
+    pub last_used_at: Option<Timestamp>,
+    /// Expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// `GET /api-keys`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeysBody {
+    /// The caller's keys.
+    pub api_keys: Vec<ApiKeyDoc>,
+}
+
+/// `POST /api-keys`: the key, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewApiKeyBody {
+    /// Key id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// `pk_…`: store it now.
+    pub key: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The organization it acts in.
+    pub org_id: Option<Uuid>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// `POST /device/start` (RFC 8628).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceStartBody {
+    /// For polling.
+    pub device_code: String,
+    /// What the user types.
+    pub user_code: String,
+    /// Where the user approves.
+    pub verification_uri: String,
+    /// The same, with the code filled in.
+    pub verification_uri_complete: String,
+    /// Seconds the codes live.
+    pub expires_in: u64,
+    /// Seconds between polls.
+    pub interval: u64,
+}
+
+/// `POST /device/poll`: the status, and the tokens once on completion.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevicePollBody {
+    /// `pending`, `slow_down`, `expired`, `denied` or `completed`.
+    pub status: String,
+    /// On completion.
+    pub access_token: Option<String>,
+    /// On completion.
+    pub refresh_token: Option<String>,
+    /// On completion: `Bearer`.
+    pub token_type: Option<String>,
+    /// On completion: access token lifetime, seconds.
+    pub expires_in: Option<u64>,
+}
+
+/// An error of the OAuth token endpoint (RFC 6749 §5.2), with our `message` too.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_grant`, `authorization_pending`, …
+    pub error: String,
+    /// What went wrong (absent when the request itself was malformed).
+    pub error_description: Option<String>,
+    /// The same, as in every other error.
+    pub message: String,
+}
+
+/// `POST /service-tokens/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceTokenBody {
+    /// The service's JWT.
+    pub token: String,
+    /// Its expiry.
+    pub expires_at: Timestamp,
+}
+
+/// A provider linked to the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkDoc {
+    /// Provider name.
+    pub provider: String,
+    /// When it was linked.
+    pub linked_at: Timestamp,
+}
+
+/// `GET /providers/linked`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkedBody {
+    /// Oldest first.
+    pub providers: Vec<LinkDoc>,
+}
+
+/// `GET /providers`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvidersBody {
+    /// Enabled sign-in methods.
+    pub providers: Vec<String>,
+}
+
+/// `POST /sign-in`: how this address signs in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignInAnswer {
+    /// `sso`, `magic_link` or `password`.
+    pub auth_method: String,
+    /// For `sso`: the provider.
+    pub provider: Option<String>,
+    /// For `sso`: where to send the browser.
+    pub redirect_url: Option<String>,
+}
+
+/// `GET /orgs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgsBody {
+    /// The caller's organizations, most recently active first.
+    pub organizations: Vec<Membership>,
+    /// The one the credential acts in.
+    pub active_org_id: Option<Uuid>,
+}
+
+/// `POST /orgs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgBody {
+    /// The new organization; the caller is its owner.
+    pub organization: Membership,
+}
+
+/// `GET /orgs/{id}/members`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembersBody {
+    /// Oldest first.
+    pub members: Vec<Member>,
+}
+
+/// `PATCH /orgs/{id}/members/{user_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberBody {
+    /// The member as changed.
+    pub member: Member,
+}
+
+/// An invite (never its token).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteDoc {
+    /// Invite id.
+    pub id: Uuid,
+    /// The organization.
+    pub org_id: Uuid,
+    /// Who it went to.
+    pub email: String,
+    /// The role it grants.
+    pub role: String,
+    /// Who sent it.
+    pub invited_by: Option<Uuid>,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// `POST /orgs/{id}/invites`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteBody {
+    /// The invite sent.
+    pub invite: InviteDoc,
+}
+
+/// `GET /orgs/{id}/invites`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitesBody {
+    /// Pending invites, newest first.
+    pub invites: Vec<InviteDoc>,
+}
+
+/// The finished document for routes served under `base_path`, as JSON.
+pub fn document(mut api: OpenApi, base_path: &str) -> Bytes {
+    let base = Base::openapi();
+    api.info = base.info;
+    api.tags = base.tags;
+    let components = api.components.get_or_insert_with(Default::default);
+    if let Some(extra) = base.components {
+        components.schemas.extend(extra.schemas);
+    }
+    api.paths.paths = std::mem::take(&mut api.paths.paths)
+        .into_iter()
+        .map(|(path, item)| (format!("{base_path}{path}"), item))
+        .collect();
+    Bytes::from(api.to_json().unwrap_or_default())
+}
+
+/// The document, as [`document`] made it.
+#[derive(Debug, Clone)]
+pub struct Document(pub Bytes);
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(get, path = "/openapi.json", tag = "session",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API")))]
+pub async fn openapi(Extension(document): Extension<Document>) -> Response {
+    ([(CONTENT_TYPE, "application/json")], document.0).into_response()
+}
