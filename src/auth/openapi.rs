@@ -363,7 +363,31 @@ pub fn document(mut api: OpenApi, base_path: &str) -> Bytes {
         .into_iter()
         .map(|(path, item)| (format!("{base_path}{path}"), item))
         .collect();
-    Bytes::from(api.to_json().unwrap_or_default())
+    let mut json = serde_json::to_value(&api).unwrap_or_default();
+    unique_operation_ids(&mut json);
+    Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
+}
+
+/// Operation ids from method and path (`post_auth_orgs_id_invites`): handlers in different
+/// modules share names (`list`, `create`), and OpenAPI wants every id unique.
+fn unique_operation_ids(document: &mut serde_json::Value) {
+    let Some(paths) = document.get_mut("paths").and_then(|paths| paths.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let words: Vec<String> = path
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|word| !word.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let Some(item) = item.as_object_mut() else { continue };
+        for (method, operation) in item.iter_mut() {
+            if let Some(operation) = operation.as_object_mut() {
+                let id = format!("{method}_{}", words.join("_"));
+                operation.insert("operationId".into(), serde_json::Value::String(id));
+            }
+        }
+    }
 }
 
 /// The document, as [`document`] made it.

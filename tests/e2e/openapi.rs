@@ -30,11 +30,14 @@ async fn the_document_lists_exactly_the_routes_that_exist() {
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"), "{}", document["openapi"]);
     let paths = document["paths"].as_object().unwrap();
     let mut operations = 0;
+    let mut ids = std::collections::BTreeSet::new();
     for (path, item) in paths {
         assert!(path.starts_with("/auth/"), "{path}");
         for (method, operation) in item.as_object().unwrap() {
             let Ok(method) = method.to_uppercase().parse::<Method>() else { continue };
             assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()));
+            let id = operation["operationId"].as_str().unwrap().to_owned();
+            assert!(ids.insert(id.clone()), "operationId {id} twice");
             let mut url = String::new();
             for segment in path.split('/').filter(|s| !s.is_empty()) {
                 url.push('/');
