@@ -5,11 +5,11 @@
 //
 // Run by tests/e2e/browser.rs, which starts Portcullis and passes:
 //   BASE_URL   Portcullis, e.g. http://127.0.0.1:40123
-//   MAIL_DIR   where Portcullis's `file` mail transport writes .eml files
+//   MAIL_DIR   where the mail Portcullis sent arrives, one numbered .eml file per message
 //   SHOTS_DIR  where screenshots go (under target/, never committed)
 //   CHROMIUM   the browser (default /usr/bin/chromium)
 
-import { readdirSync, readFileSync, mkdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -28,12 +28,12 @@ function check(condition, message) {
 
 /// The newest mail's text part, quoted-printable undone.
 function latestMail(seen) {
+  // Numbered in arrival order by the test's SMTP sink.
   const files = readdirSync(mailDir)
     .filter((name) => name.endsWith(".eml") && !seen.has(name))
-    .map((name) => ({ name, at: statSync(join(mailDir, name)).mtimeMs }))
-    .sort((a, b) => a.at - b.at);
+    .sort();
   if (files.length === 0) return null;
-  const name = files[files.length - 1].name;
+  const name = files[files.length - 1];
   const raw = readFileSync(join(mailDir, name), "utf8");
   // The file appears before its content is written; a whole message ends with its last
   // MIME boundary.
