@@ -10,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::openapi::{ApiKeysBody, ErrorBody, MessageBody, NewApiKeyBody};
+use super::openapi::{ApiKeysBody, MessageBody, NewApiKeyBody};
 use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::error::ApiError;
@@ -69,7 +69,15 @@ impl<'a> KeyView<'a> {
 
 /// `POST /api-keys`: a session (with CSRF) or an access token creates a key with at most the
 /// scopes it holds itself; a key cannot mint keys.
-#[utoipa::path(post, path = "/api-keys", tag = "api_keys", request_body = CreateBody, responses((status = 201, description = "The key, shown this once", body = NewApiKeyBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/api-keys",
+    tag = "api_keys",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The key, shown this once", body = NewApiKeyBody),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -114,7 +122,12 @@ async fn create(
 }
 
 /// `GET /api-keys`: the caller's keys.
-#[utoipa::path(get, path = "/api-keys", tag = "api_keys", responses((status = 200, description = "The caller's keys", body = ApiKeysBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/api-keys",
+    tag = "api_keys",
+    responses((status = 200, description = "The caller's keys", body = ApiKeysBody)),
+)]
 async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
     let keys = state.api_keys.list(caller.user_id).await?;
     let views: Vec<KeyView<'_>> = keys.iter().map(KeyView::of).collect();
@@ -123,7 +136,15 @@ async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<R
 
 /// `DELETE /api-keys/{id}`: revokes one of the caller's keys; it stops working at once here
 /// (and on other replicas within the cache TTL, or at once with the revocation fan-out).
-#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api_keys", params(("id" = Uuid, Path, description = "Key id")), responses((status = 200, description = "Revoked, on every replica", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    delete,
+    path = "/api-keys/{id}",
+    tag = "api_keys",
+    params(("id" = Uuid, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "Revoked, on every replica", body = MessageBody),
+    ),
+)]
 async fn revoke(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::extract::BodyKind;
-use super::openapi::{CsrfBody, ErrorBody};
+use super::openapi::CsrfBody;
 use crate::app::AppState;
 use crate::auth::redirect::RedirectPolicy;
 use crate::cookies::{self, CSRF_COOKIE};
@@ -203,7 +203,14 @@ struct TokenResponse {
 }
 
 /// `GET /auth/csrf`: the session's token, or an anonymous one tied to a cookie set here.
-#[utoipa::path(get, path = "/csrf", tag = "session", responses((status = 200, description = "A token for this session, or for this browser (a cookie is set)", body = CsrfBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/csrf",
+    tag = "session",
+    responses(
+        (status = 200, description = "A token for this session, or for this browser (a cookie is set)", body = CsrfBody),
+    ),
+)]
 async fn token(State(state): State<AppState>, parts: Parts) -> Response {
     if let (Identified::Known(identity), _) = state.gateway.identify(&parts).await
         && let Some(session_id) = identity.session_id

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::csrf::SiteContext;
 use super::extract::{ApiJson, Client};
 use super::landing::{self, Reply};
-use super::openapi::{ErrorBody, SignedInBody};
+use super::openapi::SignedInBody;
 use super::sessions::default_locale;
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -34,7 +34,15 @@ struct DevSignIn {
     email: Option<String>,
 }
 
-#[utoipa::path(post, path = "/dev-sign-in", tag = "session", request_body = DevSignIn, responses((status = 200, description = "Signed in (development only)", body = SignedInBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/dev-sign-in",
+    tag = "session",
+    request_body = DevSignIn,
+    responses(
+        (status = 200, description = "Signed in (development only)", body = SignedInBody),
+    ),
+)]
 async fn dev_sign_in(
     State(state): State<AppState>,
     site: SiteContext,

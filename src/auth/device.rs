@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, CurrentSession, JsonOrForm};
-use super::openapi::{DevicePollBody, DeviceStartBody, ErrorBody, MessageBody};
+use super::openapi::{DevicePollBody, DeviceStartBody, MessageBody};
 use super::pages;
 use super::tokens::pair_response;
 use crate::app::AppState;
@@ -46,7 +46,18 @@ struct StartBody {
     scope: Option<String>,
 }
 
-#[utoipa::path(post, path = "/device/start", tag = "tokens", request_body(content((StartBody = "application/json"), (StartBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Codes for the device and the user", body = DeviceStartBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/device/start",
+    tag = "tokens",
+    request_body(content(
+        (StartBody = "application/json"),
+        (StartBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Codes for the device and the user", body = DeviceStartBody),
+    ),
+)]
 async fn start(
     State(state): State<AppState>,
     JsonOrForm(body, _): JsonOrForm<StartBody>,
@@ -121,7 +132,18 @@ struct PollBody {
 }
 
 /// `POST /device/poll`: `{"status": …}`, with the tokens once on completion.
-#[utoipa::path(post, path = "/device/poll", tag = "tokens", request_body(content((PollBody = "application/json"), (PollBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "The status; the tokens once, on completion", body = DevicePollBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/device/poll",
+    tag = "tokens",
+    request_body(content(
+        (PollBody = "application/json"),
+        (PollBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The status; the tokens once, on completion", body = DevicePollBody),
+    ),
+)]
 async fn poll_handler(
     State(state): State<AppState>,
     JsonOrForm(body, _): JsonOrForm<PollBody>,
@@ -155,7 +177,18 @@ struct PageQuery {
 
 /// `GET /device[?user_code=]`: asks a signed-in user to confirm the code and approve or deny;
 /// sends anyone else to sign in first, then back here.
-#[utoipa::path(get, path = "/device", tag = "pages", params(("user_code" = Option<String>, Query, description = "The code the device shows")), responses((status = 200, description = "The approval page", content_type = "text/html"), (status = 302, description = "Not signed in: to the sign-in page"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/device",
+    tag = "pages",
+    params(
+        ("user_code" = Option<String>, Query, description = "The code the device shows"),
+    ),
+    responses(
+        (status = 200, description = "The approval page", content_type = "text/html"),
+        (status = 302, description = "Not signed in: to the sign-in page"),
+    ),
+)]
 async fn page(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
@@ -227,7 +260,18 @@ fn bool_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<boo
 
 /// Approves or denies a pending grant for the signed-in user (session + CSRF: the header for
 /// JSON calls, the form field for the page).
-#[utoipa::path(post, path = "/device/complete", tag = "tokens", request_body(content((CompleteBody = "application/json"), (CompleteBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Approved or denied (JSON, or the page for a form post)", content((MessageBody = "application/json"), (String = "text/html"))), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/device/complete",
+    tag = "tokens",
+    request_body(content(
+        (CompleteBody = "application/json"),
+        (CompleteBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Approved or denied (JSON, or the page for a form post)", content((MessageBody = "application/json"), (String = "text/html"))),
+    ),
+)]
 async fn complete(
     State(state): State<AppState>,
     session: CurrentSession,

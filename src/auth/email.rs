@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, Caller, JsonOrForm};
-use super::openapi::{ErrorBody, MessageBody};
+use super::openapi::MessageBody;
 use super::pages;
 use super::password_policy;
 use crate::app::AppState;
@@ -81,7 +81,14 @@ pub fn link(state: &AppState, path: &str, token: &str) -> String {
 }
 
 /// `POST /email/verify/send`: mails the signed-in user a new verification link.
-#[utoipa::path(post, path = "/email/verify/send", tag = "email", responses((status = 200, description = "A verification link was sent", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/email/verify/send",
+    tag = "email",
+    responses(
+        (status = 200, description = "A verification link was sent", body = MessageBody),
+    ),
+)]
 async fn send_verification(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -106,7 +113,16 @@ struct TokenQuery {
 }
 
 /// `GET /email/verify?token=`: marks the address verified; 302 to `/`, or JSON when asked.
-#[utoipa::path(get, path = "/email/verify", tag = "email", params(("token" = Option<String>, Query, description = "From the mail")), responses((status = 200, description = "Verified (asked for JSON)", body = MessageBody), (status = 302, description = "Verified: on to `/`"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/email/verify",
+    tag = "email",
+    params(("token" = Option<String>, Query, description = "From the mail")),
+    responses(
+        (status = 200, description = "Verified (asked for JSON)", body = MessageBody),
+        (status = 302, description = "Verified: on to `/`"),
+    ),
+)]
 async fn verify(
     State(state): State<AppState>,
     site: SiteContext,
@@ -144,7 +160,18 @@ struct ForgotBody {
 }
 
 /// `POST /password/forgot`: the same answer, at once, for every address.
-#[utoipa::path(post, path = "/password/forgot", tag = "password", request_body(content((ForgotBody = "application/json"), (ForgotBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "The same answer for every address", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/password/forgot",
+    tag = "password",
+    request_body(content(
+        (ForgotBody = "application/json"),
+        (ForgotBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The same answer for every address", body = MessageBody),
+    ),
+)]
 async fn forgot(
     State(state): State<AppState>,
     site: SiteContext,
@@ -179,7 +206,15 @@ async fn mail_reset(state: &AppState, email: &Email, within_limit: bool) -> Resu
 }
 
 /// `GET /password/reset?token=`: the page where the link from the email lands.
-#[utoipa::path(get, path = "/password/reset", tag = "pages", params(("token" = Option<String>, Query, description = "From the mail")), responses((status = 200, description = "The reset page", content_type = "text/html"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/password/reset",
+    tag = "pages",
+    params(("token" = Option<String>, Query, description = "From the mail")),
+    responses(
+        (status = 200, description = "The reset page", content_type = "text/html"),
+    ),
+)]
 async fn reset_page(
     State(state): State<AppState>,
     site: SiteContext,
@@ -201,7 +236,19 @@ struct ResetBody {
 
 /// `POST /password/reset`: sets the password (rules apply), uses the token, and ends every
 /// session and token sign-in of the user, on every replica.
-#[utoipa::path(post, path = "/password/reset", tag = "password", request_body(content((ResetBody = "application/json"), (ResetBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Changed; every sign-in ended", body = MessageBody), (status = 303, description = "A form post: to the sign-in page"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/password/reset",
+    tag = "password",
+    request_body(content(
+        (ResetBody = "application/json"),
+        (ResetBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Changed; every sign-in ended", body = MessageBody),
+        (status = 303, description = "A form post: to the sign-in page"),
+    ),
+)]
 async fn reset(
     State(state): State<AppState>,
     site: SiteContext,

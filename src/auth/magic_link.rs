@@ -15,7 +15,7 @@ use super::csrf::SiteContext;
 use super::email::within_send_limit;
 use super::extract::{ApiQuery, BodyKind, Client, JsonOrForm};
 use super::landing::{self, Reply};
-use super::openapi::{ErrorBody, MessageBody, SignedInBody};
+use super::openapi::{MessageBody, SignedInBody};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
@@ -43,7 +43,18 @@ struct LinkRequest {
     csrf_token: Option<String>,
 }
 
-#[utoipa::path(post, path = "/magic-link", tag = "email", request_body(content((LinkRequest = "application/json"), (LinkRequest = "application/x-www-form-urlencoded"))), responses((status = 200, description = "The same answer for every address (JSON; a form post gets the code page)", content((MessageBody = "application/json"), (String = "text/html"))), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/magic-link",
+    tag = "email",
+    request_body(content(
+        (LinkRequest = "application/json"),
+        (LinkRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The same answer for every address (JSON; a form post gets the code page)", content((MessageBody = "application/json"), (String = "text/html"))),
+    ),
+)]
 async fn request_link(
     State(state): State<AppState>,
     site: SiteContext,
@@ -127,7 +138,19 @@ struct VerifyQuery {
 }
 
 /// `GET /magic-link/verify?token=`: the link from the email.
-#[utoipa::path(get, path = "/magic-link/verify", tag = "email", params(("token" = Option<String>, Query, description = "From the mail"), ("redirect_uri" = Option<String>, Query, description = "Where to go")), responses((status = 302, description = "Signed in: on to `redirect_uri`"), (status = 303, description = "To the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/magic-link/verify",
+    tag = "email",
+    params(
+        ("token" = Option<String>, Query, description = "From the mail"),
+        ("redirect_uri" = Option<String>, Query, description = "Where to go"),
+    ),
+    responses(
+        (status = 302, description = "Signed in: on to `redirect_uri`"),
+        (status = 303, description = "To the organization choice"),
+    ),
+)]
 async fn verify_link(
     State(state): State<AppState>,
     site: SiteContext,
@@ -162,7 +185,19 @@ struct CodeBody {
 
 /// `POST /magic-link/verify {email, code}`: the code from the email, as JSON (answered with the
 /// user) or from the "check your email" page (answered with a redirect, or the page again).
-#[utoipa::path(post, path = "/magic-link/verify", tag = "email", request_body(content((CodeBody = "application/json"), (CodeBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Signed in", body = SignedInBody), (status = 303, description = "A form post: on to the target, or to the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/magic-link/verify",
+    tag = "email",
+    request_body(content(
+        (CodeBody = "application/json"),
+        (CodeBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Signed in", body = SignedInBody),
+        (status = 303, description = "A form post: on to the target, or to the organization choice"),
+    ),
+)]
 async fn verify_code(
     State(state): State<AppState>,
     site: SiteContext,

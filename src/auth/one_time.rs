@@ -8,7 +8,6 @@ use serde::Deserialize;
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, Client};
 use super::landing::{self, Reply};
-use super::openapi::ErrorBody;
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
@@ -26,7 +25,16 @@ struct OneTimeQuery {
     token: Option<String>,
 }
 
-#[utoipa::path(get, path = "/one-time", tag = "session", params(("token" = Option<String>, Query, description = "The link's token")), responses((status = 302, description = "Signed in: on to the link's target"), (status = 303, description = "To the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/one-time",
+    tag = "session",
+    params(("token" = Option<String>, Query, description = "The link's token")),
+    responses(
+        (status = 302, description = "Signed in: on to the link's target"),
+        (status = 303, description = "To the organization choice"),
+    ),
+)]
 async fn one_time(
     State(state): State<AppState>,
     site: SiteContext,

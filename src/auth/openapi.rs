@@ -368,6 +368,24 @@ pub fn document(mut api: OpenApi, base_path: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
 }
 
+/// Every operation may answer an error in the one format (browser flows: on a page), so the
+/// error responses are added here once rather than written on each handler.
+fn add_error_responses(responses: &mut serde_json::Value) {
+    let Some(responses) = responses.as_object_mut() else { return };
+    let content = serde_json::json!({
+        "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } },
+        "text/html": { "schema": { "type": "string" } },
+    });
+    for (status, description) in [
+        ("4XX", "Refused: the `error` code says why (browser flows show the message on a page)"),
+        ("5XX", "A store is down (`store_unavailable`), or a bug (`internal`)"),
+    ] {
+        responses.entry(status).or_insert_with(
+            || serde_json::json!({ "description": description, "content": content.clone() }),
+        );
+    }
+}
+
 /// Operation ids from method and path (`post_auth_orgs_id_invites`): handlers in different
 /// modules share names (`list`, `create`), and OpenAPI wants every id unique.
 fn unique_operation_ids(document: &mut serde_json::Value) {
@@ -385,6 +403,9 @@ fn unique_operation_ids(document: &mut serde_json::Value) {
             if let Some(operation) = operation.as_object_mut() {
                 let id = format!("{method}_{}", words.join("_"));
                 operation.insert("operationId".into(), serde_json::Value::String(id));
+                if let Some(responses) = operation.get_mut("responses") {
+                    add_error_responses(responses);
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::csrf::SiteContext;
 use super::extract::{BodyKind, Client, JsonOrForm};
 use super::landing::{self, Reply};
-use super::openapi::{ErrorBody, SignedInBody, UserBody};
+use super::openapi::{SignedInBody, UserBody};
 use super::pages::{self, SignInForm};
 use super::password_policy;
 use super::redirect::SafeRedirect;
@@ -69,7 +69,19 @@ pub struct SignedIn {
     pub token: SessionToken,
 }
 
-#[utoipa::path(post, path = "/signup", tag = "password", request_body(content((SignupBody = "application/json"), (SignupBody = "application/x-www-form-urlencoded"))), responses((status = 201, description = "Signed up and in (session cookie)", body = UserBody), (status = 303, description = "A form post: on to `redirect_uri`"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/signup",
+    tag = "password",
+    request_body(content(
+        (SignupBody = "application/json"),
+        (SignupBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 201, description = "Signed up and in (session cookie)", body = UserBody),
+        (status = 303, description = "A form post: on to `redirect_uri`"),
+    ),
+)]
 async fn signup_handler(
     State(state): State<AppState>,
     site: SiteContext,
@@ -92,7 +104,19 @@ async fn signup_handler(
     result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
 }
 
-#[utoipa::path(post, path = "/login", tag = "password", request_body(content((LoginBody = "application/json"), (LoginBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Signed in: a session, tokens, or a choice of organization", body = SignedInBody), (status = 303, description = "A form post: on to `redirect_uri`, or to the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "password",
+    request_body(content(
+        (LoginBody = "application/json"),
+        (LoginBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Signed in: a session, tokens, or a choice of organization", body = SignedInBody),
+        (status = 303, description = "A form post: on to `redirect_uri`, or to the organization choice"),
+    ),
+)]
 async fn login_handler(
     State(state): State<AppState>,
     site: SiteContext,

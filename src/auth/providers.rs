@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use super::openapi::{ErrorBody, ProvidersBody};
+use super::openapi::ProvidersBody;
 use crate::app::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,7 +16,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// `GET /providers`: the enabled sign-in methods: every configured provider by name, then
 /// `magic_link` and `password` (always on in this version).
-#[utoipa::path(get, path = "/providers", tag = "providers", responses((status = 200, description = "The enabled sign-in methods", body = ProvidersBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/providers",
+    tag = "providers",
+    responses(
+        (status = 200, description = "The enabled sign-in methods", body = ProvidersBody),
+    ),
+)]
 async fn providers(State(state): State<AppState>) -> Json<Value> {
     let mut names: Vec<&str> = state.oauth.iter().map(|provider| provider.name.as_str()).collect();
     names.push("magic_link");

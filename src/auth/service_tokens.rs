@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::no_store;
-use super::openapi::{ErrorBody, ServiceTokenBody};
+use super::openapi::ServiceTokenBody;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::service_token::MintError;
@@ -21,7 +21,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(mint))
 }
 
-#[utoipa::path(post, path = "/service-tokens/{name}", tag = "tokens", params(("name" = String, Path, description = "A `[service_tokens.NAME]` of the configuration")), request_body(content((Object = "application/json")), description = "The template's parameters"), responses((status = 200, description = "A token for the service", body = ServiceTokenBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/service-tokens/{name}",
+    tag = "tokens",
+    params(
+        ("name" = String, Path, description = "A `[service_tokens.NAME]` of the configuration"),
+    ),
+    request_body(content((Object = "application/json")), description = "The template's parameters"),
+    responses(
+        (status = 200, description = "A token for the service", body = ServiceTokenBody),
+    ),
+)]
 async fn mint(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,

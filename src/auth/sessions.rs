@@ -10,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
-use super::openapi::{ErrorBody, MessageBody, SessionsBody, UserBody, WsTicketBody};
+use super::openapi::{MessageBody, SessionsBody, UserBody, WsTicketBody};
 use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::error::{ApiError, ErrorCode};
@@ -33,7 +33,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// `GET /me`: the user behind any credential, read fresh from the database.
-#[utoipa::path(get, path = "/me", tag = "session", responses((status = 200, description = "The caller, with their organizations", body = UserBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "session",
+    responses(
+        (status = 200, description = "The caller, with their organizations", body = UserBody),
+    ),
+)]
 async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
     let identity = match state.gateway.identify(&parts).await.0 {
         Identified::Known(identity) => identity,
@@ -67,7 +74,17 @@ struct LogoutQuery {
 /// `POST /logout[?all=true]`: ends this session (or every session and token of the user) and
 /// clears the cookie. A token client logs out with its access token (no CSRF needed): its
 /// refresh family is revoked.
-#[utoipa::path(post, path = "/logout", tag = "session", params(("all" = Option<bool>, Query, description = "End every session and token sign-in of the user")), responses((status = 200, description = "Logged out; cookies cleared", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "session",
+    params(
+        ("all" = Option<bool>, Query, description = "End every session and token sign-in of the user"),
+    ),
+    responses(
+        (status = 200, description = "Logged out; cookies cleared", body = MessageBody),
+    ),
+)]
 async fn logout(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<LogoutQuery>,
@@ -107,7 +124,14 @@ struct SessionView {
 }
 
 /// `GET /sessions`: the user's live sessions, marking the current one.
-#[utoipa::path(get, path = "/sessions", tag = "session", responses((status = 200, description = "The user's live sessions", body = SessionsBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "session",
+    responses(
+        (status = 200, description = "The user's live sessions", body = SessionsBody),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     session: CurrentSession,
@@ -132,7 +156,13 @@ async fn list(
 
 /// `DELETE /sessions/{id}`: ends one of the user's sessions (the cookie is cleared when it is
 /// the current one).
-#[utoipa::path(delete, path = "/sessions/{id}", tag = "session", params(("id" = uuid::Uuid, Path, description = "Session id")), responses((status = 200, description = "The session ended", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "session",
+    params(("id" = uuid::Uuid, Path, description = "Session id")),
+    responses((status = 200, description = "The session ended", body = MessageBody)),
+)]
 async fn end_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
@@ -150,7 +180,14 @@ async fn end_one(
 
 /// `POST /ws-token`: a single-use `ws_` ticket for a WebSocket upgrade, for a session (CSRF
 /// checked) or an access token. The ticket dies with the sign-in that asked for it.
-#[utoipa::path(post, path = "/ws-token", tag = "tokens", responses((status = 200, description = "A single-use WebSocket ticket", body = WsTicketBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/ws-token",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "A single-use WebSocket ticket", body = WsTicketBody),
+    ),
+)]
 async fn ws_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -181,7 +218,13 @@ struct ProfilePatch {
 
 /// `PATCH /me`: edits the caller's profile (a session with CSRF, or an access token; not an
 /// API key). The identity headers follow on the next request, on every replica.
-#[utoipa::path(patch, path = "/me", tag = "session", request_body = ProfilePatch, responses((status = 200, description = "The updated user", body = UserBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    patch,
+    path = "/me",
+    tag = "session",
+    request_body = ProfilePatch,
+    responses((status = 200, description = "The updated user", body = UserBody)),
+)]
 async fn update_me(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::JsonOrForm;
-use super::openapi::{ErrorBody, SignInAnswer};
+use super::openapi::SignInAnswer;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::Email;
@@ -28,7 +28,18 @@ struct SignInBody {
     redirect_uri: Option<String>,
 }
 
-#[utoipa::path(post, path = "/sign-in", tag = "session", request_body(content((SignInBody = "application/json"), (SignInBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "How this address signs in (never whether an account exists)", body = SignInAnswer), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/sign-in",
+    tag = "session",
+    request_body(content(
+        (SignInBody = "application/json"),
+        (SignInBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "How this address signs in (never whether an account exists)", body = SignInAnswer),
+    ),
+)]
 async fn sign_in(
     State(state): State<AppState>,
     site: SiteContext,

@@ -11,7 +11,6 @@ use serde::Deserialize;
 
 use super::csrf::SiteContext;
 use super::extract::{CurrentSession, JsonOrForm};
-use super::openapi::ErrorBody;
 use super::pages;
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -24,7 +23,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The page: a button, or straight to the sign-in page when there is no session.
-#[utoipa::path(get, path = "/sign-out", tag = "pages", responses((status = 200, description = "The sign-out page", content_type = "text/html"), (status = 302, description = "No session: to the sign-in page"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/sign-out",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The sign-out page", content_type = "text/html"),
+        (status = 302, description = "No session: to the sign-in page"),
+    ),
+)]
 async fn page(State(state): State<AppState>, session: Option<CurrentSession>) -> Response {
     let sign_in = format!("{}/sign-in", state.config.auth.base_path);
     let Some(session) = session else { return super::found(&sign_in, None) };
@@ -49,7 +56,16 @@ struct SignOutForm {
 
 /// The form: ends this session (or every sign-in of the user), clears the cookies, and goes
 /// to the sign-in page.
-#[utoipa::path(post, path = "/sign-out", tag = "pages", request_body(content((SignOutForm = "application/json"), (SignOutForm = "application/x-www-form-urlencoded"))), responses((status = 303, description = "Signed out: to the sign-in page"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/sign-out",
+    tag = "pages",
+    request_body(content(
+        (SignOutForm = "application/json"),
+        (SignOutForm = "application/x-www-form-urlencoded"),
+    )),
+    responses((status = 303, description = "Signed out: to the sign-in page")),
+)]
 async fn sign_out(
     State(state): State<AppState>,
     site: SiteContext,

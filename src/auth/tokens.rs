@@ -14,7 +14,7 @@ use super::csrf::SiteContext;
 use super::device::{self, DeviceAnswer};
 use super::extract::JsonOrForm;
 use super::no_store;
-use super::openapi::{ErrorBody, OAuthErrorBody};
+use super::openapi::OAuthErrorBody;
 use crate::app::AppState;
 use crate::cookies::{self, REFRESH_COOKIE};
 use crate::error::{ApiError, ErrorCode};
@@ -70,7 +70,15 @@ struct RefreshBody {
 
 /// `POST /refresh`: rotates the refresh token from the body, or else from the refresh cookie
 /// (then the new one is set in the cookie too, and the request must be same-site).
-#[utoipa::path(post, path = "/refresh", tag = "tokens", request_body(content((RefreshBody = "application/json")), description = "Or no body, with the `portcullis_refresh` cookie"), responses((status = 200, description = "A new pair (the refresh token rotated); with the refresh cookie, new cookies", body = TokenPair), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/refresh",
+    tag = "tokens",
+    request_body(content((RefreshBody = "application/json")), description = "Or no body, with the `portcullis_refresh` cookie"),
+    responses(
+        (status = 200, description = "A new pair (the refresh token rotated); with the refresh cookie, new cookies", body = TokenPair),
+    ),
+)]
 async fn refresh(
     State(state): State<AppState>,
     site: SiteContext,
@@ -104,7 +112,14 @@ async fn refresh(
 }
 
 /// `GET /jwks.json`: the public keys that verify access tokens and `X-Auth-Assertion`.
-#[utoipa::path(get, path = "/jwks.json", tag = "tokens", responses((status = 200, description = "The public keys of access tokens and assertions (JWKS)", body = Object), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/jwks.json",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "The public keys of access tokens and assertions (JWKS)", body = Object),
+    ),
+)]
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.tokens.keys().jwks()).into_response();
     // Short, so that verifiers see a rotation soon; they refetch on an unknown `kid` anyway.
@@ -125,7 +140,19 @@ struct TokenRequest {
 /// `POST /token`: RFC 6749 token endpoint for `device_code` and `refresh_token` grants, with
 /// RFC error codes (`authorization_pending`, `slow_down`, `expired_token`, `access_denied`,
 /// `invalid_grant`) so that standard OAuth clients work unchanged.
-#[utoipa::path(post, path = "/token", tag = "tokens", request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Tokens (RFC 6749 / RFC 8628)", body = TokenPair), (status = 400, description = "An RFC 6749 error", body = OAuthErrorBody), (status = "4XX", description = "Refused", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/token",
+    tag = "tokens",
+    request_body(content(
+        (TokenRequest = "application/json"),
+        (TokenRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Tokens (RFC 6749 / RFC 8628)", body = TokenPair),
+        (status = 400, description = "An RFC 6749 error", body = OAuthErrorBody),
+    ),
+)]
 async fn token_endpoint(
     State(state): State<AppState>,
     JsonOrForm(request, _): JsonOrForm<TokenRequest>,

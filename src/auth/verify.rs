@@ -8,7 +8,6 @@ use http::{Method, StatusCode, Uri};
 use serde::Deserialize;
 
 use super::extract::ApiQuery;
-use super::openapi::ErrorBody;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::gateway::pattern::normalize_path;
@@ -27,7 +26,20 @@ struct VerifyQuery {
 }
 
 /// Checks the credential of the original request against the policy of its original path.
-#[utoipa::path(get, path = "/verify", tag = "forward_auth", params(("redirect" = Option<String>, Query, description = "`1`: answer signed-out browsers with a redirect"), ("X-Original-URI" = Option<String>, Header, description = "The original request's URI (or X-Forwarded-Uri)"), ("X-Original-Method" = Option<String>, Header, description = "Its method (or X-Forwarded-Method)")), responses((status = 200, description = "Allowed: every identity header set (empty when absent)"), (status = 302, description = "With `redirect=1`: to sign in"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/verify",
+    tag = "forward_auth",
+    params(
+        ("redirect" = Option<String>, Query, description = "`1`: answer signed-out browsers with a redirect"),
+        ("X-Original-URI" = Option<String>, Header, description = "The original request's URI (or X-Forwarded-Uri)"),
+        ("X-Original-Method" = Option<String>, Header, description = "Its method (or X-Forwarded-Method)"),
+    ),
+    responses(
+        (status = 200, description = "Allowed: every identity header set (empty when absent)"),
+        (status = 302, description = "With `redirect=1`: to sign in"),
+    ),
+)]
 async fn verify(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<VerifyQuery>,

@@ -26,7 +26,7 @@ use self::steam::SteamClient;
 use super::csrf::SiteContext;
 use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::landing::{self, Reply};
-use super::openapi::{ErrorBody, LinkedBody, MessageBody};
+use super::openapi::{LinkedBody, MessageBody};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::clock::Timestamp;
@@ -163,7 +163,16 @@ struct StartQuery {
     login_hint: Option<String>,
 }
 
-#[utoipa::path(get, path = "/login/{provider}", tag = "providers", params(("provider" = String, Path, description = "A configured provider"), ("redirect_uri" = Option<String>, Query, description = "Where to go after signing in")), responses((status = 302, description = "To the provider"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/login/{provider}",
+    tag = "providers",
+    params(
+        ("provider" = String, Path, description = "A configured provider"),
+        ("redirect_uri" = Option<String>, Query, description = "Where to go after signing in"),
+    ),
+    responses((status = 302, description = "To the provider")),
+)]
 async fn login(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
@@ -174,7 +183,18 @@ async fn login(
 
 /// `GET /link/{provider}`: the same flow, ending with the identity linked to the signed-in
 /// user.
-#[utoipa::path(get, path = "/link/{provider}", tag = "providers", params(("provider" = String, Path, description = "A configured provider"), ("redirect_uri" = Option<String>, Query, description = "Where to go afterwards")), responses((status = 302, description = "To the provider, to link it to the signed-in user"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/link/{provider}",
+    tag = "providers",
+    params(
+        ("provider" = String, Path, description = "A configured provider"),
+        ("redirect_uri" = Option<String>, Query, description = "Where to go afterwards"),
+    ),
+    responses(
+        (status = 302, description = "To the provider, to link it to the signed-in user"),
+    ),
+)]
 async fn link(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
@@ -214,7 +234,21 @@ async fn start(
 
 /// `GET /callback/{provider}`: finishes a sign-in (or a link). Every failure ends on the
 /// sign-in page with the reason (or JSON for API clients), with no session.
-#[utoipa::path(get, path = "/callback/{provider}", tag = "providers", params(("provider" = String, Path, description = "A configured provider"), ("code" = Option<String>, Query, description = "From the provider"), ("state" = Option<String>, Query, description = "From the provider"), ("error" = Option<String>, Query, description = "From the provider")), responses((status = 302, description = "Signed in or linked: on to the target"), (status = 303, description = "To the organization choice"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/callback/{provider}",
+    tag = "providers",
+    params(
+        ("provider" = String, Path, description = "A configured provider"),
+        ("code" = Option<String>, Query, description = "From the provider"),
+        ("state" = Option<String>, Query, description = "From the provider"),
+        ("error" = Option<String>, Query, description = "From the provider"),
+    ),
+    responses(
+        (status = 302, description = "Signed in or linked: on to the target"),
+        (status = 303, description = "To the organization choice"),
+    ),
+)]
 async fn callback(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
@@ -309,7 +343,14 @@ struct LinkView {
 }
 
 /// `GET /providers/linked`: the caller's linked providers.
-#[utoipa::path(get, path = "/providers/linked", tag = "providers", responses((status = 200, description = "The caller's linked providers", body = LinkedBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/providers/linked",
+    tag = "providers",
+    responses(
+        (status = 200, description = "The caller's linked providers", body = LinkedBody),
+    ),
+)]
 async fn linked(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -325,7 +366,13 @@ async fn linked(
 }
 
 /// `DELETE /providers/linked/{provider}`: unlinks, unless it is the last way to sign in.
-#[utoipa::path(delete, path = "/providers/linked/{provider}", tag = "providers", params(("provider" = String, Path, description = "A linked provider")), responses((status = 200, description = "Unlinked", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    delete,
+    path = "/providers/linked/{provider}",
+    tag = "providers",
+    params(("provider" = String, Path, description = "A linked provider")),
+    responses((status = 200, description = "Unlinked", body = MessageBody)),
+)]
 async fn unlink(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,

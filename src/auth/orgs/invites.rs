@@ -20,7 +20,7 @@ use crate::auth::email::{link, within_send_limit};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::magic_link::account_for;
-use crate::auth::openapi::{ErrorBody, InviteBody, InvitesBody, MessageBody};
+use crate::auth::openapi::{InviteBody, InvitesBody, MessageBody};
 use crate::auth::pages::{self, SignInForm};
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
@@ -45,7 +45,14 @@ struct NewInviteBody {
 }
 
 /// `POST /orgs/{id}/invites {email, role?}` (owners and admins): 201 once the mail is sent.
-#[utoipa::path(post, path = "/orgs/{id}/invites", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id")), request_body = NewInviteBody, responses((status = 201, description = "The invite, mailed", body = InviteBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/orgs/{id}/invites",
+    tag = "orgs",
+    params(("id" = Uuid, Path, description = "Organization id")),
+    request_body = NewInviteBody,
+    responses((status = 201, description = "The invite, mailed", body = InviteBody)),
+)]
 async fn send(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -119,7 +126,15 @@ fn view(invite: &Invite) -> serde_json::Value {
 }
 
 /// `GET /orgs/{id}/invites` (owners and admins): the invites still waiting, newest first.
-#[utoipa::path(get, path = "/orgs/{id}/invites", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id")), responses((status = 200, description = "Pending invites (owners and admins)", body = InvitesBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/orgs/{id}/invites",
+    tag = "orgs",
+    params(("id" = Uuid, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Pending invites (owners and admins)", body = InvitesBody),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -132,7 +147,16 @@ async fn list(
 }
 
 /// `DELETE /orgs/{id}/invites/{invite_id}` (owners and admins): the link stops working.
-#[utoipa::path(delete, path = "/orgs/{id}/invites/{invite_id}", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id"), ("invite_id" = Uuid, Path, description = "Invite id")), responses((status = 200, description = "Withdrawn", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    delete,
+    path = "/orgs/{id}/invites/{invite_id}",
+    tag = "orgs",
+    params(
+        ("id" = Uuid, Path, description = "Organization id"),
+        ("invite_id" = Uuid, Path, description = "Invite id"),
+    ),
+    responses((status = 200, description = "Withdrawn", body = MessageBody)),
+)]
 async fn revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -154,7 +178,18 @@ struct AcceptQuery {
 
 /// `GET /invites/accept?token=[&redirect_uri=]`: joins, signs in acting in the organization,
 /// 302 to the redirect (default `/`). Errors show the sign-in page.
-#[utoipa::path(get, path = "/invites/accept", tag = "orgs", params(("token" = Option<String>, Query, description = "From the mail"), ("redirect_uri" = Option<String>, Query, description = "Where to go")), responses((status = 302, description = "Joined and signed in: on to the target"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/invites/accept",
+    tag = "orgs",
+    params(
+        ("token" = Option<String>, Query, description = "From the mail"),
+        ("redirect_uri" = Option<String>, Query, description = "Where to go"),
+    ),
+    responses(
+        (status = 302, description = "Joined and signed in: on to the target"),
+    ),
+)]
 async fn accept(
     State(state): State<AppState>,
     site: SiteContext,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{manager_of, member_of, refuse_api_keys};
 use crate::app::AppState;
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
-use crate::auth::openapi::{ErrorBody, MemberBody, MembersBody, MessageBody};
+use crate::auth::openapi::{MemberBody, MembersBody, MessageBody};
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::org::{self, Change, Membership};
 use crate::store::orgs::Outcome;
@@ -24,7 +24,15 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// `GET /orgs/{id}/members` (owners and admins).
-#[utoipa::path(get, path = "/orgs/{id}/members", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id")), responses((status = 200, description = "The members (owners and admins only)", body = MembersBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/orgs/{id}/members",
+    tag = "orgs",
+    params(("id" = Uuid, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The members (owners and admins only)", body = MembersBody),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -42,7 +50,19 @@ struct RoleBody {
 }
 
 /// `PATCH /orgs/{id}/members/{user_id} {role}`.
-#[utoipa::path(patch, path = "/orgs/{id}/members/{user_id}", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id"), ("user_id" = Uuid, Path, description = "Member")), request_body = RoleBody, responses((status = 200, description = "The member, changed", body = MemberBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    patch,
+    path = "/orgs/{id}/members/{user_id}",
+    tag = "orgs",
+    params(
+        ("id" = Uuid, Path, description = "Organization id"),
+        ("user_id" = Uuid, Path, description = "Member"),
+    ),
+    request_body = RoleBody,
+    responses(
+        (status = 200, description = "The member, changed", body = MemberBody),
+    ),
+)]
 async fn set_role(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -66,7 +86,18 @@ async fn set_role(
 }
 
 /// `DELETE /orgs/{id}/members/{user_id}`: removes a member, or leaves.
-#[utoipa::path(delete, path = "/orgs/{id}/members/{user_id}", tag = "orgs", params(("id" = Uuid, Path, description = "Organization id"), ("user_id" = Uuid, Path, description = "Member")), responses((status = 200, description = "Removed, on every replica", body = MessageBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    delete,
+    path = "/orgs/{id}/members/{user_id}",
+    tag = "orgs",
+    params(
+        ("id" = Uuid, Path, description = "Organization id"),
+        ("user_id" = Uuid, Path, description = "Member"),
+    ),
+    responses(
+        (status = 200, description = "Removed, on every replica", body = MessageBody),
+    ),
+)]
 async fn remove(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -18,7 +18,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession};
-use super::openapi::{ErrorBody, OrgBody, OrgsBody, UserBody};
+use super::openapi::{OrgBody, OrgsBody, UserBody};
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
@@ -39,7 +39,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// `GET /orgs`: the caller's organizations with their roles, and the active one.
-#[utoipa::path(get, path = "/orgs", tag = "orgs", responses((status = 200, description = "The caller's organizations and the active one", body = OrgsBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/orgs",
+    tag = "orgs",
+    responses(
+        (status = 200, description = "The caller's organizations and the active one", body = OrgsBody),
+    ),
+)]
 async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
     let orgs = state.orgs.memberships(caller.user_id).await?;
     let active = caller.active_org.as_ref().map(|org| org.org_id);
@@ -55,7 +62,15 @@ struct NewOrg {
 
 /// `POST /orgs {name, slug?}`: 201 with the organization; the caller is its owner. A session
 /// in no organization yet starts acting in it.
-#[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = NewOrg, responses((status = 201, description = "Created; the caller is its owner", body = OrgBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/orgs",
+    tag = "orgs",
+    request_body = NewOrg,
+    responses(
+        (status = 201, description = "Created; the caller is its owner", body = OrgBody),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -122,7 +137,15 @@ struct SwitchBody {
 
 /// `POST /orgs/switch {org_id}` (session + CSRF): the session acts in that organization from
 /// the next request (`null`: in none).
-#[utoipa::path(post, path = "/orgs/switch", tag = "orgs", request_body = SwitchBody, responses((status = 200, description = "The session acts in the organization from the next request", body = UserBody), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/orgs/switch",
+    tag = "orgs",
+    request_body = SwitchBody,
+    responses(
+        (status = 200, description = "The session acts in the organization from the next request", body = UserBody),
+    ),
+)]
 async fn switch(
     State(state): State<AppState>,
     CsrfSession(session): CsrfSession,

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::auth::csrf::SiteContext;
 use crate::auth::extract::{BodyKind, JsonOrForm};
 use crate::auth::landing::{self, Reply};
-use crate::auth::openapi::{ErrorBody, SignedInBody};
+use crate::auth::openapi::SignedInBody;
 use crate::auth::pages;
 use crate::cookies::{self, CHOICE_COOKIE};
 use crate::error::{ApiError, ErrorCode};
@@ -36,7 +36,19 @@ struct SelectBody {
 
 /// `POST /orgs/select`: finishes the sign-in in the chosen organization, as the login would
 /// have (session cookie or tokens; a browser is redirected where it was going).
-#[utoipa::path(post, path = "/orgs/select", tag = "orgs", request_body(content((SelectBody = "application/json"), (SelectBody = "application/x-www-form-urlencoded"))), responses((status = 200, description = "Signed in, acting in the organization", body = SignedInBody), (status = 303, description = "A form post: on to the sign-in's target"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    post,
+    path = "/orgs/select",
+    tag = "orgs",
+    request_body(content(
+        (SelectBody = "application/json"),
+        (SelectBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Signed in, acting in the organization", body = SignedInBody),
+        (status = 303, description = "A form post: on to the sign-in's target"),
+    ),
+)]
 async fn select(
     State(state): State<AppState>,
     site: SiteContext,
@@ -94,7 +106,14 @@ async fn select(
 }
 
 /// `GET /orgs/select`: the organizations of the pending sign-in, as a form.
-#[utoipa::path(get, path = "/orgs/select", tag = "pages", responses((status = 200, description = "The choice of organization", content_type = "text/html"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/orgs/select",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The choice of organization", content_type = "text/html"),
+    ),
+)]
 async fn page(State(state): State<AppState>, site: SiteContext) -> Response {
     render(&state, &site, cookies::find(&site.headers, CHOICE_COOKIE), None).await
 }

@@ -14,7 +14,6 @@ use serde::Deserialize;
 
 use super::csrf::{SiteContext, anonymous_for_page};
 use super::extract::ApiQuery;
-use super::openapi::ErrorBody;
 use super::password_policy::MIN_LENGTH;
 use crate::app::AppState;
 use crate::config::Branding;
@@ -81,7 +80,17 @@ struct SignInQuery {
     redirect_uri: Option<String>,
 }
 
-#[utoipa::path(get, path = "/sign-in", tag = "pages", params(("redirect_uri" = Option<String>, Query, description = "Where to go after signing in")), responses((status = 200, description = "The sign-in page", content_type = "text/html"), (status = "4XX", description = "Refused: the error code says why (browser flows show it on a page)", content((ErrorBody = "application/json"), (String = "text/html"))), (status = "5XX", description = "A store is down, or a bug", content((ErrorBody = "application/json"), (String = "text/html")))))]
+#[utoipa::path(
+    get,
+    path = "/sign-in",
+    tag = "pages",
+    params(
+        ("redirect_uri" = Option<String>, Query, description = "Where to go after signing in"),
+    ),
+    responses(
+        (status = 200, description = "The sign-in page", content_type = "text/html"),
+    ),
+)]
 async fn sign_in(
     State(state): State<AppState>,
     site: SiteContext,
