@@ -84,7 +84,10 @@ async fn the_document_lists_exactly_the_routes_that_exist() {
 async fn schemathesis(app: &TestApp, extra: &[&str]) {
     let st = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("ci-python/bin/st");
     assert!(st.is_file(), "schemathesis is required: .ci/run installs it into target/ci-python");
+    // Its cache and reports go to a scratch directory, not the working tree.
+    let scratch = tempfile::tempdir().unwrap();
     let run = tokio::process::Command::new(&st)
+        .current_dir(scratch.path())
         .arg("run")
         .arg(app.url("/auth/openapi.json"))
         .args(["--url", &app.url("")])
