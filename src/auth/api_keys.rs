@@ -5,18 +5,16 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::CACHE_CONTROL;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::openapi::{ApiKeysBody, MessageBody, NewApiKeyBody};
+use super::openapi::{ApiKeyDoc, ApiKeysBody, MessageBody, NewApiKeyBody};
 use crate::app::AppState;
-use crate::clock::Timestamp;
 use crate::error::ApiError;
 use crate::identity::api_key::{CreateKeyError, KeyRequest};
 use crate::identity::{AuthMethod, Scopes};
-use crate::store::api_keys::ApiKeyRecord;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -33,38 +31,6 @@ struct CreateBody {
     scopes: Vec<String>,
     expires_in_days: Option<u32>,
     org_id: Option<Uuid>,
-}
-
-/// A key as listed (never the key itself).
-#[derive(Debug, Serialize)]
-struct KeyView<'a> {
-    id: Uuid,
-    name: &'a str,
-    prefix: &'a str,
-    scopes: &'a [String],
-    org_id: Option<Uuid>,
-    created_at: Timestamp,
-    last_used_at: Option<Timestamp>,
-    expires_at: Option<Timestamp>,
-}
-
-impl<'a> KeyView<'a> {
-    fn of(record: &'a ApiKeyRecord) -> Self {
-        let scopes: &[String] = match &record.scopes {
-            Scopes::Only(scopes) => scopes,
-            Scopes::All => &[],
-        };
-        Self {
-            id: record.id,
-            name: &record.name,
-            prefix: &record.prefix,
-            scopes,
-            org_id: record.org_id,
-            created_at: record.created_at,
-            last_used_at: record.last_used_at,
-            expires_at: record.expires_at,
-        }
-    }
 }
 
 /// `POST /api-keys`: a session (with CSRF) or an access token creates a key with at most the
@@ -107,17 +73,17 @@ async fn create(
             CreateKeyError::Store(error) => error.into(),
         })?;
     state.metrics.record_auth("api_key", "created");
-    let view = KeyView::of(&created.record);
-    let body = json!({
-        "id": view.id,
-        "name": view.name,
-        "key": created.secret,
-        "prefix": view.prefix,
-        "scopes": view.scopes,
-        "org_id": view.org_id,
-        "created_at": view.created_at,
-        "expires_at": view.expires_at,
-    });
+    let view = ApiKeyDoc::of(&created.record);
+    let body = NewApiKeyBody {
+        id: view.id,
+        name: view.name,
+        key: created.secret,
+        prefix: view.prefix,
+        scopes: view.scopes,
+        org_id: view.org_id,
+        created_at: view.created_at,
+        expires_at: view.expires_at,
+    };
     Ok((StatusCode::CREATED, [(CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
@@ -130,8 +96,8 @@ async fn create(
 )]
 async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
     let keys = state.api_keys.list(caller.user_id).await?;
-    let views: Vec<KeyView<'_>> = keys.iter().map(KeyView::of).collect();
-    Ok(Json(json!({ "api_keys": views })).into_response())
+    let api_keys = keys.iter().map(ApiKeyDoc::of).collect();
+    Ok(Json(ApiKeysBody { api_keys }).into_response())
 }
 
 /// `DELETE /api-keys/{id}`: revokes one of the caller's keys; it stops working at once here

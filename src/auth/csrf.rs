@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use http::header::{HOST, ORIGIN, SET_COOKIE};
 use http::request::Parts;
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::extract::BodyKind;
@@ -197,11 +196,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(token))
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-struct TokenResponse {
-    csrf_token: String,
-}
-
 /// `GET /auth/csrf`: the session's token, or an anonymous one tied to a cookie set here.
 #[utoipa::path(
     get,
@@ -215,11 +209,10 @@ async fn token(State(state): State<AppState>, parts: Parts) -> Response {
     if let (Identified::Known(identity), _) = state.gateway.identify(&parts).await
         && let Some(session_id) = identity.session_id
     {
-        return Json(TokenResponse { csrf_token: state.csrf.session_token(session_id) })
-            .into_response();
+        return Json(CsrfBody { csrf_token: state.csrf.session_token(session_id) }).into_response();
     }
     let (csrf_token, set_cookie) = anonymous_for_page(&state, &parts.headers);
-    let mut response = Json(TokenResponse { csrf_token }).into_response();
+    let mut response = Json(CsrfBody { csrf_token }).into_response();
     if let Some(cookie) = set_cookie {
         response.headers_mut().append(SET_COOKIE, cookie);
     }

@@ -17,9 +17,12 @@ use utoipa::{OpenApi as _, ToSchema};
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
+use crate::identity::Scopes;
 use crate::identity::UserView;
 use crate::identity::org::{Member, Membership};
 use crate::identity::tokens::TokenPair;
+use crate::store::api_keys::ApiKeyRecord;
+use crate::store::invites::Invite;
 
 /// The document's fixed parts: title, tags and the shared schemas.
 #[derive(utoipa::OpenApi)]
@@ -171,6 +174,26 @@ pub struct ApiKeyDoc {
     pub last_used_at: Option<Timestamp>,
     /// Expiry.
     pub expires_at: Option<Timestamp>,
+}
+
+impl ApiKeyDoc {
+    /// The listed form of a stored key.
+    pub fn of(record: &ApiKeyRecord) -> Self {
+        let scopes = match &record.scopes {
+            Scopes::Only(scopes) => scopes.to_vec(),
+            Scopes::All => Vec::new(),
+        };
+        Self {
+            id: record.id,
+            name: record.name.clone(),
+            prefix: record.prefix.clone(),
+            scopes,
+            org_id: record.org_id,
+            created_at: record.created_at,
+            last_used_at: record.last_used_at,
+            expires_at: record.expires_at,
+        }
+    }
 }
 
 /// `GET /api-keys`.
@@ -334,6 +357,20 @@ pub struct InviteDoc {
     pub created_at: Timestamp,
     /// When it stops working.
     pub expires_at: Timestamp,
+}
+
+impl From<&Invite> for InviteDoc {
+    fn from(invite: &Invite) -> Self {
+        Self {
+            id: invite.id,
+            org_id: invite.org_id,
+            email: invite.email.clone(),
+            role: invite.role.clone(),
+            invited_by: invite.invited_by,
+            created_at: invite.created_at,
+            expires_at: invite.expires_at,
+        }
+    }
 }
 
 /// `POST /orgs/{id}/invites`.

@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::SET_COOKIE;
 use http::request::Parts;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
-use super::openapi::{MessageBody, SessionsBody, UserBody, WsTicketBody};
+use super::openapi::{MessageBody, SessionDoc, SessionsBody, UserBody, WsTicketBody};
 use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::error::{ApiError, ErrorCode};
@@ -49,21 +49,25 @@ async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, Api
     };
     let user =
         state.users.find_enabled(identity.user_id).await?.ok_or_else(ApiError::unauthorized)?;
-    user_response(&state, &user, &identity).await
+    user_response(&state, &user, active_org(&identity)).await
 }
 
-/// `{"user": …}` with the user's organizations and the one `identity` acts in.
+/// `{"user": …}` with the user's organizations and the `active` one.
 ///
 /// # Errors
 /// The database fails.
 pub async fn user_response(
     state: &AppState,
     user: &User,
-    identity: &Identity,
+    active: Option<Uuid>,
 ) -> Result<Response, ApiError> {
     let orgs = state.orgs.memberships(user.id).await?;
-    let active = identity.active_org.as_ref().map(|org| org.org_id);
-    Ok(Json(json!({ "user": user.view(&orgs, active) })).into_response())
+    Ok(Json(UserBody { user: user.view(&orgs, active) }).into_response())
+}
+
+/// The organization a credential acts in.
+fn active_org(identity: &Identity) -> Option<Uuid> {
+    identity.active_org.as_ref().map(|org| org.org_id)
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,16 +117,6 @@ async fn logout(
     Ok(response)
 }
 
-#[derive(Debug, Serialize)]
-struct SessionView {
-    id: Uuid,
-    created_at: Timestamp,
-    last_seen_at: Timestamp,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    current: bool,
-}
-
 /// `GET /sessions`: the user's live sessions, marking the current one.
 #[utoipa::path(
     get,
@@ -137,12 +131,12 @@ async fn list(
     session: CurrentSession,
 ) -> Result<Response, ApiError> {
     let current = session.identity.session_id;
-    let sessions: Vec<SessionView> = state
+    let sessions: Vec<SessionDoc> = state
         .sessions
         .list(session.identity.user_id)
         .await?
         .into_iter()
-        .map(|record| SessionView {
+        .map(|record| SessionDoc {
             current: Some(record.id) == current,
             id: record.id,
             created_at: Timestamp::from_millis(record.created_at),
@@ -151,7 +145,7 @@ async fn list(
             user_agent: record.user_agent,
         })
         .collect();
-    Ok(Json(json!({ "sessions": sessions })).into_response())
+    Ok(Json(SessionsBody { sessions }).into_response())
 }
 
 /// `DELETE /sessions/{id}`: ends one of the user's sessions (the cookie is cleared when it is
@@ -257,7 +251,7 @@ async fn update_me(
     })?;
     user.updated_at = now;
     state.sessions.refresh_user(user.id);
-    user_response(&state, &user, &caller).await
+    user_response(&state, &user, active_org(&caller)).await
 }
 
 /// Gives a user without a locale the first one of the request's `Accept-Language` (on sign-up

@@ -26,7 +26,7 @@ use self::steam::SteamClient;
 use super::csrf::SiteContext;
 use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::landing::{self, Reply};
-use super::openapi::{LinkedBody, MessageBody};
+use super::openapi::{LinkDoc, LinkedBody, MessageBody};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::clock::Timestamp;
@@ -336,12 +336,6 @@ async fn take_flow(state: &AppState, flow_state: Option<&str>) -> Result<Flow, A
     Ok(decode(&bytes, "sign-in flow")?)
 }
 
-#[derive(Debug, Serialize)]
-struct LinkView {
-    provider: String,
-    linked_at: Timestamp,
-}
-
 /// `GET /providers/linked`: the caller's linked providers.
 #[utoipa::path(
     get,
@@ -355,14 +349,14 @@ async fn linked(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    let links: Vec<LinkView> = state
+    let providers: Vec<LinkDoc> = state
         .links
         .list(caller.user_id)
         .await?
         .into_iter()
-        .map(|link| LinkView { provider: link.provider, linked_at: link.linked_at })
+        .map(|link| LinkDoc { provider: link.provider, linked_at: link.linked_at })
         .collect();
-    Ok(Json(json!({ "providers": links })).into_response())
+    Ok(Json(LinkedBody { providers }).into_response())
 }
 
 /// `DELETE /providers/linked/{provider}`: unlinks, unless it is the last way to sign in.

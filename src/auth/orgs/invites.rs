@@ -20,7 +20,7 @@ use crate::auth::email::{link, within_send_limit};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::magic_link::account_for;
-use crate::auth::openapi::{InviteBody, InvitesBody, MessageBody};
+use crate::auth::openapi::{InviteBody, InviteDoc, InvitesBody, MessageBody};
 use crate::auth::pages::{self, SignInForm};
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
@@ -109,20 +109,7 @@ async fn send(
         ApiError::new(ErrorCode::EmailSendFailed, "The invite could not be sent, try again later")
             .with_cause(error)
     })?;
-    Ok((StatusCode::CREATED, Json(json!({ "invite": view(&invite) }))).into_response())
-}
-
-/// An invite as the API shows it (never its token).
-fn view(invite: &Invite) -> serde_json::Value {
-    json!({
-        "id": invite.id,
-        "org_id": invite.org_id,
-        "email": invite.email,
-        "role": invite.role,
-        "invited_by": invite.invited_by,
-        "created_at": invite.created_at,
-        "expires_at": invite.expires_at,
-    })
+    Ok((StatusCode::CREATED, Json(InviteBody { invite: InviteDoc::from(&invite) })).into_response())
 }
 
 /// `GET /orgs/{id}/invites` (owners and admins): the invites still waiting, newest first.
@@ -142,8 +129,8 @@ async fn list(
 ) -> Result<Response, ApiError> {
     manager_of(&state, org_id, caller.user_id).await?;
     let invites = state.invites.pending(org_id, state.clock.now()).await?;
-    let views: Vec<_> = invites.iter().map(view).collect();
-    Ok(Json(json!({ "invites": views })).into_response())
+    let invites = invites.iter().map(InviteDoc::from).collect();
+    Ok(Json(InvitesBody { invites }).into_response())
 }
 
 /// `DELETE /orgs/{id}/invites/{invite_id}` (owners and admins): the link stops working.

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession};
 use super::openapi::{OrgBody, OrgsBody, UserBody};
+use super::sessions::user_response;
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
@@ -163,8 +164,7 @@ async fn switch(
         .find_enabled(session.identity.user_id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    let orgs = state.orgs.memberships(user.id).await?;
-    Ok(Json(json!({ "user": user.view(&orgs, body.org_id) })).into_response())
+    user_response(&state, &user, body.org_id).await
 }
 
 /// Refuses when the user already belongs to [`org::MAX_MEMBERSHIPS`] organizations.
