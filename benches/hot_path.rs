@@ -19,7 +19,7 @@ use portcullis::crypto::signing::{KeyRing, SigningAlgorithm};
 use portcullis::gateway::assertion::AssertionSigner;
 use portcullis::gateway::headers::HeaderNames;
 use portcullis::gateway::identify::Identified;
-use portcullis::gateway::pattern::normalize_path;
+use portcullis::gateway::path::normalize_path;
 use portcullis::gateway::policy::{Decision, decide};
 use portcullis::identity::api_key;
 use portcullis::identity::cache::IdentityCache;
@@ -94,10 +94,12 @@ fn browser_headers() -> HeaderMap {
 fn benches(c: &mut Criterion) {
     let config = hundred_rules();
     c.bench_function("normalize_path (already normal)", |b| {
-        b.iter(|| normalize_path(black_box("/app/dashboard/settings")))
+        b.iter(|| normalize_path(black_box("/app/dashboard/settings")).map(|p| p.is_unchanged()))
     });
     c.bench_function("normalize_path (dot segments)", |b| {
-        b.iter(|| normalize_path(black_box("/app/./x/../dashboard//settings")))
+        b.iter(|| {
+            normalize_path(black_box("/app/./x/../dashboard//settings")).map(|p| p.is_unchanged())
+        })
     });
     c.bench_function("policy find, 100 rules, last matches", |b| {
         b.iter(|| config.routes.find(black_box(&Method::GET), black_box("/app/dashboard")).0.access)
@@ -111,11 +113,11 @@ fn benches(c: &mut Criterion) {
         })
     });
     let headers = browser_headers();
+    let jar = cookies::CookieJar::new("portcullis_session", false, None);
     c.bench_function("session cookie extraction", |b| {
-        b.iter(|| cookies::find(black_box(&headers), "portcullis_session").map(str::len))
+        b.iter(|| jar.read(black_box(&headers), cookies::Own::Session).one().map(str::len))
     });
     let names = HeaderNames::default();
-    let jar = cookies::CookieJar::new("portcullis_session", false, None);
     c.bench_function("identity header recognition, 8 headers", |b| {
         b.iter(|| headers.keys().filter(|name| names.is_identity_header(name)).count())
     });
@@ -133,7 +135,7 @@ fn benches(c: &mut Criterion) {
             },
             |headers| {
                 let spoofed: Vec<HeaderName> =
-                    headers.keys().filter(|name| names.is_identity_header(name)).cloned().collect();
+                    headers.keys().filter(|name| names.classify(name).is_some()).cloned().collect();
                 for name in spoofed {
                     headers.remove(&name);
                 }

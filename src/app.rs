@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use axum::Router;
 use base64::Engine;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth;
 use crate::auth::csrf::Csrf;
@@ -44,6 +44,7 @@ use crate::identity::tokens::{TokenService, TokenSettings};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::server::front::Front;
+use crate::server::listener::ConnectionLimits;
 use crate::server::observe::Observer;
 use crate::server::tls::{ReloadingCert, TlsError, server_config};
 use crate::server::{admin, listener};
@@ -482,17 +483,22 @@ impl App {
         }
 
         let state = build_state(config, clock, &public_url, upstreams).await?;
-        let main = Arc::new(front(&state));
+        let main = Arc::new(front(&state, &public_url));
         let admin_router = Arc::new(admin::router(state.clone()));
 
-        let graceful = Arc::new(GracefulShutdown::new());
+        let connections = TaskTracker::new();
+        let limits = ConnectionLimits {
+            max_connections: state.config.server.max_connections,
+            idle_timeout: state.config.server.idle_timeout,
+        };
         let mut accept_loops = JoinSet::new();
         if let Some(listener) = http {
             accept_loops.spawn(listener::serve(
                 listener,
                 Arc::clone(&main),
                 None,
-                Arc::clone(&graceful),
+                limits,
+                connections.clone(),
                 shutdown.clone(),
             ));
         }
@@ -508,7 +514,8 @@ impl App {
                 listener,
                 main,
                 Some(acceptor),
-                Arc::clone(&graceful),
+                limits,
+                connections.clone(),
                 shutdown.clone(),
             ));
         }
@@ -517,13 +524,15 @@ impl App {
                 listener,
                 admin_router,
                 None,
-                Arc::clone(&graceful),
+                limits,
+                connections.clone(),
                 shutdown.clone(),
             ));
         }
         tokio::spawn(sweep(state.clone(), shutdown.clone()));
 
-        let stopped = tokio::spawn(drain(accept_loops, graceful, state.clone(), shutdown.clone()));
+        let stopped =
+            tokio::spawn(drain(accept_loops, connections, state.clone(), shutdown.clone()));
         tracing::info!(
             public_url = public_url.as_str(),
             http = ?http_addr,
@@ -654,7 +663,7 @@ async fn build_state(
             api_keys: stores.api_keys.clone(),
             tokens: tokens.clone(),
             tickets: tickets.clone(),
-            cookie_name: config.session.cookie_name.clone(),
+            cookies: cookies.clone(),
         },
         assertions,
         cookies: cookies.clone(),
@@ -663,6 +672,7 @@ async fn build_state(
         max_body: config.server.max_body,
         upstream_timeout: config.server.upstream_timeout,
         base_path: config.auth.base_path.clone(),
+        verify_audience: config.forward_auth.audience.clone(),
         metrics: Arc::clone(&metrics),
     });
     // Half the cores at most: a login storm must leave the proxy CPU to work with.
@@ -682,7 +692,7 @@ async fn build_state(
             Arc::clone(&clock),
             config.rate_limit.login_failures_before_backoff,
         ),
-        csrf: Arc::new(Csrf::new(SecretKey::new(&secret), redirects.clone())),
+        csrf: Arc::new(Csrf::new(SecretKey::new(&secret), redirects.clone(), cookies.clone())),
         redirects: Arc::new(redirects),
         hasher: PasswordHasherPool::new(hashers)?,
         gateway: Arc::new(gateway),
@@ -717,12 +727,19 @@ async fn build_state(
 
 /// The main listener's service: observe (request id, access log, metrics, panics as 500), then
 /// the auth API under the base path (with its own rate and body limits) or the gateway.
-pub fn front(state: &AppState) -> Front {
-    let observer = Observer::new(Arc::clone(&state.metrics), &state.config.auth.base_path);
+pub fn front(state: &AppState, public_url: &PublicUrl) -> Front {
+    let server = &state.config.server;
+    let hsts = (public_url.is_https() && !server.hsts_max_age.is_zero()).then(|| {
+        let value = format!("max-age={}", server.hsts_max_age.as_secs());
+        http::HeaderValue::from_str(&value)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("max-age=31536000"))
+    });
+    let observer =
+        Observer::new(Arc::clone(&state.metrics), &state.config.auth.base_path).with_hsts(hsts);
     let auth = Router::new()
         .nest(&state.config.auth.base_path, auth::routes(state))
         .with_state(state.clone());
-    Front::new(observer, auth, Arc::clone(&state.gateway))
+    Front::new(observer, auth, Arc::clone(&state.gateway), server.body_read_timeout)
 }
 
 /// Drops expired ephemeral entries, stale cached identities and idle rate-limit state every
@@ -762,20 +779,17 @@ pub fn key_publish_time(config: &Config) -> Duration {
 /// open connections to finish (at most `server.shutdown_timeout`), then close the database.
 async fn drain(
     mut accept_loops: JoinSet<()>,
-    graceful: Arc<GracefulShutdown>,
+    connections: TaskTracker,
     state: AppState,
     shutdown: CancellationToken,
 ) {
     shutdown.cancelled().await;
     while accept_loops.join_next().await.is_some() {}
+    // Every connection saw the same token and is shutting down gracefully.
+    connections.close();
     let timeout = state.config.server.shutdown_timeout;
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => {
-            if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
-                tracing::warn!(?timeout, "shutdown timeout passed with requests still in flight");
-            }
-        }
-        Err(_) => tracing::warn!("connections still referenced at shutdown"),
+    if tokio::time::timeout(timeout, connections.wait()).await.is_err() {
+        tracing::warn!(?timeout, "shutdown timeout passed with requests still in flight");
     }
     state.stores.close().await;
     tracing::info!("portcullis stopped");

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     NotFound,
     /// The request conflicts with stored state, e.g. a duplicate signup (409).
     Conflict,
+    /// The client stopped sending the request body (408).
+    RequestTimeout,
     /// Body over the configured limit (413).
     PayloadTooLarge,
     /// Too many requests; carries `Retry-After` (429).
@@ -45,6 +47,8 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// The database or ephemeral store is down and the answer needs it (503).
     StoreUnavailable,
+    /// Too many open connections (503, with `Retry-After`).
+    Overloaded,
     /// A bug; details are logged with the request id, never sent (500).
     Internal,
 }
@@ -60,11 +64,12 @@ impl ErrorCode {
             Self::CsrfFailed | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound | Self::ProviderNotConfigured => StatusCode::NOT_FOUND,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::EmailSendFailed | Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +85,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited => "rate_limited",
             Self::ProviderNotConfigured => "provider_not_configured",
@@ -87,6 +93,7 @@ impl ErrorCode {
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::StoreUnavailable => "store_unavailable",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal",
         }
     }
@@ -186,6 +193,7 @@ impl IntoResponse for ApiError {
         let mut response = (self.code.status(), Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -218,6 +226,7 @@ mod tests {
             (ErrorCode::Forbidden, 403),
             (ErrorCode::NotFound, 404),
             (ErrorCode::Conflict, 409),
+            (ErrorCode::RequestTimeout, 408),
             (ErrorCode::PayloadTooLarge, 413),
             (ErrorCode::RateLimited, 429),
             (ErrorCode::ProviderNotConfigured, 404),
@@ -225,6 +234,7 @@ mod tests {
             (ErrorCode::UpstreamUnavailable, 502),
             (ErrorCode::UpstreamTimeout, 504),
             (ErrorCode::StoreUnavailable, 503),
+            (ErrorCode::Overloaded, 503),
             (ErrorCode::Internal, 500),
         ];
         for (code, status) in table {

@@ -16,7 +16,7 @@ use super::extract::BodyKind;
 use super::openapi::CsrfBody;
 use crate::app::AppState;
 use crate::auth::redirect::RedirectPolicy;
-use crate::cookies::{self, CSRF_COOKIE};
+use crate::cookies::{CookieJar, Own};
 use crate::crypto::{self, SecretKey};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::Identified;
@@ -32,12 +32,14 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub struct Csrf {
     key: SecretKey,
     origins: RedirectPolicy,
+    cookies: CookieJar,
 }
 
 impl Csrf {
-    /// Tokens signed with `key`; `origins` says which origins count as ours.
-    pub fn new(key: SecretKey, origins: RedirectPolicy) -> Self {
-        Self { key, origins }
+    /// Tokens signed with `key`; `origins` says which origins count as ours; the anonymous
+    /// nonce lives in `cookies`' CSRF cookie.
+    pub fn new(key: SecretKey, origins: RedirectPolicy, cookies: CookieJar) -> Self {
+        Self { key, origins, cookies }
     }
 
     /// The token for a session.
@@ -100,7 +102,7 @@ impl Csrf {
         self.check_same_site(site)?;
         let token =
             token.or_else(|| site.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()));
-        let nonce = cookies::find(&site.headers, CSRF_COOKIE);
+        let nonce = self.cookies.read(&site.headers, Own::Csrf).one();
         match (token, nonce) {
             (Some(token), Some(nonce))
                 if self.key.verify(&[b"csrf-anonymous", nonce.as_bytes()], token) =>
@@ -230,7 +232,7 @@ pub fn anonymous_for_page(
     state: &AppState,
     headers: &HeaderMap,
 ) -> (String, Option<http::HeaderValue>) {
-    match cookies::find(headers, CSRF_COOKIE).filter(|n| is_nonce(n)) {
+    match state.cookies.read(headers, Own::Csrf).one().filter(|n| is_nonce(n)) {
         Some(nonce) => (state.csrf.anonymous_token(nonce), None),
         None => {
             let nonce = crypto::random_token();
@@ -251,6 +253,7 @@ mod tests {
                 Some("https://app.example.com".into()),
                 vec!["https://admin.example.com".into()],
             ),
+            CookieJar::new("portcullis_session", false, None),
         )
     }
 
@@ -312,10 +315,10 @@ mod tests {
         let csrf = csrf();
         let nonce = crypto::random_token();
         let token = csrf.anonymous_token(&nonce);
-        let cookie = format!("{CSRF_COOKIE}={nonce}");
+        let cookie = format!("portcullis_csrf={nonce}");
         assert!(csrf.verify_anonymous(&site(&[("cookie", &cookie)]), Some(&token)).is_ok());
         assert!(csrf.verify_anonymous(&site(&[]), Some(&token)).is_err());
-        let other = format!("{CSRF_COOKIE}={}", crypto::random_token());
+        let other = format!("portcullis_csrf={}", crypto::random_token());
         assert!(csrf.verify_anonymous(&site(&[("cookie", &other)]), Some(&token)).is_err());
     }
 }

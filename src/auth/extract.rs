@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::identify::{Consumed, Identified, session_from_cookie};
+use crate::gateway::identify::{CredentialKind, Identified, session_from_cookie};
+use crate::identity::Identity;
 use crate::identity::session::{ClientInfo, SessionToken};
-use crate::identity::{AuthMethod, Identity};
+use crate::server::body::BodyTimeout;
 use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip};
 
@@ -69,6 +70,8 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
 fn bytes_rejection(error: &BytesRejection) -> ApiError {
     if error.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(ErrorCode::PayloadTooLarge, "Request body is larger than the limit")
+    } else if BodyTimeout::caused(error) {
+        ApiError::new(ErrorCode::RequestTimeout, "The request body stopped arriving")
     } else {
         ApiError::invalid_request("The body could not be read")
     }
@@ -193,9 +196,7 @@ impl OptionalFromRequestParts<AppState> for CurrentSession {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, ApiError> {
-        let found =
-            session_from_cookie(&parts.headers, &state.sessions, state.cookies.session_name())
-                .await?;
+        let found = session_from_cookie(&parts.headers, &state.sessions, &state.cookies).await?;
         if let Some((_, identity)) = &found {
             AccessSlot::record(&parts.extensions, identity);
         }
@@ -231,7 +232,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let (identified, consumed) = state.gateway.identify(parts).await;
+        let (identified, presented) = state.gateway.identify(parts).await;
         let identity = match identified {
             Identified::Known(identity) => identity,
             Identified::Anonymous => return Err(ApiError::unauthorized()),
@@ -239,7 +240,7 @@ impl FromRequestParts<AppState> for Caller {
         };
         // Cookies (session or access token) are sent by the browser on its own: a
         // state-changing call authenticated by one must prove it comes from our pages.
-        let by_cookie = consumed == Consumed::Nothing && identity.method != AuthMethod::WsTicket;
+        let by_cookie = presented.used.is_some_and(CredentialKind::is_cookie);
         if by_cookie && !parts.method.is_safe() {
             let session_id = identity.session_id.ok_or_else(ApiError::unauthorized)?;
             state.csrf.verify_for_session(parts, session_id)?;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::tokens::token_cookies;
 use super::{no_store, redirect};
 use crate::app::AppState;
-use crate::cookies;
+use crate::cookies::Own;
 use crate::error::ApiError;
 use crate::identity::org::Membership;
 use crate::identity::org_choice::{After, CHOICE_TTL, Choice};
@@ -160,8 +160,8 @@ fn choice_response(
 /// # Errors
 /// The store fails.
 pub async fn end_previous_session(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let previous = cookies::find(headers, state.cookies.session_name())
-        .and_then(SessionToken::from_cookie_value);
+    let previous =
+        state.cookies.read(headers, Own::Session).one().and_then(SessionToken::from_cookie_value);
     if let Some(previous) = previous {
         state.sessions.end(&previous).await?;
     }

@@ -110,8 +110,7 @@ async fn logout(
     }
     state.metrics.record_auth("session", "logout");
     let mut response = Json(json!({ "message": "logged out" })).into_response();
-    response.headers_mut().append(SET_COOKIE, state.cookies.clear_session());
-    for cookie in state.cookies.clear_tokens() {
+    for cookie in state.cookies.clear_session().into_iter().chain(state.cookies.clear_tokens()) {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
     Ok(response)
@@ -167,7 +166,9 @@ async fn end_one(
     }
     let mut response = Json(json!({ "message": "session ended" })).into_response();
     if session.identity.session_id == Some(id) {
-        response.headers_mut().append(SET_COOKIE, state.cookies.clear_session());
+        for cookie in state.cookies.clear_session() {
+            response.headers_mut().append(SET_COOKIE, cookie);
+        }
     }
     Ok(response)
 }

@@ -85,8 +85,7 @@ async fn sign_out(
     }
     state.metrics.record_auth("session", "logout");
     let mut response = super::redirect(&sign_in, StatusCode::SEE_OTHER);
-    response.headers_mut().append(SET_COOKIE, state.cookies.clear_session());
-    for cookie in state.cookies.clear_tokens() {
+    for cookie in state.cookies.clear_session().into_iter().chain(state.cookies.clear_tokens()) {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
     Ok(response)

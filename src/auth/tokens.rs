@@ -16,7 +16,7 @@ use super::extract::JsonOrForm;
 use super::no_store;
 use super::openapi::OAuthErrorBody;
 use crate::app::AppState;
-use crate::cookies::{self, REFRESH_COOKIE};
+use crate::cookies::Own;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::tokens::{TokenError, TokenPair};
 use utoipa_axum::router::OpenApiRouter;
@@ -95,7 +95,10 @@ async fn refresh(
     let (token, from_cookie) = match from_body {
         Some(token) => (token, false),
         None => {
-            let cookie = cookies::find(&site.headers, REFRESH_COOKIE)
+            let cookie = state
+                .cookies
+                .read(&site.headers, Own::Refresh)
+                .one()
                 .ok_or_else(|| ApiError::invalid_request("refresh_token: missing field"))?;
             state.csrf.check_same_site(&site)?;
             (cookie.to_owned(), true)

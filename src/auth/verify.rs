@@ -1,19 +1,23 @@
-//! Forward-auth: `GET /verify` answers nginx `auth_request`, Traefik `forwardAuth` and Envoy
-//! `ext_authz` with 200 plus identity headers, or 401/403 (or a redirect to sign in).
+//! Forward-auth: `GET /verify` answers nginx `auth_request`, Traefik `forwardAuth` and Caddy
+//! `forward_auth` with the gateway's own decision on the original request: 200 plus identity
+//! headers, or 401/403 (or a redirect to sign in), or 400 when the original request cannot be
+//! read in exactly one way.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{Method, StatusCode, Uri};
+use http::{HeaderValue, header};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::gateway::pattern::normalize_path;
-use crate::gateway::policy::{Decision, Denial, OnUnauthenticated, decide};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use crate::gateway::authorize::Refusal;
+use crate::gateway::forward_auth::into_original;
+use crate::gateway::policy::{Denial, OnUnauthenticated};
+use crate::server::peer::{Peer, is_trusted};
 
 /// Routes: `GET /verify`.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -25,15 +29,15 @@ struct VerifyQuery {
     redirect: Option<String>,
 }
 
-/// Checks the credential of the original request against the policy of its original path.
+/// Decides the original request, read from the headers `[forward_auth]` names.
 #[utoipa::path(
     get,
     path = "/verify",
     tag = "forward_auth",
     params(
         ("redirect" = Option<String>, Query, description = "`1`: answer signed-out browsers with a redirect"),
-        ("X-Original-URI" = Option<String>, Header, description = "The original request's URI (or X-Forwarded-Uri)"),
-        ("X-Original-Method" = Option<String>, Header, description = "Its method (or X-Forwarded-Method)"),
+        ("X-Original-URI" = Option<String>, Header, description = "The original request's URI (or X-Forwarded-Uri; `[forward_auth] uri_headers`)"),
+        ("X-Original-Method" = Option<String>, Header, description = "Its method (or X-Forwarded-Method; `[forward_auth] method_headers`)"),
     ),
     responses(
         (status = 200, description = "Allowed: every identity header set (empty when absent)"),
@@ -45,58 +49,33 @@ async fn verify(
     ApiQuery(query): ApiQuery<VerifyQuery>,
     mut parts: Parts,
 ) -> Response {
-    let original = original_request(&parts);
-    let path = match normalize_path(original.uri.path()) {
-        Ok(path) => path.into_owned(),
-        Err(error) => {
-            return ApiError::invalid_request(format!("X-Original-URI: {error}")).into_response();
-        }
-    };
     let gateway = &state.gateway;
-    let (route, matched) = gateway.routes().find(&original.method, &path);
-    let (identified, _) = gateway.identify(&parts).await;
-    match decide(route, &matched, &identified) {
-        Decision::Allow(permit) => {
-            let mut response = StatusCode::OK.into_response();
-            gateway
-                .header_names()
-                .insert_complete(permit.identity().map(AsRef::as_ref), response.headers_mut());
-            response
-        }
-        Decision::Deny(mut denial) => {
-            if matches!(query.redirect.as_deref(), Some("1" | "true")) {
-                if let Denial::Unauthenticated { on_unauthenticated, .. } = &mut denial {
-                    *on_unauthenticated = OnUnauthenticated::Redirect;
-                }
-            } else if let Denial::Unauthenticated { on_unauthenticated, .. } = &mut denial {
-                // Proxies do not pass a 302 from auth_request on; answer 401 and let them redirect.
-                *on_unauthenticated = OnUnauthenticated::Status401;
-            }
-            // The redirect goes back to the original URI, not to /auth/verify.
-            parts.uri = original.uri;
-            parts.method = original.method;
-            gateway.refuse(&denial, &parts, &identified)
-        }
+    let trusted = parts
+        .extensions
+        .get::<Peer>()
+        .is_some_and(|peer| is_trusted(peer.addr.ip(), gateway.trusted_proxies()));
+    if let Err(error) = into_original(&mut parts, &state.config.forward_auth, trusted) {
+        return ApiError::from(error).into_response();
     }
-}
-
-struct Original {
-    method: Method,
-    uri: Uri,
-}
-
-/// The request the proxy is asking about, from `X-Original-URI` / `X-Forwarded-Uri` and
-/// `X-Original-Method` / `X-Forwarded-Method`.
-fn original_request(parts: &Parts) -> Original {
-    let header = |names: [&str; 2]| {
-        names.iter().find_map(|name| parts.headers.get(*name).and_then(|value| value.to_str().ok()))
+    let (mut denial, identified) = match gateway.authorize(&parts).await {
+        Ok(permitted) => return gateway.verified(permitted),
+        Err(Refusal::Denied { denial, identified }) => (denial, identified),
+        Err(refusal) => return gateway.refuse(refusal, &parts),
     };
-    let uri = header(["x-original-uri", "x-forwarded-uri"])
-        .and_then(|text| text.parse::<Uri>().ok())
-        .and_then(|uri| uri.path_and_query().cloned())
-        .map_or_else(|| Uri::from_static("/"), Uri::from);
-    let method = header(["x-original-method", "x-forwarded-method"])
-        .and_then(|text| Method::from_bytes(text.as_bytes()).ok())
-        .unwrap_or(Method::GET);
-    Original { method, uri }
+    let redirect = matches!(query.redirect.as_deref(), Some("1" | "true"));
+    if let Denial::Unauthenticated { on_unauthenticated, .. } = &mut denial {
+        // nginx does not pass a 302 from `auth_request` on: it gets 401 and redirects itself.
+        *on_unauthenticated =
+            if redirect { OnUnauthenticated::Redirect } else { OnUnauthenticated::Status401 };
+    }
+    let mut response = gateway.deny(&denial, &parts, &identified);
+    if response.status() == http::StatusCode::UNAUTHORIZED
+        && let Some(location) = gateway.sign_in_location(&parts)
+    {
+        // Where to send the browser, with the original URI encoded whole (nginx cannot
+        // encode `$request_uri` itself, so `&` in its query would be lost).
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

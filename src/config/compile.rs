@@ -9,15 +9,16 @@ use ipnet::IpNet;
 use super::raw::{RawConfig, RawRoute, RawUpstream};
 use super::values::{parse_duration, parse_size};
 use super::{
-    AuthConfig, Branding, Config, ConfigError, DevConfig, EmailConfig, EphemeralKind, KeyError,
-    LogFormat, OrgsConfig, PublicUrl, RateLimitConfig, ServerConfig, SessionConfig, StorageConfig,
-    TlsConfig, TokensConfig,
+    AuthConfig, Branding, Config, ConfigError, DevConfig, EmailConfig, EphemeralKind,
+    ForwardAuthConfig, KeyError, LogFormat, OrgsConfig, PublicUrl, RateLimitConfig, ServerConfig,
+    SessionConfig, StorageConfig, TlsConfig, TokensConfig,
 };
 use crate::auth::redirect::RedirectPolicy;
 use crate::crypto::signing::SigningAlgorithm;
 use crate::gateway::headers::HeaderNames;
+use crate::gateway::path::PathOptions;
 use crate::gateway::pattern::PathPattern;
-use crate::gateway::policy::{Access, OnUnauthenticated, Route, RouteTable};
+use crate::gateway::policy::{Access, OnUnauthenticated, Route, RouteTable, canonical_method};
 use crate::gateway::upstream::Upstream;
 use crate::identity::org::OrgRoles;
 use crate::identity::service_token::ServiceToken;
@@ -47,6 +48,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let auth = auth(&raw, server.public_url.as_ref(), &mut errors);
     let storage = storage(&raw, &mut errors);
     let session = session(&raw, &mut errors);
+    let forward_auth = forward_auth(&raw, &mut errors);
     let tokens = TokensConfig {
         access_ttl: errors.duration("tokens.access_ttl", &raw.tokens.access_ttl),
         refresh_ttl: errors.duration("tokens.refresh_ttl", &raw.tokens.refresh_ttl),
@@ -164,6 +166,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         server,
         auth,
         storage,
+        forward_auth,
         session,
         tokens,
         rate_limit,
@@ -241,7 +244,22 @@ fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
     if upstream_timeout.is_zero() {
         errors.push("server.upstream_timeout", "must be more than zero");
     }
+    let body_read_timeout = errors.duration("server.body_read_timeout", &s.body_read_timeout);
+    if body_read_timeout.is_zero() {
+        errors.push("server.body_read_timeout", "must be more than zero");
+    }
+    let idle_timeout = errors.duration("server.idle_timeout", &s.idle_timeout);
+    if idle_timeout.is_zero() {
+        errors.push("server.idle_timeout", "must be more than zero");
+    }
+    if s.max_connections.0 == 0 {
+        errors.push("server.max_connections", "must be at least 1");
+    }
     ServerConfig {
+        body_read_timeout,
+        idle_timeout,
+        max_connections: usize::try_from(s.max_connections.0).unwrap_or(usize::MAX),
+        hsts_max_age: errors.duration("server.hsts_max_age", &s.hsts_max_age),
         listen,
         tls,
         public_url,
@@ -290,6 +308,29 @@ fn auth(raw: &RawConfig, public_url: Option<&PublicUrl>, errors: &mut Errors) ->
         allowed_email_domains,
         redirects: RedirectPolicy::new(public_url.map(|url| url.origin().to_owned()), origins),
     }
+}
+
+fn forward_auth(raw: &RawConfig, errors: &mut Errors) -> ForwardAuthConfig {
+    let f = &raw.forward_auth;
+    let mut names = |key: &str, list: &[String], required: bool| {
+        if required && list.is_empty() {
+            errors.push(key, "name at least one header");
+        }
+        list.iter()
+            .filter_map(|name| {
+                errors.check(
+                    key,
+                    http::HeaderName::from_bytes(name.trim().as_bytes())
+                        .map_err(|_| format!("`{name}` is not a header name")),
+                )
+            })
+            .collect()
+    };
+    let uri_headers = names("forward_auth.uri_headers", &f.uri_headers.0, true);
+    let method_headers = names("forward_auth.method_headers", &f.method_headers.0, true);
+    let host_headers = names("forward_auth.host_headers", &f.host_headers.0, false);
+    let audience = f.audience.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(Into::into);
+    ForwardAuthConfig { uri_headers, method_headers, host_headers, audience }
 }
 
 fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
@@ -412,7 +453,13 @@ fn upstreams(raw: &[RawUpstream], errors: &mut Errors) -> Vec<Upstream> {
                     &upstream.hosts.0,
                     upstream.path_prefix.as_deref().unwrap_or("/"),
                     upstream.http2.0,
-                ),
+                )
+                .map(|parsed| {
+                    parsed.with_path_options(PathOptions {
+                        encoded_slashes: upstream.allow_encoded_slashes.0,
+                        matrix_params: upstream.allow_matrix_params.0,
+                    })
+                }),
             )
         })
         .collect()
@@ -420,7 +467,9 @@ fn upstreams(raw: &[RawUpstream], errors: &mut Errors) -> Vec<Upstream> {
 
 fn route(index: usize, raw: &RawRoute, org_roles: &OrgRoles, errors: &mut Errors) -> Option<Route> {
     let key = format!("routes[{index}]");
-    let pattern = errors.check(&format!("{key}.path"), PathPattern::parse(&raw.path))?;
+    let pattern = errors
+        .check(&format!("{key}.path"), PathPattern::parse(&raw.path))?
+        .case_insensitive(raw.case_insensitive.0);
     let access = match raw.access.as_deref() {
         None | Some("authenticated") => Access::Authenticated,
         Some("public") => Access::Public,
@@ -447,8 +496,10 @@ fn route(index: usize, raw: &RawRoute, org_roles: &OrgRoles, errors: &mut Errors
     };
     let mut methods = Vec::new();
     for method in &raw.methods.0 {
-        match http::Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes()) {
-            Ok(method) => methods.push(method),
+        // Standard methods in any case; an extension method exactly as written, since that is
+        // how it must be sent to match.
+        match http::Method::from_bytes(method.trim().as_bytes()) {
+            Ok(method) => methods.push(canonical_method(&method).unwrap_or(method)),
             Err(_) => {
                 errors.push(format!("{key}.methods"), format!("`{method}` is not an HTTP method"))
             }

@@ -96,6 +96,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Stores.
     pub storage: StorageConfig,
+    /// Where forward-auth reads the original request.
+    pub forward_auth: ForwardAuthConfig,
     /// Session cookie and lifetimes.
     pub session: SessionConfig,
     /// Token lifetimes.
@@ -202,6 +204,27 @@ pub struct ServerConfig {
     pub upstream_timeout: Duration,
     /// Time allowed for in-flight requests on shutdown.
     pub shutdown_timeout: Duration,
+    /// Longest wait between two chunks of a request body.
+    pub body_read_timeout: Duration,
+    /// How long an HTTP/2 connection may stay open with no request.
+    pub idle_timeout: Duration,
+    /// Most open connections per listener.
+    pub max_connections: usize,
+    /// `Strict-Transport-Security` max-age (zero: none).
+    pub hsts_max_age: Duration,
+}
+
+/// `[forward_auth]`, compiled.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    /// Candidate headers for the original URI.
+    pub uri_headers: Vec<http::HeaderName>,
+    /// Candidate headers for the original method.
+    pub method_headers: Vec<http::HeaderName>,
+    /// Candidate headers for the original host.
+    pub host_headers: Vec<http::HeaderName>,
+    /// The assertion audience, when set.
+    pub audience: Option<std::sync::Arc<str>>,
 }
 
 /// The HTTPS listener.

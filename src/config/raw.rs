@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub auth: RawAuth,
     /// `[storage]`
     pub storage: RawStorage,
+    /// `[forward_auth]`
+    pub forward_auth: RawForwardAuth,
     /// `[session]`
     pub session: RawSession,
     /// `[tokens]`
@@ -75,6 +77,16 @@ pub struct RawServer {
     pub upstream_timeout: String,
     /// Time allowed for in-flight requests to finish on shutdown.
     pub shutdown_timeout: String,
+    /// Longest wait between two chunks of a request body (added key).
+    pub body_read_timeout: String,
+    /// An HTTP/2 connection with no request open this long is closed (added key; HTTP/1.1
+    /// keep-alive connections are closed after at most 30 s idle).
+    pub idle_timeout: String,
+    /// Most open connections per listener; more are refused (added key).
+    pub max_connections: Count,
+    /// `Strict-Transport-Security` max-age when `public_url` is https; `0s` sends none (added
+    /// key).
+    pub hsts_max_age: String,
 }
 
 impl Default for RawServer {
@@ -91,6 +103,10 @@ impl Default for RawServer {
             max_body: "10MiB".into(),
             upstream_timeout: "60s".into(),
             shutdown_timeout: "30s".into(),
+            body_read_timeout: "30s".into(),
+            idle_timeout: "60s".into(),
+            max_connections: Count(10_000),
+            hsts_max_age: "365d".into(),
         }
     }
 }
@@ -154,6 +170,35 @@ impl Default for RawStorage {
             redis_ca_file: None,
             max_connections: Count(10),
             startup_wait: "30s".into(),
+        }
+    }
+}
+
+/// `[forward_auth]`: where `GET /auth/verify` reads the original request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawForwardAuth {
+    /// Headers that may carry the original URI; two that disagree are refused.
+    pub uri_headers: StringList,
+    /// Headers that may carry the original method.
+    pub method_headers: StringList,
+    /// Headers that may carry the original host, else the request's `Host` (added key).
+    pub host_headers: StringList,
+    /// `aud` of the `X-Auth-Assertion` answered (added key; default: the name of the
+    /// upstream that serves the original host and path).
+    pub audience: Option<String>,
+}
+
+impl Default for RawForwardAuth {
+    fn default() -> Self {
+        Self {
+            uri_headers: StringList(vec!["X-Original-URI".into(), "X-Forwarded-Uri".into()]),
+            method_headers: StringList(vec![
+                "X-Original-Method".into(),
+                "X-Forwarded-Method".into(),
+            ]),
+            host_headers: StringList(vec!["X-Forwarded-Host".into()]),
+            audience: None,
         }
     }
 }
@@ -324,6 +369,12 @@ pub struct RawUpstream {
     pub path_prefix: Option<String>,
     /// Speak HTTP/2 with prior knowledge (h2c) to this upstream.
     pub http2: Flag,
+    /// Accept `%2F` in paths, kept encoded (added key; for apps that never decode it into a
+    /// separator).
+    pub allow_encoded_slashes: Flag,
+    /// Accept `;` parameters in path segments: rules match without them, the app gets them
+    /// (added key; for apps that drop them before routing, as Tomcat does).
+    pub allow_matrix_params: Flag,
 }
 
 /// One `[[routes]]` entry.
@@ -346,6 +397,9 @@ pub struct RawRoute {
     pub verified_email: Flag,
     /// Organization roles, any of.
     pub org_roles: StringList,
+    /// Match literal segments without regard to ASCII case, for apps that route that way
+    /// (added key).
+    pub case_insensitive: Flag,
 }
 
 /// One `[providers.NAME]` entry.

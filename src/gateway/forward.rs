@@ -1,10 +1,17 @@
 //! Forwarding an allowed request: rewrite headers, stream the body both ways, pass WebSocket
 //! upgrades through.
 //!
+//! Forwarding consumes the [`Permitted`] the decision made, and honours it: the app receives
+//! the method and path the rule matched, and none of our credentials (cookies, an
+//! `Authorization` with our key or JWT, a `ws_` ticket in the query), whichever one identified
+//! the request.
+//!
 //! Header rules, each applied to every forwarded request: hop-by-hop headers are removed; the
 //! client's identity headers (any spelling) and our cookies are removed, then our identity
 //! headers are inserted (never appended); `X-Forwarded-*` are set from the connection unless
-//! the peer is a trusted proxy, whose values are extended instead.
+//! the peer is a trusted proxy, whose values are extended instead; headers through which an
+//! app may take the path or host from a proxy (`X-Original-URL`, `X-Forwarded-Prefix`, …) are
+//! removed unless the peer is a trusted proxy.
 
 use std::error::Error as _;
 use std::time::Instant;
@@ -17,10 +24,13 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper_util::rt::TokioIo;
 
-use super::policy::Permit;
+use super::authorize::Permitted;
+use super::headers::ProxyHeader;
+use super::identify::query_without_ticket;
 use super::upstream::Upstream;
 use super::{Gateway, GatewayError};
 use crate::cookies;
+use crate::server::body::BodyTimeout;
 use crate::server::observe::RequestId;
 use crate::server::peer::{Peer, is_trusted};
 
@@ -39,21 +49,26 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// Sends the request to `upstream` at `uri` and returns its response.
+/// Sends an allowed request to its upstream and returns the response.
 ///
 /// # Errors
-/// Body over the limit, upstream unreachable or too slow.
+/// No upstream serves the request, body over the limit, upstream unreachable or too slow.
 pub async fn forward(
     gateway: &Gateway,
-    permit: Permit,
-    upstream: &Upstream,
-    uri: Uri,
+    permitted: Permitted<'_>,
     mut parts: Parts,
     body: Body,
 ) -> Result<Response, GatewayError> {
+    let upstream = permitted.upstream().ok_or(GatewayError::NoUpstream)?;
+    let presented = permitted.presented();
+    let uri = upstream_uri(upstream, &permitted, &parts.uri)?;
+    if presented.authorization {
+        parts.headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(method) = permitted.method() {
+        parts.method = method.clone();
+    }
     let declared_length = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -69,7 +84,7 @@ pub async fn forward(
         upgrade.as_ref().and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
 
     rewrite_request_headers(gateway, &mut parts, upstream, upgrade.as_ref());
-    if let Some(identity) = permit.identity() {
+    if let Some(identity) = permitted.identity() {
         gateway.header_names.insert_into(identity, &mut parts.headers);
         if let Some(signer) = &gateway.assertions
             && let Some(assertion) = signer.header(identity, upstream.shared_name())
@@ -79,6 +94,7 @@ pub async fn forward(
             }
         }
     }
+    // After the header rewrite, which reads the client's authority (HTTP/2) for `Host`.
     parts.uri = uri;
     parts.version = if upstream.http2() { Version::HTTP_2 } else { Version::HTTP_11 };
 
@@ -94,6 +110,7 @@ pub async fn forward(
         Ok(Err(error)) if caused_by_length_limit(&error) => {
             return Err(GatewayError::PayloadTooLarge);
         }
+        Ok(Err(error)) if BodyTimeout::caused(&error) => return Err(GatewayError::BodyTimeout),
         Ok(Err(error)) => return Err(GatewayError::Unavailable(Box::new(error))),
         Ok(Ok(response)) => response,
     };
@@ -127,6 +144,26 @@ pub async fn forward(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
+/// The upstream URI: the path the rule matched (the request's own when it was already
+/// normal, reused without copying), and the query without a ticket of ours.
+fn upstream_uri(
+    upstream: &Upstream,
+    permitted: &Permitted<'_>,
+    original: &Uri,
+) -> Result<Uri, GatewayError> {
+    let path = permitted.path().unwrap_or_else(|| original.path());
+    let uri = if permitted.presented().ticket {
+        let query = original.query().and_then(query_without_ticket);
+        upstream.uri_for(path, query.as_deref())
+    } else {
+        match (permitted.path(), original.path_and_query()) {
+            (None, Some(path_and_query)) => upstream.uri_for_original(path_and_query),
+            _ => upstream.uri_for(path, original.query()),
+        }
+    }?;
+    Ok(uri)
+}
+
 fn rewrite_request_headers(
     gateway: &Gateway,
     parts: &mut Parts,
@@ -152,23 +189,28 @@ fn rewrite_request_headers(
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
-    // The client's copies of identity headers, in any spelling.
-    let spoofed: Vec<HeaderName> = headers
+    // Forwarding headers: believed and extended from trusted proxies, replaced otherwise.
+    let peer = parts.extensions.get::<Peer>();
+    let trusted = peer.is_some_and(|peer| is_trusted(peer.addr.ip(), &gateway.trusted_proxies));
+    // The client's copies of identity headers in any spelling, and, unless a trusted proxy
+    // set them, headers that tell an app which path, prefix or host to use.
+    let dropped: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| gateway.header_names.is_identity_header(name))
+        .filter(|name| match gateway.header_names.classify(name) {
+            Some(ProxyHeader::Identity) => true,
+            Some(ProxyHeader::Routing) => !trusted,
+            None => false,
+        })
         .cloned()
         .collect();
-    for name in spoofed {
+    for name in dropped {
         if tracing::event_enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(header = %name, "dropped a client-sent identity header");
+            tracing::debug!(header = %name, "dropped a client-sent header");
         }
         headers.remove(&name);
     }
     cookies::strip_own(headers, &gateway.cookies);
 
-    // Forwarding headers: believed and extended from trusted proxies, replaced otherwise.
-    let peer = parts.extensions.get::<Peer>();
-    let trusted = peer.is_some_and(|peer| is_trusted(peer.addr.ip(), &gateway.trusted_proxies));
     let host = headers.get(header::HOST).cloned().or_else(|| {
         parts.uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
     });
@@ -188,11 +230,6 @@ fn rewrite_request_headers(
             let proto = if peer.tls { "https" } else { "http" };
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
-    }
-    if !trusted {
-        headers.remove(&FORWARDED);
-        headers.remove(&X_REAL_IP);
-        headers.remove(&X_FORWARDED_HOST);
     }
     if let Some(host) = host {
         if !headers.contains_key(&X_FORWARDED_HOST) {

@@ -2,7 +2,8 @@
 //! recognising client-sent copies that must be stripped.
 //!
 //! Stripping compares normalized names (lower case, `_` read as `-`), because some servers and
-//! frameworks read `X_Auth_User_Id` as `X-Auth-User-Id`; a client must not get one through.
+//! frameworks read `X_Auth_User_Id` as `X-Auth-User-Id` (CGI and WSGI turn both into
+//! `HTTP_X_AUTH_USER_ID`); a client must not get one through, whatever the names are renamed to.
 
 use http::{HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -24,6 +25,33 @@ const OAUTH2_PROXY_NAMES: &[&str] = &[
     "x-forwarded-preferred-username",
     "x-forwarded-access-token",
 ];
+
+/// Headers through which a proxy tells an app what the original path, prefix, host or port
+/// was (IIS, Symfony, Spring, Django read some of them). Believed only from trusted proxies.
+const ROUTING_NAMES: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-rewrite-url",
+    "x-host",
+];
+
+/// What a client-sent header is to the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// An identity header: always removed.
+    Identity,
+    /// A header that names the original path or host: removed unless a trusted proxy sent it.
+    Routing,
+}
 
 /// Characters escaped in header values: controls, non-ASCII and `%` itself, so that apps can
 /// always percent-decode and printable ASCII (spaces included) reads as is.
@@ -122,6 +150,9 @@ pub struct HeaderNames {
     locale: Vec<HeaderName>,
     /// Normalized names (besides the `x-auth-` prefix) stripped from client requests.
     strip: Vec<String>,
+    /// First bytes of every name [`Self::classify`] can recognise, so that most headers are
+    /// passed over after one lookup.
+    first_bytes: [bool; 256],
 }
 
 impl HeaderNames {
@@ -159,6 +190,17 @@ impl HeaderNames {
             .collect();
         names.strip.sort();
         names.strip.dedup();
+        names.first_bytes = [false; 256];
+        let firsts = names
+            .strip
+            .iter()
+            .map(String::as_str)
+            .chain(ROUTING_NAMES.iter().copied())
+            .chain([OWN_PREFIX])
+            .filter_map(|name| name.bytes().next());
+        for first in firsts {
+            names.first_bytes[usize::from(first)] = true;
+        }
         Ok(names)
     }
 
@@ -177,6 +219,7 @@ impl HeaderNames {
             assertion: one("x-auth-assertion"),
             locale: Vec::new(),
             strip: Vec::new(),
+            first_bytes: [false; 256],
         }
     }
 
@@ -315,16 +358,24 @@ impl HeaderNames {
 
     /// Whether `name` is an identity header a client must never send upstream.
     pub fn is_identity_header(&self, name: &HeaderName) -> bool {
+        self.classify(name) == Some(ProxyHeader::Identity)
+    }
+
+    /// What a client-sent header `name` is to the proxy, in any spelling (case, `_` for `-`).
+    pub fn classify(&self, name: &HeaderName) -> Option<ProxyHeader> {
         let name = name.as_str();
-        // Fast path: every name we strip starts with `x`.
-        if !name.starts_with('x') {
-            return false;
+        let first = name.bytes().next()?;
+        // Fast path: most headers start with a byte no name of ours starts with (`_` cannot
+        // start one we strip; HeaderName is lower case already).
+        if !self.first_bytes[usize::from(first)] {
+            return None;
         }
-        if name.contains('_') {
-            let normal = normalize(name);
-            return normal.starts_with(OWN_PREFIX) || self.strip.contains(&normal);
+        let normal: std::borrow::Cow<'_, str> =
+            if name.contains('_') { normalize(name).into() } else { name.into() };
+        if normal.starts_with(OWN_PREFIX) || self.strip.iter().any(|n| *n == *normal) {
+            return Some(ProxyHeader::Identity);
         }
-        name.starts_with(OWN_PREFIX) || self.strip.iter().any(|n| n == name)
+        ROUTING_NAMES.contains(&&*normal).then_some(ProxyHeader::Routing)
     }
 
     /// The assertion header names (for the assertion signer).
@@ -345,19 +396,20 @@ fn normalize(name: &str) -> String {
 
 /// Headers the proxy sets itself and that an identity field must not be renamed to.
 fn is_reserved(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "host"
-            | "cookie"
-            | "authorization"
-            | "x-forwarded-for"
-            | "x-forwarded-proto"
-            | "x-forwarded-host"
-            | "x-request-id"
-            | "connection"
-            | "content-length"
-            | "transfer-encoding"
-    )
+    ROUTING_NAMES.contains(&name.as_str())
+        || matches!(
+            name.as_str(),
+            "host"
+                | "cookie"
+                | "authorization"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+                | "x-request-id"
+                | "connection"
+                | "content-length"
+                | "transfer-encoding"
+        )
 }
 
 #[cfg(test)]
@@ -450,5 +502,40 @@ mod tests {
                 "{fine}"
             );
         }
+    }
+
+    #[test]
+    fn renamed_identity_headers_are_stripped_in_any_spelling() {
+        let user = Some("Remote-User".to_owned());
+        let groups = Some("Remote-Groups".to_owned());
+        let assertion = Some("Identity-Jwt".to_owned());
+        let names = HeaderNames::new(
+            "portcullis",
+            [("user_id", &user), ("roles", &groups), ("assertion", &assertion)],
+        )
+        .unwrap();
+        for spoof in ["remote-user", "remote_user", "remote-groups", "identity-jwt", "x-auth-roles"]
+        {
+            let name = HeaderName::from_bytes(spoof.as_bytes()).unwrap();
+            assert_eq!(names.classify(&name), Some(ProxyHeader::Identity), "{spoof}");
+        }
+        let fine = HeaderName::from_static("remote-addr");
+        assert_eq!(names.classify(&fine), None);
+    }
+
+    #[test]
+    fn routing_headers_are_recognised_in_any_spelling() {
+        let names = HeaderNames::default();
+        for name in ["x-original-url", "x_rewrite_url", "x-forwarded-prefix", "forwarded", "x-host"]
+        {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(names.classify(&name), Some(ProxyHeader::Routing), "{name}");
+        }
+        for name in ["x-forwarded-for", "x-forwarded-proto", "accept", "x-request-id"] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(names.classify(&name), None, "{name}");
+        }
+        let renamed = Some("X-Original-URL".to_owned());
+        assert!(HeaderNames::new("portcullis", [("email", &renamed)]).is_err());
     }
 }

@@ -6,14 +6,15 @@
 //! upgrade. A kind that is absent says "not mine" and the next is tried, but a credential that
 //! is present and bad stops the search, so a broken cookie never falls through to anonymous
 //! access on a protected route. A bearer JWT of another issuer is not ours: it is left for the
-//! app.
+//! app. Whichever credential wins, every one of ours that the request carries is reported in
+//! [`Presented`], so that forwarding cuts all of them, not only the winner.
 
 use std::sync::Arc;
 
 use http::request::Parts;
 use http::{HeaderMap, header};
 
-use crate::cookies::{self, ACCESS_COOKIE};
+use crate::cookies::{CookieJar, Found, Own};
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::Identity;
 use crate::identity::api_key::{self, ApiKeyService};
@@ -36,21 +37,43 @@ pub struct Credentials {
     pub tokens: TokenService,
     /// WebSocket tickets.
     pub tickets: WsTickets,
-    /// The session cookie's name.
-    pub cookie_name: String,
+    /// Our cookies' names.
+    pub cookies: CookieJar,
 }
 
-/// Which credential of the request is ours and must not reach the app (besides our cookies,
-/// which are always cut).
+/// The kinds of credential a request can identify itself with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consumed {
-    /// Nothing, or only our cookies (a browser sends those by itself: state-changing auth
-    /// calls authenticated by them need CSRF protection).
-    Nothing,
-    /// The `Authorization` header held our API key or JWT.
-    Authorization,
-    /// The `access_token` query parameter held a ticket.
+pub enum CredentialKind {
+    /// The session cookie.
+    SessionCookie,
+    /// The access-token cookie.
+    AccessCookie,
+    /// A bearer API key.
+    ApiKey,
+    /// A bearer access JWT of ours.
+    Jwt,
+    /// A WebSocket ticket in the query.
     Ticket,
+}
+
+impl CredentialKind {
+    /// Whether a browser sends this credential by itself (a state-changing call it
+    /// authenticates needs CSRF protection).
+    pub fn is_cookie(self) -> bool {
+        matches!(self, Self::SessionCookie | Self::AccessCookie)
+    }
+}
+
+/// Which of our credentials a request carries besides our cookies (always cut), and which one
+/// identified it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Presented {
+    /// The credential that was checked: the first found.
+    pub used: Option<CredentialKind>,
+    /// `Authorization` holds one of our API keys or JWTs.
+    pub authorization: bool,
+    /// The query holds a `ws_` ticket.
+    pub ticket: bool,
 }
 
 /// Who the request is.
@@ -69,6 +92,8 @@ pub enum Identified {
 pub enum Rejection {
     /// It is not in a format we issue.
     Malformed,
+    /// Several different session cookies were sent (one may be planted by a sibling site).
+    Ambiguous,
     /// It is well-formed but unknown, expired or ended.
     Unknown,
     /// It could not be checked: the store is down and it is not cached.
@@ -87,6 +112,10 @@ impl From<Rejection> for ApiError {
             Rejection::Malformed => {
                 Self::new(ErrorCode::InvalidToken, "The session cookie is malformed")
             }
+            Rejection::Ambiguous => Self::new(
+                ErrorCode::Unauthorized,
+                "The request carries several different session cookies",
+            ),
             Rejection::Unknown => {
                 Self::new(ErrorCode::Unauthorized, "The session has ended, sign in again")
             }
@@ -112,33 +141,57 @@ impl From<Rejection> for ApiError {
 /// The session a request's cookie names, with its token (to end it).
 ///
 /// # Errors
-/// The cookie is present but malformed, unknown, or cannot be checked. `Ok(None)` means no
-/// session cookie was sent.
+/// The cookie is present but malformed, ambiguous, unknown, or cannot be checked. `Ok(None)`
+/// means no session cookie was sent.
 pub async fn session_from_cookie(
     headers: &HeaderMap,
     sessions: &SessionService,
-    cookie_name: &str,
+    cookies: &CookieJar,
 ) -> Result<Option<(SessionToken, Arc<Identity>)>, Rejection> {
-    let Some(value) = cookies::find(headers, cookie_name) else {
-        return Ok(None);
+    let value = match cookies.read(headers, Own::Session) {
+        Found::Absent => return Ok(None),
+        Found::Conflict => return Err(Rejection::Ambiguous),
+        Found::One(value) => value,
     };
     let token = SessionToken::from_cookie_value(value).ok_or(Rejection::Malformed)?;
     let identity = checked(sessions.authenticate(&token).await)?;
     Ok(Some((token, identity)))
 }
 
-/// Identifies a request by its credentials, and says which of them must not be forwarded. On
-/// a cache hit this allocates nothing and touches no store.
-pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, Consumed) {
-    if let Some(value) = cookies::find(&parts.headers, &credentials.cookie_name) {
-        let identified = match SessionToken::hash_of_cookie_value(value) {
-            None => Identified::Rejected(Rejection::Malformed),
-            Some(hash) => known(checked(credentials.sessions.authenticate_hash(hash).await)),
-        };
-        return (identified, Consumed::Nothing);
+/// Identifies a request by its credentials, and says which of ours it carries. On a cache hit
+/// this allocates nothing and touches no store.
+pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, Presented) {
+    let bearer = bearer(&parts.headers);
+    let api_key = bearer.filter(|token| api_key::is_api_key(token));
+    let mut presented = Presented {
+        used: None,
+        authorization: api_key.is_some(),
+        ticket: parts.uri.query().is_some_and(has_ticket),
+    };
+
+    match credentials.cookies.read(&parts.headers, Own::Session) {
+        Found::Absent => {}
+        Found::Conflict => {
+            presented.used = Some(CredentialKind::SessionCookie);
+            let identified = Identified::Rejected(Rejection::Ambiguous);
+            return (identified, with_our_bearer(presented, bearer, credentials));
+        }
+        Found::One(value) => {
+            let identified = match SessionToken::hash_of_cookie_value(value) {
+                None => Identified::Rejected(Rejection::Malformed),
+                Some(hash) => known(checked(credentials.sessions.authenticate_hash(hash).await)),
+            };
+            presented.used = Some(CredentialKind::SessionCookie);
+            return (identified, with_our_bearer(presented, bearer, credentials));
+        }
     }
-    if let Some(token) = cookies::find(&parts.headers, ACCESS_COOKIE) {
-        let identified = match credentials.tokens.authenticate(token).await {
+    let access_cookie = credentials.cookies.read(&parts.headers, Own::Access);
+    if access_cookie != Found::Absent {
+        let checked = match access_cookie.one() {
+            Some(token) => credentials.tokens.authenticate(token).await,
+            None => Ok(BearerJwt::Refused),
+        };
+        let identified = match checked {
             Ok(BearerJwt::Valid(identity)) => Identified::Known(identity),
             Ok(BearerJwt::NotOurs | BearerJwt::Refused) => {
                 Identified::Rejected(Rejection::TokenRefused)
@@ -148,34 +201,34 @@ pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, 
                 Identified::Rejected(Rejection::StoreUnavailable)
             }
         };
-        return (identified, Consumed::Nothing);
+        presented.used = Some(CredentialKind::AccessCookie);
+        return (identified, with_our_bearer(presented, bearer, credentials));
     }
-    if let Some(bearer) = bearer(&parts.headers) {
-        if api_key::is_api_key(bearer) {
-            let identified = match api_key::hash_of(bearer) {
-                None => Identified::Rejected(Rejection::KeyRefused),
-                Some(hash) => match checked(credentials.api_keys.authenticate(hash).await) {
-                    Err(Rejection::Unknown) => Identified::Rejected(Rejection::KeyRefused),
-                    other => known(other),
-                },
-            };
-            return (identified, Consumed::Authorization);
-        }
-        match credentials.tokens.authenticate(bearer).await {
-            Ok(BearerJwt::NotOurs) => {}
-            Ok(BearerJwt::Valid(identity)) => {
-                return (Identified::Known(identity), Consumed::Authorization);
-            }
-            Ok(BearerJwt::Refused) => {
-                return (Identified::Rejected(Rejection::TokenRefused), Consumed::Authorization);
-            }
+    if let Some(key) = api_key {
+        let identified = match api_key::hash_of(key) {
+            None => Identified::Rejected(Rejection::KeyRefused),
+            Some(hash) => match checked(credentials.api_keys.authenticate(hash).await) {
+                Err(Rejection::Unknown) => Identified::Rejected(Rejection::KeyRefused),
+                other => known(other),
+            },
+        };
+        presented.used = Some(CredentialKind::ApiKey);
+        return (identified, presented);
+    }
+    if let Some(bearer) = bearer {
+        let identified = match credentials.tokens.authenticate(bearer).await {
+            Ok(BearerJwt::NotOurs) => None,
+            Ok(BearerJwt::Valid(identity)) => Some(Identified::Known(identity)),
+            Ok(BearerJwt::Refused) => Some(Identified::Rejected(Rejection::TokenRefused)),
             Err(error) => {
                 tracing::warn!(%error, "cannot check an access token: store unavailable");
-                return (
-                    Identified::Rejected(Rejection::StoreUnavailable),
-                    Consumed::Authorization,
-                );
+                Some(Identified::Rejected(Rejection::StoreUnavailable))
             }
+        };
+        if let Some(identified) = identified {
+            presented.authorization = true;
+            presented.used = Some(CredentialKind::Jwt);
+            return (identified, presented);
         }
     }
     if let Some(ticket) = websocket_ticket(parts) {
@@ -183,9 +236,25 @@ pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, 
             Err(Rejection::Unknown) => Identified::Rejected(Rejection::TicketRefused),
             other => known(other),
         };
-        return (identified, Consumed::Ticket);
+        presented.used = Some(CredentialKind::Ticket);
+        return (identified, presented);
     }
-    (Identified::Anonymous, Consumed::Nothing)
+    (Identified::Anonymous, presented)
+}
+
+/// `presented`, noting a bearer JWT of ours that a cookie won over (it must not reach the app
+/// either). Decoding the token's issuer costs something only when both are sent.
+fn with_our_bearer(
+    mut presented: Presented,
+    bearer: Option<&str>,
+    credentials: &Credentials,
+) -> Presented {
+    if !presented.authorization
+        && let Some(token) = bearer
+    {
+        presented.authorization = credentials.tokens.claims_our_issuer(token);
+    }
+    presented
 }
 
 fn known(checked: Result<Arc<Identity>, Rejection>) -> Identified {
@@ -213,13 +282,24 @@ fn websocket_ticket(parts: &Parts) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// `query` without the ticket parameter (`None` when nothing is left).
+/// Whether `query` holds a `ws_` ticket in its ticket parameter, on any request.
+fn has_ticket(query: &str) -> bool {
+    query.contains(TICKET_PARAM)
+        && url::form_urlencoded::parse(query.as_bytes())
+            .any(|(name, value)| name == TICKET_PARAM && ticket::is_ticket(&value))
+}
+
+/// `query` without its ticket parameters (`None` when nothing is left). A pair is a ticket when
+/// its decoded name is the ticket parameter and its decoded value is ticket-shaped, so an
+/// encoded spelling is cut too, and an app's own `access_token` passes.
 pub fn query_without_ticket(query: &str) -> Option<String> {
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
-            !name.is_empty() && name != TICKET_PARAM
+            let decoded = url::form_urlencoded::parse(pair.as_bytes()).next();
+            let ticket = decoded
+                .is_some_and(|(name, value)| name == TICKET_PARAM && ticket::is_ticket(&value));
+            !pair.is_empty() && !ticket
         })
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
@@ -260,5 +340,27 @@ mod tests {
             Some("room=1&b=2")
         );
         assert_eq!(query_without_ticket("room=1").as_deref(), Some("room=1"));
+        assert_eq!(query_without_ticket("access%5Ftoken=%77s_x&a=1").as_deref(), Some("a=1"));
+        assert_eq!(
+            query_without_ticket("access_token=app-own&access_token=ws_x").as_deref(),
+            Some("access_token=app-own")
+        );
+        assert!(has_ticket("a=1&access_token=ws_x"));
+        assert!(!has_ticket("access_token=app-own"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 10_000, failure_persistence: None, ..proptest::prelude::ProptestConfig::default() })]
+
+        /// Any `Authorization` value: an answer, never a panic; a token is non-empty and trimmed.
+        #[test]
+        fn any_authorization_header_is_read(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60)) {
+            let Ok(value) = http::HeaderValue::from_bytes(&bytes) else { return Ok(()) };
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value);
+            if let Some(token) = bearer(&headers) {
+                proptest::prop_assert!(!token.is_empty() && token.trim() == token);
+            }
+        }
     }
 }

@@ -1,18 +1,22 @@
 //! The gateway: every request outside the auth prefix is identified, checked against the route
 //! policy and forwarded to its upstream, or refused.
 //!
-//! Phases, in order: normalize the path → pick the rule → identify (cache first) → decide →
-//! forward with a [`policy::Permit`] or answer the [`policy::Denial`].
+//! Phases, in order ([`authorize`]): read the request one way (host, method, path) → pick the
+//! upstream and rule → identify (cache first) → decide; then forward with the
+//! [`authorize::Permitted`] or answer the [`authorize::Refusal`]. Forward-auth
+//! (`/auth/verify`) runs the same decision on the request a proxy asks about.
 
 pub mod assertion;
+pub mod authorize;
 pub mod forward;
+pub mod forward_auth;
 pub mod headers;
 pub mod identify;
+pub mod path;
 pub mod pattern;
 pub mod policy;
 pub mod upstream;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +30,11 @@ use hyper_util::rt::TokioExecutor;
 use ipnet::IpNet;
 
 use self::assertion::AssertionSigner;
+use self::authorize::{Ambiguity, Permitted, Refusal};
 use self::headers::HeaderNames;
-use self::identify::{
-    Consumed, Credentials, Identified, Rejection, identify, query_without_ticket,
-};
-use self::pattern::{PathError, normalize_path};
-use self::policy::{Access, Decision, Denial, OnUnauthenticated, RouteTable, decide};
-use self::upstream::{UpstreamTable, request_host};
+use self::identify::{Credentials, Identified, Presented, Rejection, identify};
+use self::policy::{Denial, OnUnauthenticated, RouteTable};
+use self::upstream::UpstreamTable;
 use crate::cookies::CookieJar;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
@@ -41,15 +43,18 @@ use crate::server::observe::AccessSlot;
 /// Why the gateway could not forward a request.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// The request path cannot be normalized.
+    /// The request has more than one meaning.
     #[error(transparent)]
-    BadPath(#[from] PathError),
+    Ambiguous(#[from] Ambiguity),
     /// No upstream serves this host and path.
     #[error("no upstream serves this host and path")]
     NoUpstream,
     /// The body is larger than `server.max_body`.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The client stopped sending the body (`server.body_read_timeout`).
+    #[error("the client stopped sending the request body")]
+    BodyTimeout,
     /// The upstream refused the connection or broke it.
     #[error("upstream unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -64,7 +69,7 @@ pub enum GatewayError {
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
         match error {
-            GatewayError::BadPath(problem) => Self::invalid_request(problem.to_string()),
+            GatewayError::Ambiguous(problem) => problem.into(),
             GatewayError::NoUpstream => {
                 Self::not_found("No app is configured for this host and path")
             }
@@ -76,6 +81,10 @@ impl From<GatewayError> for ApiError {
                 Self::new(ErrorCode::UpstreamUnavailable, "The app cannot be reached")
                     .with_cause(error)
             }
+            GatewayError::BodyTimeout => Self::new(
+                ErrorCode::RequestTimeout,
+                "The request body stopped arriving; send it without pauses",
+            ),
             GatewayError::Timeout => {
                 Self::new(ErrorCode::UpstreamTimeout, "The app did not answer in time")
             }
@@ -98,7 +107,9 @@ pub struct Gateway {
     trusted_proxies: Vec<IpNet>,
     max_body: u64,
     upstream_timeout: Duration,
+    base_path: String,
     sign_in_path: String,
+    verify_audience: Option<Arc<str>>,
     metrics: Arc<Metrics>,
 }
 
@@ -125,6 +136,8 @@ pub struct GatewayParts {
     pub upstream_timeout: Duration,
     /// The auth API prefix (for sign-in redirects).
     pub base_path: String,
+    /// The audience of forward-auth assertions, when configured (else the upstream's name).
+    pub verify_audience: Option<Arc<str>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -157,6 +170,8 @@ impl Gateway {
             max_body: parts.max_body,
             upstream_timeout: parts.upstream_timeout,
             sign_in_path: format!("{}/sign-in", parts.base_path),
+            base_path: parts.base_path,
+            verify_audience: parts.verify_audience,
             metrics: parts.metrics,
         }
     }
@@ -176,8 +191,18 @@ impl Gateway {
         &self.upstreams
     }
 
-    /// Identifies the request by its credentials, and says which must not be forwarded.
-    pub async fn identify(&self, parts: &Parts) -> (Identified, Consumed) {
+    /// The auth API prefix.
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// Proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted_proxies
+    }
+
+    /// Identifies the request by its credentials, and says which of ours it carries.
+    pub async fn identify(&self, parts: &Parts) -> (Identified, Presented) {
         let answer = identify(parts, &self.credentials).await;
         if let (Identified::Known(identity), _) = &answer {
             AccessSlot::record(&parts.extensions, identity);
@@ -185,41 +210,50 @@ impl Gateway {
         answer
     }
 
-    /// Handles one gateway request end to end.
+    /// Handles one gateway request end to end: the decision, then forwarding or the refusal.
     ///
     /// # Errors
-    /// Anything that stops forwarding, as a [`GatewayError`].
+    /// Anything that stops forwarding an allowed request, as a [`GatewayError`].
     pub async fn serve(&self, request: Request<Body>) -> Result<Response, GatewayError> {
-        let (mut parts, body) = request.into_parts();
-        let path = normalize_path(parts.uri.path())?;
-        let (route, matched) = self.routes.find(&parts.method, &path);
-        let (identified, consumed) = match route.access {
-            Access::Deny => (Identified::Anonymous, Consumed::Nothing),
-            Access::Public | Access::Authenticated => self.identify(&parts).await,
-        };
-        let permit = match decide(route, &matched, &identified) {
-            Decision::Allow(permit) => permit,
-            Decision::Deny(denial) => return Ok(self.refuse(&denial, &parts, &identified)),
-        };
-        let host = request_host(parts.headers.get(header::HOST), &parts.uri);
-        let upstream =
-            self.upstreams.select(host.as_deref(), &path).ok_or(GatewayError::NoUpstream)?;
-        let uri = match (&path, parts.uri.path_and_query(), consumed) {
-            (_, _, Consumed::Ticket) => {
-                let query = parts.uri.query().and_then(query_without_ticket);
-                upstream.uri_for(&path, query.as_deref())?
-            }
-            (Cow::Borrowed(_), Some(original), _) => upstream.uri_for_original(original)?,
-            _ => upstream.uri_for(&path, parts.uri.query())?,
-        };
-        if consumed == Consumed::Authorization {
-            parts.headers.remove(header::AUTHORIZATION);
+        let (parts, body) = request.into_parts();
+        match self.authorize(&parts).await {
+            Ok(permitted) => forward::forward(self, permitted, parts, body).await,
+            Err(refusal) => Ok(self.refuse(refusal, &parts)),
         }
-        forward::forward(self, permit, upstream, uri, parts, body).await
     }
 
     /// The answer to a refused request.
-    pub fn refuse(&self, denial: &Denial, parts: &Parts, identified: &Identified) -> Response {
+    pub fn refuse(&self, refusal: Refusal, parts: &Parts) -> Response {
+        match refusal {
+            Refusal::Ambiguous(problem) => ApiError::from(problem).into_response(),
+            Refusal::Denied { denial, identified } => self.deny(&denial, parts, &identified),
+        }
+    }
+
+    /// The answer of forward-auth to an allowed request: 200 with every identity header (empty
+    /// when the identity lacks the field, so a proxy that copies them overwrites a client's
+    /// copy) and, when assertions are on, `X-Auth-Assertion` for the configured audience or
+    /// else the upstream that serves the original request.
+    pub fn verified(&self, permitted: Permitted<'_>) -> Response {
+        let mut response = StatusCode::OK.into_response();
+        let identity = permitted.identity().map(AsRef::as_ref);
+        let headers = response.headers_mut();
+        self.header_names.insert_complete(identity, headers);
+        let audience =
+            self.verify_audience.as_ref().or(permitted.upstream().map(|u| u.shared_name()));
+        if let (Some(signer), Some(identity), Some(audience)) =
+            (&self.assertions, identity, audience)
+            && let Some(assertion) = signer.header(identity, audience)
+        {
+            for name in self.header_names.assertion() {
+                headers.insert(name.clone(), assertion.clone());
+            }
+        }
+        response
+    }
+
+    /// The answer to a request the rule refused.
+    pub fn deny(&self, denial: &Denial, parts: &Parts, identified: &Identified) -> Response {
         let mut response = match denial {
             Denial::Unauthenticated { problem, on_unauthenticated } => {
                 if wants_redirect(*on_unauthenticated, parts) {
@@ -239,20 +273,28 @@ impl Gateway {
         };
         if matches!(identified, Identified::Rejected(Rejection::Malformed | Rejection::Unknown)) {
             // Stop the browser from sending a dead cookie with every request.
-            response.headers_mut().append(header::SET_COOKIE, self.cookies.clear_session());
+            for cookie in self.cookies.clear_session() {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
         }
         response
     }
 
-    fn sign_in_redirect(&self, parts: &Parts) -> Response {
+    /// Where a signed-out browser is sent: the sign-in page, back to the request afterwards.
+    pub fn sign_in_location(&self, parts: &Parts) -> Option<HeaderValue> {
         let original = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let target: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
-        let location = format!("{}?redirect_uri={target}", self.sign_in_path);
+        HeaderValue::from_str(&format!("{}?redirect_uri={target}", self.sign_in_path)).ok()
+    }
+
+    fn sign_in_redirect(&self, parts: &Parts) -> Response {
         let mut response = StatusCode::FOUND.into_response();
-        if let Ok(value) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, value);
+        let headers = response.headers_mut();
+        if let Some(location) = self.sign_in_location(parts) {
+            headers.insert(header::LOCATION, location);
         }
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         response
     }
 }

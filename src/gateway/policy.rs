@@ -90,7 +90,11 @@ impl RouteTable {
     }
 
     /// The rule for a request and what its pattern captured.
-    pub fn find<'a>(&'a self, method: &Method, path: &'a str) -> (&'a Route, PathMatch<'a>) {
+    pub fn find<'t, 'p>(
+        &'t self,
+        method: &Method,
+        path: &'p str,
+    ) -> (&'t Route, PathMatch<'t, 'p>) {
         if self.routes.is_empty() {
             return (&self.fallback, PathMatch::default());
         }
@@ -138,9 +142,36 @@ impl Default for RouteTable {
     }
 }
 
+/// The standard methods (RFC 9110 §9 and PATCH): matched whatever their case.
+const STANDARD_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::CONNECT,
+    Method::OPTIONS,
+    Method::TRACE,
+    Method::PATCH,
+];
+
+/// The method as rules see it and the app receives it: a standard method in any case becomes
+/// its upper-case form (`delete` is `DELETE`, as Django and Werkzeug read it); an extension
+/// method stays exactly as sent and matches only a rule that names it so. `None` when the
+/// method is already in that form.
+pub fn canonical_method(method: &Method) -> Option<Method> {
+    if STANDARD_METHODS.contains(method) {
+        return None;
+    }
+    STANDARD_METHODS
+        .iter()
+        .find(|standard| standard.as_str().eq_ignore_ascii_case(method.as_str()))
+        .cloned()
+}
+
 /// Proof that a request was allowed, with the identity to forward (none for anonymous access
-/// to a public route). Only [`decide`] makes one.
-#[derive(Debug, Clone)]
+/// to a public route). Only [`decide`] makes one, and it cannot be copied.
+#[derive(Debug)]
 pub struct Permit {
     identity: Option<Arc<Identity>>,
 }
@@ -153,7 +184,7 @@ impl Permit {
 }
 
 /// The outcome of [`decide`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Decision {
     /// Forward.
     Allow(Permit),
@@ -209,7 +240,7 @@ impl Forbidden {
 }
 
 /// Decides whether `identified` may use `route` (matched as `matched`).
-pub fn decide(route: &Route, matched: &PathMatch<'_>, identified: &Identified) -> Decision {
+pub fn decide(route: &Route, matched: &PathMatch<'_, '_>, identified: &Identified) -> Decision {
     match route.access {
         Access::Deny => return Decision::Deny(Denial::Forbidden(Forbidden::RouteDenied)),
         Access::Public => {
@@ -247,7 +278,7 @@ pub fn decide(route: &Route, matched: &PathMatch<'_>, identified: &Identified) -
 
 fn restriction_failed(
     route: &Route,
-    matched: &PathMatch<'_>,
+    matched: &PathMatch<'_, '_>,
     identity: &Identity,
 ) -> Option<Forbidden> {
     if !route.roles.is_empty() && !route.roles.iter().any(|role| identity.has_role(role)) {

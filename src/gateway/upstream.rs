@@ -1,9 +1,12 @@
 //! Upstream apps and choosing one for a request: by Host, then by longest path prefix.
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::{HeaderValue, Uri};
+use http::Uri;
+use http::uri::{Authority, PathAndQuery, Scheme};
+
+use super::path::PathOptions;
 
 /// One `[[upstreams]]` entry, parsed.
 #[derive(Debug, Clone)]
@@ -14,6 +17,7 @@ pub struct Upstream {
     hosts: Vec<String>,
     path_prefix: String,
     http2: bool,
+    path_options: PathOptions,
 }
 
 impl Upstream {
@@ -75,7 +79,21 @@ impl Upstream {
             hosts,
             path_prefix: path_prefix.trim_end_matches('/').to_owned(),
             http2,
+            path_options: PathOptions::default(),
         })
+    }
+
+    /// The same upstream, accepting these ambiguous path constructs (its app reads them one
+    /// way only).
+    #[must_use]
+    pub fn with_path_options(mut self, options: PathOptions) -> Self {
+        self.path_options = options;
+        self
+    }
+
+    /// The ambiguous path constructs this upstream accepts.
+    pub fn path_options(&self) -> PathOptions {
+        self.path_options
     }
 
     /// The upstream's name.
@@ -161,6 +179,7 @@ impl Upstream {
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamTable {
     upstreams: Vec<Upstream>,
+    by_host: bool,
 }
 
 impl UpstreamTable {
@@ -169,7 +188,13 @@ impl UpstreamTable {
         upstreams.sort_by_key(|upstream| {
             (upstream.hosts.is_empty(), std::cmp::Reverse(upstream.path_prefix.len()))
         });
-        Self { upstreams }
+        let by_host = upstreams.iter().any(|upstream| !upstream.hosts.is_empty());
+        Self { upstreams, by_host }
+    }
+
+    /// Whether any upstream is chosen by host (else the host need not be read).
+    pub fn routes_by_host(&self) -> bool {
+        self.by_host
     }
 
     /// The upstream for a request to `host` (lower-case, without port) and normalized `path`.
@@ -185,14 +210,18 @@ impl UpstreamTable {
     }
 }
 
-/// The host of a request without port, lower-cased only if needed.
-pub fn request_host(host_header: Option<&HeaderValue>, uri: &Uri) -> Option<String> {
-    let raw = host_header.and_then(|value| value.to_str().ok()).or_else(|| uri.host())?;
+/// The host of a `Host` value or authority, without port, in lower case (copied only when it
+/// has upper-case letters).
+pub fn request_host(raw: &str) -> Cow<'_, str> {
     let host = match raw.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
         None => raw.rsplit_once(':').map_or(raw, |(host, _)| host),
     };
-    Some(host.to_ascii_lowercase())
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]
@@ -237,13 +266,8 @@ mod tests {
 
     #[test]
     fn request_host_strips_port_and_case() {
-        let uri: Uri = "/x".parse().unwrap();
-        let host = |value: &str| request_host(Some(&HeaderValue::from_str(value).unwrap()), &uri);
-        assert_eq!(host("App.Example.com:8443").as_deref(), Some("app.example.com"));
-        assert_eq!(host("[::1]:8080").as_deref(), Some("::1"));
-        assert_eq!(
-            request_host(None, &"http://h.example/x".parse().unwrap()).as_deref(),
-            Some("h.example")
-        );
+        assert_eq!(request_host("App.Example.com:8443"), "app.example.com");
+        assert_eq!(request_host("[::1]:8080"), "::1");
+        assert!(matches!(request_host("h.example"), Cow::Borrowed("h.example")));
     }
 }

@@ -4,15 +4,18 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use http::Request;
+use http_body::Body as _;
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
+use super::body::TimedBody;
 use super::observe::Observer;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
@@ -39,12 +42,31 @@ pub struct Front {
     observer: Observer,
     auth: Router,
     gateway: Arc<Gateway>,
+    body_read_timeout: Duration,
 }
 
 impl Front {
-    /// A front serving `auth` under the observer's base path and `gateway` elsewhere.
-    pub fn new(observer: Observer, auth: Router, gateway: Arc<Gateway>) -> Self {
-        Self { observer, auth, gateway }
+    /// A front serving `auth` under the observer's base path and `gateway` elsewhere, allowing
+    /// `body_read_timeout` between chunks of a request body.
+    pub fn new(
+        observer: Observer,
+        auth: Router,
+        gateway: Arc<Gateway>,
+        body_read_timeout: Duration,
+    ) -> Self {
+        Self { observer, auth, gateway, body_read_timeout }
+    }
+
+    /// The request with its body boxed, timed when one is coming (a bodiless GET pays for no
+    /// timer).
+    fn timed(&self, request: Request<Incoming>) -> Request<Body> {
+        request.map(|body| {
+            if body.is_end_stream() {
+                Body::new(body)
+            } else {
+                Body::new(TimedBody::new(body, self.body_read_timeout))
+            }
+        })
     }
 }
 
@@ -54,10 +76,14 @@ impl Serve for Front {
         let class = observation.class();
         let answer = async {
             match class {
-                RouteClass::Auth | RouteClass::Verify => self.auth.serve(request).await,
+                RouteClass::Auth | RouteClass::Verify => {
+                    let router = self.auth.clone();
+                    let request = self.timed(request);
+                    router.oneshot(request).await.unwrap_or_else(|never| match never {})
+                }
                 RouteClass::Proxy => self
                     .gateway
-                    .serve(request.map(Body::new))
+                    .serve(self.timed(request))
                     .await
                     .unwrap_or_else(|error| ApiError::from(error).into_response()),
             }

@@ -1,5 +1,6 @@
 //! The accept loop: HTTP/1.1 and HTTP/2 (by ALPN on TLS, by preface on plain TCP), WebSocket
-//! upgrades, and graceful shutdown of every connection it started.
+//! upgrades, a cap on open connections, idle connections closed, and graceful shutdown of every
+//! connection it started.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,32 +9,65 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::body::{Activity, TrackedBody};
 use super::front::Serve;
 use super::peer::Peer;
 
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client has to send a request's headers (slow-loris protection).
+/// Time a client has to send a request's headers (slow-loris protection); also the longest an
+/// HTTP/1.1 connection waits for its next request.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an HTTP/2 connection is pinged, and how long the ping may go unanswered before
+/// the connection is dropped: a peer that vanished (half-open TCP) does not hold it forever.
+const HTTP2_PING: Duration = Duration::from_secs(20);
 
-/// Accepts connections until `shutdown`, serving `service` on each; connections are registered
-/// with `graceful` so that shutdown can wait for them.
+/// What the accept loop enforces on every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Most connections open at once; more are refused.
+    pub max_connections: usize,
+    /// A connection with no request open this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// What the loop answers a connection over the limit with (plain HTTP only: a TLS client is
+/// simply closed, since answering needs a handshake the limit exists to avoid).
+const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+content-type: application/json\r\ncontent-length: 74\r\nretry-after: 1\r\n\r\n\
+{\"error\":\"overloaded\",\"message\":\"Too many connections, try again shortly\"}";
+
+/// Accepts connections until `shutdown`, serving `service` on each; connections are tracked by
+/// `connections` so that shutdown can wait for them.
 pub async fn serve<S: Serve>(
     listener: TcpListener,
     service: Arc<S>,
     tls: Option<TlsAcceptor>,
-    graceful: Arc<GracefulShutdown>,
+    limits: ConnectionLimits,
+    connections: TaskTracker,
     shutdown: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT.min(limits.idle_timeout));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(HTTP2_PING))
+        .keep_alive_timeout(HTTP2_PING);
     let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut refused: u64 = 0;
     loop {
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -47,48 +81,78 @@ pub async fn serve<S: Serve>(
             },
             () = shutdown.cancelled() => break,
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            refused += 1;
+            // A flood must not flood the log too: the 1st, 2nd, 4th, 8th… refusal is logged.
+            if refused.is_power_of_two() {
+                tracing::warn!(refused, "refused a connection: server.max_connections are open");
+            }
+            refuse(&stream, tls.is_some());
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let peer = Peer::new(addr, tls.is_some());
         let handler = Arc::clone(&service);
+        let activity = Activity::new();
+        let tracked = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(peer.clone());
             let handler = Arc::clone(&handler);
-            async move { Ok::<_, Infallible>(handler.serve(request).await) }
+            // Counted open from here until its response body is done (or the request dropped).
+            let open = tracked.open();
+            async move {
+                let response = handler.serve(request).await;
+                Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, open)))
+            }
         });
-        let watcher = graceful.watcher();
         let builder = Arc::clone(&builder);
         let tls = tls.clone();
-        tokio::spawn(async move {
-            let result =
-                match tls {
-                    Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(stream)) => stream,
-                                Ok(Err(error)) => {
-                                    tracing::debug!(%addr, %error, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%addr, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let io = match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => Either::Right(stream),
+                        Ok(Err(error)) => {
+                            tracing::debug!(%addr, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%addr, "TLS handshake timed out");
+                            return;
+                        }
                     }
-                    None => {
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
+                }
+                None => Either::Left(stream),
+            };
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            tokio::pin!(connection);
+            let mut closing = false;
+            let result = loop {
+                tokio::select! {
+                    result = connection.as_mut() => break result,
+                    () = shutdown.cancelled(), if !closing => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
                     }
-                };
+                    () = activity.idle_for(limits.idle_timeout), if !closing => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            };
             if let Err(error) = result {
                 tracing::debug!(%addr, %error, "connection ended with an error");
             }
         });
+    }
+}
+
+/// Turns away a connection over `server.max_connections`: a 503 on plain HTTP, written
+/// without waiting (a full socket buffer just means the client gets a reset), then closed.
+fn refuse(stream: &TcpStream, tls: bool) {
+    if !tls {
+        let _ = stream.try_write(OVER_LIMIT);
     }
 }

@@ -2,6 +2,7 @@
 //! observer and the client-address rules they share.
 
 pub mod admin;
+pub mod body;
 pub mod front;
 pub mod listener;
 pub mod observe;

@@ -15,6 +15,7 @@ use crate::identity::Identity;
 use crate::metrics::{Metrics, RouteClass};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// The request's id, in its extensions for every later layer.
 #[derive(Debug, Clone)]
@@ -46,6 +47,7 @@ pub struct Observer {
     metrics: Arc<Metrics>,
     base_path: Arc<str>,
     ids: Arc<RequestIds>,
+    hsts: Option<HeaderValue>,
 }
 
 /// A request being observed.
@@ -69,7 +71,15 @@ impl Observation {
 impl Observer {
     /// Classifies paths under `base_path` as auth traffic.
     pub fn new(metrics: Arc<Metrics>, base_path: &str) -> Self {
-        Self { metrics, base_path: base_path.into(), ids: Arc::new(RequestIds::new()) }
+        Self { metrics, base_path: base_path.into(), ids: Arc::new(RequestIds::new()), hsts: None }
+    }
+
+    /// Sends `Strict-Transport-Security: <hsts>` on every response that does not set its own
+    /// (the public URL is https, so browsers should never come back over plain HTTP).
+    #[must_use]
+    pub fn with_hsts(mut self, hsts: Option<HeaderValue>) -> Self {
+        self.hsts = hsts;
+        self
     }
 
     fn classify(&self, path: &str) -> RouteClass {
@@ -100,7 +110,8 @@ impl Observer {
         }
     }
 
-    /// Finishes: sets `X-Request-Id` on the response, records metrics, logs.
+    /// Finishes: sets `X-Request-Id` (and HSTS, and `nosniff` on answers of our own) on the
+    /// response, records metrics, logs.
     pub fn finish(&self, observation: Observation, response: &mut Response) {
         let Observation { started, id, class, method, uri, who } = observation;
         let status = response.status().as_u16();
@@ -129,7 +140,16 @@ impl Observer {
                 user_id = user_id.map(tracing::field::display),
             );
         }
-        response.headers_mut().insert(X_REQUEST_ID, id);
+        let headers = response.headers_mut();
+        headers.insert(X_REQUEST_ID, id);
+        if let Some(hsts) = &self.hsts {
+            headers.entry(http::header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
+        }
+        if class != RouteClass::Proxy {
+            // Proxied answers are the app's; every error and redirect of our own on the proxy
+            // path sets `nosniff` where it is made.
+            headers.insert(http::header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+        }
     }
 }
 

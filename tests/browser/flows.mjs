@@ -154,7 +154,9 @@ try {
   await page.click("text=Send link");
   await checkAccessible(page, "03-check-your-email");
   const linkMail = await waitForMail(seen, "Sign in to");
-  const link = linkMail.match(/http:\/\/\S+\/auth\/magic-link\/verify\?token=[\w-]+/)[0];
+  const found = linkMail.match(/http:\/\/\S+\/auth\/magic-link\/verify\?token=[\w-]+/);
+  check(found, `no magic link in the mail:\n${linkMail}`);
+  const link = found[0];
   await page.goto(link);
   check((await page.textContent("h1")).includes(EMAIL), "the magic link did not sign in");
   await page.goto("/auth/sign-out");

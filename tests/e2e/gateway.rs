@@ -237,6 +237,7 @@ async fn upstreams_are_chosen_by_host_then_longest_prefix() {
         hosts: StringList(hosts.iter().map(|h| (*h).to_owned()).collect()),
         path_prefix: Some(prefix.into()),
         http2: Flag(false),
+        ..RawUpstream::default()
     };
     let (api_url, admin_url) = (api.url(), admin.url());
     let app = TestApp::builder()

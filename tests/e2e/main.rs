@@ -20,6 +20,7 @@ mod api_keys;
 mod auth_api;
 mod bad_input;
 mod binary;
+mod boundary;
 mod browser;
 mod device;
 mod email;

@@ -16,7 +16,7 @@ use crate::auth::extract::{BodyKind, JsonOrForm};
 use crate::auth::landing::{self, Reply};
 use crate::auth::openapi::SignedInBody;
 use crate::auth::pages;
-use crate::cookies::{self, CHOICE_COOKIE};
+use crate::cookies::Own;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::session::ClientInfo;
 use utoipa_axum::router::OpenApiRouter;
@@ -58,7 +58,9 @@ async fn select(
         state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
         let token = match (body.pending_token.as_deref(), kind) {
             (Some(token), _) => token,
-            (None, BodyKind::Form) => cookies::find(&site.headers, CHOICE_COOKIE).unwrap_or(""),
+            (None, BodyKind::Form) => {
+                state.cookies.read(&site.headers, Own::Choice).one().unwrap_or("")
+            }
             (None, BodyKind::Json) => {
                 return Err(ApiError::invalid_request("pending_token: missing"));
             }
@@ -90,7 +92,9 @@ async fn select(
             "org_select",
         )
         .await?;
-        response.headers_mut().append(SET_COOKIE, state.cookies.clear_choice());
+        for cookie in state.cookies.clear_choice() {
+            response.headers_mut().append(SET_COOKIE, cookie);
+        }
         Ok::<_, ApiError>(response)
     }
     .await;
@@ -99,7 +103,7 @@ async fn select(
         (Err(error), BodyKind::Json) => error.into_response(),
         (Err(error), BodyKind::Form) => {
             // The choices again with the error (only the error if the choice is gone).
-            let token = cookies::find(&site.headers, CHOICE_COOKIE);
+            let token = state.cookies.read(&site.headers, Own::Choice).one();
             render(&state, &site, token, Some(error)).await
         }
     }
@@ -115,7 +119,7 @@ async fn select(
     ),
 )]
 async fn page(State(state): State<AppState>, site: SiteContext) -> Response {
-    render(&state, &site, cookies::find(&site.headers, CHOICE_COOKIE), None).await
+    render(&state, &site, state.cookies.read(&site.headers, Own::Choice).one(), None).await
 }
 
 async fn render(

@@ -33,6 +33,7 @@ fn with(identified: Identified, change: impl FnOnce(&mut Identity)) -> Identifie
 
 fn check(table: &RouteTable, method: &str, path: &str, who: &Identified) -> Result<bool, Denial> {
     let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let method = canonical_method(&method).unwrap_or(method);
     let (route, matched) = table.find(&method, path);
     match decide(route, &matched, who) {
         Decision::Allow(permit) => Ok(permit.identity().is_some()),
@@ -136,6 +137,58 @@ fn methods_limit_where_a_rule_applies_and_scopes_are_all_of() {
         check(&t, "DELETE", "/api/items", &Identified::Anonymous),
         Err(unauthenticated(OnUnauthenticated::Status401))
     );
+}
+
+#[test]
+fn standard_methods_match_in_any_case_and_extension_methods_only_as_named() {
+    let t = table(
+        r#"
+[[routes]]
+path = "/api/*"
+methods = ["post", "PUT", "Patch", "DELETE"]
+scopes = ["write"]
+[[routes]]
+path = "/cache/*"
+methods = ["PURGE"]
+access = "deny"
+"#,
+    );
+    let reader = with(user(&[], false), |i| i.scopes = Scopes::Only(Box::new(["read".to_owned()])));
+    for method in ["delete", "Delete", "DELETE", "put", "patch", "POST", "pOsT"] {
+        assert_eq!(
+            check(&t, method, "/api/items", &reader),
+            Err(Denial::Forbidden(Forbidden::MissingScope)),
+            "{method}"
+        );
+    }
+    assert_eq!(canonical_method(&Method::from_bytes(b"delete").unwrap()), Some(Method::DELETE));
+    assert_eq!(canonical_method(&Method::GET), None);
+    assert_eq!(canonical_method(&Method::from_bytes(b"purge").unwrap()), None);
+    assert_eq!(
+        check(&t, "PURGE", "/cache/x", &reader),
+        Err(Denial::Forbidden(Forbidden::RouteDenied))
+    );
+    assert_eq!(check(&t, "purge", "/cache/x", &reader), Ok(true), "falls to the fallback");
+}
+
+#[test]
+fn case_insensitive_routes_match_any_case() {
+    let t = table(
+        r#"
+[[routes]]
+path = "/internal/*"
+access = "deny"
+case_insensitive = true
+[[routes]]
+path = "/Strict/*"
+access = "deny"
+"#,
+    );
+    let who = user(&[], false);
+    for path in ["/internal/x", "/INTERNAL/x", "/Internal"] {
+        assert_eq!(check(&t, "GET", path, &who), Err(Denial::Forbidden(Forbidden::RouteDenied)));
+    }
+    assert_eq!(check(&t, "GET", "/strict/x", &who), Ok(true));
 }
 
 #[test]

@@ -67,7 +67,13 @@ impl TestAppBuilder {
         super::init();
         let dir = tempfile::tempdir().unwrap();
         let echo = EchoUpstream::start(&self.echo_name).await;
-        // The echo app serves every path that no upstream of the test claims.
+        // The echo app serves every path that no upstream of the test claims; a test that
+        // configures the `app` upstream itself leaves its URL empty for the echo app's.
+        for upstream in &mut self.raw.upstreams {
+            if upstream.name == "app" && upstream.url.is_empty() {
+                upstream.url = echo.url();
+            }
+        }
         if !self.raw.upstreams.iter().any(|upstream| upstream.name == "app") {
             self.raw.upstreams.push(RawUpstream {
                 name: "app".into(),

@@ -8,6 +8,7 @@ pub mod echo;
 pub mod github;
 pub mod idp;
 pub mod proxies;
+pub mod raw;
 pub mod services;
 pub mod smtp;
 pub mod steam;

@@ -1,0 +1,202 @@
+//! The one decision. Every request outside the auth prefix, proxied or asked about by a
+//! forward-auth proxy, is decided by [`Gateway::authorize`]: read the request in exactly one
+//! way (one `Host`, a canonical method, a normalized path), find its upstream and rule,
+//! identify it, decide. The answer is a [`Permitted`], which forwarding consumes, or a
+//! [`Refusal`].
+//!
+//! `Permitted` has private fields and cannot be cloned, so a request can only be forwarded
+//! after this module allowed it, and only once. It carries what forwarding must do to honour
+//! the decision: the method and path the rule matched, and every credential of ours on the
+//! request, so that forwarding cuts all of them.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Method, header};
+
+use super::Gateway;
+use super::identify::{Identified, Presented};
+use super::path::{PathError, PathOptions, normalize_path};
+use super::policy::{Access, Decision, Denial, Permit, Route, canonical_method, decide};
+use super::upstream::{Upstream, request_host};
+use crate::error::ApiError;
+use crate::identity::Identity;
+
+/// An allowed request, with what forwarding must do to honour the decision. Only
+/// [`Gateway::authorize`] makes one.
+#[derive(Debug)]
+pub struct Permitted<'g> {
+    permit: Permit,
+    route: &'g Route,
+    upstream: Option<&'g Upstream>,
+    method: Option<Method>,
+    path: Option<String>,
+    presented: Presented,
+}
+
+impl<'g> Permitted<'g> {
+    /// The identity to forward, if any.
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
+        self.permit.identity()
+    }
+
+    /// The rule that allowed the request.
+    pub fn route(&self) -> &'g Route {
+        self.route
+    }
+
+    /// The upstream that serves the request's host and path, if any.
+    pub fn upstream(&self) -> Option<&'g Upstream> {
+        self.upstream
+    }
+
+    /// The method the rule matched, when it differs from the request's spelling.
+    pub fn method(&self) -> Option<&Method> {
+        self.method.as_ref()
+    }
+
+    /// The normalized path the rule matched, when it differs from the request's.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// Our credentials on the request.
+    pub fn presented(&self) -> Presented {
+        self.presented
+    }
+}
+
+/// Why a request is not forwarded.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The request can be read in more than one way: 400, before any rule is looked at.
+    Ambiguous(Ambiguity),
+    /// The rule refuses this caller.
+    Denied {
+        /// Why.
+        denial: Denial,
+        /// Who the caller turned out to be.
+        identified: Identified,
+    },
+}
+
+/// What makes a request mean more than one thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Ambiguity {
+    /// The path.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// Several `Host` headers: Portcullis and the app could read different ones.
+    #[error("the request has several Host headers")]
+    SeveralHosts,
+    /// `Host` disagrees with the request target's authority (HTTP/2 `:authority`).
+    #[error("the Host header disagrees with the request's authority")]
+    HostMismatch,
+    /// `Host` is not visible ASCII.
+    #[error("the Host header is malformed")]
+    BadHost,
+}
+
+impl From<Ambiguity> for ApiError {
+    fn from(problem: Ambiguity) -> Self {
+        Self::invalid_request(problem.to_string())
+    }
+}
+
+impl Gateway {
+    /// Decides a request: the one decision of proxy and forward-auth mode alike.
+    ///
+    /// # Errors
+    /// [`Refusal::Ambiguous`] for a request with more than one meaning, [`Refusal::Denied`]
+    /// when the route's rule refuses the caller.
+    pub async fn authorize(&self, parts: &Parts) -> Result<Permitted<'_>, Refusal> {
+        let host = checked_host(parts).map_err(Refusal::Ambiguous)?;
+        let method = canonical_method(&parts.method);
+        let path = normalize_path(parts.uri.path()).map_err(|e| Refusal::Ambiguous(e.into()))?;
+        if self.is_auth_path(path.matching()) {
+            return Err(Refusal::Ambiguous(PathError::AuthPrefix.into()));
+        }
+        let host = if self.upstreams().routes_by_host() { host } else { None };
+        let upstream = self.upstreams().select(host.as_deref(), path.matching());
+        let needs = path.needs();
+        if needs != PathOptions::default() {
+            upstream
+                .map_or_else(PathOptions::default, Upstream::path_options)
+                .permit(needs)
+                .map_err(|e| Refusal::Ambiguous(e.into()))?;
+        }
+        let (route, matched) =
+            self.routes().find(method.as_ref().unwrap_or(&parts.method), path.matching());
+        let (identified, presented) = match route.access {
+            // Nobody passes: no credential is checked (or reported: nothing is forwarded).
+            Access::Deny => (Identified::Anonymous, Presented::default()),
+            Access::Public | Access::Authenticated => self.identify(parts).await,
+        };
+        let permit = match decide(route, &matched, &identified) {
+            Decision::Allow(permit) => permit,
+            Decision::Deny(denial) => return Err(Refusal::Denied { denial, identified }),
+        };
+        let path = match path.into_forward() {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(normal) => Some(normal),
+        };
+        Ok(Permitted { permit, route, upstream, method, path, presented })
+    }
+
+    /// Whether a normalized path lies under the auth prefix (the app never serves it, so a
+    /// spelling that reached the gateway, such as `//auth/x`, has two meanings).
+    fn is_auth_path(&self, path: &str) -> bool {
+        path.strip_prefix(self.base_path())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// The request's host (lower case, without port) after checking it has one meaning: at most
+/// one `Host` header, agreeing with the request target's authority when both are present.
+fn checked_host(parts: &Parts) -> Result<Option<Cow<'_, str>>, Ambiguity> {
+    let mut values = parts.headers.get_all(header::HOST).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Ambiguity::SeveralHosts);
+    }
+    let header = first.map(|value| value.to_str().map_err(|_| Ambiguity::BadHost)).transpose()?;
+    let authority = parts.uri.authority().map(http::uri::Authority::as_str);
+    if let (Some(header), Some(authority)) = (header, authority)
+        && !header.eq_ignore_ascii_case(authority)
+    {
+        return Err(Ambiguity::HostMismatch);
+    }
+    Ok(header.or(authority).map(request_host))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+
+    fn parts(request: http::request::Builder) -> Parts {
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_host_must_have_one_meaning() {
+        let one = parts(Request::get("/x").header("host", "App.Example:8080"));
+        assert_eq!(checked_host(&one).unwrap().as_deref(), Some("app.example"));
+        let two = parts(Request::get("/x").header("host", "a.example").header("host", "b.example"));
+        assert_eq!(checked_host(&two), Err(Ambiguity::SeveralHosts));
+        let h2 = parts(Request::get("http://a.example/x").header("host", "b.example"));
+        assert_eq!(checked_host(&h2), Err(Ambiguity::HostMismatch));
+        let agreeing = parts(Request::get("http://a.example/x").header("host", "A.example"));
+        assert_eq!(checked_host(&agreeing).unwrap().as_deref(), Some("a.example"));
+        let authority_only = parts(Request::get("http://a.example:1/x"));
+        assert_eq!(checked_host(&authority_only).unwrap().as_deref(), Some("a.example"));
+        let none = parts(Request::get("/x"));
+        assert_eq!(checked_host(&none).unwrap(), None);
+        let bad = parts(
+            Request::get("/x").header("host", http::HeaderValue::from_bytes(b"\xffx").unwrap()),
+        );
+        assert_eq!(checked_host(&bad), Err(Ambiguity::BadHost));
+    }
+}
