@@ -5,6 +5,9 @@
 #
 #   benches/proxy.sh                 # defaults: 10 s per row, 64 connections
 #   DURATION=5 SESSIONS=20000 benches/proxy.sh
+#   BASELINE=/path/to/old/portcullis ROWS=cookie ROUNDS=3 benches/proxy.sh
+#                                    # before/after: nginx, this build and another build of
+#                                    # Portcullis on the cookie path, alternating, ROUNDS times
 #
 # Placement (with 2+ CPUs): the proxy under test (nginx or Portcullis, one worker thread each)
 # on CPU 0; wrk and the upstream nginx on CPU 1.
@@ -15,6 +18,9 @@ WARMUP=${WARMUP:-2}               # seconds of warm-up before each row
 CONNECTIONS=${CONNECTIONS:-64}
 SESSIONS=${SESSIONS:-100000}      # seeded sessions (the cache-size figure uses all of them)
 WORKING_SET=${WORKING_SET:-10000} # distinct sessions in the working-set row
+ROWS_WANTED=${ROWS:-all}          # all | cookie (rows a, b, c only, plus the baseline's c)
+ROUNDS=${ROUNDS:-1}               # with ROWS=cookie: how many times rows b and c are repeated
+BASELINE=${BASELINE:-}            # another portcullis binary, measured on the cookie path too
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
@@ -168,9 +174,33 @@ measure() {
 }
 
 P=http://127.0.0.1:$PC_HTTP
+THIS_BUILD=$PORTCULLIS
+# The cookie row of the baseline binary, against the nginx row measured just before it.
+measure_baseline() {
+    [ -n "$BASELINE" ] || return 0
+    stop_portcullis
+    PORTCULLIS=$BASELINE start_portcullis 1 "${ON_PROXY_CPU[@]}"
+    measure "(c) baseline build, session cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+    stop_portcullis
+    PORTCULLIS=$THIS_BUILD start_portcullis 1 "${ON_PROXY_CPU[@]}"
+}
 measure "(a) upstream nginx, direct" "$(nginx_worker upstream)" none "http://127.0.0.1:$UPSTREAM/"
 measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
 measure "(c) Portcullis, session cookie (cache hit)" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+measure_baseline
+if [ "$ROWS_WANTED" = cookie ]; then
+    for _ in $(seq 2 "$ROUNDS"); do
+        measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
+        measure "(c) Portcullis, session cookie (cache hit)" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+        measure_baseline
+    done
+    stop_portcullis
+    echo
+    echo "| row                                          |    req/s | p50 ms  | p99 ms  | CPU s  | RSS MiB | vs nginx (same run)    |"
+    echo "|----------------------------------------------|----------|---------|---------|--------|---------|------------------------|"
+    printf '%s\n' "${ROWS[@]}"
+    exit 0
+fi
 measure "(d) Portcullis, API key" "$PORTCULLIS_PID" nginx -H "Authorization: Bearer $API_KEY" "$P/app"
 JWT=$(curl -sf -H 'Content-Type: application/json' \
     -d '{"email":"storm@example.com","password":"correct horse battery staple","mode":"token"}' \

@@ -614,11 +614,23 @@ async fn build_state(
     let metrics = Metrics::new();
     let (hits, misses) = stores.cache.counters();
     metrics.register_identity_cache(hits, misses);
-    let cookies = CookieJar::new(
+    let mut cookies = CookieJar::new(
         &config.session.cookie_name,
         public_url.is_https(),
         config.session.cookie_domain.clone(),
     );
+    if cookies.is_prefixed() {
+        // The first start with `__Host-` names: sessions issued before it still come under
+        // the old name. System time, as the session ids (UUIDv7) it is compared with.
+        let since = stores
+            .db
+            .setting_or_insert("host_cookies_since_ms", || {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                now.map_or(0, |elapsed| elapsed.as_millis()).to_string()
+            })
+            .await?;
+        cookies = cookies.prefixed_since(since.parse().unwrap_or(0));
+    }
     let redirects = config.auth.redirects.clone().with_public_origin(public_url.origin());
     let header_names = Arc::new(config.headers.clone());
     let keys = Arc::new(

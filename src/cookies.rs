@@ -2,11 +2,16 @@
 //!
 //! Cookies are `HttpOnly; SameSite=Lax; Path=/`, `Secure` whenever the public URL is https,
 //! with `Domain` only when configured. Where the browser allows it (https, no `Domain`), names
-//! carry the `__Host-` prefix, which a sibling subdomain cannot set ("cookie tossing"); the
-//! unprefixed names are still read while no prefixed cookie is sent, so sessions made before
-//! the switch keep working. A request that carries one of our cookies twice with different
-//! values is read as carrying none of it (the session cookie: as ambiguous, and refused): the
-//! browser's order cannot tell the real one from a planted one.
+//! carry the `__Host-` prefix, which a sibling subdomain cannot set ("cookie tossing"). The
+//! unprefixed session name is still read while no prefixed session cookie is sent, but only
+//! for sessions issued before the switch ([`CookieJar::accepts_unprefixed`]), so sessions made
+//! before it keep working and a session planted under the old name does not. A request that
+//! carries one of our cookies twice with different values is read as carrying none of it (the
+//! session cookie: as ambiguous, and refused): the browser's order cannot tell the real one
+//! from a planted one.
+//!
+//! Headers are read as bytes: a `Cookie` header with a non-UTF-8 value elsewhere in it must
+//! neither hide our cookie from stripping nor from reading.
 //!
 //! The app never sees our cookies: the gateway removes them from the `Cookie` header and
 //! refuses to let an app set them.
@@ -56,15 +61,18 @@ pub enum Found<'h> {
     Absent,
     /// Sent once, or several times with one value.
     One(&'h str),
-    /// Sent several times with different values.
+    /// The session cookie under its unprefixed name, once (see
+    /// [`CookieJar::accepts_unprefixed`]).
+    Unprefixed(&'h str),
+    /// Sent several times with different values, or with a value that is not text.
     Conflict,
 }
 
 impl<'h> Found<'h> {
-    /// The value when there is exactly one (a conflict counts as none).
+    /// The value when there is exactly one, under either name (a conflict counts as none).
     pub fn one(self) -> Option<&'h str> {
         match self {
-            Self::One(value) => Some(value),
+            Self::One(value) | Self::Unprefixed(value) => Some(value),
             Self::Absent | Self::Conflict => None,
         }
     }
@@ -74,8 +82,12 @@ impl<'h> Found<'h> {
 #[derive(Debug, Clone)]
 pub struct CookieJar {
     names: [String; 5],
-    /// The unprefixed names, still read, when the names carry `__Host-`.
+    /// The unprefixed names, when the names carry `__Host-`: never set, stripped like ours,
+    /// and the session's still read.
     legacy: Option<[String; 5]>,
+    /// When the `__Host-` names were first used (Unix ms): sessions issued before then may
+    /// still come under the unprefixed name.
+    prefixed_since_ms: Option<i64>,
     secure: bool,
     domain: Option<String>,
 }
@@ -97,7 +109,36 @@ impl CookieJar {
         } else {
             (plain, None)
         };
-        Self { names, legacy, secure, domain }
+        Self { names, legacy, prefixed_since_ms: None, secure, domain }
+    }
+
+    /// Whether the names carry `__Host-`.
+    pub fn is_prefixed(&self) -> bool {
+        self.legacy.is_some()
+    }
+
+    /// Notes when the `__Host-` names were first used (Unix ms), so that sessions issued
+    /// before then are still read under the unprefixed name.
+    #[must_use]
+    pub fn prefixed_since(mut self, unix_ms: i64) -> Self {
+        self.prefixed_since_ms = Some(unix_ms);
+        self
+    }
+
+    /// Whether the session `session_id` (a UUIDv7, stamped when it was issued) may be used
+    /// from the unprefixed cookie: only if it was issued before the switch to `__Host-`
+    /// names. A session issued since could only be there because someone planted it.
+    pub fn accepts_unprefixed(&self, session_id: Option<uuid::Uuid>) -> bool {
+        let issued_ms = session_id
+            .and_then(|id| id.get_timestamp())
+            .map(|stamp| stamp.to_unix())
+            .and_then(|(secs, nanos)| {
+                i64::try_from(secs).ok().map(|s| s * 1000 + i64::from(nanos / 1_000_000))
+            });
+        match (issued_ms, self.prefixed_since_ms) {
+            (Some(issued), Some(since)) => issued < since,
+            _ => false,
+        }
     }
 
     /// The name `cookie` is set under.
@@ -111,15 +152,19 @@ impl CookieJar {
     }
 
     /// Whether `name` is one of ours (under its current or its unprefixed name).
-    pub fn is_own(&self, name: &str) -> bool {
-        self.names.iter().chain(self.legacy.iter().flatten()).any(|own| own == name)
+    pub fn is_own(&self, name: &[u8]) -> bool {
+        self.names.iter().chain(self.legacy.iter().flatten()).any(|own| own.as_bytes() == name)
     }
 
-    /// Reads `cookie` from the request's `Cookie` headers: the current name, or the unprefixed
-    /// one when no cookie has the current name. Headers that are not UTF-8 are skipped.
+    /// Reads `cookie` from the request's `Cookie` headers; for the session, the unprefixed
+    /// name too when no cookie has the current one ([`Found::Unprefixed`]).
     pub fn read<'h>(&self, headers: &'h HeaderMap, cookie: Own) -> Found<'h> {
-        let name = self.name(cookie);
-        let legacy = self.legacy.as_ref().map(|names| names[cookie.index()].as_str());
+        let name = self.name(cookie).as_bytes();
+        let legacy = self
+            .legacy
+            .as_ref()
+            .filter(|_| cookie == Own::Session)
+            .map(|names| names[cookie.index()].as_bytes());
         let mut current = Found::Absent;
         let mut old = Found::Absent;
         for (key, value) in pairs(headers) {
@@ -130,15 +175,19 @@ impl CookieJar {
             } else {
                 continue;
             };
-            *slot = match *slot {
-                Found::Absent => Found::One(value),
-                Found::One(seen) if seen == value => Found::One(seen),
-                Found::One(_) | Found::Conflict => Found::Conflict,
+            *slot = match (*slot, std::str::from_utf8(value)) {
+                (_, Err(_)) | (Found::Conflict, _) => Found::Conflict,
+                (Found::Absent, Ok(value)) => Found::One(value),
+                (Found::One(seen) | Found::Unprefixed(seen), Ok(value)) if seen == value => {
+                    Found::One(seen)
+                }
+                (Found::One(_) | Found::Unprefixed(_), Ok(_)) => Found::Conflict,
             };
         }
-        match current {
-            Found::Absent => old,
-            found => found,
+        match (current, old) {
+            (Found::Absent, Found::One(value)) => Found::Unprefixed(value),
+            (Found::Absent, old) => old,
+            (current, _) => current,
         }
     }
 
@@ -225,24 +274,27 @@ impl CookieJar {
     }
 }
 
-/// Every `name=value` pair of the request's `Cookie` headers, trimmed, quotes removed from
-/// values. Headers that are not valid UTF-8 are skipped.
-fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+/// Every `name=value` pair of the request's `Cookie` headers, as bytes, trimmed, quotes
+/// removed from values (a pair without `=` is a nameless cookie and is left out).
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|header| header.split(';'))
+        .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
         .filter_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            Some((key.trim(), value.trim().trim_matches('"')))
+            let equals = pair.iter().position(|&b| b == b'=')?;
+            let value = pair[equals + 1..].trim_ascii();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|inner| inner.strip_suffix(b"\""))
+                .unwrap_or(value);
+            Some((pair[..equals].trim_ascii(), value))
         })
 }
 
-/// The value of the first cookie called `name` in the request's `Cookie` headers (the app's
-/// cookies; ours are read with [`CookieJar::read`]).
-pub fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    pairs(headers).find_map(|(key, value)| (key == name).then_some(value))
+/// The name of a cookie pair (`name=value`, or a nameless `value`), trimmed.
+fn pair_name(pair: &[u8]) -> &[u8] {
+    pair.iter().position(|&b| b == b'=').map_or(&[][..], |equals| pair[..equals].trim_ascii())
 }
 
 /// Removes our cookies from the `Cookie` headers, keeping the app's own cookies unchanged and
@@ -253,32 +305,34 @@ pub fn strip_own(headers: &mut HeaderMap, jar: &CookieJar) {
     let mut count = 0;
     for value in headers.get_all(COOKIE) {
         count += 1;
-        let Ok(text) = value.to_str() else { continue };
-        has_own |=
-            text.split(';').any(|pair| jar.is_own(pair.split('=').next().unwrap_or("").trim()));
+        has_own |= value.as_bytes().split(|&b| b == b';').any(|pair| jar.is_own(pair_name(pair)));
     }
     if !has_own && count <= 1 {
         return;
     }
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|header| header.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !jar.is_own(pair.split('=').next().unwrap_or("").trim()))
-        .map(str::to_owned)
-        .collect();
+    let mut kept: Vec<u8> = Vec::new();
+    for pair in headers.get_all(COOKIE).iter().flat_map(|v| v.as_bytes().split(|&b| b == b';')) {
+        let pair = pair.trim_ascii();
+        if pair.is_empty() || jar.is_own(pair_name(pair)) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
     headers.remove(COOKIE);
+    // The bytes came from valid header values, joined by "; ": always a valid value.
     if !kept.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(value) = HeaderValue::from_bytes(&kept)
     {
         headers.insert(COOKIE, value);
     }
 }
 
-/// Removes any `Set-Cookie` from an upstream response that would set one of our cookies: an
-/// app behind the proxy must not be able to fix a user's session.
+/// Removes any `Set-Cookie` from an upstream response that would set one of our cookies (under
+/// either name), or a nameless cookie, which browsers send back as its bare value and so could
+/// pass for one of ours: an app behind the proxy must not be able to fix a user's session.
 pub fn strip_own_set_cookie(headers: &mut HeaderMap, jar: &CookieJar) {
     if !headers.contains_key(SET_COOKIE) {
         return;
@@ -287,8 +341,9 @@ pub fn strip_own_set_cookie(headers: &mut HeaderMap, jar: &CookieJar) {
         .get_all(SET_COOKIE)
         .iter()
         .filter(|value| {
-            let name = value.to_str().ok().and_then(|text| text.split('=').next()).unwrap_or("");
-            !jar.is_own(name.trim())
+            let pair = value.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
+            let name = pair_name(pair);
+            !name.is_empty() && !jar.is_own(name)
         })
         .cloned()
         .collect();
@@ -330,13 +385,26 @@ mod tests {
     }
 
     #[test]
-    fn finds_cookies_across_headers() {
+    fn finds_cookies_across_headers_and_beside_other_bytes() {
+        let jar = CookieJar::new("portcullis_session", false, None);
         let mut headers = HeaderMap::new();
         headers.append(COOKIE, HeaderValue::from_static("a=1; portcullis_session=v1.x"));
         headers.append(COOKIE, HeaderValue::from_static("b=2"));
-        assert_eq!(find(&headers, "portcullis_session"), Some("v1.x"));
-        assert_eq!(find(&headers, "b"), Some("2"));
-        assert_eq!(find(&headers, "c"), None);
+        assert_eq!(jar.read(&headers, Own::Session), Found::One("v1.x"));
+        assert_eq!(jar.read(&headers, Own::Csrf), Found::Absent);
+        // A value of the app's that is not UTF-8 hides nothing of ours.
+        let mut mixed = HeaderMap::new();
+        mixed.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"portcullis_session=v1.y; pref=caf\xc3\xa9").unwrap(),
+        );
+        assert_eq!(jar.read(&mixed, Own::Session), Found::One("v1.y"));
+        strip_own(&mut mixed, &jar);
+        assert_eq!(mixed[COOKIE].as_bytes(), b"pref=caf\xc3\xa9");
+        let mut ours_unreadable = HeaderMap::new();
+        ours_unreadable
+            .insert(COOKIE, HeaderValue::from_bytes(b"portcullis_session=v1.\xff").unwrap());
+        assert_eq!(jar.read(&ours_unreadable, Own::Session), Found::Conflict);
     }
 
     #[test]
@@ -367,7 +435,16 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(SET_COOKIE, HeaderValue::from_static("portcullis_session=evil; Path=/"));
         headers.append(SET_COOKIE, HeaderValue::from_static("app=1; Path=/"));
-        strip_own_set_cookie(&mut headers, &jar());
+        headers.append(SET_COOKIE, HeaderValue::from_static("=portcullis_session=v1.evil; Path=/"));
+        headers.append(SET_COOKIE, HeaderValue::from_static("portcullis_session_v1_evil"));
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_bytes(b" portcullis_session=v1.evil; Path=/; X=\xc3\xa9").unwrap(),
+        );
+        let https = CookieJar::new("portcullis_session", true, None);
+        headers
+            .append(SET_COOKIE, HeaderValue::from_static("__Host-portcullis_session=v1.e; Secure"));
+        strip_own_set_cookie(&mut headers, &https);
         let left: Vec<_> = headers.get_all(SET_COOKIE).iter().collect();
         assert_eq!(left, [HeaderValue::from_static("app=1; Path=/")]);
     }
@@ -395,10 +472,23 @@ mod tests {
         assert_eq!(CookieJar::new("s", false, None).session_name(), "s");
 
         let old = cookies(&["portcullis_session=v1.old"]);
-        assert_eq!(https.read(&old, Own::Session), Found::One("v1.old"), "transition");
+        assert_eq!(https.read(&old, Own::Session), Found::Unprefixed("v1.old"), "transition");
         let both = cookies(&["portcullis_session=v1.old; __Host-portcullis_session=v1.new"]);
         assert_eq!(https.read(&both, Own::Session), Found::One("v1.new"), "prefixed wins");
-        assert!(https.is_own("portcullis_session") && https.is_own("__Host-portcullis_csrf"));
+        let csrf = cookies(&["portcullis_csrf=planted"]);
+        assert_eq!(https.read(&csrf, Own::Csrf), Found::Absent, "only the session transitions");
+        assert!(https.is_own(b"portcullis_session") && https.is_own(b"__Host-portcullis_csrf"));
+
+        // Unprefixed, only sessions issued before the switch.
+        let switched = https.clone().prefixed_since(1_800_000_000_000);
+        let before =
+            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_700_000_000, 0));
+        let after =
+            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_900_000_000, 0));
+        assert!(switched.accepts_unprefixed(Some(before)));
+        assert!(!switched.accepts_unprefixed(Some(after)));
+        assert!(!switched.accepts_unprefixed(None));
+        assert!(!https.accepts_unprefixed(Some(before)), "no switch recorded: none");
     }
 
     #[test]
@@ -429,7 +519,7 @@ mod tests {
             let Ok(value) = HeaderValue::from_str(&text) else { return Ok(()) };
             let mut headers = HeaderMap::new();
             headers.append(COOKIE, value);
-            if let Found::One(found) = jar.read(&headers, Own::Session) {
+            if let Some(found) = jar.read(&headers, Own::Session).one() {
                 proptest::prop_assert!(text.contains(found));
             }
             strip_own(&mut headers, &jar);

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::gateway::authorize::Refusal;
+use crate::gateway::authorize::{Mode, Refusal};
 use crate::gateway::forward_auth::into_original;
 use crate::gateway::policy::{Denial, OnUnauthenticated};
 use crate::server::peer::{Peer, is_trusted};
@@ -57,7 +57,7 @@ async fn verify(
     if let Err(error) = into_original(&mut parts, &state.config.forward_auth, trusted) {
         return ApiError::from(error).into_response();
     }
-    let (mut denial, identified) = match gateway.authorize(&parts).await {
+    let (mut denial, identified) = match gateway.authorize(&parts, Mode::ForwardAuth).await {
         Ok(permitted) => return gateway.verified(permitted),
         Err(Refusal::Denied { denial, identified }) => (denial, identified),
         Err(refusal) => return gateway.refuse(refusal, &parts),

@@ -496,14 +496,18 @@ fn route(index: usize, raw: &RawRoute, org_roles: &OrgRoles, errors: &mut Errors
     };
     let mut methods = Vec::new();
     for method in &raw.methods.0 {
-        // Standard methods in any case; an extension method exactly as written, since that is
-        // how it must be sent to match.
-        match http::Method::from_bytes(method.trim().as_bytes()) {
+        // Methods are matched upper case (requests in another case are canonicalized, or
+        // refused for extension methods).
+        match http::Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes()) {
             Ok(method) => methods.push(canonical_method(&method).unwrap_or(method)),
             Err(_) => {
                 errors.push(format!("{key}.methods"), format!("`{method}` is not an HTTP method"))
             }
         }
+    }
+    // A HEAD request runs the GET handler in most frameworks: a rule on GET covers HEAD.
+    if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+        methods.push(http::Method::HEAD);
     }
     let restricts = !raw.roles.is_empty()
         || !raw.scopes.is_empty()

@@ -206,7 +206,7 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Longest wait between two chunks of a request body.
     pub body_read_timeout: Duration,
-    /// How long an HTTP/2 connection may stay open with no request.
+    /// How long a connection may stay open with no request.
     pub idle_timeout: Duration,
     /// Most open connections per listener.
     pub max_connections: usize,

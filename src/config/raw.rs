@@ -79,8 +79,8 @@ pub struct RawServer {
     pub shutdown_timeout: String,
     /// Longest wait between two chunks of a request body (added key).
     pub body_read_timeout: String,
-    /// An HTTP/2 connection with no request open this long is closed (added key; HTTP/1.1
-    /// keep-alive connections are closed after at most 30 s idle).
+    /// A connection with no request open this long is closed (added key; HTTP/1.1 keep-alive
+    /// connections wait at most 30 s for their next request in any case).
     pub idle_timeout: String,
     /// Most open connections per listener; more are refused (added key).
     pub max_connections: Count,

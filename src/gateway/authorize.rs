@@ -93,9 +93,25 @@ pub enum Ambiguity {
     /// `Host` disagrees with the request target's authority (HTTP/2 `:authority`).
     #[error("the Host header disagrees with the request's authority")]
     HostMismatch,
-    /// `Host` is not visible ASCII.
+    /// `Host` is not a host name or address, with an optional port.
     #[error("the Host header is malformed")]
     BadHost,
+    /// Several `Authorization` headers: the app could read another one than Portcullis did.
+    #[error("the request has several Authorization headers")]
+    SeveralAuthorizations,
+    /// An extension method not in upper case, which some frameworks upper-case themselves.
+    #[error("the method must be upper case")]
+    MethodCase,
+}
+
+/// Whose request the gateway decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A request it forwards itself, in the normalized form it decided on.
+    Proxy,
+    /// Forward-auth: a proxy forwards the original request as sent, so the decision must be
+    /// on the path as sent; one that normalization would change is refused.
+    ForwardAuth,
 }
 
 impl From<Ambiguity> for ApiError {
@@ -110,12 +126,21 @@ impl Gateway {
     /// # Errors
     /// [`Refusal::Ambiguous`] for a request with more than one meaning, [`Refusal::Denied`]
     /// when the route's rule refuses the caller.
-    pub async fn authorize(&self, parts: &Parts) -> Result<Permitted<'_>, Refusal> {
+    pub async fn authorize(&self, parts: &Parts, mode: Mode) -> Result<Permitted<'_>, Refusal> {
         let host = checked_host(parts).map_err(Refusal::Ambiguous)?;
-        let method = canonical_method(&parts.method);
+        if parts.headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+            return Err(Refusal::Ambiguous(Ambiguity::SeveralAuthorizations));
+        }
+        let method = checked_method(&parts.method).map_err(Refusal::Ambiguous)?;
         let path = normalize_path(parts.uri.path()).map_err(|e| Refusal::Ambiguous(e.into()))?;
-        if self.is_auth_path(path.matching()) {
-            return Err(Refusal::Ambiguous(PathError::AuthPrefix.into()));
+        match mode {
+            Mode::Proxy if self.is_auth_path(path.matching()) => {
+                return Err(Refusal::Ambiguous(PathError::AuthPrefix.into()));
+            }
+            Mode::ForwardAuth if !path.is_as_sent(parts.uri.path()) => {
+                return Err(Refusal::Ambiguous(PathError::NotNormal.into()));
+            }
+            Mode::Proxy | Mode::ForwardAuth => {}
         }
         let host = if self.upstreams().routes_by_host() { host } else { None };
         let upstream = self.upstreams().select(host.as_deref(), path.matching());
@@ -152,22 +177,69 @@ impl Gateway {
     }
 }
 
-/// The request's host (lower case, without port) after checking it has one meaning: at most
-/// one `Host` header, agreeing with the request target's authority when both are present.
+/// The method rules match and the app receives: a standard method in any case is its
+/// upper-case form; an extension method must already be upper case, since Django, Werkzeug and
+/// ASP.NET upper-case what they receive (`mkcol` would run `MKCOL` past a rule on `MKCOL`).
+fn checked_method(method: &Method) -> Result<Option<Method>, Ambiguity> {
+    match canonical_method(method) {
+        Some(standard) => Ok(Some(standard)),
+        None if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) => {
+            Err(Ambiguity::MethodCase)
+        }
+        None => Ok(None),
+    }
+}
+
+/// The request's host (lower case, without port or trailing dot) after checking it has one
+/// meaning: at most one well-formed `Host` header, naming the same host as the request
+/// target's authority when both are present.
 fn checked_host(parts: &Parts) -> Result<Option<Cow<'_, str>>, Ambiguity> {
     let mut values = parts.headers.get_all(header::HOST).iter();
     let first = values.next();
     if values.next().is_some() {
         return Err(Ambiguity::SeveralHosts);
     }
-    let header = first.map(|value| value.to_str().map_err(|_| Ambiguity::BadHost)).transpose()?;
+    let header = first
+        .map(|value| value.to_str().ok().filter(|host| is_host(host)).ok_or(Ambiguity::BadHost))
+        .transpose()?;
     let authority = parts.uri.authority().map(http::uri::Authority::as_str);
     if let (Some(header), Some(authority)) = (header, authority)
-        && !header.eq_ignore_ascii_case(authority)
+        && request_host(header) != request_host(authority)
     {
         return Err(Ambiguity::HostMismatch);
     }
     Ok(header.or(authority).map(request_host))
+}
+
+/// Whether `value` is `host[:port]`: a name of letters, digits, `-`, `.` and `_`, an IPv4
+/// address, or a bracketed IPv6 address.
+fn is_host(value: &str) -> bool {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((address, port)) => {
+                if address.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                (None, port)
+            }
+            None => return false,
+        },
+        None => match value.rfind(':') {
+            Some(colon) => (Some(&value[..colon]), &value[colon..]),
+            None => (Some(value), ""),
+        },
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(digits) => {
+            !digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => port.is_empty(),
+    };
+    let host_ok = host.is_none_or(|host| {
+        !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    });
+    port_ok && host_ok
 }
 
 #[cfg(test)]
@@ -178,6 +250,16 @@ mod tests {
 
     fn parts(request: http::request::Builder) -> Parts {
         request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn methods_have_one_spelling() {
+        let method = |name: &str| Method::from_bytes(name.as_bytes()).unwrap();
+        assert_eq!(checked_method(&method("delete")), Ok(Some(Method::DELETE)));
+        assert_eq!(checked_method(&Method::GET), Ok(None));
+        assert_eq!(checked_method(&method("MKCOL")), Ok(None));
+        assert_eq!(checked_method(&method("mkcol")), Err(Ambiguity::MethodCase));
+        assert_eq!(checked_method(&method("MkCol")), Err(Ambiguity::MethodCase));
     }
 
     #[test]
@@ -198,5 +280,15 @@ mod tests {
             Request::get("/x").header("host", http::HeaderValue::from_bytes(b"\xffx").unwrap()),
         );
         assert_eq!(checked_host(&bad), Err(Ambiguity::BadHost));
+        for bad in ["a,b", "a b", "a:", "a:x", "[::1", "[nope]:1", "a/b", ""] {
+            let request = parts(Request::get("/x").header("host", bad));
+            assert_eq!(checked_host(&request), Err(Ambiguity::BadHost), "{bad}");
+        }
+        let port = parts(Request::get("http://a.example/x").header("host", "a.example:443"));
+        assert_eq!(checked_host(&port).unwrap().as_deref(), Some("a.example"), "ports aside");
+        let dot = parts(Request::get("/x").header("host", "App.Example."));
+        assert_eq!(checked_host(&dot).unwrap().as_deref(), Some("app.example"));
+        let v6 = parts(Request::get("/x").header("host", "[::1]:8080"));
+        assert_eq!(checked_host(&v6).unwrap().as_deref(), Some("::1"));
     }
 }

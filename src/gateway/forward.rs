@@ -82,6 +82,9 @@ pub async fn forward(
         is_upgrade(&parts.headers).then(|| parts.headers.get(header::UPGRADE).cloned()).flatten();
     let client_upgrade =
         upgrade.as_ref().and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    // The upgraded connection runs as part of the client's connection (its slot, shutdown).
+    let upgrade_peer =
+        client_upgrade.as_ref().and_then(|_| parts.extensions.get::<Peer>().cloned());
 
     rewrite_request_headers(gateway, &mut parts, upstream, upgrade.as_ref());
     if let Some(identity) = permitted.identity() {
@@ -119,7 +122,7 @@ pub async fn forward(
         && let Some(client_upgrade) = client_upgrade
     {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(async move {
+        let traffic = async move {
             let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 tracing::debug!("upgrade abandoned by one side");
                 return;
@@ -129,7 +132,13 @@ pub async fn forward(
                 &mut TokioIo::new(upstream),
             )
             .await;
-        });
+        };
+        match upgrade_peer {
+            Some(peer) => peer.spawn_upgraded(traffic),
+            None => {
+                tokio::spawn(traffic);
+            }
+        }
     }
 
     let (mut parts, body) = response.into_parts();
@@ -192,12 +201,12 @@ fn rewrite_request_headers(
     // Forwarding headers: believed and extended from trusted proxies, replaced otherwise.
     let peer = parts.extensions.get::<Peer>();
     let trusted = peer.is_some_and(|peer| is_trusted(peer.addr.ip(), &gateway.trusted_proxies));
-    // The client's copies of identity headers in any spelling, and, unless a trusted proxy
-    // set them, headers that tell an app which path, prefix or host to use.
+    // The client's copies of identity headers in any spelling, headers that name another path
+    // or method, and, unless a trusted proxy set them, headers that name the host or prefix.
     let dropped: Vec<HeaderName> = headers
         .keys()
         .filter(|name| match gateway.header_names.classify(name) {
-            Some(ProxyHeader::Identity) => true,
+            Some(ProxyHeader::Identity | ProxyHeader::Override) => true,
             Some(ProxyHeader::Routing) => !trusted,
             None => false,
         })
@@ -243,7 +252,10 @@ fn rewrite_request_headers(
     }
 }
 
-/// Removes hop-by-hop headers, including any the `Connection` header names.
+/// Removes hop-by-hop headers, including any the `Connection` header names, except headers a
+/// peer must not be able to remove that way: the host, credentials, content framing and the
+/// forwarding headers (a client behind a trusted proxy could otherwise erase the proxy's
+/// `X-Forwarded-For` and pass as the proxy itself).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -251,11 +263,29 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !is_end_to_end(name))
         .collect();
     for name in listed.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+}
+
+/// Headers `Connection` may not nominate for removal.
+fn is_end_to_end(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "host"
+            | "cookie"
+            | "authorization"
+            | "content-length"
+            | "content-type"
+            | "forwarded"
+            | "x-real-ip"
+            | "x-request-id"
+            | "set-cookie"
+    ) || name.starts_with("x-forwarded-")
 }
 
 /// Whether the request asks for a protocol upgrade (WebSocket), which HTTP/1.1 spells as
@@ -297,6 +327,15 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::ACCEPT));
+
+        let mut end_to_end = HeaderMap::new();
+        end_to_end
+            .insert(header::CONNECTION, HeaderValue::from_static("host, x-forwarded-for, cookie"));
+        end_to_end.insert(header::HOST, HeaderValue::from_static("app.example"));
+        end_to_end.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        end_to_end.insert(header::COOKIE, HeaderValue::from_static("a=1"));
+        remove_hop_by_hop(&mut end_to_end);
+        assert_eq!(end_to_end.len(), 3, "{end_to_end:?}");
     }
 
     #[test]

@@ -26,8 +26,8 @@ const OAUTH2_PROXY_NAMES: &[&str] = &[
     "x-forwarded-access-token",
 ];
 
-/// Headers through which a proxy tells an app what the original path, prefix, host or port
-/// was (IIS, Symfony, Spring, Django read some of them). Believed only from trusted proxies.
+/// Headers through which a proxy tells an app what the original host, prefix or port was
+/// (Symfony, Spring, Django read some of them). Believed only from trusted proxies.
 const ROUTING_NAMES: &[&str] = &[
     "forwarded",
     "x-real-ip",
@@ -35,13 +35,22 @@ const ROUTING_NAMES: &[&str] = &[
     "x-forwarded-prefix",
     "x-forwarded-port",
     "x-forwarded-server",
-    "x-forwarded-uri",
-    "x-forwarded-method",
+    "x-host",
+];
+
+/// Headers that name another path or method than the request's own (IIS URL Rewrite,
+/// Symfony, Rails' method override). The decision was made on the request's own path and
+/// method, so these never reach the app, whoever sent them.
+const OVERRIDE_NAMES: &[&str] = &[
     "x-original-url",
     "x-original-uri",
     "x-original-method",
     "x-rewrite-url",
-    "x-host",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// What a client-sent header is to the proxy.
@@ -49,7 +58,9 @@ const ROUTING_NAMES: &[&str] = &[
 pub enum ProxyHeader {
     /// An identity header: always removed.
     Identity,
-    /// A header that names the original path or host: removed unless a trusted proxy sent it.
+    /// A header that names another path or method: always removed.
+    Override,
+    /// A header that names the original host or prefix: removed unless a trusted proxy sent it.
     Routing,
 }
 
@@ -196,10 +207,15 @@ impl HeaderNames {
             .iter()
             .map(String::as_str)
             .chain(ROUTING_NAMES.iter().copied())
+            .chain(OVERRIDE_NAMES.iter().copied())
             .chain([OWN_PREFIX])
             .filter_map(|name| name.bytes().next());
         for first in firsts {
             names.first_bytes[usize::from(first)] = true;
+            // A client may spell a leading `-` as `_`.
+            if first == b'-' {
+                names.first_bytes[usize::from(b'_')] = true;
+            }
         }
         Ok(names)
     }
@@ -375,6 +391,9 @@ impl HeaderNames {
         if normal.starts_with(OWN_PREFIX) || self.strip.iter().any(|n| *n == *normal) {
             return Some(ProxyHeader::Identity);
         }
+        if OVERRIDE_NAMES.contains(&&*normal) {
+            return Some(ProxyHeader::Override);
+        }
         ROUTING_NAMES.contains(&&*normal).then_some(ProxyHeader::Routing)
     }
 
@@ -397,6 +416,7 @@ fn normalize(name: &str) -> String {
 /// Headers the proxy sets itself and that an identity field must not be renamed to.
 fn is_reserved(name: &HeaderName) -> bool {
     ROUTING_NAMES.contains(&name.as_str())
+        || OVERRIDE_NAMES.contains(&name.as_str())
         || matches!(
             name.as_str(),
             "host"
@@ -526,10 +546,14 @@ mod tests {
     #[test]
     fn routing_headers_are_recognised_in_any_spelling() {
         let names = HeaderNames::default();
-        for name in ["x-original-url", "x_rewrite_url", "x-forwarded-prefix", "forwarded", "x-host"]
-        {
+        for name in ["x-forwarded-prefix", "forwarded", "x-host", "x_forwarded_port"] {
             let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
             assert_eq!(names.classify(&name), Some(ProxyHeader::Routing), "{name}");
+        }
+        for name in ["x-original-url", "x_rewrite_url", "x-http-method-override", "x-original-uri"]
+        {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(names.classify(&name), Some(ProxyHeader::Override), "{name}");
         }
         for name in ["x-forwarded-for", "x-forwarded-proto", "accept", "x-request-id"] {
             let name = HeaderName::from_bytes(name.as_bytes()).unwrap();

@@ -148,13 +148,15 @@ pub async fn session_from_cookie(
     sessions: &SessionService,
     cookies: &CookieJar,
 ) -> Result<Option<(SessionToken, Arc<Identity>)>, Rejection> {
-    let value = match cookies.read(headers, Own::Session) {
+    let found = cookies.read(headers, Own::Session);
+    let value = match found {
         Found::Absent => return Ok(None),
         Found::Conflict => return Err(Rejection::Ambiguous),
-        Found::One(value) => value,
+        Found::One(value) | Found::Unprefixed(value) => value,
     };
     let token = SessionToken::from_cookie_value(value).ok_or(Rejection::Malformed)?;
-    let identity = checked(sessions.authenticate(&token).await)?;
+    let identity =
+        unprefixed_checked(found, cookies, checked(sessions.authenticate(&token).await))?;
     Ok(Some((token, identity)))
 }
 
@@ -176,10 +178,13 @@ pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, 
             let identified = Identified::Rejected(Rejection::Ambiguous);
             return (identified, with_our_bearer(presented, bearer, credentials));
         }
-        Found::One(value) => {
+        found @ (Found::One(value) | Found::Unprefixed(value)) => {
             let identified = match SessionToken::hash_of_cookie_value(value) {
                 None => Identified::Rejected(Rejection::Malformed),
-                Some(hash) => known(checked(credentials.sessions.authenticate_hash(hash).await)),
+                Some(hash) => {
+                    let session = checked(credentials.sessions.authenticate_hash(hash).await);
+                    known(unprefixed_checked(found, &credentials.cookies, session))
+                }
             };
             presented.used = Some(CredentialKind::SessionCookie);
             return (identified, with_our_bearer(presented, bearer, credentials));
@@ -257,6 +262,23 @@ fn with_our_bearer(
     presented
 }
 
+/// A session read from the unprefixed cookie counts only if it was issued before the switch to
+/// `__Host-` names: one issued since can only have been planted there (by a sibling site).
+fn unprefixed_checked(
+    found: Found<'_>,
+    cookies: &CookieJar,
+    session: Result<Arc<Identity>, Rejection>,
+) -> Result<Arc<Identity>, Rejection> {
+    match (found, session) {
+        (Found::Unprefixed(_), Ok(identity))
+            if !cookies.accepts_unprefixed(identity.session_id) =>
+        {
+            Err(Rejection::Unknown)
+        }
+        (_, session) => session,
+    }
+}
+
 fn known(checked: Result<Arc<Identity>, Rejection>) -> Identified {
     match checked {
         Ok(identity) => Identified::Known(identity),
@@ -267,7 +289,7 @@ fn known(checked: Result<Arc<Identity>, Rejection>) -> Identified {
 /// The token of an `Authorization: Bearer` header (scheme case-insensitive).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
+    let (scheme, token) = value.split_once([' ', '\t'])?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
 }
 
@@ -284,7 +306,8 @@ fn websocket_ticket(parts: &Parts) -> Option<String> {
 
 /// Whether `query` holds a `ws_` ticket in its ticket parameter, on any request.
 fn has_ticket(query: &str) -> bool {
-    query.contains(TICKET_PARAM)
+    // Cheap filter first; a name or value may be percent-encoded (`access%5Ftoken`, `%77s_`).
+    (query.contains(TICKET_PARAM) || query.contains('%'))
         && url::form_urlencoded::parse(query.as_bytes())
             .any(|(name, value)| name == TICKET_PARAM && ticket::is_ticket(&value))
 }
@@ -330,6 +353,8 @@ mod tests {
         assert_eq!(bearer(&headers), None);
         headers.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
         assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, "Bearer\tpk_y".parse().unwrap());
+        assert_eq!(bearer(&headers), Some("pk_y"), "a tab separates too");
     }
 
     #[test]
@@ -346,6 +371,7 @@ mod tests {
             Some("access_token=app-own")
         );
         assert!(has_ticket("a=1&access_token=ws_x"));
+        assert!(has_ticket("access%5Ftoken=ws_x"), "an encoded name is still the parameter");
         assert!(!has_ticket("access_token=app-own"));
     }
 

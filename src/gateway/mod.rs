@@ -23,14 +23,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderValue, Request, StatusCode, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use ipnet::IpNet;
 
 use self::assertion::AssertionSigner;
-use self::authorize::{Ambiguity, Permitted, Refusal};
+use self::authorize::{Ambiguity, Mode, Permitted, Refusal};
 use self::headers::HeaderNames;
 use self::identify::{Credentials, Identified, Presented, Rejection, identify};
 use self::policy::{Denial, OnUnauthenticated, RouteTable};
@@ -216,7 +216,7 @@ impl Gateway {
     /// Anything that stops forwarding an allowed request, as a [`GatewayError`].
     pub async fn serve(&self, request: Request<Body>) -> Result<Response, GatewayError> {
         let (parts, body) = request.into_parts();
-        match self.authorize(&parts).await {
+        match self.authorize(&parts, Mode::Proxy).await {
             Ok(permitted) => forward::forward(self, permitted, parts, body).await,
             Err(refusal) => Ok(self.refuse(refusal, &parts)),
         }
@@ -306,7 +306,8 @@ pub fn wants_redirect(on_unauthenticated: OnUnauthenticated, parts: &Parts) -> b
         OnUnauthenticated::Redirect => true,
         OnUnauthenticated::Status401 => false,
         OnUnauthenticated::Auto => {
-            (parts.method == Method::GET || parts.method == Method::HEAD)
+            (parts.method.as_str().eq_ignore_ascii_case("GET")
+                || parts.method.as_str().eq_ignore_ascii_case("HEAD"))
                 && parts
                     .headers
                     .get(header::ACCEPT)
@@ -329,6 +330,8 @@ fn prefers_html(accept: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use http::Method;
+
     use super::*;
 
     fn parts(method: Method, accept: Option<&'static str>) -> Parts {

@@ -46,7 +46,7 @@ pub enum PathError {
     /// Not an absolute path (`*`, an authority, or empty).
     #[error("the request path must start with `/`")]
     NotAbsolute,
-    /// A malformed percent-escape, a space or a control character.
+    /// A malformed percent-escape, a space, or a control character (raw or encoded).
     #[error("the request path is malformed")]
     Malformed,
     /// `\` or `%5C`, which some servers read as `/`.
@@ -58,12 +58,20 @@ pub enum PathError {
     /// `%2F`, which some servers decode into a separator.
     #[error("the request path holds an encoded slash (%2F), which servers read differently")]
     EncodedSlash,
+    /// A dot segment hidden behind an encoded slash (`..%2F`), refused even where encoded
+    /// slashes are allowed.
+    #[error("the request path hides a dot segment behind an encoded slash")]
+    EncodedDotSegment,
     /// `;` parameters in a segment, which some servers drop before routing.
     #[error("the request path holds `;` parameters, which servers read differently")]
     MatrixParams,
     /// The path resolves into the auth API's prefix, which the app never serves.
     #[error("the request path resolves into the auth API")]
     AuthPrefix,
+    /// Forward-auth: the original path is not in normal form, and the proxy forwards it as
+    /// sent, so the app could read it otherwise than the decision did.
+    #[error("the original URI's path is not in normal form (dot segments, `//` or escapes)")]
+    NotNormal,
 }
 
 /// A normalized request path: the form forwarded to the app, the form rules match, and the
@@ -97,15 +105,24 @@ impl<'a> NormalPath<'a> {
         matches!(self.forward, Cow::Borrowed(_))
     }
 
+    /// Whether the path is `sent` but for the case of hex digits in escapes (`%c3` for `%C3`),
+    /// which no server reads differently.
+    pub fn is_as_sent(&self, sent: &str) -> bool {
+        self.matching.is_none()
+            && self.forward.len() == sent.len()
+            && self.forward.eq_ignore_ascii_case(sent)
+    }
+
     /// The forwarded path, owned.
     pub fn into_forward(self) -> Cow<'a, str> {
         self.forward
     }
 }
 
-/// Normalizes a request path (without query): decodes escapes of unreserved characters,
-/// upper-cases the other escapes, percent-encodes raw non-ASCII bytes, merges repeated slashes
-/// and resolves `.` and `..` (never above `/`). Returns the input unchanged, without
+/// Normalizes a request path (without query): decodes escapes of characters that mean the
+/// same raw (letters, digits, `-._~!$&'()*+,=:@`), upper-cases the other escapes,
+/// percent-encodes raw bytes that have no place in a path (non-ASCII, `"`, `{`, …), merges
+/// repeated slashes and resolves `.` and `..` (never above `/`). Returns the input unchanged, without
 /// allocating, when it is already normal.
 ///
 /// # Errors
@@ -157,23 +174,68 @@ pub fn normalize_path(path: &str) -> Result<NormalPath<'_>, PathError> {
     Ok(NormalPath { forward, matching: has_params.then(|| join(false)), needs })
 }
 
+/// What a byte of a path is to normalization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Kept as is, and decoded from an escape: RFC 3986 `pchar` minus `;` (unreserved,
+    /// sub-delimiters, `:` and `@`). Frameworks decode these before routing, so `%24batch` and
+    /// `$batch` are one path.
+    Plain,
+    /// Kept escaped (and escaped when raw): bytes outside `pchar`, such as space, `"`, `{`,
+    /// `%` itself and non-ASCII; decoding them could change where a path ends or how it reads.
+    Escaped,
+    /// Structure: never decoded from an escape (`/`, `;`, `\`, `?`, `#`, NUL, controls).
+    Structural,
+}
+
+const fn class_of(byte: u8) -> Class {
+    match byte {
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => Class::Plain,
+        b'-' | b'.' | b'_' | b'~' => Class::Plain,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@' => {
+            Class::Plain
+        }
+        b'/' | b';' | b'\\' | b'?' | b'#' | 0..=0x1f | 0x7f => Class::Structural,
+        _ => Class::Escaped,
+    }
+}
+
+/// [`class_of`] for every byte, looked up once per byte on the hot path.
+const CLASSES: [Class; 256] = {
+    let mut table = [Class::Escaped; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = class_of(byte as u8);
+        byte += 1;
+    }
+    table
+};
+
 /// Whether `path` (starting with `/`) might change under normalization: any escape, `;`, `\`,
-/// non-ASCII byte, control or space, an empty segment before the end, or a dot segment.
+/// a byte kept escaped (non-ASCII, space, `"`…), a control, an empty segment before the end,
+/// or a dot segment.
 fn needs_work(path: &[u8]) -> bool {
     let mut segment_start = 1;
     for (index, &byte) in path.iter().enumerate().skip(1) {
-        match byte {
-            b'/' => {
-                if matches!(&path[segment_start..index], b"" | b"." | b"..") {
-                    return true;
-                }
-                segment_start = index + 1;
+        if byte == b'/' {
+            if matches!(&path[segment_start..index], b"" | b"." | b"..") {
+                return true;
             }
-            b'%' | b';' | b'\\' | 0x80..=0xff | 0..=0x20 | 0x7f => return true,
-            _ => {}
+            segment_start = index + 1;
+        } else if CLASSES[usize::from(byte)] != Class::Plain {
+            return true;
         }
     }
     matches!(&path[segment_start..], b"." | b"..")
+}
+
+/// The byte a `%XX` escape at the start of `bytes` stands for (exactly two hex digits).
+fn unescape(bytes: &[u8]) -> Option<u8> {
+    let hex = |digit: u8| char::from(digit).to_digit(16);
+    match bytes {
+        [b'%', high, low, ..] => u8::try_from(hex(*high)? * 16 + hex(*low)?).ok(),
+        _ => None,
+    }
 }
 
 /// One decoded segment: its name (what rules match) and its `;` parameters (forwarded as sent).
@@ -199,34 +261,38 @@ impl Segment {
                 continue;
             }
             let out = if params.is_empty() { &mut name } else { &mut params };
-            match byte {
-                b'%' => {
-                    let value = bytes
-                        .get(index + 1..index + 3)
-                        .and_then(|hex| std::str::from_utf8(hex).ok())
-                        .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                        .ok_or(PathError::Malformed)?;
-                    match value {
-                        0 => return Err(PathError::Nul),
-                        b'\\' => return Err(PathError::Backslash),
-                        b'/' => needs.encoded_slashes = true,
-                        b';' => needs.matrix_params = true,
-                        _ => {}
-                    }
-                    if value.is_ascii_alphanumeric() || b"-._~".contains(&value) {
-                        out.push(char::from(value));
-                    } else {
-                        push_escape(out, value);
-                    }
-                    index += 3;
-                    continue;
+            if byte == b'%' {
+                let value = unescape(&bytes[index..]).ok_or(PathError::Malformed)?;
+                match value {
+                    0 => return Err(PathError::Nul),
+                    // Encoded line breaks and other controls have no use in a path, and end up
+                    // in logs and `Location` headers once an app decodes them.
+                    1..=0x1f | 0x7f => return Err(PathError::Malformed),
+                    b'\\' => return Err(PathError::Backslash),
+                    b'/' => needs.encoded_slashes = true,
+                    b';' => needs.matrix_params = true,
+                    _ => {}
                 }
-                b'\\' => return Err(PathError::Backslash),
-                0..=0x20 | 0x7f => return Err(PathError::Malformed),
-                0x80..=0xff => push_escape(out, byte),
-                _ => out.push(char::from(byte)),
+                match CLASSES[usize::from(value)] {
+                    Class::Plain => out.push(char::from(value)),
+                    Class::Escaped | Class::Structural => push_escape(out, value),
+                }
+                index += 3;
+                continue;
+            }
+            match CLASSES[usize::from(byte)] {
+                Class::Plain => out.push(char::from(byte)),
+                Class::Escaped if byte == b' ' => return Err(PathError::Malformed),
+                Class::Escaped => push_escape(out, byte),
+                Class::Structural if byte == b'\\' => return Err(PathError::Backslash),
+                Class::Structural => return Err(PathError::Malformed),
             }
             index += 1;
+        }
+        // An app that decodes `%2F` (Tomcat with `encodedSolidusHandling=decode`) would read
+        // `..%2F` as a step up: never acceptable, whatever the upstream allows.
+        if name.contains("%2F") && name.split("%2F").any(|piece| matches!(piece, "." | "..")) {
+            return Err(PathError::EncodedDotSegment);
         }
         Ok(Self { name, params })
     }

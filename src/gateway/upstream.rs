@@ -210,13 +210,15 @@ impl UpstreamTable {
     }
 }
 
-/// The host of a `Host` value or authority, without port, in lower case (copied only when it
-/// has upper-case letters).
+/// The host of a `Host` value or authority, without port or trailing dot, in lower case
+/// (copied only when it has upper-case letters).
 pub fn request_host(raw: &str) -> Cow<'_, str> {
     let host = match raw.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
         None => raw.rsplit_once(':').map_or(raw, |(host, _)| host),
     };
+    // `app.example.` is `app.example` (the root label), and must choose the same upstream.
+    let host = host.strip_suffix('.').unwrap_or(host);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
     } else {

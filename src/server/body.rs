@@ -2,7 +2,7 @@
 //! (`server.body_read_timeout` between chunks), and a response body that tells its connection
 //! a request is still open (for the idle timeout).
 
-use std::future::Future as _;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
+use tokio_util::task::TaskTracker;
 
 /// The client stopped sending a request body for longer than `server.body_read_timeout`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -32,20 +34,24 @@ impl BodyTimeout {
     }
 }
 
-/// A request body that fails with [`BodyTimeout`] when no chunk arrives for `timeout`, so a
-/// client that declares a body and stalls cannot hold a connection (and an upstream one) open.
+/// A request body that fails with [`BodyTimeout`] when the client sends nothing for `timeout`
+/// while it is being read, so a client that declares a body and stalls cannot hold a
+/// connection (and an upstream one) open. Time the reader spends elsewhere (an upstream slow
+/// to take the body) does not count against the client.
 #[derive(Debug)]
 pub struct TimedBody<B> {
     inner: B,
     timeout: Duration,
-    /// Created at the first wait, reset after each chunk.
+    /// Created at the first wait, and re-armed at the start of each later one.
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Whether `sleep` runs for the current wait.
+    waiting: bool,
 }
 
 impl<B> TimedBody<B> {
-    /// `inner`, allowed at most `timeout` between chunks.
+    /// `inner`, allowed at most `timeout` of silence at a time.
     pub fn new(inner: B, timeout: Duration) -> Self {
-        Self { inner, timeout, sleep: None }
+        Self { inner, timeout, sleep: None, waiting: false }
     }
 }
 
@@ -64,14 +70,17 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some(sleep) = &mut this.sleep {
-                    sleep.as_mut().reset(Instant::now() + this.timeout);
-                }
+                this.waiting = false;
                 Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
             }
             Poll::Pending => {
-                let timeout = this.timeout;
-                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let deadline = Instant::now() + this.timeout;
+                let sleep =
+                    this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.waiting {
+                    this.waiting = true;
+                    sleep.as_mut().reset(deadline);
+                }
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
                     Poll::Pending => Poll::Pending,
@@ -90,23 +99,38 @@ where
 }
 
 /// What a connection has open: requests whose responses are not finished, and when the last
-/// one finished (for the idle timeout).
+/// one finished (for the idle timeout); and its slot among `server.max_connections`, held
+/// until the connection and anything it was upgraded into have ended.
 #[derive(Debug)]
 pub struct Activity {
     open: AtomicUsize,
     started: Instant,
     /// Milliseconds after `started` when the last open request finished.
     last_done_ms: AtomicU64,
+    _slot: Option<OwnedSemaphorePermit>,
+    tasks: TaskTracker,
 }
 
 impl Activity {
-    /// A connection that starts now, with nothing open.
-    pub fn new() -> Arc<Self> {
+    /// A connection that starts now, with nothing open, holding `slot`; tasks it outlives
+    /// itself with are tracked by `tasks`.
+    pub fn new(slot: Option<OwnedSemaphorePermit>, tasks: TaskTracker) -> Arc<Self> {
         Arc::new(Self {
             open: AtomicUsize::new(0),
             started: Instant::now(),
             last_done_ms: AtomicU64::new(0),
+            _slot: slot,
+            tasks,
         })
+    }
+
+    /// Runs `task` on the connection's behalf: the slot stays taken until it ends.
+    pub fn spawn(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
+        let hold = Arc::clone(self);
+        self.tasks.spawn(async move {
+            task.await;
+            drop(hold);
+        });
     }
 
     /// Notes a request; it stays open until the guard (moved into its response body) drops.
@@ -197,10 +221,17 @@ mod tests {
         let stream = tokio_stream_from(receiver);
         let mut body = TimedBody::new(StreamBody::new(stream), Duration::from_millis(500));
         for _ in 0..3 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            sender.send(Ok(Frame::data(Bytes::from_static(b"x")))).await.unwrap();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                sender.send(Ok(Frame::data(Bytes::from_static(b"x")))).await.unwrap();
+            });
             assert!(body.frame().await.unwrap().is_ok(), "a chunk every 300 ms keeps it going");
         }
+        // A reader that pauses (an upstream slow to take the body) is not the client's fault.
+        sender.send(Ok(Frame::data(Bytes::from_static(b"y")))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(body.frame().await.unwrap().is_ok(), "the chunk waiting is read");
         let error = body.frame().await.unwrap().unwrap_err();
         assert!(error.is::<BodyTimeout>(), "{error}");
     }
@@ -213,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_is_idle_only_with_nothing_open() {
-        let activity = Activity::new();
+        let activity = Activity::new(None, TaskTracker::new());
         let open = activity.open();
         let idle = activity.idle_for(Duration::from_millis(100));
         tokio::pin!(idle);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::body::{Activity, TrackedBody};
 use super::front::Serve;
 use super::peer::Peer;
+use crate::error::ErrorCode;
 
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,11 +39,22 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
 }
 
-/// What the loop answers a connection over the limit with (plain HTTP only: a TLS client is
-/// simply closed, since answering needs a handshake the limit exists to avoid).
-const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
-content-type: application/json\r\ncontent-length: 74\r\nretry-after: 1\r\n\r\n\
-{\"error\":\"overloaded\",\"message\":\"Too many connections, try again shortly\"}";
+/// What the loop answers a connection over the limit with, in the API's error format (plain
+/// HTTP only: a TLS client is simply closed, since answering needs a handshake the limit
+/// exists to avoid).
+fn over_limit() -> Vec<u8> {
+    let body = serde_json::json!({
+        "error": ErrorCode::Overloaded.as_str(),
+        "message": "Too many connections, try again shortly",
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// Accepts connections until `shutdown`, serving `service` on each; connections are tracked by
 /// `connections` so that shutdown can wait for them.
@@ -67,6 +79,7 @@ pub async fn serve<S: Serve>(
         .keep_alive_timeout(HTTP2_PING);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let over_limit = over_limit();
     let mut refused: u64 = 0;
     loop {
         let (stream, addr) = tokio::select! {
@@ -87,13 +100,17 @@ pub async fn serve<S: Serve>(
             if refused.is_power_of_two() {
                 tracing::warn!(refused, "refused a connection: server.max_connections are open");
             }
-            refuse(&stream, tls.is_some());
+            if tls.is_none() {
+                // Written without waiting: a full socket buffer just means the client gets a
+                // reset instead.
+                let _ = stream.try_write(&over_limit);
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer::new(addr, tls.is_some());
+        let activity = Activity::new(Some(slot), connections.clone());
+        let peer = Peer::new(addr, tls.is_some()).on(Arc::clone(&activity));
         let handler = Arc::clone(&service);
-        let activity = Activity::new();
         let tracked = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(peer.clone());
@@ -109,7 +126,6 @@ pub async fn serve<S: Serve>(
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let _slot = slot;
             let io = match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -146,13 +162,5 @@ pub async fn serve<S: Serve>(
                 tracing::debug!(%addr, %error, "connection ended with an error");
             }
         });
-    }
-}
-
-/// Turns away a connection over `server.max_connections`: a 503 on plain HTTP, written
-/// without waiting (a full socket buffer just means the client gets a reset), then closed.
-fn refuse(stream: &TcpStream, tls: bool) {
-    if !tls {
-        let _ = stream.try_write(OVER_LIMIT);
     }
 }

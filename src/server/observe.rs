@@ -74,8 +74,9 @@ impl Observer {
         Self { metrics, base_path: base_path.into(), ids: Arc::new(RequestIds::new()), hsts: None }
     }
 
-    /// Sends `Strict-Transport-Security: <hsts>` on every response that does not set its own
-    /// (the public URL is https, so browsers should never come back over plain HTTP).
+    /// Sends `Strict-Transport-Security: <hsts>` on every response, replacing an app's own (the
+    /// public URL is https, so browsers should never come back over plain HTTP, and an app
+    /// must not be able to switch that off with `max-age=0`).
     #[must_use]
     pub fn with_hsts(mut self, hsts: Option<HeaderValue>) -> Self {
         self.hsts = hsts;
@@ -143,7 +144,7 @@ impl Observer {
         let headers = response.headers_mut();
         headers.insert(X_REQUEST_ID, id);
         if let Some(hsts) = &self.hsts {
-            headers.entry(http::header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
+            headers.insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         if class != RouteClass::Proxy {
             // Proxied answers are the app's; every error and redirect of our own on the proxy

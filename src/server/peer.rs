@@ -1,12 +1,15 @@
 //! The connection a request came in on, and the client address believed for it.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
+use super::body::Activity;
+
 /// The TCP peer and listener kind, put into every request's extensions by the accept loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// Remote address of the connection.
     pub addr: SocketAddr,
@@ -14,6 +17,9 @@ pub struct Peer {
     pub tls: bool,
     /// The peer's IP as a header value, rendered once per connection for `X-Forwarded-For`.
     pub ip_header: HeaderValue,
+    /// The connection's slot and tasks, for a connection that outlives its HTTP exchange (an
+    /// upgrade to WebSocket).
+    connection: Option<Arc<Activity>>,
 }
 
 impl Peer {
@@ -23,7 +29,25 @@ impl Peer {
         // An IP address is always a valid header value.
         let ip_header =
             HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { addr, tls, ip_header }
+        Self { addr, tls, ip_header, connection: None }
+    }
+
+    /// The same peer, on a connection the accept loop tracks.
+    #[must_use]
+    pub fn on(mut self, connection: Arc<Activity>) -> Self {
+        self.connection = Some(connection);
+        self
+    }
+
+    /// Runs `task` (an upgraded connection's traffic) as part of this connection: it keeps the
+    /// connection's slot under `server.max_connections` and is waited for at shutdown.
+    pub fn spawn_upgraded(&self, task: impl Future<Output = ()> + Send + 'static) {
+        match &self.connection {
+            Some(connection) => connection.spawn(task),
+            None => {
+                tokio::spawn(task);
+            }
+        }
     }
 }
 
@@ -53,8 +77,10 @@ pub fn client_ip(peer: &Peer, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr 
     peer_ip
 }
 
-/// Whether `ip` is a configured trusted proxy.
+/// Whether `ip` is a configured trusted proxy (an IPv4-mapped IPv6 address, as a dual-stack
+/// listener sees IPv4 peers, counts as its IPv4 address).
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = canonical(ip);
     trusted.iter().any(|net| net.contains(&ip))
 }
 
@@ -110,5 +136,7 @@ mod tests {
             client_ip(&peer("::ffff:192.0.2.1"), &HeaderMap::new(), &[]),
             "192.0.2.1".parse::<IpAddr>().unwrap()
         );
+        let loopback: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        assert!(is_trusted("::ffff:127.0.0.1".parse().unwrap(), &loopback), "dual-stack");
     }
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis::config::raw::RawUpstream;
@@ -34,6 +35,16 @@ on_unauthenticated = "401"
 path = "/cache/*"
 methods = ["PURGE"]
 access = "deny"
+[[routes]]
+path = "/reports/*"
+methods = ["GET"]
+access = "deny"
+[[routes]]
+path = "/odata/$batch"
+access = "deny"
+[[routes]]
+path = "/ws"
+access = "public"
 "#;
 
 /// `GET target` over a raw connection, with `headers`.
@@ -77,8 +88,11 @@ async fn paths_with_more_than_one_meaning_are_refused_before_any_rule() {
     // app to another.
     assert_eq!(get(&app, "//auth/me", &[&cookie]).await.status, 400);
     assert_eq!(get(&app, "/x/../auth/me", &[&cookie]).await.status, 400);
+    assert_eq!(get(&app, "/admin%+1", &[&cookie]).await.status, 400, "not an escape");
     // What has one meaning is resolved, and decided as resolved.
     assert_eq!(get(&app, "/public/../admin/x", &[&cookie]).await.status, 403);
+    assert_eq!(get(&app, "/odata/%24batch", &[&cookie]).await.status, 403, "%24 is `$`");
+    assert_eq!(get(&app, "/odata/$batch", &[&cookie]).await.status, 403);
     assert_eq!(get(&app, "/public/%2e%2e/internal/x", &[]).await.status, 403);
     let echoed = get(&app, "/public/caf%c3%a9/./x", &[]).await.echoed();
     assert_eq!(echoed.path, "/public/caf%C3%A9/x", "forwarded as decided");
@@ -119,6 +133,10 @@ async fn an_upstream_may_opt_into_matrix_parameters_or_encoded_slashes() {
     assert_eq!((echoed.upstream.as_str(), echoed.path.as_str()), ("files", "/files/a%2Fb"));
     assert_eq!(get(&app, "/other/a%2Fb", &[&cookie]).await.status, 400);
     assert_eq!(get(&app, "/files/a;b", &[&cookie]).await.status, 400);
+    // A dot segment behind an encoded slash is refused even there: an app that decodes `%2F`
+    // after all would step up.
+    assert_eq!(get(&app, "/files/..%2Fsecret", &[&cookie]).await.status, 400);
+    assert_eq!(get(&app, "/files/a%2F..%2F..%2Fb", &[&cookie]).await.status, 400);
 }
 
 #[tokio::test]
@@ -155,14 +173,21 @@ async fn standard_methods_match_in_any_case_and_reach_the_app_upper_case() {
         let response = send(method, "/api/items", &reader).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} with a read-only key");
     }
+    let head = send("HEAD", "/reports/x", &writer).await;
+    assert_eq!(head.status(), StatusCode::FORBIDDEN, "a rule on GET covers HEAD");
     let allowed = send("delete", "/api/items", &writer).await;
     assert_eq!(allowed.status(), 200);
     assert_eq!(allowed.json::<Echoed>().await.unwrap().method, "DELETE");
-    // An extension method matches only a rule that names it exactly.
+    // An extension method matches only a rule that names it; one not in upper case is
+    // refused, since frameworks upper-case it and would run `PURGE` past the rule.
     assert_eq!(send("PURGE", "/cache/x", &writer).await.status(), StatusCode::FORBIDDEN);
-    let other = send("purge", "/cache/x", &writer).await;
-    assert_eq!(other.status(), 200, "`purge` is not `PURGE`: the fallback rule decides");
-    assert_eq!(other.json::<Echoed>().await.unwrap().method, "purge");
+    for method in ["purge", "Purge"] {
+        let response = send(method, "/cache/x", &writer).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{method}");
+    }
+    let other = send("MKCOL", "/dav/x", &writer).await;
+    assert_eq!(other.status(), 200, "an extension method no rule names: the path's rule");
+    assert_eq!(other.json::<Echoed>().await.unwrap().method, "MKCOL");
 }
 
 #[tokio::test]
@@ -219,6 +244,41 @@ async fn every_credential_of_ours_is_cut_whichever_one_identified_the_request() 
         .await
         .unwrap();
     assert_eq!(echoed.query.as_deref(), Some("room=1&b=2"), "the ticket is cut from the query");
+    let echoed: Echoed = ada
+        .get(app.url(&format!("/x?access%5Ftoken={ticket}&b=2")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed.query.as_deref(), Some("b=2"), "an encoded name is the same parameter");
+
+    // `Authorization` is a single header: two are refused, so none can slip past beside another.
+    let two = get(
+        &app,
+        "/x",
+        &["Authorization: Basic YTpi", &format!("Authorization: Bearer {bobs_key}")],
+    )
+    .await;
+    assert_eq!((two.status, two.error().as_str()), (400, "invalid_request"));
+    let tab = crate::support::http()
+        .get(app.url("/x"))
+        .header("authorization", format!("Bearer\t{bobs_key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tab.json::<Echoed>().await.unwrap().header("authorization"), None);
+
+    // An app cookie that is not UTF-8 hides neither Ada's session nor its removal.
+    let ada_cookie = app.session_cookie(&app.client(), "ada2@example.com").await;
+    let mut request =
+        format!("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nCookie: {ada_cookie}; pref=")
+            .into_bytes();
+    request.extend_from_slice("café\r\n\r\n".as_bytes());
+    let echoed = raw::exchange(app.running().http_addr().unwrap(), &request).await.echoed();
+    assert_eq!(echoed.header("x-auth-email"), Some("ada2@example.com"));
+    assert_eq!(echoed.header("cookie"), Some("pref=café"));
     // Another issuer's token is the app's business.
     let foreign = "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodHRwczovL290aGVyLmV4YW1wbGUifQ.c2ln";
     let echoed: Echoed =
@@ -319,7 +379,19 @@ async fn a_request_has_one_host_and_strangers_cannot_name_the_path() {
         .await;
     let echoed = get(&trusting, "/public/x", &routing).await.echoed();
     assert_eq!(echoed.header("x-forwarded-prefix"), Some("/admin"));
-    assert_eq!(echoed.header("x-original-url"), Some("/admin/x"));
+    assert_eq!(echoed.header("x-forwarded-server"), Some("evil"));
+    // A header naming another path or method is never the app's to follow: the decision was
+    // made on the request's own.
+    for name in ["x-original-url", "x-rewrite-url", "x_original_url"] {
+        assert!(!echoed.headers.contains_key(name), "{name} from a trusted proxy");
+    }
+    let overrides =
+        ["X-HTTP-Method-Override: DELETE", "X-Method-Override: DELETE", "X-HTTP-Method: DELETE"];
+    let echoed = get(&trusting, "/public/x", &overrides).await.echoed();
+    assert_eq!(echoed.method, "GET");
+    for name in ["x-http-method-override", "x-method-override", "x-http-method"] {
+        assert!(!echoed.headers.contains_key(name), "{name}");
+    }
 }
 
 #[tokio::test]
@@ -377,6 +449,18 @@ async fn idle_connections_are_closed_and_excess_ones_refused() {
     let refused = raw::exchange(addr, b"").await;
     assert_eq!((refused.status, refused.error().as_str()), (503, "overloaded"));
     drop((first, second));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A WebSocket keeps its slot after the upgrade, until it closes.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    socket.send(tokio_tungstenite::tungstenite::Message::text("hi")).await.unwrap();
+    assert!(socket.next().await.is_some());
+    let other = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = raw::exchange(addr, b"").await;
+    assert_eq!(refused.status, 503, "the WebSocket still holds its slot");
+    drop((socket, other));
     // Once they are gone, connections are served again.
     let mut served = 0;
     for _ in 0..50 {
@@ -433,9 +517,9 @@ async fn answers_are_hardened_and_session_cookies_cannot_be_tossed() {
     let seen = as_ada(format!("__Host-portcullis_session={value}")).await;
     assert_eq!(seen.echoed().header("x-auth-email"), Some("ada@example.com"));
     assert!(seen.echoed().header("cookie").is_none(), "our cookie never reaches the app");
-    // Sessions made before the switch keep working under the old name.
-    let seen = as_ada(format!("portcullis_session={value}")).await;
-    assert_eq!(seen.echoed().header("x-auth-email"), Some("ada@example.com"));
+    // A session issued since the switch, planted under the old name, is not read.
+    let planted = as_ada(format!("portcullis_session={value}")).await;
+    assert_eq!(planted.status, 401, "{}", planted.body);
     // A sibling subdomain can plant only the old name; the prefixed cookie wins over it.
     let seen =
         as_ada(format!("portcullis_session=v1.planted; __Host-portcullis_session={value}")).await;
@@ -456,4 +540,28 @@ async fn answers_are_hardened_and_session_cookies_cannot_be_tossed() {
     // And there is no HSTS over a plain http public URL.
     let response = plain.client().get(plain.url("/auth/providers")).send().await.unwrap();
     assert!(response.headers().get("strict-transport-security").is_none());
+}
+
+#[tokio::test]
+async fn sessions_from_before_the_host_prefix_keep_their_old_cookie_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let mut before = TestApp::builder().routes(ROUTES).database(&database).spawn().await;
+    let client = before.client();
+    let old = before.session_cookie(&client, "ada@example.com").await;
+    assert!(old.starts_with("portcullis_session="), "{old}");
+    before.stop().await;
+
+    let after = TestApp::builder()
+        .routes(ROUTES)
+        .database(&database)
+        .config(|raw| raw.server.public_url = Some("https://app.example".into()))
+        .spawn()
+        .await;
+    let headers = [format!("Cookie: {old}"), "Accept: application/json".to_owned()];
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let seen = get(&after, "/dashboard", &headers).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.echoed().header("x-auth-email"), Some("ada@example.com"));
+    assert!(seen.echoed().header("cookie").is_none(), "the old name is ours too");
 }

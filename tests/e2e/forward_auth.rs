@@ -51,6 +51,7 @@ async fn seen(browser: &Client, proxy: &Proxy, path: &str) -> Echoed {
         .header("x-auth-roles", "admin")
         .header("x-auth-org-id", "00000000-0000-0000-0000-000000000000")
         .header("x-auth-assertion", "forged")
+        .header("x_auth_roles", "admin")
         .send()
         .await
         .unwrap();
@@ -84,7 +85,7 @@ async fn sign_in_and_browse(proxy: &Proxy, public_url: &str) {
     assert_eq!(app.path, "/dashboard");
     assert_eq!(app.header("x-auth-email"), Some("ada@example.com"));
     assert_eq!(app.header("x-auth-method"), Some("session"));
-    for spoofed in ["x-auth-roles", "x-auth-org-id"] {
+    for spoofed in ["x-auth-roles", "x-auth-org-id", "x_auth_roles"] {
         let value = app.headers.get(spoofed).and_then(|values| values.first());
         assert!(value.is_none_or(|value| value.is_empty()), "{spoofed} reached the app: {value:?}");
     }
@@ -148,12 +149,21 @@ async fn spoofed_originals_are_not_believed(proxy: &Proxy) {
 }
 
 /// A signed-in user without the admin role, asking for an admin path whose query holds raw
-/// UTF-8 (as a browser may send it, and nginx passes it on in `$request_uri`).
+/// UTF-8 (as a browser may send it, and nginx passes it on in `$request_uri`), and for paths
+/// that reach /admin only once `..` is resolved.
 async fn raw_utf8_is_decided_not_defaulted(app: &TestApp, proxy: &Proxy) {
     let client = app.client();
     let cookie = app.session_cookie(&client, "eve@example.com").await;
     let addr = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
     let cookie = format!("Cookie: {cookie}");
+    for path in ["/admin/../public/x", "/admin/%2e%2e/public/x", "/admin//../dashboard"] {
+        let response =
+            raw::request(addr, "GET", path.as_bytes(), &[&cookie, "Host: 127.0.0.1"]).await;
+        if response.status == 200 {
+            let seen = response.echoed();
+            assert!(!seen.path.starts_with("/admin"), "{path} reached the app as {}", seen.path);
+        }
+    }
     let response =
         raw::request(addr, "GET", "/admin/users?q=é".as_bytes(), &[&cookie, "Host: 127.0.0.1"])
             .await;
@@ -229,12 +239,18 @@ async fn verify_fails_closed() {
         async move { request.send().await.unwrap() }
     };
     let get = ("x-original-method", "GET");
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 9] = [
         (&[get], "URI is missing"),
         (&[("x-original-uri", "/dashboard")], "method is missing"),
         (&[("x-original-uri", "/public/x"), ("x-forwarded-uri", "/admin/x"), get], "different"),
         (&[("x-original-uri", "dashboard"), get], "cannot be parsed"),
-        (&[("x-original-uri", "/public/..;/admin/x"), get], "parameters"),
+        (&[("x-original-uri", "/public/..;/admin/x"), get], "normal form"),
+        // The proxy forwards the path as sent: an app that does not resolve `..` the way
+        // Portcullis does (Express mounts) would route it under /admin.
+        (&[("x-original-uri", "/admin/../public/x"), get], "normal form"),
+        (&[("x-original-uri", "/admin/%2e%2e/public/x"), get], "normal form"),
+        (&[("x-original-uri", "/admin//../dashboard"), get], "normal form"),
+        (&[("x-original-uri", "/dashboard"), ("x-original-method", "mkcol")], "upper case"),
     ];
     for (headers, message) in cases {
         let response = verify(headers).await;
@@ -252,6 +268,12 @@ async fn verify_fails_closed() {
     assert_eq!(verifier.verify(assertion).await.unwrap().aud, "dashboard");
     let denied = verify(&[("x-original-uri", "/admin/x"), get]).await;
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    // Escapes in another case of hex digits are the same path; the auth prefix of a request
+    // the proxy asks about is the app's own path, decided like any other.
+    let hex = verify(&[("x-original-uri", "/caf%c3%a9"), get]).await;
+    assert_eq!(hex.status(), StatusCode::OK);
+    let app_auth = verify(&[("x-original-uri", "/auth/me"), get]).await;
+    assert_eq!(app_auth.status(), StatusCode::OK);
 
     // Not from a trusted proxy: nothing it says about the original request is believed.
     let untrusting = TestApp::builder().routes(ROUTES).spawn().await;

@@ -27,6 +27,11 @@ fn paths_with_one_meaning_are_normalized() {
         ("/caf%c3%a9", "/caf%C3%A9"),
         ("/café", "/caf%C3%A9"),
         ("/a%20b", "/a%20b"),
+        ("/odata/%24batch", "/odata/$batch"),
+        ("/jobs%3apurge", "/jobs:purge"),
+        ("/a%2b%40b", "/a+@b"),
+        ("/a%25%3F%23b", "/a%25%3F%23b"),
+        ("/a\"b{c}", "/a%22b%7Bc%7D"),
         ("/", "/"),
         ("/..", "/"),
         ("/a/", "/a/"),
@@ -52,6 +57,9 @@ fn paths_without_one_meaning_are_refused() {
         ("/public/..%5Cadmin/x", PathError::Backslash),
         ("/public/..%5cadmin/x", PathError::Backslash),
         ("/admin%00.css", PathError::Nul),
+        ("/admin%+1", PathError::Malformed),
+        ("/x%+a", PathError::Malformed),
+        ("/x%0a", PathError::Malformed),
     ];
     for (input, expected) in cases {
         assert_eq!(normalize_path(input), Err(expected), "{input}");
@@ -61,11 +69,15 @@ fn paths_without_one_meaning_are_refused() {
 #[test]
 fn encoded_slashes_and_parameters_need_the_upstream_to_opt_in() {
     let strict = PathOptions::default();
-    let slashes = normalize_path("/public/..%2Fadmin/x").unwrap();
-    assert_eq!(slashes.forward(), "/public/..%2Fadmin/x", "one segment, kept encoded");
+    let slashes = normalize_path("/files/a%2fb/x").unwrap();
+    assert_eq!(slashes.forward(), "/files/a%2Fb/x", "one segment, kept encoded");
     assert_eq!(strict.permit(slashes.needs()), Err(PathError::EncodedSlash));
     let allowed = PathOptions { encoded_slashes: true, ..strict };
     assert_eq!(allowed.permit(slashes.needs()), Ok(()));
+
+    // A dot segment behind an encoded slash: refused whatever the upstream allows.
+    assert_eq!(normalize_path("/public/..%2Fadmin/x"), Err(PathError::EncodedDotSegment));
+    assert_eq!(normalize_path("/a%2F.%2Fb"), Err(PathError::EncodedDotSegment));
 
     let params = normalize_path("/public/..;/admin/x").unwrap();
     assert_eq!(strict.permit(params.needs()), Err(PathError::MatrixParams));

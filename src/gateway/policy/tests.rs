@@ -149,7 +149,11 @@ methods = ["post", "PUT", "Patch", "DELETE"]
 scopes = ["write"]
 [[routes]]
 path = "/cache/*"
-methods = ["PURGE"]
+methods = ["purge"]
+access = "deny"
+[[routes]]
+path = "/reports/*"
+methods = ["GET"]
 access = "deny"
 "#,
     );
@@ -165,10 +169,19 @@ access = "deny"
     assert_eq!(canonical_method(&Method::GET), None);
     assert_eq!(canonical_method(&Method::from_bytes(b"purge").unwrap()), None);
     assert_eq!(
+        check(&t, "HEAD", "/reports/x", &reader),
+        Err(Denial::Forbidden(Forbidden::RouteDenied)),
+        "a rule on GET covers HEAD"
+    );
+    assert_eq!(
         check(&t, "PURGE", "/cache/x", &reader),
         Err(Denial::Forbidden(Forbidden::RouteDenied))
     );
-    assert_eq!(check(&t, "purge", "/cache/x", &reader), Ok(true), "falls to the fallback");
+    assert_eq!(
+        check(&t, "PURGE", "/cache/x", &reader),
+        Err(Denial::Forbidden(Forbidden::RouteDenied)),
+        "rules name methods in any case"
+    );
 }
 
 #[test]

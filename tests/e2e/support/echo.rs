@@ -132,6 +132,12 @@ async fn handle(
             .headers_mut()
             .append("set-cookie", "portcullis_session=v1.fixated; Path=/".parse().unwrap());
         response.headers_mut().append("set-cookie", "app_pref=dark; Path=/".parse().unwrap());
+        // Nameless, and with a byte that is not UTF-8: both must be caught as ours.
+        let nameless = "=portcullis_session=v1.fixated; Path=/".parse().unwrap();
+        response.headers_mut().append("set-cookie", nameless);
+        let binary =
+            http::HeaderValue::from_bytes(b"portcullis_session=v1.fixated; X=\xe9").unwrap();
+        response.headers_mut().append("set-cookie", binary);
     }
     Ok(response)
 }
