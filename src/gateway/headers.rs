@@ -159,8 +159,8 @@ pub struct HeaderNames {
     method: Vec<HeaderName>,
     assertion: Vec<HeaderName>,
     locale: Vec<HeaderName>,
-    /// Normalized names (besides the `x-auth-` prefix) stripped from client requests.
-    strip: Vec<String>,
+    /// Every normalized name [`Self::classify`] recognises (besides the `x-auth-` prefix).
+    known: Vec<(String, ProxyHeader)>,
     /// First bytes of every name [`Self::classify`] can recognise, so that most headers are
     /// passed over after one lookup.
     first_bytes: [bool; 256],
@@ -193,21 +193,30 @@ impl HeaderNames {
             *names.field_mut(field).ok_or_else(|| format!("unknown header field `{field}`"))? =
                 vec![header];
         }
-        names.strip = names
+        let identity = names
             .all()
             .map(|name| normalize(name.as_str()))
             .chain(OAUTH2_PROXY_NAMES.iter().map(|name| (*name).to_owned()))
             .filter(|name| !name.starts_with(OWN_PREFIX))
+            .map(|name| (name, ProxyHeader::Identity));
+        let fixed = |list: &'static [&'static str], kind| {
+            list.iter().map(move |name| ((*name).to_owned(), kind))
+        };
+        names.known = identity
+            .chain(fixed(OVERRIDE_NAMES, ProxyHeader::Override))
+            .chain(fixed(ROUTING_NAMES, ProxyHeader::Routing))
             .collect();
-        names.strip.sort();
-        names.strip.dedup();
+        // Identity first among equal names (renaming to a routing name is refused anyway).
+        names.known.sort_by(|(a, kind_a), (b, kind_b)| {
+            a.cmp(b)
+                .then((*kind_a != ProxyHeader::Identity).cmp(&(*kind_b != ProxyHeader::Identity)))
+        });
+        names.known.dedup_by(|later, earlier| later.0 == earlier.0);
         names.first_bytes = [false; 256];
         let firsts = names
-            .strip
+            .known
             .iter()
-            .map(String::as_str)
-            .chain(ROUTING_NAMES.iter().copied())
-            .chain(OVERRIDE_NAMES.iter().copied())
+            .map(|(name, _)| name.as_str())
             .chain([OWN_PREFIX])
             .filter_map(|name| name.bytes().next());
         for first in firsts {
@@ -234,7 +243,7 @@ impl HeaderNames {
             method: one("x-auth-method"),
             assertion: one("x-auth-assertion"),
             locale: Vec::new(),
-            strip: Vec::new(),
+            known: Vec::new(),
             first_bytes: [false; 256],
         }
     }
@@ -381,20 +390,18 @@ impl HeaderNames {
     pub fn classify(&self, name: &HeaderName) -> Option<ProxyHeader> {
         let name = name.as_str();
         let first = name.bytes().next()?;
-        // Fast path: most headers start with a byte no name of ours starts with (`_` cannot
-        // start one we strip; HeaderName is lower case already).
+        // Fast path: most headers start with a byte no name we know starts with (HeaderName is
+        // lower case already; a leading `_` is marked where a known name starts with `-`).
         if !self.first_bytes[usize::from(first)] {
             return None;
         }
         let normal: std::borrow::Cow<'_, str> =
             if name.contains('_') { normalize(name).into() } else { name.into() };
-        if normal.starts_with(OWN_PREFIX) || self.strip.iter().any(|n| *n == *normal) {
+        if normal.starts_with(OWN_PREFIX) {
             return Some(ProxyHeader::Identity);
         }
-        if OVERRIDE_NAMES.contains(&&*normal) {
-            return Some(ProxyHeader::Override);
-        }
-        ROUTING_NAMES.contains(&&*normal).then_some(ProxyHeader::Routing)
+        // A short list, compared by length first: faster than a binary search of strings.
+        self.known.iter().find(|(known, _)| *known == *normal).map(|(_, kind)| *kind)
     }
 
     /// The assertion header names (for the assertion signer).

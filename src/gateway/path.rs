@@ -140,38 +140,47 @@ pub fn normalize_path(path: &str) -> Result<NormalPath<'_>, PathError> {
         });
     }
     let mut needs = PathOptions::default();
-    let mut kept: Vec<Segment> = Vec::new();
+    let mut out = String::with_capacity(path.len() + 8);
+    // Segments kept so far, contiguous in `out`: where each starts (at its `/`), where its
+    // name ends and its `;` parameters begin, and where it ends.
+    let mut kept: Vec<(usize, usize, usize)> = Vec::new();
     let mut trailing = false;
     for raw in path[1..].split('/') {
-        let segment = Segment::decode(raw, &mut needs)?;
-        trailing = matches!(segment.name.as_str(), "" | "." | "..");
-        match segment.name.as_str() {
-            "" | "." => {}
-            ".." => {
-                kept.pop();
+        let start = out.len();
+        out.push('/');
+        let name_end = decode_segment(raw, &mut out, &mut needs)?;
+        let dots = match &out[start + 1..name_end] {
+            "" | "." => Some(false),
+            ".." => Some(true),
+            _ => None,
+        };
+        trailing = dots.is_some();
+        match dots {
+            None => kept.push((start, name_end, out.len())),
+            Some(up) => {
+                out.truncate(start);
+                if up && let Some((previous, _, _)) = kept.pop() {
+                    out.truncate(previous);
+                }
             }
-            _ => kept.push(segment),
         }
     }
-    let join = |with_params: bool| {
-        let mut out = String::with_capacity(path.len() + 8);
-        for segment in &kept {
-            out.push('/');
-            out.push_str(&segment.name);
-            if with_params {
-                out.push_str(&segment.params);
-            }
+    if out.is_empty() || (trailing && !kept.is_empty()) {
+        out.push('/');
+    }
+    let matching = kept.iter().any(|&(_, name_end, end)| name_end != end).then(|| {
+        let mut names = String::with_capacity(out.len());
+        for &(start, name_end, _) in &kept {
+            names.push_str(&out[start..name_end]);
         }
-        if out.is_empty() || (trailing && !kept.is_empty()) {
-            out.push('/');
+        if trailing || names.is_empty() {
+            names.push('/');
         }
-        out
-    };
-    let has_params = kept.iter().any(|segment| !segment.params.is_empty());
-    let forward = join(true);
+        names
+    });
     // Already normal after all (an escape that stays an escape): keep the request's own.
-    let forward = if forward == path { Cow::Borrowed(path) } else { Cow::Owned(forward) };
-    Ok(NormalPath { forward, matching: has_params.then(|| join(false)), needs })
+    let forward = if out == path { Cow::Borrowed(path) } else { Cow::Owned(out) };
+    Ok(NormalPath { forward, matching, needs })
 }
 
 /// What a byte of a path is to normalization.
@@ -238,64 +247,62 @@ fn unescape(bytes: &[u8]) -> Option<u8> {
     }
 }
 
-/// One decoded segment: its name (what rules match) and its `;` parameters (forwarded as sent).
-#[derive(Debug)]
-struct Segment {
-    name: String,
-    params: String,
-}
-
-impl Segment {
-    fn decode(raw: &str, needs: &mut PathOptions) -> Result<Self, PathError> {
-        let bytes = raw.as_bytes();
-        let mut name = String::with_capacity(raw.len());
-        let mut params = String::new();
-        let mut index = 0;
-        while index < bytes.len() {
-            let byte = bytes[index];
-            if byte == b';' {
-                // Everything from the first `;` on is parameters, forwarded as sent.
-                needs.matrix_params = true;
-                params.push(';');
-                index += 1;
-                continue;
-            }
-            let out = if params.is_empty() { &mut name } else { &mut params };
-            if byte == b'%' {
-                let value = unescape(&bytes[index..]).ok_or(PathError::Malformed)?;
-                match value {
-                    0 => return Err(PathError::Nul),
-                    // Encoded line breaks and other controls have no use in a path, and end up
-                    // in logs and `Location` headers once an app decodes them.
-                    1..=0x1f | 0x7f => return Err(PathError::Malformed),
-                    b'\\' => return Err(PathError::Backslash),
-                    b'/' => needs.encoded_slashes = true,
-                    b';' => needs.matrix_params = true,
-                    _ => {}
-                }
-                match CLASSES[usize::from(value)] {
-                    Class::Plain => out.push(char::from(value)),
-                    Class::Escaped | Class::Structural => push_escape(out, value),
-                }
-                index += 3;
-                continue;
-            }
-            match CLASSES[usize::from(byte)] {
-                Class::Plain => out.push(char::from(byte)),
-                Class::Escaped if byte == b' ' => return Err(PathError::Malformed),
-                Class::Escaped => push_escape(out, byte),
-                Class::Structural if byte == b'\\' => return Err(PathError::Backslash),
-                Class::Structural => return Err(PathError::Malformed),
-            }
+/// Appends the normal form of one raw segment to `out` and returns where its name ends: what
+/// follows, from the first `;`, is its parameters (forwarded as sent, not matched).
+fn decode_segment(
+    raw: &str,
+    out: &mut String,
+    needs: &mut PathOptions,
+) -> Result<usize, PathError> {
+    let start = out.len();
+    let bytes = raw.as_bytes();
+    let mut name_end = None;
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte == b';' {
+            needs.matrix_params = true;
+            name_end.get_or_insert(out.len());
+            out.push(';');
             index += 1;
+            continue;
         }
-        // An app that decodes `%2F` (Tomcat with `encodedSolidusHandling=decode`) would read
-        // `..%2F` as a step up: never acceptable, whatever the upstream allows.
-        if name.contains("%2F") && name.split("%2F").any(|piece| matches!(piece, "." | "..")) {
-            return Err(PathError::EncodedDotSegment);
+        if byte == b'%' {
+            let value = unescape(&bytes[index..]).ok_or(PathError::Malformed)?;
+            match value {
+                0 => return Err(PathError::Nul),
+                // Encoded line breaks and other controls have no use in a path, and end up in
+                // logs and `Location` headers once an app decodes them.
+                1..=0x1f | 0x7f => return Err(PathError::Malformed),
+                b'\\' => return Err(PathError::Backslash),
+                b'/' => needs.encoded_slashes = true,
+                b';' => needs.matrix_params = true,
+                _ => {}
+            }
+            match CLASSES[usize::from(value)] {
+                Class::Plain => out.push(char::from(value)),
+                Class::Escaped | Class::Structural => push_escape(out, value),
+            }
+            index += 3;
+            continue;
         }
-        Ok(Self { name, params })
+        match CLASSES[usize::from(byte)] {
+            Class::Plain => out.push(char::from(byte)),
+            Class::Escaped if byte == b' ' => return Err(PathError::Malformed),
+            Class::Escaped => push_escape(out, byte),
+            Class::Structural if byte == b'\\' => return Err(PathError::Backslash),
+            Class::Structural => return Err(PathError::Malformed),
+        }
+        index += 1;
     }
+    let name_end = name_end.unwrap_or(out.len());
+    // An app that decodes `%2F` (Tomcat with `encodedSolidusHandling=decode`) would read
+    // `..%2F` as a step up: never acceptable, whatever the upstream allows.
+    let name = &out[start..name_end];
+    if name.contains("%2F") && name.split("%2F").any(|piece| matches!(piece, "." | "..")) {
+        return Err(PathError::EncodedDotSegment);
+    }
+    Ok(name_end)
 }
 
 fn push_escape(out: &mut String, byte: u8) {
@@ -312,18 +319,18 @@ fn push_escape(out: &mut String, byte: u8) {
 /// The segment is a dot segment, or holds `;`, `\`, `%2F`, `%5C`, `%00` or a bad escape.
 pub fn normalize_literal(segment: &str) -> Result<String, PathError> {
     let mut needs = PathOptions::default();
-    let decoded = Segment::decode(segment, &mut needs)?;
-    if needs != PathOptions::default() {
-        return Err(if needs.encoded_slashes {
-            PathError::EncodedSlash
-        } else {
-            PathError::MatrixParams
-        });
+    let mut name = String::with_capacity(segment.len());
+    decode_segment(segment, &mut name, &mut needs)?;
+    if needs.encoded_slashes {
+        return Err(PathError::EncodedSlash);
     }
-    if matches!(decoded.name.as_str(), "" | "." | "..") {
+    if needs.matrix_params {
+        return Err(PathError::MatrixParams);
+    }
+    if matches!(name.as_str(), "" | "." | "..") {
         return Err(PathError::Malformed);
     }
-    Ok(decoded.name)
+    Ok(name)
 }
 
 #[cfg(test)]

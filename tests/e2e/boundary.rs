@@ -52,6 +52,22 @@ async fn get(app: &TestApp, target: &str, headers: &[&str]) -> RawResponse {
     raw::request(app.running().http_addr().unwrap(), "GET", target.as_bytes(), headers).await
 }
 
+/// The JSON answer to `request`.
+async fn json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// A new API key of the signed-in `owner`, with `scopes`.
+async fn api_key(app: &TestApp, owner: &reqwest::Client, scopes: Value) -> String {
+    let csrf = app.csrf(owner).await;
+    let request = owner
+        .post(app.url("/auth/api-keys"))
+        .header("x-csrf-token", csrf)
+        .json(&json!({ "name": "k", "scopes": scopes }));
+    let created: Value = json(request).await;
+    created["key"].as_str().unwrap().to_owned()
+}
+
 /// Gives `email` the global role `admin` (the identity cache is told).
 async fn make_admin(app: &TestApp, email: &str) {
     let state = app.running().state();
@@ -143,26 +159,8 @@ async fn an_upstream_may_opt_into_matrix_parameters_or_encoded_slashes() {
 async fn standard_methods_match_in_any_case_and_reach_the_app_upper_case() {
     let app = TestApp::builder().routes(ROUTES).spawn().await;
     let owner = app.signed_in("ada@example.com").await;
-    let key = |scopes: Value| {
-        let app = &app;
-        let owner = &owner;
-        async move {
-            let csrf = app.csrf(owner).await;
-            let created: Value = owner
-                .post(app.url("/auth/api-keys"))
-                .header("x-csrf-token", csrf)
-                .json(&json!({ "name": "k", "scopes": scopes }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            created["key"].as_str().unwrap().to_owned()
-        }
-    };
-    let reader = key(json!(["read"])).await;
-    let writer = key(json!(["read", "write"])).await;
+    let reader = api_key(&app, &owner, json!(["read"])).await;
+    let writer = api_key(&app, &owner, json!(["read", "write"])).await;
     let send = |method: &'static str, path: &'static str, key: &str| {
         let request = crate::support::http()
             .request(Method::from_bytes(method.as_bytes()).unwrap(), app.url(path))
@@ -196,62 +194,28 @@ async fn every_credential_of_ours_is_cut_whichever_one_identified_the_request() 
     let ada = app.signed_in("ada@example.com").await;
     // Another user's API key and access token, sent beside Ada's cookie.
     let bob = app.signed_in("bob@example.com").await;
-    let csrf = app.csrf(&bob).await;
-    let created: Value = bob
-        .post(app.url("/auth/api-keys"))
-        .header("x-csrf-token", csrf)
-        .json(&json!({ "name": "k", "scopes": ["read"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bobs_key = created["key"].as_str().unwrap().to_owned();
-    let login: Value = crate::support::http()
-        .post(app.url("/auth/login"))
-        .json(&json!({ "email": "bob@example.com", "password": PASSWORD, "mode": "token" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bobs_key = api_key(&app, &bob, json!(["read"])).await;
+    let login: Value = json(
+        crate::support::http()
+            .post(app.url("/auth/login"))
+            .json(&json!({ "email": "bob@example.com", "password": PASSWORD, "mode": "token" })),
+    )
+    .await;
     let bobs_jwt = login["access_token"].as_str().unwrap().to_owned();
-    let ticket: Value = bob
-        .post(app.url("/auth/ws-token"))
-        .header("x-csrf-token", app.csrf(&bob).await)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ticket: Value =
+        json(bob.post(app.url("/auth/ws-token")).header("x-csrf-token", app.csrf(&bob).await))
+            .await;
     let ticket = ticket["token"].as_str().unwrap().to_owned();
 
     for bearer in [&bobs_key, &bobs_jwt] {
-        let echoed: Echoed =
-            ada.get(app.url("/x")).bearer_auth(bearer).send().await.unwrap().json().await.unwrap();
+        let echoed: Echoed = json(ada.get(app.url("/x")).bearer_auth(bearer)).await;
         assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"), "the cookie won");
         assert!(echoed.header("authorization").is_none(), "our credential reached the app");
     }
-    let echoed: Echoed = ada
-        .get(app.url(&format!("/x?room=1&access_token={ticket}&b=2")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Echoed =
+        json(ada.get(app.url(&format!("/x?room=1&access_token={ticket}&b=2")))).await;
     assert_eq!(echoed.query.as_deref(), Some("room=1&b=2"), "the ticket is cut from the query");
-    let echoed: Echoed = ada
-        .get(app.url(&format!("/x?access%5Ftoken={ticket}&b=2")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Echoed = json(ada.get(app.url(&format!("/x?access%5Ftoken={ticket}&b=2")))).await;
     assert_eq!(echoed.query.as_deref(), Some("b=2"), "an encoded name is the same parameter");
 
     // `Authorization` is a single header: two are refused, so none can slip past beside another.
@@ -281,17 +245,9 @@ async fn every_credential_of_ours_is_cut_whichever_one_identified_the_request() 
     assert_eq!(echoed.header("cookie"), Some("pref=café"));
     // Another issuer's token is the app's business.
     let foreign = "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodHRwczovL290aGVyLmV4YW1wbGUifQ.c2ln";
-    let echoed: Echoed =
-        ada.get(app.url("/x")).bearer_auth(foreign).send().await.unwrap().json().await.unwrap();
+    let echoed: Echoed = json(ada.get(app.url("/x")).bearer_auth(foreign)).await;
     assert_eq!(echoed.header("authorization"), Some(format!("Bearer {foreign}").as_str()));
-    let echoed: Echoed = ada
-        .get(app.url("/x?access_token=app-own-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Echoed = json(ada.get(app.url("/x?access_token=app-own-token"))).await;
     assert_eq!(echoed.query.as_deref(), Some("access_token=app-own-token"));
 }
 
