@@ -103,9 +103,16 @@ impl CookieJar {
             Own::Choice => CHOICE_COOKIE.to_owned(),
         };
         let plain = Own::ALL.map(base);
-        let prefixed = secure && domain.is_none() && !session_name.starts_with(HOST_PREFIX);
+        let prefixed = secure && domain.is_none();
         let (names, legacy) = if prefixed {
-            (plain.clone().map(|name| format!("{HOST_PREFIX}{name}")), Some(plain))
+            let with_prefix = |name: &String| {
+                if name.starts_with(HOST_PREFIX) {
+                    name.clone()
+                } else {
+                    format!("{HOST_PREFIX}{name}")
+                }
+            };
+            (plain.each_ref().map(with_prefix), Some(plain))
         } else {
             (plain, None)
         };
@@ -489,6 +496,11 @@ mod tests {
         assert!(!switched.accepts_unprefixed(Some(after)));
         assert!(!switched.accepts_unprefixed(None));
         assert!(!https.accepts_unprefixed(Some(before)), "no switch recorded: none");
+
+        // A session name that has the prefix already: the other cookies get it too.
+        let named = CookieJar::new("__Host-sid", true, None);
+        assert_eq!(named.session_name(), "__Host-sid");
+        assert_eq!(named.name(Own::Csrf), "__Host-portcullis_csrf");
     }
 
     #[test]

@@ -235,6 +235,7 @@ fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
                 "server.trusted_proxies",
                 cidr.parse::<IpNet>()
                     .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map(ipv4_mapped_as_ipv4)
                     .map_err(|_| format!("`{cidr}` is not a CIDR or IP address")),
             )
         })
@@ -307,6 +308,19 @@ fn auth(raw: &RawConfig, public_url: Option<&PublicUrl>, errors: &mut Errors) ->
         signup: a.signup.0,
         allowed_email_domains,
         redirects: RedirectPolicy::new(public_url.map(|url| url.origin().to_owned()), origins),
+    }
+}
+
+/// `::ffff:10.0.0.0/104` as `10.0.0.0/8`: peers are compared as IPv4 when they are
+/// IPv4-mapped, so their networks must be too.
+pub(super) fn ipv4_mapped_as_ipv4(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        other => other,
     }
 }
 
@@ -711,6 +725,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("routes[0].access"), "{error}");
+    }
+
+    #[test]
+    fn ipv4_mapped_trusted_networks_are_compared_as_ipv4() {
+        let mapped: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(ipv4_mapped_as_ipv4(mapped), "10.0.0.0/8".parse::<IpNet>().unwrap());
+        let plain: IpNet = "2001:db8::/32".parse().unwrap();
+        assert_eq!(ipv4_mapped_as_ipv4(plain), plain);
     }
 
     #[test]

@@ -102,6 +102,10 @@ pub enum Ambiguity {
     /// An extension method not in upper case, which some frameworks upper-case themselves.
     #[error("the method must be upper case")]
     MethodCase,
+    /// A POST whose query names another method (`_method=DELETE`), which Symfony, Laravel and
+    /// Rails run as that method.
+    #[error("the query's _method would override the request's method")]
+    MethodOverride,
 }
 
 /// Whose request the gateway decides.
@@ -132,6 +136,11 @@ impl Gateway {
             return Err(Refusal::Ambiguous(Ambiguity::SeveralAuthorizations));
         }
         let method = checked_method(&parts.method).map_err(Refusal::Ambiguous)?;
+        if method.as_ref().unwrap_or(&parts.method) == Method::POST
+            && parts.uri.query().is_some_and(names_a_method)
+        {
+            return Err(Refusal::Ambiguous(Ambiguity::MethodOverride));
+        }
         let path = normalize_path(parts.uri.path()).map_err(|e| Refusal::Ambiguous(e.into()))?;
         match mode {
             Mode::Proxy if self.is_auth_path(path.matching()) => {
@@ -175,6 +184,12 @@ impl Gateway {
         path.strip_prefix(self.base_path())
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
+}
+
+/// Whether a query holds `_method` (in any encoding of the name).
+fn names_a_method(query: &str) -> bool {
+    (query.contains("_method") || query.contains('%'))
+        && url::form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "_method")
 }
 
 /// The method rules match and the app receives: a standard method in any case is its

@@ -288,10 +288,13 @@ fn is_end_to_end(name: &HeaderName) -> bool {
     ) || name.starts_with("x-forwarded-")
 }
 
-/// Whether the request asks for a protocol upgrade (WebSocket), which HTTP/1.1 spells as
-/// `Connection: upgrade` plus `Upgrade: <protocol>`.
+/// Whether the request asks for an upgrade to WebSocket, which HTTP/1.1 spells as
+/// `Connection: upgrade` plus `Upgrade: websocket`. Other protocols (`h2c`) are not tunnelled:
+/// their `Upgrade` is dropped like any hop-by-hop header.
 fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    headers
+        .get(header::UPGRADE)
+        .is_some_and(|protocol| protocol.as_bytes().eq_ignore_ascii_case(b"websocket"))
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -345,5 +348,7 @@ mod tests {
         assert!(!is_upgrade(&headers), "Upgrade without Connection: upgrade");
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         assert!(is_upgrade(&headers));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!is_upgrade(&headers), "only WebSocket is tunnelled");
     }
 }

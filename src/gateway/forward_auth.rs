@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 
+use super::headers::is_override;
 use crate::config::ForwardAuthConfig;
 use crate::error::ApiError;
 
@@ -27,6 +28,10 @@ pub enum ForwardAuthError {
     /// The value is not an origin-form URI, a method or a host.
     #[error("the original request's {0} cannot be parsed")]
     Unparsable(&'static str),
+    /// The request carries a header that would make the app run another method or path
+    /// (`X-HTTP-Method-Override`): the proxy passes it on, so the decision could not hold.
+    #[error("the original request carries {0}, which names another method or path")]
+    Override(String),
 }
 
 impl From<ForwardAuthError> for ApiError {
@@ -50,6 +55,14 @@ pub fn into_original(
         return Err(ForwardAuthError::UntrustedPeer);
     }
     let headers = &parts.headers;
+    let ours = |name: &HeaderName| {
+        config.uri_headers.contains(name)
+            || config.method_headers.contains(name)
+            || config.host_headers.contains(name)
+    };
+    if let Some(name) = headers.keys().find(|name| is_override(name) && !ours(name)) {
+        return Err(ForwardAuthError::Override(name.as_str().to_owned()));
+    }
     let uri = one_of(headers, &config.uri_headers, "URI")?
         .ok_or_else(|| ForwardAuthError::Missing("URI", names(&config.uri_headers)))?;
     let method = one_of(headers, &config.method_headers, "method")?
@@ -177,7 +190,15 @@ mod tests {
     fn it_fails_closed() {
         use ForwardAuthError::*;
         let get: (&'static str, &[u8]) = ("x-original-method", b"GET");
-        let cases: [(Headers<'_>, ForwardAuthError); 8] = [
+        let cases: [(Headers<'_>, ForwardAuthError); 10] = [
+            (
+                &[("x-original-uri", b"/a"), get, ("x-http-method-override", b"DELETE")],
+                Override("x-http-method-override".into()),
+            ),
+            (
+                &[("x-original-uri", b"/a"), get, ("x_rewrite_url", b"/b")],
+                Override("x_rewrite_url".into()),
+            ),
             (&[get], Missing("URI", "x-original-uri, x-forwarded-uri".into())),
             (
                 &[("x-original-uri", b"/a")],

@@ -53,6 +53,15 @@ const OVERRIDE_NAMES: &[&str] = &[
     "x-method-override",
 ];
 
+/// Whether `name`, in any spelling, names another path or method than the request's own
+/// (`X-HTTP-Method-Override`, `X-Original-URL`, …).
+pub fn is_override(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    let normal: std::borrow::Cow<'_, str> =
+        if name.contains('_') { normalize(name).into() } else { name.into() };
+    OVERRIDE_NAMES.contains(&&*normal)
+}
+
 /// What a client-sent header is to the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyHeader {

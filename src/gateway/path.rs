@@ -105,12 +105,41 @@ impl<'a> NormalPath<'a> {
         matches!(self.forward, Cow::Borrowed(_))
     }
 
-    /// Whether the path is `sent` but for the case of hex digits in escapes (`%c3` for `%C3`),
-    /// which no server reads differently.
+    /// Whether the path is `sent` but for spelling no server reads differently: the case of
+    /// hex digits in escapes (`%c3` for `%C3`) and escapes of characters that mean the same raw
+    /// (`%40` for `@`). Dot segments, repeated slashes and the like are differences.
     pub fn is_as_sent(&self, sent: &str) -> bool {
-        self.matching.is_none()
-            && self.forward.len() == sent.len()
-            && self.forward.eq_ignore_ascii_case(sent)
+        let bytes = sent.as_bytes();
+        let mut forward = self.forward.bytes();
+        let mut index = 0;
+        while index < bytes.len() {
+            let (expected, width) = match unescape(&bytes[index..]) {
+                Some(value) if CLASSES[usize::from(value)] == Class::Plain && value != b'.' => {
+                    (Some(value), 3)
+                }
+                Some(_) => {
+                    // Kept escaped: the same escape, hex case aside.
+                    let escape = &bytes[index..index + 3];
+                    let same = escape[0] == b'%'
+                        && forward.next() == Some(b'%')
+                        && forward.next().map(|b| b.to_ascii_uppercase())
+                            == Some(escape[1].to_ascii_uppercase())
+                        && forward.next().map(|b| b.to_ascii_uppercase())
+                            == Some(escape[2].to_ascii_uppercase());
+                    if !same {
+                        return false;
+                    }
+                    index += 3;
+                    continue;
+                }
+                None => (Some(bytes[index]), 1),
+            };
+            if forward.next() != expected {
+                return false;
+            }
+            index += width;
+        }
+        forward.next().is_none()
     }
 
     /// The forwarded path, owned.
@@ -298,8 +327,13 @@ fn decode_segment(
     let name_end = name_end.unwrap_or(out.len());
     // An app that decodes `%2F` (Tomcat with `encodedSolidusHandling=decode`) would read
     // `..%2F` as a step up: never acceptable, whatever the upstream allows.
+    // Likewise `..%3B`, which a server that decodes before dropping `;` parameters reads as `..`.
     let name = &out[start..name_end];
-    if name.contains("%2F") && name.split("%2F").any(|piece| matches!(piece, "." | "..")) {
+    let behind_slash =
+        name.contains("%2F") && name.split("%2F").any(|piece| matches!(piece, "." | ".."));
+    let behind_params = name.split("%3B").next().is_some_and(|first| matches!(first, "." | ".."))
+        && name.contains("%3B");
+    if behind_slash || behind_params {
         return Err(PathError::EncodedDotSegment);
     }
     Ok(name_end)

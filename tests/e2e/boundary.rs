@@ -171,6 +171,12 @@ async fn standard_methods_match_in_any_case_and_reach_the_app_upper_case() {
         let response = send(method, "/api/items", &reader).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} with a read-only key");
     }
+    // A POST that names another method in its query (Symfony, Laravel, Rails run it so).
+    let overriding = send("POST", "/public/x?_method=DELETE", &writer).await;
+    assert_eq!(overriding.status(), StatusCode::BAD_REQUEST);
+    let encoded = send("POST", "/public/x?%5Fmethod=DELETE", &writer).await;
+    assert_eq!(encoded.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(send("GET", "/public/x?_method=x", &writer).await.status(), 200, "GET is GET");
     let head = send("HEAD", "/reports/x", &writer).await;
     assert_eq!(head.status(), StatusCode::FORBIDDEN, "a rule on GET covers HEAD");
     let allowed = send("delete", "/api/items", &writer).await;

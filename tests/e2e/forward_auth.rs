@@ -148,6 +148,29 @@ async fn spoofed_originals_are_not_believed(proxy: &Proxy) {
     }
 }
 
+/// Headers that would make the app run another method or path never reach it.
+async fn overrides_do_not_reach_the_app(proxy: &Proxy) {
+    let response = crate::support::app::client_builder()
+        .build()
+        .unwrap()
+        .get(proxy.url("/public/x"))
+        .header("x-http-method-override", "DELETE")
+        .header("x-http-method", "DELETE")
+        .header("x-method-override", "DELETE")
+        .header("x-rewrite-url", "/admin/x")
+        .send()
+        .await
+        .unwrap();
+    if response.status() == StatusCode::OK {
+        let seen: Echoed = response.json().await.unwrap();
+        for name in
+            ["x-http-method-override", "x-http-method", "x-method-override", "x-rewrite-url"]
+        {
+            assert!(!seen.headers.contains_key(name), "{name} reached the app");
+        }
+    }
+}
+
 /// A signed-in user without the admin role, asking for an admin path whose query holds raw
 /// UTF-8 (as a browser may send it, and nginx passes it on in `$request_uri`), and for paths
 /// that reach /admin only once `..` is resolved.
@@ -198,6 +221,7 @@ async fn recipe(proxy: impl AsyncFnOnce(&str, &str) -> Proxy) {
     let proxy = proxy(&portcullis, &echo).await;
     sign_in_and_browse(&proxy, app.running().public_url()).await;
     spoofed_originals_are_not_believed(&proxy).await;
+    overrides_do_not_reach_the_app(&proxy).await;
     raw_utf8_is_decided_not_defaulted(&app, &proxy).await;
     the_sign_in_redirect_keeps_the_whole_query(&proxy).await;
 }

@@ -75,8 +75,11 @@ fn encoded_slashes_and_parameters_need_the_upstream_to_opt_in() {
     let allowed = PathOptions { encoded_slashes: true, ..strict };
     assert_eq!(allowed.permit(slashes.needs()), Ok(()));
 
-    // A dot segment behind an encoded slash: refused whatever the upstream allows.
+    // A dot segment behind an encoded slash or `;`: refused whatever the upstream allows.
     assert_eq!(normalize_path("/public/..%2Fadmin/x"), Err(PathError::EncodedDotSegment));
+    assert_eq!(normalize_path("/public/..%3B/admin"), Err(PathError::EncodedDotSegment));
+    assert_eq!(normalize_path("/public/..%3bx/admin"), Err(PathError::EncodedDotSegment));
+    assert!(normalize_path("/public/a%3B../admin").is_ok(), "only a leading dot segment");
     assert_eq!(normalize_path("/a%2F.%2Fb"), Err(PathError::EncodedDotSegment));
 
     let params = normalize_path("/public/..;/admin/x").unwrap();
@@ -89,6 +92,28 @@ fn encoded_slashes_and_parameters_need_the_upstream_to_opt_in() {
     assert_eq!(session.forward(), "/admin;jsessionid=1/x", "the app keeps its parameter");
     let encoded = normalize_path("/internal%3B/x").unwrap();
     assert_eq!(strict.permit(encoded.needs()), Err(PathError::MatrixParams));
+}
+
+#[test]
+fn paths_as_sent_differ_only_in_spelling() {
+    let as_sent = |path: &str| normalize_path(path).unwrap().is_as_sent(path);
+    for same in [
+        "/a/b",
+        "/caf%c3%a9",
+        "/users/a%40b.com",
+        "/search/c%2B%2B",
+        "/odata/%24batch",
+        "/a%2fb",
+        "/admin;jsessionid=1/x",
+    ] {
+        assert!(as_sent(same), "{same}");
+    }
+    for changed in
+        ["/admin/../x", "/admin/%2e%2e/x", "/a//b", "/a/./b", "/a%2E", "/public/..;/admin"]
+    {
+        let normal = normalize_path(changed).unwrap();
+        assert!(!normal.is_as_sent(changed), "{changed}");
+    }
 }
 
 #[test]
