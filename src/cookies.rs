@@ -28,6 +28,8 @@ pub const REFRESH_COOKIE: &str = "portcullis_refresh";
 pub const ACCESS_COOKIE: &str = "portcullis_access";
 /// Name of the cookie holding a browser's pending organization choice.
 pub const CHOICE_COOKIE: &str = "portcullis_org_choice";
+/// Name of the cookie that binds provider sign-ins to the browser that started them.
+pub const FLOW_COOKIE: &str = "portcullis_flow";
 /// The prefix browsers reserve for host-only, secure, `Path=/` cookies.
 pub const HOST_PREFIX: &str = "__Host-";
 
@@ -44,10 +46,13 @@ pub enum Own {
     Access,
     /// A pending organization choice.
     Choice,
+    /// The browser's binding of provider sign-ins it started.
+    Flow,
 }
 
 impl Own {
-    const ALL: [Self; 5] = [Self::Session, Self::Csrf, Self::Refresh, Self::Access, Self::Choice];
+    const ALL: [Self; 6] =
+        [Self::Session, Self::Csrf, Self::Refresh, Self::Access, Self::Choice, Self::Flow];
 
     fn index(self) -> usize {
         self as usize
@@ -81,10 +86,10 @@ impl<'h> Found<'h> {
 /// The names and attributes of our cookies.
 #[derive(Debug, Clone)]
 pub struct CookieJar {
-    names: [String; 5],
+    names: [String; 6],
     /// The unprefixed names, when the names carry `__Host-`: never set, stripped like ours,
     /// and the session's still read.
-    legacy: Option<[String; 5]>,
+    legacy: Option<[String; 6]>,
     /// When the `__Host-` names were first used (Unix ms): sessions issued before then may
     /// still come under the unprefixed name.
     prefixed_since_ms: Option<i64>,
@@ -101,6 +106,7 @@ impl CookieJar {
             Own::Refresh => REFRESH_COOKIE.to_owned(),
             Own::Access => ACCESS_COOKIE.to_owned(),
             Own::Choice => CHOICE_COOKIE.to_owned(),
+            Own::Flow => FLOW_COOKIE.to_owned(),
         };
         let plain = Own::ALL.map(base);
         let prefixed = secure && domain.is_none();
@@ -231,6 +237,11 @@ impl CookieJar {
     /// `Set-Cookie` headers that remove the pending-choice cookie.
     pub fn clear_choice(&self) -> Vec<HeaderValue> {
         self.clear(Own::Choice)
+    }
+
+    /// `Set-Cookie` for the browser's provider sign-in binding, living `max_age`.
+    pub fn flow(&self, value: String, max_age: std::time::Duration) -> HeaderValue {
+        self.build(Own::Flow, value, Some(max_age))
     }
 
     /// `Set-Cookie` for the anonymous CSRF nonce (a browser-session cookie).

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::{CredentialKind, Identified, session_from_cookie};
-use crate::identity::Identity;
 use crate::identity::session::{ClientInfo, SessionToken};
+use crate::identity::{ACCOUNT_SCOPE, Identity};
 use crate::server::body::BodyTimeout;
 use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip};
@@ -222,9 +222,12 @@ impl FromRequestParts<AppState> for CsrfSession {
     }
 }
 
-/// The caller, by any credential: session cookie, access-token cookie, bearer API key or access
-/// JWT. A state-changing request authenticated by a cookie must also pass the CSRF checks;
-/// bearer calls need none, because browsers never attach a bearer header on their own.
+/// The caller of an account endpoint, by any credential: session cookie, access-token cookie,
+/// bearer API key or access JWT. A state-changing request authenticated by a cookie must also
+/// pass the CSRF checks; bearer calls need none, because browsers never attach a bearer header
+/// on their own. A key or token limited to some scopes must hold [`ACCOUNT_SCOPE`]: a `read`
+/// key must not revoke keys or end sessions. A WebSocket ticket opens a WebSocket, nothing
+/// else: it is never a caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<Identity>);
 
@@ -232,7 +235,32 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let AnyCaller(identity) = AnyCaller::from_request_parts(parts, state).await?;
+        if !identity.scopes.grants(ACCOUNT_SCOPE) {
+            return Err(ApiError::forbidden(format!(
+                "This key or token lacks the `{ACCOUNT_SCOPE}` scope that account endpoints need"
+            )));
+        }
+        Ok(Self(identity))
+    }
+}
+
+/// The caller of an endpoint any credential may use whatever its scopes (minting service
+/// tokens, where the route policy decides), with [`Caller`]'s other rules.
+#[derive(Debug, Clone)]
+pub struct AnyCaller(pub Arc<Identity>);
+
+impl FromRequestParts<AppState> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let (identified, presented) = state.gateway.identify(parts).await;
+        if presented.used == Some(CredentialKind::Ticket) {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "A WebSocket ticket only opens a WebSocket",
+            ));
+        }
         let identity = match identified {
             Identified::Known(identity) => identity,
             Identified::Anonymous => return Err(ApiError::unauthorized()),

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::extract::{ApiJson, ApiPath, Caller};
+use super::extract::{AnyCaller, ApiJson, ApiPath};
 use super::no_store;
 use super::openapi::ServiceTokenBody;
 use crate::app::AppState;
@@ -36,7 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn mint(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    Caller(caller): Caller,
+    AnyCaller(caller): AnyCaller,
     ApiJson(params): ApiJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let service = state

@@ -4,17 +4,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::SET_COOKIE;
-use http::request::Parts;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
+use super::extract::{AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
 use super::openapi::{MessageBody, SessionDoc, SessionsBody, UserBody, WsTicketBody};
 use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::identify::Identified;
 use crate::identity::ticket::TICKET_TTL;
 use crate::identity::{AuthMethod, Identity, User, profile};
 use crate::store::StoreError;
@@ -41,12 +39,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 200, description = "The caller, with their organizations", body = UserBody),
     ),
 )]
-async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
-    let identity = match state.gateway.identify(&parts).await.0 {
-        Identified::Known(identity) => identity,
-        Identified::Anonymous => return Err(ApiError::unauthorized()),
-        Identified::Rejected(rejection) => return Err(rejection.into()),
-    };
+async fn me(
+    State(state): State<AppState>,
+    AnyCaller(identity): AnyCaller,
+) -> Result<Response, ApiError> {
     let user =
         state.users.find_enabled(identity.user_id).await?.ok_or_else(ApiError::unauthorized)?;
     user_response(&state, &user, active_org(&identity)).await

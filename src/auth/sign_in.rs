@@ -1,6 +1,7 @@
 //! `POST /sign-in`: email-first sign-in. Domains mapped to a provider (`[[sso_domains]]`) are
-//! sent to it; everyone else is mailed a magic link. The answer never depends on whether an
-//! account exists.
+//! sent to it (the answer is the provider's authorization URL and the flow's state, with the
+//! cookie that binds the flow to this browser); everyone else is mailed a magic link. The
+//! answer never depends on whether an account exists.
 
 use axum::Json;
 use axum::extract::State;
@@ -62,14 +63,22 @@ async fn sign_in(
         super::magic_link::send_link(&state, &email, redirect.as_str()).await?;
         return Ok(Json(json!({ "auth_method": "magic_link" })).into_response());
     };
-    let encode =
-        |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
-    let redirect_url = format!(
-        "{}/login/{provider}?login_hint={}&redirect_uri={}",
-        state.config.auth.base_path,
-        encode(email.as_str()),
-        encode(redirect.as_str())
-    );
-    Ok(Json(json!({ "auth_method": "sso", "provider": provider, "redirect_url": redirect_url }))
-        .into_response())
+    let started = super::oauth::begin(
+        &state,
+        &site.headers,
+        provider,
+        redirect.as_str(),
+        Some(email.as_str()),
+        None,
+    )
+    .await?;
+    let mut response = Json(json!({
+        "auth_method": "sso",
+        "provider": provider,
+        "redirect_url": started.url,
+        "state": started.state,
+    }))
+    .into_response();
+    response.headers_mut().append(http::header::SET_COOKIE, started.cookie);
+    Ok(response)
 }

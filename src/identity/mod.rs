@@ -120,6 +120,10 @@ impl Scopes {
     }
 }
 
+/// The scope a limited API key or token needs to use account endpoints of the auth API (keys,
+/// sessions, organizations, profile): without it, a key reaches only the app.
+pub const ACCOUNT_SCOPE: &str = "account";
+
 /// A user's role in one organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrgRole {

@@ -201,3 +201,83 @@ async fn another_users_key_cannot_be_revoked_or_listed() {
     let key = created["key"].as_str().unwrap();
     assert_eq!(with_key(&app, reqwest::Method::GET, "/x", key).await.status(), 200);
 }
+
+/// A key limited to `read` reaches the app, not the account: it cannot revoke keys, end the
+/// user's sessions or mint keys. The `account` scope opens the account endpoints.
+#[tokio::test]
+async fn account_endpoints_need_the_account_scope() {
+    let app = TestApp::builder().routes(API_ROUTES).spawn().await;
+    let owner = app.signed_in("ada@example.com").await;
+    let reader = create_key(&app, &owner, json!({ "name": "reader", "scopes": ["read"] })).await;
+    let reader_key = reader["key"].as_str().unwrap();
+    let other = create_key(&app, &owner, json!({ "name": "other", "scopes": ["read"] })).await;
+    let other_id = other["id"].as_str().unwrap();
+
+    let logout_all = crate::support::http()
+        .post(app.url("/auth/logout?all=true"))
+        .bearer_auth(reader_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout_all.status(), StatusCode::FORBIDDEN);
+    let revoke =
+        with_key(&app, reqwest::Method::DELETE, &format!("/auth/api-keys/{other_id}"), reader_key)
+            .await;
+    assert_eq!(revoke.status(), StatusCode::FORBIDDEN);
+    let body: Value = revoke.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("`account` scope"), "{body}");
+    let me = owner.get(app.url("/auth/me")).send().await.unwrap();
+    assert_eq!(me.status(), 200, "the browser session is still alive");
+    let keys: Value =
+        owner.get(app.url("/auth/api-keys")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(keys["api_keys"].as_array().unwrap().len(), 2, "no key was revoked");
+    // Reading who it is stays open to any key; the app is reached as before.
+    let me = with_key(&app, reqwest::Method::GET, "/auth/me", reader_key).await;
+    assert_eq!(me.status(), 200);
+
+    let admin =
+        create_key(&app, &owner, json!({ "name": "admin", "scopes": ["read", "account"] })).await;
+    let listed =
+        with_key(&app, reqwest::Method::GET, "/auth/api-keys", admin["key"].as_str().unwrap())
+            .await;
+    assert_eq!(listed.status(), 200);
+}
+
+/// A WebSocket ticket opens a WebSocket through the gateway and nothing else: sent to the auth
+/// API with an upgrade header, it is no credential at all.
+#[tokio::test]
+async fn a_websocket_ticket_is_not_a_credential_for_the_auth_api() {
+    let app = TestApp::builder().routes(API_ROUTES).spawn().await;
+    let owner = app.signed_in("ada@example.com").await;
+    let csrf = app.csrf(&owner).await;
+    let ticket: Value = owner
+        .post(app.url("/auth/ws-token"))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = ticket["token"].as_str().unwrap();
+    let minted = crate::support::http()
+        .post(app.url(&format!("/auth/api-keys?access_token={ticket}")))
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .json(&json!({ "name": "stolen", "scopes": ["read", "write"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), StatusCode::UNAUTHORIZED);
+    let me = crate::support::http()
+        .get(app.url(&format!("/auth/me?access_token={ticket}")))
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    let keys: Value =
+        owner.get(app.url("/auth/api-keys")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(keys["api_keys"], json!([]), "no key was minted");
+}

@@ -307,14 +307,26 @@ async fn email_first_sign_in_sends_sso_domains_to_their_provider() {
             .json(&json!({ "email": email, "redirect_uri": "/inbox" }))
             .send()
     };
-    let sso: Value = ask("Ada@Corp.Example").await.unwrap().json().await.unwrap();
+    // The answer is the provider's authorization URL and the flow's state, with the cookie that
+    // binds the flow to this browser: the browser goes on to the provider and back.
+    let browser = app.client();
+    let answer = browser
+        .post(app.url("/auth/sign-in"))
+        .json(&json!({ "email": "Ada@Corp.Example", "redirect_uri": "/inbox" }))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = answer.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.starts_with("portcullis_flow="), "{set_cookie}");
+    let sso: Value = answer.json().await.unwrap();
     assert_eq!(sso["auth_method"], "sso");
     let url = sso["redirect_url"].as_str().unwrap();
-    assert_eq!(url, "/auth/login/corp?login_hint=ada%40corp.example&redirect_uri=%2Finbox");
-    // The redirect really goes to the provider with the hint.
-    let browser = app.client();
-    let started = browser.get(app.url(url)).send().await.unwrap();
-    assert!(location(&started).contains("login_hint=ada%40corp.example"));
+    assert!(url.starts_with(&idp.issuer()), "{url}");
+    assert!(url.contains("login_hint=ada%40corp.example"), "{url}");
+    assert!(url.contains(&format!("state={}", sso["state"].as_str().unwrap())), "{url}");
+    let at_provider = browser.get(url).send().await.unwrap();
+    let done = browser.get(location(&at_provider)).send().await.unwrap();
+    assert_eq!(location(&done), "/inbox");
     for email in ["someone@elsewhere.example", "nobody@corp.example.org"] {
         let other: Value = ask(email).await.unwrap().json().await.unwrap();
         assert_eq!(other["auth_method"], "magic_link", "{email}");
@@ -509,4 +521,123 @@ async fn with_require_selection_a_provider_sign_in_chooses_an_organization() {
     let echoed = app.echo(&browser, "/dashboard").await;
     assert_eq!(echoed.header("x-auth-org-id"), Some(beta.as_str()));
     assert_eq!(echoed.header("x-auth-org-role"), Some("owner"));
+}
+
+/// Login CSRF (RFC 9700 §4.7): an attacker completes the provider step and sends the callback
+/// URL to a victim. The victim's browser does not hold the flow's binding cookie, so it is
+/// signed in as nobody, and the flow is spent.
+#[tokio::test]
+async fn a_callback_from_another_browser_signs_nobody_in() {
+    let idp = FakeIdp::start().await;
+    let app = app_with(&idp, None).await;
+    let attacker = app.client();
+    let started = attacker.get(app.url("/auth/login/corp")).send().await.unwrap();
+    let at_provider = attacker.get(location(&started)).send().await.unwrap();
+    let callback = location(&at_provider);
+
+    let victim = app.client();
+    let refused = victim.get(&callback).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("started in another browser"));
+    let me = victim.get(app.url("/auth/me")).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "the victim has no session");
+    assert_eq!(app.user_count().await, 0);
+    // The flow was spent: not even its own browser can finish it now.
+    let replay = attacker.get(&callback).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+
+    // Two flows in two tabs of one browser both work (one binding per browser).
+    let browser = app.client();
+    let first = browser.get(app.url("/auth/login/corp")).send().await.unwrap();
+    let second = browser.get(app.url("/auth/login/corp")).send().await.unwrap();
+    let first = browser.get(location(&first)).send().await.unwrap();
+    let second = browser.get(location(&second)).send().await.unwrap();
+    assert_eq!(browser.get(location(&second)).send().await.unwrap().status(), StatusCode::FOUND);
+    assert_eq!(browser.get(location(&first)).send().await.unwrap().status(), StatusCode::FOUND);
+}
+
+/// Link hijack: an attacker starts linking GitHub to their own account and sends the provider
+/// URL to a victim, who is signed in to GitHub. The victim's identity must not end up linked to
+/// the attacker's account: the callback needs the attacker's browser and session.
+#[tokio::test]
+async fn a_link_is_finished_only_by_the_account_that_started_it() {
+    let idp = FakeIdp::start().await;
+    let app = app_with(&idp, None).await;
+    let attacker = app.signed_in("mallory@example.com").await;
+    let started = attacker.get(app.url("/auth/link/corp")).send().await.unwrap();
+    let provider_url = location(&started);
+
+    // The victim, signed in to Portcullis in their own browser, follows the provider URL.
+    idp.set_user(IdpUser {
+        sub: "victim-1".into(),
+        email: "ada@corp.example".into(),
+        email_verified: true,
+        name: "Ada".into(),
+        groups: Vec::new(),
+    });
+    let victim = app.signed_in("ada@example.com").await;
+    let at_provider = victim.get(&provider_url).send().await.unwrap();
+    let refused = victim.get(location(&at_provider)).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let linked: Value =
+        attacker.get(app.url("/auth/providers/linked")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(linked["providers"], json!([]), "nothing was linked to the attacker");
+
+    // The same browser signed in as someone else cannot finish a link either.
+    let started = attacker.get(app.url("/auth/link/corp")).send().await.unwrap();
+    let at_provider = attacker.get(location(&started)).send().await.unwrap();
+    let csrf = app.csrf(&attacker).await;
+    attacker.post(app.url("/auth/logout")).header("x-csrf-token", csrf).send().await.unwrap();
+    app.sign_up(&attacker, "other@example.com").await;
+    let refused = attacker.get(location(&at_provider)).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
+
+/// Steam's assertion must be for the very flow it finishes, fresh, and signed over every field
+/// that matters, before Steam is even asked.
+#[tokio::test]
+async fn steam_assertions_are_bound_to_their_flow_fresh_and_fully_signed() {
+    let fake = FakeSteam::start().await;
+    let provider = steam(&fake);
+    let app = TestApp::builder()
+        .config(move |raw| raw.providers = BTreeMap::from([("steam".into(), provider)]))
+        .spawn()
+        .await;
+    let browser = app.client();
+    // An assertion made for one flow, presented with another flow's state.
+    let first = browser.get(app.url("/auth/login/steam")).send().await.unwrap();
+    let second = browser.get(app.url("/auth/login/steam")).send().await.unwrap();
+    let state_of = |response: &reqwest::Response| {
+        let url = url::Url::parse(&location(response)).unwrap();
+        let return_to = url.query_pairs().find(|(k, _)| k == "openid.return_to").unwrap().1;
+        return_to.split("state=").nth(1).unwrap().to_owned()
+    };
+    let (first_state, second_state) = (state_of(&first), state_of(&second));
+    let at_steam = browser.get(location(&first)).send().await.unwrap();
+    let swapped = location(&at_steam).replacen(
+        &format!("?state={first_state}"),
+        &format!("?state={second_state}"),
+        1,
+    );
+    let refused = browser.get(&swapped).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "another flow's assertion");
+
+    for (age, signed, why) in [
+        (Duration::from_secs(3600), None, "a stale nonce"),
+        (
+            Duration::ZERO,
+            Some("signed,op_endpoint,claimed_id,identity,return_to"),
+            "unsigned fields",
+        ),
+    ] {
+        fake.set_nonce_age(age);
+        fake.set_signed(signed);
+        let refused = through_provider(&app, &app.client(), "/auth/login/steam").await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{why}");
+    }
+    assert_eq!(app.user_count().await, 0);
+    fake.set_nonce_age(Duration::ZERO);
+    fake.set_signed(None);
+    let done = through_provider(&app, &app.client(), "/auth/login/steam").await;
+    assert_eq!(done.status(), StatusCode::FOUND, "a good assertion still signs in");
 }

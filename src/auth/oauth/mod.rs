@@ -4,6 +4,13 @@
 //! The state, PKCE verifier and nonce of a sign-in in progress live in the ephemeral store
 //! under the hash of the state, so a callback landing on another replica works, and each is
 //! taken (single use) when the callback arrives.
+//!
+//! Every flow is bound to the browser that started it (RFC 9700 §4.7): the browser holds a
+//! random value in the `portcullis_flow` cookie (`__Host-` where possible), the flow keeps its
+//! hash, and the callback is refused from a browser without it. A callback URL sent to
+//! someone else therefore signs nobody in as its sender (login CSRF), and a link flow also
+//! needs the session of the user who started it, so nobody's provider identity can be linked
+//! to another's account.
 
 pub mod github;
 pub mod oidc;
@@ -30,13 +37,16 @@ use super::openapi::{LinkDoc, LinkedBody, MessageBody};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::clock::Timestamp;
+use crate::cookies::Own;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
+use crate::gateway::identify::session_from_cookie;
 use crate::identity::accounts::{self, AccountError, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
 use crate::identity::validate_role;
 use crate::store::ephemeral::{decode, encode};
+use http::HeaderMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -79,8 +89,10 @@ impl ProviderClient {
 
     async fn finish(
         &self,
+        state: &AppState,
         params: &HashMap<String, String>,
         flow: &Flow,
+        flow_state: &str,
         redirect_uri: &str,
     ) -> Result<ExternalUser, OAuthError> {
         let code = || {
@@ -94,7 +106,24 @@ impl ProviderClient {
                 client.finish(code()?, &flow.verifier, &flow.nonce, redirect_uri).await
             }
             Self::Github(client) => client.finish(code()?, &flow.verifier, redirect_uri).await,
-            Self::Steam(client) => client.finish(params, redirect_uri).await,
+            Self::Steam(client) => {
+                let checked = client.finish(params, redirect_uri, flow_state, state.clock.now())?;
+                // Each assertion once, on every replica: the nonce is spent before Steam is
+                // asked, so a replay never reaches it.
+                let key = format!(
+                    "steam_nonce:{}",
+                    crypto::hex(&crypto::sha256(checked.nonce().as_bytes()))
+                );
+                let uses = state
+                    .ephemeral
+                    .incr(&key, steam::NONCE_MAX_AGE * 2)
+                    .await
+                    .map_err(|error| OAuthError::Unavailable(error.to_string()))?;
+                if uses != 1 {
+                    return Err(OAuthError::Invalid("the assertion was already used".into()));
+                }
+                client.verify(params, checked).await
+            }
         }
     }
 }
@@ -155,6 +184,20 @@ struct Flow {
     redirect: String,
     /// Set when a signed-in user links this provider instead of signing in.
     link_user: Option<Uuid>,
+    /// SHA-256 (hex) of the binding cookie of the browser that started the flow.
+    #[serde(default)]
+    binding: String,
+}
+
+/// A flow started: where to send the browser, the flow's state, and the binding cookie.
+#[derive(Debug)]
+pub struct Started {
+    /// The provider's authorization URL.
+    pub url: String,
+    /// The flow's `state`.
+    pub state: String,
+    /// `Set-Cookie` of the browser's binding.
+    pub cookie: http::HeaderValue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,8 +220,9 @@ async fn login(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
     ApiQuery(query): ApiQuery<StartQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    start(&state, &provider, query, None).await
+    start(&state, &headers, &provider, query, None).await
 }
 
 /// `GET /link/{provider}`: the same flow, ending with the identity linked to the signed-in
@@ -199,37 +243,71 @@ async fn link(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
     ApiQuery(query): ApiQuery<StartQuery>,
+    headers: HeaderMap,
     session: CurrentSession,
 ) -> Result<Response, ApiError> {
-    start(&state, &provider, query, Some(session.identity.user_id)).await
+    start(&state, &headers, &provider, query, Some(session.identity.user_id)).await
 }
 
 async fn start(
     state: &AppState,
+    headers: &HeaderMap,
     provider: &str,
     query: StartQuery,
     link_user: Option<Uuid>,
 ) -> Result<Response, ApiError> {
-    let client = state.oauth.get(provider).ok_or_else(not_configured)?;
     let redirect = state
         .redirects
         .check(query.redirect_uri.as_deref().unwrap_or("/"))
         .map_err(ApiError::invalid_request)?;
     let hint = query.login_hint.filter(|hint| hint.len() <= 254);
+    let started =
+        begin(state, headers, provider, redirect.as_str(), hint.as_deref(), link_user).await?;
+    let mut response = redirect_to(&started.url);
+    response.headers_mut().append(http::header::SET_COOKIE, started.cookie);
+    Ok(response)
+}
+
+/// Starts a flow with `provider` for the browser whose request carried `headers`, bound to it
+/// by the binding cookie (its own, reused, so that flows in several tabs all work, or a new
+/// one), ending at `redirect` (already checked).
+///
+/// # Errors
+/// The provider is not configured or fails, or the store is unavailable.
+pub async fn begin(
+    state: &AppState,
+    headers: &HeaderMap,
+    provider: &str,
+    redirect: &str,
+    login_hint: Option<&str>,
+    link_user: Option<Uuid>,
+) -> Result<Started, ApiError> {
+    let client = state.oauth.get(provider).ok_or_else(not_configured)?;
     let authorization = client
-        .authorize(state, &callback_url(state, provider), hint.as_deref())
+        .authorize(state, &callback_url(state, provider), login_hint)
         .await
         .map_err(error_of)?;
+    let binding = state
+        .cookies
+        .read(headers, Own::Flow)
+        .one()
+        .filter(|value| crypto::is_random_token(value))
+        .map_or_else(crypto::random_token, str::to_owned);
     let flow = Flow {
         provider: provider.to_owned(),
         verifier: authorization.verifier,
         nonce: authorization.nonce,
-        redirect: redirect.as_str().to_owned(),
+        redirect: redirect.to_owned(),
         link_user,
+        binding: crypto::hex(&crypto::sha256(binding.as_bytes())),
     };
     let bytes = encode(&flow)?;
     state.ephemeral.put(&flow_key(&authorization.state), &bytes, FLOW_TTL).await?;
-    Ok(redirect_to(&authorization.url))
+    Ok(Started {
+        url: authorization.url,
+        state: authorization.state,
+        cookie: state.cookies.flow(binding, FLOW_TTL),
+    })
 }
 
 /// `GET /callback/{provider}`: finishes a sign-in (or a link). Every failure ends on the
@@ -266,12 +344,14 @@ async fn callback(
                 format!("{} did not sign you in: {detail}", client.provider().display_name),
             ));
         }
-        let flow = take_flow(&state, query.get("state").map(String::as_str)).await?;
+        let flow_state = query.get("state").map(String::as_str).unwrap_or_default();
+        let flow = take_flow(&state, Some(flow_state)).await?;
         if flow.provider != provider {
             return Err(ApiError::invalid_request("This sign-in was started for another provider"));
         }
+        check_binding(&state, &site, &flow).await?;
         let external = client
-            .finish(&query, &flow, &callback_url(&state, &provider))
+            .finish(&state, &query, &flow, flow_state, &callback_url(&state, &provider))
             .await
             .map_err(error_of)?;
         let now = state.clock.now();
@@ -306,6 +386,27 @@ async fn callback(
             pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
         }
     })
+}
+
+/// Refuses a callback from a browser other than the one that started the flow, and a link
+/// flow finished by anyone but the user who started it.
+async fn check_binding(state: &AppState, site: &SiteContext, flow: &Flow) -> Result<(), ApiError> {
+    let binding = state.cookies.read(&site.headers, Own::Flow).one().unwrap_or_default();
+    let hash = crypto::hex(&crypto::sha256(binding.as_bytes()));
+    if binding.is_empty() || !crypto::constant_time_eq(hash.as_bytes(), flow.binding.as_bytes()) {
+        return Err(ApiError::forbidden(
+            "This sign-in was started in another browser: start it again from here",
+        ));
+    }
+    if let Some(user_id) = flow.link_user {
+        let session = session_from_cookie(&site.headers, &state.sessions, &state.cookies).await?;
+        if session.is_none_or(|(_, identity)| identity.user_id != user_id) {
+            return Err(ApiError::forbidden(
+                "Linking must be finished by the account that started it: sign in as it first",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Global roles from the provider's roles claim replace the user's (only valid role names).

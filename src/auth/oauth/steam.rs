@@ -4,16 +4,24 @@
 //! `https://steamcommunity.com/openid/id/<steamid64>`. With an `api_key`, the persona name and
 //! avatar come from the Steam Web API.
 //!
+//! Before Steam is asked, the assertion must be for exactly this flow (`return_to` is the
+//! callback with the state of the flow being finished), fresh (`response_nonce` made within
+//! [`NONCE_MAX_AGE`]; the caller also spends it once, on every replica), and signed over every
+//! field that matters (`openid.signed` covers them), so that fields Steam did not sign cannot
+//! be swapped in.
+//!
 //! Steam shares no email address: new accounts get `<steamid64>@steam.invalid` (a reserved,
 //! undeliverable domain), never treated as verified, so a Steam sign-in never joins an account
 //! by email; link Steam to an existing account from `GET /auth/link/steam` instead.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::oidc::{Authorization, OAuthError};
 use super::outbound::get;
+use crate::clock::Timestamp;
 use crate::identity::accounts::ExternalUser;
 use crate::identity::providers::{Provider, ProviderKind};
 
@@ -21,6 +29,25 @@ const OPENID_NS: &str = "http://specs.openid.net/auth/2.0";
 const IDENTIFIER_SELECT: &str = "http://specs.openid.net/auth/2.0/identifier_select";
 /// The domain of the placeholder emails of Steam accounts.
 pub const PLACEHOLDER_DOMAIN: &str = "steam.invalid";
+/// How old (or how far ahead, for skew) an assertion's `response_nonce` may be.
+pub const NONCE_MAX_AGE: Duration = Duration::from_secs(300);
+/// The fields Steam must have signed.
+const SIGNED_FIELDS: [&str; 6] =
+    ["op_endpoint", "claimed_id", "identity", "return_to", "response_nonce", "assoc_handle"];
+
+/// An assertion that passed the local checks, waiting for Steam's word.
+#[derive(Debug)]
+pub struct Checked {
+    steam_id: String,
+    nonce: String,
+}
+
+impl Checked {
+    /// The assertion's `response_nonce`, to be spent once.
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+}
 
 /// A Steam client.
 pub struct SteamClient {
@@ -94,24 +121,41 @@ impl SteamClient {
         })
     }
 
-    /// Checks Steam's answer with Steam, then reads the Steam id (and the persona name).
+    /// Checks Steam's answer locally: a positive assertion for exactly this flow's
+    /// `return_to`, from our endpoint, for a Steam id, fresh at `now`, signed over every field
+    /// that matters.
     ///
     /// # Errors
-    /// The answer is not a positive assertion for our `return_to`, Steam does not vouch for it,
-    /// or the claimed id is not a Steam id.
-    pub async fn finish(
+    /// Any of those fails.
+    pub fn finish(
         &self,
         params: &HashMap<String, String>,
         callback: &str,
-    ) -> Result<ExternalUser, OAuthError> {
-        let (endpoint, identity_prefix, api_url, api_key) = self.settings()?;
+        flow_state: &str,
+        now: Timestamp,
+    ) -> Result<Checked, OAuthError> {
+        let (endpoint, identity_prefix, ..) = self.settings()?;
         let param = |name: &str| params.get(name).map(String::as_str).unwrap_or("");
         if param("openid.mode") != "id_res" {
             return Err(OAuthError::Invalid("Steam did not confirm the sign-in".into()));
         }
-        let return_to = param("openid.return_to");
-        if return_to.split('?').next() != Some(callback) {
-            return Err(OAuthError::Invalid("the assertion was made for another site".into()));
+        if param("openid.return_to") != format!("{callback}?state={flow_state}") {
+            return Err(OAuthError::Invalid("the assertion was made for another sign-in".into()));
+        }
+        let signed: Vec<&str> = param("openid.signed").split(',').collect();
+        if let Some(missing) = SIGNED_FIELDS.iter().find(|field| !signed.contains(field)) {
+            return Err(OAuthError::Invalid(format!("Steam did not sign `{missing}`")));
+        }
+        let nonce = param("openid.response_nonce");
+        let issued = nonce
+            .get(..20)
+            .and_then(|stamp| humantime::parse_rfc3339(stamp).ok())
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|since| i64::try_from(since.as_millis()).ok())
+            .ok_or_else(|| OAuthError::Invalid("the assertion's nonce is malformed".into()))?;
+        let max_age = i64::try_from(NONCE_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+        if (now.as_millis() - issued).abs() > max_age {
+            return Err(OAuthError::Invalid("the assertion is stale".into()));
         }
         if param("openid.op_endpoint") != endpoint {
             return Err(OAuthError::Invalid("the assertion names another endpoint".into()));
@@ -124,6 +168,21 @@ impl SteamClient {
         if param("openid.identity") != param("openid.claimed_id") {
             return Err(OAuthError::Invalid("identity and claimed id differ".into()));
         }
+        Ok(Checked { steam_id, nonce: nonce.to_owned() })
+    }
+
+    /// Asks Steam whether it really made the assertion `checked` came from, then reads the
+    /// persona name and avatar.
+    ///
+    /// # Errors
+    /// Steam cannot be asked, or does not vouch for the assertion.
+    pub async fn verify(
+        &self,
+        params: &HashMap<String, String>,
+        checked: Checked,
+    ) -> Result<ExternalUser, OAuthError> {
+        let (endpoint, _, api_url, api_key) = self.settings()?;
+        let steam_id = checked.steam_id;
         // Ask Steam whether it really signed this: every openid.* field back, mode changed.
         let mut form: Vec<(&str, &str)> = params
             .iter()

@@ -22,7 +22,13 @@ struct Inner {
     issued: HashMap<String, String>,
     used: HashSet<String>,
     counter: u64,
+    /// How old the nonce of the next assertions is.
+    nonce_age: std::time::Duration,
+    /// The `openid.signed` list of the next assertions.
+    signed: String,
 }
+
+const SIGNED: &str = "signed,op_endpoint,claimed_id,identity,return_to,response_nonce,assoc_handle";
 
 /// A running fake.
 #[derive(Clone)]
@@ -41,6 +47,8 @@ impl FakeSteam {
             issued: HashMap::new(),
             used: HashSet::new(),
             counter: 0,
+            nonce_age: std::time::Duration::ZERO,
+            signed: SIGNED.into(),
         }));
         let app = Router::new()
             .route("/openid/login", get(checkid_setup).post(check_authentication))
@@ -56,6 +64,16 @@ impl FakeSteam {
 
     pub fn set_steam_id(&self, steam_id: &str) {
         self.inner.lock().steam_id = steam_id.to_owned();
+    }
+
+    /// Makes the next assertions' nonces this old.
+    pub fn set_nonce_age(&self, age: std::time::Duration) {
+        self.inner.lock().nonce_age = age;
+    }
+
+    /// Signs the next assertions over these fields only (`None`: all of them).
+    pub fn set_signed(&self, signed: Option<&str>) {
+        self.inner.lock().signed = signed.unwrap_or(SIGNED).to_owned();
     }
 }
 
@@ -82,12 +100,12 @@ async fn checkid_setup(
         .append_pair("openid.claimed_id", &claimed)
         .append_pair("openid.identity", &claimed)
         .append_pair("openid.return_to", &return_to)
-        .append_pair("openid.response_nonce", &format!("2026-11-23T00:00:00Zn{}", inner.counter))
+        .append_pair("openid.response_nonce", &{
+            let at = std::time::SystemTime::now() - inner.nonce_age;
+            format!("{}n{}", humantime::format_rfc3339_seconds(at), inner.counter)
+        })
         .append_pair("openid.assoc_handle", "1234567890")
-        .append_pair(
-            "openid.signed",
-            "signed,op_endpoint,claimed_id,identity,return_to,response_nonce,assoc_handle",
-        )
+        .append_pair("openid.signed", &inner.signed.clone())
         .append_pair("openid.sig", &sig)
         .finish();
     let separator = if return_to.contains('?') { '&' } else { '?' };
