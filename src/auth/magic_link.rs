@@ -165,7 +165,7 @@ async fn verify_link(
             .ok_or_else(expired)?;
         let target = query.redirect_uri.as_deref().unwrap_or(&redeemed.redirect);
         let target = state.redirects.check(target).map_err(ApiError::invalid_request)?;
-        let user = account_for(&state, &redeemed.email).await?;
+        let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
         let reply = Reply::found(target.as_str());
         landing::sign_in(&state, &user, client, After::Session, reply, METHOD).await
     }
@@ -211,7 +211,7 @@ async fn verify_code(
         let redeemed = state.magic.redeem_code(&email, &code).await?.ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")
         })?;
-        let user = account_for(&state, &redeemed.email).await?;
+        let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
         let reply = match kind {
             BodyKind::Json => Reply::Json,
             BodyKind::Form => Reply::see_other(&redeemed.redirect),
@@ -233,10 +233,15 @@ async fn verify_code(
 ///
 /// # Errors
 /// 403 when the account is disabled or sign-up is closed; the store fails.
-pub async fn account_for(state: &AppState, email: &Email) -> Result<User, ApiError> {
+pub async fn account_for(state: &AppState, email: &Email, proof: Proof) -> Result<User, ApiError> {
+    let may_sign_up = match proof {
+        Proof::SignIn => signup_allowed(state, email),
+        // An invite is how a closed deployment adds people; the domain rules still hold.
+        Proof::Invite => state.config.auth.domain_may_sign_up(email.domain()),
+    };
     let user = match state.users.find_by_email(email).await? {
         Some((user, _)) => user,
-        None if signup_allowed(state, email) => {
+        None if may_sign_up => {
             let new = NewUser {
                 email: email.clone(),
                 name: None,
@@ -260,9 +265,22 @@ pub async fn account_for(state: &AppState, email: &Email) -> Result<User, ApiErr
     if user.disabled_at.is_some() {
         return Err(ApiError::forbidden("This account is disabled"));
     }
+    let label = match proof {
+        Proof::SignIn => "magic link",
+        Proof::Invite => "invite",
+    };
+    state.verify_by_mailbox(&user, label).await?;
     let now = state.clock.now();
-    state.users.mark_email_verified(user.id, now).await?;
     Ok(User { email_verified_at: user.email_verified_at.or(Some(now)), ..user })
+}
+
+/// Which proof of the mailbox an account is reached by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// A magic link or code: sign-up as `auth.signup` says.
+    SignIn,
+    /// An invite: makes the account even when sign-up is closed.
+    Invite,
 }
 
 fn expired() -> ApiError {

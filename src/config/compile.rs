@@ -91,13 +91,17 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         .unwrap_or_default();
     let upstreams = upstreams(&raw.upstreams, &mut errors);
     let orgs = orgs(&raw, &mut errors);
-    let routes = RouteTable::new(
+    let mut routes = RouteTable::new(
         raw.routes
             .iter()
             .enumerate()
             .filter_map(|(index, route)| self::route(index, route, &orgs.roles, &mut errors))
             .collect(),
     );
+    if !raw.auth.allowed_email_domains.0.is_empty() {
+        // An address counts as in an allowed domain only once its owner proved it.
+        routes = routes.requiring_verified_email();
+    }
     let log = match raw.log.format.as_str() {
         "pretty" => LogFormat::Pretty,
         "json" => LogFormat::Json,
@@ -733,6 +737,28 @@ mod tests {
         assert_eq!(ipv4_mapped_as_ipv4(mapped), "10.0.0.0/8".parse::<IpNet>().unwrap());
         let plain: IpNet = "2001:db8::/32".parse().unwrap();
         assert_eq!(ipv4_mapped_as_ipv4(plain), plain);
+    }
+
+    #[test]
+    fn provider_roles_need_a_map_and_multi_tenant_ones_a_tenant_list() {
+        let base = "[providers.corp]\nissuer = \"https://idp.example\"\nclient_id = \"a\"\nclient_secret = \"b\"\n";
+        let keys = |extra: &str| match Config::from_toml(&format!("{base}{extra}")) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(errors)) => errors.into_iter().map(|e| e.key).collect(),
+            Err(other) => panic!("{other}"),
+        };
+        assert_eq!(keys("roles_claim = \"groups\"\n"), ["providers.corp.roles_map"]);
+        assert_eq!(keys("roles_map = { a = \"admin\" }\n"), ["providers.corp.roles_claim"]);
+        assert!(keys("roles_claim = \"groups\"\nroles_map = { a = \"admin\" }\n").is_empty());
+        let microsoft = "[providers.microsoft]\nclient_id = \"a\"\nclient_secret = \"b\"\nroles_claim = \"groups\"\nroles_map = { g = \"admin\" }\n";
+        let errors = match Config::from_toml(microsoft) {
+            Err(ConfigError::Invalid(errors)) => errors,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(errors[0].key, "providers.microsoft.allowed_tenants");
+        let tenants =
+            format!("{microsoft}allowed_tenants = [\"9188040d-6c67-4c5b-b112-36a304b66dad\"]\n");
+        assert!(Config::from_toml(&tenants).is_ok());
     }
 
     #[test]

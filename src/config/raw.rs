@@ -416,8 +416,14 @@ pub struct RawProvider {
     pub client_secret: Option<String>,
     /// Requested scopes.
     pub scopes: StringList,
-    /// Claim mapped to roles.
+    /// Claim whose values (IdP groups) are mapped to roles by `roles_map`.
     pub roles_claim: Option<String>,
+    /// IdP group → Portcullis role; only listed groups give roles (added key, required with
+    /// `roles_claim`).
+    pub roles_map: BTreeMap<String, String>,
+    /// Tenants (ids) a multi-tenant Microsoft provider admits (added key; required before
+    /// `roles_map` can give roles).
+    pub allowed_tenants: StringList,
     /// Name shown on the sign-in page.
     pub display_name: Option<String>,
     /// Authorization endpoint override.

@@ -125,6 +125,17 @@ impl RouteTable {
         (&self.fallback, PathMatch::default())
     }
 
+    /// The same table with every rule asking for a verified email, the fallback too: with an
+    /// email-domain allow-list, an address is in the domain only once its owner proved it. On
+    /// public rules an unverified identity is not forwarded (the request passes as anonymous).
+    #[must_use]
+    pub fn requiring_verified_email(mut self) -> Self {
+        for route in self.routes.iter_mut().chain([&mut self.fallback]) {
+            route.verified_email = true;
+        }
+        self
+    }
+
     /// How many rules the table holds (besides the fallback).
     pub fn len(&self) -> usize {
         self.routes.len()
@@ -245,6 +256,9 @@ pub fn decide(route: &Route, matched: &PathMatch<'_, '_>, identified: &Identifie
         Access::Deny => return Decision::Deny(Denial::Forbidden(Forbidden::RouteDenied)),
         Access::Public => {
             let identity = match identified {
+                Identified::Known(identity) if route.verified_email && !identity.email_verified => {
+                    None
+                }
                 Identified::Known(identity) => Some(Arc::clone(identity)),
                 Identified::Anonymous | Identified::Rejected(_) => None,
             };

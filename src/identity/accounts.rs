@@ -1,7 +1,9 @@
 //! Which account a provider sign-in belongs to: the user already linked to that provider
 //! identity; else an existing user with the same email, only when the provider says the email
-//! is verified (anything else would let a provider account take over ours); else a new user,
-//! when sign-up is open and the email's domain is allowed.
+//! is verified and the account's own address was verified too (anything else would let a
+//! provider account take over ours, or hand someone's unverified sign-up with its password to
+//! the address's real owner); else a new user, when sign-up is open and the email's domain is
+//! allowed (with a domain allow-list, only for an address the provider verified).
 
 use uuid::Uuid;
 
@@ -55,6 +57,16 @@ pub enum AccountError {
     /// word; its owner can sign in and link the provider.
     #[error("An account with this email already exists: sign in to it, then link this provider")]
     EmailTaken,
+    /// An account uses the email but never verified it: whoever made it may not own the
+    /// address, so it is not joined on the provider's word.
+    #[error(
+        "An account with this email exists but its address was never verified: sign in to it \
+         (or reset its password), then link this provider"
+    )]
+    AccountUnverified,
+    /// A domain allow-list is set and the provider did not verify the address.
+    #[error("The provider did not verify this email address")]
+    EmailUnverified,
     /// The provider identity belongs to another user (linking).
     #[error("This sign-in is already linked to another account")]
     LinkedElsewhere,
@@ -86,13 +98,17 @@ pub async fn sign_in(
     }
     let email = external.email.as_deref().and_then(|email| Email::parse(email).ok());
     let existing = match (&email, external.email_verified) {
-        (Some(email), true) => users.find_by_email(email).await?.map(|(user, _)| user.id),
+        (Some(email), true) => users.find_by_email(email).await?.map(|(user, _)| user),
         _ => None,
     };
-    if let (Some(user_id), Some(email)) = (existing, &email) {
+    if let (Some(existing), Some(email)) = (existing, &email) {
         if !domain_allowed(&rules, email.domain()) {
             return Err(AccountError::DomainNotAllowed);
         }
+        if existing.email_verified_at.is_none() {
+            return Err(AccountError::AccountUnverified);
+        }
+        let user_id = existing.id;
         links.link(provider, &external.subject, user_id, Some(email.as_str()), now).await?;
         return enabled(users, user_id).await;
     }
@@ -102,6 +118,10 @@ pub async fn sign_in(
     let email = email.ok_or(AccountError::NoEmail)?;
     if !domain_allowed(&rules, email.domain()) {
         return Err(AccountError::DomainNotAllowed);
+    }
+    let restricted = !rules.domains.is_empty() || !rules.provider_domains.is_empty();
+    if restricted && !external.email_verified {
+        return Err(AccountError::EmailUnverified);
     }
     let name =
         external.name.as_deref().and_then(|name| super::profile::clean_name(name).ok().flatten());

@@ -202,6 +202,20 @@ impl ApiKeyService {
         }
     }
 
+    /// Revokes every live key of the user (evicted on every replica); how many there were.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn revoke_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
+        let mut revoked = 0;
+        for key in self.list(user_id).await? {
+            if self.revoke(user_id, key.id).await? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
     /// The identity behind a key hash: cached, or loaded (then cached). `None` for unknown,
     /// expired or revoked keys and disabled users.
     ///

@@ -27,8 +27,14 @@ pub struct Provider {
     pub client_secret: String,
     /// Scopes requested.
     pub scopes: Vec<String>,
-    /// Claim whose values become global roles (e.g. `groups`).
+    /// Claim whose values (IdP groups) are mapped to roles (e.g. `groups`).
     pub roles_claim: Option<String>,
+    /// IdP group → global role: only the groups listed give roles, so no IdP user who can
+    /// make groups (or no tenant of a multi-tenant app) can mint `admin`.
+    pub roles_map: std::collections::BTreeMap<String, String>,
+    /// For a multi-tenant Microsoft provider: the tenants whose users may sign in (empty: any,
+    /// and then no roles come from it).
+    pub allowed_tenants: Vec<String>,
     /// Email domains allowed to sign in through this provider (empty: any).
     pub allowed_email_domains: Vec<String>,
     /// Endpoint overrides (else from discovery).
@@ -161,6 +167,12 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
             raw.tenant.as_deref().unwrap_or("common"),
             "common" | "organizations" | "consumers"
         );
+    check_roles(name, raw, multi_tenant, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let allowed_tenants: Vec<String> =
+        raw.allowed_tenants.0.iter().map(|tenant| tenant.trim().to_ascii_lowercase()).collect();
     Ok(Compiled::Ready(Box::new(Provider {
         name: name.to_owned(),
         kind: ProviderKind::Oidc,
@@ -171,6 +183,8 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
         client_secret,
         scopes,
         roles_claim: raw.roles_claim.clone(),
+        roles_map: raw.roles_map.clone(),
+        allowed_tenants,
         allowed_email_domains: raw
             .allowed_email_domains
             .0
@@ -181,6 +195,41 @@ pub fn compile(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String, S
         token_url: raw.token_url.clone(),
         userinfo_url: raw.userinfo_url.clone(),
     })))
+}
+
+/// Roles from a provider come only through `roles_map`, and from a multi-tenant provider only
+/// once `allowed_tenants` says whose.
+fn check_roles(
+    name: &str,
+    raw: &RawProvider,
+    multi_tenant: bool,
+    errors: &mut Vec<(String, String)>,
+) {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    match (&raw.roles_claim, raw.roles_map.is_empty()) {
+        (Some(_), true) => errors.push((
+            key("roles_map"),
+            "required with roles_claim: only the IdP groups it lists become roles".into(),
+        )),
+        (None, false) => errors.push((key("roles_claim"), "required with roles_map".into())),
+        _ => {}
+    }
+    for (group, role) in &raw.roles_map {
+        if crate::identity::validate_role(role).is_err() {
+            errors
+                .push((key(&format!("roles_map.{group}")), format!("`{role}` is not a role name")));
+        }
+    }
+    if multi_tenant && !raw.roles_map.is_empty() && raw.allowed_tenants.0.is_empty() {
+        errors.push((
+            key("allowed_tenants"),
+            "a multi-tenant provider admits anyone's tenant: list the tenants roles may come from"
+                .into(),
+        ));
+    }
+    if !multi_tenant && !raw.allowed_tenants.0.is_empty() {
+        errors.push((key("allowed_tenants"), "only for a multi-tenant microsoft provider".into()));
+    }
 }
 
 /// `[providers.github]`: OAuth 2 endpoints (overridable), the API, and the allow-lists.
@@ -234,6 +283,8 @@ fn compile_github(name: &str, raw: &RawProvider) -> Result<Compiled, Vec<(String
         client_secret,
         scopes,
         roles_claim: None,
+        roles_map: std::collections::BTreeMap::new(),
+        allowed_tenants: Vec::new(),
         allowed_email_domains: raw
             .allowed_email_domains
             .0
@@ -283,6 +334,8 @@ fn compile_steam(name: &str, raw: &RawProvider) -> Compiled {
         client_secret: String::new(),
         scopes: Vec::new(),
         roles_claim: None,
+        roles_map: std::collections::BTreeMap::new(),
+        allowed_tenants: Vec::new(),
         allowed_email_domains: Vec::new(),
         auth_url: None,
         token_url: None,

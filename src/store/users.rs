@@ -216,6 +216,55 @@ impl UserStore {
         Ok(())
     }
 
+    /// Replaces the roles `provider` gives the user (its `roles_map` applied at a sign-in),
+    /// leaving the roles set by an operator and by other providers alone.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn set_provider_roles(
+        &self,
+        id: Uuid,
+        provider: &str,
+        roles: &[String],
+    ) -> Result<(), StoreError> {
+        let mut connection = self.db.pool().acquire().await?;
+        let mut tx = connection.begin().await?;
+        sqlx::query("DELETE FROM user_provider_roles WHERE user_id = $1 AND provider = $2")
+            .bind(id.to_string())
+            .bind(provider)
+            .execute(&mut *tx)
+            .await?;
+        for role in roles {
+            sqlx::query(
+                "INSERT INTO user_provider_roles (user_id, provider, role) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id.to_string())
+            .bind(provider)
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes the user's password; `true` if there was one.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn clear_password(&self, id: Uuid, now: Timestamp) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = NULL, updated_at = $2 \
+             WHERE id = $1 AND password_hash IS NOT NULL",
+        )
+        .bind(id.to_string())
+        .bind(now.as_millis())
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Whether the user can sign in with a password.
     ///
     /// # Errors
@@ -283,13 +332,17 @@ impl UserStore {
         let email_text: String = row.try_get("email")?;
         let email = Email::parse(&email_text)
             .map_err(|_| StoreError::Corrupt(format!("email of user {id}")))?;
-        let roles = sqlx::query("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
-            .bind(&id_text)
-            .fetch_all(self.db.pool())
-            .await?
-            .iter()
-            .map(|row| row.try_get::<String, _>("role"))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Roles set by an operator and roles from providers (`roles_map`), kept apart.
+        let roles = sqlx::query(
+            "SELECT role FROM user_roles WHERE user_id = $1 \
+             UNION SELECT role FROM user_provider_roles WHERE user_id = $1 ORDER BY role",
+        )
+        .bind(&id_text)
+        .fetch_all(self.db.pool())
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String, _>("role"))
+        .collect::<Result<Vec<_>, _>>()?;
         let time = |column: &str| -> Result<Option<Timestamp>, StoreError> {
             Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp::from_millis))
         };

@@ -39,9 +39,9 @@ function latestMail(seen) {
   // MIME boundary.
   if (!raw.trimEnd().endsWith("--")) return null;
   seen.add(name);
-  return raw
-    .replace(/=\r?\n/g, "")
-    .replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+  // The test's SMTP sink has undone quoted-printable soft breaks and `=3D` already; decoding
+  // again would turn a token that starts with two hex digits into another character.
+  return raw;
 }
 
 async function waitForMail(seen, subject) {
@@ -131,7 +131,13 @@ try {
   await page.fill("#signup-password", PASSWORD);
   await Promise.all([page.waitForURL(`${base}/`), page.click("text=Create account")]);
   check((await page.textContent("h1")).includes(EMAIL), "signed up, but the app does not know me");
-  await waitForMail(seen, "Confirm your email");
+  // Confirm the address from the mail (an address never confirmed loses its password when a
+  // magic link proves it later: whoever set that password had not proved it).
+  const confirmMail = await waitForMail(seen, "Confirm your email");
+  const confirm = confirmMail.match(/http:\/\/\S+\/auth\/email\/verify\?token=[\w-]+/);
+  check(confirm, `no confirmation link in the mail:\n${confirmMail}`);
+  await page.goto(confirm[0]);
+  await page.goto("/");
 
   // Sign out from the page apps link to.
   await page.click("text=Sign out");

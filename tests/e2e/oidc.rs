@@ -23,6 +23,10 @@ fn corp(idp: &FakeIdp) -> RawProvider {
         client_id: Some(CLIENT_ID.into()),
         client_secret: Some(CLIENT_SECRET.into()),
         roles_claim: Some("groups".into()),
+        roles_map: BTreeMap::from([
+            ("engineering".into(), "engineering".into()),
+            ("corp-admins".into(), "admin".into()),
+        ]),
         display_name: Some("Corp SSO".into()),
         scopes: StringList(Vec::new()),
         ..RawProvider::default()
@@ -111,6 +115,10 @@ async fn a_verified_email_joins_the_existing_account_and_an_unverified_one_does_
     let app = app_with(&idp, None).await;
     let owner = app.signed_in("ada@corp.example").await;
     let me: Value = owner.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    // The account's own address is verified (its owner clicked the link).
+    let state = app.running().state();
+    let id = uuid::Uuid::parse_str(me["user"]["id"].as_str().unwrap()).unwrap();
+    state.users.mark_email_verified(id, state.clock.now()).await.unwrap();
 
     idp.set_user(IdpUser {
         sub: "unverified-1".into(),
@@ -640,4 +648,153 @@ async fn steam_assertions_are_bound_to_their_flow_fresh_and_fully_signed() {
     fake.set_signed(None);
     let done = through_provider(&app, &app.client(), "/auth/login/steam").await;
     assert_eq!(done.status(), StatusCode::FOUND, "a good assertion still signs in");
+}
+
+/// Pre-account takeover: an attacker signs up the victim's address with a password and waits.
+/// The victim's provider sign-in is not merged into that unverified account; once the victim
+/// proves the mailbox (a magic link), everything the attacker set up is gone.
+#[tokio::test]
+async fn an_unverified_sign_up_is_never_handed_over_with_its_credentials() {
+    let idp = FakeIdp::start().await;
+    let sink = crate::support::smtp::SmtpSink::start().await;
+    let provider = corp(&idp);
+    let url = sink.url();
+    let app = TestApp::builder()
+        .config(move |raw| {
+            raw.providers = BTreeMap::from([("corp".into(), provider)]);
+            raw.email.transport = "smtp".into();
+            raw.email.smtp_url = Some(url);
+        })
+        .spawn()
+        .await;
+    let attacker = app.signed_in("ada@corp.example").await;
+    let csrf = app.csrf(&attacker).await;
+    let key: Value = attacker
+        .post(app.url("/auth/api-keys"))
+        .header("x-csrf-token", csrf)
+        .json(&json!({ "name": "backdoor", "scopes": ["read", "account"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+
+    // The real Ada signs in through the company IdP, which vouches for the address.
+    idp.set_user(IdpUser {
+        sub: "ada-at-corp".into(),
+        email: "ada@corp.example".into(),
+        email_verified: true,
+        name: "Ada".into(),
+        groups: Vec::new(),
+    });
+    let victim = app.client();
+    let refused = through_provider(&app, &victim, "/auth/login/corp").await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert!(refused.text().await.unwrap().contains("never verified"));
+
+    // She proves the mailbox with a magic link: the account is hers alone from then on.
+    let sent = victim
+        .post(app.url("/auth/magic-link"))
+        .json(&json!({ "email": "ada@corp.example" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let mail = sink.nth(2).await; // the first was the attacker's verification mail
+    let link = mail.link().expect("a magic link");
+    assert_eq!(victim.get(&link).send().await.unwrap().status(), StatusCode::FOUND);
+    assert_eq!(attacker.get(app.url("/auth/me")).send().await.unwrap().status(), 401);
+    let password = crate::support::http()
+        .post(app.url("/auth/login"))
+        .json(&json!({ "email": "ada@corp.example", "password": crate::support::PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(password.status(), StatusCode::UNAUTHORIZED, "the attacker's password is gone");
+    let with_key =
+        crate::support::http().get(app.url("/x")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(with_key.status(), StatusCode::UNAUTHORIZED, "the attacker's key is revoked");
+    // Now verified, the provider sign-in joins it.
+    let joined = through_provider(&app, &app.client(), "/auth/login/corp").await;
+    assert_eq!(joined.status(), StatusCode::FOUND);
+    assert_eq!(app.user_count().await, 1);
+}
+
+/// With an email-domain allow-list, an address counts only once proven: a provider that did
+/// not verify it makes no account, and a password sign-up reaches the app only after the
+/// verification link.
+#[tokio::test]
+async fn a_domain_allow_list_admits_only_verified_addresses() {
+    let idp = FakeIdp::start().await;
+    let provider = corp(&idp);
+    let app = TestApp::builder()
+        .config(move |raw| {
+            raw.providers = BTreeMap::from([("corp".into(), provider)]);
+            raw.auth.allowed_email_domains = StringList(vec!["corp.example".into()]);
+        })
+        .routes("[[routes]]\npath = \"/public/*\"\naccess = \"public\"\n")
+        .spawn()
+        .await;
+    idp.set_user(IdpUser {
+        sub: "anyone".into(),
+        email: "anyone@corp.example".into(),
+        email_verified: false,
+        name: "Anyone".into(),
+        groups: Vec::new(),
+    });
+    let refused = through_provider(&app, &app.client(), "/auth/login/corp").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.user_count().await, 0);
+
+    let signed_up = app.signed_in("someone@corp.example").await;
+    let gated = signed_up.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(error_code(gated).await, (StatusCode::FORBIDDEN, "forbidden".into()));
+    let public: crate::support::Echoed =
+        signed_up.get(app.url("/public/x")).send().await.unwrap().json().await.unwrap();
+    assert!(public.header("x-auth-user-id").is_none(), "an unverified identity is not forwarded");
+    let state = app.running().state();
+    let me: Value = signed_up.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    let id = uuid::Uuid::parse_str(me["user"]["id"].as_str().unwrap()).unwrap();
+    state.users.mark_email_verified(id, state.clock.now()).await.unwrap();
+    state.sessions.refresh_user(id);
+    assert_eq!(signed_up.get(app.url("/dashboard")).send().await.unwrap().status(), 200);
+}
+
+/// IdP groups become roles only through `roles_map`: a group anyone can create named `admin`
+/// gives nothing, and roles an operator set survive every sign-in.
+#[tokio::test]
+async fn only_mapped_groups_become_roles_and_operator_roles_stay() {
+    let idp = FakeIdp::start().await;
+    let app = app_with(&idp, None).await;
+    let user = |groups: &[&str]| IdpUser {
+        sub: "ada-1".into(),
+        email: "ada@corp.example".into(),
+        email_verified: true,
+        name: "Ada".into(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    };
+    idp.set_user(user(&["engineering", "admin", "wheel"]));
+    let browser = app.client();
+    through_provider(&app, &browser, "/auth/login/corp").await;
+    let echoed = app.echo(&browser, "/x").await;
+    assert_eq!(echoed.header("x-auth-roles"), Some("engineering"), "`admin` is no listed group");
+
+    // An operator gives Ada `support`; the next sign-in keeps it, and maps `corp-admins`.
+    let state = app.running().state();
+    let me: Value = browser.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    let id = uuid::Uuid::parse_str(me["user"]["id"].as_str().unwrap()).unwrap();
+    state.users.set_roles(id, &["support".into()], state.clock.now()).await.unwrap();
+    idp.set_user(user(&["corp-admins"]));
+    let again = app.client();
+    through_provider(&app, &again, "/auth/login/corp").await;
+    let echoed = app.echo(&again, "/x").await;
+    assert_eq!(echoed.header("x-auth-roles"), Some("admin,support"));
+    // Leaving the group at the IdP takes its role away at the next sign-in; `support` stays.
+    idp.set_user(user(&[]));
+    let later = app.client();
+    through_provider(&app, &later, "/auth/login/corp").await;
+    let echoed = app.echo(&later, "/x").await;
+    assert_eq!(echoed.header("x-auth-roles"), Some("support"));
 }

@@ -464,7 +464,7 @@ async fn invites_make_accounts_work_once_and_expire() {
 }
 
 #[tokio::test]
-async fn with_sign_up_closed_only_existing_accounts_accept_invites() {
+async fn with_sign_up_closed_invites_still_make_accounts() {
     let sink = SmtpSink::start().await;
     let app = app_with_mail(&sink, None, false).await;
     let ada = app.signed_in("ada@example.com").await;
@@ -485,14 +485,11 @@ async fn with_sign_up_closed_only_existing_accounts_accept_invites() {
     let stranger = invite(&app, &sink, &ada, &acme, "stranger@example.com", "member").await;
     let bob = invite(&app, &sink, &ada, &acme, "bob@example.com", "member").await;
     let port = |url: &str| url.replace(&app.url(""), &closed.url(""));
-    let refused = closed
-        .client()
-        .get(port(&stranger))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_code(refused).await, (StatusCode::FORBIDDEN, "forbidden".into()));
+    // An invite is how a closed deployment adds people: the stranger gets an account.
+    let newcomer = closed.client();
+    let joined = newcomer.get(port(&stranger)).send().await.unwrap();
+    assert_eq!(joined.status(), StatusCode::FOUND);
+    assert_eq!(me(&closed, &newcomer).await["email"], "stranger@example.com");
     let client = closed.client();
     assert_eq!(client.get(port(&bob)).send().await.unwrap().status(), StatusCode::FOUND);
     assert_eq!(me(&closed, &client).await["active_org_id"], acme.as_str());
@@ -559,15 +556,22 @@ async fn org_endpoints_refuse_garbage_keys_and_cross_site_posts() {
     let anonymous = app.client().get(app.url("/auth/orgs")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
-    // An API key reads but does not manage.
-    let key: Value =
-        call(&app, &ada, Method::POST, "/auth/api-keys", Some(json!({ "name": "ci" })))
+    // A key without the `account` scope reaches no account endpoint; one with it reads
+    // organizations but does not manage them.
+    let plain: Value =
+        call(&app, &ada, Method::POST, "/auth/api-keys", Some(json!({ "name": "app" })))
             .await
             .json()
             .await
             .unwrap();
-    let key = key["key"].as_str().unwrap();
     let http = crate::support::http();
+    let refused =
+        http.get(app.url("/auth/orgs")).bearer_auth(plain["key"].as_str().unwrap()).send().await;
+    assert_eq!(refused.unwrap().status(), StatusCode::FORBIDDEN);
+    let body = json!({ "name": "ci", "scopes": ["account"] });
+    let key: Value =
+        call(&app, &ada, Method::POST, "/auth/api-keys", Some(body)).await.json().await.unwrap();
+    let key = key["key"].as_str().unwrap();
     let listed = http.get(app.url("/auth/orgs")).bearer_auth(key).send().await.unwrap();
     assert_eq!(listed.status(), 200);
     let created = http

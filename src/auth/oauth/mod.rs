@@ -36,7 +36,6 @@ use super::landing::{self, Reply};
 use super::openapi::{LinkDoc, LinkedBody, MessageBody};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
-use crate::clock::Timestamp;
 use crate::cookies::Own;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
@@ -44,7 +43,6 @@ use crate::gateway::identify::session_from_cookie;
 use crate::identity::accounts::{self, AccountError, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
-use crate::identity::validate_role;
 use crate::store::ephemeral::{decode, encode};
 use http::HeaderMap;
 use utoipa_axum::router::OpenApiRouter;
@@ -372,7 +370,8 @@ async fn callback(
             .await
             .map_err(account_error)?;
         if let Some(roles) = roles {
-            apply_roles(&state, user.id, &roles, now).await?;
+            state.users.set_provider_roles(user.id, &provider, &roles).await?;
+            state.sessions.refresh_user(user.id);
         }
         let reply = Reply::found(&flow.redirect);
         landing::sign_in(&state, &user, client_info, After::Session, reply, "oauth").await
@@ -406,22 +405,6 @@ async fn check_binding(state: &AppState, site: &SiteContext, flow: &Flow) -> Res
             ));
         }
     }
-    Ok(())
-}
-
-/// Global roles from the provider's roles claim replace the user's (only valid role names).
-async fn apply_roles(
-    state: &AppState,
-    user_id: Uuid,
-    roles: &[String],
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let mut roles: Vec<String> =
-        roles.iter().filter(|role| validate_role(role).is_ok()).cloned().collect();
-    roles.sort();
-    roles.dedup();
-    state.users.set_roles(user_id, &roles, now).await?;
-    state.sessions.refresh_user(user_id);
     Ok(())
 }
 
@@ -523,9 +506,10 @@ fn error_of(error: OAuthError) -> ApiError {
 fn account_error(error: AccountError) -> ApiError {
     match error {
         AccountError::Store(error) => error.into(),
-        AccountError::LinkedElsewhere | AccountError::AlreadyLinked | AccountError::EmailTaken => {
-            ApiError::new(ErrorCode::Conflict, error.to_string())
-        }
+        AccountError::LinkedElsewhere
+        | AccountError::AlreadyLinked
+        | AccountError::EmailTaken
+        | AccountError::AccountUnverified => ApiError::new(ErrorCode::Conflict, error.to_string()),
         other => ApiError::forbidden(other.to_string()),
     }
 }

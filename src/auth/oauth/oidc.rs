@@ -305,6 +305,14 @@ impl OidcClient {
                     "ID token issuer does not match its tenant".into(),
                 ));
             }
+            let allowed = &self.provider.allowed_tenants;
+            if !allowed.is_empty()
+                && !tenant.is_some_and(|tid| allowed.iter().any(|a| a.eq_ignore_ascii_case(tid)))
+            {
+                return Err(OAuthError::NotAllowed(
+                    "this organization's tenant is not admitted".into(),
+                ));
+            }
         }
         if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
             return Err(OAuthError::Invalid("ID token nonce does not match".into()));
@@ -358,12 +366,20 @@ impl OidcClient {
             Some(Value::String(text)) => text == "true",
             _ => false,
         };
-        let roles = self.provider.roles_claim.as_ref().map(|claim| match claims.get(claim) {
-            Some(Value::Array(values)) => {
-                values.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-            }
-            Some(Value::String(value)) => vec![value.clone()],
-            _ => Vec::new(),
+        // Only the groups `roles_map` lists give roles, as the roles it maps them to.
+        let roles = self.provider.roles_claim.as_ref().map(|claim| {
+            let groups: Vec<&str> = match claims.get(claim) {
+                Some(Value::Array(values)) => values.iter().filter_map(Value::as_str).collect(),
+                Some(Value::String(value)) => vec![value.as_str()],
+                _ => Vec::new(),
+            };
+            let mut roles: Vec<String> = groups
+                .into_iter()
+                .filter_map(|group| self.provider.roles_map.get(group).cloned())
+                .collect();
+            roles.sort();
+            roles.dedup();
+            roles
         });
         Ok(ExternalUser {
             subject,

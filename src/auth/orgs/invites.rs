@@ -19,7 +19,7 @@ use crate::auth::csrf::SiteContext;
 use crate::auth::email::{link, within_send_limit};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
-use crate::auth::magic_link::account_for;
+use crate::auth::magic_link::{Proof, account_for};
 use crate::auth::openapi::{InviteBody, InviteDoc, InvitesBody, MessageBody};
 use crate::auth::pages::{self, SignInForm};
 use crate::crypto;
@@ -196,7 +196,7 @@ async fn accept(
         let now = state.clock.now();
         let invite = state.invites.find_pending(&hash, now).await?.ok_or_else(used_up)?;
         let email = Email::parse(&invite.email)?;
-        let user = account_for(&state, &email).await?;
+        let user = account_for(&state, &email, Proof::Invite).await?;
         if state.orgs.membership(invite.org_id, user.id).await?.is_none() {
             room_for_one_more(&state, user.id).await?;
         }
