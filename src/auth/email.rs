@@ -18,20 +18,61 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::csrf::SiteContext;
-use super::extract::{ApiQuery, BodyKind, Caller, JsonOrForm};
+use super::extract::{ApiQuery, BodyKind, Caller, Client, JsonOrForm};
 use super::openapi::MessageBody;
 use super::pages;
 use super::password_policy;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::email_token::{Holder, Purpose};
+use crate::identity::session::ClientInfo;
 use crate::identity::{AuthMethod, Email, User};
 use crate::mail::Template;
+use crate::server::peer::client_key;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Messages to one address per hour, whatever the caller's IP: nobody can mail-bomb it.
-const SENDS_PER_HOUR: u64 = 5;
+/// Messages to one address per hour, of every kind and from every client together: nobody can
+/// mail-bomb it.
+const SENDS_PER_HOUR: u64 = 20;
+/// Messages of one kind to one address asked by one client per hour: a stranger spends their
+/// own share, never the owner's.
+const SENDS_PER_CLIENT: u64 = 3;
+/// Messages of one kind one client may ask for per hour, to any addresses.
+const SENDS_FROM_CLIENT: u64 = 30;
+
+/// The kinds of mail that are counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    /// Magic link and code.
+    SignIn,
+    /// Address verification.
+    Verify,
+    /// Password reset.
+    Reset,
+    /// Organization invite.
+    Invite,
+}
+
+impl MailKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::SignIn => "sign_in",
+            Self::Verify => "verify",
+            Self::Reset => "reset",
+            Self::Invite => "invite",
+        }
+    }
+}
+
+/// Who asks for mail, as limits count it: the client's address (an IPv6 /64), or `-`.
+pub fn requester(client: &ClientInfo) -> String {
+    client
+        .ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .map_or_else(|| "-".to_owned(), |ip| client_key(ip).to_string())
+}
 const FORGOT_ANSWER: &str = "if an account exists for that email, a reset link has been sent";
 
 /// Routes for verification and reset.
@@ -43,24 +84,47 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_page, reset))
 }
 
-/// Whether another message may go to `email` this hour (counted whether or not it is sent).
+/// Whether another message of `kind` may go to `email` this hour at the request of
+/// `requester` (counted whether or not it is sent): within the client's share for that address
+/// and kind, the client's share for the kind, and the address's hourly total.
 ///
 /// # Errors
 /// The store fails.
-pub async fn within_send_limit(state: &AppState, email: &Email) -> Result<bool, ApiError> {
-    let key = format!(
-        "mail_limit:{}",
-        crate::crypto::hex(&crate::crypto::sha256(email.as_str().as_bytes()))
-    );
-    Ok(state.ephemeral.incr(&key, Duration::from_secs(3600)).await? <= SENDS_PER_HOUR)
+pub async fn within_send_limit(
+    state: &AppState,
+    kind: MailKind,
+    email: &Email,
+    requester: &str,
+) -> Result<bool, ApiError> {
+    let hash = |text: String| crate::crypto::hex(&crate::crypto::sha256(text.as_bytes()));
+    let hour = Duration::from_secs(3600);
+    let kind = kind.as_str();
+    let counters = [
+        (
+            format!("mail:{kind}:{}", hash(format!("{}\n{requester}", email.as_str()))),
+            SENDS_PER_CLIENT,
+        ),
+        (format!("mail_from:{kind}:{}", hash(requester.to_owned())), SENDS_FROM_CLIENT),
+        (format!("mail_to:{}", hash(email.as_str().to_owned())), SENDS_PER_HOUR),
+    ];
+    for (key, limit) in counters {
+        if state.ephemeral.incr(&key, hour).await? > limit {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Mails `user` a verification link.
 ///
 /// # Errors
 /// The store fails, or the transport refuses the message (`email_send_failed`).
-pub async fn mail_verification(state: &AppState, user: &User) -> Result<(), ApiError> {
-    if !within_send_limit(state, &user.email).await? {
+pub async fn mail_verification(
+    state: &AppState,
+    user: &User,
+    requester: &str,
+) -> Result<(), ApiError> {
+    if !within_send_limit(state, MailKind::Verify, &user.email, requester).await? {
         return Err(ApiError::rate_limited(3600));
     }
     let holder = Holder { user_id: user.id, email: user.email.as_str().to_owned() };
@@ -92,6 +156,7 @@ pub fn link(state: &AppState, path: &str, token: &str) -> String {
 async fn send_verification(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    Client(client): Client,
 ) -> Result<Response, ApiError> {
     if caller.method == AuthMethod::ApiKey {
         return Err(ApiError::forbidden("An API key cannot ask for verification mail"));
@@ -103,7 +168,7 @@ async fn send_verification(
             Json(json!({ "message": "the email address is already verified" })).into_response()
         );
     }
-    mail_verification(&state, &user).await?;
+    mail_verification(&state, &user, &requester(&client)).await?;
     Ok(Json(json!({ "message": "a verification link has been sent" })).into_response())
 }
 
@@ -175,11 +240,13 @@ struct ForgotBody {
 async fn forgot(
     State(state): State<AppState>,
     site: SiteContext,
+    Client(client): Client,
     JsonOrForm(body, _): JsonOrForm<ForgotBody>,
 ) -> Result<Response, ApiError> {
     state.csrf.check_same_site(&site)?;
     let email = Email::parse(&body.email)?;
-    let within_limit = within_send_limit(&state, &email).await?;
+    let within_limit =
+        within_send_limit(&state, MailKind::Reset, &email, &requester(&client)).await?;
     let background = state.clone();
     tokio::spawn(async move {
         if let Err(error) = mail_reset(&background, &email, within_limit).await {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::csrf::SiteContext;
-use super::email::within_send_limit;
+use super::email::{MailKind, requester, within_send_limit};
 use super::extract::{ApiQuery, BodyKind, Client, JsonOrForm};
 use super::landing::{self, Reply};
 use super::openapi::{MessageBody, SignedInBody};
@@ -58,6 +58,7 @@ struct LinkRequest {
 async fn request_link(
     State(state): State<AppState>,
     site: SiteContext,
+    Client(client): Client,
     JsonOrForm(body, kind): JsonOrForm<LinkRequest>,
 ) -> Result<Response, ApiError> {
     state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
@@ -66,7 +67,7 @@ async fn request_link(
         .redirects
         .check(body.redirect_uri.as_deref().unwrap_or("/"))
         .map_err(ApiError::invalid_request)?;
-    send_link(&state, &email, redirect.as_str()).await?;
+    send_link(&state, &email, redirect.as_str(), &requester(&client)).await?;
     let answer = Json(json!({ "message": ANSWER })).into_response();
     Ok(match kind {
         BodyKind::Json => answer,
@@ -80,15 +81,20 @@ async fn request_link(
 ///
 /// # Errors
 /// The store fails.
-pub async fn send_link(state: &AppState, email: &Email, redirect: &str) -> Result<(), ApiError> {
-    if !within_send_limit(state, email).await? {
-        tracing::warn!("magic link not sent: this address reached its hourly limit");
+pub async fn send_link(
+    state: &AppState,
+    email: &Email,
+    redirect: &str,
+    requester: &str,
+) -> Result<(), ApiError> {
+    if !within_send_limit(state, MailKind::SignIn, email, requester).await? {
+        tracing::warn!("magic link not sent: an hourly mail limit was reached");
         return Ok(());
     }
     if !may_sign_in(state, email).await? {
         return Ok(());
     }
-    let issued = state.magic.issue(email, redirect).await?;
+    let issued = state.magic.issue(email, redirect, requester).await?;
     let link = super::email::link(state, "/magic-link/verify", &issued.token);
     let ttl = humantime::format_duration(state.magic.ttl()).to_string();
     let mailer = std::sync::Arc::clone(&state.mailer);
@@ -208,9 +214,10 @@ async fn verify_code(
         state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
         let email = Email::parse(&body.email)?;
         let code: String = body.code.chars().filter(|c| !c.is_whitespace()).collect();
-        let redeemed = state.magic.redeem_code(&email, &code).await?.ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")
-        })?;
+        let redeemed =
+            state.magic.redeem_code(&email, &code, &requester(&client)).await?.ok_or_else(
+                || ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired"),
+            )?;
         let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
         let reply = match kind {
             BodyKind::Json => Reply::Json,

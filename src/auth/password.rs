@@ -126,7 +126,8 @@ async fn login_handler(
     let result = async {
         let redirect = check_origin(&state, &site, kind, &body.form)?;
         let after = check_mode(body.mode.as_deref(), kind)?;
-        let mut user = check_password(&state, &body.email, body.password).await?;
+        let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        let mut user = check_password(&state, &body.email, body.password, client_ip).await?;
         default_locale(&state, &mut user, &site.headers).await?;
         if after == After::Session {
             landing::end_previous_session(&state, &site.headers).await?;
@@ -196,6 +197,7 @@ pub async fn signup(
     if !auth.signup {
         return Err(ApiError::forbidden("Sign-up is disabled"));
     }
+    let client_for_mail = client.clone();
     let email = Email::parse(email)?;
     if !auth.domain_may_sign_up(email.domain()) {
         return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
@@ -231,8 +233,11 @@ pub async fn signup(
     state.metrics.record_auth("password", "signup");
     let background = state.clone();
     let new_user = user.clone();
+    let requester = super::email::requester(&client_for_mail);
     tokio::spawn(async move {
-        if let Err(error) = super::email::mail_verification(&background, &new_user).await {
+        if let Err(error) =
+            super::email::mail_verification(&background, &new_user, &requester).await
+        {
             tracing::warn!(error = %error.message(), "cannot send the verification mail of a new account");
         }
     });
@@ -240,7 +245,9 @@ pub async fn signup(
 }
 
 /// Checks an email and password. Unknown emails, wrong passwords and disabled accounts get the
-/// same answer after the same work.
+/// same answer after the same work. Failures back off per account and client address
+/// (`client`), so a stranger cannot lock the owner out; the hashing itself runs on a bounded
+/// pool, so a spray from many addresses queues instead of taking the CPU.
 ///
 /// # Errors
 /// 401 `invalid_credentials`, 429 while the account backs off, 503 if the store is down.
@@ -248,9 +255,10 @@ pub async fn check_password(
     state: &AppState,
     email: &str,
     password: String,
+    client: Option<std::net::IpAddr>,
 ) -> Result<User, ApiError> {
     let email = Email::parse(email)?;
-    state.backoff.check(&email).await?;
+    state.backoff.check(&email, client).await?;
     let found = state.users.find_by_email(&email).await?;
     let (user, hash) = match found {
         Some((user, hash)) if user.disabled_at.is_none() => (Some(user), hash),
@@ -258,11 +266,11 @@ pub async fn check_password(
     };
     let matches = state.hasher.verify(password, hash).await.map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| matches) else {
-        state.backoff.record_failure(&email).await?;
+        state.backoff.record_failure(&email, client).await?;
         state.metrics.record_auth("password", "failure");
         return Err(ApiError::new(ErrorCode::InvalidCredentials, "Invalid email or password"));
     };
-    state.backoff.record_success(&email).await?;
+    state.backoff.record_success(&email, client).await?;
     Ok(user)
 }
 

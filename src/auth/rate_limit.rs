@@ -19,7 +19,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::error::ApiError;
 use crate::identity::Email;
-use crate::server::peer::{Peer, client_ip};
+use crate::server::peer::{Peer, client_ip, client_key};
 use crate::store::StoreError;
 use crate::store::ephemeral::EphemeralStore;
 
@@ -61,14 +61,7 @@ impl IpLimiter {
     /// `Err(seconds to wait)` when `ip` is over its limit. IPv6 clients are limited per /64,
     /// since one host can rotate through a whole /64.
     pub async fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        let key = match ip {
-            IpAddr::V6(v6) => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::from(octets)
-            }
-            IpAddr::V4(_) => ip,
-        };
+        let key = client_key(ip);
         if let Some(shared) = &self.shared {
             match shared.check(key).await {
                 Ok(verdict) => return verdict,
@@ -151,11 +144,11 @@ impl AccountBackoff {
     ///
     /// # Errors
     /// 429 while locked; 503 if the store is down.
-    pub async fn check(&self, email: &Email) -> Result<(), ApiError> {
+    pub async fn check(&self, email: &Email, client: Option<IpAddr>) -> Result<(), ApiError> {
         if self.threshold == 0 {
             return Ok(());
         }
-        let Some(until) = self.store.get(&lock_key(email)).await? else { return Ok(()) };
+        let Some(until) = self.store.get(&lock_key(email, client)).await? else { return Ok(()) };
         let until = parse_time(&until)?;
         let wait = self.clock.now().until(until);
         if wait.is_zero() { Ok(()) } else { Err(ApiError::rate_limited(wait.as_secs().max(1))) }
@@ -165,16 +158,20 @@ impl AccountBackoff {
     ///
     /// # Errors
     /// The store fails.
-    pub async fn record_failure(&self, email: &Email) -> Result<(), StoreError> {
+    pub async fn record_failure(
+        &self,
+        email: &Email,
+        client: Option<IpAddr>,
+    ) -> Result<(), StoreError> {
         if self.threshold == 0 {
             return Ok(());
         }
-        let failures = self.store.incr(&failure_key(email), FAILURE_WINDOW).await?;
+        let failures = self.store.incr(&failure_key(email, client), FAILURE_WINDOW).await?;
         if let Some(excess) = failures.checked_sub(u64::from(self.threshold)) {
             let backoff = Duration::from_secs(1u64 << excess.min(10)).min(MAX_BACKOFF);
             let until = self.clock.now().plus(backoff);
             self.store
-                .put(&lock_key(email), until.as_millis().to_string().as_bytes(), backoff)
+                .put(&lock_key(email, client), until.as_millis().to_string().as_bytes(), backoff)
                 .await?;
         }
         Ok(())
@@ -184,20 +181,31 @@ impl AccountBackoff {
     ///
     /// # Errors
     /// The store fails.
-    pub async fn record_success(&self, email: &Email) -> Result<(), StoreError> {
+    pub async fn record_success(
+        &self,
+        email: &Email,
+        client: Option<IpAddr>,
+    ) -> Result<(), StoreError> {
         if self.threshold == 0 {
             return Ok(());
         }
-        self.store.delete(&failure_key(email)).await
+        self.store.delete(&failure_key(email, client)).await
     }
 }
 
-fn failure_key(email: &Email) -> String {
-    format!("login_failures:{}", crypto::hex(&crypto::sha256(email.as_str().as_bytes())))
+/// What failures are counted by: the account and the client address together, so that a
+/// stranger's failures slow the stranger, never the account's owner elsewhere.
+fn attempt_id(email: &Email, client: Option<IpAddr>) -> String {
+    let client = client.map(client_key).map_or_else(String::new, |ip| ip.to_string());
+    crypto::hex(&crypto::sha256(format!("{}\n{client}", email.as_str()).as_bytes()))
 }
 
-fn lock_key(email: &Email) -> String {
-    format!("login_lock:{}", crypto::hex(&crypto::sha256(email.as_str().as_bytes())))
+fn failure_key(email: &Email, client: Option<IpAddr>) -> String {
+    format!("login_failures:{}", attempt_id(email, client))
+}
+
+fn lock_key(email: &Email, client: Option<IpAddr>) -> String {
+    format!("login_lock:{}", attempt_id(email, client))
 }
 
 fn parse_time(bytes: &[u8]) -> Result<Timestamp, StoreError> {
@@ -269,21 +277,28 @@ mod tests {
         let backoff = AccountBackoff::new(store, Arc::new(clock.clone()), 3);
         let ada = Email::parse("ada@example.com").unwrap();
         let bob = Email::parse("bob@example.com").unwrap();
+        let stranger: Option<IpAddr> = Some("203.0.113.66".parse().unwrap());
+        let home: Option<IpAddr> = Some("198.51.100.7".parse().unwrap());
         for _ in 0..3 {
-            assert!(backoff.check(&ada).await.is_ok());
-            backoff.record_failure(&ada).await.unwrap();
+            assert!(backoff.check(&ada, stranger).await.is_ok());
+            backoff.record_failure(&ada, stranger).await.unwrap();
         }
-        // The third failure reached the threshold: one-second lock.
-        let error = backoff.check(&ada).await.unwrap_err();
+        // The third failure reached the threshold: one-second lock, for the stranger only.
+        let error = backoff.check(&ada, stranger).await.unwrap_err();
         assert_eq!(error.code(), ErrorCode::RateLimited);
-        assert!(backoff.check(&bob).await.is_ok());
+        assert!(backoff.check(&ada, home).await.is_ok(), "the owner, elsewhere, is not locked out");
+        assert!(backoff.check(&bob, stranger).await.is_ok());
         clock.advance(Duration::from_secs(2));
-        assert!(backoff.check(&ada).await.is_ok());
-        backoff.record_failure(&ada).await.unwrap();
-        assert_eq!(backoff.check(&ada).await.unwrap_err().retry_after(), Some(2), "doubles");
+        assert!(backoff.check(&ada, stranger).await.is_ok());
+        backoff.record_failure(&ada, stranger).await.unwrap();
+        assert_eq!(
+            backoff.check(&ada, stranger).await.unwrap_err().retry_after(),
+            Some(2),
+            "doubles"
+        );
         clock.advance(Duration::from_secs(3));
-        backoff.record_success(&ada).await.unwrap();
-        backoff.record_failure(&ada).await.unwrap();
-        assert!(backoff.check(&ada).await.is_ok(), "success resets the count");
+        backoff.record_success(&ada, stranger).await.unwrap();
+        backoff.record_failure(&ada, stranger).await.unwrap();
+        assert!(backoff.check(&ada, stranger).await.is_ok(), "success resets the count");
     }
 }

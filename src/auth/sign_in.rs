@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::csrf::SiteContext;
-use super::extract::JsonOrForm;
+use super::extract::{Client, JsonOrForm};
 use super::openapi::SignInAnswer;
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -44,6 +44,7 @@ struct SignInBody {
 async fn sign_in(
     State(state): State<AppState>,
     site: SiteContext,
+    Client(client): Client,
     JsonOrForm(body, _): JsonOrForm<SignInBody>,
 ) -> Result<Response, ApiError> {
     state.csrf.check_same_site(&site)?;
@@ -60,7 +61,8 @@ async fn sign_in(
         .map(|(_, provider)| provider);
     let Some(provider) = provider else {
         // Every other address gets a link (when it may sign in), and the same answer.
-        super::magic_link::send_link(&state, &email, redirect.as_str()).await?;
+        let requester = super::email::requester(&client);
+        super::magic_link::send_link(&state, &email, redirect.as_str(), &requester).await?;
         return Ok(Json(json!({ "auth_method": "magic_link" })).into_response());
     };
     let started = super::oauth::begin(

@@ -1,6 +1,8 @@
 //! Single-use links that prove access to an address: email verification and password reset.
 //! The token is 256 random bits; only its hash is stored, with the user and the address it was
-//! sent to (a link for an address the user no longer has does nothing).
+//! sent to (a link for an address the user no longer has does nothing). One link of each
+//! purpose is live per account: a new one ends the one before, so an old reset link found in a
+//! mailbox later is worth nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +66,15 @@ impl EmailTokens {
     pub async fn issue(&self, purpose: Purpose, holder: &Holder) -> Result<String, StoreError> {
         let token = crypto::random_token();
         let bytes = encode(holder)?;
-        self.store.put(&key(purpose, &token), &bytes, self.ttl).await?;
+        let token_key = key(purpose, &token);
+        let latest = latest_key(purpose, holder.user_id);
+        if let Some(previous) = self.store.take(&latest).await?
+            && let Ok(previous) = String::from_utf8(previous)
+        {
+            self.store.delete(&previous).await?;
+        }
+        self.store.put(&token_key, &bytes, self.ttl).await?;
+        self.store.put(&latest, token_key.as_bytes(), self.ttl).await?;
         Ok(token)
     }
 
@@ -99,6 +109,32 @@ fn holder(bytes: Option<Vec<u8>>) -> Result<Option<Holder>, StoreError> {
     bytes.map(|bytes| decode(&bytes, "email link")).transpose()
 }
 
+/// Where the key of the account's live link of `purpose` is kept.
+fn latest_key(purpose: Purpose, user_id: Uuid) -> String {
+    format!("{}_latest:{user_id}", purpose.prefix())
+}
+
 fn key(purpose: Purpose, token: &str) -> String {
     format!("{}:{}", purpose.prefix(), crypto::hex(&crypto::sha256(token.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::ephemeral::MemoryStore;
+
+    #[tokio::test]
+    async fn only_the_latest_link_of_a_purpose_works() {
+        let store = Arc::new(MemoryStore::new(Arc::new(ManualClock::new())));
+        let tokens = EmailTokens::new(store, Duration::from_secs(900));
+        let ada = Holder { user_id: Uuid::now_v7(), email: "ada@example.com".into() };
+        let old = tokens.issue(Purpose::Reset, &ada).await.unwrap();
+        let verify = tokens.issue(Purpose::Verify, &ada).await.unwrap();
+        let new = tokens.issue(Purpose::Reset, &ada).await.unwrap();
+        assert_eq!(tokens.redeem(Purpose::Reset, &old).await.unwrap(), None, "replaced");
+        assert_eq!(tokens.redeem(Purpose::Reset, &new).await.unwrap(), Some(ada.clone()));
+        assert_eq!(tokens.redeem(Purpose::Reset, &new).await.unwrap(), None, "used");
+        assert_eq!(tokens.redeem(Purpose::Verify, &verify).await.unwrap(), Some(ada), "apart");
+    }
 }

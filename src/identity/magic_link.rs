@@ -1,7 +1,13 @@
 //! Magic links and one-time codes: one email holds a single-use link (256 random bits) and a
-//! 6-digit code, both for the same grant, valid `email.link_ttl`. Asking again replaces the
-//! previous grant (only the latest works). Five wrong codes burn the grant. Only hashes are
-//! stored; the grant is keyed by the email's hash, the link by the token's.
+//! 6-digit code, both for the same grant, valid `email.link_ttl`.
+//!
+//! A grant belongs to an address *and the client that asked for it* (its IP address, or IPv6
+//! /64): asking again from the same client replaces that client's grant, while a stranger's
+//! requests for someone else's address make grants of the stranger's own, which neither
+//! replace the owner's pending link nor, by five wrong codes, burn it. A code is redeemed
+//! against the grant of the client that types it (the "check your email" page of the browser
+//! that asked). Only hashes are stored; grants are keyed by the hash of address and client,
+//! links by the token's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +44,9 @@ pub struct Redeemed {
 #[derive(Debug, Serialize, Deserialize)]
 struct Grant {
     email: String,
+    /// The client that asked for it.
+    #[serde(default)]
+    requester: String,
     token_hash: String,
     code_hash: String,
     redirect: String,
@@ -63,25 +72,32 @@ impl MagicLinks {
         self.ttl
     }
 
-    /// A new grant for `email`, replacing any earlier one.
+    /// A new grant for `email` asked by `requester` (the client's address), replacing that
+    /// client's earlier one.
     ///
     /// # Errors
     /// The store fails.
-    pub async fn issue(&self, email: &Email, redirect: &str) -> Result<Issued, StoreError> {
+    pub async fn issue(
+        &self,
+        email: &Email,
+        redirect: &str,
+        requester: &str,
+    ) -> Result<Issued, StoreError> {
         let token = crypto::random_token();
         let code = random_code();
         let grant = Grant {
             email: email.as_str().to_owned(),
+            requester: requester.to_owned(),
             token_hash: crypto::hex(&crypto::sha256(token.as_bytes())),
             code_hash: code_hash(email, &code),
             redirect: redirect.to_owned(),
             expires_at: self.clock.now().plus(self.ttl).as_millis(),
         };
         let bytes = encode(&grant)?;
-        let email_key = grant_key(email);
-        self.store.delete(&attempts_key(email)).await?;
-        self.store.put(&email_key, &bytes, self.ttl).await?;
-        self.store.put(&token_key(&grant.token_hash), email.as_str().as_bytes(), self.ttl).await?;
+        self.store.delete(&attempts_key(email, requester)).await?;
+        self.store.put(&grant_key(email, requester), &bytes, self.ttl).await?;
+        let holder = format!("{}\n{requester}", email.as_str());
+        self.store.put(&token_key(&grant.token_hash), holder.as_bytes(), self.ttl).await?;
         Ok(Issued { token, code })
     }
 
@@ -95,21 +111,23 @@ impl MagicLinks {
             return Ok(None);
         }
         let token_hash = crypto::hex(&crypto::sha256(token.as_bytes()));
-        let Some(email) = self.store.take(&token_key(&token_hash)).await? else { return Ok(None) };
-        let Ok(email) =
-            String::from_utf8(email).map_err(drop).and_then(|e| Email::parse(&e).map_err(drop))
+        let Some(holder) = self.store.take(&token_key(&token_hash)).await? else { return Ok(None) };
+        let Some((email, requester)) = String::from_utf8(holder)
+            .ok()
+            .and_then(|holder| holder.split_once('\n').map(|(e, r)| (e.to_owned(), r.to_owned())))
         else {
             return Ok(None);
         };
-        let Some(grant) = self.load(&email).await? else { return Ok(None) };
+        let Ok(email) = Email::parse(&email) else { return Ok(None) };
+        let Some(grant) = self.load(&email, &requester).await? else { return Ok(None) };
         if !crypto::constant_time_eq(grant.token_hash.as_bytes(), token_hash.as_bytes()) {
             return Ok(None);
         }
         self.finish(&email, grant).await
     }
 
-    /// Redeems a code typed for `email`. `None` for a wrong code, no grant, or a grant burnt
-    /// after too many wrong codes.
+    /// Redeems a code typed for `email` by `requester`, against that client's grant. `None`
+    /// for a wrong code, no grant, or a grant burnt after too many wrong codes.
     ///
     /// # Errors
     /// The store fails.
@@ -117,10 +135,11 @@ impl MagicLinks {
         &self,
         email: &Email,
         code: &str,
+        requester: &str,
     ) -> Result<Option<Redeemed>, StoreError> {
-        let Some(grant) = self.load(email).await? else { return Ok(None) };
+        let Some(grant) = self.load(email, requester).await? else { return Ok(None) };
         // Counted before comparing, atomically, so parallel guesses cannot exceed the budget.
-        let attempts = self.store.incr(&attempts_key(email), self.ttl).await?;
+        let attempts = self.store.incr(&attempts_key(email, requester), self.ttl).await?;
         if attempts > MAX_CODE_ATTEMPTS {
             self.burn(email, &grant).await?;
             return Ok(None);
@@ -142,21 +161,23 @@ impl MagicLinks {
 
     /// Takes the grant (single use: of two concurrent redemptions, one wins).
     async fn finish(&self, email: &Email, grant: Grant) -> Result<Option<Redeemed>, StoreError> {
-        if self.store.take(&grant_key(email)).await?.is_none() {
+        if self.store.take(&grant_key(email, &grant.requester)).await?.is_none() {
             return Ok(None);
         }
         self.store.delete(&token_key(&grant.token_hash)).await?;
-        self.store.delete(&attempts_key(email)).await?;
+        self.store.delete(&attempts_key(email, &grant.requester)).await?;
         Ok(Some(Redeemed { email: email.clone(), redirect: grant.redirect }))
     }
 
     async fn burn(&self, email: &Email, grant: &Grant) -> Result<(), StoreError> {
-        self.store.delete(&grant_key(email)).await?;
+        self.store.delete(&grant_key(email, &grant.requester)).await?;
         self.store.delete(&token_key(&grant.token_hash)).await
     }
 
-    async fn load(&self, email: &Email) -> Result<Option<Grant>, StoreError> {
-        let Some(bytes) = self.store.get(&grant_key(email)).await? else { return Ok(None) };
+    async fn load(&self, email: &Email, requester: &str) -> Result<Option<Grant>, StoreError> {
+        let Some(bytes) = self.store.get(&grant_key(email, requester)).await? else {
+            return Ok(None);
+        };
         let grant: Grant = decode(&bytes, "magic link")?;
         let live = grant.expires_at > self.clock.now().as_millis() && grant.email == email.as_str();
         Ok(live.then_some(grant))
@@ -181,16 +202,16 @@ fn code_hash(email: &Email, code: &str) -> String {
     crypto::hex(&crypto::sha256(format!("{}\n{code}", email.as_str()).as_bytes()))
 }
 
-fn email_hash(email: &Email) -> String {
-    crypto::hex(&crypto::sha256(email.as_str().as_bytes()))
+fn holder_hash(email: &Email, requester: &str) -> String {
+    crypto::hex(&crypto::sha256(format!("{}\n{requester}", email.as_str()).as_bytes()))
 }
 
-fn grant_key(email: &Email) -> String {
-    format!("magic:{}", email_hash(email))
+fn grant_key(email: &Email, requester: &str) -> String {
+    format!("magic:{}", holder_hash(email, requester))
 }
 
-fn attempts_key(email: &Email) -> String {
-    format!("magic_attempts:{}", email_hash(email))
+fn attempts_key(email: &Email, requester: &str) -> String {
+    format!("magic_attempts:{}", holder_hash(email, requester))
 }
 
 fn token_key(token_hash: &str) -> String {
@@ -222,22 +243,25 @@ mod tests {
         }
     }
 
+    const HOME: &str = "198.51.100.7";
+    const STRANGER: &str = "203.0.113.66";
+
     #[tokio::test]
     async fn a_link_works_once_and_only_the_latest_grant_counts() {
         let (links, clock) = links();
-        let first = links.issue(&ada(), "/a").await.unwrap();
-        let second = links.issue(&ada(), "/b").await.unwrap();
+        let first = links.issue(&ada(), "/a", HOME).await.unwrap();
+        let second = links.issue(&ada(), "/b", HOME).await.unwrap();
         assert_eq!(links.redeem_link(&first.token).await.unwrap(), None, "replaced");
         let redeemed = links.redeem_link(&second.token).await.unwrap().unwrap();
         assert_eq!(redeemed.redirect, "/b");
         assert_eq!(links.redeem_link(&second.token).await.unwrap(), None, "used");
         assert_eq!(
-            links.redeem_code(&ada(), &second.code).await.unwrap(),
+            links.redeem_code(&ada(), &second.code, HOME).await.unwrap(),
             None,
             "the code went too"
         );
 
-        let late = links.issue(&ada(), "/").await.unwrap();
+        let late = links.issue(&ada(), "/", HOME).await.unwrap();
         clock.advance(Duration::from_secs(901));
         assert_eq!(links.redeem_link(&late.token).await.unwrap(), None, "expired");
     }
@@ -245,17 +269,39 @@ mod tests {
     #[tokio::test]
     async fn five_wrong_codes_burn_the_grant() {
         let (links, _) = links();
-        let issued = links.issue(&ada(), "/").await.unwrap();
+        let issued = links.issue(&ada(), "/", HOME).await.unwrap();
         let wrong = if issued.code == "000000" { "111111" } else { "000000" };
         for _ in 0..MAX_CODE_ATTEMPTS {
-            assert_eq!(links.redeem_code(&ada(), wrong).await.unwrap(), None);
+            assert_eq!(links.redeem_code(&ada(), wrong, HOME).await.unwrap(), None);
         }
-        assert_eq!(links.redeem_code(&ada(), &issued.code).await.unwrap(), None, "burnt");
+        assert_eq!(links.redeem_code(&ada(), &issued.code, HOME).await.unwrap(), None, "burnt");
         assert_eq!(links.redeem_link(&issued.token).await.unwrap(), None);
 
-        let issued = links.issue(&ada(), "/").await.unwrap();
+        let issued = links.issue(&ada(), "/", HOME).await.unwrap();
         let other = Email::parse("eve@example.com").unwrap();
-        assert_eq!(links.redeem_code(&other, &issued.code).await.unwrap(), None, "another email");
-        assert!(links.redeem_code(&ada(), &issued.code).await.unwrap().is_some());
+        assert_eq!(
+            links.redeem_code(&other, &issued.code, HOME).await.unwrap(),
+            None,
+            "another email"
+        );
+        assert!(links.redeem_code(&ada(), &issued.code, HOME).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_stranger_neither_replaces_nor_burns_the_owners_grant() {
+        let (links, _) = links();
+        let mine = links.issue(&ada(), "/", HOME).await.unwrap();
+        let theirs = links.issue(&ada(), "/", STRANGER).await.unwrap();
+        let wrong = if mine.code == "000000" { "111111" } else { "000000" };
+        for _ in 0..=MAX_CODE_ATTEMPTS {
+            assert_eq!(links.redeem_code(&ada(), wrong, STRANGER).await.unwrap(), None);
+        }
+        assert_eq!(
+            links.redeem_code(&ada(), &mine.code, STRANGER).await.unwrap(),
+            None,
+            "a code counts only for the client that asked for it"
+        );
+        assert!(links.redeem_code(&ada(), &mine.code, HOME).await.unwrap().is_some());
+        assert_eq!(links.redeem_link(&theirs.token).await.unwrap(), None, "burnt by its guesses");
     }
 }

@@ -77,6 +77,19 @@ pub fn client_ip(peer: &Peer, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr 
     peer_ip
 }
 
+/// The address limits and grants are kept by: an IPv4 address, or an IPv6 /64 (one
+/// subscriber usually holds a whole /64).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
+        }
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
 /// Whether `ip` is a configured trusted proxy (an IPv4-mapped IPv6 address, as a dual-stack
 /// listener sees IPv4 peers, counts as its IPv4 address).
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{manager_of, member_of, refuse_api_keys, room_for_one_more};
 use crate::app::AppState;
 use crate::auth::csrf::SiteContext;
-use crate::auth::email::{link, within_send_limit};
+use crate::auth::email::{MailKind, link, requester, within_send_limit};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::magic_link::{Proof, account_for};
@@ -56,6 +56,7 @@ struct NewInviteBody {
 async fn send(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    Client(client): Client,
     ApiPath(org_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<NewInviteBody>,
 ) -> Result<Response, ApiError> {
@@ -80,7 +81,7 @@ async fn send(
     {
         return Err(ApiError::new(ErrorCode::Conflict, "This person is already a member"));
     }
-    if !within_send_limit(&state, &email).await? {
+    if !within_send_limit(&state, MailKind::Invite, &email, &requester(&client)).await? {
         return Err(ApiError::rate_limited(3600));
     }
     let now = state.clock.now();
