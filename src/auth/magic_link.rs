@@ -172,6 +172,7 @@ async fn verify_link(
         let target = query.redirect_uri.as_deref().unwrap_or(&redeemed.redirect);
         let target = state.redirects.check(target).map_err(ApiError::invalid_request)?;
         let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
+        landing::end_previous_session(&state, &site.headers).await?;
         let reply = Reply::found(target.as_str());
         landing::sign_in(&state, &user, client, After::Session, reply, METHOD).await
     }
@@ -219,6 +220,7 @@ async fn verify_code(
                 || ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired"),
             )?;
         let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
+        landing::end_previous_session(&state, &site.headers).await?;
         let reply = match kind {
             BodyKind::Json => Reply::Json,
             BodyKind::Form => Reply::see_other(&redeemed.redirect),

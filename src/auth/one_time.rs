@@ -53,6 +53,7 @@ async fn one_time(
         let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
         // Checked again: the redirect policy may have changed since the link was minted.
         let target = state.redirects.check(&link.redirect).map_err(ApiError::invalid_request)?;
+        landing::end_previous_session(&state, &site.headers).await?;
         let reply = Reply::found(target.as_str());
         landing::sign_in(&state, &user, client, After::Session, reply, "one_time").await
     }

@@ -430,6 +430,29 @@ async fn github_signs_in_with_the_verified_primary_email_and_enforces_orgs_and_t
     assert_eq!(imposter.status(), StatusCode::CONFLICT);
 }
 
+/// A member of many organizations is admitted when the allowed one is past GitHub's first page.
+#[tokio::test]
+async fn github_organizations_are_read_past_the_first_page() {
+    let fake = FakeGithub::start().await;
+    let provider = github_app(&fake, &["acme"], &[]);
+    let app = TestApp::builder()
+        .config(move |raw| raw.providers = BTreeMap::from([("github".into(), provider)]))
+        .spawn()
+        .await;
+    let mut orgs: Vec<String> = (0..150).map(|n| format!("org-{n}")).collect();
+    orgs.push("acme".into());
+    fake.set_account(GithubAccount {
+        id: 9,
+        login: "busy".into(),
+        name: None,
+        emails: vec![("busy@github.example".into(), true, true)],
+        orgs,
+        teams: Vec::new(),
+    });
+    let done = through_provider(&app, &app.client(), "/auth/login/github").await;
+    assert_eq!(done.status(), StatusCode::FOUND, "acme is the 151st organization");
+}
+
 #[tokio::test]
 async fn github_team_members_get_in() {
     let fake = FakeGithub::start().await;
@@ -797,4 +820,22 @@ async fn only_mapped_groups_become_roles_and_operator_roles_stay() {
     through_provider(&app, &later, "/auth/login/corp").await;
     let echoed = app.echo(&later, "/x").await;
     assert_eq!(echoed.header("x-auth-roles"), Some("support"));
+}
+
+/// A provider sign-in replaces whatever session the browser had (a planted one included).
+#[tokio::test]
+async fn a_provider_sign_in_ends_the_browsers_previous_session() {
+    let idp = FakeIdp::start().await;
+    let app = app_with(&idp, None).await;
+    let browser = app.client();
+    let planted = app.session_cookie(&browser, "planted@example.com").await;
+    let done = through_provider(&app, &browser, "/auth/login/corp").await;
+    assert_eq!(done.status(), StatusCode::FOUND);
+    let old = crate::support::http()
+        .get(app.url("/auth/me"))
+        .header("cookie", &planted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED, "the earlier session ended");
 }

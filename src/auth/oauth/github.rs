@@ -41,6 +41,11 @@ struct GithubTeam {
     organization: GithubOrg,
 }
 
+/// Items asked for per page of a GitHub list (its maximum).
+const PAGE_SIZE: usize = 100;
+/// Pages read at most: 2 000 organizations or teams.
+const MAX_PAGES: usize = 20;
+
 /// A GitHub (or GitHub Enterprise) client.
 pub struct GithubClient {
     provider: Provider,
@@ -149,12 +154,13 @@ impl GithubClient {
         let emails: Vec<GithubEmail> = self.api(&format!("{api_url}/user/emails"), token).await?;
         let primary = emails.iter().find(|email| email.primary);
         if !allowed_orgs.is_empty() || !allowed_teams.is_empty() {
-            let orgs: Vec<GithubOrg> = self.api(&format!("{api_url}/user/orgs"), token).await?;
+            let orgs: Vec<GithubOrg> =
+                self.api_pages(&format!("{api_url}/user/orgs"), token).await?;
             let in_org =
                 orgs.iter().any(|org| allowed_orgs.contains(&org.login.to_ascii_lowercase()));
             let in_team = !allowed_teams.is_empty() && {
                 let teams: Vec<GithubTeam> =
-                    self.api(&format!("{api_url}/user/teams"), token).await?;
+                    self.api_pages(&format!("{api_url}/user/teams"), token).await?;
                 teams.iter().any(|team| {
                     let name = format!("{}/{}", team.organization.login, team.slug);
                     allowed_teams.contains(&name.to_ascii_lowercase())
@@ -175,6 +181,26 @@ impl GithubClient {
             roles: None,
             avatar_url: user.avatar_url,
         })
+    }
+
+    /// Every page of a list (GitHub answers 30 items a page by default; a member of many
+    /// organizations must not be refused because the allowed one is on page two).
+    async fn api_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        token: &str,
+    ) -> Result<Vec<T>, OAuthError> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let items: Vec<T> =
+                self.api(&format!("{url}?per_page={PAGE_SIZE}&page={page}"), token).await?;
+            let last = items.len() < PAGE_SIZE;
+            all.extend(items);
+            if last {
+                return Ok(all);
+            }
+        }
+        Err(OAuthError::NotAllowed(format!("more than {} entries at {url}", MAX_PAGES * PAGE_SIZE)))
     }
 
     async fn api<T: serde::de::DeserializeOwned>(

@@ -373,6 +373,7 @@ async fn callback(
             state.users.set_provider_roles(user.id, &provider, &roles).await?;
             state.sessions.refresh_user(user.id);
         }
+        landing::end_previous_session(&state, &site.headers).await?;
         let reply = Reply::found(&flow.redirect);
         landing::sign_in(&state, &user, client_info, After::Session, reply, "oauth").await
     }

@@ -150,23 +150,38 @@ async fn emails(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> R
     }
 }
 
-async fn orgs(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+/// One page of a list, as GitHub pages it (`per_page`, default 30; `page` from 1).
+fn page<T: serde::Serialize>(items: Vec<T>, query: &HashMap<String, String>) -> Response {
+    let size: usize = query.get("per_page").and_then(|n| n.parse().ok()).unwrap_or(30);
+    let page: usize = query.get("page").and_then(|n| n.parse().ok()).unwrap_or(1);
+    let start = (page - 1) * size;
+    Json(items.into_iter().skip(start).take(size).collect::<Vec<_>>()).into_response()
+}
+
+async fn orgs(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     match account(&inner, &headers) {
-        Some(a) => Json(a.orgs.iter().map(|org| json!({ "login": org })).collect::<Vec<_>>())
-            .into_response(),
+        Some(a) => page(a.orgs.iter().map(|org| json!({ "login": org })).collect(), &query),
         None => StatusCode::UNAUTHORIZED.into_response(),
     }
 }
 
-async fn teams(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+async fn teams(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     match account(&inner, &headers) {
-        Some(a) => Json(
+        Some(a) => page(
             a.teams
                 .iter()
                 .map(|(org, slug)| json!({ "slug": slug, "organization": { "login": org } }))
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+                .collect(),
+            &query,
+        ),
         None => StatusCode::UNAUTHORIZED.into_response(),
     }
 }
