@@ -632,3 +632,30 @@ async fn an_account_belongs_to_at_most_a_hundred_organizations() {
     let listed: Value = ada.get(app.url("/auth/orgs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["organizations"].as_array().unwrap().len(), 100);
 }
+
+/// An invite holds only while its sender may still invite: an admin who is made a plain member
+/// takes their pending invites with them.
+#[tokio::test]
+async fn an_invite_is_withdrawn_when_its_sender_loses_the_right_to_invite() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink, None, false).await;
+    let ada = app.signed_in("ada@example.com").await;
+    let acme = create_org(&app, &ada, "Acme").await;
+    let bob_link = invite(&app, &sink, &ada, &acme, "bob@example.com", "admin").await;
+    let bob = app.client();
+    assert_eq!(bob.get(&bob_link).send().await.unwrap().status(), StatusCode::FOUND);
+    let bob_id = me(&app, &bob).await["id"].as_str().unwrap().to_owned();
+    let named = call(&app, &bob, Method::PATCH, "/auth/me", Some(json!({ "name": "Test User" })));
+    assert_eq!(named.await.status(), 200);
+    let carol_link = invite(&app, &sink, &bob, &acme, "carol@example.com", "member").await;
+    let dave_link = invite(&app, &sink, &bob, &acme, "dave@example.com", "member").await;
+    // Dave joins while Bob is an admin.
+    assert_eq!(app.client().get(&dave_link).send().await.unwrap().status(), StatusCode::FOUND);
+
+    let path = format!("/auth/orgs/{acme}/members/{bob_id}");
+    let demoted = call(&app, &ada, Method::PATCH, &path, Some(json!({ "role": "member" }))).await;
+    assert_eq!(demoted.status(), 200);
+    let carol =
+        app.client().get(&carol_link).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(error_code(carol).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
+}

@@ -196,6 +196,7 @@ async fn accept(
         let hash = crypto::sha256(token.as_bytes());
         let now = state.clock.now();
         let invite = state.invites.find_pending(&hash, now).await?.ok_or_else(used_up)?;
+        still_vouched_for(&state, &invite).await?;
         let email = Email::parse(&invite.email)?;
         let user = account_for(&state, &email, Proof::Invite).await?;
         if state.orgs.membership(invite.org_id, user.id).await?.is_none() {
@@ -220,6 +221,25 @@ async fn accept(
             pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
         }
     })
+}
+
+/// An invite counts only while its inviter may still make it: one who left the organization
+/// or lost the role that invites (or that gives the invited role) takes their pending invites
+/// with them.
+async fn still_vouched_for(state: &AppState, invite: &Invite) -> Result<(), ApiError> {
+    let Some(inviter) = invite.invited_by else { return Ok(()) };
+    let membership = state.orgs.membership(invite.org_id, inviter).await?;
+    let allowed = membership.is_some_and(|membership| {
+        org::may(&membership.role, Change::Invite { role: &invite.role }, false)
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "This invite was withdrawn: whoever sent it may no longer invite",
+        ))
+    }
 }
 
 fn used_up() -> ApiError {
