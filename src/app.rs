@@ -262,7 +262,8 @@ impl Stores {
         let db = with_startup_retry("the database", storage.startup_wait, || {
             Database::connect(&storage.database_url, storage.max_connections)
         })
-        .await?;
+        .await?
+        .with_sealer(storage.sealer.clone());
         let users = UserStore::new(db.clone());
         let redis = match &storage.ephemeral {
             EphemeralKind::Redis { url, ca_pem } => Some(redis_client(url, ca_pem.as_deref())?),
@@ -494,6 +495,13 @@ impl App {
                 reason,
             }]))
         })?;
+        if public_url.is_https() && !config.storage.sealer.is_sealing() {
+            tracing::warn!(
+                "storage.secrets_key is not set: token signing keys and the generated auth \
+                 secret are kept in the database unencrypted, so a copy of the database can mint \
+                 tokens"
+            );
+        }
         if config.dev.enabled {
             tracing::warn!(
                 "DEV SIGN-IN IS ON: anyone who can reach {}{}/dev-sign-in can sign in as any \
@@ -640,7 +648,7 @@ async fn build_state(
         None => {
             let stored = stores
                 .db
-                .setting_or_insert("auth_secret", || {
+                .secret_setting_or_insert("auth_secret", || {
                     base64::engine::general_purpose::STANDARD.encode(crypto::random_bytes())
                 })
                 .await?;

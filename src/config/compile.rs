@@ -14,6 +14,7 @@ use super::{
     SessionConfig, StorageConfig, TlsConfig, TokensConfig,
 };
 use crate::auth::redirect::RedirectPolicy;
+use crate::crypto::sealed::{SealKey, Sealer};
 use crate::crypto::signing::SigningAlgorithm;
 use crate::gateway::headers::HeaderNames;
 use crate::gateway::path::PathOptions;
@@ -388,12 +389,24 @@ fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
     if s.max_connections.0 == 0 {
         errors.push("storage.max_connections", "must be at least 1");
     }
+    let current = s
+        .secrets_key
+        .as_deref()
+        .filter(|key| !key.trim().is_empty())
+        .and_then(|key| errors.check("storage.secrets_key", SealKey::parse(key)));
+    let previous = s
+        .secrets_key_previous
+        .0
+        .iter()
+        .filter_map(|key| errors.check("storage.secrets_key_previous", SealKey::parse(key)))
+        .collect();
     StorageConfig {
         database_url: url.to_owned(),
         ephemeral,
         redis_prefix: s.redis_prefix.clone(),
         max_connections: s.max_connections.0,
         startup_wait: errors.duration("storage.startup_wait", &s.startup_wait),
+        sealer: Sealer::new(current, previous),
     }
 }
 

@@ -13,7 +13,10 @@ pub const ENV_PREFIX: &str = "PORTCULLIS_";
 
 /// Keys that hold secrets: they may be given as `KEY_file`, and `check-config` masks them.
 const SECRET_KEYS: &[&str] =
-    &["secret", "client_secret", "api_key", "database_url", "redis_url", "smtp_url"];
+    &["secret", "client_secret", "api_key", "database_url", "redis_url", "smtp_url", "secrets_key"];
+
+/// Keys that hold lists of secrets: masked item by item.
+const SECRET_LISTS: &[&str] = &["secrets_key_previous"];
 
 /// Environment variables that configure the CLI rather than the file.
 const NOT_OVERRIDES: &[&str] = &["PORTCULLIS_CONFIG"];
@@ -194,6 +197,10 @@ fn mask(table: &mut Table) {
                 *text =
                     if key.ends_with("_url") { mask_url_password(text) } else { "********".into() };
             }
+            // Lists of secrets (`secrets_key_previous`): every item masked.
+            Value::Array(items) if SECRET_LISTS.contains(&key.as_str()) => {
+                items.iter_mut().for_each(|item| *item = Value::String("********".into()));
+            }
             Value::Table(child) => mask(child),
             Value::Array(items) => items.iter_mut().for_each(|item| {
                 if let Value::Table(child) = item {
@@ -293,13 +300,14 @@ mod tests {
     #[test]
     fn masked_rendering_hides_every_secret() {
         let raw = load_str(
-            "[auth]\nsecret = \"top-secret-value-top-secret-value\"\n[storage]\ndatabase_url = \"postgres://u:pw@db/x\"\n[providers.github]\nclient_secret = \"gh-secret\"\n",
+            "[auth]\nsecret = \"top-secret-value-top-secret-value\"\n[storage]\ndatabase_url = \"postgres://u:pw@db/x\"\nsecrets_key = \"sealing-key-now\"\nsecrets_key_previous = [\"sealing-key-old\"]\n[providers.github]\nclient_secret = \"gh-secret\"\n",
             &[],
         )
         .unwrap();
         let text = render_masked(&raw).unwrap();
         assert!(!text.contains("top-secret-value"), "{text}");
         assert!(!text.contains("gh-secret"), "{text}");
+        assert!(!text.contains("sealing-key"), "{text}");
         assert!(!text.contains(":pw@"), "{text}");
         assert!(text.contains("postgres://u:********@db/x"), "{text}");
     }

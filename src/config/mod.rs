@@ -329,6 +329,8 @@ pub struct StorageConfig {
     pub max_connections: u32,
     /// How long startup waits for the stores.
     pub startup_wait: Duration,
+    /// Seals the secrets kept in the database.
+    pub sealer: crate::crypto::sealed::Sealer,
 }
 
 /// `[session]`, compiled.

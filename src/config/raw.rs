@@ -158,6 +158,11 @@ pub struct RawStorage {
     pub max_connections: Count,
     /// How long startup waits for the database and Redis to answer (added key).
     pub startup_wait: String,
+    /// Base64 of 32 random bytes: seals the signing keys and the generated auth secret in the
+    /// database (added key; `secrets_key_file` for a mounted secret).
+    pub secrets_key: Option<String>,
+    /// Keys that still open values sealed before a rotation (added key).
+    pub secrets_key_previous: StringList,
 }
 
 impl Default for RawStorage {
@@ -170,6 +175,8 @@ impl Default for RawStorage {
             redis_ca_file: None,
             max_connections: Count(10),
             startup_wait: "30s".into(),
+            secrets_key: None,
+            secrets_key_previous: StringList::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod jwt_ring;
 pub mod password;
+pub mod sealed;
 pub mod signing;
 
 use base64::Engine;

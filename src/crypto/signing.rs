@@ -167,8 +167,22 @@ impl KeyRing {
             let kid: String = row.try_get("kid")?;
             let algorithm = SigningAlgorithm::parse(&row.try_get::<String, _>("algorithm")?)
                 .ok_or_else(|| StoreError::Corrupt(format!("algorithm of signing key {kid}")))?;
+            let stored: String = row.try_get("private_key")?;
+            let purpose = key_purpose(&kid);
+            let opened = self.db.sealer().open(&purpose, &stored)?;
+            if opened.reseal {
+                // Written plain (or under a previous key) before: sealed now, on every start.
+                sqlx::query(
+                    "UPDATE signing_keys SET private_key = $2 WHERE kid = $1 AND private_key = $3",
+                )
+                .bind(&kid)
+                .bind(self.db.sealer().seal(&purpose, &opened.text)?)
+                .bind(&stored)
+                .execute(self.db.pool())
+                .await?;
+            }
             let private = STANDARD
-                .decode(row.try_get::<String, _>("private_key")?)
+                .decode(opened.text)
                 .map_err(|_| StoreError::Corrupt(format!("signing key {kid}")))?;
             let key = Arc::new(Key::from_pkcs8(kid, algorithm, &private, retired_at)?);
             // Rows come oldest first: the newest current key of the configured algorithm signs.
@@ -354,7 +368,12 @@ impl Key {
     }
 }
 
-/// Generates and stores a key; returns its id.
+/// What a signing key's sealed row is bound to.
+fn key_purpose(kid: &str) -> String {
+    format!("signing_key:{kid}")
+}
+
+/// Generates and stores a key (sealed when a key is configured); returns its id.
 async fn insert_key(
     db: &Database,
     algorithm: SigningAlgorithm,
@@ -370,12 +389,13 @@ async fn insert_key(
     .map_err(|_| StoreError::Corrupt("the system cannot generate signing keys".into()))?;
     // 96 random bits: unique, short, and says nothing about the key.
     let kid = super::random_token()[..16].to_owned();
+    let sealed = db.sealer().seal(&key_purpose(&kid), &STANDARD.encode(generated.as_ref()))?;
     sqlx::query(
         "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(&kid)
     .bind(algorithm.as_str())
-    .bind(STANDARD.encode(generated.as_ref()))
+    .bind(sealed)
     .bind(now.as_millis())
     .execute(db.pool())
     .await?;

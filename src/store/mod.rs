@@ -30,6 +30,9 @@ pub enum StoreError {
     /// Any other database error (a bug or a schema mismatch).
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// A secret sealed in the database cannot be opened (the key is not configured).
+    #[error(transparent)]
+    Sealed(#[from] crate::crypto::sealed::SealError),
 }
 
 /// Store failures that were worth a retry (`portcullis_store_unavailable_total`), process-wide:
@@ -111,7 +114,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => {
                 Self::new(ErrorCode::Conflict, format!("{what} already exists"))
             }
-            StoreError::Corrupt(_) | StoreError::Database(_) => Self::internal(error),
+            StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Sealed(_) => {
+                Self::internal(error)
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 use super::StoreError;
+use crate::crypto::sealed::Sealer;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -29,6 +30,7 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    sealer: Sealer,
 }
 
 impl Database {
@@ -65,7 +67,7 @@ impl Database {
             Backend::Postgres => url.to_owned(),
         };
         let pool = options.connect(&url).await.map_err(StoreError::from)?;
-        let database = Self { pool, backend };
+        let database = Self { pool, backend, sealer: Sealer::default() };
         if backend == Backend::Sqlite && !is_sqlite_memory(&url) {
             // WAL lets readers proceed during a write; it is a property of the file, set once.
             sqlx::query("PRAGMA journal_mode = WAL").execute(&database.pool).await?;
@@ -126,6 +128,43 @@ impl Database {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<String, _>("value")?)
+    }
+
+    /// The same database, sealing the secrets it keeps with `sealer`.
+    #[must_use]
+    pub fn with_sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = sealer;
+        self
+    }
+
+    /// How the secrets this database keeps are sealed.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// Like [`Self::setting_or_insert`] for a secret: stored sealed (when a key is configured),
+    /// returned open; a value stored plain or under a previous key is sealed again.
+    ///
+    /// # Errors
+    /// The database fails, or the value is sealed with a key that is not configured.
+    pub async fn secret_setting_or_insert(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        let purpose = format!("setting:{key}");
+        let fresh = self.sealer.seal(&purpose, &make())?;
+        let stored = self.setting_or_insert(key, || fresh).await?;
+        let opened = self.sealer.open(&purpose, &stored)?;
+        if opened.reseal {
+            sqlx::query("UPDATE settings SET value = $2 WHERE key = $1 AND value = $3")
+                .bind(key)
+                .bind(self.sealer.seal(&purpose, &opened.text)?)
+                .bind(&stored)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(opened.text)
     }
 
     /// Closes the pool, waiting for connections to be returned.

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::{SinkExt, StreamExt};
 use portcullis::clock::ManualClock;
-use portcullis::config::values::Flag;
+use portcullis::config::values::{Flag, StringList};
 use portcullis::crypto::signing::KeyRing;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -376,4 +376,90 @@ async fn the_refresh_cookie_rotates_in_place_and_is_refused_cross_site() {
     assert_eq!(echoed.header("cookie"), Some("theme=dark"));
     let missing = crate::support::http().post(app.url("/auth/refresh")).send().await.unwrap();
     assert_eq!(error_code(missing).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+}
+
+/// The signing keys and the generated auth secret are sealed in the database under
+/// `storage.secrets_key`: rows written plain before are sealed at the next start, a database
+/// whose secrets are sealed does not start without the key, and a rotation (new key, old one in
+/// `secrets_key_previous`) seals them again under the new key. Tokens survive all of it.
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_migrated_and_rotated() {
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("sealed.db").display());
+    let key = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    let stored = |app: &TestApp| {
+        let pool = app.running().state().db.pool().clone();
+        async move {
+            let keys: Vec<String> = sqlx::query("SELECT private_key FROM signing_keys")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>("private_key"))
+                .collect();
+            let secret: String =
+                sqlx::query("SELECT value FROM settings WHERE key = 'auth_secret'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .get("value");
+            (keys, secret)
+        }
+    };
+
+    // Plain at first (no key), with a token issued.
+    // One issuer across the restarts (each listens on a new port).
+    let issuer = || Some("http://portcullis.test".to_owned());
+    let mut plain = TestApp::builder()
+        .database(&database)
+        .config(move |raw| raw.server.public_url = issuer())
+        .spawn()
+        .await;
+    let login = token_login(&plain, "ada@example.com").await;
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let (keys, secret) = stored(&plain).await;
+    assert!(!keys[0].starts_with("sealed.") && !secret.starts_with("sealed."));
+    plain.stop().await;
+
+    // With a key: what was plain is sealed, and the token still verifies.
+    let first = key(1);
+    let mut sealed = TestApp::builder()
+        .database(&database)
+        .config(move |raw| {
+            raw.storage.secrets_key = Some(first);
+            raw.server.public_url = issuer();
+        })
+        .spawn()
+        .await;
+    let (keys, secret) = stored(&sealed).await;
+    assert!(keys.iter().all(|k| k.starts_with("sealed.v1.")), "{keys:?}");
+    assert!(secret.starts_with("sealed.v1."), "{secret}");
+    assert_eq!(bearer_get(&sealed, "/x", &access).await.status(), 200);
+    sealed.stop().await;
+
+    // Without the key the database's secrets cannot be read: a clear start-up error.
+    let mut raw = portcullis::config::RawConfig::default();
+    raw.server.listen = "127.0.0.1:0".into();
+    raw.server.admin_listen = String::new();
+    raw.storage.database_url = database.clone();
+    let config = portcullis::config::Config::try_from(raw).unwrap();
+    let error = portcullis::app::App::start(config).await.unwrap_err().to_string();
+    assert!(error.contains("storage.secrets_key"), "{error}");
+
+    // Rotation: the new key seals, the previous one still opens (and is sealed over).
+    let (second, old) = (key(2), key(1));
+    let rotated = TestApp::builder()
+        .database(&database)
+        .config(move |raw| {
+            raw.storage.secrets_key = Some(second);
+            raw.storage.secrets_key_previous = StringList(vec![old]);
+            raw.server.public_url = issuer();
+        })
+        .spawn()
+        .await;
+    let (keys_after, secret_after) = stored(&rotated).await;
+    assert_ne!(keys_after[0], keys[0], "sealed again under the new key");
+    assert_ne!(secret_after, secret);
+    assert_eq!(bearer_get(&rotated, "/x", &access).await.status(), 200);
 }

@@ -1,0 +1,192 @@
+//! Secrets the database keeps (token signing keys, the generated `auth.secret`), sealed with
+//! AES-256-GCM under a key the database never holds (`storage.secrets_key`), so that a backup
+//! or a dump of the database mints no tokens, assertions or CSRF tokens.
+//!
+//! A sealed value reads `sealed.v1.<key id>.<base64url(nonce ‖ ciphertext)>`; the key id is the
+//! first 16 hex digits of the key's SHA-256, so a value says which key opens it without saying
+//! anything about the key. Each value is bound to what it is (the associated data names the
+//! row), so one sealed row cannot be passed off as another. Values written before a key was
+//! configured are plain; [`Sealer::open`] says when a value should be written again (plain, or
+//! sealed under a previous key), which is how existing rows are migrated and keys rotated.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+
+/// What every sealed value starts with. Plain values (base64) never contain a `.`.
+const PREFIX: &str = "sealed.v1.";
+
+/// Why a stored secret cannot be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// The value is sealed with a key that is not configured.
+    #[error(
+        "the database holds secrets sealed with key {0}, which neither storage.secrets_key nor \
+         storage.secrets_key_previous is"
+    )]
+    KeyMissing(String),
+    /// The value does not open (altered, or sealed for another row).
+    #[error("a sealed secret does not open: it was altered or belongs to another row")]
+    Corrupt,
+}
+
+/// A configured key: 32 bytes, given base64-encoded.
+#[derive(Clone)]
+pub struct SealKey {
+    id: String,
+    key: std::sync::Arc<LessSafeKey>,
+}
+
+impl SealKey {
+    /// Parses a key given as base64 of 32 bytes.
+    ///
+    /// # Errors
+    /// Not base64, or not 32 bytes.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| {
+            "must be base64 of 32 random bytes (openssl rand -base64 32)".to_owned()
+        })?;
+        if bytes.len() != 32 {
+            return Err(format!("must be 32 bytes, not {}", bytes.len()));
+        }
+        let id = super::hex(&super::sha256(&bytes))[..16].to_owned();
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "unusable key".to_owned())?;
+        Ok(Self { id, key: std::sync::Arc::new(LessSafeKey::new(key)) })
+    }
+
+    /// The key's public id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// A stored secret, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The secret as it reads unsealed.
+    pub text: String,
+    /// Whether it should be written again with [`Sealer::seal`]: it is plain while a key is
+    /// configured, or sealed with a previous key.
+    pub reseal: bool,
+}
+
+/// Seals and opens stored secrets with the configured keys.
+#[derive(Debug, Clone, Default)]
+pub struct Sealer {
+    current: Option<SealKey>,
+    previous: Vec<SealKey>,
+}
+
+impl Sealer {
+    /// Seals with `current` (none: values stay plain) and still opens values sealed with
+    /// `previous` keys (rotation).
+    pub fn new(current: Option<SealKey>, previous: Vec<SealKey>) -> Self {
+        Self { current, previous }
+    }
+
+    /// Whether values are sealed when written.
+    pub fn is_sealing(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// `text` as it should be stored for `purpose` (the row it is for): sealed under the
+    /// current key, or as is when no key is configured.
+    ///
+    /// # Errors
+    /// The system cannot make a random nonce.
+    pub fn seal(&self, purpose: &str, text: &str) -> Result<String, SealError> {
+        let Some(key) = &self.current else { return Ok(text.to_owned()) };
+        let nonce_bytes: [u8; NONCE_LEN] = {
+            let random = super::random_bytes();
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&random[..NONCE_LEN]);
+            nonce
+        };
+        let mut sealed = text.as_bytes().to_vec();
+        key.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(purpose.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| SealError::Corrupt)?;
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(format!("{PREFIX}{}.{}", key.id, URL_SAFE_NO_PAD.encode(out)))
+    }
+
+    /// The secret `stored` for `purpose` holds, and whether it should be written again.
+    ///
+    /// # Errors
+    /// It is sealed with a key that is not configured, or does not open.
+    pub fn open(&self, purpose: &str, stored: &str) -> Result<Opened, SealError> {
+        let Some(rest) = stored.strip_prefix(PREFIX) else {
+            return Ok(Opened { text: stored.to_owned(), reseal: self.is_sealing() });
+        };
+        let (id, body) = rest.split_once('.').ok_or(SealError::Corrupt)?;
+        let key = self
+            .current
+            .iter()
+            .chain(&self.previous)
+            .find(|key| key.id == id)
+            .ok_or_else(|| SealError::KeyMissing(id.to_owned()))?;
+        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| SealError::Corrupt)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(SealError::Corrupt);
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Corrupt)?;
+        let mut sealed = sealed.to_vec();
+        let plain = key
+            .key
+            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut sealed)
+            .map_err(|_| SealError::Corrupt)?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| SealError::Corrupt)?;
+        let current = self.current.as_ref().is_some_and(|current| current.id == key.id);
+        Ok(Opened { text, reseal: !current })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> SealKey {
+        SealKey::parse(&STANDARD.encode([byte; 32])).unwrap()
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_for_their_row() {
+        let sealer = Sealer::new(Some(key(1)), Vec::new());
+        let sealed = sealer.seal("signing_key:abc", "secret text").unwrap();
+        assert!(sealed.starts_with("sealed.v1.") && !sealed.contains("secret"));
+        let opened = sealer.open("signing_key:abc", &sealed).unwrap();
+        assert_eq!(opened, Opened { text: "secret text".into(), reseal: false });
+        assert_eq!(sealer.open("signing_key:other", &sealed), Err(SealError::Corrupt));
+        let mut altered = sealed.clone();
+        altered.pop();
+        altered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(sealer.open("signing_key:abc", &altered), Err(SealError::Corrupt));
+        let none = Sealer::default();
+        assert!(matches!(none.open("signing_key:abc", &sealed), Err(SealError::KeyMissing(_))));
+    }
+
+    #[test]
+    fn plain_values_and_previous_keys_ask_to_be_sealed_again() {
+        let plain = Sealer::default();
+        assert_eq!(plain.seal("p", "x").unwrap(), "x", "no key: stays plain");
+        assert_eq!(plain.open("p", "x").unwrap(), Opened { text: "x".into(), reseal: false });
+        let old = Sealer::new(Some(key(1)), Vec::new()).seal("p", "x").unwrap();
+        let rotated = Sealer::new(Some(key(2)), vec![key(1)]);
+        assert_eq!(rotated.open("p", &old).unwrap(), Opened { text: "x".into(), reseal: true });
+        assert_eq!(rotated.open("p", "x").unwrap(), Opened { text: "x".into(), reseal: true });
+        assert!(SealKey::parse("short").is_err());
+        assert!(SealKey::parse(&STANDARD.encode([0u8; 16])).is_err());
+    }
+}
