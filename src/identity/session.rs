@@ -218,7 +218,10 @@ impl SessionService {
             self.remove(&key, record.user_id).await?;
             return Ok(None);
         };
-        if Timestamp::from_millis(record.last_seen_at).plus(TOUCH_INTERVAL) <= now {
+        // Touched at most once a minute, and at least four times per idle timeout, so that a
+        // session in use never idles out however short the timeout.
+        let touch_interval = TOUCH_INTERVAL.min(self.lifetimes.idle_timeout / 4);
+        if Timestamp::from_millis(record.last_seen_at).plus(touch_interval) <= now {
             record.last_seen_at = now.as_millis();
             self.save(&key, &record, now).await?;
         }

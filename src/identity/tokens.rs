@@ -55,9 +55,13 @@ pub struct AccessClaims {
     /// Active organization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<Uuid>,
-    /// Space-separated scopes; absent for every scope.
+    /// Space-separated scopes; [`ALL_SCOPES`] for every scope (absent in tokens from before it
+    /// was always set, read as every scope too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// A unique id, so that two tokens issued in the same second differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<Uuid>,
     /// Issued at (seconds).
     pub iat: i64,
     /// Expiry (seconds).
@@ -116,6 +120,9 @@ impl From<SigningError> for TokenError {
         Self::Internal
     }
 }
+
+/// The `scope` of an access token that carries every scope (no scope name can be `*`).
+pub const ALL_SCOPES: &str = "*";
 
 /// What a bearer JWT turned out to be.
 #[derive(Debug, Clone)]
@@ -286,7 +293,8 @@ impl TokenService {
             email: user.email.as_str().to_owned(),
             roles: user.roles.clone(),
             org: family.org_id,
-            scope: family.scopes.to_claim(),
+            scope: Some(family.scopes.to_claim().unwrap_or_else(|| ALL_SCOPES.to_owned())),
+            jti: Some(Uuid::now_v7()),
             iat: issued,
             exp: issued.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
             iss: self.settings.issuer.clone(),
@@ -339,7 +347,8 @@ impl TokenService {
         let Some((user, orgs)) = member.filter(|(user, _)| user.id == family.user_id) else {
             return Ok(BearerJwt::Refused);
         };
-        let Ok(scopes) = Scopes::from_claim(claims.scope.as_deref()) else {
+        let claimed = claims.scope.as_deref().filter(|scope| *scope != ALL_SCOPES);
+        let Ok(scopes) = Scopes::from_claim(claimed) else {
             return Ok(BearerJwt::Refused);
         };
         let expires_at = Timestamp::from_millis(claims.exp.saturating_mul(1000));

@@ -171,6 +171,7 @@ impl Mailer {
             self.templates.get_template(&format!("{}.{suffix}", template.name()))?.render(&context)
         };
         let (text, html) = (render("txt")?, render("html")?);
+        let recipient = to.as_str().to_owned();
         // `Email` refuses anything that could inject a header.
         let to: Mailbox = to
             .as_str()
@@ -188,6 +189,7 @@ impl Mailer {
             Transport::Log => {
                 tracing::info!(
                     target: "portcullis::mail",
+                    to = recipient,
                     subject = template.subject(&self.product_name),
                     "mail (log transport; configure email.transport to deliver it):\n{text}"
                 );

@@ -611,3 +611,27 @@ async fn the_memory_ephemeral_store_serves_sessions_too() {
     client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
     assert_eq!(client.get(app.url("/x")).send().await.unwrap().status(), 401);
 }
+
+/// A session in use stays alive however short the idle timeout: its last use is recorded often
+/// enough (here every 10 s of a 40 s timeout, used every 25 s).
+#[tokio::test]
+async fn a_short_idle_timeout_does_not_end_a_session_in_use() {
+    let clock = ManualClock::new();
+    let app = TestApp::builder()
+        .clock(clock.clone())
+        .config(|c| {
+            c.session.idle_timeout = "40s".into();
+            c.session.cache_ttl = "5s".into();
+        })
+        .spawn()
+        .await;
+    let client = app.signed_in("ada@example.com").await;
+    for step in 0..8 {
+        clock.advance(Duration::from_secs(25));
+        let status = client.get(app.url("/x")).send().await.unwrap().status();
+        assert_eq!(status, 200, "use {step}: a session in use stays alive");
+    }
+    clock.advance(Duration::from_secs(41));
+    let idle = client.get(app.url("/x")).header("accept", "application/json").send().await;
+    assert_eq!(idle.unwrap().status(), 401, "and idles out once unused");
+}

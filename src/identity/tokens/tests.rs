@@ -146,3 +146,25 @@ async fn revoking_the_user_ends_every_token() {
     }
     assert_eq!(f.tokens.refresh("rt_short").await, Err(TokenError::Invalid));
 }
+
+#[tokio::test]
+async fn every_access_token_carries_its_scope_and_a_unique_id() {
+    use base64::Engine;
+    let f = fixture().await;
+    let claims = |token: &str| -> serde_json::Value {
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let all = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default(), None).await.unwrap();
+    let again = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default(), None).await.unwrap();
+    let (first, second) = (claims(&all.access_token), claims(&again.access_token));
+    assert_eq!(first["scope"], ALL_SCOPES, "every scope, said so");
+    assert_ne!(first["jti"], second["jti"], "two tokens of the same second differ");
+    assert!(first["jti"].is_string());
+    let identity = valid(f.tokens.authenticate(&all.access_token).await.unwrap());
+    assert_eq!(identity.scopes, Scopes::All);
+    let read = Scopes::parse_list(["read"]).unwrap();
+    let limited = f.tokens.issue(&f.user, read, ClientInfo::default(), None).await.unwrap();
+    assert_eq!(claims(&limited.access_token)["scope"], "read");
+}
