@@ -489,12 +489,16 @@ impl App {
             (None, None, None) => unreachable!("config validation requires a listener"),
         };
 
-        config.dev.check(&public_url).map_err(|reason| {
-            StartupError::Config(ConfigError::Invalid(vec![crate::config::KeyError {
-                key: "dev.enabled".into(),
-                reason,
-            }]))
-        })?;
+        let refused = crate::config::public_url_refusals(&config.dev, &config.email, &public_url);
+        if !refused.is_empty() {
+            return Err(StartupError::Config(ConfigError::Invalid(refused)));
+        }
+        if config.email.mail.transport == "log" && public_url.is_https() {
+            tracing::warn!(
+                "MAIL GOES TO THE LOG (email.force_log_transport = true): sign-in links and codes \
+                 are printed where anyone reading the logs can use them"
+            );
+        }
         if public_url.is_https() && !config.storage.sealer.is_sealing() {
             tracing::warn!(
                 "storage.secrets_key is not set: token signing keys and the generated auth \

@@ -212,10 +212,7 @@ async fn verify(
     match (result, super::wants_json(&site.headers)) {
         (Ok(()), true) => Json(json!({ "message": "email verified" })).into_response(),
         (Ok(()), false) => super::found("/", None),
-        (Err(error), true) => error.into_response(),
-        (Err(error), false) => {
-            pages::sign_in_response(&state, &site, pages::SignInForm::default(), Some(&error))
-        }
+        (Err(error), _) => pages::link_error(&state, &site, error),
     }
 }
 

@@ -1,7 +1,9 @@
-//! Passwordless sign-in by email: `POST /magic-link` mails a link and a code;
-//! `GET /magic-link/verify?token=` (the link) and `POST /magic-link/verify {email, code}` sign
-//! in. The answer to `POST /magic-link` is the same whether or not an account exists, and the
-//! mail is sent in the background so that its timing says nothing either.
+//! Passwordless sign-in by email: `POST /magic-link` mails a link and a code; the link opens a
+//! confirmation page (`GET /magic-link/verify?token=`), and `POST /magic-link/verify` signs in
+//! with `{token}` (that page's form) or `{email, code}`. The answer to `POST /magic-link` is the same whether or not an account exists: where
+//! sign-up is open every address gets mail, so a transport failure can be told (502); where it
+//! is closed the mail goes in the background, so that neither the answer nor its timing says
+//! whether the account exists.
 
 use axum::Json;
 use axum::extract::State;
@@ -19,6 +21,7 @@ use super::openapi::{MessageBody, SignedInBody};
 use super::pages::{self, SignInForm};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::magic_link::Redeemed;
 use crate::identity::org_choice::After;
 use crate::identity::{Email, User};
 use crate::mail::Template;
@@ -76,11 +79,12 @@ async fn request_link(
 }
 
 /// Mails `email` a link and a code when it may sign in (an account, or open sign-up), within
-/// the per-address limit; the mail goes in the background, so that the caller's answer and its
-/// timing are the same either way.
+/// the mail limits. Where sign-up is open to the address every address gets mail, so the send
+/// is awaited and a failure told; otherwise it goes in the background, so that the caller's
+/// answer and its timing are the same whether or not the account exists.
 ///
 /// # Errors
-/// The store fails.
+/// The store fails; 502 `email_send_failed` when sign-up is open and the transport refuses.
 pub async fn send_link(
     state: &AppState,
     email: &Email,
@@ -97,13 +101,20 @@ pub async fn send_link(
     let issued = state.magic.issue(email, redirect, requester).await?;
     let link = super::email::link(state, "/magic-link/verify", &issued.token);
     let ttl = humantime::format_duration(state.magic.ttl()).to_string();
+    let open = signup_allowed(state, email);
     let mailer = std::sync::Arc::clone(&state.mailer);
     let email = email.clone();
+    let send = async move {
+        mailer.send(Template::MagicLink, &email, context! { link, code => issued.code, ttl }).await
+    };
+    if open {
+        return send.await.map_err(|error| {
+            ApiError::new(ErrorCode::EmailSendFailed, "The mail could not be sent, try again later")
+                .with_cause(error)
+        });
+    }
     tokio::spawn(async move {
-        let sent = mailer
-            .send(Template::MagicLink, &email, context! { link, code => issued.code, ttl })
-            .await;
-        if let Err(error) = sent {
+        if let Err(error) = send.await {
             tracing::error!(%error, "cannot send a magic link");
         }
     });
@@ -143,7 +154,9 @@ struct VerifyQuery {
     redirect_uri: Option<String>,
 }
 
-/// `GET /magic-link/verify?token=`: the link from the email.
+/// `GET /magic-link/verify?token=`: where the link from the email lands. It only shows a
+/// page that asks to confirm; the sign-in is its `POST`, so that mail scanners and link
+/// previews that follow links use nothing up.
 #[utoipa::path(
     get,
     path = "/magic-link/verify",
@@ -153,52 +166,57 @@ struct VerifyQuery {
         ("redirect_uri" = Option<String>, Query, description = "Where to go"),
     ),
     responses(
-        (status = 302, description = "Signed in: on to `redirect_uri`"),
-        (status = 303, description = "To the organization choice"),
+        (status = 200, description = "The page that confirms the sign-in", content_type = "text/html"),
     ),
 )]
 async fn verify_link(
     State(state): State<AppState>,
     site: SiteContext,
-    Client(client): Client,
     ApiQuery(query): ApiQuery<VerifyQuery>,
 ) -> Response {
+    let token = query.token.unwrap_or_default();
     let result = async {
-        let redeemed = state
-            .magic
-            .redeem_link(query.token.as_deref().unwrap_or(""))
-            .await?
-            .ok_or_else(expired)?;
-        let target = query.redirect_uri.as_deref().unwrap_or(&redeemed.redirect);
-        let target = state.redirects.check(target).map_err(ApiError::invalid_request)?;
-        let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
-        landing::end_previous_session(&state, &site.headers).await?;
-        let reply = Reply::found(target.as_str());
-        landing::sign_in(&state, &user, client, After::Session, reply, METHOD).await
+        if let Some(target) = query.redirect_uri.as_deref() {
+            state.redirects.check(target).map_err(ApiError::invalid_request)?;
+        }
+        state.magic.peek_link(&token).await?.ok_or_else(expired)
     }
     .await;
-    result.unwrap_or_else(|error| {
-        pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
-    })
+    match result {
+        Ok(email) => {
+            let ctx = context! {
+                email => email.as_str(),
+                token,
+                redirect_uri => query.redirect_uri.unwrap_or_default(),
+            };
+            pages::render_form_page(&state, &site, "magic_link_confirm.html", ctx, StatusCode::OK)
+        }
+        Err(error) => pages::link_error(&state, &site, error),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-struct CodeBody {
-    email: String,
-    code: String,
+struct VerifyBody {
+    /// The link's token (from the confirmation page, or an app that read the link).
+    token: Option<String>,
+    /// With `code`: the address the code was sent to.
+    email: Option<String>,
+    /// The 6-digit code from the mail.
+    code: Option<String>,
     csrf_token: Option<String>,
     redirect_uri: Option<String>,
 }
 
-/// `POST /magic-link/verify {email, code}`: the code from the email, as JSON (answered with the
-/// user) or from the "check your email" page (answered with a redirect, or the page again).
+/// `POST /magic-link/verify {token}` or `{email, code}`: signs in with the link's token (the
+/// confirmation page posts it) or with the code from the email, as JSON (answered with the
+/// user) or from a page (answered with a redirect, or the page again).
 #[utoipa::path(
     post,
     path = "/magic-link/verify",
     tag = "email",
     request_body(content(
-        (CodeBody = "application/json"),
-        (CodeBody = "application/x-www-form-urlencoded"),
+        (VerifyBody = "application/json"),
+        (VerifyBody = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "Signed in", body = SignedInBody),
@@ -209,32 +227,55 @@ async fn verify_code(
     State(state): State<AppState>,
     site: SiteContext,
     Client(client): Client,
-    JsonOrForm(body, kind): JsonOrForm<CodeBody>,
+    JsonOrForm(body, kind): JsonOrForm<VerifyBody>,
 ) -> Response {
     let result = async {
         state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
-        let email = Email::parse(&body.email)?;
-        let code: String = body.code.chars().filter(|c| !c.is_whitespace()).collect();
-        let redeemed =
-            state.magic.redeem_code(&email, &code, &requester(&client)).await?.ok_or_else(
-                || ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired"),
-            )?;
+        let redeemed = redeem(&state, &body, &requester(&client)).await?;
+        let target = body.redirect_uri.as_deref().unwrap_or(&redeemed.redirect);
+        let target = state.redirects.check(target).map_err(ApiError::invalid_request)?;
         let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
         landing::end_previous_session(&state, &site.headers).await?;
         let reply = match kind {
             BodyKind::Json => Reply::Json,
-            BodyKind::Form => Reply::see_other(&redeemed.redirect),
+            BodyKind::Form => Reply::see_other(target.as_str()),
         };
         landing::sign_in(&state, &user, client, After::Session, reply, METHOD).await
     }
     .await;
-    result.unwrap_or_else(|error| match kind {
-        BodyKind::Json => error.into_response(),
-        BodyKind::Form => {
+    result.unwrap_or_else(|error| match (kind, &body.token, &body.email) {
+        (BodyKind::Json, _, _) => error.into_response(),
+        (BodyKind::Form, Some(_), _) | (BodyKind::Form, None, None) => {
+            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
+        }
+        (BodyKind::Form, None, Some(email)) => {
             let redirect = body.redirect_uri.as_deref().unwrap_or("/");
-            sent_page(&state, &site, &body.email, redirect, Some(&error))
+            sent_page(&state, &site, email, redirect, Some(&error))
         }
     })
+}
+
+/// Uses up the grant that `body` names: by the link's token, or by address and code (typed by
+/// `requester`, against that client's grant).
+async fn redeem(
+    state: &AppState,
+    body: &VerifyBody,
+    requester: &str,
+) -> Result<Redeemed, ApiError> {
+    let redeemed = match (&body.token, &body.email, &body.code) {
+        (Some(token), None, None) => state.magic.redeem_link(token).await?.ok_or_else(expired)?,
+        (None, Some(email), Some(code)) => {
+            let email = Email::parse(email)?;
+            let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+            state.magic.redeem_code(&email, &code, requester).await?.ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")
+            })?
+        }
+        _ => {
+            return Err(ApiError::invalid_request("Send either `token`, or `email` and `code`"));
+        }
+    };
+    Ok(redeemed)
 }
 
 /// The account behind a used grant or invite, created on first use when sign-up allows; the

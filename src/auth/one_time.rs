@@ -1,5 +1,5 @@
 //! `GET /one-time?token=`: redeems an operator's sign-in link (single use), starts a session
-//! and redirects; a bad link shows the sign-in page with the reason.
+//! and redirects; a bad link shows the sign-in page with the reason (JSON when asked for).
 
 use axum::extract::State;
 use axum::response::Response;
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, Client};
 use super::landing::{self, Reply};
-use super::pages::{self, SignInForm};
+use super::pages;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::org_choice::After;
@@ -58,7 +58,5 @@ async fn one_time(
         landing::sign_in(&state, &user, client, After::Session, reply, "one_time").await
     }
     .await;
-    result.unwrap_or_else(|error| {
-        pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
-    })
+    result.unwrap_or_else(|error| pages::link_error(&state, &site, error))
 }

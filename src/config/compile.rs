@@ -113,6 +113,11 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let branding = branding(&raw, &mut errors);
     let dev = DevConfig { enabled: raw.dev.enabled.0, force: raw.dev.force.0 };
+    if let Some(public_url) = &server.public_url {
+        // Caught here too so that check-config reports it; a public URL derived from the
+        // listener is checked at start.
+        errors.0.extend(super::public_url_refusals(&dev, &email, public_url));
+    }
     let mut providers = Vec::new();
     let mut not_yet_available = Vec::new();
     for (name, provider) in &raw.providers {
@@ -464,6 +469,7 @@ fn email(raw: &RawConfig, errors: &mut Errors) -> EmailConfig {
             file_dir: e.file_dir.as_ref().map(PathBuf::from),
             smtp_url: e.smtp_url.clone(),
         },
+        force_log_transport: e.force_log_transport.0,
     }
 }
 

@@ -408,6 +408,40 @@ pub struct EmailConfig {
     pub link_ttl: Duration,
     /// Transport and templates.
     pub mail: crate::mail::MailSettings,
+    /// The `log` transport may run with an https public URL.
+    pub force_log_transport: bool,
+}
+
+impl EmailConfig {
+    /// Whether mail may go to the log with this public URL: never behind https unless forced,
+    /// because the log transport prints sign-in links and codes, and anyone who reads the logs
+    /// of a real deployment could then sign in as its users.
+    ///
+    /// # Errors
+    /// The reason it may not.
+    pub fn check(&self, public_url: &PublicUrl) -> Result<(), String> {
+        if self.mail.transport == "log" && public_url.is_https() && !self.force_log_transport {
+            return Err(format!(
+                "the log mail transport prints sign-in links and codes to the log: refused with \
+                 the https public URL {} (set email.transport = \"smtp\" with email.smtp_url, or \
+                 email.force_log_transport = true only if nobody else reads these logs)",
+                public_url.as_str()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything `dev` and `email` refuse to run with `public_url`, as key errors.
+pub(crate) fn public_url_refusals(
+    dev: &DevConfig,
+    email: &EmailConfig,
+    public_url: &PublicUrl,
+) -> Vec<KeyError> {
+    [("dev.enabled", dev.check(public_url)), ("email.transport", email.check(public_url))]
+        .into_iter()
+        .filter_map(|(key, result)| result.err().map(|reason| KeyError { key: key.into(), reason }))
+        .collect()
 }
 
 /// `[log] format`.

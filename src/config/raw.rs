@@ -300,6 +300,8 @@ pub struct RawEmail {
     pub file_dir: Option<String>,
     /// SMTP URL for the `smtp` transport.
     pub smtp_url: Option<String>,
+    /// Allows the `log` transport with an https public URL.
+    pub force_log_transport: Flag,
 }
 
 impl Default for RawEmail {
@@ -312,6 +314,7 @@ impl Default for RawEmail {
             templates_dir: None,
             file_dir: None,
             smtp_url: None,
+            force_log_transport: Flag(false),
         }
     }
 }

@@ -101,17 +101,43 @@ impl MagicLinks {
         Ok(Issued { token, code })
     }
 
+    /// The address a link's token signs in, without using it up: the confirmation page shows
+    /// it, so that a mail scanner following the link burns nothing. `None` as for
+    /// [`Self::redeem_link`].
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn peek_link(&self, token: &str) -> Result<Option<Email>, StoreError> {
+        Ok(self.find_link(token, false).await?.map(|(email, _)| email))
+    }
+
     /// Redeems a link's token. `None` when it is unknown, used, expired, or replaced by a newer
     /// grant.
     ///
     /// # Errors
     /// The store fails.
     pub async fn redeem_link(&self, token: &str) -> Result<Option<Redeemed>, StoreError> {
+        match self.find_link(token, true).await? {
+            Some((email, grant)) => self.finish(&email, grant).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The live grant behind a link's token; `use_up` takes the token's entry (of two
+    /// concurrent redemptions one wins), otherwise it is only read.
+    async fn find_link(
+        &self,
+        token: &str,
+        use_up: bool,
+    ) -> Result<Option<(Email, Grant)>, StoreError> {
         if !crypto::is_random_token(token) {
             return Ok(None);
         }
         let token_hash = crypto::hex(&crypto::sha256(token.as_bytes()));
-        let Some(holder) = self.store.take(&token_key(&token_hash)).await? else { return Ok(None) };
+        let key = token_key(&token_hash);
+        let holder =
+            if use_up { self.store.take(&key).await? } else { self.store.get(&key).await? };
+        let Some(holder) = holder else { return Ok(None) };
         let Some((email, requester)) = String::from_utf8(holder)
             .ok()
             .and_then(|holder| holder.split_once('\n').map(|(e, r)| (e.to_owned(), r.to_owned())))
@@ -123,7 +149,7 @@ impl MagicLinks {
         if !crypto::constant_time_eq(grant.token_hash.as_bytes(), token_hash.as_bytes()) {
             return Ok(None);
         }
-        self.finish(&email, grant).await
+        Ok(Some((email, grant)))
     }
 
     /// Redeems a code typed for `email` by `requester`, against that client's grant. `None`
@@ -264,6 +290,21 @@ mod tests {
         let late = links.issue(&ada(), "/", HOME).await.unwrap();
         clock.advance(Duration::from_secs(901));
         assert_eq!(links.redeem_link(&late.token).await.unwrap(), None, "expired");
+    }
+
+    #[tokio::test]
+    async fn looking_at_a_link_does_not_use_it() {
+        let (links, clock) = links();
+        let issued = links.issue(&ada(), "/", HOME).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(links.peek_link(&issued.token).await.unwrap(), Some(ada()));
+        }
+        assert!(links.redeem_link(&issued.token).await.unwrap().is_some());
+        assert_eq!(links.peek_link(&issued.token).await.unwrap(), None, "used");
+        assert_eq!(links.peek_link("not a token").await.unwrap(), None);
+        let late = links.issue(&ada(), "/", HOME).await.unwrap();
+        clock.advance(Duration::from_secs(901));
+        assert_eq!(links.peek_link(&late.token).await.unwrap(), None, "expired");
     }
 
     #[tokio::test]

@@ -439,7 +439,10 @@ async fn idle_connections_are_closed_and_excess_ones_refused() {
 async fn answers_are_hardened_and_session_cookies_cannot_be_tossed() {
     let app = TestApp::builder()
         .routes(ROUTES)
-        .config(|raw| raw.server.public_url = Some("https://app.example".into()))
+        .config(|raw| {
+            raw.server.public_url = Some("https://app.example".into());
+            raw.email.force_log_transport = Flag(true);
+        })
         .spawn()
         .await;
     let providers = app.client().get(app.url("/auth/providers")).send().await.unwrap();
@@ -517,7 +520,10 @@ async fn sessions_from_before_the_host_prefix_keep_their_old_cookie_name() {
     let after = TestApp::builder()
         .routes(ROUTES)
         .database(&database)
-        .config(|raw| raw.server.public_url = Some("https://app.example".into()))
+        .config(|raw| {
+            raw.server.public_url = Some("https://app.example".into());
+            raw.email.force_log_transport = Flag(true);
+        })
         .spawn()
         .await;
     let headers = [format!("Cookie: {old}"), "Accept: application/json".to_owned()];

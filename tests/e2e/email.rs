@@ -53,9 +53,16 @@ async fn a_new_user_signs_in_with_the_emailed_link_once() {
     let link = mail.link().expect("a link in the mail");
     assert!(link.contains("/auth/magic-link/verify?token="), "{link}");
 
+    // A mail scanner or link preview that follows the link uses nothing up.
+    for _ in 0..3 {
+        let scanned = app.client().get(&link).send().await.unwrap();
+        assert_eq!(scanned.status(), 200);
+        assert!(scanned.text().await.unwrap().contains("new@example.com"));
+    }
+    assert_eq!(app.user_count().await, 0, "no account before the confirmation");
     let browser = app.client();
-    let signed_in = browser.get(&link).send().await.unwrap();
-    assert_eq!(signed_in.status(), StatusCode::FOUND);
+    let signed_in = app.confirm_magic_link(&browser, &link).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
     assert_eq!(signed_in.headers()["location"], "/welcome");
     let me: Value = browser.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["user"]["email"], "new@example.com");
@@ -64,6 +71,50 @@ async fn a_new_user_signs_in_with_the_emailed_link_once() {
     let replay = app.client().get(&link).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
     assert!(replay.text().await.unwrap().contains("invalid, expired or already used"));
+    let asked_json = app.client().get(&link).header("accept", "application/json").send().await;
+    assert_eq!(
+        error_code(asked_json.unwrap()).await,
+        (StatusCode::UNAUTHORIZED, "invalid_token".into()),
+        "JSON when asked for"
+    );
+}
+
+/// The confirmation is a same-site form post: another site cannot post a stranger's link
+/// token into the victim's browser (login CSRF), and an app can post the token as JSON.
+#[tokio::test]
+async fn the_link_signs_in_only_by_a_same_site_post() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink, None).await;
+    ask_link(&app, "ada@example.com").await;
+    let link = sink.nth(1).await.link().unwrap();
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let cross_site = app
+        .client()
+        .post(app.url("/auth/magic-link/verify"))
+        .header("origin", "https://evil.example")
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    let mixed = app
+        .client()
+        .post(app.url("/auth/magic-link/verify"))
+        .json(&json!({ "token": token, "email": "ada@example.com", "code": "123456" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(mixed).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    let by_app = app
+        .client()
+        .post(app.url("/auth/magic-link/verify"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_app.status(), 200, "the forged posts used nothing up");
+    let body: Value = by_app.json().await.unwrap();
+    assert_eq!(body["user"]["email"], "ada@example.com");
 }
 
 #[tokio::test]
@@ -234,7 +285,10 @@ async fn sign_up_sends_a_verification_link_that_verifies_once() {
 async fn verification_mail_that_cannot_be_sent_is_a_502_for_the_signed_in_user() {
     // An SMTP server that is not there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("shared.db").display());
     let app = TestApp::builder()
+        .database(&database)
         .config(move |raw| {
             raw.email.transport = "smtp".into();
             raw.email.smtp_url = Some(format!("smtp://{closed}"));
@@ -259,6 +313,30 @@ async fn verification_mail_that_cannot_be_sent_is_a_502_for_the_signed_in_user()
         .await
         .unwrap();
     assert_eq!(forgot.status(), 200);
+    // With sign-up open every address gets a magic link, so a failed send is told.
+    let magic = |app: &TestApp, email: &'static str| {
+        app.client().post(app.url("/auth/magic-link")).json(&json!({ "email": email })).send()
+    };
+    for email in ["ada@example.com", "nobody@example.com"] {
+        let response = magic(&app, email).await.unwrap();
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::BAD_GATEWAY, "email_send_failed".into())
+        );
+    }
+    // With sign-up closed only accounts get one: the answer stays the same.
+    let closed_signup = TestApp::builder()
+        .database(&database)
+        .config(move |raw| {
+            raw.auth.signup = Flag(false);
+            raw.email.transport = "smtp".into();
+            raw.email.smtp_url = Some(format!("smtp://{closed}"));
+        })
+        .spawn()
+        .await;
+    for email in ["ada@example.com", "nobody@example.com"] {
+        assert_eq!(magic(&closed_signup, email).await.unwrap().status(), 200, "{email}");
+    }
 }
 
 #[tokio::test]
@@ -453,9 +531,8 @@ async fn strangers_cannot_silence_mail_or_lock_the_owner_out() {
         .collect();
     assert_eq!(links.len(), 4, "three for the stranger, then the owner's still goes out");
     let owners = links.last().unwrap();
-    let browser = app.client();
-    let signed_in = browser.get(owners).header("x-forwarded-for", HOME).send().await.unwrap();
-    assert_eq!(signed_in.status(), StatusCode::FOUND, "the stranger did not replace it");
+    let signed_in = app.confirm_magic_link(&app.client(), owners).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER, "the stranger did not replace it");
 
     for _ in 0..6 {
         let body = json!({ "email": "ada@example.com", "password": "not the password" });

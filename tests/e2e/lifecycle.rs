@@ -124,6 +124,8 @@ fn the_kubernetes_examples_carry_valid_configurations() {
             ("auth_secret", "0123456789abcdef0123456789abcdef0123456789abcdef"),
             ("database_url", "postgres://portcullis:pw@postgres/portcullis"),
             ("redis_url", "rediss://default:pw@redis:6380"),
+            ("smtp_url", "smtp://user:pw@mail.example.com:587"),
+            ("secrets_key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
         ] {
             std::fs::write(dir.path().join(name), value).unwrap();
         }

@@ -727,7 +727,7 @@ async fn an_unverified_sign_up_is_never_handed_over_with_its_credentials() {
     assert_eq!(sent.status(), 200);
     let mail = sink.nth(2).await; // the first was the attacker's verification mail
     let link = mail.link().expect("a magic link");
-    assert_eq!(victim.get(&link).send().await.unwrap().status(), StatusCode::FOUND);
+    assert_eq!(app.confirm_magic_link(&victim, &link).await.status(), StatusCode::SEE_OTHER);
     assert_eq!(attacker.get(app.url("/auth/me")).send().await.unwrap().status(), 401);
     let password = crate::support::http()
         .post(app.url("/auth/login"))

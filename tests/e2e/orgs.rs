@@ -368,7 +368,7 @@ async fn with_require_selection_every_login_chooses_an_organization() {
         .await
         .unwrap();
     let link = sink.nth_about(1, "Sign in").await.link().unwrap();
-    let landed = clicker.get(&link).send().await.unwrap();
+    let landed = app.confirm_magic_link(&clicker, &link).await;
     assert_eq!(landed.status(), StatusCode::SEE_OTHER);
     assert_eq!(landed.headers()["location"], "/auth/orgs/select");
     let chosen = choose_on_page(&app, &clicker, &acme).await;

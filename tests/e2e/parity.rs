@@ -122,8 +122,8 @@ async fn dev_sign_in_exists_only_when_enabled_and_never_behind_https_unless_forc
     raw.storage.ephemeral = "memory".into();
     raw.storage.database_url = "sqlite::memory:".into();
     raw.dev.enabled = Flag(true);
-    let config = portcullis::config::Config::try_from(raw.clone()).unwrap();
-    let refused = portcullis::app::App::start(config).await;
+    raw.email.force_log_transport = Flag(true);
+    let refused = portcullis::config::Config::try_from(raw.clone());
     let error = refused.expect_err("an https public URL refuses dev sign-in").to_string();
     assert!(error.contains("dev.enabled") && error.contains("dev.force"), "{error}");
     raw.dev.force = Flag(true);
@@ -153,6 +153,18 @@ async fn a_sign_in_link_works_once_and_expires() {
         app.client().get(app.url(&format!("/auth/one-time?token={token}"))).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
     assert!(again.text().await.unwrap().contains("invalid, expired or already used"));
+    let asked_json = app
+        .client()
+        .get(app.url(&format!("/auth/one-time?token={token}")))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::support::error_code(asked_json).await,
+        (StatusCode::UNAUTHORIZED, "invalid_token".into()),
+        "JSON when asked for"
+    );
 
     let late = state.one_time.mint(&link, Duration::from_secs(60)).await.unwrap();
     clock.advance(Duration::from_secs(61));

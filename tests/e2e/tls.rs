@@ -35,6 +35,7 @@ async fn tls_app(dir: &Path) -> TestApp {
             c.server.tls_key = Some(key);
             c.server.tls_reload_interval = "100ms".into();
             c.server.public_url = Some("https://localhost".into());
+            c.email.force_log_transport = portcullis::config::values::Flag(true);
         })
         .spawn()
         .await
@@ -139,4 +140,37 @@ async fn a_replaced_certificate_is_served_without_dropping_open_connections() {
         "new handshakes no longer get the old certificate"
     );
     assert_eq!(get(&mut open).await, 200, "the connection opened before the reload still works");
+}
+
+/// The log mail transport prints sign-in links, so it refuses an https public URL, given or
+/// derived from the TLS listener, unless forced; check-config reports the given one.
+#[tokio::test]
+async fn the_log_mail_transport_is_refused_behind_https_unless_forced() {
+    use portcullis::config::{Config, RawConfig, values::Flag};
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(dir.path());
+    let mut raw = RawConfig::default();
+    raw.server.listen = String::new();
+    raw.server.admin_listen = String::new();
+    raw.server.tls_listen = Some("127.0.0.1:0".into());
+    raw.server.tls_cert = Some(dir.path().join("tls.crt").display().to_string());
+    raw.server.tls_key = Some(dir.path().join("tls.key").display().to_string());
+    raw.storage.ephemeral = "memory".into();
+    raw.storage.database_url = "sqlite::memory:".into();
+
+    let derived = portcullis::app::App::start(Config::try_from(raw.clone()).unwrap()).await;
+    let error = derived.expect_err("a derived https URL refuses the log transport").to_string();
+    assert!(error.contains("email.transport") && error.contains("force_log_transport"), "{error}");
+
+    let mut given = raw.clone();
+    given.server.public_url = Some("https://app.example.com".into());
+    let error = Config::try_from(given.clone()).expect_err("check-config reports it").to_string();
+    assert!(error.contains("email.transport"), "{error}");
+    given.email.transport = "file".into();
+    given.email.file_dir = Some(dir.path().display().to_string());
+    assert!(Config::try_from(given).is_ok(), "a real transport is fine");
+
+    raw.email.force_log_transport = Flag(true);
+    let forced = portcullis::app::App::start(Config::try_from(raw).unwrap()).await;
+    forced.unwrap().stop().await;
 }

@@ -21,7 +21,7 @@ use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::magic_link::{Proof, account_for};
 use crate::auth::openapi::{InviteBody, InviteDoc, InvitesBody, MessageBody};
-use crate::auth::pages::{self, SignInForm};
+use crate::auth::pages;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::Email;
@@ -214,13 +214,7 @@ async fn accept(
         landing::finish(&state, &user, &orgs, active, client, After::Session, reply, "invite").await
     }
     .await;
-    result.unwrap_or_else(|error| {
-        if crate::auth::wants_json(&site.headers) {
-            error.into_response()
-        } else {
-            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
-        }
-    })
+    result.unwrap_or_else(|error| pages::link_error(&state, &site, error))
 }
 
 /// An invite counts only while its inviter may still make it: one who left the organization

@@ -54,6 +54,10 @@ impl Pages {
         env.add_template("sign_in.html", include_str!("templates/sign_in.html"))?;
         env.add_template("device.html", include_str!("templates/device.html"))?;
         env.add_template("magic_link_sent.html", include_str!("templates/magic_link_sent.html"))?;
+        env.add_template(
+            "magic_link_confirm.html",
+            include_str!("templates/magic_link_confirm.html"),
+        )?;
         env.add_template("reset_password.html", include_str!("templates/reset_password.html"))?;
         env.add_template("org_select.html", include_str!("templates/org_select.html"))?;
         env.add_template("sign_out.html", include_str!("templates/sign_out.html"))?;
@@ -130,6 +134,16 @@ pub fn sign_in_response(
     };
     let status = error.map_or(StatusCode::OK, |error| error.code().status());
     render_form_page(state, site, "sign_in.html", ctx, status)
+}
+
+/// The answer to a link that failed (emailed or minted by an operator): the error as JSON when
+/// the caller asks for JSON, else the sign-in page showing it.
+pub fn link_error(state: &AppState, site: &SiteContext, error: ApiError) -> Response {
+    if super::wants_json(&site.headers) {
+        error.into_response()
+    } else {
+        sign_in_response(state, site, SignInForm::default(), Some(&error))
+    }
 }
 
 /// Renders a page that holds a form: `base_path` and the visitor's anonymous `csrf_token` are

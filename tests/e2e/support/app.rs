@@ -195,6 +195,22 @@ impl TestApp {
         form_token(&html)
     }
 
+    /// Follows a magic link as a browser does: opens its confirmation page, which must name
+    /// the address, then posts the page's form. Answers the post (not followed).
+    pub async fn confirm_magic_link(&self, client: &Client, link: &str) -> reqwest::Response {
+        let page = client.get(link).send().await.unwrap();
+        assert_eq!(page.status(), 200, "the link opens the confirmation page");
+        let html = page.text().await.unwrap();
+        assert!(html.contains("Continue as"), "{html}");
+        let token = link.split("token=").nth(1).unwrap().split('&').next().unwrap();
+        client
+            .post(self.url("/auth/magic-link/verify"))
+            .form(&[("token", token), ("csrf_token", &form_token(&html))])
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// GETs `path` through the gateway and returns what the app received.
     pub async fn echo(&self, client: &Client, path: &str) -> Echoed {
         let response = client.get(self.url(path)).send().await.unwrap();
