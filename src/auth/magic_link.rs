@@ -231,9 +231,15 @@ async fn verify_code(
 ) -> Response {
     let result = async {
         state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
+        // A bad target is refused before the grant is used up.
+        let asked = body.redirect_uri.as_deref().map(|target| state.redirects.check(target));
+        let asked = asked.transpose().map_err(ApiError::invalid_request)?;
         let redeemed = redeem(&state, &body, &requester(&client)).await?;
-        let target = body.redirect_uri.as_deref().unwrap_or(&redeemed.redirect);
-        let target = state.redirects.check(target).map_err(ApiError::invalid_request)?;
+        let target = match asked {
+            Some(target) => target,
+            // Validated when the link was asked for; checked again, as the policy may change.
+            None => state.redirects.check(&redeemed.redirect).map_err(ApiError::invalid_request)?,
+        };
         let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
         landing::end_previous_session(&state, &site.headers).await?;
         let reply = match kind {

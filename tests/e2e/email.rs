@@ -105,6 +105,14 @@ async fn the_link_signs_in_only_by_a_same_site_post() {
         .await
         .unwrap();
     assert_eq!(error_code(mixed).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    let elsewhere = app
+        .client()
+        .post(app.url("/auth/magic-link/verify"))
+        .json(&json!({ "token": token, "redirect_uri": "https://evil.example/" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::BAD_REQUEST);
     let by_app = app
         .client()
         .post(app.url("/auth/magic-link/verify"))
@@ -112,7 +120,7 @@ async fn the_link_signs_in_only_by_a_same_site_post() {
         .send()
         .await
         .unwrap();
-    assert_eq!(by_app.status(), 200, "the forged posts used nothing up");
+    assert_eq!(by_app.status(), 200, "the refused posts used nothing up");
     let body: Value = by_app.json().await.unwrap();
     assert_eq!(body["user"]["email"], "ada@example.com");
 }
