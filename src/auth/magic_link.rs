@@ -1,9 +1,9 @@
 //! Passwordless sign-in by email: `POST /magic-link` mails a link and a code; the link opens a
 //! confirmation page (`GET /magic-link/verify?token=`), and `POST /magic-link/verify` signs in
-//! with `{token}` (that page's form) or `{email, code}`. The answer to `POST /magic-link` is the same whether or not an account exists: where
-//! sign-up is open every address gets mail, so a transport failure can be told (502); where it
-//! is closed the mail goes in the background, so that neither the answer nor its timing says
-//! whether the account exists.
+//! with `{token}` (that page's form) or `{email, code}`. The answer to `POST /magic-link` is
+//! the same whether or not an account exists: where sign-up is open every address gets mail,
+//! so a transport failure can be told (502); where it is closed the mail goes in the
+//! background, so that neither the answer nor its timing says whether the account exists.
 
 use axum::Json;
 use axum::extract::State;
