@@ -97,29 +97,14 @@ async fn the_link_signs_in_only_by_a_same_site_post() {
         .await
         .unwrap();
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
-    let mixed = app
-        .client()
-        .post(app.url("/auth/magic-link/verify"))
-        .json(&json!({ "token": token, "email": "ada@example.com", "code": "123456" }))
-        .send()
-        .await
-        .unwrap();
+    let post =
+        |body: Value| app.client().post(app.url("/auth/magic-link/verify")).json(&body).send();
+    let mixed = post(json!({ "token": token, "email": "ada@example.com", "code": "123456" }));
+    let mixed = mixed.await.unwrap();
     assert_eq!(error_code(mixed).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
-    let elsewhere = app
-        .client()
-        .post(app.url("/auth/magic-link/verify"))
-        .json(&json!({ "token": token, "redirect_uri": "https://evil.example/" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(elsewhere.status(), StatusCode::BAD_REQUEST);
-    let by_app = app
-        .client()
-        .post(app.url("/auth/magic-link/verify"))
-        .json(&json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
+    let elsewhere = post(json!({ "token": token, "redirect_uri": "https://evil.example/" }));
+    assert_eq!(elsewhere.await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let by_app = post(json!({ "token": token })).await.unwrap();
     assert_eq!(by_app.status(), 200, "the refused posts used nothing up");
     let body: Value = by_app.json().await.unwrap();
     assert_eq!(body["user"]["email"], "ada@example.com");
