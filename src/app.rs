@@ -737,6 +737,8 @@ async fn build_state(
     });
     // Half the cores at most: a login storm must leave the proxy CPU to work with.
     let hashers = std::thread::available_parallelism().map_or(1, |cores| cores.get().div_ceil(2));
+    let hasher = PasswordHasherPool::new(hashers)?;
+    metrics.register_password_hashes(hasher.runs());
     Ok(AppState(Arc::new(AppStateInner {
         pages: Arc::new(Pages::new(&config.email.product_name, config.branding.clone())?),
         ip_limiter: Arc::new(match config.storage.ephemeral {
@@ -754,7 +756,7 @@ async fn build_state(
         ),
         csrf: Arc::new(Csrf::new(SecretKey::new(&secret), redirects.clone(), cookies.clone())),
         redirects: Arc::new(redirects),
-        hasher: PasswordHasherPool::new(hashers)?,
+        hasher,
         gateway: Arc::new(gateway),
         cookies,
         metrics,

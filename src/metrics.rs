@@ -177,6 +177,15 @@ impl Metrics {
         );
     }
 
+    /// Exposes how many password hashes and verifications have run.
+    pub fn register_password_hashes(&self, runs: Counter) {
+        self.registry.lock().register(
+            "password_hashes",
+            "Argon2 hashes and verifications run (sign-ups, logins, resets)",
+            runs,
+        );
+    }
+
     /// Counts an authentication outcome (`method` e.g. `password`, `outcome` e.g. `success`).
     pub fn record_auth(&self, method: &'static str, outcome: &'static str) {
         self.auth_outcomes.get_or_create(&AuthLabels { method, outcome }).inc();

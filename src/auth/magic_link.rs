@@ -19,12 +19,13 @@ use super::extract::{ApiQuery, BodyKind, Client, JsonOrForm};
 use super::landing::{self, Reply};
 use super::openapi::{MessageBody, SignedInBody};
 use super::pages::{self, SignInForm};
+use super::sessions::default_locale;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::identity::magic_link::Redeemed;
+use crate::identity::magic_link::{Issued, PendingSignup, Redeemed};
 use crate::identity::org_choice::After;
 use crate::identity::{Email, User};
-use crate::mail::Template;
+use crate::mail::{MailError, Template};
 use crate::store::users::NewUser;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -74,7 +75,7 @@ async fn request_link(
     let answer = Json(json!({ "message": ANSWER })).into_response();
     Ok(match kind {
         BodyKind::Json => answer,
-        BodyKind::Form => sent_page(&state, &site, &body.email, redirect.as_str(), None),
+        BodyKind::Form => sent_page(&state, &site, &body.email, redirect.as_str(), None, false),
     })
 }
 
@@ -99,19 +100,9 @@ pub async fn send_link(
         return Ok(());
     }
     let issued = state.magic.issue(email, redirect, requester).await?;
-    let link = super::email::link(state, "/magic-link/verify", &issued.token);
-    let ttl = humantime::format_duration(state.magic.ttl()).to_string();
-    let open = signup_allowed(state, email);
-    let mailer = std::sync::Arc::clone(&state.mailer);
-    let email = email.clone();
-    let send = async move {
-        mailer.send(Template::MagicLink, &email, context! { link, code => issued.code, ttl }).await
-    };
-    if open {
-        return send.await.map_err(|error| {
-            ApiError::new(ErrorCode::EmailSendFailed, "The mail could not be sent, try again later")
-                .with_cause(error)
-        });
+    let send = grant_mail(state, email, Template::MagicLink, issued, false);
+    if signup_allowed(state, email) {
+        return send.await.map_err(send_failed);
     }
     tokio::spawn(async move {
         if let Err(error) = send.await {
@@ -121,16 +112,68 @@ pub async fn send_link(
     Ok(())
 }
 
+/// Mails the link and code that finish a password sign-up (`auth.signup_confirm`): for a new
+/// address a grant that makes the account with `pending` when redeemed; for a taken one a
+/// plain sign-in grant, telling the owner that the address already has an account (and
+/// changing nothing). Every address gets mail, so the send is awaited and a failure told; a
+/// disabled account gets none.
+///
+/// # Errors
+/// The store fails; 502 `email_send_failed` when the transport refuses.
+pub async fn send_signup(
+    state: &AppState,
+    email: &Email,
+    redirect: &str,
+    requester: &str,
+    pending: PendingSignup,
+) -> Result<(), ApiError> {
+    if !within_send_limit(state, MailKind::SignIn, email, requester).await? {
+        tracing::warn!("sign-up mail not sent: an hourly mail limit was reached");
+        return Ok(());
+    }
+    let (issued, existing) = match state.users.find_by_email(email).await? {
+        Some((user, _)) if user.disabled_at.is_some() => return Ok(()),
+        Some(_) => (state.magic.issue(email, redirect, requester).await?, true),
+        None => (state.magic.issue_signup(email, redirect, requester, pending).await?, false),
+    };
+    grant_mail(state, email, Template::ConfirmSignup, issued, existing).await.map_err(send_failed)
+}
+
+/// The sending of `issued`'s link and code to `email` with `template`, ready to await or spawn.
+fn grant_mail(
+    state: &AppState,
+    email: &Email,
+    template: Template,
+    issued: Issued,
+    existing: bool,
+) -> impl Future<Output = Result<(), MailError>> + Send + 'static {
+    let link = super::email::link(state, "/magic-link/verify", &issued.token);
+    let ttl = humantime::format_duration(state.magic.ttl()).to_string();
+    let mailer = std::sync::Arc::clone(&state.mailer);
+    let email = email.clone();
+    async move {
+        let ctx = context! { link, code => issued.code, ttl, existing };
+        mailer.send(template, &email, ctx).await
+    }
+}
+
+fn send_failed(error: MailError) -> ApiError {
+    ApiError::new(ErrorCode::EmailSendFailed, "The mail could not be sent, try again later")
+        .with_cause(error)
+}
+
 /// "Check your email", with the form for the code.
-fn sent_page(
+pub(super) fn sent_page(
     state: &AppState,
     site: &SiteContext,
     email: &str,
     redirect: &str,
     error: Option<&ApiError>,
+    signing_up: bool,
 ) -> Response {
     let status = error.map_or(StatusCode::OK, |error| error.code().status());
-    let ctx = context! { email, redirect_uri => redirect, error => error.map(ApiError::message) };
+    let error = error.map(ApiError::message);
+    let ctx = context! { email, redirect_uri => redirect, error, signing_up };
     pages::render_form_page(state, site, "magic_link_sent.html", ctx, status)
 }
 
@@ -183,9 +226,10 @@ async fn verify_link(
     }
     .await;
     match result {
-        Ok(email) => {
+        Ok((email, signing_up)) => {
             let ctx = context! {
                 email => email.as_str(),
+                signing_up,
                 token,
                 redirect_uri => query.redirect_uri.unwrap_or_default(),
             };
@@ -240,7 +284,8 @@ async fn verify_code(
             // Validated when the link was asked for; checked again, as the policy may change.
             None => state.redirects.check(&redeemed.redirect).map_err(ApiError::invalid_request)?,
         };
-        let user = account_for(&state, &redeemed.email, Proof::SignIn).await?;
+        let mut user = account_for(&state, &redeemed.email, Proof::SignIn(redeemed.signup)).await?;
+        default_locale(&state, &mut user, &site.headers).await?;
         landing::end_previous_session(&state, &site.headers).await?;
         let reply = match kind {
             BodyKind::Json => Reply::Json,
@@ -256,7 +301,7 @@ async fn verify_code(
         }
         (BodyKind::Form, None, Some(email)) => {
             let redirect = body.redirect_uri.as_deref().unwrap_or("/");
-            sent_page(&state, &site, email, redirect, Some(&error))
+            sent_page(&state, &site, email, redirect, Some(&error), false)
         }
     })
 }
@@ -284,28 +329,42 @@ async fn redeem(
     Ok(redeemed)
 }
 
-/// The account behind a used grant or invite, created on first use when sign-up allows; the
-/// email is verified now, since its owner read the message.
+/// The account behind a used grant or invite, created on first use when sign-up allows (with
+/// the password and name of a pending sign-up); the email is verified now, since its owner
+/// read the message.
 ///
 /// # Errors
 /// 403 when the account is disabled or sign-up is closed; the store fails.
 pub async fn account_for(state: &AppState, email: &Email, proof: Proof) -> Result<User, ApiError> {
     let may_sign_up = match proof {
-        Proof::SignIn => signup_allowed(state, email),
+        Proof::SignIn(_) => signup_allowed(state, email),
         // An invite is how a closed deployment adds people; the domain rules still hold.
         Proof::Invite => state.config.auth.domain_may_sign_up(email.domain()),
     };
+    let label = match proof {
+        Proof::SignIn(_) => "magic link",
+        Proof::Invite => "invite",
+    };
+    let now = state.clock.now();
     let user = match state.users.find_by_email(email).await? {
         Some((user, _)) => user,
         None if may_sign_up => {
+            let pending = match proof {
+                Proof::SignIn(pending) => pending,
+                Proof::Invite => None,
+            };
             let new = NewUser {
                 email: email.clone(),
-                name: None,
-                password_hash: None,
+                name: pending.as_ref().and_then(|pending| pending.name.clone()),
+                password_hash: pending.map(|pending| pending.password_hash),
                 roles: Vec::new(),
             };
-            match state.users.create(new, state.clock.now()).await {
-                Ok(user) => user,
+            match state.users.create(new, now).await {
+                Ok(user) => {
+                    // Made by this proof: verified as it stands, password included.
+                    state.users.mark_email_verified(user.id, now).await?;
+                    User { email_verified_at: Some(now), ..user }
+                }
                 // Created meanwhile by another request of the same person.
                 Err(crate::store::StoreError::Conflict(_)) => state
                     .users
@@ -321,20 +380,16 @@ pub async fn account_for(state: &AppState, email: &Email, proof: Proof) -> Resul
     if user.disabled_at.is_some() {
         return Err(ApiError::forbidden("This account is disabled"));
     }
-    let label = match proof {
-        Proof::SignIn => "magic link",
-        Proof::Invite => "invite",
-    };
     state.verify_by_mailbox(&user, label).await?;
-    let now = state.clock.now();
     Ok(User { email_verified_at: user.email_verified_at.or(Some(now)), ..user })
 }
 
 /// Which proof of the mailbox an account is reached by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proof {
-    /// A magic link or code: sign-up as `auth.signup` says.
-    SignIn,
+    /// A magic link or code, perhaps finishing a password sign-up: an account is made as
+    /// `auth.signup` says.
+    SignIn(Option<PendingSignup>),
     /// An invite: makes the account even when sign-up is closed.
     Invite,
 }

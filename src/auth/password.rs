@@ -12,13 +12,15 @@ use serde_json::json;
 use super::csrf::SiteContext;
 use super::extract::{BodyKind, Client, JsonOrForm};
 use super::landing::{self, Reply};
-use super::openapi::{SignedInBody, UserBody};
+use super::magic_link;
+use super::openapi::{MessageBody, SignedInBody, UserBody};
 use super::pages::{self, SignInForm};
 use super::password_policy;
 use super::redirect::SafeRedirect;
 use super::sessions::default_locale;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::magic_link::PendingSignup;
 use crate::identity::org_choice::After;
 use crate::identity::profile::clean_name;
 use crate::identity::session::{ClientInfo, SessionToken};
@@ -79,6 +81,7 @@ pub struct SignedIn {
     )),
     responses(
         (status = 201, description = "Signed up and in (session cookie)", body = UserBody),
+        (status = 202, description = "With `auth.signup_confirm`: mail finishes the sign-up; the same answer for every address", body = MessageBody),
         (status = 303, description = "A form post: on to `redirect_uri`"),
     ),
 )]
@@ -90,6 +93,19 @@ async fn signup_handler(
 ) -> Response {
     let result = async {
         let redirect = check_origin(&state, &site, kind, &body.form)?;
+        if state.config.auth.signup_confirm {
+            let target = redirect.as_ref().map_or("/", SafeRedirect::as_str);
+            let requester = super::email::requester(&client);
+            signup_by_mail(&state, &body.email, body.password, body.name, target, &requester)
+                .await?;
+            return Ok(match kind {
+                BodyKind::Json => (StatusCode::ACCEPTED, Json(json!({ "message": SIGNUP_ANSWER })))
+                    .into_response(),
+                BodyKind::Form => {
+                    magic_link::sent_page(&state, &site, &body.email, target, None, true)
+                }
+            });
+        }
         let mut signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
         default_locale(&state, &mut signed_in.user, &site.headers).await?;
         landing::end_previous_session(&state, &site.headers).await?;
@@ -181,11 +197,15 @@ fn check_mode(mode: Option<&str>, kind: BodyKind) -> Result<After, ApiError> {
     }
 }
 
+/// What `POST /signup` answers under `auth.signup_confirm`, for every address.
+const SIGNUP_ANSWER: &str = "check your email: a link and a code finish the sign-up";
+
 /// Creates a password account and signs it in.
 ///
 /// # Errors
 /// 403 when sign-up is closed or the domain not allowed, 400 for a bad email, name or weak
-/// password, 409 when the email is taken.
+/// password, 409 when the email is taken (after the same hashing work as a new account, so
+/// the timing tells no more than the status).
 pub async fn signup(
     state: &AppState,
     email: &str,
@@ -193,26 +213,12 @@ pub async fn signup(
     name: Option<String>,
     client: ClientInfo,
 ) -> Result<SignedIn, ApiError> {
-    let auth = &state.config.auth;
-    if !auth.signup {
-        return Err(ApiError::forbidden("Sign-up is disabled"));
-    }
-    let client_for_mail = client.clone();
-    let email = Email::parse(email)?;
-    if !auth.domain_may_sign_up(email.domain()) {
-        return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
-    }
-    let name = match name.as_deref() {
-        Some(name) => clean_name(name).map_err(ApiError::invalid_request)?,
-        None => None,
-    };
-    password_policy::check(&password, &email, name.as_deref())
-        .map_err(|weak| ApiError::invalid_request(format!("password: {weak}")))?;
+    let (email, name) = check_signup(state, email, &password, name)?;
+    let hash = state.hasher.hash(password).await.map_err(ApiError::internal)?;
     if state.users.find_by_email(&email).await?.is_some() {
         state.metrics.record_auth("password", "duplicate_signup");
         return Err(conflict());
     }
-    let hash = state.hasher.hash(password).await.map_err(ApiError::internal)?;
     let new = NewUser { email, name, password_hash: Some(hash), roles: Vec::new() };
     let user = state.users.create(new, state.clock.now()).await.map_err(|error| match error {
         StoreError::Conflict(_) => conflict(),
@@ -221,6 +227,7 @@ pub async fn signup(
     // The account and its first session live in different stores (SQL, and Redis when
     // configured): if the session cannot be stored, undo the account so that a retry works.
     // A new account belongs to no organization yet.
+    let requester = super::email::requester(&client);
     let token = match state.sessions.create(&user, client, None).await {
         Ok((token, _)) => token,
         Err(error) => {
@@ -233,7 +240,6 @@ pub async fn signup(
     state.metrics.record_auth("password", "signup");
     let background = state.clone();
     let new_user = user.clone();
-    let requester = super::email::requester(&client_for_mail);
     tokio::spawn(async move {
         if let Err(error) =
             super::email::mail_verification(&background, &new_user, &requester).await
@@ -242,6 +248,55 @@ pub async fn signup(
         }
     });
     Ok(SignedIn { user, token })
+}
+
+/// Starts a password sign-up that the mailed link or code finishes (`auth.signup_confirm`):
+/// the password is hashed, and mail goes out, for new and taken addresses alike; no account
+/// exists until the address is proven, so nobody learns whether it was taken, and nobody
+/// plants a password on someone else's address.
+///
+/// # Errors
+/// As [`signup`] before the address is looked at; 502 `email_send_failed`.
+pub async fn signup_by_mail(
+    state: &AppState,
+    email: &str,
+    password: String,
+    name: Option<String>,
+    redirect: &str,
+    requester: &str,
+) -> Result<(), ApiError> {
+    let (email, name) = check_signup(state, email, &password, name)?;
+    let password_hash = state.hasher.hash(password).await.map_err(ApiError::internal)?;
+    let pending = PendingSignup { password_hash, name };
+    magic_link::send_signup(state, &email, redirect, requester, pending).await?;
+    state.metrics.record_auth("password", "signup_mailed");
+    Ok(())
+}
+
+/// The rules a sign-up must pass before anything is stored: sign-up open to the address's
+/// domain, a clean name, a strong password. None of them depends on whether the address has
+/// an account.
+fn check_signup(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    name: Option<String>,
+) -> Result<(Email, Option<String>), ApiError> {
+    let auth = &state.config.auth;
+    if !auth.signup {
+        return Err(ApiError::forbidden("Sign-up is disabled"));
+    }
+    let email = Email::parse(email)?;
+    if !auth.domain_may_sign_up(email.domain()) {
+        return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
+    }
+    let name = match name.as_deref() {
+        Some(name) => clean_name(name).map_err(ApiError::invalid_request)?,
+        None => None,
+    };
+    password_policy::check(password, &email, name.as_deref())
+        .map_err(|weak| ApiError::invalid_request(format!("password: {weak}")))?;
+    Ok((email, name))
 }
 
 /// Checks an email and password. Unknown emails, wrong passwords and disabled accounts get the

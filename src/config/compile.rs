@@ -316,6 +316,7 @@ fn auth(raw: &RawConfig, public_url: Option<&PublicUrl>, errors: &mut Errors) ->
         base_path,
         secret,
         signup: a.signup.0,
+        signup_confirm: a.signup_confirm.0,
         allowed_email_domains,
         redirects: RedirectPolicy::new(public_url.map(|url| url.origin().to_owned()), origins),
     }

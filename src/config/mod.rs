@@ -286,6 +286,9 @@ pub struct AuthConfig {
     pub secret: Option<Vec<u8>>,
     /// Whether unknown emails may create accounts.
     pub signup: bool,
+    /// Whether a password sign-up is finished by the mailed link or code (the account is made
+    /// then), so that its answer is the same for new and taken addresses.
+    pub signup_confirm: bool,
     /// Lower-case email domains allowed to sign up; empty for any.
     pub allowed_email_domains: Vec<String>,
     /// Where redirects may point besides relative paths.

@@ -121,6 +121,9 @@ pub struct RawAuth {
     pub secret: Option<String>,
     /// Whether unknown emails may create accounts.
     pub signup: Flag,
+    /// Whether a password sign-up waits for the link or code mailed to the address before the
+    /// account exists, answering the same for new and taken addresses (added key).
+    pub signup_confirm: Flag,
     /// Email domains allowed to sign up; empty for any.
     pub allowed_email_domains: StringList,
     /// Absolute redirect origins allowed besides relative paths.
@@ -133,6 +136,7 @@ impl Default for RawAuth {
             base_path: "/auth".into(),
             secret: None,
             signup: Flag(true),
+            signup_confirm: Flag(false),
             allowed_email_domains: StringList::default(),
             redirect_origins: StringList::default(),
         }

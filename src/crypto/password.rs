@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use argon2::password_hash::PasswordVerifier;
 use argon2::{Argon2, PasswordHasher};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
 /// Why hashing could not be done.
@@ -32,6 +33,8 @@ pub struct PasswordHasherPool {
     /// A real hash of a random password, verified against when the account does not exist so
     /// that unknown emails cost the same time as wrong passwords.
     decoy: Arc<str>,
+    /// Hashes and verifications run: the argon2 load, for metrics.
+    runs: Counter,
 }
 
 impl PasswordHasherPool {
@@ -41,12 +44,19 @@ impl PasswordHasherPool {
     /// Fails if the decoy hash cannot be computed, which means argon2 is unusable.
     pub fn new(concurrency: usize) -> Result<Self, PasswordHashError> {
         let decoy = hash_now(&super::random_token())?;
-        Ok(Self { permits: Arc::new(Semaphore::new(concurrency.max(1))), decoy: decoy.into() })
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        Ok(Self { permits, decoy: decoy.into(), runs: Counter::default() })
+    }
+
+    /// The counter of hashes and verifications run, for the metrics registry.
+    pub fn runs(&self) -> Counter {
+        self.runs.clone()
     }
 
     /// The PHC string (`$argon2id$v=19$…`) of `password` with a fresh random salt.
     pub async fn hash(&self, password: String) -> Result<String, PasswordHashError> {
         let _permit = self.permits.acquire().await.map_err(|_| PasswordHashError::Closed)?;
+        self.runs.inc();
         tokio::task::spawn_blocking(move || hash_now(&password)).await?
     }
 
@@ -58,6 +68,7 @@ impl PasswordHasherPool {
         stored: Option<String>,
     ) -> Result<bool, PasswordHashError> {
         let _permit = self.permits.acquire().await.map_err(|_| PasswordHashError::Closed)?;
+        self.runs.inc();
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy.to_string());
         let matches = tokio::task::spawn_blocking(move || {

@@ -39,6 +39,19 @@ pub struct Redeemed {
     pub email: Email,
     /// Where to go afterwards (validated when the link was asked for).
     pub redirect: String,
+    /// The account to create, when the grant finishes a sign-up.
+    pub signup: Option<PendingSignup>,
+}
+
+/// A password sign-up waiting for its address to be proven: the account is made, with this
+/// password and name, only when the grant is redeemed, so the sign-up answer says nothing about
+/// whether the address was taken, and nobody can plant a password on someone else's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSignup {
+    /// The argon2 hash of the chosen password.
+    pub password_hash: String,
+    /// The display name given at sign-up.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +64,8 @@ struct Grant {
     code_hash: String,
     redirect: String,
     expires_at: i64,
+    #[serde(default)]
+    signup: Option<PendingSignup>,
 }
 
 /// Issues and redeems grants.
@@ -83,6 +98,31 @@ impl MagicLinks {
         redirect: &str,
         requester: &str,
     ) -> Result<Issued, StoreError> {
+        self.issue_grant(email, redirect, requester, None).await
+    }
+
+    /// A new grant that, when redeemed, finishes `signup` for `email` (as [`Self::issue`]
+    /// otherwise).
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn issue_signup(
+        &self,
+        email: &Email,
+        redirect: &str,
+        requester: &str,
+        signup: PendingSignup,
+    ) -> Result<Issued, StoreError> {
+        self.issue_grant(email, redirect, requester, Some(signup)).await
+    }
+
+    async fn issue_grant(
+        &self,
+        email: &Email,
+        redirect: &str,
+        requester: &str,
+        signup: Option<PendingSignup>,
+    ) -> Result<Issued, StoreError> {
         let token = crypto::random_token();
         let code = random_code();
         let grant = Grant {
@@ -92,6 +132,7 @@ impl MagicLinks {
             code_hash: code_hash(email, &code),
             redirect: redirect.to_owned(),
             expires_at: self.clock.now().plus(self.ttl).as_millis(),
+            signup,
         };
         let bytes = encode(&grant)?;
         self.store.delete(&attempts_key(email, requester)).await?;
@@ -101,14 +142,15 @@ impl MagicLinks {
         Ok(Issued { token, code })
     }
 
-    /// The address a link's token signs in, without using it up: the confirmation page shows
-    /// it, so that a mail scanner following the link burns nothing. `None` as for
-    /// [`Self::redeem_link`].
+    /// The address a link's token signs in, and whether it finishes a sign-up, without using
+    /// it up: the confirmation page shows them, so that a mail scanner following the link
+    /// burns nothing. `None` as for [`Self::redeem_link`].
     ///
     /// # Errors
     /// The store fails.
-    pub async fn peek_link(&self, token: &str) -> Result<Option<Email>, StoreError> {
-        Ok(self.find_link(token, false).await?.map(|(email, _)| email))
+    pub async fn peek_link(&self, token: &str) -> Result<Option<(Email, bool)>, StoreError> {
+        let found = self.find_link(token, false).await?;
+        Ok(found.map(|(email, grant)| (email, grant.signup.is_some())))
     }
 
     /// Redeems a link's token. `None` when it is unknown, used, expired, or replaced by a newer
@@ -192,7 +234,7 @@ impl MagicLinks {
         }
         self.store.delete(&token_key(&grant.token_hash)).await?;
         self.store.delete(&attempts_key(email, &grant.requester)).await?;
-        Ok(Some(Redeemed { email: email.clone(), redirect: grant.redirect }))
+        Ok(Some(Redeemed { email: email.clone(), redirect: grant.redirect, signup: grant.signup }))
     }
 
     async fn burn(&self, email: &Email, grant: &Grant) -> Result<(), StoreError> {
@@ -297,7 +339,7 @@ mod tests {
         let (links, clock) = links();
         let issued = links.issue(&ada(), "/", HOME).await.unwrap();
         for _ in 0..3 {
-            assert_eq!(links.peek_link(&issued.token).await.unwrap(), Some(ada()));
+            assert_eq!(links.peek_link(&issued.token).await.unwrap(), Some((ada(), false)));
         }
         assert!(links.redeem_link(&issued.token).await.unwrap().is_some());
         assert_eq!(links.peek_link(&issued.token).await.unwrap(), None, "used");
@@ -344,5 +386,19 @@ mod tests {
         );
         assert!(links.redeem_code(&ada(), &mine.code, HOME).await.unwrap().is_some());
         assert_eq!(links.redeem_link(&theirs.token).await.unwrap(), None, "burnt by its guesses");
+    }
+
+    #[tokio::test]
+    async fn a_sign_up_grant_carries_the_pending_account() {
+        let (links, _) = links();
+        let pending =
+            PendingSignup { password_hash: "$argon2id$…".into(), name: Some("Ada".into()) };
+        let issued = links.issue_signup(&ada(), "/", HOME, pending.clone()).await.unwrap();
+        assert_eq!(links.peek_link(&issued.token).await.unwrap(), Some((ada(), true)));
+        let redeemed = links.redeem_code(&ada(), &issued.code, HOME).await.unwrap().unwrap();
+        assert_eq!(redeemed.signup, Some(pending));
+        let plain = links.issue(&ada(), "/", HOME).await.unwrap();
+        let redeemed = links.redeem_link(&plain.token).await.unwrap().unwrap();
+        assert_eq!(redeemed.signup, None, "a sign-in grant makes no account of its own");
     }
 }

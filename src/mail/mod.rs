@@ -19,7 +19,7 @@ use crate::identity::Email;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The built-in templates: `(name, text)`.
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("magic_link.txt", include_str!("templates/magic_link.txt")),
     ("magic_link.html", include_str!("templates/magic_link.html")),
     ("verify_email.txt", include_str!("templates/verify_email.txt")),
@@ -28,6 +28,8 @@ const TEMPLATES: [(&str, &str); 8] = [
     ("reset_password.html", include_str!("templates/reset_password.html")),
     ("org_invite.txt", include_str!("templates/org_invite.txt")),
     ("org_invite.html", include_str!("templates/org_invite.html")),
+    ("confirm_signup.txt", include_str!("templates/confirm_signup.txt")),
+    ("confirm_signup.html", include_str!("templates/confirm_signup.html")),
 ];
 
 /// Why mail cannot be set up or sent.
@@ -64,6 +66,9 @@ pub enum Template {
     ResetPassword,
     /// An invite to join an organization.
     OrgInvite,
+    /// The link and code that finish a password sign-up, or, for a taken address, sign its
+    /// owner in (`existing`).
+    ConfirmSignup,
 }
 
 impl Template {
@@ -73,6 +78,7 @@ impl Template {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
             Self::OrgInvite => "org_invite",
+            Self::ConfirmSignup => "confirm_signup",
         }
     }
 
@@ -82,6 +88,7 @@ impl Template {
             Self::VerifyEmail => format!("Confirm your email address for {product}"),
             Self::ResetPassword => format!("Reset your {product} password"),
             Self::OrgInvite => format!("You are invited to an organization on {product}"),
+            Self::ConfirmSignup => format!("Your {product} sign-up"),
         }
     }
 }

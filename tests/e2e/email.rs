@@ -573,3 +573,120 @@ async fn an_older_reset_link_is_dead() {
     assert_eq!(reset(token(&first)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(reset(token(&second)).await.unwrap().status(), 200);
 }
+
+/// With `auth.signup_confirm`, a sign-up answers the same for a new and a taken address; the
+/// mailed link or code makes the account (password and name as given), and a stranger's
+/// sign-up of a taken address changes nothing and tells its owner.
+#[tokio::test]
+async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let app = TestApp::builder()
+        .config(move |raw| {
+            raw.email.transport = "smtp".into();
+            raw.email.smtp_url = Some(url);
+            raw.email.product_name = "Acme".into();
+            raw.auth.signup_confirm = Flag(true);
+        })
+        .spawn()
+        .await;
+    let sign_up = |client: &reqwest::Client, password: &str, name: &str| {
+        let body = json!({ "email": "ada@example.com", "password": password, "name": name });
+        client.post(app.url("/auth/signup")).json(&body).send()
+    };
+    let login = |password: &str| {
+        let body = json!({ "email": "ada@example.com", "password": password });
+        app.client().post(app.url("/auth/login")).json(&body).send()
+    };
+    let answer = |response: reqwest::Response| async move {
+        assert!(response.headers().get("set-cookie").is_none(), "no session before the proof");
+        (response.status(), response.text().await.unwrap())
+    };
+
+    let ada = app.client();
+    let new = answer(sign_up(&ada, crate::support::PASSWORD, "Ada").await.unwrap()).await;
+    assert_eq!(new.0, StatusCode::ACCEPTED);
+    assert_eq!(app.user_count().await, 0, "no account until the address is proven");
+    let early = login(crate::support::PASSWORD).await.unwrap();
+    assert_eq!(error_code(early).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
+
+    let mail = sink.nth(1).await;
+    assert_eq!(mail.to, ["ada@example.com"]);
+    assert_eq!(mail.header("Subject").as_deref(), Some("Your Acme sign-up"));
+    assert!(mail.data.contains("Finish signing up"), "{}", mail.data);
+    assert!(mail.code().is_some(), "the mail holds a code too");
+    let page = app.client().get(mail.link().unwrap()).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Continue only if you signed up yourself"), "{page}");
+    let confirmed = app.confirm_magic_link(&ada, &mail.link().unwrap()).await;
+    assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
+    let me: Value = ada.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], true);
+    assert_eq!(me["user"]["name"], "Ada");
+    assert_eq!(login(crate::support::PASSWORD).await.unwrap().status(), 200, "the password holds");
+
+    let mallory = app.client();
+    let taken = answer(sign_up(&mallory, "mallory's own passphrase", "Mallory").await.unwrap());
+    assert_eq!(taken.await, new, "the same answer for a taken address");
+    let notice = sink.nth(2).await;
+    assert_eq!(notice.to, ["ada@example.com"]);
+    assert!(notice.data.contains("already has an account"), "{}", notice.data);
+    let stolen = login("mallory's own passphrase").await.unwrap();
+    assert_eq!(error_code(stolen).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
+    assert_eq!(login(crate::support::PASSWORD).await.unwrap().status(), 200);
+    // The notice's link signs the owner in, as the account stands.
+    let owner = app.client();
+    let signed_in = app.confirm_magic_link(&owner, &notice.link().unwrap()).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let me: Value = owner.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["name"], "Ada", "the stranger's sign-up changed nothing");
+    assert_eq!(app.user_count().await, 1);
+
+    // The sign-in page's form gets the "check your email" page, whose code finishes it.
+    let browser = app.client();
+    let csrf = app.form_csrf(&browser, "/auth/sign-in").await;
+    let form = [
+        ("email", "bob@example.com"),
+        ("password", crate::support::PASSWORD),
+        ("csrf_token", csrf.as_str()),
+        ("redirect_uri", "/inbox"),
+    ];
+    let page = browser.post(app.url("/auth/signup")).form(&form).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("finishes the sign-up"), "{html}");
+    let code = sink.nth(3).await.code().unwrap();
+    let csrf = crate::support::form_token(&html);
+    let typed = [
+        ("email", "bob@example.com"),
+        ("code", code.as_str()),
+        ("csrf_token", csrf.as_str()),
+        ("redirect_uri", "/inbox"),
+    ];
+    let done = browser.post(app.url("/auth/magic-link/verify")).form(&typed).send().await;
+    let done = done.unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(done.headers()["location"], "/inbox");
+    let bob = json!({ "email": "bob@example.com", "password": crate::support::PASSWORD });
+    let login = app.client().post(app.url("/auth/login")).json(&bob).send().await.unwrap();
+    assert_eq!(login.status(), 200);
+}
+
+/// Without `auth.signup_confirm` (the documented default), a taken address is a 409, but only
+/// after the same password hashing a new account costs.
+#[tokio::test]
+async fn a_taken_address_costs_the_same_hashing_as_a_new_one() {
+    let app = TestApp::spawn().await;
+    let hashes = || async {
+        let metrics = app.client().get(app.admin_url("/metrics")).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        let line = text.lines().find(|line| line.starts_with("portcullis_password_hashes_total"));
+        line.and_then(|line| line.split(' ').nth(1)).unwrap().parse::<u64>().unwrap()
+    };
+    app.sign_up(&app.client(), "ada@example.com").await;
+    assert_eq!(hashes().await, 1, "the new account's password");
+    let body = json!({ "email": "ada@example.com", "password": "another fine passphrase" });
+    let taken = app.client().post(app.url("/auth/signup")).json(&body).send().await.unwrap();
+    assert_eq!(error_code(taken).await, (StatusCode::CONFLICT, "conflict".into()));
+    assert_eq!(hashes().await, 2, "a taken address is hashed too");
+}
