@@ -45,9 +45,10 @@ fi
 NGINX=$(command -v nginx)
 
 echo "building Portcullis (release)" >&2
-(cd "$ROOT" && cargo build --release --locked --quiet --bin portcullis --example bench_seed)
+(cd "$ROOT" && cargo build --release --locked --quiet --bin portcullis --example bench_seed --example bench_floor)
 PORTCULLIS="$ROOT/target/release/portcullis"
 SEED="$ROOT/target/release/examples/bench_seed"
+FLOOR="$ROOT/target/release/examples/bench_floor"
 
 if [ "$(nproc)" -ge 2 ]; then
     ON_PROXY_CPU=(taskset -c 0); ON_LOAD_CPU=(taskset -c 1); PLACEMENT="proxy on CPU 0, wrk and upstream on CPU 1"
@@ -57,7 +58,7 @@ fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UPSTREAM=$(free_port); NGINX_HTTP=$(free_port); NGINX_TLS=$(free_port)
-PC_HTTP=$(free_port); PC_TLS=$(free_port); PC_ADMIN=$(free_port)
+PC_HTTP=$(free_port); PC_TLS=$(free_port); PC_ADMIN=$(free_port); FLOOR_HTTP=$(free_port)
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj /CN=localhost -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >/dev/null 2>&1
@@ -100,6 +101,8 @@ http {
 CONF
 "${ON_LOAD_CPU[@]}" "$NGINX" -p "$WORK" -c "$WORK/upstream.conf" & PIDS+=($!)
 "${ON_PROXY_CPU[@]}" "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" & PIDS+=($!)
+# The floor: bare hyper, no auth, one upstream connection per client connection.
+"${ON_PROXY_CPU[@]}" "$FLOOR" "127.0.0.1:$FLOOR_HTTP" "127.0.0.1:$UPSTREAM" affine & FLOOR_PID=$!; PIDS+=($FLOOR_PID)
 
 # --- Portcullis -----------------------------------------------------------------------------
 echo "seeding $SESSIONS sessions" >&2
@@ -168,7 +171,8 @@ measure() {
         nginx) ratio=$(awk -v r="$rps" -v n="$NGINX_RPS" -v p="$p99" -v q="$NGINX_P99" 'BEGIN {printf "%.2fx rps, %.2fx p99", r / n, p / q}') ;;
         nginx-tls) ratio=$(awk -v r="$rps" -v n="$NGINX_TLS_RPS" -v p="$p99" -v q="$NGINX_TLS_P99" 'BEGIN {printf "%.2fx rps, %.2fx p99", r / n, p / q}') ;;
     esac
-    ROWS+=("$(printf '| %-44s | %8s | %7s | %7s | %6s | %7s | %-22s |' "$label" "$rps" "$p50" "$p99" "$cpu" "$(peak_rss_mib "$pid")" "$ratio")")
+    local per_request; per_request=$(awk -v c="$cpu" -v r="$rps" -v d="$DURATION" 'BEGIN {printf "%.1f", c * 1e6 / (r * d)}')
+    ROWS+=("$(printf '| %-44s | %8s | %7s | %7s | %6s | %6s | %7s | %-22s |' "$label" "$rps" "$p50" "$p99" "$cpu" "$per_request" "$(peak_rss_mib "$pid")" "$ratio")")
     [ -z "$errors" ] || ROWS+=("|   ↳ errors: $errors |")
     echo "${ROWS[-1]}" >&2
 }
@@ -186,18 +190,20 @@ measure_baseline() {
 }
 measure "(a) upstream nginx, direct" "$(nginx_worker upstream)" none "http://127.0.0.1:$UPSTREAM/"
 measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
+measure "(floor) bare hyper proxy, no auth" "$FLOOR_PID" nginx "http://127.0.0.1:$FLOOR_HTTP/"
 measure "(c) Portcullis, session cookie (cache hit)" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
 measure_baseline
 if [ "$ROWS_WANTED" = cookie ]; then
     for _ in $(seq 2 "$ROUNDS"); do
         measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
+        measure "(floor) bare hyper proxy, no auth" "$FLOOR_PID" nginx "http://127.0.0.1:$FLOOR_HTTP/"
         measure "(c) Portcullis, session cookie (cache hit)" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
         measure_baseline
     done
     stop_portcullis
     echo
-    echo "| row                                          |    req/s | p50 ms  | p99 ms  | CPU s  | RSS MiB | vs nginx (same run)    |"
-    echo "|----------------------------------------------|----------|---------|---------|--------|---------|------------------------|"
+    echo "| row                                          |    req/s | p50 ms  | p99 ms  | CPU s  | CPU µs/req | RSS MiB | vs nginx (same run)    |"
+    echo "|----------------------------------------------|----------|---------|---------|--------|--------|---------|------------------------|"
     printf '%s\n' "${ROWS[@]}"
     exit 0
 fi
@@ -252,8 +258,8 @@ echo
 echo "Portcullis $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') vs nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $PLACEMENT"
 echo "wrk -t1 -c$CONNECTIONS, ${DURATION}s per row after ${WARMUP}s warm-up; upstream returns 12 bytes; RUST_LOG=warn, nginx access_log off"
 echo
-echo "| row                                          |    req/s | p50 ms  | p99 ms  | CPU s  | RSS MiB | vs nginx (same run)    |"
-echo "|----------------------------------------------|----------|---------|---------|--------|---------|------------------------|"
+echo "| row                                          |    req/s | p50 ms  | p99 ms  | CPU s  | CPU µs/req | RSS MiB | vs nginx (same run)    |"
+echo "|----------------------------------------------|----------|---------|---------|--------|--------|---------|------------------------|"
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "Scale: $CACHED of $SESSIONS sessions cached: RSS $RSS_NOW MiB (after all rows above, same process)"

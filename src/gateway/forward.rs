@@ -13,7 +13,6 @@
 //! app may take the path or host from a proxy (`X-Original-URL`, `X-Forwarded-Prefix`, …) are
 //! removed unless the peer is a trusted proxy.
 
-use std::error::Error as _;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -27,6 +26,7 @@ use hyper_util::rt::TokioIo;
 use super::authorize::Permitted;
 use super::headers::ProxyHeader;
 use super::identify::query_without_ticket;
+use super::link;
 use super::upstream::Upstream;
 use super::{Gateway, GatewayError};
 use crate::cookies;
@@ -61,6 +61,7 @@ pub async fn forward(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let upstream = permitted.upstream().ok_or(GatewayError::NoUpstream)?;
+    let client_version = parts.version;
     let presented = permitted.presented();
     let uri = upstream_uri(upstream, &permitted, &parts.uri)?;
     if presented.authorization {
@@ -103,18 +104,38 @@ pub async fn forward(
 
     let body =
         Body::new(Limited::new(body, usize::try_from(gateway.max_body).unwrap_or(usize::MAX)));
-    let request = Request::from_parts(parts, body);
-    let client = if upstream.http2() { &gateway.http2 } else { &gateway.http1 };
+    // An HTTP/1.1 client's requests go on its connection's own upstream connection; HTTP/2
+    // clients, HTTP/2 upstreams and upgrades take the pool.
+    let link = match (client_version, upstream.http2(), &client_upgrade) {
+        (Version::HTTP_10 | Version::HTTP_11, false, None) => parts.extensions.remove::<Peer>(),
+        _ => None,
+    };
     let started = Instant::now();
-    let sent = tokio::time::timeout(gateway.upstream_timeout, client.request(request)).await;
+    let sent = match link {
+        Some(peer) => {
+            parts.uri = link::origin_form(&parts.uri);
+            let request = Request::from_parts(parts, body);
+            let sent =
+                tokio::time::timeout(gateway.upstream_timeout, peer.link().send(upstream, request));
+            sent.await.map(|sent| sent.map_err(Box::<dyn std::error::Error + Send + Sync>::from))
+        }
+        None => {
+            let request = Request::from_parts(parts, body);
+            let client = if upstream.http2() { &gateway.http2 } else { &gateway.http1 };
+            let sent = tokio::time::timeout(gateway.upstream_timeout, client.request(request));
+            sent.await.map(|sent| sent.map_err(Box::<dyn std::error::Error + Send + Sync>::from))
+        }
+    };
     gateway.metrics.record_upstream(started.elapsed().as_secs_f64());
     let mut response = match sent {
         Err(_elapsed) => return Err(GatewayError::Timeout),
-        Ok(Err(error)) if caused_by_length_limit(&error) => {
+        Ok(Err(error)) if caused_by_length_limit(error.as_ref()) => {
             return Err(GatewayError::PayloadTooLarge);
         }
-        Ok(Err(error)) if BodyTimeout::caused(&error) => return Err(GatewayError::BodyTimeout),
-        Ok(Err(error)) => return Err(GatewayError::Unavailable(Box::new(error))),
+        Ok(Err(error)) if BodyTimeout::caused(error.as_ref()) => {
+            return Err(GatewayError::BodyTimeout);
+        }
+        Ok(Err(error)) => return Err(GatewayError::Unavailable(error)),
         Ok(Ok(response)) => response,
     };
 
@@ -303,8 +324,8 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-fn caused_by_length_limit(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = error.source();
+fn caused_by_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
     while let Some(cause) = source {
         if cause.is::<LengthLimitError>() {
             return true;

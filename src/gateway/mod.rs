@@ -12,6 +12,7 @@ pub mod forward;
 pub mod forward_auth;
 pub mod headers;
 pub mod identify;
+pub mod link;
 pub mod path;
 pub mod pattern;
 pub mod policy;

@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
 use super::body::Activity;
+use crate::gateway::link::AffineLink;
 
 /// The TCP peer and listener kind, put into every request's extensions by the accept loop.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct Peer {
     /// The connection's slot and tasks, for a connection that outlives its HTTP exchange (an
     /// upgrade to WebSocket).
     connection: Option<Arc<Activity>>,
+    /// The connection's own upstream connection (HTTP/1.1 clients).
+    link: Arc<AffineLink>,
 }
 
 impl Peer {
@@ -29,7 +32,12 @@ impl Peer {
         // An IP address is always a valid header value.
         let ip_header =
             HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { addr, tls, ip_header, connection: None }
+        Self { addr, tls, ip_header, connection: None, link: Arc::default() }
+    }
+
+    /// The connection's own upstream connection, for its HTTP/1.1 requests.
+    pub fn link(&self) -> &AffineLink {
+        &self.link
     }
 
     /// The same peer, on a connection the accept loop tracks.

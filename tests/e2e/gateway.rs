@@ -480,6 +480,77 @@ async fn pooled_connections_are_reused_to_the_upstream() {
     );
 }
 
+/// Each HTTP/1.1 client connection sends its requests on an upstream connection of its own
+/// (connection affinity): the upstream sees one connection per client connection, never one
+/// shared by two clients at once.
+#[tokio::test]
+async fn each_client_connection_keeps_its_own_upstream_connection() {
+    let app = TestApp::spawn().await;
+    let ada = app.signed_in("ada@example.com").await;
+    let bob = app.signed_in("bob@example.com").await;
+    let mut seen = [Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        seen[0].push(app.echo(&ada, "/a").await.peer);
+        seen[1].push(app.echo(&bob, "/b").await.peer);
+    }
+    for peers in &seen {
+        assert!(peers.iter().all(|peer| *peer == peers[0]), "{peers:?}");
+    }
+    assert_ne!(seen[0][0], seen[1][0], "two client connections, two upstream connections");
+    let h2 = crate::support::app::client_builder().http2_prior_knowledge().build().unwrap();
+    app.sign_up(&h2, "eve@example.com").await;
+    let echoed: Echoed = h2.get(app.url("/h2")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(echoed.header("x-auth-email"), Some("eve@example.com"), "HTTP/2 uses the pool");
+}
+
+/// An upstream that closes its connection after every answer (without saying so) costs the
+/// client nothing: a kept upstream connection found closed is replaced, and the request, not
+/// yet written, goes on the new one.
+#[tokio::test]
+async fn an_upstream_that_hangs_up_between_requests_fails_no_request() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 8192];
+                let mut read = 0;
+                while !buffer[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                let _ = stream.write_all(answer.as_bytes()).await;
+                // Closed with no `Connection: close`: the proxy learns it only from the socket.
+            });
+        }
+    });
+    let app = TestApp::builder()
+        .routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n")
+        .config(move |c| {
+            c.upstreams = vec![RawUpstream {
+                name: "flaky".into(),
+                url: format!("http://{addr}"),
+                ..RawUpstream::default()
+            }];
+        })
+        .spawn()
+        .await;
+    let client = app.client();
+    for n in 0..10 {
+        let response = client.get(app.url("/x")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "request {n}");
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 10);
+}
+
 #[tokio::test]
 async fn upstreams_can_be_spoken_to_over_http2() {
     let h2 = EchoUpstream::start("h2").await;

@@ -23,6 +23,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Echoed {
     pub upstream: String,
+    /// The proxy's end of the connection the request came on.
+    pub peer: String,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
@@ -54,11 +56,12 @@ impl EchoUpstream {
         let name = name.to_owned();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, peer)) = listener.accept().await else { return };
                 let name = name.clone();
                 tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |request| handle(name.clone(), request));
+                    let service = hyper::service::service_fn(move |request| {
+                        handle(name.clone(), peer, request)
+                    });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
@@ -78,6 +81,7 @@ type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn handle(
     name: String,
+    peer: SocketAddr,
     mut request: Request<Incoming>,
 ) -> Result<Response<EchoBody>, Infallible> {
     let query: BTreeMap<String, String> = request
@@ -117,6 +121,7 @@ async fn handle(
     }
     let report = serde_json::json!({
         "upstream": name,
+        "peer": peer.to_string(),
         "method": method,
         "path": path,
         "query": query_text,
