@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use base64::Engine;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,7 @@ use crate::server::front::Front;
 use crate::server::listener::ConnectionLimits;
 use crate::server::observe::Observer;
 use crate::server::tls::{ReloadingCert, TlsError, server_config};
+use crate::server::workers::{Shared, Workers};
 use crate::server::{admin, listener};
 use crate::store::StoreError;
 use crate::store::api_keys::ApiKeyStore;
@@ -97,6 +99,9 @@ pub enum StartupError {
     /// The HTTP client for sign-in providers cannot be built.
     #[error("HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    /// The data plane's threads cannot start (or take over the listeners).
+    #[error("cannot start the worker threads: {0}")]
+    Workers(#[source] std::io::Error),
 }
 
 /// Application state shared by every handler: one `Arc`, so handing it to a handler is one
@@ -539,16 +544,12 @@ impl App {
             max_connections: state.config.server.max_connections,
             idle_timeout: state.config.server.idle_timeout,
         };
-        let mut accept_loops = JoinSet::new();
+        let mut data_plane = Vec::new();
+        let shared = |listener, tls| {
+            Shared::new(listener, tls, limits.max_connections).map_err(StartupError::Workers)
+        };
         if let Some(listener) = http {
-            accept_loops.spawn(listener::serve(
-                listener,
-                Arc::clone(&main),
-                None,
-                limits,
-                connections.clone(),
-                shutdown.clone(),
-            ));
+            data_plane.push(shared(listener, None)?);
         }
         if let Some((listener, cert, acceptor)) = https {
             let interval = state
@@ -558,29 +559,40 @@ impl App {
                 .as_ref()
                 .map_or(Duration::from_secs(10), |t| t.reload_interval);
             tokio::spawn(cert.watch(interval, shutdown.clone()));
-            accept_loops.spawn(listener::serve(
-                listener,
-                main,
-                Some(acceptor),
-                limits,
-                connections.clone(),
-                shutdown.clone(),
-            ));
+            data_plane.push(shared(listener, Some(acceptor))?);
         }
+        let workers = match state.config.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            count => count,
+        };
+        let workers = if data_plane.is_empty() {
+            None
+        } else {
+            let started =
+                Workers::start(workers, &data_plane, &main, limits, &connections, &shutdown);
+            Some(started.map_err(StartupError::Workers)?)
+        };
+        let mut accept_loops = JoinSet::new();
         if let Some(listener) = admin {
             accept_loops.spawn(listener::serve(
                 listener,
                 admin_router,
                 None,
                 limits,
+                Arc::new(Semaphore::new(limits.max_connections)),
                 connections.clone(),
                 shutdown.clone(),
             ));
         }
         tokio::spawn(sweep(state.clone(), shutdown.clone()));
 
-        let stopped =
-            tokio::spawn(drain(accept_loops, connections, state.clone(), shutdown.clone()));
+        let stopped = tokio::spawn(drain(
+            accept_loops,
+            workers,
+            connections,
+            state.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(
             public_url = public_url.as_str(),
             http = ?http_addr,
@@ -841,17 +853,24 @@ pub fn key_publish_time(config: &Config) -> Duration {
 /// open connections to finish (at most `server.shutdown_timeout`), then close the database.
 async fn drain(
     mut accept_loops: JoinSet<()>,
+    mut workers: Option<Workers>,
     connections: TaskTracker,
     state: AppState,
     shutdown: CancellationToken,
 ) {
     shutdown.cancelled().await;
     while accept_loops.join_next().await.is_some() {}
+    if let Some(workers) = &mut workers {
+        workers.stopped_accepting().await;
+    }
     // Every connection saw the same token and is shutting down gracefully.
     connections.close();
     let timeout = state.config.server.shutdown_timeout;
     if tokio::time::timeout(timeout, connections.wait()).await.is_err() {
         tracing::warn!(?timeout, "shutdown timeout passed with requests still in flight");
+    }
+    if let Some(workers) = workers {
+        workers.release();
     }
     state.stores.close().await;
     tracing::info!("portcullis stopped");

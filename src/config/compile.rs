@@ -266,10 +266,14 @@ fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
     if s.max_connections.0 == 0 {
         errors.push("server.max_connections", "must be at least 1");
     }
+    if s.workers.0 > 1024 {
+        errors.push("server.workers", "must be at most 1024 (0: one per CPU)");
+    }
     ServerConfig {
         body_read_timeout,
         idle_timeout,
         max_connections: usize::try_from(s.max_connections.0).unwrap_or(usize::MAX),
+        workers: usize::try_from(s.workers.0).unwrap_or(usize::MAX),
         hsts_max_age: errors.duration("server.hsts_max_age", &s.hsts_max_age),
         listen,
         tls,
@@ -643,6 +647,16 @@ fn orgs(raw: &RawConfig, errors: &mut Errors) -> OrgsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worker_count_is_bounded_and_zero_means_one_per_cpu() {
+        let config = Config::from_toml("[server]\nworkers = 0\n").unwrap();
+        assert_eq!(config.server.workers, 0);
+        let config = Config::from_toml("[server]\nworkers = 3\n").unwrap();
+        assert_eq!(config.server.workers, 3);
+        let error = Config::from_toml("[server]\nworkers = 5000\n").unwrap_err();
+        assert!(error.to_string().contains("server.workers"), "{error}");
+    }
 
     #[test]
     fn providers_and_sso_domains_are_checked() {

@@ -210,6 +210,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Most open connections per listener.
     pub max_connections: usize,
+    /// Threads serving the main listeners (0: one per CPU the process may use).
+    pub workers: usize,
     /// `Strict-Transport-Security` max-age (zero: none).
     pub hsts_max_age: Duration,
 }

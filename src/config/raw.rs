@@ -84,6 +84,9 @@ pub struct RawServer {
     pub idle_timeout: String,
     /// Most open connections per listener; more are refused (added key).
     pub max_connections: Count,
+    /// Threads serving the main listeners, each with its own single-threaded runtime; 0: one
+    /// per CPU the process may use (added key).
+    pub workers: Count,
     /// `Strict-Transport-Security` max-age when `public_url` is https; `0s` sends none (added
     /// key).
     pub hsts_max_age: String,
@@ -106,6 +109,7 @@ impl Default for RawServer {
             body_read_timeout: "30s".into(),
             idle_timeout: "60s".into(),
             max_connections: Count(10_000),
+            workers: Count(0),
             hsts_max_age: "365d".into(),
         }
     }

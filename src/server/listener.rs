@@ -57,12 +57,14 @@ fn over_limit() -> Vec<u8> {
 }
 
 /// Accepts connections until `shutdown`, serving `service` on each; connections are tracked by
-/// `connections` so that shutdown can wait for them.
+/// `connections` so that shutdown can wait for them, and each holds one of `slots` (shared by
+/// every loop that accepts on the same listener) while it is open.
 pub async fn serve<S: Serve>(
     listener: TcpListener,
     service: Arc<S>,
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
+    slots: Arc<Semaphore>,
     connections: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -78,7 +80,6 @@ pub async fn serve<S: Serve>(
         .keep_alive_interval(Some(HTTP2_PING))
         .keep_alive_timeout(HTTP2_PING);
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let over_limit = over_limit();
     let mut refused: u64 = 0;
     loop {

@@ -1,5 +1,6 @@
-//! Listeners: plain HTTP, HTTPS with certificate reload, and the admin listener; the request
-//! observer and the client-address rules they share.
+//! Listeners: plain HTTP, HTTPS with certificate reload, and the admin listener; the worker
+//! threads that serve the first two; the request observer and the client-address rules they
+//! share.
 
 pub mod admin;
 pub mod body;
@@ -8,3 +9,4 @@ pub mod listener;
 pub mod observe;
 pub mod peer;
 pub mod tls;
+pub mod workers;

@@ -88,6 +88,30 @@ async fn shutdown_finishes_requests_in_flight_and_stops_accepting() {
     assert!(fresh.get(url).send().await.is_err(), "no longer accepting");
 }
 
+/// With several worker threads, each serving the connections it accepted, shutdown still
+/// waits for every request in flight on every worker, then stops them all accepting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_drains_its_own_connections_at_shutdown() {
+    let mut app = TestApp::builder()
+        .config(|c| c.server.workers = portcullis::config::values::Count(3))
+        .spawn()
+        .await;
+    let mut slow = Vec::new();
+    for n in 0..6 {
+        let client = app.signed_in(&format!("user{n}@example.com")).await;
+        let request = client.get(app.url("/slow?sleep_ms=600"));
+        slow.push(tokio::spawn(async move { request.send().await }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = app.url("/after");
+    app.stop().await;
+    for request in slow {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200, "finished during the drain");
+    }
+    let fresh = crate::support::app::client_builder().build().unwrap();
+    assert!(fresh.get(url).send().await.is_err(), "no worker is accepting");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_no_longer_than_the_shutdown_timeout() {
     let mut app =
