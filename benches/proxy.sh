@@ -6,8 +6,9 @@
 #   benches/proxy.sh                 # defaults: 10 s per row, 64 connections
 #   DURATION=5 SESSIONS=20000 benches/proxy.sh
 #   BASELINE=/path/to/old/portcullis ROWS=cookie ROUNDS=3 benches/proxy.sh
-#                                    # before/after: nginx, this build and another build of
-#                                    # Portcullis on the cookie path, alternating, ROUNDS times
+#                                    # before/after: nginx, this build and other builds of
+#                                    # Portcullis (a space-separated list) on the cookie path,
+#                                    # alternating, ROUNDS times
 #
 # Placement (with 2+ CPUs): the proxy under test (nginx or Portcullis, one worker thread each)
 # on CPU 0; wrk and the upstream nginx on CPU 1.
@@ -37,6 +38,7 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v openssl >/dev/null || need+=(openssl)
+command -v h2load >/dev/null || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
     echo "installing ${need[*]} from the Debian packages" >&2
@@ -60,6 +62,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 UPSTREAM=$(free_port); NGINX_HTTP=$(free_port); NGINX_TLS=$(free_port)
 PC_HTTP=$(free_port); PC_TLS=$(free_port); PC_ADMIN=$(free_port); FLOOR_HTTP=$(free_port)
 
+head -c 1024 /dev/zero | tr '\0' x > "$WORK/1k.bin"
+head -c 65536 /dev/zero | tr '\0' x > "$WORK/64k.bin"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj /CN=localhost -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >/dev/null 2>&1
 
@@ -73,7 +77,12 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
-    server { listen 127.0.0.1:$UPSTREAM; location / { return 200 "hello world\n"; } }
+    server {
+        listen 127.0.0.1:$UPSTREAM;
+        location / { return 200 "hello world\n"; }
+        location = /1k { alias $WORK/1k.bin; }
+        location = /64k { alias $WORK/64k.bin; }
+    }
 }
 CONF
 cat > "$WORK/proxy.conf" <<CONF
@@ -88,7 +97,7 @@ http {
     upstream app { server 127.0.0.1:$UPSTREAM; keepalive 128; }
     server {
         listen 127.0.0.1:$NGINX_HTTP;
-        listen 127.0.0.1:$NGINX_TLS ssl;
+        listen 127.0.0.1:$NGINX_TLS ssl http2;
         ssl_certificate $WORK/tls.crt;
         ssl_certificate_key $WORK/tls.key;
         location / {
@@ -121,6 +130,9 @@ database_url = "sqlite://$WORK/portcullis.db"
 [session]
 cache_ttl = "10m"
 idle_timeout = "24h"
+[email]
+transport = "file"        # the log transport is refused behind https
+file_dir = "$WORK/mail"
 [rate_limit]
 auth_per_minute = 0
 login_failures_before_backoff = 0
@@ -133,8 +145,12 @@ url = "http://127.0.0.1:$UPSTREAM"
 path = "/public/*"
 access = "public"
 CONF
+# start_portcullis TOKIO-THREADS [PREFIX...]: access lines off (RUST_LOG=warn) unless
+# OUT_OF_BOX=1, which starts it as it ships (access lines on, to a file).
 start_portcullis() {
-    TOKIO_WORKER_THREADS=${1:-1} RUST_LOG=warn "${@:2}" "$PORTCULLIS" --config "$WORK/portcullis.toml" \
+    local settings=(TOKIO_WORKER_THREADS="${1:-1}" RUST_LOG=warn)
+    [ "${OUT_OF_BOX:-0}" = 1 ] && settings=(-u RUST_LOG -u TOKIO_WORKER_THREADS)
+    env "${settings[@]}" "${@:2}" "$PORTCULLIS" --config "$WORK/portcullis.toml" \
         2>"$WORK/portcullis.log" & PORTCULLIS_PID=$!
     PIDS+=("$PORTCULLIS_PID")
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PC_ADMIN/healthz" >/dev/null && return; sleep 0.1; done
@@ -177,14 +193,39 @@ measure() {
     echo "${ROWS[-1]}" >&2
 }
 
+# measure_h2 LABEL PID REF URL [HEADER]: as measure, with h2load over TLS (HTTP/2, one stream
+# per connection at a time); h2load reports the mean latency, shown as p50, and no p99.
+measure_h2() {
+    local label=$1 pid=$2 ref=$3 url=$4; shift 4
+    local header=(); [ $# -gt 0 ] && header=(-H "$1")
+    "${ON_LOAD_CPU[@]}" h2load -t1 -c"$CONNECTIONS" -m1 -D"$WARMUP" "${header[@]}" "$url" >/dev/null 2>&1
+    local cpu_before; cpu_before=$(cpu_seconds "$pid")
+    "${ON_LOAD_CPU[@]}" h2load -t1 -c"$CONNECTIONS" -m1 -D"$DURATION" "${header[@]}" "$url" > "$WORK/h2.out" 2>&1
+    local cpu; cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$pid")" 'BEGIN {printf "%.2f", b - a}')
+    local rps mean
+    rps=$(awk '/^finished in/ {gsub(",", "", $4); printf "%.0f", $4}' "$WORK/h2.out")
+    mean=$(to_ms "$(awk '/^time for request:/ {print $6}' "$WORK/h2.out")")
+    local ratio="-"
+    case $ref in
+        set-nginx-h2) NGINX_H2_RPS=$rps ;;
+        nginx-h2) ratio=$(awk -v r="$rps" -v n="$NGINX_H2_RPS" 'BEGIN {printf "%.2fx rps", r / n}') ;;
+    esac
+    local per_request; per_request=$(awk -v c="$cpu" -v r="$rps" -v d="$DURATION" 'BEGIN {printf "%.1f", c * 1e6 / (r * d)}')
+    ROWS+=("$(printf '| %-44s | %8s | %7s | %7s | %6s | %6s | %7s | %-22s |' "$label" "$rps" "$mean" "-" "$cpu" "$per_request" "$(peak_rss_mib "$pid")" "$ratio")")
+    echo "${ROWS[-1]}" >&2
+}
+
 P=http://127.0.0.1:$PC_HTTP
 THIS_BUILD=$PORTCULLIS
-# The cookie row of the baseline binary, against the nginx row measured just before it.
+# The cookie row of each baseline binary, against the nginx row measured just before it.
 measure_baseline() {
     [ -n "$BASELINE" ] || return 0
-    stop_portcullis
-    PORTCULLIS=$BASELINE start_portcullis 1 "${ON_PROXY_CPU[@]}"
-    measure "(c) baseline build, session cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+    local other
+    for other in $BASELINE; do
+        stop_portcullis
+        PORTCULLIS=$other start_portcullis 1 "${ON_PROXY_CPU[@]}"
+        measure "(c) $(basename "$(dirname "$other")")/$(basename "$other"), cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+    done
     stop_portcullis
     PORTCULLIS=$THIS_BUILD start_portcullis 1 "${ON_PROXY_CPU[@]}"
 }
@@ -215,6 +256,18 @@ measure "(e) Portcullis, bearer JWT" "$PORTCULLIS_PID" nginx -H "Authorization: 
 measure "(f) Portcullis, public route" "$PORTCULLIS_PID" nginx "$P/public/x"
 measure "(g) nginx over TLS" "$(nginx_worker proxy)" set-nginx-tls "https://localhost:$NGINX_TLS/"
 measure "(g) Portcullis over TLS, session cookie" "$PORTCULLIS_PID" nginx-tls -H "Cookie: portcullis_session=$COOKIE" "https://localhost:$PC_TLS/app"
+measure_h2 "(g2) nginx over TLS, HTTP/2" "$(nginx_worker proxy)" set-nginx-h2 "https://localhost:$NGINX_TLS/"
+measure_h2 "(g2) Portcullis over TLS, HTTP/2, cookie" "$PORTCULLIS_PID" nginx-h2 "https://localhost:$PC_TLS/app" "cookie: portcullis_session=$COOKIE"
+measure "(i) nginx, 1 KiB response" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/1k"
+measure "(i) Portcullis, 1 KiB response, cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/1k"
+measure "(j) nginx, 64 KiB response" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/64k"
+measure "(j) Portcullis, 64 KiB response, cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/64k"
+CONNECTIONS=256 measure "(k) nginx, 256 connections" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
+CONNECTIONS=256 measure "(k) Portcullis, 256 connections, cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+measure "(b) nginx reverse proxy (reference again)" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
+stop_portcullis
+OUT_OF_BOX=1 start_portcullis 1 "${ON_PROXY_CPU[@]}"
+measure "(c0) out of the box (access lines on), cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
 stop_portcullis
 PORTCULLIS_TOKENS__ASSERTION_HEADER=true start_portcullis 1 "${ON_PROXY_CPU[@]}"
 measure "(h) Portcullis, X-Auth-Assertion on" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"

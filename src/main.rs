@@ -8,6 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: per-thread free lists suit the data plane's threads, which allocate and free each
+/// request's buffers on the thread that serves it (measured in `benches/RESULTS.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Portcullis, an authentication sidecar.
 #[derive(Debug, Parser)]
 #[command(version, about)]
