@@ -25,6 +25,7 @@ BASELINE=${BASELINE:-}            # another portcullis binary, measured on the c
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
+chmod 755 "$WORK"   # nginx workers (an unprivileged user under root) read the response files
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -64,6 +65,7 @@ PC_HTTP=$(free_port); PC_TLS=$(free_port); PC_ADMIN=$(free_port); FLOOR_HTTP=$(f
 
 head -c 1024 /dev/zero | tr '\0' x > "$WORK/1k.bin"
 head -c 65536 /dev/zero | tr '\0' x > "$WORK/64k.bin"
+chmod 644 "$WORK/1k.bin" "$WORK/64k.bin"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj /CN=localhost -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >/dev/null 2>&1
 

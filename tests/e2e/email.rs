@@ -12,13 +12,18 @@ use serde_json::{Value, json};
 use crate::support::smtp::SmtpSink;
 use crate::support::{TestApp, error_code};
 
-async fn app_with_mail(sink: &SmtpSink, clock: Option<ManualClock>) -> TestApp {
+/// An app that mails through `sink`, as "Acme".
+fn mailing(sink: &SmtpSink) -> crate::support::app::TestAppBuilder {
     let url = sink.url();
-    let mut builder = TestApp::builder().config(move |raw| {
+    TestApp::builder().config(move |raw| {
         raw.email.transport = "smtp".into();
         raw.email.smtp_url = Some(url);
         raw.email.product_name = "Acme".into();
-    });
+    })
+}
+
+async fn app_with_mail(sink: &SmtpSink, clock: Option<ManualClock>) -> TestApp {
+    let mut builder = mailing(sink);
     if let Some(clock) = clock {
         builder = builder.clock(clock);
     }
@@ -452,12 +457,7 @@ async fn the_sign_in_page_emails_a_link_and_takes_the_code_without_javascript() 
 #[tokio::test]
 async fn routes_can_require_a_verified_email() {
     let sink = SmtpSink::start().await;
-    let url = sink.url();
-    let app = TestApp::builder()
-        .config(move |raw| {
-            raw.email.transport = "smtp".into();
-            raw.email.smtp_url = Some(url);
-        })
+    let app = mailing(&sink)
         .routes("[[routes]]\npath = \"/billing/*\"\nverified_email = true\n")
         .spawn()
         .await;
@@ -580,16 +580,7 @@ async fn an_older_reset_link_is_dead() {
 #[tokio::test]
 async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken() {
     let sink = SmtpSink::start().await;
-    let url = sink.url();
-    let app = TestApp::builder()
-        .config(move |raw| {
-            raw.email.transport = "smtp".into();
-            raw.email.smtp_url = Some(url);
-            raw.email.product_name = "Acme".into();
-            raw.auth.signup_confirm = Flag(true);
-        })
-        .spawn()
-        .await;
+    let app = mailing(&sink).config(|raw| raw.auth.signup_confirm = Flag(true)).spawn().await;
     let sign_up = |client: &reqwest::Client, password: &str, name: &str| {
         let body = json!({ "email": "ada@example.com", "password": password, "name": name });
         client.post(app.url("/auth/signup")).json(&body).send()
