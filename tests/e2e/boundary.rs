@@ -533,3 +533,48 @@ async fn sessions_from_before_the_host_prefix_keep_their_old_cookie_name() {
     assert_eq!(seen.echoed().header("x-auth-email"), Some("ada@example.com"));
     assert!(seen.echoed().header("cookie").is_none(), "the old name is ours too");
 }
+
+/// A client that trickles a request's headers (slow-loris) loses the connection, on a fresh
+/// connection and on a kept-alive one alike, however steadily it trickles: the headers of a
+/// request must all arrive within the limit (at most `server.idle_timeout`).
+#[tokio::test]
+async fn trickled_request_headers_lose_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::builder()
+        .config(|raw| raw.server.idle_timeout = "1s".into())
+        .routes(ROUTES)
+        .spawn()
+        .await;
+    let addr = app.running().http_addr().unwrap();
+    for kept_alive in [false, true] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if kept_alive {
+            stream.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+            let mut answer = [0u8; 4096];
+            let read = stream.read(&mut answer).await.unwrap();
+            assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "kept alive after one request");
+        }
+        stream.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        let closed = async {
+            let mut buffer = [0u8; 256];
+            loop {
+                // One more header byte every 200 ms: never idle, never finished.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if stream.write_all(b"X").await.is_err() {
+                    return;
+                }
+                let read = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buffer));
+                if let Ok(Ok(0) | Err(_)) = read.await {
+                    return;
+                }
+            }
+        };
+        let closed = tokio::time::timeout(Duration::from_secs(5), closed).await;
+        assert!(
+            closed.is_ok(),
+            "kept_alive={kept_alive}: still open after {:?}",
+            started.elapsed()
+        );
+    }
+}
