@@ -248,6 +248,31 @@ if [ "$ROWS_WANTED" = cookie ]; then
     echo "| row                                          |    req/s | p50 ms  | p99 ms  | CPU s  | CPU µs/req | RSS MiB | vs nginx (same run)    |"
     echo "|----------------------------------------------|----------|---------|---------|--------|--------|---------|------------------------|"
     printf '%s\n' "${ROWS[@]}"
+    # Each row against the nginx row of its own round, median over the rounds: on a noisy
+    # machine the per-round ratio is steadier than any absolute figure.
+    printf '%s\n' "${ROWS[@]}" | python3 -c '
+import statistics, sys
+rounds, current = [], {}
+for line in sys.stdin:
+    cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    if len(cells) < 6 or not cells[0].startswith("(") or cells[0].startswith("(a)"):
+        continue
+    if cells[0].startswith("(b)") and current:
+        rounds.append(current)
+        current = {}
+    current[cells[0]] = (float(cells[1]), float(cells[5]))
+rounds.append(current)
+print()
+print("| row | req/s vs nginx, median of %d rounds (min-max) | CPU per request vs nginx, median |" % len(rounds))
+print("|---|---|---|")
+for label in rounds[0]:
+    if label.startswith("(b)"):
+        continue
+    pairs = [(r[label], r[k]) for r in rounds for k in r if k.startswith("(b)") and label in r]
+    rps = [row[0] / ref[0] for row, ref in pairs]
+    cpu = [row[1] / ref[1] for row, ref in pairs]
+    print("| %s | %.2fx (%.2f-%.2fx) | %.2fx |" % (label, statistics.median(rps), min(rps), max(rps), statistics.median(cpu)))
+'
     exit 0
 fi
 measure "(d) Portcullis, API key" "$PORTCULLIS_PID" nginx -H "Authorization: Bearer $API_KEY" "$P/app"
