@@ -389,6 +389,9 @@ pub struct Running {
     public_url: PublicUrl,
     shutdown: CancellationToken,
     stopped: tokio::task::JoinHandle<()>,
+    /// Stops the server when this handle is dropped without [`Running::stop`]: the worker
+    /// threads must not outlive it (a test that forgets to stop, a failed caller).
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 impl Running {
@@ -600,7 +603,17 @@ impl App {
             admin = ?admin_addr,
             "portcullis is listening"
         );
-        Ok(Running { state, http_addr, https_addr, admin_addr, public_url, shutdown, stopped })
+        let _stop_on_drop = shutdown.clone().drop_guard();
+        Ok(Running {
+            state,
+            http_addr,
+            https_addr,
+            admin_addr,
+            public_url,
+            shutdown,
+            stopped,
+            _stop_on_drop,
+        })
     }
 }
 

@@ -115,8 +115,7 @@ pub async fn send_link(
 /// Mails the link and code that finish a password sign-up (`auth.signup_confirm`): for a new
 /// address a grant that makes the account with `pending` when redeemed; for a taken one a
 /// plain sign-in grant, telling the owner that the address already has an account (and
-/// changing nothing). Every address gets mail, so the send is awaited and a failure told; a
-/// disabled account gets none.
+/// changing nothing). Every address gets mail, so the send is awaited and a failure told.
 ///
 /// # Errors
 /// The store fails; 502 `email_send_failed` when the transport refuses.
@@ -131,8 +130,9 @@ pub async fn send_signup(
         tracing::warn!("sign-up mail not sent: an hourly mail limit was reached");
         return Ok(());
     }
+    // A disabled account gets the same mail as any taken address (its link signs nobody in),
+    // so that neither the timing nor a transport failure tells it apart.
     let (issued, existing) = match state.users.find_by_email(email).await? {
-        Some((user, _)) if user.disabled_at.is_some() => return Ok(()),
         Some(_) => (state.magic.issue(email, redirect, requester).await?, true),
         None => (state.magic.issue_signup(email, redirect, requester, pending).await?, false),
     };
@@ -177,11 +177,11 @@ pub(super) fn sent_page(
     pages::render_form_page(state, site, "magic_link_sent.html", ctx, status)
 }
 
-/// Whether `email` may get a link: an enabled account, or none yet where sign-up is open to
-/// its domain.
+/// Whether `email` gets a link: any account (a disabled one too, whose link signs nobody in,
+/// so that it cannot be told apart), or none yet where sign-up is open to its domain.
 async fn may_sign_in(state: &AppState, email: &Email) -> Result<bool, ApiError> {
     Ok(match state.users.find_by_email(email).await? {
-        Some((user, _)) => user.disabled_at.is_none(),
+        Some(_) => true,
         None => signup_allowed(state, email),
     })
 }
@@ -284,7 +284,13 @@ async fn verify_code(
             // Validated when the link was asked for; checked again, as the policy may change.
             None => state.redirects.check(&redeemed.redirect).map_err(ApiError::invalid_request)?,
         };
-        let mut user = account_for(&state, &redeemed.email, Proof::SignIn(redeemed.signup)).await?;
+        // A pending sign-up's password and name count only in the browser that submitted it.
+        let browser = super::oauth::browser_binding_hash(&state, &site.headers);
+        let pending = redeemed.signup.filter(|pending| {
+            !browser.is_empty()
+                && crate::crypto::constant_time_eq(pending.browser.as_bytes(), browser.as_bytes())
+        });
+        let mut user = account_for(&state, &redeemed.email, Proof::SignIn(pending)).await?;
         default_locale(&state, &mut user, &site.headers).await?;
         landing::end_previous_session(&state, &site.headers).await?;
         let reply = match kind {

@@ -96,15 +96,21 @@ async fn signup_handler(
         if state.config.auth.signup_confirm {
             let target = redirect.as_ref().map_or("/", SafeRedirect::as_str);
             let requester = super::email::requester(&client);
-            signup_by_mail(&state, &body.email, body.password, body.name, target, &requester)
-                .await?;
-            return Ok(match kind {
+            // The sign-up's password counts only if it is finished from this browser.
+            let binding = super::oauth::browser_binding(&state, &site.headers);
+            let browser = crate::crypto::hex(&crate::crypto::sha256(binding.as_bytes()));
+            let (email, password, name) = (&body.email, body.password, body.name);
+            signup_by_mail(&state, email, password, name, browser, target, &requester).await?;
+            let mut response = match kind {
                 BodyKind::Json => (StatusCode::ACCEPTED, Json(json!({ "message": SIGNUP_ANSWER })))
                     .into_response(),
                 BodyKind::Form => {
                     magic_link::sent_page(&state, &site, &body.email, target, None, true)
                 }
-            });
+            };
+            let cookie = state.cookies.flow(binding, state.magic.ttl());
+            response.headers_mut().append(SET_COOKIE, cookie);
+            return Ok(response);
         }
         let mut signed_in = signup(&state, &body.email, body.password, body.name, client).await?;
         default_locale(&state, &mut signed_in.user, &site.headers).await?;
@@ -262,12 +268,13 @@ pub async fn signup_by_mail(
     email: &str,
     password: String,
     name: Option<String>,
+    browser: String,
     redirect: &str,
     requester: &str,
 ) -> Result<(), ApiError> {
     let (email, name) = check_signup(state, email, &password, name)?;
     let password_hash = state.hasher.hash(password).await.map_err(ApiError::internal)?;
-    let pending = PendingSignup { password_hash, name };
+    let pending = PendingSignup { password_hash, name, browser };
     magic_link::send_signup(state, &email, redirect, requester, pending).await?;
     state.metrics.record_auth("password", "signup_mailed");
     Ok(())

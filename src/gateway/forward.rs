@@ -62,6 +62,9 @@ pub async fn forward(
 ) -> Result<Response, GatewayError> {
     let upstream = permitted.upstream().ok_or(GatewayError::NoUpstream)?;
     let client_version = parts.version;
+    // Read before the hop-by-hop headers go: a client that will not reuse its connection
+    // gains nothing from an upstream connection of its own.
+    let client_keeps_alive = keeps_alive(client_version, &parts.headers);
     let presented = permitted.presented();
     let uri = upstream_uri(upstream, &permitted, &parts.uri)?;
     if presented.authorization {
@@ -106,8 +109,10 @@ pub async fn forward(
         Body::new(Limited::new(body, usize::try_from(gateway.max_body).unwrap_or(usize::MAX)));
     // An HTTP/1.1 client's requests go on its connection's own upstream connection; HTTP/2
     // clients, HTTP/2 upstreams and upgrades take the pool.
-    let link = match (client_version, upstream.http2(), &client_upgrade) {
-        (Version::HTTP_10 | Version::HTTP_11, false, None) => parts.extensions.remove::<Peer>(),
+    let link = match (client_keeps_alive, upstream.http2(), &client_upgrade) {
+        (true, false, None) => {
+            parts.extensions.remove::<Peer>().filter(|peer| !peer.link().holds_other(upstream))
+        }
         _ => None,
     };
     let started = Instant::now();
@@ -309,6 +314,25 @@ fn is_end_to_end(name: &HeaderName) -> bool {
     ) || name.starts_with("x-forwarded-")
 }
 
+/// Whether an HTTP/1.x client will send more requests on its connection: HTTP/1.1 unless it
+/// says `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`. HTTP/2 is not
+/// counted (its streams take the pool).
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let says = |token: &str| {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|listed| listed.trim().eq_ignore_ascii_case(token))
+    };
+    match version {
+        Version::HTTP_11 => !says("close"),
+        Version::HTTP_10 => says("keep-alive"),
+        _ => false,
+    }
+}
+
 /// Whether the request asks for an upgrade to WebSocket, which HTTP/1.1 spells as
 /// `Connection: upgrade` plus `Upgrade: websocket`. Other protocols (`h2c`) are not tunnelled:
 /// their `Upgrade` is dropped like any hop-by-hop header.
@@ -360,6 +384,18 @@ mod tests {
         end_to_end.insert(header::COOKIE, HeaderValue::from_static("a=1"));
         remove_hop_by_hop(&mut end_to_end);
         assert_eq!(end_to_end.len(), 3, "{end_to_end:?}");
+    }
+
+    #[test]
+    fn only_clients_that_reuse_their_connection_keep_alive() {
+        let mut headers = HeaderMap::new();
+        assert!(keeps_alive(Version::HTTP_11, &headers));
+        assert!(!keeps_alive(Version::HTTP_10, &headers));
+        assert!(!keeps_alive(Version::HTTP_2, &headers));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Keep-Alive, x-hop"));
+        assert!(keeps_alive(Version::HTTP_10, &headers));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("x-hop, Close"));
+        assert!(!keeps_alive(Version::HTTP_11, &headers));
     }
 
     #[test]

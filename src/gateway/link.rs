@@ -7,6 +7,7 @@
 //! streams at once), HTTP/2 upstreams and WebSocket upgrades use the shared pool instead.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, Response, Uri};
@@ -18,12 +19,18 @@ use tokio::net::TcpStream;
 
 use super::upstream::Upstream;
 
+/// How long a connection to the upstream may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why a request could not be sent on the connection's own upstream connection.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// Connecting to the upstream failed.
     #[error("cannot connect to the upstream: {0}")]
     Connect(#[from] std::io::Error),
+    /// Connecting to the upstream took longer than the connect timeout.
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
     /// The HTTP exchange failed.
     #[error(transparent)]
     Http(#[from] hyper::Error),
@@ -44,6 +51,13 @@ struct Held {
 }
 
 impl AffineLink {
+    /// Whether this link holds a connection to another upstream than `upstream`: a request for
+    /// `upstream` then takes the pool, and the kept connection stays for the requests that
+    /// go back to its own upstream (no connection is opened and closed per alternation).
+    pub fn holds_other(&self, upstream: &Upstream) -> bool {
+        self.held.lock().as_ref().is_some_and(|held| *held.upstream != *upstream.name())
+    }
+
     /// Sends `request` (its URI in origin form) to `upstream` on this connection's upstream
     /// connection, opening one when there is none, it is busy or closed, or it leads to another
     /// upstream. A kept connection that the upstream closed meanwhile is replaced and the
@@ -78,7 +92,8 @@ impl AffineLink {
         };
         sender.ready().await?;
         let response = sender.send_request(request).await?;
-        self.keep(Held { upstream: Arc::clone(upstream.shared_name()), sender });
+        let upstream = Arc::clone(upstream.shared_name());
+        self.keep(Held { upstream, sender });
         Ok(response)
     }
 
@@ -90,7 +105,9 @@ impl AffineLink {
 /// A new HTTP/1.1 connection to `upstream`, driven by a task of its own until the last
 /// request on it is done and the link drops it.
 async fn connect(upstream: &Upstream) -> Result<SendRequest<Body>, LinkError> {
-    let stream = TcpStream::connect(upstream.authority()).await?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream.authority()))
+        .await
+        .map_err(|_| LinkError::ConnectTimeout)??;
     stream.set_nodelay(true)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {

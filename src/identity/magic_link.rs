@@ -52,6 +52,12 @@ pub struct PendingSignup {
     pub password_hash: String,
     /// The display name given at sign-up.
     pub name: Option<String>,
+    /// SHA-256 (hex) of the browser binding of whoever submitted the sign-up: the password
+    /// and name count only when the grant is redeemed from that browser, so a stranger's
+    /// sign-up confirmed by the address's owner makes an account without the stranger's
+    /// password.
+    #[serde(default)]
+    pub browser: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -391,8 +397,11 @@ mod tests {
     #[tokio::test]
     async fn a_sign_up_grant_carries_the_pending_account() {
         let (links, _) = links();
-        let pending =
-            PendingSignup { password_hash: "$argon2id$…".into(), name: Some("Ada".into()) };
+        let pending = PendingSignup {
+            password_hash: "h".into(),
+            name: Some("Ada".into()),
+            browser: "ab".into(),
+        };
         let issued = links.issue_signup(&ada(), "/", HOME, pending.clone()).await.unwrap();
         assert_eq!(links.peek_link(&issued.token).await.unwrap(), Some((ada(), true)));
         let redeemed = links.redeem_code(&ada(), &issued.code, HOME).await.unwrap().unwrap();

@@ -590,7 +590,11 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
         app.client().post(app.url("/auth/login")).json(&body).send()
     };
     let answer = |response: reqwest::Response| async move {
-        assert!(response.headers().get("set-cookie").is_none(), "no session before the proof");
+        let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+        assert!(
+            cookies.iter().all(|c| !c.to_str().unwrap().contains("portcullis_session")),
+            "no session before the proof: {cookies:?}"
+        );
         (response.status(), response.text().await.unwrap())
     };
 
@@ -661,6 +665,21 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
     let bob = json!({ "email": "bob@example.com", "password": crate::support::PASSWORD });
     let login = app.client().post(app.url("/auth/login")).json(&bob).send().await.unwrap();
     assert_eq!(login.status(), 200);
+
+    // A stranger signs up someone else's new address; its owner, in their own browser, follows
+    // the link: the account is theirs, without the stranger's password or name.
+    let body = json!({ "email": "carol@example.com", "password": "mallory's own passphrase", "name": "Mallory" });
+    let planted = mallory.post(app.url("/auth/signup")).json(&body).send().await.unwrap();
+    assert_eq!(planted.status(), StatusCode::ACCEPTED);
+    let carol = app.client();
+    let link = sink.nth(4).await.link().unwrap();
+    assert_eq!(app.confirm_magic_link(&carol, &link).await.status(), StatusCode::SEE_OTHER);
+    let me: Value = carol.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["email"], "carol@example.com");
+    assert_ne!(me["user"]["name"], "Mallory");
+    let body = json!({ "email": "carol@example.com", "password": "mallory's own passphrase" });
+    let stolen = app.client().post(app.url("/auth/login")).json(&body).send().await.unwrap();
+    assert_eq!(error_code(stolen).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
 }
 
 /// Without `auth.signup_confirm` (the documented default), a taken address is a 409, but only

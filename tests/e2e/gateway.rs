@@ -503,6 +503,45 @@ async fn each_client_connection_keeps_its_own_upstream_connection() {
     assert_eq!(echoed.header("x-auth-email"), Some("eve@example.com"), "HTTP/2 uses the pool");
 }
 
+/// A client connection that alternates between two upstreams keeps its connection to the
+/// first and takes the pool for the other, and clients that close their connection after one
+/// request take the pool: neither opens (and closes) an upstream connection per request.
+#[tokio::test]
+async fn alternating_upstreams_and_one_request_clients_reuse_upstream_connections() {
+    let other = EchoUpstream::start("other").await;
+    let other_url = other.url();
+    let app = TestApp::builder()
+        .routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n")
+        .config(move |c| {
+            c.upstreams.push(RawUpstream {
+                name: "other".into(),
+                url: other_url,
+                path_prefix: Some("/other".into()),
+                ..RawUpstream::default()
+            });
+        })
+        .spawn()
+        .await;
+    let client = app.client();
+    let (mut main_peers, mut other_peers) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        main_peers.push(app.echo(&client, "/main").await.peer);
+        other_peers.push(app.echo(&client, "/other/x").await.peer);
+    }
+    assert!(main_peers.iter().all(|p| *p == main_peers[0]), "{main_peers:?}");
+    assert!(other_peers.iter().all(|p| *p == other_peers[0]), "{other_peers:?}");
+
+    let addr = app.running().http_addr().unwrap();
+    let mut closing = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let request = b"GET /closing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        closing.insert(crate::support::raw::exchange(addr, request).await.echoed().peer);
+        // Time for the pooled connection to go back to the pool.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closing.len() <= 2, "pooled, not one per request: {closing:?}");
+}
+
 /// An upstream that closes its connection after every answer (without saying so) costs the
 /// client nothing: a kept upstream connection found closed is replaced, and the request, not
 /// yet written, goes on the new one.

@@ -112,6 +112,24 @@ async fn every_worker_drains_its_own_connections_at_shutdown() {
     assert!(fresh.get(url).send().await.is_err(), "no worker is accepting");
 }
 
+/// A server dropped without being stopped stops anyway: its worker threads do not outlive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_server_stops_its_workers() {
+    let app = TestApp::spawn().await;
+    let addr = app.running().http_addr().unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    drop(app);
+    let mut refused = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "still accepting 5 s after the server was dropped");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_no_longer_than_the_shutdown_timeout() {
     let mut app =

@@ -285,12 +285,7 @@ pub async fn begin(
         .authorize(state, &callback_url(state, provider), login_hint)
         .await
         .map_err(error_of)?;
-    let binding = state
-        .cookies
-        .read(headers, Own::Flow)
-        .one()
-        .filter(|value| crypto::is_random_token(value))
-        .map_or_else(crypto::random_token, str::to_owned);
+    let binding = browser_binding(state, headers);
     let flow = Flow {
         provider: provider.to_owned(),
         verifier: authorization.verifier,
@@ -386,6 +381,27 @@ async fn callback(
             pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
         }
     })
+}
+
+/// The browser's binding of the flows it starts (provider sign-ins, mailed sign-ups): its
+/// binding cookie's value, or a new one to set.
+pub fn browser_binding(state: &AppState, headers: &http::HeaderMap) -> String {
+    state
+        .cookies
+        .read(headers, Own::Flow)
+        .one()
+        .filter(|value| crypto::is_random_token(value))
+        .map_or_else(crypto::random_token, str::to_owned)
+}
+
+/// The SHA-256 (hex) of the binding cookie a request carries, empty when it carries none.
+pub fn browser_binding_hash(state: &AppState, headers: &http::HeaderMap) -> String {
+    match state.cookies.read(headers, Own::Flow).one() {
+        Some(binding) if crypto::is_random_token(binding) => {
+            crypto::hex(&crypto::sha256(binding.as_bytes()))
+        }
+        _ => String::new(),
+    }
 }
 
 /// Refuses a callback from a browser other than the one that started the flow, and a link
