@@ -882,9 +882,10 @@ async fn drain(
     if tokio::time::timeout(timeout, connections.wait()).await.is_err() {
         tracing::warn!(?timeout, "shutdown timeout passed with requests still in flight");
     }
+    // Stores first: a connection a worker opened is driven by that worker's runtime.
+    state.stores.close().await;
     if let Some(workers) = workers {
         workers.release();
     }
-    state.stores.close().await;
     tracing::info!("portcullis stopped");
 }
