@@ -5,10 +5,13 @@
 //! is invalid is rejected, never read as anonymous.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use bytes::BytesMut;
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::request::Parts;
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -17,7 +20,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::{CredentialKind, Identified, session_from_cookie};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{ACCOUNT_SCOPE, Identity};
-use crate::server::body::BodyTimeout;
+use crate::server::body::{BodyTimeout, discard};
 use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip};
 
@@ -28,7 +31,7 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let essence = content_type.map(|value| value.split(';').next().unwrap_or("").trim());
         let is_json = essence.is_some_and(|essence| {
@@ -38,8 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json {
             return Err(ApiError::invalid_request("Content-Type must be application/json"));
         }
-        let bytes =
-            Bytes::from_request(request, state).await.map_err(|error| bytes_rejection(&error))?;
+        let bytes = read_body(request).await?;
         // Every body of this API is an object; serde would also read a struct from an array.
         if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::invalid_request("The body must be a JSON object"));
@@ -62,15 +64,40 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(error) => {
             ApiError::invalid_request(data_error_message(&error.body_text()))
         }
-        JsonRejection::BytesRejection(error) => bytes_rejection(error),
+        JsonRejection::BytesRejection(error) => body_error(error),
         _ => ApiError::invalid_request("The body could not be read"),
     }
 }
 
-fn bytes_rejection(error: &BytesRejection) -> ApiError {
-    if error.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(ErrorCode::PayloadTooLarge, "Request body is larger than the limit")
-    } else if BodyTimeout::caused(error) {
+/// Largest body any auth endpoint accepts: credentials and names are small.
+pub(crate) const AUTH_BODY_LIMIT: usize = 64 * 1024;
+
+/// The request's body, at most [`AUTH_BODY_LIMIT`] bytes. A longer one is refused after the
+/// rest of it is read and dropped, so the client sees the 413 (see [`discard`]).
+async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    let version = request.version();
+    let mut body = request.into_body();
+    let too_large =
+        || ApiError::new(ErrorCode::PayloadTooLarge, "Request body is larger than the limit");
+    if body.size_hint().lower() > AUTH_BODY_LIMIT as u64 {
+        discard(version, body).await;
+        return Err(too_large());
+    }
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| body_error(&error))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if bytes.len() + data.len() > AUTH_BODY_LIMIT {
+            discard(version, body).await;
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(bytes.freeze())
+}
+
+fn body_error(error: &(dyn std::error::Error + 'static)) -> ApiError {
+    if BodyTimeout::caused(error) {
         ApiError::new(ErrorCode::RequestTimeout, "The request body stopped arriving")
     } else {
         ApiError::invalid_request("The body could not be read")
@@ -111,9 +138,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
             .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .unwrap_or_default();
         if content_type == "application/x-www-form-urlencoded" {
-            let bytes = Bytes::from_request(request, state)
-                .await
-                .map_err(|error| bytes_rejection(&error))?;
+            let bytes = read_body(request).await?;
             let value = serde_urlencoded::from_bytes(&bytes)
                 .map_err(|error| ApiError::invalid_request(format!("Invalid form: {error}")))?;
             return Ok(Self(value, BodyKind::Form));

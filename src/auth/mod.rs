@@ -38,9 +38,6 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// Largest body any auth endpoint accepts: credentials and names are small.
-const AUTH_BODY_LIMIT: usize = 64 * 1024;
-
 /// Every auth route, relative to the base path, with its rate limit and body limit, and
 /// `GET /openapi.json` describing exactly these routes.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -52,7 +49,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .method_not_allowed_fallback(not_found)
         // Limits run before any handler reads a body or checks a secret.
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit_by_ip))
-        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
+        // The JSON and form extractors apply the limit themselves; this holds for any other.
+        .layer(DefaultBodyLimit::max(extract::AUTH_BODY_LIMIT))
 }
 
 /// The routes with their documentation, as one router.

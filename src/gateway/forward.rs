@@ -30,7 +30,7 @@ use super::link;
 use super::upstream::Upstream;
 use super::{Gateway, GatewayError};
 use crate::cookies;
-use crate::server::body::BodyTimeout;
+use crate::server::body::{BodyTimeout, discard};
 use crate::server::observe::RequestId;
 use crate::server::peer::{Peer, is_trusted};
 
@@ -79,6 +79,7 @@ pub async fn forward(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > gateway.max_body) {
+        discard(client_version, body).await;
         return Err(GatewayError::PayloadTooLarge);
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tokio_util::task::TaskTracker;
@@ -96,6 +97,37 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// How much of a refused request body is read and thrown away before the refusal is sent.
+pub const DISCARD_LIMIT: usize = 4 * 1024 * 1024;
+/// How long reading a refused body may take.
+const DISCARD_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops what is left of a refused HTTP/1 request body (up to [`DISCARD_LIMIT`]
+/// bytes and two seconds), so that the client reads the refusal. A connection closed with
+/// unread bytes ends in a reset, and the reset makes the client's kernel throw away the answer
+/// it has not read yet (nginx's lingering close exists for the same reason). HTTP/2 streams are
+/// reset on their own, so their bodies are left alone.
+pub async fn discard<B>(version: http::Version, mut body: B)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    if version >= http::Version::HTTP_2 {
+        return;
+    }
+    let drain = async {
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                read = read.saturating_add(data.len());
+                if read > DISCARD_LIMIT {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
 }
 
 /// What a connection has open: requests whose responses are not finished, and when the last

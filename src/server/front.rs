@@ -10,7 +10,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
-use http::Request;
+use http::header::CONNECTION;
+use http::{HeaderValue, Request, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tower::ServiceExt;
@@ -74,6 +75,7 @@ impl Serve for Front {
     async fn serve(&self, mut request: Request<Incoming>) -> Response {
         let observation = self.observer.start(&mut request);
         let class = observation.class();
+        let version = request.version();
         let answer = async {
             match class {
                 RouteClass::Auth | RouteClass::Verify => {
@@ -92,6 +94,11 @@ impl Serve for Front {
         let mut response =
             AssertUnwindSafe(answer).catch_unwind().await.unwrap_or_else(panic_response);
         self.observer.finish(observation, &mut response);
+        if response.status() == StatusCode::PAYLOAD_TOO_LARGE && version < Version::HTTP_2 {
+            // What is left of the refused body may still be on its way: the connection cannot
+            // carry another request, and the client must not try it.
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

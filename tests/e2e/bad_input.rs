@@ -232,6 +232,38 @@ async fn unknown_auth_routes_and_methods_get_json_errors() {
     expect_error(bad_path, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
+/// A client refused for a body too large reads the 413 and can go on: the server reads what is
+/// left of the body and says it closes the connection, so the next request does not land on a
+/// closing connection (it used to fail now and then with an incomplete message).
+#[tokio::test]
+async fn a_refused_body_leaves_the_client_its_answer_and_its_next_request() {
+    let app = TestApp::spawn().await;
+    let http = crate::support::http();
+    for round in 0..30 {
+        let small = http.post(app.url("/auth/device/poll")).json(&json!({})).send().await.unwrap();
+        expect_error(small, StatusCode::BAD_REQUEST, "invalid_request").await;
+        let huge = http
+            .post(app.url("/auth/device/poll"))
+            .json(&json!({ "device_code": "x".repeat(1 << 20) }))
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: {error:?}"));
+        assert_eq!(huge.headers()["connection"], "close");
+        expect_error(huge, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    }
+    // Past what is worth reading: the answer may be lost, the next request is not.
+    let past = http
+        .post(app.url("/auth/device/poll"))
+        .json(&json!({ "device_code": "x".repeat(8 << 20) }))
+        .send()
+        .await;
+    if let Ok(answer) = past {
+        assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let after = http.post(app.url("/auth/device/poll")).json(&json!({})).send().await.unwrap();
+    expect_error(after, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
 #[tokio::test]
 async fn token_key_and_device_endpoints_refuse_garbage_with_json_errors() {
     let app = TestApp::spawn().await;

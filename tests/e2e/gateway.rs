@@ -370,9 +370,19 @@ async fn bodies_stream_both_ways_and_the_limit_is_enforced() {
         crate::support::echo::hex(ring::digest::digest(&ring::digest::SHA256, &body).as_ref())
     );
 
-    // Refused before the body is read. Over HTTP/2 the client reads the early answer; an
-    // HTTP/1.1 client still sending would see the connection close instead (as with any proxy
-    // that does not drain refused bodies), unless it sent `Expect: 100-continue`.
+    // Refused by its declared length. An HTTP/1.1 client still sending reads the answer (the
+    // rest of the body is read and dropped) and is told the connection closes, so its next
+    // request takes a new one.
+    for _ in 0..10 {
+        let declared =
+            client.post(app.url("/upload")).body(vec![0u8; 2 * 1024 * 1024]).send().await.unwrap();
+        assert_eq!(declared.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(declared.headers()["connection"], "close");
+        assert_eq!(declared.json::<Value>().await.unwrap()["error"], "payload_too_large");
+        let next = client.get(app.url("/after")).send().await.unwrap();
+        assert_eq!(next.status(), StatusCode::OK);
+    }
+    // Over HTTP/2 the stream is reset on its own, and nothing is drained.
     let h2 = crate::support::app::client_builder().http2_prior_knowledge().build().unwrap();
     app.sign_up(&h2, "bob@example.com").await;
     let declared =
