@@ -2,18 +2,19 @@
 #![allow(clippy::expect_used)] // a benchmark that cannot set up should stop
 //! Micro-benchmarks of the gateway's hot-path pieces: path normalization, policy lookup in a
 //! 100-rule table, an org-scoped policy decision, credential extraction (cookie, API key, JWT
-//! cache key), identity-header recognition, the header rewrite, an identity cache hit, and an
+//! cache key), identity-header recognition, the header rewrite, an access line, an identity
+//! cache hit, and an
 //! `X-Auth-Assertion` cache hit (with signing and JWT verification, the cache-miss costs, for
 //! scale). Run with `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use portcullis::clock::{SystemClock, Timestamp};
-use portcullis::config::Config;
+use portcullis::config::{Config, LogFormat};
 use portcullis::cookies;
 use portcullis::crypto::signing::{KeyRing, SigningAlgorithm};
 use portcullis::gateway::assertion::AssertionSigner;
@@ -24,6 +25,7 @@ use portcullis::gateway::policy::{Decision, decide};
 use portcullis::identity::api_key;
 use portcullis::identity::cache::IdentityCache;
 use portcullis::identity::{Email, Identity, IdentityParts, OrgRole, User};
+use portcullis::server::access_log::{AccessLine, AccessLog};
 use portcullis::store::sql::Database;
 
 fn hundred_rules() -> Config {
@@ -149,6 +151,25 @@ fn benches(c: &mut Criterion) {
     let cache = IdentityCache::new(Duration::from_secs(30), 1000, Arc::new(SystemClock));
     let key = [7u8; 32];
     cache.insert(key, Arc::clone(&identity), std::time::Instant::now());
+    let access_log = AccessLog::new(LogFormat::Json);
+    let method = Method::GET;
+    let line = AccessLine {
+        request_id: "0123456789abcdef0123456789abcdef",
+        class: "proxy",
+        method: &method,
+        path: "/dashboard/reports/2026",
+        status: 200,
+        latency: Duration::from_micros(321),
+        auth_method: "session",
+        user_id: Some(uuid::Uuid::now_v7()),
+    };
+    let mut out = Vec::with_capacity(64 * 1024);
+    c.bench_function("access line (JSON, clock read included)", |b| {
+        b.iter(|| {
+            out.clear();
+            access_log.render(black_box(&line), SystemTime::now(), &mut out);
+        });
+    });
     c.bench_function("identity cache hit", |b| b.iter(|| cache.get(black_box(&key)).is_some()));
     c.bench_function("credential hash (sha256 of a token)", |b| {
         b.iter(|| {

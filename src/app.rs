@@ -44,6 +44,7 @@ use crate::identity::ticket::WsTickets;
 use crate::identity::tokens::{TokenService, TokenSettings};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
+use crate::server::access_log::{self, AccessLog};
 use crate::server::front::Front;
 use crate::server::listener::ConnectionLimits;
 use crate::server::observe::Observer;
@@ -431,6 +432,8 @@ impl Running {
         if let Err(error) = self.stopped.await {
             tracing::error!(%error, "shutdown task failed");
         }
+        // The last requests' access lines, before the process may exit.
+        access_log::flush();
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded) and returns when done.
@@ -821,8 +824,10 @@ pub fn front(state: &AppState, public_url: &PublicUrl) -> Front {
         http::HeaderValue::from_str(&value)
             .unwrap_or_else(|_| http::HeaderValue::from_static("max-age=31536000"))
     });
+    let access_log = AccessLog::new(state.config.log);
     let observer =
-        Observer::new(Arc::clone(&state.metrics), &state.config.auth.base_path).with_hsts(hsts);
+        Observer::new(Arc::clone(&state.metrics), &state.config.auth.base_path, access_log)
+            .with_hsts(hsts);
     let auth = Router::new()
         .nest(&state.config.auth.base_path, auth::routes(state))
         .with_state(state.clone());

@@ -9,6 +9,7 @@ use axum::response::Response;
 use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri};
 use uuid::Uuid;
 
+use super::access_log::{AccessLine, AccessLog};
 use crate::crypto;
 use crate::error::ErrorCause;
 use crate::identity::Identity;
@@ -36,11 +37,6 @@ impl AccessSlot {
     }
 }
 
-/// Whether access-log lines are written (the level and target filter allow them).
-fn access_log_enabled() -> bool {
-    tracing::event_enabled!(target: "portcullis::access", tracing::Level::INFO)
-}
-
 /// Observes requests for one listener.
 #[derive(Debug, Clone)]
 pub struct Observer {
@@ -48,6 +44,7 @@ pub struct Observer {
     base_path: Arc<str>,
     ids: Arc<RequestIds>,
     hsts: Option<HeaderValue>,
+    access_log: AccessLog,
 }
 
 /// A request being observed.
@@ -69,9 +66,16 @@ impl Observation {
 }
 
 impl Observer {
-    /// Classifies paths under `base_path` as auth traffic.
-    pub fn new(metrics: Arc<Metrics>, base_path: &str) -> Self {
-        Self { metrics, base_path: base_path.into(), ids: Arc::new(RequestIds::new()), hsts: None }
+    /// Classifies paths under `base_path` as auth traffic, and writes access lines to
+    /// `access_log`.
+    pub fn new(metrics: Arc<Metrics>, base_path: &str, access_log: AccessLog) -> Self {
+        Self {
+            metrics,
+            base_path: base_path.into(),
+            ids: Arc::new(RequestIds::new()),
+            hsts: None,
+            access_log,
+        }
     }
 
     /// Sends `Strict-Transport-Security: <hsts>` on every response, replacing an app's own (the
@@ -97,7 +101,7 @@ impl Observer {
             .cloned()
             .unwrap_or_else(|| self.ids.next());
         request.extensions_mut().insert(RequestId(id.clone()));
-        let who = access_log_enabled().then(AccessSlot::default);
+        let who = AccessLog::enabled().then(AccessSlot::default);
         if let Some(slot) = &who {
             request.extensions_mut().insert(slot.clone());
         }
@@ -126,20 +130,19 @@ impl Observer {
         }
         if let Some(who) = who {
             let (auth_method, user_id) = match who.0.get() {
-                Some((auth_method, user_id)) => (*auth_method, Some(user_id)),
+                Some((auth_method, user_id)) => (*auth_method, Some(*user_id)),
                 None => ("", None),
             };
-            tracing::info!(
-                target: "portcullis::access",
+            self.access_log.write(&AccessLine {
                 request_id,
-                class = class.as_str(),
-                %method,
+                class: class.as_str(),
+                method: &method,
                 path,
                 status,
-                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                latency: elapsed,
                 auth_method,
-                user_id = user_id.map(tracing::field::display),
-            );
+                user_id,
+            });
         }
         let headers = response.headers_mut();
         headers.insert(X_REQUEST_ID, id);
@@ -197,6 +200,7 @@ impl RequestIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LogFormat;
 
     #[test]
     fn request_ids_are_kept_only_when_sane_and_made_unique_otherwise() {
@@ -214,7 +218,7 @@ mod tests {
 
     #[test]
     fn paths_are_classified() {
-        let observer = Observer::new(Metrics::new(), "/auth");
+        let observer = Observer::new(Metrics::new(), "/auth", AccessLog::new(LogFormat::Json));
         assert_eq!(observer.classify("/auth/login"), RouteClass::Auth);
         assert_eq!(observer.classify("/auth"), RouteClass::Auth);
         assert_eq!(observer.classify("/auth/verify"), RouteClass::Verify);
