@@ -19,8 +19,8 @@ WARMUP=${WARMUP:-2}               # seconds of warm-up before each row
 CONNECTIONS=${CONNECTIONS:-64}
 SESSIONS=${SESSIONS:-100000}      # seeded sessions (the cache-size figure uses all of them)
 WORKING_SET=${WORKING_SET:-10000} # distinct sessions in the working-set row
-ROWS_WANTED=${ROWS:-all}          # all | cookie (rows a, b, c only, plus the baseline's c)
-ROUNDS=${ROUNDS:-1}               # with ROWS=cookie: how many times rows b and c are repeated
+ROWS_WANTED=${ROWS:-all}          # all | cookie (rows a, b, floor, c, c0, plus the baseline's c)
+ROUNDS=${ROUNDS:-1}               # with ROWS=cookie: how many times rows b to c0 are repeated
 BASELINE=${BASELINE:-}            # another portcullis binary, measured on the cookie path too
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -231,17 +231,27 @@ measure_baseline() {
     stop_portcullis
     PORTCULLIS=$THIS_BUILD start_portcullis 1 "${ON_PROXY_CPU[@]}"
 }
+# The out-of-the-box settings (access lines on, default workers) on the same CPU budget.
+measure_out_of_box() {
+    stop_portcullis
+    OUT_OF_BOX=1 start_portcullis 1 "${ON_PROXY_CPU[@]}"
+    measure "(c0) out of the box (access lines on), cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+    stop_portcullis
+    start_portcullis 1 "${ON_PROXY_CPU[@]}"
+}
 measure "(a) upstream nginx, direct" "$(nginx_worker upstream)" none "http://127.0.0.1:$UPSTREAM/"
 measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
 measure "(floor) bare hyper proxy, no auth" "$FLOOR_PID" nginx "http://127.0.0.1:$FLOOR_HTTP/"
 measure "(c) Portcullis, session cookie (cache hit)" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
 measure_baseline
 if [ "$ROWS_WANTED" = cookie ]; then
+    measure_out_of_box
     for _ in $(seq 2 "$ROUNDS"); do
         measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
         measure "(floor) bare hyper proxy, no auth" "$FLOOR_PID" nginx "http://127.0.0.1:$FLOOR_HTTP/"
         measure "(c) Portcullis, session cookie (cache hit)" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
         measure_baseline
+        measure_out_of_box
     done
     stop_portcullis
     echo
@@ -292,9 +302,7 @@ measure "(j) Portcullis, 64 KiB response, cookie" "$PORTCULLIS_PID" nginx -H "Co
 CONNECTIONS=256 measure "(k) nginx, 256 connections" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
 CONNECTIONS=256 measure "(k) Portcullis, 256 connections, cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
 measure "(b) nginx reverse proxy (reference again)" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
-stop_portcullis
-OUT_OF_BOX=1 start_portcullis 1 "${ON_PROXY_CPU[@]}"
-measure "(c0) out of the box (access lines on), cookie" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"
+measure_out_of_box
 stop_portcullis
 PORTCULLIS_TOKENS__ASSERTION_HEADER=true start_portcullis 1 "${ON_PROXY_CPU[@]}"
 measure "(h) Portcullis, X-Auth-Assertion on" "$PORTCULLIS_PID" nginx -H "Cookie: portcullis_session=$COOKIE" "$P/app"

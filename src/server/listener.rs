@@ -3,13 +3,14 @@
 //! connection it started.
 
 use std::convert::Infallible;
+use std::io::{Read as _, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
@@ -54,6 +55,19 @@ fn over_limit() -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// Answers a connection over the limit with `answer` and closes it, without waiting for
+/// anything. The socket leaves the reactor first: a socket just accepted has no readiness
+/// there yet, so tokio's `try_write` would often write nothing at all. What the client has
+/// already sent is read (one non-blocking read), so that closing does not reset the connection
+/// and throw away the answer before the client reads it.
+fn refuse(stream: TcpStream, answer: &[u8]) {
+    let Ok(stream) = stream.into_std() else { return };
+    // Non-blocking: a full buffer just means the client gets a close instead.
+    let _ = (&stream).write(answer);
+    let mut request = [0u8; 4096];
+    let _ = (&stream).read(&mut request);
 }
 
 /// Accepts connections until `shutdown`, serving `service` on each; connections are tracked by
@@ -102,9 +116,7 @@ pub async fn serve<S: Serve>(
                 tracing::warn!(refused, "refused a connection: server.max_connections are open");
             }
             if tls.is_none() {
-                // Written without waiting: a full socket buffer just means the client gets a
-                // reset instead.
-                let _ = stream.try_write(&over_limit);
+                refuse(stream, &over_limit);
             }
             continue;
         };
