@@ -165,6 +165,11 @@ impl Activity {
         });
     }
 
+    /// Whether no request is open.
+    pub fn is_idle(&self) -> bool {
+        self.open.load(Ordering::Relaxed) == 0
+    }
+
     /// Notes a request; it stays open until the guard (moved into its response body) drops.
     pub fn open(self: &Arc<Self>) -> OpenRequest {
         self.open.fetch_add(1, Ordering::Relaxed);

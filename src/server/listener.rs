@@ -24,9 +24,8 @@ use crate::error::ErrorCode;
 
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client has to send a request's headers (slow-loris protection); also the longest an
-/// HTTP/1.1 connection waits for its next request.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection closed for being idle may take to go (see the accept loop).
+const IDLE_GRACE: Duration = Duration::from_secs(1);
 /// How often an HTTP/2 connection is pinged, and how long the ping may go unanswered before
 /// the connection is dropped: a peer that vanished (half-open TCP) does not hold it forever.
 const HTTP2_PING: Duration = Duration::from_secs(20);
@@ -83,10 +82,11 @@ pub async fn serve<S: Serve>(
     shutdown: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT.min(limits.idle_timeout));
+    // No per-request header timer: the connection's idle watcher below closes a connection
+    // with no request open for `idle_timeout`, and a request is open only once its headers are
+    // in, so a client trickling them (slow-loris) is closed by the same watcher. hyper's own
+    // timer cost a timer-wheel entry per request, and often a wake-up of the runtime's driver.
+    builder.http1().header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -158,6 +158,7 @@ pub async fn serve<S: Serve>(
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             tokio::pin!(connection);
             let mut closing = false;
+            let mut idle = false;
             let result = loop {
                 tokio::select! {
                     result = connection.as_mut() => break result,
@@ -167,7 +168,16 @@ pub async fn serve<S: Serve>(
                     }
                     () = activity.idle_for(limits.idle_timeout), if !closing => {
                         closing = true;
+                        idle = true;
                         connection.as_mut().graceful_shutdown();
+                    }
+                    // A graceful close waits for a request whose headers have started to
+                    // arrive (hyper does, on a connection's first request): one still
+                    // without a request a moment later is trickling them, and is dropped.
+                    () = tokio::time::sleep(IDLE_GRACE), if idle => {
+                        if activity.is_idle() {
+                            break Ok(());
+                        }
                     }
                 }
             };
