@@ -5,6 +5,11 @@
 #
 #   benches/proxy.sh                 # defaults: 10 s per row, 64 connections
 #   DURATION=5 SESSIONS=20000 benches/proxy.sh
+#   ROWS=instructions benches/proxy.sh
+#                                    # user-space instructions per request under callgrind
+#                                    # (nginx, the floor, Portcullis): exact, noise-free A/B;
+#                                    # PROFILE_DIR=dir keeps the dumps for callgrind_annotate
+#                                    # (with PROFILE=profiling, a build with symbols)
 #   BASELINE=/path/to/old/portcullis ROWS=cookie ROUNDS=3 benches/proxy.sh
 #                                    # before/after: nginx, this build and other builds of
 #                                    # Portcullis (a space-separated list) on the cookie path,
@@ -19,7 +24,7 @@ WARMUP=${WARMUP:-2}               # seconds of warm-up before each row
 CONNECTIONS=${CONNECTIONS:-64}
 SESSIONS=${SESSIONS:-100000}      # seeded sessions (the cache-size figure uses all of them)
 WORKING_SET=${WORKING_SET:-10000} # distinct sessions in the working-set row
-ROWS_WANTED=${ROWS:-all}          # all | cookie (rows a, b, floor, c, c0, plus the baseline's c)
+ROWS_WANTED=${ROWS:-all}          # all | cookie (rows a, b, floor, c, c0, plus the baseline's c) | instructions
 ROUNDS=${ROUNDS:-1}               # with ROWS=cookie: how many times rows b to c0 are repeated
 BASELINE=${BASELINE:-}            # another portcullis binary, measured on the cookie path too
 
@@ -47,11 +52,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx)
 
-echo "building Portcullis (release)" >&2
-(cd "$ROOT" && cargo build --release --locked --quiet --bin portcullis --example bench_seed --example bench_floor)
-PORTCULLIS="$ROOT/target/release/portcullis"
-SEED="$ROOT/target/release/examples/bench_seed"
-FLOOR="$ROOT/target/release/examples/bench_floor"
+# PROFILE=profiling builds the same code with symbols (for PROFILE_DIR's dumps).
+PROFILE=${PROFILE:-release}
+echo "building Portcullis ($PROFILE)" >&2
+(cd "$ROOT" && cargo build --profile "$PROFILE" --locked --quiet --bin portcullis --example bench_seed --example bench_floor)
+PORTCULLIS="$ROOT/target/$PROFILE/portcullis"
+SEED="$ROOT/target/$PROFILE/examples/bench_seed"
+FLOOR="$ROOT/target/$PROFILE/examples/bench_floor"
 
 if [ "$(nproc)" -ge 2 ]; then
     ON_PROXY_CPU=(taskset -c 0); ON_LOAD_CPU=(taskset -c 1); PLACEMENT="proxy on CPU 0, wrk and upstream on CPU 1"
@@ -155,7 +162,7 @@ start_portcullis() {
     env "${settings[@]}" "${@:2}" "$PORTCULLIS" --config "$WORK/portcullis.toml" \
         2>"$WORK/portcullis.log" & PORTCULLIS_PID=$!
     PIDS+=("$PORTCULLIS_PID")
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PC_ADMIN/healthz" >/dev/null && return; sleep 0.1; done
+    for _ in $(seq "${STARTUP_TRIES:-100}"); do curl -sf "http://127.0.0.1:$PC_ADMIN/healthz" >/dev/null && return; sleep 0.1; done
     cat "$WORK/portcullis.log" >&2; exit 1
 }
 stop_portcullis() { kill -TERM "$PORTCULLIS_PID"; wait "$PORTCULLIS_PID" 2>/dev/null || true; }
@@ -239,6 +246,60 @@ measure_out_of_box() {
     stop_portcullis
     start_portcullis 1 "${ON_PROXY_CPU[@]}"
 }
+# --- ROWS=instructions: user-space instructions per request, under callgrind ----------------
+# Instruction counts do not move with the machine's noise, so they read small changes that the
+# req/s rows cannot. Each proxy runs under callgrind (every thread counted), takes a warm-up,
+# has its counters zeroed, then serves exactly $REQUESTS requests from h2load (HTTP/1.1,
+# 16 connections). Kernel work is not counted: it is about the same for all three (same
+# system calls per request, see RESULTS.md).
+if [ "$ROWS_WANTED" = instructions ]; then
+    REQUESTS=${REQUESTS:-20000}
+    # counted PID URL HEADER NAME: instructions per request of process PID serving URL.
+    counted() {
+        local pid=$1 url=$2 header=$3
+        local args=(--h1 -c16 -m1); [ -n "$header" ] && args+=(-H "$header")
+        "${ON_LOAD_CPU[@]}" h2load "${args[@]}" -n 2000 "$url" >/dev/null
+        callgrind_control --zero "$pid" >/dev/null 2>&1
+        "${ON_LOAD_CPU[@]}" h2load "${args[@]}" -n "$REQUESTS" "$url" > "$WORK/h2load.out"
+        grep -q "succeeded, 0 failed, 0 errored" "$WORK/h2load.out" \
+            || { echo "requests failed:" >&2; grep -m1 "requests:" "$WORK/h2load.out" >&2; }
+        callgrind_control --dump=counted "$pid" >/dev/null 2>&1
+        sleep 1
+        local total; total=$(cat "$WORK"/callgrind.out.* 2>/dev/null | awk '/^summary:/ {sum += $2} END {print sum + 0}')
+        # PROFILE_DIR=dir keeps each dump, for callgrind_annotate.
+        [ -n "${PROFILE_DIR:-}" ] && mkdir -p "$PROFILE_DIR" && cat "$WORK"/callgrind.out.* > "$PROFILE_DIR/$4.callgrind"
+        rm -f "$WORK"/callgrind.out.*
+        awk -v t="$total" -v n="$REQUESTS" 'BEGIN {printf "%.0f", t / n}'
+    }
+    CALLGRIND=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" --dump-instr=no)
+    sed -e 's/^daemon off;/daemon off;\nmaster_process off;/' -e "s/pid .*proxy.pid;/pid $(printf '%s' "$WORK" | sed 's/[\/&]/\\&/g')\/counted.pid;/" \
+        "$WORK/proxy.conf" | sed "s/$NGINX_HTTP/$FLOOR_HTTP/; s/listen 127.0.0.1:$NGINX_TLS.*//; s/ssl_.*//" > "$WORK/counted.conf"
+    kill "$FLOOR_PID"; wait "$FLOOR_PID" 2>/dev/null || true
+    "${ON_PROXY_CPU[@]}" "${CALLGRIND[@]}" "$NGINX" -p "$WORK" -c "$WORK/counted.conf" 2>/dev/null & COUNTED=$!; PIDS+=($COUNTED)
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$FLOOR_HTTP/" >/dev/null && break; sleep 0.2; done
+    NGINX_IR=$(counted "$COUNTED" "http://127.0.0.1:$FLOOR_HTTP/" "" nginx)
+    kill "$COUNTED"; wait "$COUNTED" 2>/dev/null || true; rm -f "$WORK"/callgrind.out.*
+    "${ON_PROXY_CPU[@]}" "${CALLGRIND[@]}" "$FLOOR" "127.0.0.1:$FLOOR_HTTP" "127.0.0.1:$UPSTREAM" affine 2>/dev/null & COUNTED=$!; PIDS+=($COUNTED)
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$FLOOR_HTTP/" >/dev/null && break; sleep 0.2; done
+    FLOOR_IR=$(counted "$COUNTED" "http://127.0.0.1:$FLOOR_HTTP/" "" floor)
+    kill "$COUNTED"; wait "$COUNTED" 2>/dev/null || true; rm -f "$WORK"/callgrind.out.*
+    stop_portcullis
+    STARTUP_TRIES=600 start_portcullis 1 "${ON_PROXY_CPU[@]}" "${CALLGRIND[@]}"
+    COOKIE_IR=$(counted "$PORTCULLIS_PID" "$P/app" "Cookie: portcullis_session=$COOKIE" cookie)
+    stop_portcullis; rm -f "$WORK"/callgrind.out.*
+    OUT_OF_BOX=1 STARTUP_TRIES=600 start_portcullis 1 "${ON_PROXY_CPU[@]}" "${CALLGRIND[@]}"
+    OUT_OF_BOX_IR=$(counted "$PORTCULLIS_PID" "$P/app" "Cookie: portcullis_session=$COOKIE" out-of-box)
+    stop_portcullis
+    echo
+    echo "Portcullis $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'): user-space instructions per request (callgrind, $REQUESTS requests after 2000 of warm-up, h2load --h1 -c16)"
+    echo
+    echo "| proxy | instructions per request | vs nginx |"
+    echo "|---|---|---|"
+    for row in "nginx reverse proxy:$NGINX_IR" "bare hyper proxy (floor):$FLOOR_IR" "Portcullis, session cookie:$COOKIE_IR" "Portcullis out of the box (access lines on):$OUT_OF_BOX_IR"; do
+        awk -v label="${row%%:*}" -v ir="${row##*:}" -v ref="$NGINX_IR" 'BEGIN {printf "| %s | %d | %.2fx |\n", label, ir, ir / ref}'
+    done
+    exit 0
+fi
 measure "(a) upstream nginx, direct" "$(nginx_worker upstream)" none "http://127.0.0.1:$UPSTREAM/"
 measure "(b) nginx reverse proxy" "$(nginx_worker proxy)" set-nginx "http://127.0.0.1:$NGINX_HTTP/"
 measure "(floor) bare hyper proxy, no auth" "$FLOOR_PID" nginx "http://127.0.0.1:$FLOOR_HTTP/"

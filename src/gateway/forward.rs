@@ -24,7 +24,7 @@ use http_body_util::{LengthLimitError, Limited};
 use hyper_util::rt::TokioIo;
 
 use super::authorize::Permitted;
-use super::headers::ProxyHeader;
+use super::headers::{HeaderNames, ProxyHeader};
 use super::identify::query_without_ticket;
 use super::link;
 use super::upstream::Upstream;
@@ -36,7 +36,7 @@ use crate::server::peer::{Peer, is_trusted};
 
 /// Headers meaningful only for one connection (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
+    header::UPGRADE,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
@@ -169,7 +169,7 @@ pub async fn forward(
     }
 
     let (mut parts, body) = response.into_parts();
-    remove_hop_by_hop(&mut parts.headers);
+    remove_hop_by_hop_and(&mut parts.headers, |_| false);
     if parts.status == StatusCode::SWITCHING_PROTOCOLS
         && let Some(protocol) = upgrade
     {
@@ -214,9 +214,10 @@ fn rewrite_request_headers(
         && headers
             .get(header::TE)
             .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    remove_hop_by_hop(headers);
-    // `Expect: 100-continue` was answered to the client already; the upstream gets the body.
-    headers.remove(header::EXPECT);
+    // Forwarding headers: believed and extended from trusted proxies, replaced otherwise.
+    let peer = parts.extensions.get::<Peer>();
+    let trusted = peer.is_some_and(|peer| is_trusted(peer.addr.ip(), &gateway.trusted_proxies));
+    remove_client_headers(headers, &gateway.header_names, trusted);
     if keep_te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -225,26 +226,6 @@ fn rewrite_request_headers(
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
-    // Forwarding headers: believed and extended from trusted proxies, replaced otherwise.
-    let peer = parts.extensions.get::<Peer>();
-    let trusted = peer.is_some_and(|peer| is_trusted(peer.addr.ip(), &gateway.trusted_proxies));
-    // The client's copies of identity headers in any spelling, headers that name another path
-    // or method, and, unless a trusted proxy set them, headers that name the host or prefix.
-    let dropped: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| match gateway.header_names.classify(name) {
-            Some(ProxyHeader::Identity | ProxyHeader::Override) => true,
-            Some(ProxyHeader::Routing) => !trusted,
-            None => false,
-        })
-        .cloned()
-        .collect();
-    for name in dropped {
-        if tracing::event_enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(header = %name, "dropped a client-sent header");
-        }
-        headers.remove(&name);
-    }
     cookies::strip_own(headers, &gateway.cookies);
 
     let host = headers.get(header::HOST).cloned().or_else(|| {
@@ -279,23 +260,54 @@ fn rewrite_request_headers(
     }
 }
 
+/// Takes out of a client's headers what must not reach the upstream: the hop-by-hop ones (see
+/// [`remove_hop_by_hop_and`]), `Expect` (`100-continue` was answered to the client already;
+/// the upstream gets the body), identity headers in any spelling, headers that name another
+/// path or method, and, unless a trusted proxy set them, headers that name the host or prefix.
+fn remove_client_headers(headers: &mut HeaderMap, names: &HeaderNames, trusted: bool) {
+    remove_hop_by_hop_and(headers, |name| {
+        *name == header::EXPECT
+            || match names.classify(name) {
+                Some(ProxyHeader::Identity | ProxyHeader::Override) => true,
+                Some(ProxyHeader::Routing) => !trusted,
+                None => false,
+            }
+    });
+}
+
 /// Removes hop-by-hop headers, including any the `Connection` header names, except headers a
 /// peer must not be able to remove that way: the host, credentials, content framing and the
 /// forwarding headers (a client behind a trusted proxy could otherwise erase the proxy's
-/// `X-Forwarded-For` and pass as the proxy itself).
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !is_end_to_end(name))
-        .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+/// `X-Forwarded-For` and pass as the proxy itself); and the headers `also` picks.
+///
+/// One pass over the names decides: most messages carry none of these, and removing a name
+/// that is not there still costs a hash and a probe.
+fn remove_hop_by_hop_and(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut connection = false;
+    for name in headers.keys() {
+        let hop_by_hop = *name == header::CONNECTION;
+        connection |= hop_by_hop;
+        if hop_by_hop || HOP_BY_HOP.contains(name) || also(name) {
+            doomed.push(name.clone());
+        }
     }
-    headers.remove(header::UPGRADE);
+    if connection {
+        let listed = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| !is_end_to_end(name));
+        doomed.extend(listed);
+    }
+    for name in doomed {
+        if tracing::event_enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(header = %name, "dropped a header");
+        }
+        headers.remove(&name);
+    }
 }
 
 /// Headers `Connection` may not nominate for removal.
@@ -373,7 +385,7 @@ mod tests {
         headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         headers.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
         headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        remove_hop_by_hop(&mut headers);
+        remove_hop_by_hop_and(&mut headers, |_| false);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::ACCEPT));
 
@@ -383,8 +395,32 @@ mod tests {
         end_to_end.insert(header::HOST, HeaderValue::from_static("app.example"));
         end_to_end.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         end_to_end.insert(header::COOKIE, HeaderValue::from_static("a=1"));
-        remove_hop_by_hop(&mut end_to_end);
+        remove_hop_by_hop_and(&mut end_to_end, |_| false);
         assert_eq!(end_to_end.len(), 3, "{end_to_end:?}");
+    }
+
+    #[test]
+    fn a_clients_expect_identity_and_override_headers_are_removed_and_routing_ones_when_untrusted()
+    {
+        let names = HeaderNames::default();
+        let client = || {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+            headers.insert("x-auth-user", HeaderValue::from_static("admin"));
+            headers.insert("X_Auth_Email", HeaderValue::from_static("boss@example.com"));
+            headers.insert("x-original-url", HeaderValue::from_static("/admin"));
+            headers.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+            headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+            headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+            headers
+        };
+        let mut untrusted = client();
+        remove_client_headers(&mut untrusted, &names, false);
+        assert_eq!(untrusted.keys().collect::<Vec<_>>(), [header::ACCEPT]);
+        let mut trusted = client();
+        remove_client_headers(&mut trusted, &names, true);
+        assert_eq!(trusted.len(), 2, "{trusted:?}");
+        assert!(trusted.contains_key("x-forwarded-host"));
     }
 
     #[test]

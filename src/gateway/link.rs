@@ -82,13 +82,15 @@ impl AffineLink {
                     }
                     Err(mut failed) => match failed.take_message() {
                         // Not written: the connection had closed. Try a fresh one.
-                        Some(request) => (connect(upstream).await?, request),
+                        Some(request) => (Box::pin(connect(upstream)).await?, request),
                         None => return Err(failed.into_error().into()),
                     },
                 },
-                Err(_closed) => (connect(upstream).await?, request),
+                Err(_closed) => (Box::pin(connect(upstream)).await?, request),
             },
-            None => (connect(upstream).await?, request),
+            // Connecting is boxed: its future is large and rarely needed, and would
+            // otherwise make every request's future (which is moved whole) as large.
+            None => (Box::pin(connect(upstream)).await?, request),
         };
         sender.ready().await?;
         let response = sender.send_request(request).await?;

@@ -218,7 +218,9 @@ impl Gateway {
     pub async fn serve(&self, request: Request<Body>) -> Result<Response, GatewayError> {
         let (parts, body) = request.into_parts();
         match self.authorize(&parts, Mode::Proxy).await {
-            Ok(permitted) => forward::forward(self, permitted, parts, body).await,
+            // Boxed: the forwarding future is large, and every future around it would
+            // otherwise be copied whole each time it moves.
+            Ok(permitted) => Box::pin(forward::forward(self, permitted, parts, body)).await,
             Err(refusal) => Ok(self.refuse(refusal, &parts)),
         }
     }
