@@ -223,7 +223,16 @@ impl SessionService {
         let touch_interval = TOUCH_INTERVAL.min(self.lifetimes.idle_timeout / 4);
         if Timestamp::from_millis(record.last_seen_at).plus(touch_interval) <= now {
             record.last_seen_at = now.as_millis();
-            self.save(&key, &record, now).await?;
+            if !self.rewrite(&key, &bytes, &record, now).await? {
+                // Ended or changed since it was read. An ended session stays ended (an
+                // unconditional write would bring it back, outside the user's index where
+                // "log out everywhere" looks); a changed one (an organization switch) is
+                // read again, already touched by whoever changed it.
+                let Some(current) = self.store.get(&session_key(&key)).await? else {
+                    return Ok(None);
+                };
+                record = decode(&current, "session record")?;
+            }
         }
         Ok(Some((record, user, orgs)))
     }
@@ -240,19 +249,25 @@ impl SessionService {
         org: Option<Uuid>,
     ) -> Result<bool, StoreError> {
         let key = crypto::hex(hash);
-        let Some(bytes) = self.store.get(&session_key(&key)).await? else { return Ok(false) };
-        let mut record: SessionRecord = decode(&bytes, "session record")?;
-        let now = self.clock.now();
-        if record.deadline(self.lifetimes.idle_timeout) <= now {
-            return Ok(false);
+        // A touch on another replica may land between the read and the write: read again.
+        for _ in 0..3 {
+            let Some(bytes) = self.store.get(&session_key(&key)).await? else {
+                return Ok(false);
+            };
+            let mut record: SessionRecord = decode(&bytes, "session record")?;
+            let now = self.clock.now();
+            if record.deadline(self.lifetimes.idle_timeout) <= now {
+                return Ok(false);
+            }
+            record.active_org = org;
+            if self.rewrite(&key, &bytes, &record, now).await? {
+                self.cache.evict_credential(hash);
+                return Ok(true);
+            }
         }
-        record.active_org = org;
-        // A load on another replica that read the record just before this write and touches it
-        // just after would put the old organization back; touches happen at most once a minute
-        // per session, so the window is one store round trip in a minute.
-        self.save(&key, &record, now).await?;
-        self.cache.evict_credential(hash);
-        Ok(true)
+        Err(StoreError::unavailable(std::io::Error::other(
+            "the session record kept changing during an organization switch",
+        )))
     }
 
     /// The user's live sessions, newest first.
@@ -358,6 +373,20 @@ impl SessionService {
         let bytes = encode(record)?;
         let ttl = now.until(record.deadline(self.lifetimes.idle_timeout));
         self.store.put(&session_key(key), &bytes, ttl).await
+    }
+
+    /// Writes `record` over `read` (the bytes it was loaded from) only if the session still
+    /// holds them: `false` if it ended or changed since.
+    async fn rewrite(
+        &self,
+        key: &str,
+        read: &[u8],
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let bytes = encode(record)?;
+        let ttl = now.until(record.deadline(self.lifetimes.idle_timeout));
+        self.store.replace(&session_key(key), read, &bytes, ttl).await
     }
 
     async fn remove(&self, key: &str, user_id: Uuid) -> Result<(), StoreError> {

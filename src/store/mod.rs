@@ -42,7 +42,7 @@ pub static UNAVAILABLE: std::sync::LazyLock<prometheus_client::metrics::counter:
 
 impl StoreError {
     /// An unavailable store, counted.
-    fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         UNAVAILABLE.inc();
         Self::Unavailable(Box::new(error))
     }

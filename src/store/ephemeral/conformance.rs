@@ -30,6 +30,22 @@ async fn run_suite<F: Future<Output = ()>>(
     assert_eq!(store.get("short").await.unwrap(), None, "expired values are invisible");
     assert_eq!(store.take("short").await.unwrap(), None, "and cannot be taken");
 
+    // replace is a compare-and-set that never brings back what was deleted
+    store.put("cas", b"v1", minute).await.unwrap();
+    assert!(!store.replace("cas", b"v0", b"v2", minute).await.unwrap(), "stale expectation");
+    assert!(store.replace("cas", b"v1", b"v2", minute).await.unwrap());
+    assert_eq!(store.get("cas").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    store.delete("cas").await.unwrap();
+    assert!(!store.replace("cas", b"v2", b"v3", minute).await.unwrap(), "deleted stays deleted");
+    assert_eq!(store.get("cas").await.unwrap(), None);
+    store.put("cas-short", b"v1", unit).await.unwrap();
+    assert!(store.replace("cas-short", b"v1", b"v2", minute).await.unwrap(), "ttl renewed");
+    advance(unit * 2).await;
+    assert_eq!(store.get("cas-short").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    store.put("cas-gone", b"v1", unit).await.unwrap();
+    advance(unit * 2).await;
+    assert!(!store.replace("cas-gone", b"v1", b"v2", minute).await.unwrap(), "expired is gone");
+
     // take is single use
     store.put("token", b"secret", minute).await.unwrap();
     assert_eq!(store.take("token").await.unwrap().as_deref(), Some(&b"secret"[..]));

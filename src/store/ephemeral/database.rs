@@ -51,6 +51,28 @@ impl EphemeralStore for DatabaseStore {
         Ok(row.map(|row| row.try_get("value")).transpose()?)
     }
 
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let replaced = sqlx::query(
+            "UPDATE ephemeral_values SET value = $1, expires_at = $2 \
+             WHERE key = $3 AND value = $4 AND expires_at > $5",
+        )
+        .bind(value.to_vec())
+        .bind(now.plus(ttl).as_millis())
+        .bind(key)
+        .bind(expected.to_vec())
+        .bind(now.as_millis())
+        .execute(self.db.pool())
+        .await?;
+        Ok(replaced.rows_affected() == 1)
+    }
+
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         // One statement: the row is gone for every other taker the moment this one reads it.
         let row = sqlx::query(

@@ -73,6 +73,24 @@ impl EphemeralStore for MemoryStore {
             .map(|(value, _)| value.clone()))
     }
 
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut maps = self.inner.lock();
+        match maps.values.get_mut(key) {
+            Some(entry) if entry.1 > now && entry.0 == expected => {
+                *entry = (value.to_vec(), now.plus(ttl));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock.now();
         let mut maps = self.inner.lock();

@@ -45,6 +45,18 @@ pub trait EphemeralStore: Send + Sync + std::fmt::Debug {
     /// The unexpired value under `key`.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Replaces the unexpired value under `key` with `value` (for `ttl`) only if it is still
+    /// `expected`, atomically; `false` if it changed or is gone. A read-modify-write through
+    /// this never brings back a value deleted in between (a session ended while it was being
+    /// touched) nor undoes another writer's change.
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
     /// Removes and returns the unexpired value under `key`, atomically: of several concurrent
     /// takes, exactly one gets the value (single-use tokens rely on this).
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

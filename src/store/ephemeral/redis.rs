@@ -29,6 +29,12 @@ return count";
 
 /// Sets whose members expire one by one: a sorted set scored by expiry time, itself kept no
 /// longer than its longest-lived member.
+/// Compare-and-set: KEYS[1] becomes ARGV[2] for ARGV[3] ms only if it still holds ARGV[1].
+const REPLACE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
 const SET_ADD: &str = r"
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 local longest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
@@ -43,6 +49,7 @@ pub struct RedisStore {
     clock: Arc<dyn Clock>,
     incr: Arc<Script>,
     set_add: Arc<Script>,
+    replace: Arc<Script>,
 }
 
 impl RedisStore {
@@ -66,6 +73,7 @@ impl RedisStore {
             clock,
             incr: Arc::new(Script::new(INCR_IN_WINDOW)),
             set_add: Arc::new(Script::new(SET_ADD)),
+            replace: Arc::new(Script::new(REPLACE)),
         })
     }
 
@@ -124,6 +132,25 @@ impl EphemeralStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut connection = self.connection.clone();
         Ok(connection.get(self.key(key)).await?)
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let replaced: i64 = self
+            .replace
+            .key(self.key(key))
+            .arg(expected)
+            .arg(value)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(replaced == 1)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
