@@ -16,13 +16,18 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_on(|clock| Arc::new(MemoryStore::new(clock))).await
+}
+
+/// A fixture whose sessions live in the store `store` makes on the fixture's clock.
+async fn fixture_on(store: impl FnOnce(Arc<dyn Clock>) -> Arc<dyn EphemeralStore>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let users = UserStore::new(Database::connect(&url, 2).await.unwrap());
     let clock = ManualClock::new();
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
     let sessions = SessionService::new(
-        Arc::new(MemoryStore::new(Arc::clone(&shared))),
+        store(Arc::clone(&shared)),
         users.clone(),
         IdentityCache::new(Duration::from_secs(30), 1000, Arc::clone(&shared)),
         shared,
@@ -221,24 +226,17 @@ impl EphemeralStore for Interleaved {
 
 /// A session service over an [`Interleaved`] store, and that store.
 async fn interleaved() -> (Fixture, Arc<Interleaved>) {
-    let f = fixture().await;
-    let shared: Arc<dyn Clock> = Arc::new(f.clock.clone());
-    let store = Arc::new(Interleaved {
-        inner: MemoryStore::new(Arc::clone(&shared)),
-        then: parking_lot::Mutex::new(None),
-    });
-    let sessions = SessionService::new(
-        Arc::clone(&store) as Arc<dyn EphemeralStore>,
-        f.users.clone(),
-        IdentityCache::new(Duration::from_secs(30), 1000, Arc::clone(&shared)),
-        shared,
-        SessionLifetimes {
-            ttl: Duration::from_secs(7 * 86_400),
-            idle_timeout: Duration::from_secs(3600),
-        },
-        Arc::new(HeaderNames::default()),
-    );
-    (Fixture { sessions, ..f }, store)
+    let mut made = None;
+    let f = fixture_on(|clock| {
+        let store = Arc::new(Interleaved {
+            inner: MemoryStore::new(clock),
+            then: parking_lot::Mutex::new(None),
+        });
+        made = Some(Arc::clone(&store));
+        store
+    })
+    .await;
+    (f, made.unwrap())
 }
 
 /// A logout that lands between a request's read of its session and the last-seen touch
