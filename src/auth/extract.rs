@@ -75,12 +75,11 @@ pub(crate) const AUTH_BODY_LIMIT: usize = 64 * 1024;
 /// The request's body, at most [`AUTH_BODY_LIMIT`] bytes. A longer one is refused after the
 /// rest of it is read and dropped, so the client sees the 413 (see [`discard`]).
 async fn read_body(request: Request) -> Result<Bytes, ApiError> {
-    let version = request.version();
-    let mut body = request.into_body();
+    let (parts, mut body) = request.into_parts();
     let too_large =
         || ApiError::new(ErrorCode::PayloadTooLarge, "Request body is larger than the limit");
     if body.size_hint().lower() > AUTH_BODY_LIMIT as u64 {
-        discard(version, body).await;
+        discard(parts.version, &parts.headers, body).await;
         return Err(too_large());
     }
     let mut bytes = BytesMut::new();
@@ -88,7 +87,7 @@ async fn read_body(request: Request) -> Result<Bytes, ApiError> {
         let frame = frame.map_err(|error| body_error(&error))?;
         let Ok(data) = frame.into_data() else { continue };
         if bytes.len() + data.len() > AUTH_BODY_LIMIT {
-            discard(version, body).await;
+            discard(parts.version, &parts.headers, body).await;
             return Err(too_large());
         }
         bytes.extend_from_slice(&data);

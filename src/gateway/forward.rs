@@ -79,7 +79,7 @@ pub async fn forward(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > gateway.max_body) {
-        discard(client_version, body).await;
+        discard(client_version, &parts.headers, body).await;
         return Err(GatewayError::PayloadTooLarge);
     }
 

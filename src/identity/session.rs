@@ -226,8 +226,8 @@ impl SessionService {
             if !self.rewrite(&key, &bytes, &record, now).await? {
                 // Ended or changed since it was read. An ended session stays ended (an
                 // unconditional write would bring it back, outside the user's index where
-                // "log out everywhere" looks); a changed one (an organization switch) is
-                // read again, already touched by whoever changed it.
+                // "log out everywhere" looks); a changed one (an organization switch, which
+                // touches it too) is read again.
                 let Some(current) = self.store.get(&session_key(&key)).await? else {
                     return Ok(None);
                 };
@@ -260,6 +260,8 @@ impl SessionService {
                 return Ok(false);
             }
             record.active_org = org;
+            // A touch, too: a load that loses its own touch to this write takes this one's.
+            record.last_seen_at = now.as_millis();
             if self.rewrite(&key, &bytes, &record, now).await? {
                 self.cache.evict_credential(hash);
                 return Ok(true);

@@ -91,7 +91,10 @@ impl AccessLog {
 }
 
 /// Writes whatever is buffered to stderr now (at shutdown, and when the writer falls behind).
+/// Returns once every line buffered before the call is written, including a batch the writer
+/// thread had already taken.
 pub fn flush() {
+    let _writing = WRITING.lock();
     let lines = std::mem::take(&mut *BUFFER.lock());
     if !lines.is_empty() {
         // Nowhere to report a failed write to stderr.
@@ -100,6 +103,9 @@ pub fn flush() {
 }
 
 static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Held from taking a batch out of [`BUFFER`] until it is written, so batches reach stderr in
+/// order and [`flush`] waits for one in flight. Always taken before `BUFFER`.
+static WRITING: Mutex<()> = Mutex::new(());
 static WRITER: OnceLock<Writer> = OnceLock::new();
 
 /// The background thread that empties [`BUFFER`].
@@ -134,6 +140,7 @@ fn write_loop() {
     let mut spare = Vec::with_capacity(WAKE_AT);
     loop {
         std::thread::park_timeout(FLUSH_INTERVAL);
+        let _writing = WRITING.lock();
         std::mem::swap(&mut *BUFFER.lock(), &mut spare);
         if !spare.is_empty() {
             let _ = std::io::stderr().lock().write_all(&spare);

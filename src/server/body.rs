@@ -107,13 +107,21 @@ const DISCARD_TIME: Duration = Duration::from_secs(2);
 /// Reads and drops what is left of a refused HTTP/1 request body (up to [`DISCARD_LIMIT`]
 /// bytes and two seconds), so that the client reads the refusal. A connection closed with
 /// unread bytes ends in a reset, and the reset makes the client's kernel throw away the answer
-/// it has not read yet (nginx's lingering close exists for the same reason). HTTP/2 streams are
-/// reset on their own, so their bodies are left alone.
-pub async fn discard<B>(version: http::Version, mut body: B)
+/// it has not read yet (nginx's lingering close exists for the same reason). Left alone: HTTP/2
+/// bodies (streams are reset on their own), bodies declared longer than the limit (the reset
+/// cannot be avoided, so reading would be wasted), and bodies the client waits to be asked for
+/// (`Expect: 100-continue`: reading would invite the upload the answer refuses).
+pub async fn discard<B>(version: http::Version, headers: &http::HeaderMap, mut body: B)
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    if version >= http::Version::HTTP_2 {
+    let expects_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if version >= http::Version::HTTP_2
+        || expects_continue
+        || body.size_hint().lower() > DISCARD_LIMIT as u64
+    {
         return;
     }
     let drain = async {
@@ -167,7 +175,12 @@ impl Activity {
 
     /// Whether no request is open.
     pub fn is_idle(&self) -> bool {
-        self.open.load(Ordering::Relaxed) == 0
+        self.open.load(Ordering::Acquire) == 0
+    }
+
+    /// When the last request finished, in milliseconds since the connection started.
+    pub fn last_done_ms(&self) -> u64 {
+        self.last_done_ms.load(Ordering::Relaxed)
     }
 
     /// Notes a request; it stays open until the guard (moved into its response body) drops.
@@ -203,10 +216,10 @@ pub struct OpenRequest(Arc<Activity>);
 impl Drop for OpenRequest {
     fn drop(&mut self) {
         let activity = &self.0;
-        if activity.open.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let elapsed = u64::try_from(activity.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            activity.last_done_ms.store(elapsed, Ordering::Relaxed);
-        }
+        // The time first: a watcher that sees no request open must not read an older one.
+        let elapsed = u64::try_from(activity.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.last_done_ms.store(elapsed, Ordering::Relaxed);
+        activity.open.fetch_sub(1, Ordering::Release);
     }
 }
 

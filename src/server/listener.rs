@@ -157,25 +157,26 @@ pub async fn serve<S: Serve>(
             };
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             tokio::pin!(connection);
-            let mut closing = false;
-            let mut idle = false;
+            // Once closing gracefully (shutdown, or idle): when the last request had finished.
+            let mut closing: Option<u64> = None;
             let result = loop {
                 tokio::select! {
                     result = connection.as_mut() => break result,
-                    () = shutdown.cancelled(), if !closing => {
-                        closing = true;
+                    () = shutdown.cancelled(), if closing.is_none() => {
+                        closing = Some(activity.last_done_ms());
                         connection.as_mut().graceful_shutdown();
                     }
-                    () = activity.idle_for(limits.idle_timeout), if !closing => {
-                        closing = true;
-                        idle = true;
+                    () = activity.idle_for(limits.idle_timeout), if closing.is_none() => {
+                        closing = Some(activity.last_done_ms());
                         connection.as_mut().graceful_shutdown();
                     }
                     // A graceful close waits for a request whose headers have started to
-                    // arrive (hyper does, on a connection's first request): one still
-                    // without a request a moment later is trickling them, and is dropped.
-                    () = tokio::time::sleep(IDLE_GRACE), if idle => {
-                        if activity.is_idle() {
+                    // arrive (hyper does, on a connection's first request): one that still has
+                    // no request open a moment later, and has finished none since, is
+                    // trickling them, and is dropped. One that finished a request meanwhile
+                    // may still be flushing its answer, and hyper closes it when done.
+                    () = tokio::time::sleep(IDLE_GRACE), if closing.is_some() => {
+                        if activity.is_idle() && closing == Some(activity.last_done_ms()) {
                             break Ok(());
                         }
                     }

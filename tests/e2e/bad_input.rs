@@ -264,6 +264,20 @@ async fn a_refused_body_leaves_the_client_its_answer_and_its_next_request() {
     expect_error(after, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
+/// A client that waits to be asked for its body (`Expect: 100-continue`) is refused without
+/// being asked: reading the refused body would invite the upload the answer refuses.
+#[tokio::test]
+async fn a_body_too_large_is_refused_before_the_client_is_asked_for_it() {
+    let app = TestApp::spawn().await;
+    let addr = app.running().http_addr().unwrap();
+    let head =
+        b"POST /auth/device/poll HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1048576\r\nExpect: 100-continue\r\n\r\n";
+    let answer = crate::support::raw::exchange(addr, head).await;
+    assert_eq!(answer.status, 413, "not 100 Continue: {}", answer.body);
+    assert_eq!(answer.error(), "payload_too_large");
+}
+
 #[tokio::test]
 async fn token_key_and_device_endpoints_refuse_garbage_with_json_errors() {
     let app = TestApp::spawn().await;

@@ -27,14 +27,15 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return count";
 
-/// Sets whose members expire one by one: a sorted set scored by expiry time, itself kept no
-/// longer than its longest-lived member.
 /// Compare-and-set: KEYS[1] becomes ARGV[2] for ARGV[3] ms only if it still holds ARGV[1].
 const REPLACE: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
+
+/// Sets whose members expire one by one: a sorted set scored by expiry time, itself kept no
+/// longer than its longest-lived member.
 const SET_ADD: &str = r"
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 local longest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
