@@ -61,6 +61,11 @@ struct AuthLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StoreLabels {
+    store: &'static str,
+}
+
 /// Status codes a request counter is kept for without a map lookup (100–599).
 const STATUSES: usize = 500;
 
@@ -77,6 +82,7 @@ pub struct Metrics {
     upstream_duration: Histogram,
     auth_outcomes: Family<AuthLabels, Counter>,
     cached_identities: Gauge,
+    store_up: Family<StoreLabels, Gauge>,
 }
 
 impl Metrics {
@@ -122,6 +128,12 @@ impl Metrics {
             "Identities held in the in-process cache",
             cached_identities.clone(),
         );
+        let store_up = Family::<StoreLabels, Gauge>::default();
+        registry.register(
+            "store_up",
+            "Whether a shared store answered the last readiness check (1) or not (0)",
+            store_up.clone(),
+        );
         let durations = RouteClass::ALL
             .map(|class| durations.get_or_create(&ClassLabels { class: class.as_str() }).clone());
         Arc::new(Self {
@@ -134,7 +146,13 @@ impl Metrics {
             upstream_duration,
             auth_outcomes,
             cached_identities,
+            store_up,
         })
+    }
+
+    /// Notes whether `store` (`database` or `ephemeral`) answered a readiness check.
+    pub fn record_store_up(&self, store: &'static str, up: bool) {
+        self.store_up.get_or_create(&StoreLabels { store }).set(i64::from(up));
     }
 
     /// Counts an answered request and its latency.

@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz` (alive), `/readyz` (stores and upstreams reachable) and
-//! `/metrics` (Prometheus text). It binds to loopback by default and is never proxied.
+//! The admin listener: `/healthz` (alive), `/startupz` (start-up done), `/readyz` (can serve)
+//! and `/metrics` (Prometheus text). It binds to loopback by default and is never proxied.
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/startupz", get(startupz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("No such admin endpoint") })
@@ -32,6 +33,18 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Start-up is done once this listener answers at all: it is served only after the
+/// configuration is loaded, the stores answered (within `storage.startup_wait`) and the
+/// migrations ran.
+async fn startupz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "started" }))
+}
+
+/// Whether this replica can serve. A shared store that does not answer is reported (in the
+/// body and in `portcullis_store_up`) but does not make the replica unready: every replica
+/// shares the stores, so failing readiness would take every pod out of the Service at once,
+/// while cached identities can keep flowing. Upstream names that do not resolve do: nothing
+/// can be forwarded.
 async fn readyz(State(state): State<AppState>) -> Response {
     let database = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
     let ephemeral = tokio::time::timeout(CHECK_TIMEOUT, state.ephemeral.ping()).await;
@@ -47,18 +60,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     let database_ok = matches!(database, Ok(Ok(())));
     let ephemeral_ok = matches!(ephemeral, Ok(Ok(())));
+    state.metrics.record_store_up("database", database_ok);
+    state.metrics.record_store_up("ephemeral", ephemeral_ok);
     let checks = json!({ "database": database_ok, "ephemeral_store": ephemeral_ok, "upstreams": upstreams_ok });
-    if database_ok && ephemeral_ok && upstreams_ok {
-        Json(json!({ "status": "ready", "checks": checks })).into_response()
-    } else {
-        let code = if database_ok && ephemeral_ok {
-            ErrorCode::UpstreamUnavailable
-        } else {
-            ErrorCode::StoreUnavailable
-        };
-        let body = json!({ "error": code.as_str(), "message": "Not ready", "checks": checks });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    if !upstreams_ok {
+        let body = json!({
+            "error": ErrorCode::UpstreamUnavailable.as_str(),
+            "message": "Not ready: an upstream name does not resolve",
+            "checks": checks,
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
+    // Degraded: cached identities flow, what needs the store gets 503 `store_unavailable`.
+    let status = if database_ok && ephemeral_ok { "ready" } else { "degraded" };
+    Json(json!({ "status": status, "checks": checks })).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -59,14 +59,44 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
-async fn readiness_fails_when_the_database_is_gone() {
+async fn readiness_reports_a_lost_database_and_stays_ready_for_cached_identities() {
     let app = TestApp::spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    assert_eq!(app.echo(&client, "/x").await.header("x-auth-email"), Some("ada@example.com"));
+    let started = app.client().get(app.admin_url("/startupz")).send().await.unwrap();
+    assert_eq!(started.status(), 200);
     app.running().state().db.close().await;
+    let ready = app.client().get(app.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "a store every replica shares must not empty the Service");
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["checks"]["database"], false);
+    let metrics = app.client().get(app.admin_url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("portcullis_store_up{store=\"database\"} 0"), "{metrics}");
+    // And it can serve: the cached identity still flows.
+    assert_eq!(app.echo(&client, "/x").await.header("x-auth-email"), Some("ada@example.com"));
+}
+
+/// Readiness fails only for what no replica can serve around: an upstream name that does
+/// not resolve.
+#[tokio::test]
+async fn readiness_fails_when_an_upstream_name_does_not_resolve() {
+    let app = TestApp::builder()
+        .config(|raw| {
+            raw.upstreams.push(portcullis::config::raw::RawUpstream {
+                name: "gone".into(),
+                url: "http://no-such-host.invalid:80".into(),
+                ..Default::default()
+            });
+        })
+        .spawn()
+        .await;
     let ready = app.client().get(app.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
-    assert_eq!(body["error"], "store_unavailable");
-    assert_eq!(body["checks"]["database"], false);
+    assert_eq!(body["error"], "upstream_unavailable");
+    assert_eq!(body["checks"]["upstreams"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

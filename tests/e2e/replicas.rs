@@ -252,15 +252,22 @@ async fn redis_crashing_degrades_to_cached_traffic_and_recovers_without_a_restar
         .unwrap();
     assert_eq!(signup.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.user_count().await, users_before, "no half-made account");
+    // Still ready (every replica shares Redis: failing readiness would empty the Service),
+    // reporting the store as down in the body and in the metrics.
     let ready = crate::support::http().get(app.admin_url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded");
     assert_eq!(ready["checks"]["ephemeral_store"], false);
+    let metrics = crate::support::http().get(app.admin_url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("portcullis_store_up{store=\"ephemeral\"} 0"), "{metrics}");
 
     // Redis comes back (empty: this one keeps nothing on disk). No restart of Portcullis.
     redis.restart().await;
     within(Duration::from_secs(10), || async {
-        crate::support::http().get(app.admin_url("/readyz")).send().await.unwrap().status() == 200
+        let ready = crate::support::http().get(app.admin_url("/readyz")).send().await.unwrap();
+        ready.json::<Value>().await.unwrap()["status"] == "ready"
     })
     .await;
     let signup = crate::support::http()
