@@ -123,7 +123,7 @@ impl DeviceFlow {
             expires_at: self.clock.now().plus(DEVICE_CODE_TTL).as_millis(),
             status: Status::Pending,
         };
-        let hash = crypto::hex(&crypto::sha256(device_code.as_bytes()));
+        let hash = device_hash(&device_code);
         self.save(&hash, &grant).await?;
         self.store.put(&user_code_key(&user_code), hash.as_bytes(), DEVICE_CODE_TTL).await?;
         Ok(Started { device_code, user_code: display(&user_code) })
@@ -137,8 +137,8 @@ impl DeviceFlow {
         if device_code.is_empty() || device_code.len() > 128 {
             return Ok(Poll::Expired);
         }
-        let hash = crypto::hex(&crypto::sha256(device_code.as_bytes()));
-        let Some(grant) = self.load(&hash).await? else { return Ok(Poll::Expired) };
+        let hash = device_hash(device_code);
+        let Some((grant, _)) = self.load(&hash).await? else { return Ok(Poll::Expired) };
         let polls = self.store.incr(&format!("device_poll:{hash}"), POLL_INTERVAL).await?;
         if polls > 1 {
             return Ok(Poll::SlowDown);
@@ -164,7 +164,7 @@ impl DeviceFlow {
     /// # Errors
     /// The store fails.
     pub async fn pending(&self, user_code: &str) -> Result<Option<PendingGrant>, StoreError> {
-        let Some((_, grant)) = self.by_user_code(user_code).await? else { return Ok(None) };
+        let Some((_, grant, _)) = self.by_user_code(user_code).await? else { return Ok(None) };
         if grant.status != Status::Pending {
             return Ok(None);
         }
@@ -188,29 +188,37 @@ impl DeviceFlow {
         org: Option<Uuid>,
         approve: bool,
     ) -> Result<bool, StoreError> {
-        let Some((hash, mut grant)) = self.by_user_code(user_code).await? else {
+        let Some((hash, mut grant, read)) = self.by_user_code(user_code).await? else {
             return Ok(false);
         };
         if grant.status != Status::Pending {
             return Ok(false);
         }
         grant.status = if approve { Status::Approved { user_id, org } } else { Status::Denied };
-        self.save(&hash, &grant).await?;
-        Ok(true)
+        // Only over the pending grant just read: of two answers at once, one counts, and an
+        // approval whose tokens already went out is not written back for a second poll.
+        let bytes = encode(&grant)?;
+        let ttl = self.clock.now().until(Timestamp::from_millis(grant.expires_at));
+        self.store.replace(&grant_key(&hash), &read, &bytes, ttl).await
     }
 
-    async fn by_user_code(&self, user_code: &str) -> Result<Option<(String, Grant)>, StoreError> {
+    /// The live grant a user code names, with its hash and the bytes it was read from.
+    async fn by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<(String, Grant, Vec<u8>)>, StoreError> {
         let Some(code) = normalize_user_code(user_code) else { return Ok(None) };
         let Some(hash) = self.store.get(&user_code_key(&code)).await? else { return Ok(None) };
         let hash =
             String::from_utf8(hash).map_err(|_| StoreError::Corrupt("device code".into()))?;
-        Ok(self.load(&hash).await?.map(|grant| (hash, grant)))
+        Ok(self.load(&hash).await?.map(|(grant, read)| (hash, grant, read)))
     }
 
-    async fn load(&self, hash: &str) -> Result<Option<Grant>, StoreError> {
+    /// The live grant under `hash`, and the bytes it was read from.
+    async fn load(&self, hash: &str) -> Result<Option<(Grant, Vec<u8>)>, StoreError> {
         let Some(bytes) = self.store.get(&grant_key(hash)).await? else { return Ok(None) };
         let grant: Grant = decode(&bytes, "device grant")?;
-        Ok((grant.expires_at > self.clock.now().as_millis()).then_some(grant))
+        Ok((grant.expires_at > self.clock.now().as_millis()).then_some((grant, bytes)))
     }
 
     async fn save(&self, hash: &str, grant: &Grant) -> Result<(), StoreError> {
@@ -251,6 +259,11 @@ fn display(code: &str) -> String {
 
 fn grant_key(hash: &str) -> String {
     format!("device:{hash}")
+}
+
+/// How a device code is stored: its SHA-256, in hex.
+fn device_hash(device_code: &str) -> String {
+    crypto::hex(&crypto::sha256(device_code.as_bytes()))
 }
 
 fn user_code_key(code: &str) -> String {
@@ -303,6 +316,43 @@ mod tests {
         ));
         clock.advance(POLL_INTERVAL);
         assert_eq!(flow.poll(&started.device_code).await.unwrap(), Poll::Expired);
+    }
+
+    /// Two approvals at once: the second one read the grant while it was still pending, and
+    /// the first one's tokens went out before it wrote. Writing back unconditionally used to
+    /// re-create an approved grant, and a second poll got a second token family.
+    #[tokio::test]
+    async fn an_approval_racing_another_does_not_issue_tokens_twice() {
+        let clock = Arc::new(ManualClock::new());
+        let store = Arc::new(crate::store::testing::Interleaved::new(clock.clone()));
+        let flow = DeviceFlow::new(store.clone(), clock.clone());
+        let started = flow.start(None, &Scopes::All).await.unwrap();
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        // Between the second approval's read and its write: the first approval lands and the
+        // device polls its tokens out (the grant is taken).
+        store.after_next_get("device:", |_| None);
+        assert!(
+            !flow.answer(&started.user_code, second, None, true).await.unwrap(),
+            "the grant it read is gone"
+        );
+        assert_eq!(flow.poll(&started.device_code).await.unwrap(), Poll::Expired);
+
+        // And of two answers on a pending grant, the one that wrote second loses.
+        let other = flow.start(None, &Scopes::All).await.unwrap();
+        let key = grant_key(&device_hash(&other.device_code));
+        let stored = store.inner.get(&key).await.unwrap().unwrap();
+        let approved = encode(&Grant {
+            status: Status::Approved { user_id: first, org: None },
+            ..decode::<Grant>(&stored, "").unwrap()
+        })
+        .unwrap();
+        store.after_next_get("device:", move |_| Some(approved));
+        assert!(!flow.answer(&other.user_code, second, None, false).await.unwrap());
+        clock.advance(POLL_INTERVAL);
+        assert!(matches!(
+            flow.poll(&other.device_code).await.unwrap(),
+            Poll::Approved { user_id, .. } if user_id == first
+        ));
     }
 
     #[tokio::test]

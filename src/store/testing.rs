@@ -65,3 +65,111 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// An ephemeral store on which "another replica" acts between a read and the write that
+/// follows it: after the next read of a key with a given prefix, the value is rewritten by a
+/// hook (or deleted, when the hook gives `None`). For testing read-modify-write races.
+pub(crate) struct Interleaved {
+    /// The store underneath, for looking at what is really there.
+    pub(crate) inner: super::ephemeral::MemoryStore,
+    hook: parking_lot::Mutex<Option<(&'static str, Hook)>>,
+}
+
+type Hook = Box<dyn FnOnce(&[u8]) -> Option<Vec<u8>> + Send>;
+
+impl std::fmt::Debug for Interleaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interleaved").finish_non_exhaustive()
+    }
+}
+
+impl Interleaved {
+    pub(crate) fn new(clock: std::sync::Arc<dyn crate::clock::Clock>) -> Self {
+        Self {
+            inner: super::ephemeral::MemoryStore::new(clock),
+            hook: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// After the next read of a key starting with `prefix`, replaces its value with what
+    /// `hook` makes of the value read, or deletes it when `hook` gives `None`.
+    pub(crate) fn after_next_get(
+        &self,
+        prefix: &'static str,
+        hook: impl FnOnce(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+    ) {
+        *self.hook.lock() = Some((prefix, Box::new(hook)));
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ephemeral::EphemeralStore for Interleaved {
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<(), super::StoreError> {
+        self.inner.put(key, value, ttl).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, super::StoreError> {
+        let value = self.inner.get(key).await?;
+        let hook = {
+            let mut armed = self.hook.lock();
+            match armed.take() {
+                Some((prefix, hook)) if key.starts_with(prefix) && value.is_some() => Some(hook),
+                other => {
+                    *armed = other;
+                    None
+                }
+            }
+        };
+        if let (Some(hook), Some(read)) = (hook, &value) {
+            match hook(read) {
+                Some(changed) => {
+                    self.inner.put(key, &changed, std::time::Duration::from_secs(3600)).await?;
+                }
+                None => self.inner.delete(key).await?,
+            }
+        }
+        Ok(value)
+    }
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<bool, super::StoreError> {
+        self.inner.replace(key, expected, value, ttl).await
+    }
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, super::StoreError> {
+        self.inner.take(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), super::StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn incr(&self, key: &str, window: std::time::Duration) -> Result<u64, super::StoreError> {
+        self.inner.incr(key, window).await
+    }
+    async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), super::StoreError> {
+        self.inner.set_add(key, member, ttl).await
+    }
+    async fn set_remove(&self, key: &str, member: &str) -> Result<(), super::StoreError> {
+        self.inner.set_remove(key, member).await
+    }
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, super::StoreError> {
+        self.inner.set_members(key).await
+    }
+    async fn ping(&self) -> Result<(), super::StoreError> {
+        self.inner.ping().await
+    }
+    async fn sweep(&self) -> Result<(), super::StoreError> {
+        self.inner.sweep().await
+    }
+}

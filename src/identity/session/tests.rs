@@ -6,6 +6,7 @@ use crate::clock::ManualClock;
 use crate::identity::Email;
 use crate::store::ephemeral::MemoryStore;
 use crate::store::sql::Database;
+use crate::store::testing::Interleaved;
 use crate::store::users::NewUser;
 
 struct Fixture {
@@ -153,85 +154,31 @@ async fn a_new_login_after_logout_everywhere_is_cached_again() {
     assert!(Arc::ptr_eq(&first, &second));
 }
 
-/// An ephemeral store on which another replica acts between a session's read and its write:
-/// the next read of a session record runs `then` on the record just read.
-#[derive(Debug)]
-struct Interleaved {
-    inner: MemoryStore,
-    then: parking_lot::Mutex<Option<Between>>,
-}
-
-#[derive(Debug)]
+/// What another replica does to a session record between this one's read and write.
 enum Between {
-    /// The session is ended (a logout elsewhere).
+    /// Ends the session (a logout elsewhere).
     End,
-    /// The record is rewritten with another active organization (a switch elsewhere).
+    /// Switches its active organization (a switch elsewhere).
     SwitchTo(Uuid),
 }
 
-#[async_trait::async_trait]
-impl EphemeralStore for Interleaved {
-    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        self.inner.put(key, value, ttl).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let value = self.inner.get(key).await?;
-        let then = if key.starts_with("session:") { self.then.lock().take() } else { None };
-        match (then, &value) {
-            (Some(Between::End), Some(_)) => self.inner.delete(key).await?,
-            (Some(Between::SwitchTo(org)), Some(bytes)) => {
-                let mut record: SessionRecord = decode(bytes, "session record").unwrap();
-                record.active_org = Some(org);
-                let ttl = Duration::from_secs(3600);
-                self.inner.put(key, &encode(&record).unwrap(), ttl).await?;
-            }
-            _ => {}
+/// Arms `store` so that the next read of a session record is followed by `between`.
+fn next_read_then(store: &Interleaved, between: Between) {
+    store.after_next_get("session:", move |bytes| match between {
+        Between::End => None,
+        Between::SwitchTo(org) => {
+            let mut record: SessionRecord = decode(bytes, "session record").unwrap();
+            record.active_org = Some(org);
+            Some(encode(&record).unwrap())
         }
-        Ok(value)
-    }
-    async fn replace(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.replace(key, expected, value, ttl).await
-    }
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.take(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
-        self.inner.incr(key, window).await
-    }
-    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.set_add(key, member, ttl).await
-    }
-    async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
-        self.inner.set_remove(key, member).await
-    }
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.set_members(key).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn sweep(&self) -> Result<(), StoreError> {
-        self.inner.sweep().await
-    }
+    });
 }
 
 /// A session service over an [`Interleaved`] store, and that store.
 async fn interleaved() -> (Fixture, Arc<Interleaved>) {
     let mut made = None;
     let f = fixture_on(|clock| {
-        let store = Arc::new(Interleaved {
-            inner: MemoryStore::new(clock),
-            then: parking_lot::Mutex::new(None),
-        });
+        let store = Arc::new(Interleaved::new(clock));
         made = Some(Arc::clone(&store));
         store
     })
@@ -248,7 +195,7 @@ async fn a_logout_during_a_touch_is_not_undone() {
     let ada = user(&f, "ada@example.com").await;
     let (token, _) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
     f.clock.advance(Duration::from_secs(120)); // past the cache and the touch interval
-    *store.then.lock() = Some(Between::End);
+    next_read_then(&store, Between::End);
     assert!(f.sessions.authenticate(&token).await.unwrap().is_none(), "the request is refused");
     let key = session_key(&crypto::hex(&token.hash()));
     assert_eq!(store.inner.get(&key).await.unwrap(), None, "and the session stays ended");
@@ -263,7 +210,7 @@ async fn an_organization_switch_during_a_touch_is_kept() {
     let (token, _) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
     f.clock.advance(Duration::from_secs(120));
     let org = Uuid::now_v7();
-    *store.then.lock() = Some(Between::SwitchTo(org));
+    next_read_then(&store, Between::SwitchTo(org));
     assert!(f.sessions.authenticate(&token).await.unwrap().is_some());
     let key = session_key(&crypto::hex(&token.hash()));
     let stored: SessionRecord = decode(&store.inner.get(&key).await.unwrap().unwrap(), "").unwrap();
@@ -279,13 +226,13 @@ async fn a_touch_during_an_organization_switch_does_not_lose_it() {
     let (token, _) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
     let other = Uuid::now_v7();
     let wanted = Uuid::now_v7();
-    *store.then.lock() = Some(Between::SwitchTo(other));
+    next_read_then(&store, Between::SwitchTo(other));
     assert!(f.sessions.set_active_org(&token.hash(), Some(wanted)).await.unwrap());
     let key = session_key(&crypto::hex(&token.hash()));
     let stored: SessionRecord = decode(&store.inner.get(&key).await.unwrap().unwrap(), "").unwrap();
     assert_eq!(stored.active_org, Some(wanted));
     // And a session ended meanwhile is not brought back by a switch.
-    *store.then.lock() = Some(Between::End);
+    next_read_then(&store, Between::End);
     assert!(!f.sessions.set_active_org(&token.hash(), Some(other)).await.unwrap());
     assert_eq!(store.inner.get(&key).await.unwrap(), None);
 }
