@@ -303,9 +303,12 @@ impl SessionService {
     /// The store fails.
     pub async fn end(&self, token: &SessionToken) -> Result<(), StoreError> {
         let hash = token.hash();
-        self.cache.evict_credential(&hash);
         let key = crypto::hex(&hash);
-        let Some(bytes) = self.store.take(&session_key(&key)).await? else { return Ok(()) };
+        let taken = self.store.take(&session_key(&key)).await;
+        // Evicted (on every replica) after the record is gone, never before: a replica that
+        // reloads in between would find the session still there and cache it again.
+        self.cache.evict_credential(&hash);
+        let Some(bytes) = taken? else { return Ok(()) };
         if let Ok(record) = serde_json::from_slice::<SessionRecord>(&bytes) {
             self.store.set_remove(&user_index(record.user_id), &key).await?;
         }
@@ -322,8 +325,9 @@ impl SessionService {
             let Some(bytes) = self.store.get(&session_key(&key)).await? else { continue };
             let Ok(record) = serde_json::from_slice::<SessionRecord>(&bytes) else { continue };
             if record.id == session_id && record.user_id == user_id {
+                let removed = self.remove(&key, user_id).await;
                 self.evict_key(&key).await;
-                self.remove(&key, user_id).await?;
+                removed?;
                 return Ok(true);
             }
         }
@@ -335,13 +339,18 @@ impl SessionService {
     /// # Errors
     /// The store fails.
     pub async fn end_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
-        self.cache.evict_user(user_id);
-        let keys = self.store.set_members(&user_index(user_id)).await?;
-        for key in &keys {
-            self.store.delete(&session_key(key)).await?;
-            self.store.set_remove(&user_index(user_id), key).await?;
+        let ended = async {
+            let keys = self.store.set_members(&user_index(user_id)).await?;
+            for key in &keys {
+                self.store.delete(&session_key(key)).await?;
+                self.store.set_remove(&user_index(user_id), key).await?;
+            }
+            Ok(keys.len())
         }
-        Ok(keys.len())
+        .await;
+        // After the store, whatever part of it was done (see `end`).
+        self.cache.evict_user(user_id);
+        ended
     }
 
     /// Drops stale cache entries (called periodically).

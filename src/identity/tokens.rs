@@ -387,8 +387,10 @@ impl TokenService {
     /// # Errors
     /// The store fails.
     pub async fn revoke_family(&self, family_id: Uuid) -> Result<Option<Uuid>, StoreError> {
+        let revoked = self.families.revoke(family_id, self.clock.now()).await;
+        // Evicted after the store write: a replica reloading in between must find it revoked.
         self.cache.evict_session(family_id);
-        self.families.revoke(family_id, self.clock.now()).await
+        revoked
     }
 
     /// Revokes every family of the user (logout everywhere, disable, password reset).
@@ -396,8 +398,10 @@ impl TokenService {
     /// # Errors
     /// The store fails.
     pub async fn revoke_user(&self, user_id: Uuid) -> Result<usize, StoreError> {
+        let revoked = self.families.revoke_user(user_id, self.clock.now()).await;
+        // Evicted after the store write (see `revoke_family`), whatever part of it was done.
         self.cache.evict_user(user_id);
-        let revoked = self.families.revoke_user(user_id, self.clock.now()).await?;
+        let revoked = revoked?;
         for id in &revoked {
             self.cache.evict_session(*id);
         }

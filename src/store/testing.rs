@@ -73,9 +73,11 @@ pub(crate) struct Interleaved {
     /// The store underneath, for looking at what is really there.
     pub(crate) inner: super::ephemeral::MemoryStore,
     hook: parking_lot::Mutex<Option<(&'static str, Hook)>>,
+    before_write: parking_lot::Mutex<Option<(&'static str, Check)>>,
 }
 
 type Hook = Box<dyn FnOnce(&[u8]) -> Option<Vec<u8>> + Send>;
+type Check = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for Interleaved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,6 +90,32 @@ impl Interleaved {
         Self {
             inner: super::ephemeral::MemoryStore::new(clock),
             hook: parking_lot::Mutex::new(None),
+            before_write: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Runs `check` just before the next take or delete of a key starting with `prefix`.
+    pub(crate) fn before_next_write(
+        &self,
+        prefix: &'static str,
+        check: impl FnOnce() + Send + 'static,
+    ) {
+        *self.before_write.lock() = Some((prefix, Box::new(check)));
+    }
+
+    fn writing(&self, key: &str) {
+        let check = {
+            let mut armed = self.before_write.lock();
+            match armed.take() {
+                Some((prefix, check)) if key.starts_with(prefix) => Some(check),
+                other => {
+                    *armed = other;
+                    None
+                }
+            }
+        };
+        if let Some(check) = check {
+            check();
         }
     }
 
@@ -144,9 +172,11 @@ impl super::ephemeral::EphemeralStore for Interleaved {
         self.inner.replace(key, expected, value, ttl).await
     }
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, super::StoreError> {
+        self.writing(key);
         self.inner.take(key).await
     }
     async fn delete(&self, key: &str) -> Result<(), super::StoreError> {
+        self.writing(key);
         self.inner.delete(key).await
     }
     async fn incr(&self, key: &str, window: std::time::Duration) -> Result<u64, super::StoreError> {

@@ -236,3 +236,27 @@ async fn a_touch_during_an_organization_switch_does_not_lose_it() {
     assert!(!f.sessions.set_active_org(&token.hash(), Some(other)).await.unwrap());
     assert_eq!(store.inner.get(&key).await.unwrap(), None);
 }
+
+/// A logout tells the other replicas only once the session is gone from the store: told
+/// earlier, a replica reloading in between finds it still there and caches it again.
+#[tokio::test]
+async fn other_replicas_are_told_of_a_logout_only_after_the_store_write() {
+    for ending in ["end", "end_by_id", "end_all"] {
+        let (f, store) = interleaved().await;
+        let (fanout, mut told) = tokio::sync::mpsc::unbounded_channel();
+        f.sessions.cache.publish_to(fanout);
+        let ada = user(&f, "ada@example.com").await;
+        let (token, record) = f.sessions.create(&ada, ClientInfo::default(), None).await.unwrap();
+        let early = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&early);
+        store.before_next_write("session:", move || {
+            flag.store(told.try_recv().is_ok(), std::sync::atomic::Ordering::SeqCst);
+        });
+        match ending {
+            "end" => f.sessions.end(&token).await.unwrap(),
+            "end_by_id" => assert!(f.sessions.end_by_id(ada.id, record.id).await.unwrap()),
+            _ => assert_eq!(f.sessions.end_all(ada.id).await.unwrap(), 1),
+        }
+        assert!(!early.load(std::sync::atomic::Ordering::SeqCst), "{ending} told them first");
+    }
+}
