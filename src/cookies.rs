@@ -321,11 +321,24 @@ fn pair_name(pair: &[u8]) -> &[u8] {
 pub fn strip_own(headers: &mut HeaderMap, jar: &CookieJar) {
     let mut has_own = false;
     let mut count = 0;
+    let mut others = 0;
     for value in headers.get_all(COOKIE) {
         count += 1;
-        has_own |= value.as_bytes().split(|&b| b == b';').any(|pair| jar.is_own(pair_name(pair)));
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let name = pair_name(pair);
+            if jar.is_own(name) {
+                has_own = true;
+            } else if !pair.trim_ascii().is_empty() {
+                others += 1;
+            }
+        }
     }
     if !has_own && count <= 1 {
+        return;
+    }
+    if others == 0 {
+        // Only ours (the usual request of a browser whose app sets no cookie): nothing to join.
+        headers.remove(COOKIE);
         return;
     }
     let mut kept: Vec<u8> = Vec::new();

@@ -13,6 +13,7 @@
 //! app may take the path or host from a proxy (`X-Original-URL`, `X-Forwarded-Prefix`, …) are
 //! removed unless the peer is a trusted proxy.
 
+use std::error::Error;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -26,12 +27,11 @@ use hyper_util::rt::TokioIo;
 use super::authorize::Permitted;
 use super::headers::{HeaderNames, ProxyHeader};
 use super::identify::query_without_ticket;
-use super::link;
+use super::link::{self, LinkError};
 use super::upstream::Upstream;
 use super::{Gateway, GatewayError};
 use crate::cookies;
 use crate::server::body::{BodyTimeout, discard};
-use crate::server::observe::RequestId;
 use crate::server::peer::{Peer, is_trusted};
 
 /// Headers meaningful only for one connection (RFC 9110 §7.6.1), never forwarded.
@@ -117,32 +117,37 @@ pub async fn forward(
         _ => None,
     };
     let started = Instant::now();
+    // `Err(None)`: no answer by the deadline.
     let sent = match link {
         Some(peer) => {
             parts.uri = link::origin_form(&parts.uri);
             let request = Request::from_parts(parts, body);
-            let sent =
-                tokio::time::timeout(gateway.upstream_timeout, peer.link().send(upstream, request));
-            sent.await.map(|sent| sent.map_err(Box::<dyn std::error::Error + Send + Sync>::from))
+            let deadline = tokio::time::Instant::from_std(started + gateway.upstream_timeout);
+            match peer.link().send(upstream, request, deadline).await {
+                Err(LinkError::Timeout) => Err(None),
+                sent => sent.map_err(|error| Some(Box::<dyn Error + Send + Sync>::from(error))),
+            }
         }
         None => {
             let request = Request::from_parts(parts, body);
             let client = if upstream.http2() { &gateway.http2 } else { &gateway.http1 };
-            let sent = tokio::time::timeout(gateway.upstream_timeout, client.request(request));
-            sent.await.map(|sent| sent.map_err(Box::<dyn std::error::Error + Send + Sync>::from))
+            match tokio::time::timeout(gateway.upstream_timeout, client.request(request)).await {
+                Err(_elapsed) => Err(None),
+                Ok(sent) => sent.map_err(|error| Some(Box::<dyn Error + Send + Sync>::from(error))),
+            }
         }
     };
     gateway.metrics.record_upstream(started.elapsed().as_secs_f64());
     let mut response = match sent {
-        Err(_elapsed) => return Err(GatewayError::Timeout),
-        Ok(Err(error)) if caused_by_length_limit(error.as_ref()) => {
+        Ok(response) => response,
+        Err(None) => return Err(GatewayError::Timeout),
+        Err(Some(error)) if caused_by_length_limit(error.as_ref()) => {
             return Err(GatewayError::PayloadTooLarge);
         }
-        Ok(Err(error)) if BodyTimeout::caused(error.as_ref()) => {
+        Err(Some(error)) if BodyTimeout::caused(error.as_ref()) => {
             return Err(GatewayError::BodyTimeout);
         }
-        Ok(Err(error)) => return Err(GatewayError::Unavailable(error)),
-        Ok(Ok(response)) => response,
+        Err(Some(error)) => return Err(GatewayError::Unavailable(error)),
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -255,9 +260,6 @@ fn rewrite_request_headers(
         // HTTP/2 clients send `:authority` instead of `Host`; HTTP/1.1 apps need `Host`.
         headers.entry(header::HOST).or_insert(host);
     }
-    if let Some(RequestId(id)) = parts.extensions.get::<RequestId>() {
-        headers.insert(HeaderName::from_static("x-request-id"), id.clone());
-    }
 }
 
 /// Takes out of a client's headers what must not reach the upstream: the hop-by-hop ones (see
@@ -361,7 +363,7 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-fn caused_by_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+fn caused_by_length_limit(error: &(dyn Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(cause) = source {
         if cause.is::<LengthLimitError>() {

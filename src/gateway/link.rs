@@ -6,7 +6,9 @@
 //! lookup, no lock shared with other connections and no idle list. HTTP/2 clients (many
 //! streams at once), HTTP/2 upstreams and WebSocket upgrades use the shared pool instead.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,6 +18,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::upstream::Upstream;
 
@@ -34,13 +37,24 @@ pub enum LinkError {
     /// The HTTP exchange failed.
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// The upstream did not answer by the deadline.
+    #[error("the upstream did not answer in time")]
+    Timeout,
 }
 
 /// One client connection's upstream connection, when it has one: kept between requests, taken
 /// out while a request uses it.
 #[derive(Debug, Default)]
 pub struct AffineLink {
-    held: Mutex<Option<Held>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    held: Option<Held>,
+    /// The connection's one timer for upstream deadlines, kept between requests (see
+    /// [`AffineLink::send`]).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 #[derive(Debug)]
@@ -55,53 +69,90 @@ impl AffineLink {
     /// `upstream` then takes the pool, and the kept connection stays for the requests that
     /// go back to its own upstream (no connection is opened and closed per alternation).
     pub fn holds_other(&self, upstream: &Upstream) -> bool {
-        self.held.lock().as_ref().is_some_and(|held| *held.upstream != *upstream.name())
+        self.state.lock().held.as_ref().is_some_and(|held| *held.upstream != *upstream.name())
     }
 
     /// Sends `request` (its URI in origin form) to `upstream` on this connection's upstream
     /// connection, opening one when there is none, it is busy or closed, or it leads to another
-    /// upstream. A kept connection that the upstream closed meanwhile is replaced and the
-    /// request sent again, since it was never written.
+    /// upstream, and waits for the response headers until `deadline`. A kept connection that the
+    /// upstream closed meanwhile is replaced and the request sent again, since it was never
+    /// written.
+    ///
+    /// The deadline is kept by one timer per connection, re-armed lazily as nginx does: a timer
+    /// still set for an earlier request's deadline (which is never later) fires early, and is
+    /// then moved to the current one. Most requests are answered long before, so they neither
+    /// create a timer nor move one in the timer wheel.
     ///
     /// # Errors
-    /// The upstream cannot be reached, or the exchange fails.
+    /// The upstream cannot be reached, the exchange fails, or the deadline passes.
     pub async fn send(
         &self,
         upstream: &Upstream,
         request: Request<Body>,
+        deadline: Instant,
     ) -> Result<Response<Incoming>, LinkError> {
-        let kept = self.held.lock().take();
-        let kept =
-            kept.filter(|held| *held.upstream == *upstream.name() && !held.sender.is_closed());
-        let (mut sender, request) = match kept {
-            Some(mut held) => match held.sender.ready().await {
-                Ok(()) => match held.sender.try_send_request(request).await {
-                    Ok(response) => {
-                        self.keep(held);
-                        return Ok(response);
-                    }
-                    Err(mut failed) => match failed.take_message() {
-                        // Not written: the connection had closed. Try a fresh one.
-                        Some(request) => (Box::pin(connect(upstream)).await?, request),
-                        None => return Err(failed.into_error().into()),
-                    },
-                },
-                Err(_closed) => (Box::pin(connect(upstream)).await?, request),
-            },
-            // Connecting is boxed: its future is large and rarely needed, and would
-            // otherwise make every request's future (which is moved whole) as large.
-            None => (Box::pin(connect(upstream)).await?, request),
+        let (kept, timer) = {
+            let mut state = self.state.lock();
+            (state.held.take(), state.timer.take())
         };
-        sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        let upstream = Arc::clone(upstream.shared_name());
-        self.keep(Held { upstream, sender });
+        let mut timer = match timer {
+            Some(mut timer) => {
+                if timer.deadline() > deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let mut exchange = std::pin::pin!(exchange(kept, upstream, request));
+        let answered = std::future::poll_fn(|cx| {
+            if let Poll::Ready(answered) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(answered);
+            }
+            while timer.as_mut().poll(cx).is_ready() {
+                if Instant::now() >= deadline {
+                    return Poll::Ready(Err(LinkError::Timeout));
+                }
+                timer.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await;
+        let mut state = self.state.lock();
+        state.timer = Some(timer);
+        let (response, keep) = answered?;
+        state.held = keep;
         Ok(response)
     }
+}
 
-    fn keep(&self, held: Held) {
-        *self.held.lock() = Some(held);
-    }
+/// One request on the kept connection (`kept`) or a new one; the connection to keep afterwards.
+async fn exchange(
+    kept: Option<Held>,
+    upstream: &Upstream,
+    request: Request<Body>,
+) -> Result<(Response<Incoming>, Option<Held>), LinkError> {
+    let kept = kept.filter(|held| *held.upstream == *upstream.name() && !held.sender.is_closed());
+    let (mut sender, request) = match kept {
+        Some(mut held) => match held.sender.ready().await {
+            Ok(()) => match held.sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, Some(held))),
+                Err(mut failed) => match failed.take_message() {
+                    // Not written: the connection had closed. Try a fresh one.
+                    Some(request) => (Box::pin(connect(upstream)).await?, request),
+                    None => return Err(failed.into_error().into()),
+                },
+            },
+            Err(_closed) => (Box::pin(connect(upstream)).await?, request),
+        },
+        // Connecting is boxed: its future is large and rarely needed, and would otherwise
+        // make every request's future (which is moved whole) as large.
+        None => (Box::pin(connect(upstream)).await?, request),
+    };
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let upstream = Arc::clone(upstream.shared_name());
+    Ok((response, Some(Held { upstream, sender })))
 }
 
 /// A new HTTP/1.1 connection to `upstream`, driven by a task of its own until the last

@@ -18,10 +18,6 @@ use crate::metrics::{Metrics, RouteClass};
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
-/// The request's id, in its extensions for every later layer.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
-
 /// Who a request turned out to be, for its access-log line: filled by whatever identifies the
 /// request (the gateway, the auth API's extractors). Only present while the access log is on,
 /// so the hot path pays nothing for it otherwise.
@@ -95,12 +91,18 @@ impl Observer {
         }
     }
 
-    /// Starts observing: gives the request its id (the client's when sane).
+    /// Starts observing: gives the request its id, in its `X-Request-Id` header for every later
+    /// layer and the upstream: the client's own when it sent one sane id, else a new one.
     pub fn start<B>(&self, request: &mut Request<B>) -> Observation {
-        let id = valid_request_id(request.headers().get(&X_REQUEST_ID))
-            .cloned()
-            .unwrap_or_else(|| self.ids.next());
-        request.extensions_mut().insert(RequestId(id.clone()));
+        let mut sent = request.headers().get_all(&X_REQUEST_ID).iter();
+        let id = match (valid_request_id(sent.next()), sent.next()) {
+            (Some(id), None) => id.clone(),
+            _ => {
+                let id = self.ids.next();
+                request.headers_mut().insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
         let who = AccessLog::enabled().then(AccessSlot::default);
         if let Some(slot) = &who {
             request.extensions_mut().insert(slot.clone());

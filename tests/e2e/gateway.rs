@@ -161,6 +161,19 @@ async fn request_ids_are_kept_when_sane_and_forwarded() {
     assert_ne!(id, "has spaces in it");
     let echoed: Echoed = response.json().await.unwrap();
     assert_eq!(echoed.header("x-request-id"), Some(id.as_str()));
+
+    // Two ids: the app and the log must not read different ones, so both are replaced by one.
+    let response = client
+        .get(app.url("/"))
+        .header("x-request-id", "first-id")
+        .header("x-request-id", "second-id")
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(id != "first-id" && id != "second-id", "{id}");
+    let echoed: Echoed = response.json().await.unwrap();
+    assert_eq!(echoed.header("x-request-id"), Some(id.as_str()), "exactly one, the logged one");
 }
 
 #[tokio::test]
@@ -456,6 +469,37 @@ async fn upstream_down_is_502_and_slow_is_504() {
     let slow = client.get(app.url("/slow?sleep_ms=2000")).send().await.unwrap();
     assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(slow.json::<Value>().await.unwrap()["error"], "upstream_timeout");
+}
+
+/// A connection keeps one timer for its upstream deadlines, moved lazily: one still set for an
+/// earlier request, or long elapsed, must neither cut a later request short nor let a slow one
+/// run past its own deadline.
+#[tokio::test]
+async fn each_request_on_a_connection_gets_its_own_full_upstream_deadline() {
+    let app = TestApp::builder()
+        .routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n")
+        .config(|c| c.server.upstream_timeout = "600ms".into())
+        .spawn()
+        .await;
+    let client = app.client();
+    let get = |path: &'static str| {
+        let (client, url) = (&client, app.url(path));
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/x").await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first request's deadline passes while this one waits: it must get its own.
+    assert_eq!(get("/slow?sleep_ms=450").await.0, StatusCode::OK, "cut short by a stale timer");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(get("/slow?sleep_ms=200").await.0, StatusCode::OK, "cut by an elapsed timer");
+    let started = std::time::Instant::now();
+    let (status, body) = get("/slow?sleep_ms=3000").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert_eq!(get("/x").await.0, StatusCode::OK, "the connection goes on");
 }
 
 #[tokio::test]
