@@ -92,12 +92,8 @@ impl ApiKeyStore {
         &self,
         hash: &CredentialHash,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let query =
-            sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1"));
-        let row = sqlx::query(query)
-            .bind(crate::crypto::hex(hash))
-            .fetch_optional(self.db.pool())
-            .await?;
+        let query = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
+        let row = self.db.read_optional(&query, &crate::crypto::hex(hash)).await?;
         row.as_ref().map(record_from_row).transpose()
     }
 

@@ -53,9 +53,15 @@ impl StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(what),
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // PostgreSQL connection (08…) and shutdown (57P…) classes; SQLite BUSY (5)
-                // and LOCKED (6): all transient.
-                if code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6" {
+                // PostgreSQL connection (08…), insufficient resources (53…: too many
+                // connections, out of memory or disk) and shutdown (57P…) classes; SQLite BUSY
+                // (5) and LOCKED (6): all transient.
+                if code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || code == "5"
+                    || code == "6"
+                {
                     Self::unavailable(error)
                 } else {
                     Self::Database(error)

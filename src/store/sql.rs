@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
@@ -41,9 +41,13 @@ impl Database {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        // No ping before each use: it doubled the round trips of every query (a cache miss
+        // is one query). A connection that died while idle fails its next query once, as
+        // unavailable, and is dropped from the pool.
         let mut options = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false);
         let url = match backend {
             Backend::Sqlite => {
                 if is_sqlite_memory(url) {
@@ -90,6 +94,36 @@ impl Database {
     /// The pool, for the repositories in this module tree.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The row `sql` (a read with one parameter) selects, if any. Tried again on another
+    /// connection when the one it got turns out to have died while idle (the database
+    /// restarted, or an operator or PgBouncer closed it): pooled connections are not pinged
+    /// before use, so this is where a dead one is found, and dropped. A restart kills every
+    /// pooled connection, so as many tries as the pool holds, and one more on a new one.
+    ///
+    /// # Errors
+    /// The database fails, or its connection fails on every try.
+    pub async fn read_optional(
+        &self,
+        sql: &str,
+        parameter: &str,
+    ) -> Result<Option<AnyRow>, StoreError> {
+        let read = || {
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .bind(parameter.to_owned())
+                .fetch_optional(&self.pool)
+        };
+        let mut tries = self.pool.size() + 1;
+        loop {
+            tries = tries.saturating_sub(1);
+            match read().await {
+                Err(error) if tries > 0 && is_lost_connection(&error) => {
+                    tracing::debug!(%error, "a pooled database connection had died; reading again");
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// The engine behind the pool.
@@ -170,6 +204,18 @@ impl Database {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Whether `error` says the connection itself is gone (nothing was read or written).
+fn is_lost_connection(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        // Connection exceptions, and "terminating connection due to administrator command".
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || code == "57P01")
+        }
+        _ => false,
     }
 }
 

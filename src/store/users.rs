@@ -5,13 +5,44 @@ use sqlx::{Acquire, Row};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::orgs::OrgStore;
-use super::sql::Database;
+use super::sql::{Backend, Database};
 use crate::clock::Timestamp;
 use crate::identity::{Email, OrgRole, User};
 
 const USER_COLUMNS: &str = "id, email, email_verified_at, name, username, avatar_url, locale, \
                             disabled_at, created_at, updated_at";
+
+/// A `SELECT` of a user's columns, its roles (`roles_json`, a JSON array: roles set by an
+/// operator and roles from providers, kept apart in storage, sorted and without repeats) and,
+/// with `orgs`, its organizations and roles in them (`orgs_json`, `[[org_id, role], …]`, the most
+/// recently active first), from `users` under `condition`: everything an identity is built
+/// from, in one round trip.
+fn select_user(backend: Backend, extra_columns: &str, orgs: bool, condition: &str) -> String {
+    // The same aggregate in both dialects; PostgreSQL's is NULL over no rows and JSON-typed.
+    let (aggregate, empty, text) = match backend {
+        Backend::Postgres => ("json_agg", "COALESCE(", ", '[]')::text"),
+        Backend::Sqlite => ("json_group_array", "(", ")"),
+    };
+    let pair = match backend {
+        Backend::Postgres => "json_build_array",
+        Backend::Sqlite => "json_array",
+    };
+    let roles = format!(
+        "(SELECT {empty}{aggregate}(r.role ORDER BY r.role){text} FROM \
+         (SELECT role FROM user_roles WHERE user_id = users.id \
+          UNION SELECT role FROM user_provider_roles WHERE user_id = users.id) r) AS roles_json"
+    );
+    let orgs = if orgs {
+        format!(
+            ", (SELECT {empty}{aggregate}({pair}(m.org_id, m.role) \
+             ORDER BY m.last_active_at DESC, m.org_id){text} \
+             FROM memberships m WHERE m.user_id = users.id) AS orgs_json"
+        )
+    } else {
+        String::new()
+    };
+    format!("SELECT {USER_COLUMNS}{extra_columns}, {roles}{orgs} FROM users WHERE {condition}")
+}
 
 /// A user about to be created.
 #[derive(Debug, Clone)]
@@ -77,12 +108,9 @@ impl UserStore {
     /// # Errors
     /// The database fails.
     pub async fn find(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        let query = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
-        let row = sqlx::query(query).bind(id.to_string()).fetch_optional(self.db.pool()).await?;
-        match row {
-            Some(row) => Ok(Some(self.user_from_row(&row).await?)),
-            None => Ok(None),
-        }
+        let query = select_user(self.db.backend(), "", false, "id = $1");
+        let row = self.db.read_optional(&query, &id.to_string()).await?;
+        row.as_ref().map(user_from_row).transpose()
     }
 
     /// The user with `id` unless it is disabled: who may be signed in.
@@ -93,13 +121,28 @@ impl UserStore {
         Ok(self.find(id).await?.filter(|user| user.disabled_at.is_none()))
     }
 
-    /// An enabled user with their organizations and roles: what an identity is built from.
+    /// An enabled user with their organizations and roles: what an identity is built from, read
+    /// in one query (a cache miss on every replica lands here).
     ///
     /// # Errors
     /// The database fails.
     pub async fn find_member(&self, id: Uuid) -> Result<Option<(User, Vec<OrgRole>)>, StoreError> {
-        let Some(user) = self.find_enabled(id).await? else { return Ok(None) };
-        let orgs = OrgStore::new(self.db.clone()).roles_of(id).await?;
+        let query = select_user(self.db.backend(), "", true, "id = $1");
+        let row = self.db.read_optional(&query, &id.to_string()).await?;
+        let Some(row) = row else { return Ok(None) };
+        let user = user_from_row(&row)?;
+        if user.disabled_at.is_some() {
+            return Ok(None);
+        }
+        let orgs: Vec<(String, String)> = json_column(&row, "orgs_json", "organizations")?;
+        let orgs = orgs
+            .into_iter()
+            .map(|(org_id, role)| {
+                let org_id = Uuid::parse_str(&org_id)
+                    .map_err(|_| StoreError::Corrupt(format!("organization of user {id}")))?;
+                Ok(OrgRole { org_id, role })
+            })
+            .collect::<Result<_, StoreError>>()?;
         Ok(Some((user, orgs)))
     }
 
@@ -111,14 +154,17 @@ impl UserStore {
         &self,
         email: &Email,
     ) -> Result<Option<(User, Option<String>)>, StoreError> {
-        let query = sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"
+        let query = sqlx::AssertSqlSafe(select_user(
+            self.db.backend(),
+            ", password_hash",
+            false,
+            "email = $1",
         ));
         let row = sqlx::query(query).bind(email.as_str()).fetch_optional(self.db.pool()).await?;
         match row {
             Some(row) => {
                 let hash: Option<String> = row.try_get("password_hash")?;
-                Ok(Some((self.user_from_row(&row).await?, hash)))
+                Ok(Some((user_from_row(&row)?, hash)))
             }
             None => Ok(None),
         }
@@ -324,42 +370,42 @@ impl UserStore {
                 .await?;
         Ok(result.rows_affected() > 0)
     }
+}
 
-    async fn user_from_row(&self, row: &AnyRow) -> Result<User, StoreError> {
-        let id_text: String = row.try_get("id")?;
-        let id = Uuid::parse_str(&id_text)
-            .map_err(|_| StoreError::Corrupt(format!("user id {id_text}")))?;
-        let email_text: String = row.try_get("email")?;
-        let email = Email::parse(&email_text)
-            .map_err(|_| StoreError::Corrupt(format!("email of user {id}")))?;
-        // Roles set by an operator and roles from providers (`roles_map`), kept apart.
-        let roles = sqlx::query(
-            "SELECT role FROM user_roles WHERE user_id = $1 \
-             UNION SELECT role FROM user_provider_roles WHERE user_id = $1 ORDER BY role",
-        )
-        .bind(&id_text)
-        .fetch_all(self.db.pool())
-        .await?
-        .iter()
-        .map(|row| row.try_get::<String, _>("role"))
-        .collect::<Result<Vec<_>, _>>()?;
-        let time = |column: &str| -> Result<Option<Timestamp>, StoreError> {
-            Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp::from_millis))
-        };
-        Ok(User {
-            id,
-            email,
-            email_verified_at: time("email_verified_at")?,
-            name: row.try_get("name")?,
-            username: row.try_get("username")?,
-            avatar_url: row.try_get("avatar_url")?,
-            locale: row.try_get("locale")?,
-            roles,
-            disabled_at: time("disabled_at")?,
-            created_at: Timestamp::from_millis(row.try_get("created_at")?),
-            updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-        })
-    }
+/// A user from a row of [`select_user`].
+fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+    let id_text: String = row.try_get("id")?;
+    let id =
+        Uuid::parse_str(&id_text).map_err(|_| StoreError::Corrupt(format!("user id {id_text}")))?;
+    let email_text: String = row.try_get("email")?;
+    let email = Email::parse(&email_text)
+        .map_err(|_| StoreError::Corrupt(format!("email of user {id}")))?;
+    let time = |column: &str| -> Result<Option<Timestamp>, StoreError> {
+        Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp::from_millis))
+    };
+    Ok(User {
+        id,
+        email,
+        email_verified_at: time("email_verified_at")?,
+        name: row.try_get("name")?,
+        username: row.try_get("username")?,
+        avatar_url: row.try_get("avatar_url")?,
+        locale: row.try_get("locale")?,
+        roles: json_column(row, "roles_json", "roles")?,
+        disabled_at: time("disabled_at")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+/// A JSON-aggregated column of [`select_user`].
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|_| StoreError::Corrupt(format!("aggregated {what}")))
 }
 
 #[cfg(test)]
@@ -399,6 +445,75 @@ mod tests {
         assert_eq!(changed.roles, ["admin"]);
         assert_eq!(changed.disabled_at, Some(now));
         assert!(!users.set_roles(Uuid::now_v7(), &[], now).await.unwrap());
+    }
+
+    /// What an identity is built from, read in one query, on both backends: operator and
+    /// provider roles merged (sorted, no repeats, a comma inside a role kept), organizations the
+    /// most recently active first, nothing for a disabled user.
+    async fn reads_a_member_in_one_query(db: Database) {
+        use crate::store::orgs::OrgStore;
+        let (users, orgs) = (UserStore::new(db.clone()), OrgStore::new(db));
+        let t = Timestamp::from_millis;
+        let ada = users.create(new_user("ada@example.com"), t(1)).await.unwrap();
+        let lone = users.create(NewUser { roles: Vec::new(), ..new_user("bo@example.com") }, t(1));
+        let lone = lone.await.unwrap();
+        users.set_provider_roles(ada.id, "github", &["a".into(), "c,d".into()]).await.unwrap();
+        let acme = orgs.create("Acme", "acme", ada.id, t(10)).await.unwrap();
+        let beta = orgs.create("Beta", "beta", ada.id, t(12)).await.unwrap();
+        orgs.mark_active(acme.id, ada.id, t(13)).await.unwrap();
+
+        let (user, member_of) = users.find_member(ada.id).await.unwrap().unwrap();
+        assert_eq!(user.roles, ["a", "b", "c,d"]);
+        assert_eq!(user.email, ada.email);
+        let ids: Vec<Uuid> = member_of.iter().map(|org| org.org_id).collect();
+        assert_eq!(ids, [acme.id, beta.id]);
+        assert!(member_of.iter().all(|org| org.role == "owner"), "{member_of:?}");
+        assert_eq!(users.find(ada.id).await.unwrap().unwrap().roles, ["a", "b", "c,d"]);
+
+        let (user, member_of) = users.find_member(lone.id).await.unwrap().unwrap();
+        assert!(user.roles.is_empty() && member_of.is_empty());
+        assert!(users.set_disabled(ada.id, true, t(20)).await.unwrap());
+        assert!(users.find_member(ada.id).await.unwrap().is_none());
+        assert!(users.find_member(Uuid::now_v7()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sqlite_reads_a_member_in_one_query() {
+        reads_a_member_in_one_query(Database::connect("sqlite::memory:", 1).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_reads_a_member_in_one_query() {
+        let database = crate::store::testing::TestDatabase::create().await;
+        reads_a_member_in_one_query(Database::connect(&database.url, 4).await.unwrap()).await;
+    }
+
+    /// Pooled connections are not pinged before use: one that died while idle (here, killed by
+    /// an operator) is found by the read itself, which is then tried again on a new one.
+    #[tokio::test]
+    async fn a_read_survives_connections_killed_while_idle() {
+        let database = crate::store::testing::TestDatabase::create().await;
+        let db = Database::connect(&database.url, 2).await.unwrap();
+        let users = UserStore::new(db.clone());
+        let ada = users.create(new_user("ada@example.com"), Timestamp::from_millis(1)).await;
+        let ada = ada.unwrap();
+        let name = database.url.rsplit('/').next().unwrap().to_owned();
+        let admin = sqlx::AnyPool::connect(&database.url.replace(&name, "test")).await.unwrap();
+        let killed = sqlx::query(
+            "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&name)
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+        .get::<i64, _>("n");
+        assert!(killed >= 1, "the pool had a connection to kill");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        for _ in 0..3 {
+            let (user, _) = users.find_member(ada.id).await.unwrap().unwrap();
+            assert_eq!(user.id, ada.id);
+        }
     }
 
     #[tokio::test]

@@ -353,3 +353,95 @@ async fn startup_waits_for_an_absent_database_then_gives_up() {
     assert!(waited >= Duration::from_millis(500), "it retried for a while: {waited:?}");
     assert!(waited < Duration::from_secs(30), "and then gave up: {waited:?}");
 }
+
+/// A counting relay in front of the server `url` names, and `url` through it (with `query`).
+async fn relayed(
+    url: &str,
+    protocol: crate::support::relay::Protocol,
+    query: Option<&str>,
+) -> (crate::support::relay::CountingRelay, String) {
+    let mut url = reqwest::Url::parse(url).unwrap();
+    let target = tokio::net::lookup_host((url.host_str().unwrap(), url.port().unwrap()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = crate::support::relay::CountingRelay::start(target, protocol).await;
+    url.set_host(Some(&relay.addr.ip().to_string())).unwrap();
+    url.set_port(Some(relay.addr.port())).unwrap();
+    url.set_query(query);
+    (relay, url.to_string())
+}
+
+/// What a proxied request costs the shared stores, counted on the wire: nothing on a cache hit;
+/// on a session miss one Redis GET and one PostgreSQL statement (the user, roles and
+/// memberships in one query); on an API-key miss three statements (the key, the user, the
+/// last-used touch) and no Redis command. No statement is preceded by a ping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
+    use crate::support::relay::Protocol;
+    let database = TestDatabase::create().await;
+    let prefix = unique_prefix();
+    let a = TestApp::builder().database(&database.url).redis(&redis_url(), &prefix).spawn().await;
+    let (pg, pg_url) = relayed(&database.url, Protocol::Postgres, Some("sslmode=disable")).await;
+    let (redis, redis_relayed) = relayed(&redis_url(), Protocol::Redis, None).await;
+    let b = TestApp::builder().database(&pg_url).redis(&redis_relayed, &prefix).spawn().await;
+
+    let client = a.signed_in("ada@example.com").await;
+    let csrf = a.csrf(&client).await;
+    let created: Value = client
+        .post(a.url("/auth/api-keys"))
+        .header("x-csrf-token", csrf)
+        .json(&json!({ "name": "ci" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let cookie = a.session_cookie(&a.client(), "bea@example.com").await;
+    // Start-up work (migrations, subscriptions, first sweeps) is over.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // (PostgreSQL statements, PostgreSQL round trips, Redis commands) of one request on B.
+    let cost = |credential: (&'static str, String)| {
+        let (pg, redis, b) = (&pg, &redis, &b);
+        async move {
+            let (pg_before, trips_before) = pg.snapshot();
+            let (redis_before, _) = redis.snapshot();
+            let response = crate::support::http()
+                .get(b.url("/x"))
+                .header(credential.0, credential.1)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let (pg_after, trips_after) = pg.snapshot();
+            (pg_after - pg_before, trips_after - trips_before, redis.snapshot().0 - redis_before)
+        }
+    };
+    let session = || ("cookie", cookie.clone());
+    let api_key = || ("authorization", format!("Bearer {key}"));
+
+    let (statements, round_trips, redis_commands) = cost(session()).await;
+    assert_eq!((statements, redis_commands), (1, 1), "a session miss");
+    // Two when this pooled connection has not prepared the statement yet.
+    // Once prepared on a connection, a statement is one round trip, plus the bare `Sync`
+    // sqlx sends on every release (unconditionally, after the answer went out); a first use
+    // on a connection adds the preparation. No ping precedes it.
+    assert!(round_trips <= 3, "{round_trips} round trips");
+    let mut fewest = u64::MAX;
+    for other in ["cy@example.com", "dee@example.com"] {
+        let cookie = a.session_cookie(&a.client(), other).await;
+        let (statements, round_trips, redis_commands) = cost(("cookie", cookie)).await;
+        assert_eq!((statements, redis_commands), (1, 1), "another session's miss");
+        fewest = fewest.min(round_trips);
+    }
+    assert_eq!(fewest, 2, "one round trip for the query, one for sqlx's release check");
+    assert_eq!(cost(session()).await, (0, 0, 0), "a session hit");
+
+    let (statements, _, redis_commands) = cost(api_key()).await;
+    assert_eq!((statements, redis_commands), (3, 0), "an API-key miss");
+    assert_eq!(cost(api_key()).await, (0, 0, 0), "an API-key hit");
+}

@@ -9,6 +9,7 @@ pub mod github;
 pub mod idp;
 pub mod proxies;
 pub mod raw;
+pub mod relay;
 pub mod services;
 pub mod smtp;
 pub mod steam;

@@ -1,0 +1,198 @@
+//! A TCP relay in front of PostgreSQL or Redis that counts what the client asks of the server,
+//! by reading the client's side of the wire protocol: statements and round trips for
+//! PostgreSQL, commands for Redis. For tests that pin down how many store operations a request
+//! costs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What a relay has counted so far, over all its connections.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// PostgreSQL: statements executed (`Execute` and simple `Query` messages). Redis: commands.
+    pub operations: AtomicU64,
+    /// PostgreSQL: round trips (`Sync` and simple `Query` messages). Redis: as `operations`.
+    pub round_trips: AtomicU64,
+}
+
+/// The wire protocol a relay reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Protocol {
+    /// PostgreSQL's frontend messages; connect with `sslmode=disable`.
+    Postgres,
+    /// RESP commands, as arrays of bulk strings.
+    Redis,
+}
+
+/// A running relay.
+pub struct CountingRelay {
+    pub addr: SocketAddr,
+    counts: Arc<Counts>,
+}
+
+impl CountingRelay {
+    /// Relays loopback connections to `target`, counting `protocol`'s requests.
+    pub async fn start(target: SocketAddr, protocol: Protocol) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts = Arc::new(Counts::default());
+        let shared = Arc::clone(&counts);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(target).await else { continue };
+                tokio::spawn(relay(client, server, protocol, Arc::clone(&shared)));
+            }
+        });
+        Self { addr, counts }
+    }
+
+    /// Operations and round trips counted so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.counts.operations.load(Ordering::SeqCst),
+            self.counts.round_trips.load(Ordering::SeqCst),
+        )
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, protocol: Protocol, counts: Arc<Counts>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let answers = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    });
+    let mut parser = Parser::new(protocol);
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match client_read.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        // Counted before they are passed on, so a test that sees the answer sees the count.
+        parser.feed(&buffer[..read], &counts);
+        if server_write.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    let _ = server_write.shutdown().await;
+    let _ = answers.await;
+}
+
+/// Reads a client's byte stream message by message, across reads.
+struct Parser {
+    protocol: Protocol,
+    /// Bytes of a message head not yet complete.
+    pending: Vec<u8>,
+    /// Bytes of the current message's body still to skip.
+    skip: usize,
+    /// PostgreSQL: still before the startup message (messages without a type byte).
+    startup: bool,
+    /// Redis: bulk strings still expected in the current command.
+    bulk_left: u64,
+}
+
+impl Parser {
+    fn new(protocol: Protocol) -> Self {
+        Self { protocol, pending: Vec::new(), skip: 0, startup: true, bulk_left: 0 }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8], counts: &Counts) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let skipped = self.skip.min(bytes.len());
+                self.skip -= skipped;
+                bytes = &bytes[skipped..];
+                continue;
+            }
+            self.pending.push(bytes[0]);
+            bytes = &bytes[1..];
+            match self.protocol {
+                Protocol::Postgres => self.postgres_head(counts),
+                Protocol::Redis => self.redis_line(counts),
+            }
+        }
+    }
+
+    /// PostgreSQL: startup-phase messages are a length and a code; later ones a type byte and
+    /// a length. The length counts itself but not the type byte.
+    fn postgres_head(&mut self, counts: &Counts) {
+        let head = if self.startup { 8 } else { 5 };
+        if self.pending.len() < head {
+            return;
+        }
+        let (length_at, kind) = if self.startup { (0, None) } else { (1, Some(self.pending[0])) };
+        let length = u32::from_be_bytes(self.pending[length_at..length_at + 4].try_into().unwrap());
+        if self.startup {
+            let code = u32::from_be_bytes(self.pending[4..8].try_into().unwrap());
+            // SSL and GSSAPI requests are followed by the real startup message.
+            self.startup = code == 80_877_103 || code == 80_877_104;
+        }
+        match kind {
+            Some(b'E') => {
+                counts.operations.fetch_add(1, Ordering::SeqCst);
+            }
+            Some(b'S') => {
+                counts.round_trips.fetch_add(1, Ordering::SeqCst);
+            }
+            Some(b'Q') => {
+                counts.operations.fetch_add(1, Ordering::SeqCst);
+                counts.round_trips.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        self.skip = (length as usize).saturating_sub(head - length_at);
+        self.pending.clear();
+    }
+
+    /// Redis: a command is `*<n>\r\n` followed by n bulk strings, `$<len>\r\n<bytes>\r\n`.
+    fn redis_line(&mut self, counts: &Counts) {
+        if !self.pending.ends_with(b"\r\n") {
+            return;
+        }
+        let line = std::str::from_utf8(&self.pending[..self.pending.len() - 2]).unwrap_or("");
+        if let Some(items) = line.strip_prefix('*').filter(|_| self.bulk_left == 0) {
+            self.bulk_left = items.parse().unwrap_or(0);
+            counts.operations.fetch_add(1, Ordering::SeqCst);
+            counts.round_trips.fetch_add(1, Ordering::SeqCst);
+        } else if let Some(length) = line.strip_prefix('$') {
+            self.bulk_left = self.bulk_left.saturating_sub(1);
+            self.skip = length.parse::<usize>().unwrap_or(0) + 2;
+        }
+        self.pending.clear();
+    }
+}
+
+#[test]
+fn the_parsers_count_across_reads() {
+    let counts = Counts::default();
+    let mut redis = Parser::new(Protocol::Redis);
+    let command = b"*2\r\n$3\r\nGET\r\n$4\r\na\r\n*\r\n*1\r\n$4\r\nPING\r\n";
+    for byte in command {
+        redis.feed(&[*byte], &counts);
+    }
+    assert_eq!(counts.operations.load(Ordering::SeqCst), 2, "a `*` inside a value is data");
+
+    let counts = Counts::default();
+    let mut postgres = Parser::new(Protocol::Postgres);
+    let mut wire = Vec::new();
+    wire.extend_from_slice(&8u32.to_be_bytes());
+    wire.extend_from_slice(&80_877_103u32.to_be_bytes());
+    wire.extend_from_slice(&9u32.to_be_bytes());
+    wire.extend_from_slice(&196_608u32.to_be_bytes());
+    wire.push(0);
+    for (kind, body) in [(b'B', &b"xyz"[..]), (b'E', b"\0\0\0\0\0"), (b'S', b""), (b'Q', b"SEL\0")]
+    {
+        wire.push(kind);
+        wire.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+        wire.extend_from_slice(body);
+    }
+    postgres.feed(&wire[..7], &counts);
+    postgres.feed(&wire[7..], &counts);
+    assert_eq!(counts.operations.load(Ordering::SeqCst), 2);
+    assert_eq!(counts.round_trips.load(Ordering::SeqCst), 2);
+}
