@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::services::{RedisServer, TestDatabase, redis_url, unique_prefix};
+use crate::support::services::{RedisServer, TestDatabase, admin_sql, redis_url, unique_prefix};
 use crate::support::smtp::SmtpSink;
 use crate::support::{Echoed, PASSWORD, TestApp};
 
@@ -444,4 +444,50 @@ async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
     let (statements, _, redis_commands) = cost(api_key()).await;
     assert_eq!((statements, redis_commands), (3, 0), "an API-key miss");
     assert_eq!(cost(api_key()).await, (0, 0, 0), "an API-key hit");
+}
+
+/// PostgreSQL refusing connections (here the role's limit; a server at `max_connections` says
+/// the same) is a store outage: 503 on every request meanwhile, never a 500, and service
+/// resumes without a restart once connections are allowed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_out_of_connections_is_unavailable_and_recovers() {
+    let database = TestDatabase::create().await;
+    let role = format!("portcullis_limited_{}", uuid::Uuid::now_v7().simple());
+    admin_sql(&format!("CREATE ROLE {role} LOGIN")).await;
+    admin_sql(&format!("ALTER DATABASE {} OWNER TO {role}", database.name())).await;
+    let url = database.url.replacen("postgres@", &format!("{role}@"), 1);
+    let a = TestApp::builder().database(&url).spawn().await;
+    let b = TestApp::builder().database(&url).spawn().await;
+    let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
+
+    admin_sql(&format!("ALTER ROLE {role} CONNECTION LIMIT 0")).await;
+    admin_sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+    ))
+    .await;
+    // Requests until every pooled connection was found dead and a new one was needed, which
+    // PostgreSQL refuses with "too many connections" (sqlx tries again until the pool's
+    // acquire timeout, 5 s, then gives up).
+    let mut refused = false;
+    for attempt in 0..15 {
+        let started = Instant::now();
+        let response =
+            crate::support::http().get(b.url("/x")).header("cookie", &cookie).send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "attempt {attempt}: {body}");
+        assert_eq!(body["error"], "store_unavailable");
+        if started.elapsed() > Duration::from_secs(1) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the pool never had to open a connection");
+
+    admin_sql(&format!("ALTER ROLE {role} CONNECTION LIMIT -1")).await;
+    within(Duration::from_secs(10), || async { status_with_cookie(&b, &cookie).await == 200 })
+        .await;
+    drop((a, b));
+    drop(database);
+    admin_sql(&format!("DROP ROLE IF EXISTS {role}")).await;
 }

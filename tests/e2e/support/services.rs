@@ -25,6 +25,12 @@ pub fn unique_prefix() -> String {
     format!("portcullis-e2e:{}:", uuid::Uuid::now_v7().simple())
 }
 
+/// Runs `sql` as the PostgreSQL superuser, on the server's maintenance database.
+pub async fn admin_sql(sql: &str) {
+    let mut connection = PgConnection::connect(&postgres_admin_url()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut connection).await.unwrap();
+}
+
 /// A fresh PostgreSQL database, dropped with the guard.
 pub struct TestDatabase {
     pub url: String,
@@ -44,6 +50,13 @@ impl TestDatabase {
             .unwrap();
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
         Self { url: format!("{base}/{name}"), name }
+    }
+}
+
+impl TestDatabase {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
