@@ -752,7 +752,9 @@ async fn build_state(
             tokens: tokens.clone(),
             tickets: tickets.clone(),
             cookies: cookies.clone(),
+            cache: stores.cache.clone(),
         },
+        failed_credentials_per_minute: config.rate_limit.failed_credentials_per_minute,
         assertions,
         cookies: cookies.clone(),
         header_names,
@@ -857,6 +859,7 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
             tracing::warn!(%error, "cannot reload signing keys");
         }
         state.ip_limiter.shrink();
+        state.gateway.shrink_limits();
         state.sessions.sweep_cache();
     }
 }

@@ -140,9 +140,15 @@ impl ApiError {
 
     /// 429 `rate_limited` with `Retry-After` in whole seconds (at least 1).
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut error = Self::new(ErrorCode::RateLimited, "Too many requests, try again later");
-        error.retry_after = Some(retry_after_secs.max(1));
-        error
+        Self::new(ErrorCode::RateLimited, "Too many requests, try again later")
+            .with_retry_after(retry_after_secs)
+    }
+
+    /// Sends `Retry-After` in whole seconds (at least 1).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// 500 `internal`; the cause is logged with the request id, never sent.

@@ -67,6 +67,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let rate_limit = RateLimitConfig {
         auth_per_minute: raw.rate_limit.auth_per_minute.0,
         login_failures_before_backoff: raw.rate_limit.login_failures_before_backoff.0,
+        failed_credentials_per_minute: raw.rate_limit.failed_credentials_per_minute.0,
     };
     let email = email(&raw, &mut errors);
     let h = &raw.headers;

@@ -402,6 +402,9 @@ pub struct RateLimitConfig {
     pub auth_per_minute: u32,
     /// Failed logins on one account before back-off (0 disables).
     pub login_failures_before_backoff: u32,
+    /// Failed credential checks per minute per client IP before its uncached credentials are
+    /// refused unchecked (0 disables).
+    pub failed_credentials_per_minute: u32,
 }
 
 /// `[email]`, compiled (the parts this version uses).

@@ -282,11 +282,18 @@ pub struct RawRateLimit {
     pub auth_per_minute: Count,
     /// Failed logins on one account before back-off starts.
     pub login_failures_before_backoff: Count,
+    /// Failed credential checks (unknown, expired or forged cookies, keys, tokens) per minute
+    /// per client IP, after which its credentials are checked against the cache only.
+    pub failed_credentials_per_minute: Count,
 }
 
 impl Default for RawRateLimit {
     fn default() -> Self {
-        Self { auth_per_minute: Count(20), login_failures_before_backoff: Count(5) }
+        Self {
+            auth_per_minute: Count(20),
+            login_failures_before_backoff: Count(5),
+            failed_credentials_per_minute: Count(120),
+        }
     }
 }
 

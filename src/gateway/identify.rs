@@ -18,10 +18,15 @@ use crate::cookies::{CookieJar, Found, Own};
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::Identity;
 use crate::identity::api_key::{self, ApiKeyService};
+use crate::identity::cache::IdentityCache;
 use crate::identity::session::{SessionService, SessionToken};
 use crate::identity::ticket::{self, WsTickets};
 use crate::identity::tokens::{BearerJwt, TokenService};
 use crate::store::StoreError;
+
+/// `Retry-After` of a throttled credential, in seconds: at the default limit a client's
+/// budget recovers one check per second.
+const THROTTLED_RETRY_AFTER: u64 = 1;
 
 /// The query parameter that carries a WebSocket ticket.
 pub const TICKET_PARAM: &str = "access_token";
@@ -39,6 +44,8 @@ pub struct Credentials {
     pub tickets: WsTickets,
     /// Our cookies' names.
     pub cookies: CookieJar,
+    /// The cache the services above share: whether a check would cost a store lookup.
+    pub cache: IdentityCache,
 }
 
 /// The kinds of credential a request can identify itself with.
@@ -104,6 +111,24 @@ pub enum Rejection {
     TokenRefused,
     /// A WebSocket ticket that is unknown, used or expired.
     TicketRefused,
+    /// Not checked: the client failed too many checks lately, and checking this one would
+    /// cost a store lookup.
+    Throttled,
+}
+
+impl Rejection {
+    /// Whether this is a credential that failed its check (and counts toward
+    /// `rate_limit.failed_credentials_per_minute`).
+    pub fn is_failure(self) -> bool {
+        match self {
+            Self::Malformed
+            | Self::Unknown
+            | Self::KeyRefused
+            | Self::TokenRefused
+            | Self::TicketRefused => true,
+            Self::Ambiguous | Self::StoreUnavailable | Self::Throttled => false,
+        }
+    }
 }
 
 impl From<Rejection> for ApiError {
@@ -134,6 +159,11 @@ impl From<Rejection> for ApiError {
                 ErrorCode::InvalidToken,
                 "The WebSocket ticket is invalid, expired or already used",
             ),
+            Rejection::Throttled => Self::new(
+                ErrorCode::RateLimited,
+                "Too many failed credentials from this address, try again shortly",
+            )
+            .with_retry_after(THROTTLED_RETRY_AFTER),
         }
     }
 }
@@ -161,8 +191,15 @@ pub async fn session_from_cookie(
 }
 
 /// Identifies a request by its credentials, and says which of ours it carries. On a cache hit
-/// this allocates nothing and touches no store.
-pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, Presented) {
+/// this allocates nothing and touches no store. When `throttled`, a credential that would cost
+/// a store lookup is not checked ([`Rejection::Throttled`]).
+pub async fn identify(
+    parts: &Parts,
+    credentials: &Credentials,
+    throttled: bool,
+) -> (Identified, Presented) {
+    // Whether checking the credential behind `hash` must wait.
+    let held_back = |hash: &[u8; 32]| throttled && !credentials.cache.holds(hash);
     let bearer = bearer(&parts.headers);
     let api_key = bearer.filter(|token| api_key::is_api_key(token));
     let mut presented = Presented {
@@ -181,6 +218,7 @@ pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, 
         found @ (Found::One(value) | Found::Unprefixed(value)) => {
             let identified = match SessionToken::hash_of_cookie_value(value) {
                 None => Identified::Rejected(Rejection::Malformed),
+                Some(hash) if held_back(&hash) => Identified::Rejected(Rejection::Throttled),
                 Some(hash) => {
                     let session = checked(credentials.sessions.authenticate_hash(hash).await);
                     known(unprefixed_checked(found, &credentials.cookies, session))
@@ -212,6 +250,7 @@ pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, 
     if let Some(key) = api_key {
         let identified = match api_key::hash_of(key) {
             None => Identified::Rejected(Rejection::KeyRefused),
+            Some(hash) if held_back(&hash) => Identified::Rejected(Rejection::Throttled),
             Some(hash) => match checked(credentials.api_keys.authenticate(hash).await) {
                 Err(Rejection::Unknown) => Identified::Rejected(Rejection::KeyRefused),
                 other => known(other),
@@ -237,9 +276,14 @@ pub async fn identify(parts: &Parts, credentials: &Credentials) -> (Identified, 
         }
     }
     if let Some(ticket) = websocket_ticket(parts) {
-        let identified = match checked(credentials.tickets.redeem(&ticket).await) {
-            Err(Rejection::Unknown) => Identified::Rejected(Rejection::TicketRefused),
-            other => known(other),
+        // Tickets are single use: every check is a store operation.
+        let identified = if throttled {
+            Identified::Rejected(Rejection::Throttled)
+        } else {
+            match checked(credentials.tickets.redeem(&ticket).await) {
+                Err(Rejection::Unknown) => Identified::Rejected(Rejection::TicketRefused),
+                other => known(other),
+            }
         };
         presented.used = Some(CredentialKind::Ticket);
         return (identified, presented);

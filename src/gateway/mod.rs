@@ -16,6 +16,7 @@ pub mod link;
 pub mod path;
 pub mod pattern;
 pub mod policy;
+pub mod throttle;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -35,11 +36,13 @@ use self::authorize::{Ambiguity, Mode, Permitted, Refusal};
 use self::headers::HeaderNames;
 use self::identify::{Credentials, Identified, Presented, Rejection, identify};
 use self::policy::{Denial, OnUnauthenticated, RouteTable};
+use self::throttle::FailedCredentials;
 use self::upstream::UpstreamTable;
 use crate::cookies::CookieJar;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::server::observe::AccessSlot;
+use crate::server::peer::{Peer, client_ip, client_key};
 
 /// Why the gateway could not forward a request.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,7 @@ pub struct Gateway {
     http1: Client<HttpConnector, Body>,
     http2: Client<HttpConnector, Body>,
     credentials: Credentials,
+    failed_credentials: FailedCredentials,
     assertions: Option<AssertionSigner>,
     cookies: CookieJar,
     header_names: Arc<HeaderNames>,
@@ -123,6 +127,8 @@ pub struct GatewayParts {
     pub upstreams: UpstreamTable,
     /// Credential lookup.
     pub credentials: Credentials,
+    /// Failed credential checks allowed per client and minute (0: no limit).
+    pub failed_credentials_per_minute: u32,
     /// Signs `X-Auth-Assertion`, when enabled.
     pub assertions: Option<AssertionSigner>,
     /// Our cookies.
@@ -164,6 +170,7 @@ impl Gateway {
             http1: builder().build(connector.clone()),
             http2: builder().http2_only(true).build(connector),
             credentials: parts.credentials,
+            failed_credentials: FailedCredentials::new(parts.failed_credentials_per_minute),
             assertions: parts.assertions,
             cookies: parts.cookies,
             header_names: parts.header_names,
@@ -202,13 +209,33 @@ impl Gateway {
         &self.trusted_proxies
     }
 
-    /// Identifies the request by its credentials, and says which of ours it carries.
+    /// Identifies the request by its credentials, and says which of ours it carries. A client
+    /// over its limit of failed checks gets only the cache's answer.
     pub async fn identify(&self, parts: &Parts) -> (Identified, Presented) {
-        let answer = identify(parts, &self.credentials).await;
-        if let (Identified::Known(identity), _) = &answer {
-            AccessSlot::record(&parts.extensions, identity);
+        let client = || {
+            let ip = parts
+                .extensions
+                .get::<Peer>()
+                .map(|peer| client_ip(peer, &parts.headers, &self.trusted_proxies));
+            client_key(ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()))
+        };
+        let throttled = self.failed_credentials.is_over(client);
+        let answer = identify(parts, &self.credentials, throttled).await;
+        match &answer.0 {
+            Identified::Known(identity) => AccessSlot::record(&parts.extensions, identity),
+            Identified::Rejected(rejection) if rejection.is_failure() => {
+                if let Some(wait) = self.failed_credentials.failed(client()) {
+                    tracing::info!(?wait, "a client is over its limit of failed credentials");
+                }
+            }
+            Identified::Rejected(_) | Identified::Anonymous => {}
         }
         answer
+    }
+
+    /// Forgets clients whose failed-credential budget has recovered (called periodically).
+    pub fn shrink_limits(&self) {
+        self.failed_credentials.shrink();
     }
 
     /// Handles one gateway request end to end: the decision, then forwarding or the refusal.
@@ -272,6 +299,7 @@ impl Gateway {
                 }
             }
             Denial::StoreUnavailable => ApiError::from(Rejection::StoreUnavailable).into_response(),
+            Denial::Throttled => ApiError::from(Rejection::Throttled).into_response(),
             Denial::Forbidden(reason) => ApiError::forbidden(reason.message()).into_response(),
         };
         if matches!(identified, Identified::Rejected(Rejection::Malformed | Rejection::Unknown)) {

@@ -215,6 +215,8 @@ pub enum Denial {
     },
     /// The credential could not be checked because the store is down.
     StoreUnavailable,
+    /// The credential was not checked: the client failed too many checks lately.
+    Throttled,
     /// Authenticated but not allowed.
     Forbidden(Forbidden),
 }
@@ -276,6 +278,9 @@ pub fn decide(route: &Route, matched: &PathMatch<'_, '_>, identified: &Identifie
         }
         Identified::Rejected(Rejection::StoreUnavailable) => {
             return Decision::Deny(Denial::StoreUnavailable);
+        }
+        Identified::Rejected(Rejection::Throttled) => {
+            return Decision::Deny(Denial::Throttled);
         }
         Identified::Rejected(problem) => {
             return Decision::Deny(Denial::Unauthenticated {

@@ -1,6 +1,10 @@
 //! The in-process identity cache: credential hash → `Arc<Identity>`, so that a request whose
 //! credential was seen recently costs one hash-map lookup and no store round trip.
 //!
+//! Credentials the stores do not know are remembered for a few seconds too (a bounded negative
+//! cache), so a client repeating a dead or forged credential costs one store lookup, not one
+//! per request.
+//!
 //! Revocation evicts at once. A load that raced with a revocation (read the session just before
 //! it was deleted, inserted just after it was evicted) is caught by the revocation marks: the
 //! revoker marks then evicts, the loader inserts then checks the marks, so whichever runs last
@@ -19,6 +23,12 @@ use uuid::Uuid;
 use super::revocation::Revocation;
 use crate::clock::{Clock, Timestamp};
 use crate::identity::Identity;
+
+/// How long at most "the stores do not know this credential" is believed. Only the server
+/// mints credentials, and never one a client could have sent before, so a credential cannot
+/// become valid later; what can change is a disabled account being enabled again (its API
+/// keys work again after at most this long).
+const UNKNOWN_TTL: Duration = Duration::from_secs(10);
 
 /// SHA-256 of a credential: the cache key and the store key.
 pub type CredentialHash = [u8; 32];
@@ -53,6 +63,10 @@ type Map<K, V, H> = quick_cache::sync::Cache<K, V, UnitWeighter, H, DefaultLifec
 pub struct IdentityCache {
     entries: Arc<Map<CredentialHash, Entry, Keyed>>,
     ttl: Duration,
+    /// Credentials the stores did not know, until when that answer is kept. Keyed with a
+    /// random hasher: unlike `entries`, its keys are hashes of whatever clients send.
+    unknown: Arc<Map<CredentialHash, Timestamp, RandomState>>,
+    unknown_ttl: Duration,
     /// When each credential was last revoked.
     revoked_credentials: Arc<Map<CredentialHash, Instant, Keyed>>,
     /// When each user's credentials were last revoked all at once.
@@ -89,6 +103,14 @@ impl IdentityCache {
         Self {
             entries: Arc::new(map(Keyed::default())),
             ttl,
+            unknown: Arc::new(Map::with(
+                marks,
+                marks as u64,
+                UnitWeighter,
+                RandomState::new(),
+                DefaultLifecycle::default(),
+            )),
+            unknown_ttl: ttl.min(UNKNOWN_TTL),
             revoked_credentials: Arc::new(Map::with(
                 marks,
                 marks as u64,
@@ -166,8 +188,15 @@ impl IdentityCache {
         if let Some(identity) = self.get(&hash) {
             return Ok(Some(identity));
         }
+        let now = self.clock.now();
+        if self.unknown.get(&hash).is_some_and(|until| until > now) {
+            return Ok(None);
+        }
         let load_started = Instant::now();
-        let Some(identity) = load.await? else { return Ok(None) };
+        let Some(identity) = load.await? else {
+            self.unknown.insert(hash, self.clock.now().plus(self.unknown_ttl));
+            return Ok(None);
+        };
         let identity = Arc::new(identity);
         self.insert(hash, Arc::clone(&identity), load_started);
         Ok(Some(identity))
@@ -219,6 +248,15 @@ impl IdentityCache {
     /// Empties the cache (after the fan-out was down and revocations may have been missed).
     pub fn clear(&self) {
         self.entries.clear();
+        self.unknown.clear();
+    }
+
+    /// Whether `hash` is cached and fresh, without counting a lookup: whether checking it
+    /// would cost a store round trip.
+    pub fn holds(&self, hash: &CredentialHash) -> bool {
+        let now = self.clock.now();
+        self.entries.get(hash).is_some_and(|entry| entry.fresh_until > now)
+            || self.unknown.get(hash).is_some_and(|until| until > now)
     }
 
     /// Sends this cache's evictions to `fanout` from now on.
@@ -231,6 +269,7 @@ impl IdentityCache {
     pub fn sweep(&self) {
         let now = self.clock.now();
         self.entries.retain(|_, entry| entry.fresh_until > now);
+        self.unknown.retain(|_, until| *until > now);
         let marks_after = Instant::now().checked_sub(self.mark_ttl);
         if let Some(oldest) = marks_after {
             self.revoked_credentials.retain(|_, at| *at > oldest);
@@ -261,5 +300,51 @@ impl std::fmt::Debug for IdentityCache {
             .field("entries", &self.entries.len())
             .field("ttl", &self.ttl)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[tokio::test]
+    async fn unknown_credentials_cost_one_lookup_per_window_and_failures_none() {
+        let clock = ManualClock::new();
+        let cache = IdentityCache::new(Duration::from_secs(30), 100, Arc::new(clock.clone()));
+        let loads = AtomicUsize::new(0);
+        let unknown = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<Option<Identity>, &str>(None)
+        };
+        let forged = [7u8; 32];
+        assert!(!cache.holds(&forged));
+        for _ in 0..5 {
+            assert!(cache.get_or_load(forged, unknown()).await.unwrap().is_none());
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one lookup for five tries");
+        assert!(cache.holds(&forged), "answered without a store");
+        clock.advance(UNKNOWN_TTL + Duration::from_secs(1));
+        assert!(!cache.holds(&forged));
+        assert!(cache.get_or_load(forged, unknown()).await.unwrap().is_none());
+        assert_eq!(loads.load(Ordering::SeqCst), 2, "looked up again after the window");
+
+        // A store failure says nothing about the credential: it is not remembered.
+        let other = [8u8; 32];
+        let down = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Err::<Option<Identity>, &str>("store down")
+        };
+        assert!(cache.get_or_load(other, down()).await.is_err());
+        assert!(cache.get_or_load(other, down()).await.is_err());
+        assert_eq!(loads.load(Ordering::SeqCst), 4);
+        assert!(!cache.holds(&other));
+
+        cache.sweep();
+        clock.advance(UNKNOWN_TTL);
+        cache.sweep();
+        assert_eq!(cache.unknown.len(), 0, "swept once stale");
     }
 }

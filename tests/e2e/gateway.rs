@@ -665,3 +665,45 @@ async fn upstreams_can_be_spoken_to_over_http2() {
     assert_eq!(echoed.version, "HTTP/2.0");
     assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
 }
+
+/// A client sending unknown credentials makes the stores look each one up; past
+/// `rate_limit.failed_credentials_per_minute` its credentials are checked against the cache
+/// only: forged and uncached ones get 429 (their cookie is not cleared), cached ones keep
+/// working, and the budget recovers by itself.
+#[tokio::test]
+async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
+    use portcullis::identity::session::SessionToken;
+    let app = TestApp::builder()
+        .config(|c| {
+            c.rate_limit.failed_credentials_per_minute = portcullis::config::values::Count(60)
+        })
+        .spawn()
+        .await;
+    let ada = app.session_cookie(&app.client(), "ada@example.com").await;
+    let bob = app.session_cookie(&app.client(), "bob@example.com").await;
+    let get = |cookie: String| {
+        let url = app.url("/x");
+        async move { crate::support::http().get(url).header("cookie", cookie).send().await.unwrap() }
+    };
+    let forged = || format!("portcullis_session={}", SessionToken::generate().cookie_value());
+    assert_eq!(get(ada.clone()).await.status(), StatusCode::OK, "ada is cached now");
+
+    for attempt in 0..60 {
+        assert_eq!(get(forged()).await.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    let over = get(forged()).await;
+    assert_eq!(over.status(), StatusCode::UNAUTHORIZED, "the failure that goes over");
+    let held = get(forged()).await;
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(held.headers()["retry-after"], "1");
+    assert!(held.headers().get("set-cookie").is_none(), "a held-back cookie is not cleared");
+    assert_eq!(held.json::<Value>().await.unwrap()["error"], "rate_limited");
+    let key = portcullis::identity::api_key::generate();
+    let held = crate::support::http().get(app.url("/x")).bearer_auth(key).send().await.unwrap();
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS, "API keys too");
+
+    assert_eq!(get(ada.clone()).await.status(), StatusCode::OK, "a cached session goes on");
+    assert_eq!(get(bob.clone()).await.status(), StatusCode::TOO_MANY_REQUESTS, "bob is not cached");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(bob).await.status(), StatusCode::OK, "the budget recovers");
+}

@@ -104,12 +104,13 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// The defaults of the tests: ephemeral ports, a generous rate limit.
+    /// The defaults of the tests: ephemeral ports, generous rate limits.
     pub fn builder() -> TestAppBuilder {
         let mut raw = RawConfig::default();
         raw.server.listen = "127.0.0.1:0".into();
         raw.server.admin_listen = "127.0.0.1:0".into();
         raw.rate_limit.auth_per_minute = Count(10_000);
+        raw.rate_limit.failed_credentials_per_minute = Count(10_000);
         TestAppBuilder { raw, database_url: None, clock: None, echo_name: "app".into() }
     }
 
