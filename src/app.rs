@@ -845,14 +845,15 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
             () = shutdown.cancelled() => return,
         }
+        // Every replica: in memory the store is this process's own, in Redis this does
+        // nothing, in the database it is three deletes by indexed expiry.
         if let Err(error) = state.ephemeral.sweep().await {
             tracing::warn!(%error, "ephemeral store sweep failed");
         }
-        if let Err(error) = state.tokens.sweep().await {
-            tracing::warn!(%error, "refresh token sweep failed");
-        }
-        if let Err(error) = state.invites.sweep(state.clock.now()).await {
-            tracing::warn!(%error, "invite sweep failed");
+        match state.db.claim_sweep(state.clock.now(), SWEEP_INTERVAL).await {
+            Ok(true) => sweep_shared(&state).await,
+            Ok(false) => tracing::debug!("another replica swept the shared tables lately"),
+            Err(error) => tracing::warn!(%error, "cannot claim the sweep of the shared tables"),
         }
         // Keys rotated by the CLI or made by another replica start signing here.
         if let Err(error) = state.tokens.keys().reload().await {
@@ -861,6 +862,16 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
         state.ip_limiter.shrink();
         state.gateway.shrink_limits();
         state.sessions.sweep_cache();
+    }
+}
+
+/// Deletes what expired from the token and invite tables (one replica per interval).
+async fn sweep_shared(state: &AppState) {
+    if let Err(error) = state.tokens.sweep().await {
+        tracing::warn!(%error, "refresh token sweep failed");
+    }
+    if let Err(error) = state.invites.sweep(state.clock.now()).await {
+        tracing::warn!(%error, "invite sweep failed");
     }
 }
 

@@ -11,7 +11,11 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 use super::StoreError;
+use crate::clock::Timestamp;
 use crate::crypto::sealed::Sealer;
+
+/// The setting holding when the shared tables were last swept (milliseconds).
+const LAST_SWEEP: &str = "last_sweep_at";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -164,6 +168,39 @@ impl Database {
         Ok(row.try_get::<String, _>("value")?)
     }
 
+    /// Claims the periodic sweep of the shared tables for this replica, unless another one
+    /// swept less than `interval` before `now`: with many replicas the tables are swept once
+    /// per interval, not once per replica. A conditional update of one row, so it works through
+    /// PgBouncer in transaction mode (unlike a session advisory lock) and a replica that dies
+    /// holds nothing.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn claim_sweep(
+        &self,
+        now: Timestamp,
+        interval: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, '0') ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(LAST_SWEEP)
+        .execute(&self.pool)
+        .await?;
+        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        // A little early: replicas tick at the interval too, and must not just miss their turn.
+        let due = now.as_millis().saturating_sub(interval - interval / 10);
+        let claimed = sqlx::query(
+            "UPDATE settings SET value = $2 WHERE key = $1 AND CAST(value AS BIGINT) <= $3",
+        )
+        .bind(LAST_SWEEP)
+        .bind(now.as_millis().to_string())
+        .bind(due)
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     /// The same database, sealing the secrets it keeps with `sealer`.
     #[must_use]
     pub fn with_sealer(mut self, sealer: Sealer) -> Self {
@@ -255,6 +292,35 @@ mod tests {
         let database = Database::connect("sqlite::memory:", 5).await.unwrap();
         database.setting_or_insert("k", || "v".into()).await.unwrap();
         assert_eq!(database.setting_or_insert("k", || "x".into()).await.unwrap(), "v");
+    }
+
+    /// Replicas sweeping the same database: one sweep per interval between them.
+    async fn sweeps_once_per_interval(one: Database, other: Database) {
+        let interval = std::time::Duration::from_secs(60);
+        let t = |seconds: i64| Timestamp::from_millis(1_700_000_000_000 + seconds * 1000);
+        assert!(one.claim_sweep(t(0), interval).await.unwrap());
+        assert!(!other.claim_sweep(t(1), interval).await.unwrap(), "swept a second ago");
+        assert!(!one.claim_sweep(t(30), interval).await.unwrap());
+        assert!(other.claim_sweep(t(58), interval).await.unwrap(), "a tick a little early");
+        assert!(!one.claim_sweep(t(59), interval).await.unwrap());
+        let (a, b) =
+            tokio::join!(one.claim_sweep(t(200), interval), other.claim_sweep(t(200), interval));
+        assert!(a.unwrap() ^ b.unwrap(), "exactly one of two at once");
+    }
+
+    #[tokio::test]
+    async fn sqlite_sweeps_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("sweep.db").display());
+        let one = Database::connect(&url, 2).await.unwrap();
+        sweeps_once_per_interval(one.clone(), Database::connect(&url, 2).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_sweeps_once_per_interval() {
+        let database = crate::store::testing::TestDatabase::create().await;
+        let one = Database::connect(&database.url, 2).await.unwrap();
+        sweeps_once_per_interval(one, Database::connect(&database.url, 2).await.unwrap()).await;
     }
 
     #[test]

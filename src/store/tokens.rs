@@ -1,6 +1,6 @@
 //! Refresh-token families: one row per signed-in token client (its `sid`), holding the hash of
 //! the one refresh token that is currently valid. Exchanged tokens are kept as "spent" until the
-//! family expires, so presenting one again is recognised as reuse.
+//! family expires (at most [`SPENT_RETENTION`]), so presenting one again is recognised as reuse.
 
 use sqlx::any::AnyRow;
 use sqlx::{Acquire, Row};
@@ -11,6 +11,11 @@ use super::sql::Database;
 use crate::clock::Timestamp;
 use crate::identity::Scopes;
 use crate::identity::cache::CredentialHash;
+
+/// How long an exchanged refresh token is remembered, so that presenting it again is caught as
+/// reuse (and its whole family revoked). A family that refreshes every few minutes for a month
+/// would otherwise keep thousands of rows; a token replayed later than this is merely refused.
+pub const SPENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 const COLUMNS: &str = "id, user_id, scopes, org_id, client, ip, created_at, rotated_at, expires_at";
 
@@ -211,13 +216,16 @@ impl FamilyStore {
         rows.iter().map(|row| parse_uuid(row, "id")).collect()
     }
 
-    /// Deletes families and spent tokens that can no longer matter.
+    /// Deletes expired families, and spent tokens of expired families or spent more than
+    /// [`SPENT_RETENTION`] ago.
     ///
     /// # Errors
     /// The database fails.
     pub async fn sweep(&self, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM spent_refresh_tokens WHERE expires_at <= $1")
+        let retention = i64::try_from(SPENT_RETENTION.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query("DELETE FROM spent_refresh_tokens WHERE expires_at <= $1 OR spent_at <= $2")
             .bind(now.as_millis())
+            .bind(now.as_millis().saturating_sub(retention))
             .execute(self.db.pool())
             .await?;
         sqlx::query("DELETE FROM refresh_families WHERE expires_at <= $1")
@@ -249,4 +257,62 @@ fn family_from_row(row: &AnyRow) -> Result<Family, StoreError> {
         rotated_at: Timestamp::from_millis(row.try_get("rotated_at")?),
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spent_tokens_are_kept_for_the_retention_and_families_until_they_expire() {
+        let store = FamilyStore::new(Database::connect("sqlite::memory:", 1).await.unwrap());
+        let day = |n: i64| Timestamp::from_millis(n * 86_400_000);
+        let family = Family {
+            id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            scopes: Scopes::All,
+            org_id: None,
+            client: None,
+            ip: None,
+            created_at: day(0),
+            rotated_at: day(0),
+            expires_at: day(30),
+        };
+        // The owner is not checked by this table.
+        sqlx::query("PRAGMA foreign_keys = OFF").execute(store.db.pool()).await.unwrap();
+        store.insert(&family, &[1; 32]).await.unwrap();
+        assert!(matches!(
+            store.rotate(&[1; 32], &[2; 32], day(1), day(31)).await.unwrap(),
+            Rotation::Rotated(_)
+        ));
+        assert!(matches!(
+            store.rotate(&[2; 32], &[3; 32], day(5), day(35)).await.unwrap(),
+            Rotation::Rotated(_)
+        ));
+
+        store.sweep(day(7)).await.unwrap();
+        assert!(matches!(
+            store.rotate(&[1; 32], &[9; 32], day(7), day(37)).await.unwrap(),
+            Rotation::Spent { .. }
+        ));
+        store.sweep(day(9)).await.unwrap();
+        assert_eq!(
+            store.rotate(&[1; 32], &[9; 32], day(9), day(39)).await.unwrap(),
+            Rotation::Unknown,
+            "spent 8 days ago: forgotten"
+        );
+        assert!(
+            matches!(
+                store.rotate(&[2; 32], &[9; 32], day(9), day(39)).await.unwrap(),
+                Rotation::Spent { .. }
+            ),
+            "spent 4 days ago: kept"
+        );
+        store.sweep(day(40)).await.unwrap();
+        assert_eq!(
+            store.rotate(&[3; 32], &[9; 32], day(40), day(70)).await.unwrap(),
+            Rotation::Unknown,
+            "the family expired"
+        );
+    }
 }
