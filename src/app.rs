@@ -265,8 +265,14 @@ impl Stores {
     /// The stores cannot be reached in time, or the database cannot be migrated.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let storage = &config.storage;
-        let db = with_startup_retry("the database", storage.startup_wait, || {
-            Database::connect(&storage.database_url, storage.max_connections)
+        let db = with_startup_retry("the database", storage.startup_wait, || async {
+            let db = Database::open(&storage.database_url, storage.max_connections).await?;
+            if storage.migrate_on_start {
+                db.migrate_through(&storage.database_url, &storage.direct_url).await?;
+            } else {
+                db.check_migrated().await?;
+            }
+            Ok(db)
         })
         .await?
         .with_sealer(storage.sealer.clone());
@@ -344,7 +350,7 @@ fn fanout_channel(config: &Config, db: &Database, redis: Option<redis::Client>) 
         }),
         None if db.backend() == Backend::Postgres => Some(Channel::Postgres {
             db: db.clone(),
-            url: config.storage.database_url.clone(),
+            url: config.storage.direct_url.clone(),
             channel: "portcullis_revocations".into(),
         }),
         None => None,

@@ -15,6 +15,8 @@ use portcullis::crypto::signing::KeyRing;
 use portcullis::identity::api_key::KeyRequest;
 use portcullis::identity::one_time::{OneTimeLink, OneTimeLinks};
 use portcullis::identity::{Email, Scopes, validate_role};
+use portcullis::store::StoreError;
+use portcullis::store::sql::Database;
 use portcullis::store::users::NewUser;
 use tracing_subscriber::EnvFilter;
 
@@ -108,6 +110,29 @@ pub(crate) enum KeysCommand {
     Rotate,
     /// List the signing keys.
     List,
+}
+
+/// `portcullis migrate`: the pending migrations, applied through the direct URL, waiting for
+/// the database like a start does.
+pub(crate) async fn migrate(config: &Config) -> Result<String, String> {
+    let storage = &config.storage;
+    let deadline = std::time::Instant::now() + storage.startup_wait;
+    loop {
+        let attempt = async {
+            let db = Database::open(&storage.direct_url, 1).await?;
+            let version = db.migrate().await;
+            db.close().await;
+            version
+        };
+        match attempt.await {
+            Ok(version) => return Ok(format!("the database schema is at version {version}")),
+            Err(StoreError::Unavailable(error)) if std::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "the database does not answer yet; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
 }
 
 /// `portcullis healthcheck`: GET `/healthz` on the configured admin listener (its loopback

@@ -43,6 +43,9 @@ enum Command {
     /// Manage the keys that sign access tokens and assertions.
     #[command(subcommand)]
     Keys(cli::KeysCommand),
+    /// Apply the database migrations this version needs, through `storage.database_direct_url`
+    /// when set, and exit (for a release job, with `storage.migrate_on_start = false`).
+    Migrate,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             Some(Command::User(command)) => cli::report(cli::run_user(config, command).await),
             Some(Command::ApiKey(command)) => cli::report(cli::run_api_key(config, command).await),
             Some(Command::Keys(command)) => cli::report(cli::run_keys(config, command).await),
+            Some(Command::Migrate) => cli::report(cli::migrate(&config).await),
             Some(Command::CheckConfig | Command::Healthcheck) => unreachable!("handled above"),
         }
     })

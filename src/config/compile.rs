@@ -411,8 +411,24 @@ fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
         .iter()
         .filter_map(|key| errors.check("storage.secrets_key_previous", SealKey::parse(key)))
         .collect();
+    let direct_url = match s.database_direct_url.as_deref().map(str::trim) {
+        None | Some("") => url.to_owned(),
+        Some(direct) => {
+            let postgres =
+                |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
+            if !postgres(direct) || !postgres(url) {
+                errors.push(
+                    "storage.database_direct_url",
+                    "expected postgres://…, with a PostgreSQL database_url",
+                );
+            }
+            direct.to_owned()
+        }
+    };
     StorageConfig {
         database_url: url.to_owned(),
+        direct_url,
+        migrate_on_start: s.migrate_on_start,
         ephemeral,
         redis_prefix: s.redis_prefix.clone(),
         max_connections: s.max_connections.0,

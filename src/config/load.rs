@@ -12,8 +12,16 @@ use super::raw::RawConfig;
 pub const ENV_PREFIX: &str = "PORTCULLIS_";
 
 /// Keys that hold secrets: they may be given as `KEY_file`, and `check-config` masks them.
-const SECRET_KEYS: &[&str] =
-    &["secret", "client_secret", "api_key", "database_url", "redis_url", "smtp_url", "secrets_key"];
+const SECRET_KEYS: &[&str] = &[
+    "secret",
+    "client_secret",
+    "api_key",
+    "database_url",
+    "database_direct_url",
+    "redis_url",
+    "smtp_url",
+    "secrets_key",
+];
 
 /// Keys that hold lists of secrets: masked item by item.
 const SECRET_LISTS: &[&str] = &["secrets_key_previous"];

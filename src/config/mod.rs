@@ -326,6 +326,10 @@ pub enum EphemeralKind {
 pub struct StorageConfig {
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
+    /// The same database without a pooler in between, for `LISTEN` and migrations.
+    pub direct_url: String,
+    /// Whether migrations run at start (else they must have been run by `portcullis migrate`).
+    pub migrate_on_start: bool,
     /// The ephemeral backend.
     pub ephemeral: EphemeralKind,
     /// Prefix of Redis keys and of the revocation channel.

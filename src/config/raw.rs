@@ -162,6 +162,13 @@ pub struct RawStorage {
     /// PEM file of the CA(s) that sign Redis's certificate, for `rediss://` with a private CA
     /// (added key; default: the system's roots).
     pub redis_ca_file: Option<String>,
+    /// A PostgreSQL URL that bypasses a connection pooler (PgBouncer), for what needs a session
+    /// of its own: the revocation listener (`LISTEN`) and migrations (added key; default:
+    /// `database_url`).
+    pub database_direct_url: Option<String>,
+    /// Whether the server applies pending migrations when it starts (added key); with `false`
+    /// it refuses to start until `portcullis migrate` has run.
+    pub migrate_on_start: bool,
     /// Largest number of pooled database connections.
     pub max_connections: Count,
     /// How long startup waits for the database and Redis to answer (added key).
@@ -181,6 +188,8 @@ impl Default for RawStorage {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "portcullis:".into(),
             redis_ca_file: None,
+            database_direct_url: None,
+            migrate_on_start: true,
             max_connections: Count(10),
             startup_wait: "30s".into(),
             secrets_key: None,

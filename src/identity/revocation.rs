@@ -279,9 +279,11 @@ struct Backoff {
 
 impl Backoff {
     fn connected(&mut self, cache: &IdentityCache, what: &str) {
+        // Revocations published while we were not listening were missed: those while we were
+        // away and, on the first connection, those since the server started serving (it may
+        // have cached identities already).
+        cache.clear();
         if self.was_connected {
-            // Revocations published while we were away were missed.
-            cache.clear();
             tracing::info!("{what} revocation channel is back; emptied the identity cache");
         }
         self.was_connected = true;
@@ -301,6 +303,20 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_connection_of_the_channel_empties_the_cache_even_the_first() {
+        let clock: std::sync::Arc<dyn crate::clock::Clock> =
+            std::sync::Arc::new(crate::clock::ManualClock::new());
+        let cache = IdentityCache::new(Duration::from_secs(30), 10, clock);
+        let mut backoff = Backoff::default();
+        for _ in 0..2 {
+            let cached = cache.get_or_load([3; 32], async { Ok::<_, ()>(None) }).await;
+            assert!(cached.unwrap().is_none() && cache.holds(&[3; 32]));
+            backoff.connected(&cache, "test");
+            assert!(!cache.holds(&[3; 32]), "cached before the channel listened");
+        }
+    }
 
     #[test]
     fn revocations_round_trip_and_garbage_is_ignored() {

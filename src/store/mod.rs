@@ -30,6 +30,9 @@ pub enum StoreError {
     /// Any other database error (a bug or a schema mismatch).
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// The schema is not what this build needs (a migration failed, or is pending).
+    #[error("database schema: {0}")]
+    Schema(String),
     /// A secret sealed in the database cannot be opened (the key is not configured).
     #[error(transparent)]
     Sealed(#[from] crate::crypto::sealed::SealError),
@@ -120,9 +123,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => {
                 Self::new(ErrorCode::Conflict, format!("{what} already exists"))
             }
-            StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Sealed(_) => {
-                Self::internal(error)
-            }
+            StoreError::Corrupt(_)
+            | StoreError::Database(_)
+            | StoreError::Schema(_)
+            | StoreError::Sealed(_) => Self::internal(error),
         }
     }
 }

@@ -43,6 +43,16 @@ impl Database {
     /// # Errors
     /// The database cannot be reached or a migration fails.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let database = Self::open(url, max_connections).await?;
+        database.migrate().await?;
+        Ok(database)
+    }
+
+    /// Connects, without migrating. A SQLite file is created if missing.
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         // No ping before each use: it doubled the round trips of every query (a cache miss
@@ -80,19 +90,75 @@ impl Database {
             // WAL lets readers proceed during a write; it is a property of the file, set once.
             sqlx::query("PRAGMA journal_mode = WAL").execute(&database.pool).await?;
         }
-        database.migrate().await?;
         Ok(database)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend {
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await.map_err(|error| match error {
+        }
+    }
+
+    /// Applies the pending migrations; the schema version it is at. Replicas starting together
+    /// take turns (sqlx holds an advisory lock on PostgreSQL, which needs a session of its own:
+    /// through PgBouncer in transaction mode, migrate through a direct URL).
+    ///
+    /// # Errors
+    /// A migration fails.
+    pub async fn migrate(&self) -> Result<i64, StoreError> {
+        self.migrator().run(&self.pool).await.map_err(|error| match error {
             sqlx::migrate::MigrateError::Execute(error) => StoreError::from(error),
-            other => StoreError::Corrupt(format!("migration failed: {other}")),
-        })
+            other => StoreError::Schema(format!("migration failed: {other}")),
+        })?;
+        Ok(self.latest_version())
+    }
+
+    /// Applies the pending migrations through `direct_url` (a short-lived connection of its
+    /// own) unless it is `url`, this pool's own.
+    ///
+    /// # Errors
+    /// The direct URL cannot be reached, or a migration fails.
+    pub async fn migrate_through(&self, url: &str, direct_url: &str) -> Result<i64, StoreError> {
+        if direct_url == url {
+            return self.migrate().await;
+        }
+        let direct = Self::open(direct_url, 1).await?;
+        let migrated = direct.migrate().await;
+        direct.close().await;
+        migrated
+    }
+
+    /// Checks that every migration this build knows has been applied.
+    ///
+    /// # Errors
+    /// Some are pending ([`StoreError::Schema`], saying to run `portcullis migrate`), or the
+    /// database fails.
+    pub async fn check_migrated(&self) -> Result<(), StoreError> {
+        let applied = sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) AS version FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        let applied = match applied {
+            Ok(row) => row.try_get::<i64, _>("version")?,
+            Err(error) => match StoreError::from(error) {
+                unavailable @ StoreError::Unavailable(_) => return Err(unavailable),
+                // No migration table: nothing was ever applied.
+                _ => 0,
+            },
+        };
+        let latest = self.latest_version();
+        if applied < latest {
+            return Err(StoreError::Schema(format!(
+                "the database schema is at version {applied} and this build needs {latest}: run                  `portcullis migrate` (storage.migrate_on_start is false)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn latest_version(&self) -> i64 {
+        self.migrator().iter().map(|migration| migration.version).max().unwrap_or(0)
     }
 
     /// The pool, for the repositories in this module tree.

@@ -491,3 +491,67 @@ async fn postgres_out_of_connections_is_unavailable_and_recovers() {
     drop(database);
     admin_sql(&format!("DROP ROLE IF EXISTS {role}")).await;
 }
+
+/// Behind a pooler: queries go through `database_url` (here a relay standing in for PgBouncer),
+/// while migrations and the revocation listener, which need a session of their own, use
+/// `database_direct_url`; revocations still reach the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_and_listen_take_the_direct_url() {
+    use crate::support::relay::Protocol;
+    let database = TestDatabase::create().await;
+    let (pooler, pooled_url) =
+        relayed(&database.url, Protocol::Postgres, Some("sslmode=disable")).await;
+    let replica = || {
+        TestApp::builder()
+            .database(&pooled_url)
+            .config(|raw| raw.storage.database_direct_url = Some(database.url.clone()))
+            .spawn()
+    };
+    let a = replica().await;
+    let b = replica().await;
+    let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
+    assert_eq!(status_with_cookie(&b, &cookie).await, 200);
+    log_out(&a, &cookie).await;
+    within(Duration::from_secs(1), || async { status_with_cookie(&b, &cookie).await == 401 }).await;
+
+    let sql = pooler.sql();
+    assert!(sql.iter().any(|text| text.contains("json_agg")), "queries take the pool: {sql:?}");
+    for session_bound in ["LISTEN", "_sqlx_migrations", "pg_advisory", "CREATE TABLE"] {
+        assert!(
+            !sql.iter().any(|text| text.contains(session_bound)),
+            "{session_bound} went through the pooler: {sql:?}"
+        );
+    }
+}
+
+/// With `migrate_on_start = false` a server refuses to start on a schema that is behind, and
+/// says what to run; `portcullis migrate` brings it up to date, after which it starts.
+#[tokio::test]
+async fn migrations_can_be_a_release_step_of_their_own() {
+    let database = TestDatabase::create().await;
+    let mut raw = portcullis::config::RawConfig::default();
+    raw.server.listen = "127.0.0.1:0".into();
+    raw.server.admin_listen = String::new();
+    raw.storage.database_url = database.url.clone();
+    raw.storage.migrate_on_start = false;
+    raw.storage.startup_wait = "1s".into();
+    let config = || portcullis::config::Config::try_from(raw.clone()).unwrap();
+    let error = portcullis::app::App::start(config()).await.expect_err("no schema yet").to_string();
+    assert!(error.contains("portcullis migrate"), "{error}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!(
+        "[storage]\ndatabase_url = \"postgres://127.0.0.1:1/unused\"\ndatabase_direct_url = \"{}\"\n",
+        database.url
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), file).unwrap();
+    let migrated =
+        crate::support::binary::run(dir.path(), &["--config", "portcullis.toml", "migrate"], "")
+            .await;
+    let stdout = String::from_utf8_lossy(&migrated.stdout);
+    assert!(migrated.status.success(), "{stdout}{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(stdout.contains("schema is at version"), "{stdout}");
+
+    let running = portcullis::app::App::start(config()).await.expect("migrated");
+    running.stop().await;
+}

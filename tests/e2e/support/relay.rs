@@ -17,6 +17,9 @@ pub struct Counts {
     pub operations: AtomicU64,
     /// PostgreSQL: round trips (`Sync` and simple `Query` messages). Redis: as `operations`.
     pub round_trips: AtomicU64,
+    /// PostgreSQL: the SQL text of every statement sent (simple `Query` and `Parse` messages,
+    /// their first 200 bytes).
+    pub sql: parking_lot::Mutex<Vec<String>>,
 }
 
 /// The wire protocol a relay reads.
@@ -48,6 +51,11 @@ impl CountingRelay {
             }
         });
         Self { addr, counts }
+    }
+
+    /// The SQL texts sent so far (PostgreSQL).
+    pub fn sql(&self) -> Vec<String> {
+        self.counts.sql.lock().clone()
     }
 
     /// Operations and round trips counted so far.
@@ -94,19 +102,32 @@ struct Parser {
     startup: bool,
     /// Redis: bulk strings still expected in the current command.
     bulk_left: u64,
+    /// PostgreSQL: the body of a `Query` or `Parse` message being read.
+    capture: Option<Vec<u8>>,
 }
 
 impl Parser {
     fn new(protocol: Protocol) -> Self {
-        Self { protocol, pending: Vec::new(), skip: 0, startup: true, bulk_left: 0 }
+        Self { protocol, pending: Vec::new(), skip: 0, startup: true, bulk_left: 0, capture: None }
     }
 
     fn feed(&mut self, mut bytes: &[u8], counts: &Counts) {
         while !bytes.is_empty() {
             if self.skip > 0 {
                 let skipped = self.skip.min(bytes.len());
+                if let Some(body) = &mut self.capture {
+                    body.extend_from_slice(&bytes[..skipped]);
+                }
                 self.skip -= skipped;
                 bytes = &bytes[skipped..];
+                if self.skip == 0
+                    && let Some(body) = self.capture.take()
+                {
+                    // After the message type: `Parse` names its statement first; NULs end
+                    // each string.
+                    let text = String::from_utf8_lossy(&body[1..]).replace('\0', " ");
+                    counts.sql.lock().push(text.chars().take(200).collect());
+                }
                 continue;
             }
             self.pending.push(bytes[0]);
@@ -146,6 +167,9 @@ impl Parser {
             _ => {}
         }
         self.skip = (length as usize).saturating_sub(head - length_at);
+        if matches!(kind, Some(b'Q' | b'P')) && self.skip > 0 {
+            self.capture = Some(kind.into_iter().collect());
+        }
         self.pending.clear();
     }
 
@@ -195,4 +219,5 @@ fn the_parsers_count_across_reads() {
     postgres.feed(&wire[7..], &counts);
     assert_eq!(counts.operations.load(Ordering::SeqCst), 2);
     assert_eq!(counts.round_trips.load(Ordering::SeqCst), 2);
+    assert_eq!(counts.sql.lock().as_slice(), ["SEL "]);
 }
