@@ -346,7 +346,7 @@ fn fanout_channel(config: &Config, db: &Database, redis: Option<redis::Client>) 
     match redis {
         Some(client) => Some(Channel::Redis {
             client,
-            channel: format!("{}revocations", config.storage.redis_prefix),
+            stream: format!("{}revocations", config.storage.redis_prefix),
         }),
         None if db.backend() == Backend::Postgres => Some(Channel::Postgres {
             db: db.clone(),
@@ -871,13 +871,19 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// Deletes what expired from the token and invite tables (one replica per interval).
+/// Deletes what expired from the token, invite and revocation-log tables (one replica per
+/// interval).
 async fn sweep_shared(state: &AppState) {
     if let Err(error) = state.tokens.sweep().await {
         tracing::warn!(%error, "refresh token sweep failed");
     }
     if let Err(error) = state.invites.sweep(state.clock.now()).await {
         tracing::warn!(%error, "invite sweep failed");
+    }
+    if state.db.backend() == Backend::Postgres
+        && let Err(error) = crate::store::revocations::sweep(&state.db).await
+    {
+        tracing::warn!(%error, "revocation log sweep failed");
     }
 }
 

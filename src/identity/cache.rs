@@ -10,6 +10,7 @@
 //! revoker marks then evicts, the loader inserts then checks the marks, so whichever runs last
 //! removes the stale entry.
 
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use quick_cache::UnitWeighter;
 use quick_cache::sync::DefaultLifecycle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::revocation::Revocation;
@@ -67,6 +68,8 @@ pub struct IdentityCache {
     /// random hasher: unlike `entries`, its keys are hashes of whatever clients send.
     unknown: Arc<Map<CredentialHash, Timestamp, RandomState>>,
     unknown_ttl: Duration,
+    /// Loads in progress, so that concurrent misses of one credential share one load.
+    loading: Arc<parking_lot::Mutex<HashMap<CredentialHash, watch::Receiver<Option<Flight>>>>>,
     /// When each credential was last revoked.
     revoked_credentials: Arc<Map<CredentialHash, Instant, Keyed>>,
     /// When each user's credentials were last revoked all at once.
@@ -80,6 +83,42 @@ pub struct IdentityCache {
     /// Lookups answered from the cache, and those that were not (for the metrics).
     hits: Counter,
     misses: Counter,
+}
+
+/// What a load shared with the misses that waited for it came to.
+#[derive(Debug, Clone)]
+enum Flight {
+    Loaded(Arc<Identity>),
+    Unknown,
+    /// It failed (or was abandoned): each waiter loads for itself.
+    Failed,
+}
+
+/// The load of one credential, announced to concurrent misses of it; abandoned (dropped
+/// without an outcome) it tells them to load for themselves.
+struct Leader<'a> {
+    hash: CredentialHash,
+    loading: &'a parking_lot::Mutex<HashMap<CredentialHash, watch::Receiver<Option<Flight>>>>,
+    outcome: watch::Sender<Option<Flight>>,
+}
+
+impl Leader<'_> {
+    fn finish(self, flight: Flight) {
+        self.outcome.send_replace(Some(flight));
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.loading.lock().remove(&self.hash);
+        self.outcome.send_if_modified(|outcome| {
+            let unset = outcome.is_none();
+            if unset {
+                *outcome = Some(Flight::Failed);
+            }
+            unset
+        });
+    }
 }
 
 /// A cached identity and the time (on the injected clock) until which it may be served.
@@ -111,6 +150,7 @@ impl IdentityCache {
                 DefaultLifecycle::default(),
             )),
             unknown_ttl: ttl.min(UNKNOWN_TTL),
+            loading: Arc::default(),
             revoked_credentials: Arc::new(Map::with(
                 marks,
                 marks as u64,
@@ -160,7 +200,10 @@ impl IdentityCache {
     pub fn insert(&self, hash: CredentialHash, identity: Arc<Identity>, load_started: Instant) {
         let user_id = identity.user_id;
         let session_id = identity.session_id;
-        let fresh_until = self.clock.now().plus(self.ttl).min(identity.expires_at);
+        // Spread over the last tenth of the TTL by the credential (its hash is random), so that
+        // identities loaded together (after a restart) are not all reloaded together.
+        let jitter = self.ttl / 10 * u32::from(hash[31]) / 255;
+        let fresh_until = self.clock.now().plus(self.ttl - jitter).min(identity.expires_at);
         self.entries.insert(hash, Entry { identity, fresh_until });
         let revoked_since = |mark: Option<Instant>| mark.is_some_and(|at| at >= load_started);
         if revoked_since(self.revoked_credentials.get(&hash))
@@ -192,13 +235,48 @@ impl IdentityCache {
         if self.unknown.get(&hash).is_some_and(|until| until > now) {
             return Ok(None);
         }
-        let load_started = Instant::now();
-        let Some(identity) = load.await? else {
-            self.unknown.insert(hash, self.clock.now().plus(self.unknown_ttl));
-            return Ok(None);
+        // One load per credential at a time: the others wait for its outcome (a replica that
+        // starts, or empties its cache, under load would otherwise send every concurrent
+        // request of a user to the stores).
+        let leader = {
+            let mut loading = self.loading.lock();
+            match loading.get(&hash) {
+                Some(waiting) => Err(waiting.clone()),
+                None => {
+                    let (outcome, waiting) = watch::channel(None);
+                    loading.insert(hash, waiting);
+                    Ok(Leader { hash, loading: &self.loading, outcome })
+                }
+            }
         };
-        let identity = Arc::new(identity);
+        let leader = match leader {
+            Ok(leader) => Some(leader),
+            Err(mut waiting) => {
+                let flight = waiting.wait_for(Option::is_some).await.ok().and_then(|f| f.clone());
+                match flight {
+                    Some(Flight::Loaded(identity)) => return Ok(Some(identity)),
+                    Some(Flight::Unknown) => return Ok(None),
+                    Some(Flight::Failed) | None => None,
+                }
+            }
+        };
+        let load_started = Instant::now();
+        let loaded = load.await;
+        let identity = match loaded {
+            Ok(Some(identity)) => Arc::new(identity),
+            Ok(None) => {
+                self.unknown.insert(hash, self.clock.now().plus(self.unknown_ttl));
+                if let Some(leader) = leader {
+                    leader.finish(Flight::Unknown);
+                }
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
         self.insert(hash, Arc::clone(&identity), load_started);
+        if let Some(leader) = leader {
+            leader.finish(Flight::Loaded(Arc::clone(&identity)));
+        }
         Ok(Some(identity))
     }
 
@@ -309,6 +387,58 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+
+    fn identity() -> Identity {
+        use crate::identity::{AuthMethod, Email, IdentityParts, Scopes, User};
+        let user = User::new(
+            Uuid::now_v7(),
+            Email::parse("ada@example.com").unwrap(),
+            Timestamp::from_millis(0),
+        );
+        let parts = IdentityParts::new(
+            user,
+            Scopes::All,
+            AuthMethod::Session,
+            None,
+            Timestamp::from_millis(i64::MAX / 2),
+        );
+        Identity::new(parts, &crate::gateway::headers::HeaderNames::default())
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_of_one_credential_share_one_load() {
+        let clock = ManualClock::new();
+        let cache = IdentityCache::new(Duration::from_secs(30), 100, Arc::new(clock));
+        let loads = AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, &str>(Some(identity()))
+        };
+        let all =
+            futures_util::future::join_all((0..20).map(|_| cache.get_or_load([5; 32], load())));
+        let answers = all.await;
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for twenty misses");
+        let first = answers[0].clone().unwrap().unwrap();
+        assert!(
+            answers
+                .iter()
+                .all(|answer| Arc::ptr_eq(answer.as_ref().unwrap().as_ref().unwrap(), &first))
+        );
+
+        // A failed load is not shared: each waiter tries for itself, at once (not in turn).
+        let failing = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err::<Option<Identity>, _>("down")
+        };
+        let started = std::time::Instant::now();
+        let all =
+            futures_util::future::join_all((0..5).map(|_| cache.get_or_load([6; 32], failing())));
+        assert!(all.await.iter().all(Result::is_err));
+        assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+        assert!(cache.loading.lock().is_empty(), "nothing left behind");
+    }
 
     #[tokio::test]
     async fn unknown_credentials_cost_one_lookup_per_window_and_failures_none() {

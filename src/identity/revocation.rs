@@ -1,16 +1,25 @@
 //! Revocation fan-out: a logout, key revocation or disabled user on one replica evicts the
 //! identity from every replica's cache within about a second.
 //!
-//! Evictions are published on Redis pub/sub when Redis is the ephemeral store, else on
-//! PostgreSQL `LISTEN`/`NOTIFY` when PostgreSQL is the database; a single SQLite replica needs
-//! neither. Every replica listens and evicts what it hears (its own messages included, which is
-//! harmless). If the listening connection drops, the replica reconnects with back-off and then
-//! empties its cache, since it may have missed revocations meanwhile; until it is back, the
-//! cache TTL bounds how stale an identity can be.
+//! Revocations are a log, not a broadcast: a Redis stream when Redis is the ephemeral store,
+//! else a PostgreSQL table with `NOTIFY` as the doorbell; a single SQLite replica needs
+//! neither. Each replica reads the log from its own position and evicts what it reads (its own
+//! entries included, which is harmless). Entries are appended only after the store write they
+//! announce, and appending is retried until it succeeds.
+//!
+//! The reader proves its connection alive every [`HEARTBEAT`]: a blocking stream read that
+//! returns empty, or a poll of the table, each with a deadline, so a dead or half-open
+//! connection is noticed within a few seconds. A reader that reconnects resumes from its
+//! position: nothing is missed and nothing is flushed. Only when the entries after its
+//! position may be gone (trimmed, swept, or Redis lost its data) does the replica empty its
+//! cache. Its first connection empties it too, since identities may have been cached before it
+//! listened.
 
-use std::time::Duration;
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use redis::AsyncConnectionConfig;
+use redis::streams::StreamReadReply;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -19,11 +28,20 @@ use uuid::Uuid;
 
 use super::cache::{CredentialHash, IdentityCache};
 use crate::crypto;
+use crate::store::revocations;
 use crate::store::sql::Database;
 
-/// Longest wait between reconnection attempts of the listener.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
+/// Longest wait between reconnection attempts of the reader, and between retries of an append.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the reader proves its connection alive when nothing is revoked.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a heartbeat may take before the connection counts as dead.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Entries a Redis stream keeps (approximately): a replica further behind empties its cache.
+const STREAM_LENGTH: u32 = 100_000;
+/// Revocations waiting to be appended while the log is unreachable; beyond, the oldest are
+/// dropped (other replicas then rely on the cache TTL for them).
+const MAX_PENDING: usize = 100_000;
 /// One eviction, as sent between replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
@@ -60,57 +78,51 @@ impl Revocation {
 /// Where revocations travel.
 #[derive(Debug, Clone)]
 pub enum Channel {
-    /// Redis pub/sub.
+    /// A Redis stream.
     Redis {
         /// A client for the Redis in use.
         client: redis::Client,
-        /// Channel name.
-        channel: String,
+        /// The stream's key.
+        stream: String,
     },
-    /// PostgreSQL `NOTIFY` on the database, `LISTEN` on a dedicated connection.
+    /// The PostgreSQL log table, with `NOTIFY` on a channel as the doorbell.
     Postgres {
-        /// The database (publishing).
+        /// The database (appending).
         db: Database,
-        /// Its URL (the listener's own connection).
+        /// Its direct URL (the reader's own connection, which `LISTEN`s).
         url: String,
-        /// Channel name.
+        /// The doorbell's channel name.
         channel: String,
     },
 }
 
-/// The running fan-out: a publisher draining the cache's evictions and a listener applying
+/// The running fan-out: a publisher appending the cache's evictions and a reader applying
 /// everyone's.
 #[derive(Debug)]
 pub struct Fanout {
     publisher: JoinHandle<()>,
-    listener: JoinHandle<()>,
+    reader: JoinHandle<()>,
     stop: CancellationToken,
 }
 
 impl Fanout {
     /// Connects `cache` to `channel`: from now on its evictions are published, and published
     /// evictions are applied to it.
-    ///
     pub fn start(channel: Channel, cache: &IdentityCache) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let (publisher, listener) = match channel {
-            Channel::Redis { client, channel } => (
-                tokio::spawn(publish_redis(
-                    client.clone(),
-                    channel.clone(),
-                    receiver,
-                    stop.clone(),
-                )),
-                tokio::spawn(listen_redis(client, channel, cache.clone(), stop.clone())),
-            ),
-            Channel::Postgres { db, url, channel } => (
-                tokio::spawn(publish_postgres(db, channel.clone(), receiver, stop.clone())),
-                tokio::spawn(listen_postgres(url, channel, cache.clone(), stop.clone())),
-            ),
+        let log = Log::from(&channel);
+        let publisher = tokio::spawn(publish(log, receiver, stop.clone()));
+        let reader = match channel {
+            Channel::Redis { client, stream } => {
+                tokio::spawn(read_redis(client, stream, cache.clone(), stop.clone()))
+            }
+            Channel::Postgres { url, channel, .. } => {
+                tokio::spawn(read_postgres(url, channel, cache.clone(), stop.clone()))
+            }
         };
         cache.publish_to(sender);
-        Self { publisher, listener, stop }
+        Self { publisher, reader, stop }
     }
 
     /// Publishes what is still queued, then stops (the CLI calls this before exiting, so its
@@ -118,51 +130,116 @@ impl Fanout {
     pub async fn close(self) {
         self.stop.cancel();
         let _ = self.publisher.await;
-        self.listener.abort();
+        self.reader.abort();
     }
 }
 
-/// Publishes until stopped, then drains the queue.
-async fn publish_redis(
+/// Where the publisher appends.
+enum Log {
+    Redis(Box<RedisLog>),
+    Postgres { db: Database, channel: String },
+}
+
+/// The publisher's end of a Redis stream.
+struct RedisLog {
     client: redis::Client,
-    channel: String,
-    mut queue: mpsc::UnboundedReceiver<Revocation>,
-    stop: CancellationToken,
-) {
-    let mut connection = None;
-    while let Some(revocation) = next(&mut queue, &stop).await {
-        if connection.is_none() {
-            connection = client.get_connection_manager().await.ok();
-        }
-        let sent = match &mut connection {
-            Some(connection) => redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(revocation.encode())
-                .query_async::<i64>(connection)
-                .await
-                .map(drop),
-            None => Err(redis::RedisError::from((redis::ErrorKind::Io, "not connected"))),
-        };
-        if let Err(error) = sent {
-            tracing::warn!(%error, "cannot publish a revocation; other replicas rely on the cache TTL");
+    stream: String,
+    connection: Option<redis::aio::MultiplexedConnection>,
+}
+
+impl From<&Channel> for Log {
+    fn from(channel: &Channel) -> Self {
+        match channel {
+            Channel::Redis { client, stream } => Self::Redis(Box::new(RedisLog {
+                client: client.clone(),
+                stream: stream.clone(),
+                connection: None,
+            })),
+            Channel::Postgres { db, channel, .. } => {
+                Self::Postgres { db: db.clone(), channel: channel.clone() }
+            }
         }
     }
 }
 
-async fn publish_postgres(
-    db: Database,
-    channel: String,
+impl Log {
+    async fn append(&mut self, revocation: &Revocation) -> Result<(), String> {
+        match self {
+            Self::Redis(log) => {
+                let RedisLog { client, stream, connection } = &mut **log;
+                if connection.is_none() {
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(HEARTBEAT_TIMEOUT))
+                        .set_response_timeout(Some(HEARTBEAT_TIMEOUT));
+                    *connection = Some(
+                        client
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await
+                            .map_err(|error| error.to_string())?,
+                    );
+                }
+                let Some(open) = connection else { return Err("not connected".into()) };
+                let added = redis::cmd("XADD")
+                    .arg(&*stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(STREAM_LENGTH)
+                    .arg("*")
+                    .arg("r")
+                    .arg(revocation.encode())
+                    .query_async::<String>(open)
+                    .await;
+                added.map(drop).map_err(|error| {
+                    *connection = None;
+                    error.to_string()
+                })
+            }
+            Self::Postgres { db, channel } => {
+                revocations::append(db, channel, &revocation.encode())
+                    .await
+                    .map_err(|error| error.to_string())
+            }
+        }
+    }
+}
+
+/// Appends until stopped, retrying what fails; after `stop`, one last try for what is queued.
+async fn publish(
+    mut log: Log,
     mut queue: mpsc::UnboundedReceiver<Revocation>,
     stop: CancellationToken,
 ) {
-    while let Some(revocation) = next(&mut queue, &stop).await {
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(&channel)
-            .bind(revocation.encode())
-            .execute(db.pool())
-            .await;
-        if let Err(error) = sent {
-            tracing::warn!(%error, "cannot publish a revocation; other replicas rely on the cache TTL");
+    let mut pending: VecDeque<Revocation> = VecDeque::new();
+    let mut backoff = Backoff::default();
+    loop {
+        if pending.is_empty() {
+            match next(&mut queue, &stop).await {
+                Some(revocation) => pending.push_back(revocation),
+                None => return,
+            }
+        }
+        while let Ok(revocation) = queue.try_recv() {
+            if pending.len() == MAX_PENDING {
+                pending.pop_front();
+                tracing::warn!("too many revocations wait for the log; dropped the oldest");
+            }
+            pending.push_back(revocation);
+        }
+        while let Some(revocation) = pending.front() {
+            match log.append(revocation).await {
+                Ok(()) => {
+                    pending.pop_front();
+                    backoff.reset();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, waiting = pending.len(), "cannot append a revocation; retrying");
+                    break;
+                }
+            }
+        }
+        if !pending.is_empty() && (stop.is_cancelled() || backoff.wait(&stop).await.is_err()) {
+            tracing::warn!(lost = pending.len(), "stopping with revocations not appended");
+            return;
         }
     }
 }
@@ -181,40 +258,156 @@ async fn next(
     }
 }
 
-async fn listen_redis(
+/// A Redis stream entry id (`<milliseconds>-<sequence>`), ordered.
+fn stream_id(text: &str) -> Option<(u64, u64)> {
+    let (millis, sequence) = text.split_once('-')?;
+    Some((millis.parse().ok()?, sequence.parse().ok()?))
+}
+
+/// Where a reader is in a Redis stream: the server instance it read from (its `run_id`) and
+/// the last entry it applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StreamPosition {
+    server: String,
+    entry: String,
+}
+
+/// Where a reader of `stream` starts on a new connection, and whether its cache can be kept:
+/// after its position when every entry after it is still there (the same server instance, and
+/// nothing trimmed), else at the end (and the cache must be emptied).
+async fn resume_redis(
+    connection: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    position: Option<&StreamPosition>,
+) -> redis::RedisResult<(StreamPosition, bool)> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(connection).await?;
+    // A restarted or failed-over server may have lost entries: a new run id.
+    let server = info
+        .lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if let Some(position) = position.filter(|position| position.server == server)
+        && nothing_trimmed_after(connection, stream, &position.entry).await?
+    {
+        return Ok((position.clone(), true));
+    }
+    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(connection)
+        .await?;
+    let entry = last.ids.first().map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
+    Ok((StreamPosition { server, entry }, false))
+}
+
+/// Whether every entry of `stream` after `entry` is still there. Redis 7 says what trimming
+/// deleted last (`max-deleted-entry-id`); before 7, an entry at or before ours that is still
+/// there proves the same (trimming keeps the newest). A stream that does not exist never had
+/// an entry, or lost them all: complete only if we had read none.
+async fn nothing_trimmed_after(
+    connection: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    entry: &str,
+) -> redis::RedisResult<bool> {
+    let info = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream)
+        .query_async::<std::collections::HashMap<String, redis::Value>>(connection)
+        .await;
+    let info = match info {
+        Ok(info) => info,
+        Err(error)
+            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+        {
+            return Ok(entry == "0-0");
+        }
+        Err(error) => return Err(error),
+    };
+    let text = |field: &str| {
+        info.get(field).and_then(|value| redis::from_redis_value_ref::<String>(value).ok())
+    };
+    if let Some(deleted) = text("max-deleted-entry-id") {
+        return Ok(stream_id(&deleted) <= stream_id(entry));
+    }
+    let first = info.get("first-entry").and_then(|value| match value {
+        redis::Value::Array(fields) => {
+            fields.first().and_then(|id| redis::from_redis_value_ref::<String>(id).ok())
+        }
+        _ => None,
+    });
+    Ok(first.is_some_and(|first| stream_id(&first) <= stream_id(entry)))
+}
+
+async fn read_redis(
     client: redis::Client,
-    channel: String,
+    stream: String,
     cache: IdentityCache,
     stop: CancellationToken,
 ) {
+    let mut position: Option<StreamPosition> = None;
     let mut backoff = Backoff::default();
+    let block = u64::try_from(HEARTBEAT.as_millis()).unwrap_or(2000);
     loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+        let connected = async {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(HEARTBEAT_TIMEOUT))
+                .set_response_timeout(Some(HEARTBEAT + HEARTBEAT_TIMEOUT));
+            let mut connection =
+                client.get_multiplexed_async_connection_with_config(&config).await?;
+            let start = resume_redis(&mut connection, &stream, position.as_ref()).await?;
+            Ok::<_, redis::RedisError>((connection, start))
         };
-        let pubsub = tokio::select! {
-            result = subscribed => result,
+        let connected = tokio::select! {
+            result = connected => result,
             () = stop.cancelled() => return,
         };
-        match pubsub {
-            Ok(mut pubsub) => {
-                backoff.connected(&cache, "Redis");
-                let mut messages = pubsub.on_message();
+        match connected {
+            Ok((mut connection, (start, complete))) => {
+                backoff.connected(&cache, "Redis", complete);
+                let mut at = start;
                 loop {
-                    let message = tokio::select! {
-                        message = messages.next() => message,
+                    let from = at.entry.clone();
+                    let mut command = redis::cmd("XREAD");
+                    command
+                        .arg("COUNT")
+                        .arg(1000)
+                        .arg("BLOCK")
+                        .arg(block)
+                        .arg("STREAMS")
+                        .arg(&stream)
+                        .arg(&from);
+                    let read = command.query_async::<Option<StreamReadReply>>(&mut connection);
+                    let read = tokio::select! {
+                        read = read => read,
                         () = stop.cancelled() => return,
                     };
-                    let Some(message) = message else { break };
-                    if let Ok(text) = message.get_payload::<String>() {
-                        apply(&cache, &text);
+                    match read {
+                        Ok(reply) => {
+                            for entry in reply
+                                .into_iter()
+                                .flat_map(|reply| reply.keys)
+                                .flat_map(|key| key.ids)
+                            {
+                                if let Some(text) = entry.get::<String>("r") {
+                                    apply(&cache, &text);
+                                }
+                                at.entry = entry.id;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "lost the Redis revocation stream; reconnecting");
+                            position = Some(at);
+                            break;
+                        }
                     }
                 }
-                tracing::warn!("lost the Redis revocation channel; reconnecting");
             }
-            Err(error) => tracing::warn!(%error, "cannot subscribe to Redis revocations"),
+            Err(error) => tracing::warn!(%error, "cannot read the Redis revocation stream"),
         }
         if backoff.wait(&stop).await.is_err() {
             return;
@@ -222,40 +415,93 @@ async fn listen_redis(
     }
 }
 
-async fn listen_postgres(
+/// Ids applied within the lookback of the PostgreSQL log (it reads recent entries again).
+#[derive(Default)]
+struct Applied {
+    ids: HashSet<i64>,
+    order: VecDeque<(Instant, i64)>,
+}
+
+impl Applied {
+    /// Whether `id` is new (and now remembered).
+    fn first_time(&mut self, id: i64) -> bool {
+        let now = Instant::now();
+        while let Some(&(at, old)) = self.order.front() {
+            if now.duration_since(at) <= revocations::LOOKBACK * 2 {
+                break;
+            }
+            self.order.pop_front();
+            self.ids.remove(&old);
+        }
+        let new = self.ids.insert(id);
+        if new {
+            self.order.push_back((now, id));
+        }
+        new
+    }
+}
+
+async fn read_postgres(
     url: String,
     channel: String,
     cache: IdentityCache,
     stop: CancellationToken,
 ) {
+    let mut position: Option<i64> = None;
+    let mut last_read = Instant::now();
+    let mut applied = Applied::default();
     let mut backoff = Backoff::default();
     loop {
-        let listening = async {
+        let connected = async {
             let mut listener = PgListener::connect(&url).await?;
             listener.listen(&channel).await?;
-            Ok::<_, sqlx::Error>(listener)
+            let end = revocations::end(&mut listener).await?;
+            Ok::<_, sqlx::Error>((listener, end))
         };
-        let listener = tokio::select! {
-            result = listening => result,
+        let connected = tokio::select! {
+            result = connected => result,
             () = stop.cancelled() => return,
         };
-        match listener {
-            Ok(mut listener) => {
-                backoff.connected(&cache, "PostgreSQL");
+        match connected {
+            Ok((mut listener, end)) => {
+                // Away longer than the log keeps entries: some may be gone.
+                let complete = position.is_some()
+                    && last_read.elapsed() < revocations::RETENTION - revocations::LOOKBACK;
+                if !complete {
+                    position = Some(end);
+                }
+                backoff.connected(&cache, "PostgreSQL", complete);
                 loop {
-                    let notification = tokio::select! {
-                        notification = listener.try_recv() => notification,
+                    // The doorbell, or the heartbeat: either way, read the log.
+                    let rung = tokio::select! {
+                        rung = tokio::time::timeout(HEARTBEAT, listener.try_recv()) => rung,
                         () = stop.cancelled() => return,
                     };
-                    match notification {
-                        Ok(Some(notification)) => apply(&cache, notification.payload()),
-                        // The connection dropped: start over, so that the cache is emptied.
-                        Ok(None) | Err(_) => break,
+                    if matches!(rung, Ok(Ok(None) | Err(_))) {
+                        break;
+                    }
+                    let from = position.unwrap_or(0);
+                    let read = tokio::time::timeout(
+                        HEARTBEAT_TIMEOUT,
+                        revocations::after(&mut listener, from),
+                    )
+                    .await;
+                    match read {
+                        Ok(Ok(entries)) => {
+                            last_read = Instant::now();
+                            for entry in entries {
+                                if applied.first_time(entry.id) {
+                                    apply(&cache, &entry.revocation);
+                                }
+                                position = Some(position.map_or(entry.id, |at| at.max(entry.id)));
+                            }
+                        }
+                        Ok(Err(_)) | Err(_) => break,
                     }
                 }
-                tracing::warn!("lost the PostgreSQL revocation channel; reconnecting");
+                tracing::warn!("lost the PostgreSQL revocation log; reconnecting");
             }
-            Err(error) => tracing::warn!(%error, "cannot listen for PostgreSQL revocations"),
+            Err(error) => tracing::warn!(%error, "cannot read the PostgreSQL revocation log"),
         }
         if backoff.wait(&stop).await.is_err() {
             return;
@@ -270,7 +516,7 @@ fn apply(cache: &IdentityCache, text: &str) {
     }
 }
 
-/// Reconnection pacing, and emptying the cache after a gap.
+/// Reconnection pacing, and emptying the cache when revocations may have been missed.
 #[derive(Default)]
 struct Backoff {
     delay: Duration,
@@ -278,15 +524,24 @@ struct Backoff {
 }
 
 impl Backoff {
-    fn connected(&mut self, cache: &IdentityCache, what: &str) {
-        // Revocations published while we were not listening were missed: those while we were
-        // away and, on the first connection, those since the server started serving (it may
-        // have cached identities already).
-        cache.clear();
-        if self.was_connected {
-            tracing::info!("{what} revocation channel is back; emptied the identity cache");
+    /// A reader connected: empties the cache unless it resumed with every revocation since its
+    /// position still in the log (`complete`). The first connection always empties it.
+    fn connected(&mut self, cache: &IdentityCache, what: &str, complete: bool) {
+        if !complete || !self.was_connected {
+            cache.clear();
+            if self.was_connected {
+                tracing::info!(
+                    "{what} revocation log was read from its end; emptied the identity cache"
+                );
+            }
+        } else {
+            tracing::info!("{what} revocation log is back; caught up from where it was");
         }
         self.was_connected = true;
+        self.reset();
+    }
+
+    fn reset(&mut self) {
         self.delay = Duration::ZERO;
     }
 
@@ -305,17 +560,35 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn every_connection_of_the_channel_empties_the_cache_even_the_first() {
+    async fn the_cache_is_emptied_on_the_first_connection_and_when_entries_may_be_gone() {
         let clock: std::sync::Arc<dyn crate::clock::Clock> =
             std::sync::Arc::new(crate::clock::ManualClock::new());
         let cache = IdentityCache::new(Duration::from_secs(30), 10, clock);
         let mut backoff = Backoff::default();
-        for _ in 0..2 {
+        // (complete, emptied): the first connection empties the cache even when complete (it
+        // may have cached before listening); later, only when entries may have been missed.
+        for (complete, emptied) in [(true, true), (true, false), (false, true)] {
             let cached = cache.get_or_load([3; 32], async { Ok::<_, ()>(None) }).await;
             assert!(cached.unwrap().is_none() && cache.holds(&[3; 32]));
-            backoff.connected(&cache, "test");
-            assert!(!cache.holds(&[3; 32]), "cached before the channel listened");
+            backoff.connected(&cache, "test", complete);
+            assert_eq!(!cache.holds(&[3; 32]), emptied, "complete: {complete}");
+            cache.clear();
         }
+    }
+
+    #[test]
+    fn stream_ids_are_ordered_by_time_then_sequence() {
+        assert!(stream_id("1700000000000-2") > stream_id("1700000000000-1"));
+        assert!(stream_id("1700000000001-0") > stream_id("1700000000000-9"));
+        assert_eq!(stream_id("garbage"), None);
+    }
+
+    #[test]
+    fn the_postgres_reader_applies_each_entry_once_within_the_lookback() {
+        let mut applied = Applied::default();
+        assert!(applied.first_time(5));
+        assert!(applied.first_time(4), "a lower id that became visible later");
+        assert!(!applied.first_time(5), "read again by the lookback");
     }
 
     #[test]

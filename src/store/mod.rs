@@ -6,6 +6,7 @@ pub mod ephemeral;
 pub mod invites;
 pub mod linked;
 pub mod orgs;
+pub mod revocations;
 pub mod sql;
 #[cfg(test)]
 pub(crate) mod testing;

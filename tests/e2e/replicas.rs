@@ -432,8 +432,10 @@ async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
     // on a connection adds the preparation. No ping precedes it.
     assert!(round_trips <= 3, "{round_trips} round trips");
     let mut fewest = u64::MAX;
-    for other in ["cy@example.com", "dee@example.com"] {
-        let cookie = a.session_cookie(&a.client(), other).await;
+    // The pool hands out its idle connections in turn: enough misses to come back to one.
+    for other in ["cy", "dee", "eve", "fay", "gus", "hal"].map(|name| format!("{name}@example.com"))
+    {
+        let cookie = a.session_cookie(&a.client(), &other).await;
         let (statements, round_trips, redis_commands) = cost(("cookie", cookie)).await;
         assert_eq!((statements, redis_commands), (1, 1), "another session's miss");
         fewest = fewest.min(round_trips);
@@ -554,4 +556,117 @@ async fn migrations_can_be_a_release_step_of_their_own() {
 
     let running = portcullis::app::App::start(config()).await.expect("migrated");
     running.stop().await;
+}
+
+/// Kills the connections of `redis` whose last command was `XREAD`: the revocation readers.
+async fn kill_revocation_readers(redis_url: &str) -> usize {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut connection).await.unwrap();
+    let readers: Vec<String> = list
+        .lines()
+        .filter(|line| line.contains("cmd=xread"))
+        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect();
+    for id in &readers {
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    readers.len()
+}
+
+/// The revocation log is read from each replica's own position: a reader whose connection is
+/// killed reconnects, reads the logout published meanwhile, and keeps the rest of its cache
+/// (another user's next request costs no store operation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_killed_mid_stream_catches_up_without_emptying_its_cache() {
+    use crate::support::relay::Protocol;
+    let redis = RedisServer::start().await;
+    let database = TestDatabase::create().await;
+    let prefix = unique_prefix();
+    let a = TestApp::builder().database(&database.url).redis(&redis.url(), &prefix).spawn().await;
+    let (relay, relayed_url) = relayed(&redis.url(), Protocol::Redis, None).await;
+    let b = TestApp::builder().database(&database.url).redis(&relayed_url, &prefix).spawn().await;
+    let ada = a.session_cookie(&a.client(), "ada@example.com").await;
+    let bob = a.session_cookie(&a.client(), "bob@example.com").await;
+    // B's reader is listening (its first connection empties the cache), then B caches both.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_with_cookie(&b, &ada).await, 200);
+    assert_eq!(status_with_cookie(&b, &bob).await, 200);
+
+    assert!(kill_revocation_readers(&redis.url()).await >= 1, "no reader to kill");
+    log_out(&a, &ada).await;
+    let took =
+        within(Duration::from_secs(6), || async { status_with_cookie(&b, &ada).await == 401 })
+            .await;
+    eprintln!("the logout reached the reconnected reader after {took:?}");
+
+    let (before, commands) = (relay.snapshot().0, relay.sql().len());
+    assert_eq!(status_with_cookie(&b, &bob).await, 200);
+    let sent = &relay.sql()[commands..];
+    assert_eq!(relay.snapshot().0 - before, 0, "bob was still cached, nothing flushed: {sent:?}");
+}
+
+/// The same over PostgreSQL (no Redis): the reader's connection is terminated by the server,
+/// it reconnects, reads the log from its position and keeps its cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_reader_killed_catches_up_without_emptying_its_cache() {
+    use crate::support::relay::Protocol;
+    let database = TestDatabase::create().await;
+    let a = TestApp::builder().database(&database.url).spawn().await;
+    let (relay, pooled) = relayed(&database.url, Protocol::Postgres, Some("sslmode=disable")).await;
+    let b = TestApp::builder()
+        .database(&pooled)
+        .config(|raw| raw.storage.database_direct_url = Some(database.url.clone()))
+        .spawn()
+        .await;
+    let ada = a.session_cookie(&a.client(), "ada@example.com").await;
+    let bob = a.session_cookie(&a.client(), "bob@example.com").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_with_cookie(&b, &ada).await, 200);
+    assert_eq!(status_with_cookie(&b, &bob).await, 200);
+
+    admin_sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' \
+         AND (query LIKE 'LISTEN%' OR query LIKE '%revocation_log%') AND pid <> pg_backend_pid()",
+        database.name()
+    ))
+    .await;
+    log_out(&a, &ada).await;
+    within(Duration::from_secs(6), || async { status_with_cookie(&b, &ada).await == 401 }).await;
+
+    let before = relay.snapshot().0;
+    assert_eq!(status_with_cookie(&b, &bob).await, 200);
+    assert_eq!(relay.snapshot().0 - before, 0, "bob was still cached: nothing was flushed");
+}
+
+/// A reader whose connection stalls without closing (a half-open connection: nothing arrives,
+/// nothing fails) notices within a few seconds, as its heartbeat goes unanswered, reconnects
+/// and reads the logout published meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_is_noticed_and_catches_up() {
+    use crate::support::relay::Protocol;
+    let database = TestDatabase::create().await;
+    let prefix = unique_prefix();
+    let a = TestApp::builder().database(&database.url).redis(&redis_url(), &prefix).spawn().await;
+    let (relay, relayed_url) = relayed(&redis_url(), Protocol::Redis, None).await;
+    let b = TestApp::builder().database(&database.url).redis(&relayed_url, &prefix).spawn().await;
+    let ada = a.session_cookie(&a.client(), "ada@example.com").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_with_cookie(&b, &ada).await, 200);
+
+    relay.stall_open_connections();
+    log_out(&a, &ada).await;
+    // Unanswered for a heartbeat and its deadline (4 s), then a reconnection.
+    let took = within(Duration::from_secs(8), || async {
+        status_with_cookie(&b, &ada).await != StatusCode::OK
+    })
+    .await;
+    assert!(took >= Duration::from_secs(1), "the stall was not in the way: {took:?}");
 }

@@ -13,12 +13,13 @@ use tokio::net::{TcpListener, TcpStream};
 /// What a relay has counted so far, over all its connections.
 #[derive(Debug, Default)]
 pub struct Counts {
-    /// PostgreSQL: statements executed (`Execute` and simple `Query` messages). Redis: commands.
+    /// PostgreSQL: statements executed (`Execute` and simple `Query` messages). Redis: commands,
+    /// except the revocation reader's `XREAD` heartbeats.
     pub operations: AtomicU64,
     /// PostgreSQL: round trips (`Sync` and simple `Query` messages). Redis: as `operations`.
     pub round_trips: AtomicU64,
     /// PostgreSQL: the SQL text of every statement sent (simple `Query` and `Parse` messages,
-    /// their first 200 bytes).
+    /// their first 200 bytes). Redis: every command's name.
     pub sql: parking_lot::Mutex<Vec<String>>,
 }
 
@@ -35,6 +36,26 @@ pub enum Protocol {
 pub struct CountingRelay {
     pub addr: SocketAddr,
     counts: Arc<Counts>,
+    /// Connections numbered below this pass nothing more either way, yet stay open: a
+    /// half-open connection, as a dead peer behind a NAT or a stalled server looks.
+    frozen_below: Arc<AtomicU64>,
+    next_number: Arc<AtomicU64>,
+}
+
+/// Whether a relayed connection was stalled.
+#[derive(Clone)]
+struct Stalled {
+    number: u64,
+    frozen_below: Arc<AtomicU64>,
+}
+
+impl Stalled {
+    /// Waits forever once this connection is stalled.
+    async fn hold_if_stalled(&self) {
+        if self.number < self.frozen_below.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl CountingRelay {
@@ -44,13 +65,23 @@ impl CountingRelay {
         let addr = listener.local_addr().unwrap();
         let counts = Arc::new(Counts::default());
         let shared = Arc::clone(&counts);
+        let frozen_below = Arc::new(AtomicU64::new(0));
+        let next = Arc::new(AtomicU64::new(0));
+        let (frozen, numbers) = (Arc::clone(&frozen_below), Arc::clone(&next));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(target).await else { continue };
-                tokio::spawn(relay(client, server, protocol, Arc::clone(&shared)));
+                let number = numbers.fetch_add(1, Ordering::SeqCst);
+                let stalled = Stalled { number, frozen_below: Arc::clone(&frozen) };
+                tokio::spawn(relay(client, server, protocol, Arc::clone(&shared), stalled));
             }
         });
-        Self { addr, counts }
+        Self { addr, counts, frozen_below, next_number: next }
+    }
+
+    /// Stalls every connection open now (new ones pass).
+    pub fn stall_open_connections(&self) {
+        self.frozen_below.store(self.next_number.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
     /// The SQL texts sent so far (PostgreSQL).
@@ -67,11 +98,28 @@ impl CountingRelay {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, protocol: Protocol, counts: Arc<Counts>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    protocol: Protocol,
+    counts: Arc<Counts>,
+    stalled: Stalled,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
+    let answers_stalled = stalled.clone();
     let answers = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let read = match server_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            answers_stalled.hold_if_stalled().await;
+            if client_write.write_all(&buffer[..read]).await.is_err() {
+                break;
+            }
+        }
         let _ = client_write.shutdown().await;
     });
     let mut parser = Parser::new(protocol);
@@ -81,6 +129,7 @@ async fn relay(client: TcpStream, server: TcpStream, protocol: Protocol, counts:
             Ok(0) | Err(_) => break,
             Ok(read) => read,
         };
+        stalled.hold_if_stalled().await;
         // Counted before they are passed on, so a test that sees the answer sees the count.
         parser.feed(&buffer[..read], &counts);
         if server_write.write_all(&buffer[..read]).await.is_err() {
@@ -102,13 +151,23 @@ struct Parser {
     startup: bool,
     /// Redis: bulk strings still expected in the current command.
     bulk_left: u64,
+    /// Redis: the next bulk string is a command's name.
+    name_next: bool,
     /// PostgreSQL: the body of a `Query` or `Parse` message being read.
     capture: Option<Vec<u8>>,
 }
 
 impl Parser {
     fn new(protocol: Protocol) -> Self {
-        Self { protocol, pending: Vec::new(), skip: 0, startup: true, bulk_left: 0, capture: None }
+        Self {
+            protocol,
+            pending: Vec::new(),
+            skip: 0,
+            startup: true,
+            bulk_left: 0,
+            name_next: false,
+            capture: None,
+        }
     }
 
     fn feed(&mut self, mut bytes: &[u8], counts: &Counts) {
@@ -121,6 +180,16 @@ impl Parser {
                 self.skip -= skipped;
                 bytes = &bytes[skipped..];
                 if self.skip == 0
+                    && matches!(self.protocol, Protocol::Redis)
+                    && let Some(body) = self.capture.take()
+                {
+                    // A command's name (and its CRLF).
+                    if !body.to_ascii_uppercase().starts_with(b"XREAD\r") {
+                        counts.operations.fetch_add(1, Ordering::SeqCst);
+                        counts.round_trips.fetch_add(1, Ordering::SeqCst);
+                    }
+                    counts.sql.lock().push(String::from_utf8_lossy(body.trim_ascii()).into_owned());
+                } else if self.skip == 0
                     && let Some(body) = self.capture.take()
                 {
                     // After the message type: `Parse` names its statement first; NULs end
@@ -181,12 +250,15 @@ impl Parser {
         let line = std::str::from_utf8(&self.pending[..self.pending.len() - 2]).unwrap_or("");
         if let Some(items) = line.strip_prefix('*').filter(|_| self.bulk_left == 0) {
             self.bulk_left = items.parse().unwrap_or(0);
-            counts.operations.fetch_add(1, Ordering::SeqCst);
-            counts.round_trips.fetch_add(1, Ordering::SeqCst);
+            self.name_next = true;
         } else if let Some(length) = line.strip_prefix('$') {
             self.bulk_left = self.bulk_left.saturating_sub(1);
             self.skip = length.parse::<usize>().unwrap_or(0) + 2;
+            if std::mem::take(&mut self.name_next) {
+                self.capture = Some(Vec::new());
+            }
         }
+        let _ = counts;
         self.pending.clear();
     }
 }
@@ -195,11 +267,16 @@ impl Parser {
 fn the_parsers_count_across_reads() {
     let counts = Counts::default();
     let mut redis = Parser::new(Protocol::Redis);
-    let command = b"*2\r\n$3\r\nGET\r\n$4\r\na\r\n*\r\n*1\r\n$4\r\nPING\r\n";
+    let command =
+        b"*2\r\n$3\r\nGET\r\n$4\r\na\r\n*\r\n*1\r\n$4\r\nPING\r\n*2\r\n$5\r\nxread\r\n$1\r\n0\r\n";
     for byte in command {
         redis.feed(&[*byte], &counts);
     }
-    assert_eq!(counts.operations.load(Ordering::SeqCst), 2, "a `*` inside a value is data");
+    assert_eq!(
+        counts.operations.load(Ordering::SeqCst),
+        2,
+        "a `*` inside data, and XREAD, not counted"
+    );
 
     let counts = Counts::default();
     let mut postgres = Parser::new(Protocol::Postgres);
