@@ -153,12 +153,80 @@ impl Sealer {
     }
 }
 
+/// `text` sealed under a key derived from `secret`, a token only its holder knows (not from its
+/// stored hash): the store can keep it, and only someone who presents `secret` again can read
+/// it. For `purpose` only.
+///
+/// # Errors
+/// The system cannot make a random nonce.
+pub fn seal_for_holder(secret: &str, purpose: &str, text: &str) -> Result<String, SealError> {
+    let key = holder_key(secret, purpose)?;
+    let nonce_bytes: [u8; NONCE_LEN] = {
+        let random = super::random_bytes();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&random[..NONCE_LEN]);
+        nonce
+    };
+    let mut sealed = text.as_bytes().to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce_bytes),
+        Aad::from(purpose.as_bytes()),
+        &mut sealed,
+    )
+    .map_err(|_| SealError::Corrupt)?;
+    let mut out = nonce_bytes.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(URL_SAFE_NO_PAD.encode(out))
+}
+
+/// Opens what [`seal_for_holder`] sealed with the same `secret` and `purpose`.
+///
+/// # Errors
+/// It was sealed with another secret or purpose, or is corrupt.
+pub fn open_for_holder(secret: &str, purpose: &str, sealed: &str) -> Result<String, SealError> {
+    let key = holder_key(secret, purpose)?;
+    let mut bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| SealError::Corrupt)?;
+    if bytes.len() < NONCE_LEN {
+        return Err(SealError::Corrupt);
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&bytes[..NONCE_LEN]);
+    let opened = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(purpose.as_bytes()),
+            &mut bytes[NONCE_LEN..],
+        )
+        .map_err(|_| SealError::Corrupt)?;
+    String::from_utf8(opened.to_vec()).map_err(|_| SealError::Corrupt)
+}
+
+/// HKDF-SHA-256 of `secret` (salted, so unrelated to the SHA-256 the store keeps), for
+/// `purpose`.
+fn holder_key(secret: &str, purpose: &str) -> Result<LessSafeKey, SealError> {
+    let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"portcullis holder key");
+    let info = [purpose.as_bytes()];
+    let prk = salt.extract(secret.as_bytes());
+    let okm = prk.expand(&info, &AES_256_GCM).map_err(|_| SealError::Corrupt)?;
+    Ok(LessSafeKey::new(UnboundKey::from(okm)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key(byte: u8) -> SealKey {
         SealKey::parse(&STANDARD.encode([byte; 32])).unwrap()
+    }
+
+    #[test]
+    fn holder_sealed_values_open_only_with_the_same_secret_and_purpose() {
+        let sealed = seal_for_holder("rt_secret", "refresh successor", "rt_next").unwrap();
+        assert!(!sealed.contains("rt_next"));
+        assert_eq!(open_for_holder("rt_secret", "refresh successor", &sealed).unwrap(), "rt_next");
+        assert!(open_for_holder("rt_other", "refresh successor", &sealed).is_err());
+        assert!(open_for_holder("rt_secret", "another purpose", &sealed).is_err());
+        assert!(open_for_holder("rt_secret", "refresh successor", "garbage").is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use super::session::ClientInfo;
 use super::{AuthMethod, Identity, IdentityParts, Scopes, User};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
+use crate::crypto::sealed;
 use crate::crypto::signing::{KeyRing, SigningError, VerifyError};
 use crate::gateway::headers::HeaderNames;
 use crate::store::StoreError;
@@ -36,6 +37,8 @@ const REFRESH_PREFIX: &str = "rt_";
 /// A spent refresh token presented again this soon after its rotation is a client racing
 /// itself (two tabs, a retry), not theft: refused, but the family survives.
 const REUSE_GRACE: Duration = Duration::from_secs(5);
+/// What a spent refresh token's successor is sealed for.
+const SUCCESSOR: &str = "refresh successor";
 /// Allowed clock difference for `iat` and `exp`.
 const LEEWAY_SECS: i64 = 30;
 /// Longest client name kept with a family.
@@ -240,25 +243,39 @@ impl TokenService {
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, TokenError> {
         let hash = refresh_hash(refresh_token).ok_or(TokenError::Invalid)?;
         let flight = Arc::clone(self.in_flight.lock().entry(hash).or_default());
-        let result = flight.get_or_init(|| self.rotate(hash)).await.clone();
+        let result = flight.get_or_init(|| self.rotate(hash, refresh_token)).await.clone();
         self.in_flight.lock().remove(&hash);
         result
     }
 
-    async fn rotate(&self, hash: CredentialHash) -> Result<TokenPair, TokenError> {
+    async fn rotate(&self, hash: CredentialHash, old: &str) -> Result<TokenPair, TokenError> {
         let now = self.clock.now();
         let refresh = format!("{REFRESH_PREFIX}{}", crypto::random_token());
         let expires_at = now.plus(self.settings.refresh_ttl);
+        // Kept with the spent token for a client that races itself on another replica.
+        let successor = sealed::seal_for_holder(old, SUCCESSOR, &refresh).ok();
         let rotation = self
             .families
-            .rotate(&hash, &crypto::sha256(refresh.as_bytes()), now, expires_at)
+            .rotate(
+                &hash,
+                &crypto::sha256(refresh.as_bytes()),
+                now,
+                expires_at,
+                successor.as_deref(),
+            )
             .await?;
-        let family = match rotation {
-            Rotation::Rotated(family) => family,
+        let (family, refresh) = match rotation {
+            Rotation::Rotated(family) => (family, refresh),
             Rotation::Unknown => return Err(TokenError::Invalid),
-            Rotation::Spent { family_id, spent_at } => {
+            Rotation::Spent { family_id, spent_at, successor } => {
                 if spent_at.plus(REUSE_GRACE) > now {
-                    return Err(TokenError::Invalid);
+                    // Two exchanges of one token at once (two tabs, a retry), the other one on
+                    // another replica: this one gets the same new refresh token, while it is
+                    // still the current one.
+                    return match self.successor(old, successor.as_deref(), now).await? {
+                        Some((family, successor)) => self.pair_for(family, successor, now).await,
+                        None => Err(TokenError::Invalid),
+                    };
                 }
                 let user = self.revoke_family(family_id).await?;
                 tracing::warn!(
@@ -270,6 +287,33 @@ impl TokenService {
                 return Err(TokenError::Reused);
             }
         };
+        self.pair_for(family, refresh, now).await
+    }
+
+    /// The token `old` was exchanged for, if it is still its family's current one.
+    async fn successor(
+        &self,
+        old: &str,
+        sealed_successor: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<(Family, String)>, TokenError> {
+        let Some(successor) = sealed_successor
+            .and_then(|sealed| sealed::open_for_holder(old, SUCCESSOR, sealed).ok())
+        else {
+            return Ok(None);
+        };
+        let family = self.families.find_current(&crypto::sha256(successor.as_bytes()), now).await?;
+        Ok(family.map(|family| (family, successor)))
+    }
+
+    /// A new pair of `family` around `refresh`, if its user may still sign in (else the family
+    /// is revoked).
+    async fn pair_for(
+        &self,
+        family: Family,
+        refresh: String,
+        now: Timestamp,
+    ) -> Result<TokenPair, TokenError> {
         let user = self.users.find_enabled(family.user_id).await?;
         let Some(user) = user else {
             self.revoke_family(family.id).await?;

@@ -53,6 +53,8 @@ pub enum Rotation {
         family_id: Uuid,
         /// When it was exchanged.
         spent_at: Timestamp,
+        /// What it was exchanged for, sealed for its holder (see [`FamilyStore::rotate`]).
+        successor: Option<String>,
     },
     /// Unknown, expired or revoked.
     Unknown,
@@ -116,9 +118,31 @@ impl FamilyStore {
         row.as_ref().map(family_from_row).transpose()
     }
 
+    /// The live family whose current token hashes to `token_hash`.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn find_current(
+        &self,
+        token_hash: &CredentialHash,
+        now: Timestamp,
+    ) -> Result<Option<Family>, StoreError> {
+        let query = sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM refresh_families \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
+        ));
+        let row = sqlx::query(query)
+            .bind(crate::crypto::hex(token_hash))
+            .bind(now.as_millis())
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(family_from_row).transpose()
+    }
+
     /// Replaces the current token `old` by `new` in one transaction, extending the family to
-    /// `expires_at`. Of two concurrent exchanges of the same token exactly one rotates; the
-    /// other finds it spent.
+    /// `expires_at`, and keeps `successor` (the new token, sealed for the holder of the old
+    /// one) with the spent token. Of two concurrent exchanges of the same token exactly one
+    /// rotates; the other finds it spent.
     ///
     /// # Errors
     /// The database fails.
@@ -128,6 +152,7 @@ impl FamilyStore {
         new: &CredentialHash,
         now: Timestamp,
         expires_at: Timestamp,
+        successor: Option<&str>,
     ) -> Result<Rotation, StoreError> {
         let old_hex = crate::crypto::hex(old);
         let mut connection = self.db.pool().acquire().await?;
@@ -147,13 +172,15 @@ impl FamilyStore {
         if let Some(row) = row {
             let family = family_from_row(&row)?;
             sqlx::query(
-                "INSERT INTO spent_refresh_tokens (token_hash, family_id, spent_at, expires_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO NOTHING",
+                "INSERT INTO spent_refresh_tokens \
+                 (token_hash, family_id, spent_at, expires_at, successor) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token_hash) DO NOTHING",
             )
             .bind(&old_hex)
             .bind(family.id.to_string())
             .bind(now.as_millis())
             .bind(expires_at.as_millis())
+            .bind(successor)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -162,7 +189,7 @@ impl FamilyStore {
         tx.rollback().await?;
         // On the same connection: the pool may hold only one (in-memory SQLite).
         let spent = sqlx::query(
-            "SELECT family_id, spent_at FROM spent_refresh_tokens WHERE token_hash = $1",
+            "SELECT family_id, spent_at, successor FROM spent_refresh_tokens WHERE token_hash = $1",
         )
         .bind(&old_hex)
         .fetch_optional(&mut *connection)
@@ -174,6 +201,7 @@ impl FamilyStore {
                     family_id: Uuid::parse_str(&id)
                         .map_err(|_| StoreError::Corrupt("refresh family id".into()))?,
                     spent_at: Timestamp::from_millis(row.try_get("spent_at")?),
+                    successor: row.try_get("successor")?,
                 })
             }
             None => Ok(Rotation::Unknown),
@@ -282,35 +310,35 @@ mod tests {
         sqlx::query("PRAGMA foreign_keys = OFF").execute(store.db.pool()).await.unwrap();
         store.insert(&family, &[1; 32]).await.unwrap();
         assert!(matches!(
-            store.rotate(&[1; 32], &[2; 32], day(1), day(31)).await.unwrap(),
+            store.rotate(&[1; 32], &[2; 32], day(1), day(31), None).await.unwrap(),
             Rotation::Rotated(_)
         ));
         assert!(matches!(
-            store.rotate(&[2; 32], &[3; 32], day(5), day(35)).await.unwrap(),
+            store.rotate(&[2; 32], &[3; 32], day(5), day(35), None).await.unwrap(),
             Rotation::Rotated(_)
         ));
 
         store.sweep(day(7)).await.unwrap();
         assert!(matches!(
-            store.rotate(&[1; 32], &[9; 32], day(7), day(37)).await.unwrap(),
+            store.rotate(&[1; 32], &[9; 32], day(7), day(37), None).await.unwrap(),
             Rotation::Spent { .. }
         ));
         store.sweep(day(9)).await.unwrap();
         assert_eq!(
-            store.rotate(&[1; 32], &[9; 32], day(9), day(39)).await.unwrap(),
+            store.rotate(&[1; 32], &[9; 32], day(9), day(39), None).await.unwrap(),
             Rotation::Unknown,
             "spent 8 days ago: forgotten"
         );
         assert!(
             matches!(
-                store.rotate(&[2; 32], &[9; 32], day(9), day(39)).await.unwrap(),
+                store.rotate(&[2; 32], &[9; 32], day(9), day(39), None).await.unwrap(),
                 Rotation::Spent { .. }
             ),
             "spent 4 days ago: kept"
         );
         store.sweep(day(40)).await.unwrap();
         assert_eq!(
-            store.rotate(&[3; 32], &[9; 32], day(40), day(70)).await.unwrap(),
+            store.rotate(&[3; 32], &[9; 32], day(40), day(70), None).await.unwrap(),
             Rotation::Unknown,
             "the family expired"
         );

@@ -670,3 +670,56 @@ async fn a_stalled_reader_is_noticed_and_catches_up() {
     .await;
     assert!(took >= Duration::from_secs(1), "the stall was not in the way: {took:?}");
 }
+
+/// A client that refreshes twice at once (two tabs, a retry), each request on another replica:
+/// both get the same new refresh token, and the sign-in lives on (no reuse alarm).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_refreshing_one_token_hand_out_the_same_successor() {
+    let database = TestDatabase::create().await;
+    let prefix = unique_prefix();
+    let replica = || {
+        TestApp::builder()
+            .database(&database.url)
+            .redis(&redis_url(), &prefix)
+            .config(|raw| raw.server.public_url = Some("http://app.example.test".into()))
+            .spawn()
+    };
+    let (a, b) = (replica().await, replica().await);
+    a.sign_up(&a.client(), "ada@example.com").await;
+    let login: Value = crate::support::http()
+        .post(a.url("/auth/login"))
+        .json(&json!({ "email": "ada@example.com", "password": PASSWORD, "mode": "token" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["refresh_token"].as_str().unwrap();
+    let refresh = |app: &TestApp| {
+        let url = app.url("/auth/refresh");
+        async move {
+            let response = crate::support::http()
+                .post(url)
+                .json(&json!({ "refresh_token": token }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let (on_a, on_b) = tokio::join!(refresh(&a), refresh(&b));
+    assert_eq!(on_a["refresh_token"], on_b["refresh_token"]);
+    // The successor works, once, on either replica.
+    let next: Value = crate::support::http()
+        .post(b.url("/auth/refresh"))
+        .json(&json!({ "refresh_token": on_a["refresh_token"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(next["refresh_token"].as_str().unwrap().starts_with("rt_"));
+}

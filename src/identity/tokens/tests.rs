@@ -103,8 +103,12 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_ne!(second.refresh_token, first.refresh_token);
     valid(f.tokens.authenticate(&second.access_token).await.unwrap());
 
-    // Within the grace period a replay is refused but the family survives.
-    assert_eq!(f.tokens.refresh(&first.refresh_token).await, Err(TokenError::Invalid));
+    // Within the grace period a replay is the client racing itself (on another replica: the
+    // in-process single flight is over): it gets the same new refresh token, and the family
+    // survives.
+    let raced = f.tokens.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(raced.refresh_token, second.refresh_token);
+    valid(f.tokens.authenticate(&raced.access_token).await.unwrap());
     valid(f.tokens.authenticate(&second.access_token).await.unwrap());
 
     // Later, it is theft: everything of this sign-in is revoked, the cached token included.
@@ -115,6 +119,22 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         BearerJwt::Refused
     ));
     assert_eq!(f.tokens.refresh(&second.refresh_token).await, Err(TokenError::Invalid));
+}
+
+#[tokio::test]
+async fn a_replay_in_the_grace_gets_the_successor_only_while_it_is_current() {
+    let f = fixture().await;
+    let first = f.tokens.issue(&f.user, Scopes::All, ClientInfo::default(), None).await.unwrap();
+    let second = f.tokens.refresh(&first.refresh_token).await.unwrap();
+    let third = f.tokens.refresh(&second.refresh_token).await.unwrap();
+    // The successor was exchanged already: handing it out would make its next use look like
+    // theft. Refused, and the family survives.
+    assert_eq!(f.tokens.refresh(&first.refresh_token).await, Err(TokenError::Invalid));
+    valid(f.tokens.authenticate(&third.access_token).await.unwrap());
+    assert_eq!(
+        f.tokens.refresh(&second.refresh_token).await.unwrap().refresh_token,
+        third.refresh_token
+    );
 }
 
 #[tokio::test]
