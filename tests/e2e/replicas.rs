@@ -723,3 +723,56 @@ async fn two_replicas_refreshing_one_token_hand_out_the_same_successor() {
         .unwrap();
     assert!(next["refresh_token"].as_str().unwrap().starts_with("rt_"));
 }
+
+/// A failover behind one address (a managed Redis whose name moves to the promoted replica):
+/// the connection Portcullis holds now reaches a replica, which answers READONLY. Portcullis
+/// answers 503 meanwhile, never 500, replaces the connection, and writes work again within
+/// seconds, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_failover_behind_one_address_is_followed() {
+    use crate::support::relay::Protocol;
+    let old = RedisServer::start().await;
+    let new = RedisServer::start().await;
+    let (relay, url) = relayed(&old.url(), Protocol::Redis, None).await;
+    let app = TestApp::builder().redis(&url, &unique_prefix()).spawn().await;
+    app.session_cookie(&app.client(), "ada@example.com").await;
+
+    let address = |url: String| -> std::net::SocketAddr {
+        let url = reqwest::Url::parse(&url).unwrap();
+        format!("127.0.0.1:{}", url.port().unwrap()).parse().unwrap()
+    };
+    relay.retarget(address(new.url()));
+    let old_client = redis::Client::open(old.url()).unwrap();
+    let mut old_connection = old_client.get_multiplexed_async_connection().await.unwrap();
+    let new_port = address(new.url()).port();
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(new_port)
+        .query_async(&mut old_connection)
+        .await
+        .unwrap();
+
+    let mut attempt = 0;
+    within(Duration::from_secs(10), || {
+        attempt += 1;
+        let (client, url) = (app.client(), app.url("/auth/signup"));
+        async move {
+            let response = client
+                .post(url)
+                .json(
+                    &json!({ "email": format!("user{attempt}@example.com"), "password": PASSWORD }),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            assert!(
+                status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE,
+                "{status}: {}",
+                response.text().await.unwrap()
+            );
+            status == StatusCode::CREATED
+        }
+    })
+    .await;
+}

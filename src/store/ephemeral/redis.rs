@@ -6,11 +6,13 @@
 //! Redis outage turns into prompt `StoreError::Unavailable` answers rather than hung requests.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, RedisResult, Script};
 
 use super::EphemeralStore;
 use crate::clock::{Clock, duration_millis};
@@ -45,7 +47,11 @@ return 1";
 /// Ephemeral entries in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    /// Replaced when the server turns out to be a replica (after a failover the old primary
+    /// answers READONLY while the address now leads to the new one).
+    connection: Arc<RwLock<ConnectionManager>>,
+    client: redis::Client,
+    reconnecting: Arc<AtomicBool>,
     prefix: Arc<str>,
     clock: Arc<dyn Clock>,
     incr: Arc<Script>,
@@ -63,13 +69,11 @@ impl RedisStore {
         prefix: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let connection = ConnectionManager::new_with_config(client.clone(), config()).await?;
         Ok(Self {
-            connection,
+            connection: Arc::new(RwLock::new(connection)),
+            client,
+            reconnecting: Arc::default(),
             prefix: Arc::from(prefix),
             clock,
             incr: Arc::new(Script::new(INCR_IN_WINDOW)),
@@ -82,9 +86,35 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
-    /// The shared connection (for publishing revocations).
+    /// The shared connection.
     pub fn connection(&self) -> ConnectionManager {
-        self.connection.clone()
+        self.connection.read().clone()
+    }
+
+    /// `result`, as a store error; a READONLY answer (this server was demoted by a failover)
+    /// also replaces the connection, in the background, so that the next commands reach
+    /// whatever primary the address leads to now.
+    fn checked<T>(&self, result: RedisResult<T>) -> Result<T, StoreError> {
+        result.map_err(|error| {
+            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                && !self.reconnecting.swap(true, Ordering::SeqCst)
+            {
+                tracing::warn!("Redis answered READONLY (a failover?); reconnecting");
+                let (client, connection, reconnecting) = (
+                    self.client.clone(),
+                    Arc::clone(&self.connection),
+                    Arc::clone(&self.reconnecting),
+                );
+                tokio::spawn(async move {
+                    match ConnectionManager::new_with_config(client, config()).await {
+                        Ok(fresh) => *connection.write() = fresh,
+                        Err(error) => tracing::warn!(%error, "cannot reconnect to Redis"),
+                    }
+                    reconnecting.store(false, Ordering::SeqCst);
+                });
+            }
+            StoreError::from(error)
+        })
     }
 
     /// The key prefix.
@@ -97,6 +127,14 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
     }
+}
+
+/// How the shared connection is made: every command with a response timeout, one retry.
+fn config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(1)
 }
 
 /// Milliseconds for Redis, at least 1 (0 would mean "no expiry" or an error).
@@ -123,16 +161,16 @@ fn millis(ttl: Duration) -> u64 {
 #[async_trait]
 impl EphemeralStore for RedisStore {
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let options =
             redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(millis(ttl)));
-        let () = connection.set_options(self.key(key), value, options).await?;
+        let () = self.checked(connection.set_options(self.key(key), value, options).await)?;
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut connection = self.connection.clone();
-        Ok(connection.get(self.key(key)).await?)
+        let mut connection = self.connection();
+        self.checked(connection.get(self.key(key)).await)
     }
 
     async fn replace(
@@ -142,65 +180,69 @@ impl EphemeralStore for RedisStore {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
-        let replaced: i64 = self
-            .replace
-            .key(self.key(key))
-            .arg(expected)
-            .arg(value)
-            .arg(millis(ttl))
-            .invoke_async(&mut connection)
-            .await?;
+        let mut connection = self.connection();
+        let replaced: i64 = self.checked(
+            self.replace
+                .key(self.key(key))
+                .arg(expected)
+                .arg(value)
+                .arg(millis(ttl))
+                .invoke_async(&mut connection)
+                .await,
+        )?;
         Ok(replaced == 1)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         // GETDEL is atomic: of several concurrent takers exactly one gets the value.
-        let mut connection = self.connection.clone();
-        Ok(connection.get_del(self.key(key)).await?)
+        let mut connection = self.connection();
+        self.checked(connection.get_del(self.key(key)).await)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let _: u64 = connection.del(self.key(key)).await?;
+        let mut connection = self.connection();
+        let _: u64 = self.checked(connection.del(self.key(key)).await)?;
         Ok(())
     }
 
     async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
-        let mut connection = self.connection.clone();
-        Ok(self.incr.key(self.key(key)).arg(millis(window)).invoke_async(&mut connection).await?)
+        let mut connection = self.connection();
+        self.checked(
+            self.incr.key(self.key(key)).arg(millis(window)).invoke_async(&mut connection).await,
+        )
     }
 
     async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let expires = self.clock.now().plus(ttl).as_millis();
-        let _: i64 = self
-            .set_add
-            .key(self.key(key))
-            .arg(expires)
-            .arg(member)
-            .invoke_async(&mut connection)
-            .await?;
+        let _: i64 = self.checked(
+            self.set_add
+                .key(self.key(key))
+                .arg(expires)
+                .arg(member)
+                .invoke_async(&mut connection)
+                .await,
+        )?;
         Ok(())
     }
 
     async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let _: u64 = connection.zrem(self.key(key), member).await?;
+        let mut connection = self.connection();
+        let _: u64 = self.checked(connection.zrem(self.key(key), member).await)?;
         Ok(())
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let now = self.clock.now().as_millis();
         let key = self.key(key);
-        let _: u64 = connection.zrembyscore(&key, "-inf", now).await?;
-        Ok(connection.zrangebyscore(&key, format!("({now}"), "+inf").await?)
+        let _: u64 = self.checked(connection.zrembyscore(&key, "-inf", now).await)?;
+        self.checked(connection.zrangebyscore(&key, format!("({now}"), "+inf").await)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        let mut connection = self.connection();
+        let _: String = self.checked(redis::cmd("PING").query_async(&mut connection).await)?;
         Ok(())
     }
 

@@ -40,6 +40,8 @@ pub struct CountingRelay {
     /// half-open connection, as a dead peer behind a NAT or a stalled server looks.
     frozen_below: Arc<AtomicU64>,
     next_number: Arc<AtomicU64>,
+    /// Where new connections go.
+    target: Arc<parking_lot::Mutex<SocketAddr>>,
 }
 
 /// Whether a relayed connection was stalled.
@@ -68,15 +70,24 @@ impl CountingRelay {
         let frozen_below = Arc::new(AtomicU64::new(0));
         let next = Arc::new(AtomicU64::new(0));
         let (frozen, numbers) = (Arc::clone(&frozen_below), Arc::clone(&next));
+        let target = Arc::new(parking_lot::Mutex::new(target));
+        let current = Arc::clone(&target);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(target).await else { continue };
+                let to = *current.lock();
+                let Ok(server) = TcpStream::connect(to).await else { continue };
                 let number = numbers.fetch_add(1, Ordering::SeqCst);
                 let stalled = Stalled { number, frozen_below: Arc::clone(&frozen) };
                 tokio::spawn(relay(client, server, protocol, Arc::clone(&shared), stalled));
             }
         });
-        Self { addr, counts, frozen_below, next_number: next }
+        Self { addr, counts, frozen_below, next_number: next, target }
+    }
+
+    /// Sends new connections to `target` (open ones stay where they are), as an address does
+    /// whose DNS name moved to another server.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock() = target;
     }
 
     /// Stalls every connection open now (new ones pass).
