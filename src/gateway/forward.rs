@@ -269,6 +269,8 @@ fn rewrite_request_headers(
 fn remove_client_headers(headers: &mut HeaderMap, names: &HeaderNames, trusted: bool) {
     remove_hop_by_hop_and(headers, |name| {
         *name == header::EXPECT
+            // Another spelling of ours, which CGI-style frameworks read as the same header.
+            || (name.as_str().contains('_') && name.as_str().replace('_', "-") == "x-request-id")
             || match names.classify(name) {
                 Some(ProxyHeader::Identity | ProxyHeader::Override) => true,
                 Some(ProxyHeader::Routing) => !trusted,
@@ -411,6 +413,7 @@ mod tests {
             headers.insert("x-auth-user", HeaderValue::from_static("admin"));
             headers.insert("X_Auth_Email", HeaderValue::from_static("boss@example.com"));
             headers.insert("x-original-url", HeaderValue::from_static("/admin"));
+            headers.insert("x_request_id", HeaderValue::from_static("forged-id"));
             headers.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
             headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
             headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));

@@ -81,6 +81,9 @@ pub struct Presented {
     pub authorization: bool,
     /// The query holds a `ws_` ticket.
     pub ticket: bool,
+    /// Checking the credential took a store lookup (it was not answered from the cache): a
+    /// failure then counts toward `rate_limit.failed_credentials_per_minute`.
+    pub looked_up: bool,
 }
 
 /// Who the request is.
@@ -200,12 +203,19 @@ pub async fn identify(
 ) -> (Identified, Presented) {
     // Whether checking the credential behind `hash` must wait.
     let held_back = |hash: &[u8; 32]| throttled && !credentials.cache.holds(hash);
+    // A JWT of ours (a foreign one is the app's business) whose check could reach the stores.
+    let jwt_held_back = |token: &str| {
+        throttled
+            && credentials.tokens.claims_our_issuer(token)
+            && held_back(&crate::crypto::sha256(token.as_bytes()))
+    };
     let bearer = bearer(&parts.headers);
     let api_key = bearer.filter(|token| api_key::is_api_key(token));
     let mut presented = Presented {
         used: None,
         authorization: api_key.is_some(),
         ticket: parts.uri.query().is_some_and(has_ticket),
+        looked_up: false,
     };
 
     match credentials.cookies.read(&parts.headers, Own::Session) {
@@ -220,8 +230,11 @@ pub async fn identify(
                 None => Identified::Rejected(Rejection::Malformed),
                 Some(hash) if held_back(&hash) => Identified::Rejected(Rejection::Throttled),
                 Some(hash) => {
-                    let session = checked(credentials.sessions.authenticate_hash(hash).await);
-                    known(unprefixed_checked(found, &credentials.cookies, session))
+                    let session = credentials
+                        .sessions
+                        .authenticate_hash_noting(hash, &mut presented.looked_up)
+                        .await;
+                    known(unprefixed_checked(found, &credentials.cookies, checked(session)))
                 }
             };
             presented.used = Some(CredentialKind::SessionCookie);
@@ -231,6 +244,11 @@ pub async fn identify(
     let access_cookie = credentials.cookies.read(&parts.headers, Own::Access);
     if access_cookie != Found::Absent {
         let checked = match access_cookie.one() {
+            Some(token) if jwt_held_back(token) => {
+                presented.used = Some(CredentialKind::AccessCookie);
+                let identified = Identified::Rejected(Rejection::Throttled);
+                return (identified, with_our_bearer(presented, bearer, credentials));
+            }
             Some(token) => credentials.tokens.authenticate(token).await,
             None => Ok(BearerJwt::Refused),
         };
@@ -251,7 +269,9 @@ pub async fn identify(
         let identified = match api_key::hash_of(key) {
             None => Identified::Rejected(Rejection::KeyRefused),
             Some(hash) if held_back(&hash) => Identified::Rejected(Rejection::Throttled),
-            Some(hash) => match checked(credentials.api_keys.authenticate(hash).await) {
+            Some(hash) => match checked(
+                credentials.api_keys.authenticate_noting(hash, &mut presented.looked_up).await,
+            ) {
                 Err(Rejection::Unknown) => Identified::Rejected(Rejection::KeyRefused),
                 other => known(other),
             },
@@ -260,6 +280,11 @@ pub async fn identify(
         return (identified, presented);
     }
     if let Some(bearer) = bearer {
+        if jwt_held_back(bearer) {
+            presented.authorization = true;
+            presented.used = Some(CredentialKind::Jwt);
+            return (Identified::Rejected(Rejection::Throttled), presented);
+        }
         let identified = match credentials.tokens.authenticate(bearer).await {
             Ok(BearerJwt::NotOurs) => None,
             Ok(BearerJwt::Valid(identity)) => Some(Identified::Known(identity)),
@@ -280,6 +305,7 @@ pub async fn identify(
         let identified = if throttled {
             Identified::Rejected(Rejection::Throttled)
         } else {
+            presented.looked_up = true;
             match checked(credentials.tickets.redeem(&ticket).await) {
                 Err(Rejection::Unknown) => Identified::Rejected(Rejection::TicketRefused),
                 other => known(other),

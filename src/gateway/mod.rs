@@ -223,7 +223,10 @@ impl Gateway {
         let answer = identify(parts, &self.credentials, throttled).await;
         match &answer.0 {
             Identified::Known(identity) => AccessSlot::record(&parts.extensions, identity),
-            Identified::Rejected(rejection) if rejection.is_failure() => {
+            // Only failures that cost a store lookup: one answered from the cache (a dead
+            // cookie a browser keeps sending, a forged JWT) costs nothing and must not let one
+            // client lock out an office behind the same address.
+            Identified::Rejected(rejection) if rejection.is_failure() && answer.1.looked_up => {
                 if let Some(wait) = self.failed_credentials.failed(client()) {
                     tracing::info!(?wait, "a client is over its limit of failed credentials");
                 }

@@ -59,7 +59,7 @@ impl FailedCredentials {
         let not_until = limiter.check_key(&client).err()?;
         let wait = not_until.wait_time_from(clock.now());
         self.blocked.insert(client, clock.now() + wait.into());
-        self.armed.store(true, Ordering::Relaxed);
+        self.armed.store(true, Ordering::SeqCst);
         Some(wait)
     }
 
@@ -71,7 +71,11 @@ impl FailedCredentials {
         let now = DefaultClock::default().now();
         self.blocked.retain(|_, until| *until > now);
         if self.blocked.is_empty() {
-            self.armed.store(false, Ordering::Relaxed);
+            self.armed.store(false, Ordering::SeqCst);
+            // A client blocked meanwhile (its `failed` set the flag before we cleared it).
+            if !self.blocked.is_empty() {
+                self.armed.store(true, Ordering::SeqCst);
+            }
         }
     }
 }

@@ -225,7 +225,19 @@ impl ApiKeyService {
         &self,
         hash: CredentialHash,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        self.cache.get_or_load(hash, self.load(hash)).await
+        self.authenticate_noting(hash, &mut false).await
+    }
+
+    /// [`Self::authenticate`], setting `loaded` when the answer took a store lookup of its own.
+    ///
+    /// # Errors
+    /// The store is unavailable on a cache miss.
+    pub async fn authenticate_noting(
+        &self,
+        hash: CredentialHash,
+        loaded: &mut bool,
+    ) -> Result<Option<Arc<Identity>>, StoreError> {
+        self.cache.get_or_load_noting(hash, self.load(hash), loaded).await
     }
 
     /// Loads a live key and its enabled user, recording the use.

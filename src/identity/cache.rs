@@ -68,6 +68,8 @@ pub struct IdentityCache {
     /// random hasher: unlike `entries`, its keys are hashes of whatever clients send.
     unknown: Arc<Map<CredentialHash, Timestamp, RandomState>>,
     unknown_ttl: Duration,
+    /// When the cache was last emptied (loads begun before then are not kept).
+    cleared_at: Arc<parking_lot::Mutex<Option<Instant>>>,
     /// Loads in progress, so that concurrent misses of one credential share one load.
     loading: Arc<parking_lot::Mutex<HashMap<CredentialHash, watch::Receiver<Option<Flight>>>>>,
     /// When each credential was last revoked.
@@ -151,6 +153,7 @@ impl IdentityCache {
             )),
             unknown_ttl: ttl.min(UNKNOWN_TTL),
             loading: Arc::default(),
+            cleared_at: Arc::default(),
             revoked_credentials: Arc::new(Map::with(
                 marks,
                 marks as u64,
@@ -196,8 +199,14 @@ impl IdentityCache {
     }
 
     /// Caches an identity whose load from the store began at `load_started`, unless a
-    /// revocation happened since then (the load may have read the state before it).
-    pub fn insert(&self, hash: CredentialHash, identity: Arc<Identity>, load_started: Instant) {
+    /// revocation (or an emptying of the cache) happened since then: the load may have read the
+    /// state before it. Whether it was kept.
+    pub fn insert(
+        &self,
+        hash: CredentialHash,
+        identity: Arc<Identity>,
+        load_started: Instant,
+    ) -> bool {
         let user_id = identity.user_id;
         let session_id = identity.session_id;
         // Spread over the last tenth of the TTL by the credential (its hash is random), so that
@@ -209,9 +218,12 @@ impl IdentityCache {
         if revoked_since(self.revoked_credentials.get(&hash))
             || revoked_since(self.revoked_users.get(&user_id))
             || session_id.is_some_and(|id| revoked_since(self.revoked_sessions.get(&id)))
+            || revoked_since(*self.cleared_at.lock())
         {
             self.entries.remove(&hash);
+            return false;
         }
+        true
     }
 
     /// The cached identity for `hash`, or else the one `load` builds from the store, which is
@@ -224,6 +236,24 @@ impl IdentityCache {
         &self,
         hash: CredentialHash,
         load: F,
+    ) -> Result<Option<Arc<Identity>>, E>
+    where
+        F: Future<Output = Result<Option<Identity>, E>>,
+    {
+        self.get_or_load_noting(hash, load, &mut false).await
+    }
+
+    /// [`Self::get_or_load`], setting `loaded` when the answer took a load of this request's
+    /// own (not the cache, the negative cache, or another request's load): what a failed
+    /// credential costs the stores.
+    ///
+    /// # Errors
+    /// Whatever `load` fails with.
+    pub async fn get_or_load_noting<E, F>(
+        &self,
+        hash: CredentialHash,
+        load: F,
+        loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, E>
     where
         F: Future<Output = Result<Option<Identity>, E>>,
@@ -261,8 +291,8 @@ impl IdentityCache {
             }
         };
         let load_started = Instant::now();
-        let loaded = load.await;
-        let identity = match loaded {
+        *loaded = true;
+        let identity = match load.await {
             Ok(Some(identity)) => Arc::new(identity),
             Ok(None) => {
                 self.unknown.insert(hash, self.clock.now().plus(self.unknown_ttl));
@@ -273,8 +303,10 @@ impl IdentityCache {
             }
             Err(error) => return Err(error),
         };
-        self.insert(hash, Arc::clone(&identity), load_started);
-        if let Some(leader) = leader {
+        let kept = self.insert(hash, Arc::clone(&identity), load_started);
+        // Revoked while it loaded: requests that waited for it arrived after the revocation
+        // began, and load again (this one was in flight before it and keeps its answer).
+        if let Some(leader) = leader.filter(|_| kept) {
             leader.finish(Flight::Loaded(Arc::clone(&identity)));
         }
         Ok(Some(identity))
@@ -325,8 +357,15 @@ impl IdentityCache {
 
     /// Empties the cache (after the fan-out was down and revocations may have been missed).
     pub fn clear(&self) {
+        // Before emptying: a load in flight that inserts after this sees the mark.
+        *self.cleared_at.lock() = Some(Instant::now());
         self.entries.clear();
         self.unknown.clear();
+    }
+
+    /// Remembers that the stores do not know (or no longer accept) `hash`, for a few seconds.
+    pub fn remember_unknown(&self, hash: CredentialHash) {
+        self.unknown.insert(hash, self.clock.now().plus(self.unknown_ttl));
     }
 
     /// Whether `hash` is cached and fresh, without counting a lookup: whether checking it
@@ -438,6 +477,37 @@ mod tests {
         assert!(all.await.iter().all(Result::is_err));
         assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
         assert!(cache.loading.lock().is_empty(), "nothing left behind");
+    }
+
+    /// A request that joins a load after the credential was revoked must not get the identity
+    /// that load read before the revocation: it loads again (the first request, in flight
+    /// before the revocation, keeps its answer).
+    #[tokio::test]
+    async fn a_load_revoked_midway_is_not_handed_to_the_requests_that_waited() {
+        let clock = ManualClock::new();
+        let cache = IdentityCache::new(Duration::from_secs(30), 100, Arc::new(clock));
+        let hash = [9u8; 32];
+        let first = async {
+            cache
+                .get_or_load(hash, async {
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    Ok::<_, &str>(Some(identity()))
+                })
+                .await
+        };
+        let later = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let waiting = cache.get_or_load(hash, async { Ok::<_, &str>(None) });
+            let revoke = async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                cache.apply(Revocation::Credential(hash));
+            };
+            tokio::join!(waiting, revoke).0
+        };
+        let (first, later) = tokio::join!(first, later);
+        assert!(first.unwrap().is_some(), "in flight before the revocation");
+        assert!(later.unwrap().is_none(), "joined after it: loaded again, and refused");
+        assert!(!cache.holds(&hash) || cache.get(&hash).is_none(), "nothing cached");
     }
 
     #[tokio::test]

@@ -288,7 +288,10 @@ async fn resume_redis(
         .unwrap_or_default()
         .trim()
         .to_owned();
-    if let Some(position) = position.filter(|position| position.server == server)
+    // A server that does not say its run id (some proxies and managed services hide INFO
+    // fields) cannot show it was not restarted: read from the end.
+    if let Some(position) =
+        position.filter(|position| !server.is_empty() && position.server == server)
         && nothing_trimmed_after(connection, stream, &position.entry).await?
     {
         return Ok((position.clone(), true));
@@ -464,8 +467,9 @@ async fn read_postgres(
         };
         match connected {
             Ok((mut listener, end)) => {
-                // Away longer than the log keeps entries: some may be gone.
-                let complete = position.is_some()
+                // Away longer than the log keeps entries, some may be gone; a log that ends
+                // before our position was restored or failed over, and may lack some.
+                let complete = position.is_some_and(|at| end >= at)
                     && last_read.elapsed() < revocations::RETENTION - revocations::LOOKBACK;
                 if !complete {
                     position = Some(end);
@@ -477,13 +481,21 @@ async fn read_postgres(
                         rung = tokio::time::timeout(HEARTBEAT, listener.try_recv()) => rung,
                         () = stop.cancelled() => return,
                     };
-                    if matches!(rung, Ok(Ok(None) | Err(_))) {
-                        break;
-                    }
+                    // The bell reads what is new (once for every ring already queued); the
+                    // heartbeat also reads the last seconds again, for entries that became
+                    // visible after later ones (commit order).
+                    let lookback = match rung {
+                        Ok(Ok(Some(_))) => {
+                            while listener.next_buffered().is_some() {}
+                            false
+                        }
+                        Ok(Ok(None) | Err(_)) => break,
+                        Err(_heartbeat) => true,
+                    };
                     let from = position.unwrap_or(0);
                     let read = tokio::time::timeout(
                         HEARTBEAT_TIMEOUT,
-                        revocations::after(&mut listener, from),
+                        revocations::after(&mut listener, from, lookback),
                     )
                     .await;
                     match read {

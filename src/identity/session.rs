@@ -187,14 +187,33 @@ impl SessionService {
         &self,
         hash: CredentialHash,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
+        self.authenticate_hash_noting(hash, &mut false).await
+    }
+
+    /// [`Self::authenticate_hash`], setting `loaded` when the answer took a store lookup of
+    /// its own.
+    ///
+    /// # Errors
+    /// The store is unavailable on a cache miss.
+    pub async fn authenticate_hash_noting(
+        &self,
+        hash: CredentialHash,
+        loaded: &mut bool,
+    ) -> Result<Option<Arc<Identity>>, StoreError> {
         self.cache
-            .get_or_load(hash, async {
-                let Some((record, user, orgs)) = self.load(&hash).await? else { return Ok(None) };
-                let expires_at = record.deadline(self.lifetimes.idle_timeout);
-                let parts = IdentityParts::session(user, Some(record.id), expires_at)
-                    .in_orgs(orgs, record.active_org);
-                Ok(Some(Identity::new(parts, &self.header_names)))
-            })
+            .get_or_load_noting(
+                hash,
+                async {
+                    let Some((record, user, orgs)) = self.load(&hash).await? else {
+                        return Ok(None);
+                    };
+                    let expires_at = record.deadline(self.lifetimes.idle_timeout);
+                    let parts = IdentityParts::session(user, Some(record.id), expires_at)
+                        .in_orgs(orgs, record.active_org);
+                    Ok(Some(Identity::new(parts, &self.header_names)))
+                },
+                loaded,
+            )
             .await
     }
 

@@ -365,6 +365,11 @@ impl TokenService {
         if !self.claims_our_issuer(token) {
             return Ok(BearerJwt::NotOurs);
         }
+        // Signed by us but refused by the stores lately (its sign-in ended): replaying it costs
+        // nothing more until the negative cache forgets it.
+        if self.cache.holds(&hash) {
+            return Ok(BearerJwt::Refused);
+        }
         let load_started = Instant::now();
         let claims = match self.keys.verify::<AccessClaims>(token, &self.validation) {
             Err(VerifyError::UnknownKey) if self.keys.reload_for_unknown_kid().await => {
@@ -385,10 +390,12 @@ impl TokenService {
             return Ok(BearerJwt::Refused);
         }
         let Some(family) = self.families.find_live(claims.sid, now).await? else {
+            self.cache.remember_unknown(hash);
             return Ok(BearerJwt::Refused);
         };
         let member = self.users.find_member(claims.sub).await?;
         let Some((user, orgs)) = member.filter(|(user, _)| user.id == family.user_id) else {
+            self.cache.remember_unknown(hash);
             return Ok(BearerJwt::Refused);
         };
         let claimed = claims.scope.as_deref().filter(|scope| *scope != ALL_SCOPES);
@@ -399,7 +406,7 @@ impl TokenService {
         let parts = IdentityParts::new(user, scopes, AuthMethod::Jwt, Some(family.id), expires_at)
             .in_orgs(orgs, claims.org);
         let identity = Arc::new(Identity::new(parts, &self.header_names));
-        self.cache.insert(hash, Arc::clone(&identity), load_started);
+        let _kept = self.cache.insert(hash, Arc::clone(&identity), load_started);
         Ok(BearerJwt::Valid(identity))
     }
 

@@ -57,23 +57,30 @@ where
     row.try_get("id")
 }
 
-/// The entries after `position`, and those of the last [`LOOKBACK`], in order, read on
-/// `connection` (the listener's own, so that reading also proves it alive).
+/// The entries after `position` (at most 10 000, in order) and, with `lookback`, also those
+/// of the last [`LOOKBACK`] at or before it, read on `connection` (the listener's own, so that
+/// reading also proves it alive).
 ///
 /// # Errors
 /// The database fails.
-pub async fn after<'c, E>(connection: E, position: i64) -> Result<Vec<Entry>, sqlx::Error>
+pub async fn after<'c, E>(
+    connection: E,
+    position: i64,
+    lookback: bool,
+) -> Result<Vec<Entry>, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Postgres>,
 {
-    let lookback = i64::try_from(LOOKBACK.as_millis()).unwrap_or(i64::MAX);
+    let window = if lookback { i64::try_from(LOOKBACK.as_millis()).unwrap_or(i64::MAX) } else { 0 };
+    // Two ranges, so that a burst of entries already read cannot crowd out new ones.
     let sql = format!(
-        "SELECT id, revocation FROM revocation_log \
-         WHERE id > $1 OR created_at > {NOW_MS} - $2 ORDER BY id LIMIT 10000"
+        "(SELECT id, revocation FROM revocation_log WHERE id > $1 ORDER BY id LIMIT 10000) \
+         UNION ALL (SELECT id, revocation FROM revocation_log \
+         WHERE $2 > 0 AND id <= $1 AND created_at > {NOW_MS} - $2) ORDER BY id"
     );
     let rows: Vec<PgRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(position)
-        .bind(lookback)
+        .bind(window)
         .fetch_all(connection)
         .await?;
     rows.iter()

@@ -58,9 +58,13 @@ impl Database {
         // No ping before each use: it doubled the round trips of every query (a cache miss
         // is one query). A connection that died while idle fails its next query once, as
         // unavailable, and is dropped from the pool.
+        // Idle connections are closed after 3 minutes, before the idle timeouts of the cloud
+        // load balancers and NATs in between (4 to 10 minutes), which drop them silently: a
+        // query on one would hang until TCP gives up.
         let mut options = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(Duration::from_secs(180))
             .test_before_acquire(false);
         let url = match backend {
             Backend::Sqlite => {
@@ -151,7 +155,8 @@ impl Database {
         let latest = self.latest_version();
         if applied < latest {
             return Err(StoreError::Schema(format!(
-                "the database schema is at version {applied} and this build needs {latest}: run                  `portcullis migrate` (storage.migrate_on_start is false)"
+                "the database schema is at version {applied} and this build needs {latest}: run \
+                 `portcullis migrate` (storage.migrate_on_start is false)"
             )));
         }
         Ok(())
@@ -170,7 +175,7 @@ impl Database {
     /// connection when the one it got turns out to have died while idle (the database
     /// restarted, or an operator or PgBouncer closed it): pooled connections are not pinged
     /// before use, so this is where a dead one is found, and dropped. A restart kills every
-    /// pooled connection, so as many tries as the pool holds, and one more on a new one.
+    /// pooled connection: as many tries as there are idle ones and one more, up to four.
     ///
     /// # Errors
     /// The database fails, or its connection fails on every try.
@@ -184,7 +189,9 @@ impl Database {
                 .bind(parameter.to_owned())
                 .fetch_optional(&self.pool)
         };
-        let mut tries = self.pool.size() + 1;
+        // At most a few: the idle connections a restart killed are found dead at once, while
+        // a database that refuses new connections is not retried here (sqlx waits for it).
+        let mut tries = (self.pool.num_idle() + 1).min(4);
         loop {
             tries = tries.saturating_sub(1);
             match read().await {
