@@ -309,6 +309,26 @@ async fn redis_over_tls_with_an_acl_user_that_starts_after_portcullis() {
     assert_eq!(app.echo(&client, "/x").await.header("x-auth-email"), Some("ada@example.com"));
     let ready = crate::support::http().get(app.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    // A logout (delete, index update, revocation appended and read) within the documented ACL.
+    let cookie = app.session_cookie(&app.client(), "bob@example.com").await;
+    assert_eq!(status_with_cookie(&app, &cookie).await, 200);
+    log_out(&app, &cookie).await;
+    within(Duration::from_secs(2), || async { status_with_cookie(&app, &cookie).await == 401 })
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let inspector = url.replace("portcullis:s3cret@", "inspector:look@");
+    let client = redis::Client::build_with_tls(
+        inspector,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(dir.path().join("redis.crt")).unwrap()),
+        },
+    )
+    .unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let denied: Vec<redis::Value> =
+        redis::cmd("ACL").arg("LOG").query_async(&mut connection).await.unwrap();
+    assert!(denied.is_empty(), "commands outside the documented ACL: {denied:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,30 +111,36 @@ impl RedisServer {
         std::fs::write(dir.join("redis.crt"), generated.cert.pem()).unwrap();
         std::fs::write(dir.join("redis.key"), generated.signing_key.serialize_pem()).unwrap();
         let path = |name: &str| dir.join(name).display().to_string();
-        self.args = [
+        let tls_port = self.port.to_string();
+        let (cert, key) = (path("redis.crt"), path("redis.key"));
+        let mut args: Vec<String> = [
             "--port",
             "0",
             "--tls-port",
-            &self.port.to_string(),
+            &tls_port,
             "--tls-cert-file",
-            &path("redis.crt"),
+            &cert,
             "--tls-key-file",
-            &path("redis.key"),
+            &key,
             "--tls-auth-clients",
             "no",
-            "--user",
-            "portcullis",
-            "on",
-            ">s3cret",
-            "~*",
-            "&*",
-            "+@all",
-            "--user",
-            "default",
-            "off",
         ]
         .map(str::to_owned)
         .to_vec();
+        // Exactly the commands README lists, on the keys of the tests' prefixes; an inspector
+        // that may read the ACL log; no default user.
+        let users = [
+            "portcullis on >s3cret ~portcullis-e2e:* resetchannels -@all +get +set +del +getdel \
+             +incr +pexpire +pexpireat +zadd +zrem +zrange +zrangebyscore +zremrangebyscore +eval +evalsha +script \
+             +xadd +xread +xrange +xrevrange +xinfo +info +ping +client",
+            "inspector on >look ~* +@all",
+            "default off",
+        ];
+        for user in users {
+            args.push("--user".to_owned());
+            args.extend(user.split_whitespace().map(str::to_owned));
+        }
+        self.args = args;
         self.scheme_and_user = "rediss://portcullis:s3cret@".into();
         self
     }
