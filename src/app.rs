@@ -777,12 +777,17 @@ async fn build_state(
     metrics.register_password_hashes(hasher.runs());
     Ok(AppState(Arc::new(AppStateInner {
         pages: Arc::new(Pages::new(&config.email.product_name, config.branding.clone())?),
-        ip_limiter: Arc::new(match config.storage.ephemeral {
-            EphemeralKind::Redis { .. } => IpLimiter::shared(
-                config.rate_limit.auth_per_minute,
-                Arc::clone(&stores.ephemeral),
-                Arc::clone(&clock),
-            ),
+        // Shared whenever replicas share the ephemeral store: Redis, or the database when it
+        // is PostgreSQL.
+        ip_limiter: Arc::new(match (&config.storage.ephemeral, stores.db.backend()) {
+            (EphemeralKind::Redis { .. }, _) | (EphemeralKind::Database, Backend::Postgres) => {
+                IpLimiter::shared(
+                    config.rate_limit.auth_per_minute,
+                    config.rate_limit.replicas,
+                    Arc::clone(&stores.ephemeral),
+                    Arc::clone(&clock),
+                )
+            }
             _ => IpLimiter::new(config.rate_limit.auth_per_minute),
         }),
         backoff: AccountBackoff::new(

@@ -51,11 +51,18 @@ impl IpLimiter {
         Self { limiter, shared: None }
     }
 
-    /// A limiter counting in `store`, shared by every replica using it; the in-process limiter
-    /// stands in while the store is unreachable.
-    pub fn shared(per_minute: u32, store: Arc<dyn EphemeralStore>, clock: Arc<dyn Clock>) -> Self {
+    /// A limiter counting in `store`, shared by every replica using it. While the store is
+    /// unreachable each replica limits in process to its share, `per_minute` divided by
+    /// `replicas`, so that spreading requests over the replicas still meets the limit.
+    pub fn shared(
+        per_minute: u32,
+        replicas: u32,
+        store: Arc<dyn EphemeralStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let shared = (per_minute > 0).then(|| SharedWindow { store, clock, per_minute });
-        Self { shared, ..Self::new(per_minute) }
+        let share = if per_minute == 0 { 0 } else { (per_minute / replicas.max(1)).max(1) };
+        Self { shared, ..Self::new(share) }
     }
 
     /// `Err(seconds to wait)` when `ip` is over its limit. IPv6 clients are limited per /64,
@@ -255,12 +262,12 @@ mod tests {
         let fresh_store =
             || -> Arc<dyn EphemeralStore> { Arc::new(MemoryStore::new(clock.clone())) };
         refuses_past_the_quota_and_groups_ipv6_by_64(|n| {
-            IpLimiter::shared(n, fresh_store(), clock.clone())
+            IpLimiter::shared(n, 1, fresh_store(), clock.clone())
         })
         .await;
         // Two replicas, one store: the quota is for both together.
-        let a = IpLimiter::shared(2, Arc::clone(&store), clock.clone());
-        let b = IpLimiter::shared(2, Arc::clone(&store), clock.clone());
+        let a = IpLimiter::shared(2, 2, Arc::clone(&store), clock.clone());
+        let b = IpLimiter::shared(2, 2, Arc::clone(&store), clock.clone());
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         assert!(a.check(ip).await.is_ok());
         assert!(b.check(ip).await.is_ok());
@@ -268,6 +275,70 @@ mod tests {
         assert!(b.check(ip).await.is_err());
         clock.advance(Duration::from_secs(60));
         assert!(b.check(ip).await.is_ok(), "a new minute, a new window");
+    }
+
+    /// A store that never answers.
+    #[derive(Debug)]
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl EphemeralStore for Down {
+        async fn put(&self, _: &str, _: &[u8], _: Duration) -> Result<(), StoreError> {
+            Err(down())
+        }
+        async fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Err(down())
+        }
+        async fn replace(
+            &self,
+            _: &str,
+            _: &[u8],
+            _: &[u8],
+            _: Duration,
+        ) -> Result<bool, StoreError> {
+            Err(down())
+        }
+        async fn take(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Err(down())
+        }
+        async fn delete(&self, _: &str) -> Result<(), StoreError> {
+            Err(down())
+        }
+        async fn incr(&self, _: &str, _: Duration) -> Result<u64, StoreError> {
+            Err(down())
+        }
+        async fn set_add(&self, _: &str, _: &str, _: Duration) -> Result<(), StoreError> {
+            Err(down())
+        }
+        async fn set_remove(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            Err(down())
+        }
+        async fn set_members(&self, _: &str) -> Result<Vec<String>, StoreError> {
+            Err(down())
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Err(down())
+        }
+        async fn sweep(&self) -> Result<(), StoreError> {
+            Err(down())
+        }
+    }
+
+    fn down() -> StoreError {
+        StoreError::unavailable(std::io::Error::other("down"))
+    }
+
+    /// While the shared count is unreachable, each of 5 replicas allows its fifth of 10.
+    #[tokio::test]
+    async fn a_shared_limit_falls_back_to_each_replicas_share() {
+        let clock = Arc::new(ManualClock::new());
+        let limiter = IpLimiter::shared(10, 5, Arc::new(Down), clock);
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        assert!(limiter.check(ip).await.is_ok());
+        assert!(limiter.check(ip).await.is_ok());
+        assert!(limiter.check(ip).await.is_err(), "10 ÷ 5 replicas");
+        let alone = IpLimiter::shared(3, 10, Arc::new(Down), Arc::new(ManualClock::new()));
+        assert!(alone.check(ip).await.is_ok(), "at least one");
     }
 
     #[tokio::test]

@@ -68,6 +68,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         auth_per_minute: raw.rate_limit.auth_per_minute.0,
         login_failures_before_backoff: raw.rate_limit.login_failures_before_backoff.0,
         failed_credentials_per_minute: raw.rate_limit.failed_credentials_per_minute.0,
+        replicas: raw.rate_limit.replicas.0.max(1),
     };
     let email = email(&raw, &mut errors);
     let h = &raw.headers;

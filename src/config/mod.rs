@@ -409,6 +409,9 @@ pub struct RateLimitConfig {
     /// Failed credential checks per minute per client IP before its uncached credentials are
     /// refused unchecked (0 disables).
     pub failed_credentials_per_minute: u32,
+    /// How many replicas usually run: each one's share of `auth_per_minute` while the shared
+    /// count is unreachable.
+    pub replicas: u32,
 }
 
 /// `[email]`, compiled (the parts this version uses).

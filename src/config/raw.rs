@@ -294,6 +294,9 @@ pub struct RawRateLimit {
     /// Failed credential checks (unknown, expired or forged cookies, keys, tokens) per minute
     /// per client IP, after which its credentials are checked against the cache only.
     pub failed_credentials_per_minute: Count,
+    /// How many replicas usually run, for the per-IP limit's fallback while its shared count is
+    /// unreachable (added key).
+    pub replicas: Count,
 }
 
 impl Default for RawRateLimit {
@@ -302,6 +305,7 @@ impl Default for RawRateLimit {
             auth_per_minute: Count(20),
             login_failures_before_backoff: Count(5),
             failed_credentials_per_minute: Count(120),
+            replicas: Count(1),
         }
     }
 }

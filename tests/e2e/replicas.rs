@@ -344,16 +344,38 @@ async fn the_per_ip_limit_is_shared_by_the_replicas() {
             .spawn()
     };
     let (a, b) = (replica().await, replica().await);
+    three_per_minute_across(&a, &b).await;
+}
+
+/// Without Redis, replicas on one PostgreSQL share the limit through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_ip_limit_is_shared_through_postgres_too() {
+    let database = TestDatabase::create().await;
+    let clock = portcullis::clock::ManualClock::new();
+    let replica = || {
+        TestApp::builder()
+            .database(&database.url)
+            .clock(clock.clone())
+            .config(|raw| raw.rate_limit.auth_per_minute = portcullis::config::values::Count(3))
+            .spawn()
+    };
+    let (a, b) = (replica().await, replica().await);
+    three_per_minute_across(&a, &b).await;
+}
+
+/// Four failed logins from one address, alternating between `a` and `b`: the fourth is over a
+/// limit of three per minute counted for both.
+async fn three_per_minute_across(a: &TestApp, b: &TestApp) {
     let attempt = |app: &TestApp| {
         let request = crate::support::http()
             .post(app.url("/auth/login"))
             .json(&json!({ "email": "nobody@example.com", "password": "wrong password here" }));
         async move { request.send().await.unwrap().status() }
     };
-    assert_eq!(attempt(&a).await, 401);
-    assert_eq!(attempt(&b).await, 401);
-    assert_eq!(attempt(&a).await, 401);
-    let refused = attempt(&b).await;
+    assert_eq!(attempt(a).await, 401);
+    assert_eq!(attempt(b).await, 401);
+    assert_eq!(attempt(a).await, 401);
+    let refused = attempt(b).await;
     assert_eq!(refused, StatusCode::TOO_MANY_REQUESTS, "three per minute across both replicas");
 }
 
