@@ -32,5 +32,6 @@ mod openapi;
 mod orgs;
 mod parity;
 mod replicas;
+mod scale_out;
 mod tls;
 mod tokens;

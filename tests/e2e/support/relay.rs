@@ -30,6 +30,8 @@ pub enum Protocol {
     Postgres,
     /// RESP commands, as arrays of bulk strings.
     Redis,
+    /// Anything (HTTP): relayed, nothing counted.
+    Raw,
 }
 
 /// A running relay.
@@ -40,8 +42,8 @@ pub struct CountingRelay {
     /// half-open connection, as a dead peer behind a NAT or a stalled server looks.
     frozen_below: Arc<AtomicU64>,
     next_number: Arc<AtomicU64>,
-    /// Where new connections go.
-    target: Arc<parking_lot::Mutex<SocketAddr>>,
+    /// Where new connections go, in turn.
+    targets: Arc<parking_lot::Mutex<Vec<SocketAddr>>>,
 }
 
 /// Whether a relayed connection was stalled.
@@ -63,6 +65,12 @@ impl Stalled {
 impl CountingRelay {
     /// Relays loopback connections to `target`, counting `protocol`'s requests.
     pub async fn start(target: SocketAddr, protocol: Protocol) -> Self {
+        Self::round_robin(vec![target], protocol).await
+    }
+
+    /// Relays each new connection to the next of `targets` in turn: a round-robin load
+    /// balancer.
+    pub async fn round_robin(targets: Vec<SocketAddr>, protocol: Protocol) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let counts = Arc::new(Counts::default());
@@ -70,24 +78,27 @@ impl CountingRelay {
         let frozen_below = Arc::new(AtomicU64::new(0));
         let next = Arc::new(AtomicU64::new(0));
         let (frozen, numbers) = (Arc::clone(&frozen_below), Arc::clone(&next));
-        let target = Arc::new(parking_lot::Mutex::new(target));
-        let current = Arc::clone(&target);
+        let targets = Arc::new(parking_lot::Mutex::new(targets));
+        let current = Arc::clone(&targets);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let to = *current.lock();
-                let Ok(server) = TcpStream::connect(to).await else { continue };
                 let number = numbers.fetch_add(1, Ordering::SeqCst);
+                let to = {
+                    let targets = current.lock();
+                    targets[usize::try_from(number).unwrap_or(0) % targets.len()]
+                };
+                let Ok(server) = TcpStream::connect(to).await else { continue };
                 let stalled = Stalled { number, frozen_below: Arc::clone(&frozen) };
                 tokio::spawn(relay(client, server, protocol, Arc::clone(&shared), stalled));
             }
         });
-        Self { addr, counts, frozen_below, next_number: next, target }
+        Self { addr, counts, frozen_below, next_number: next, targets }
     }
 
     /// Sends new connections to `target` (open ones stay where they are), as an address does
     /// whose DNS name moved to another server.
     pub fn retarget(&self, target: SocketAddr) {
-        *self.target.lock() = target;
+        *self.targets.lock() = vec![target];
     }
 
     /// Stalls every connection open now (new ones pass).
@@ -182,6 +193,9 @@ impl Parser {
     }
 
     fn feed(&mut self, mut bytes: &[u8], counts: &Counts) {
+        if matches!(self.protocol, Protocol::Raw) {
+            return;
+        }
         while !bytes.is_empty() {
             if self.skip > 0 {
                 let skipped = self.skip.min(bytes.len());
@@ -215,6 +229,7 @@ impl Parser {
             match self.protocol {
                 Protocol::Postgres => self.postgres_head(counts),
                 Protocol::Redis => self.redis_line(counts),
+                Protocol::Raw => {}
             }
         }
     }

@@ -1,0 +1,228 @@
+//! Three real `portcullis` processes on one PostgreSQL and one Redis, behind a round-robin load
+//! balancer, with faults injected by the test: the invariants of a scaled-out deployment. No
+//! revoked credential is honoured by any replica a second after the revocation, a single-use
+//! token is redeemed exactly once whichever replicas see it, and no request is answered 500
+//! while Redis is down or coming back.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::binary::Binary;
+use crate::support::relay::{CountingRelay, Protocol};
+use crate::support::services::{RedisServer, TestDatabase, unique_prefix};
+use crate::support::smtp::SmtpSink;
+use crate::support::{EchoUpstream, PASSWORD};
+
+/// The deployment: three replicas, their stores, and the balancer in front.
+struct Deployment {
+    replicas: Vec<Binary>,
+    front: CountingRelay,
+    redis: tokio::sync::Mutex<RedisServer>,
+    sink: SmtpSink,
+    /// Every status answered so far, by the front or a replica directly.
+    statuses: parking_lot::Mutex<BTreeMap<u16, usize>>,
+    _database: TestDatabase,
+    _echo: EchoUpstream,
+    _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    async fn start() -> Self {
+        crate::support::init();
+        let database = TestDatabase::create().await;
+        let redis = RedisServer::start().await;
+        let sink = SmtpSink::start().await;
+        let echo = EchoUpstream::start("app").await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+public_url = "http://app.example.test"
+[storage]
+database_url = "{database}"
+ephemeral = "redis"
+redis_url = "{redis}"
+redis_prefix = "{prefix}"
+startup_wait = "5s"
+[session]
+cache_ttl = "5m"
+[rate_limit]
+auth_per_minute = 0
+failed_credentials_per_minute = 0
+[email]
+transport = "smtp"
+smtp_url = "{smtp}"
+[[upstreams]]
+name = "app"
+url = "{echo}"
+"#,
+            database = database.url,
+            redis = redis.url(),
+            prefix = unique_prefix(),
+            smtp = sink.url(),
+            echo = echo.url(),
+        );
+        std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+        // Each on a port of its own (the start line names the shared public URL instead).
+        let mut replicas = Vec::new();
+        let mut addresses: Vec<SocketAddr> = Vec::new();
+        for _ in 0..3 {
+            let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+            let listen = address.to_string();
+            let env = [("PORTCULLIS_SERVER__LISTEN", listen.as_str())];
+            let mut replica =
+                Binary::start(dir.path(), &["--config", "portcullis.toml"], &env).await;
+            replica.url = format!("http://{address}");
+            replicas.push(replica);
+            addresses.push(address);
+        }
+        let front = CountingRelay::round_robin(addresses, Protocol::Raw).await;
+        Self {
+            replicas,
+            front,
+            redis: tokio::sync::Mutex::new(redis),
+            sink,
+            statuses: parking_lot::Mutex::default(),
+            _database: database,
+            _echo: echo,
+            _dir: dir,
+        }
+    }
+
+    /// A client that opens a new connection per request, so the balancer spreads them.
+    fn client() -> reqwest::Client {
+        crate::support::app::client_builder().pool_max_idle_per_host(0).build().unwrap()
+    }
+
+    fn front_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.front.addr)
+    }
+
+    /// Sends `request`, noting its status.
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let response = request.send().await.unwrap();
+        *self.statuses.lock().entry(response.status().as_u16()).or_default() += 1;
+        response
+    }
+
+    /// `GET /x` with `cookie` on replica `index` directly.
+    async fn status_on(&self, index: usize, cookie: &str) -> StatusCode {
+        let url = format!("{}/x", self.replicas[index].url);
+        self.send(Self::client().get(url).header("cookie", cookie)).await.status()
+    }
+
+    /// `GET /x` with `cookie` through the balancer.
+    async fn status_through_front(&self, cookie: &str) -> StatusCode {
+        let request = Self::client().get(self.front_url("/x")).header("cookie", cookie);
+        self.send(request).await.status()
+    }
+
+    /// Signs `email` up through the balancer; its session cookie.
+    async fn sign_up(&self, email: &str) -> Result<String, StatusCode> {
+        let request = Self::client()
+            .post(self.front_url("/auth/signup"))
+            .json(&json!({ "email": email, "password": PASSWORD }));
+        let response = self.send(request).await;
+        if response.status() != StatusCode::CREATED {
+            return Err(response.status());
+        }
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+        Ok(set_cookie.split(';').next().unwrap().to_owned())
+    }
+
+    fn no_500(&self) {
+        let statuses = self.statuses.lock();
+        assert!(statuses.keys().all(|status| *status < 500 || *status == 503), "{statuses:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_behind_a_balancer_keep_the_invariants_through_faults() {
+    let deployment = Deployment::start().await;
+
+    // A sign-in through the balancer works on every replica.
+    let ada = deployment.sign_up("ada@example.com").await.unwrap();
+    for index in 0..3 {
+        assert_eq!(deployment.status_on(index, &ada).await, StatusCode::OK, "replica {index}");
+    }
+
+    // A logout through the balancer: honoured by no replica a second later (their caches
+    // would keep it five minutes).
+    let csrf: Value = deployment
+        .send(Deployment::client().get(deployment.front_url("/auth/csrf")).header("cookie", &ada))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let logout = Deployment::client()
+        .post(deployment.front_url("/auth/logout"))
+        .header("cookie", &ada)
+        .header("x-csrf-token", csrf["csrf_token"].as_str().unwrap());
+    assert_eq!(deployment.send(logout).await.status(), StatusCode::OK);
+    let logged_out = Instant::now();
+    for index in 0..3 {
+        while deployment.status_on(index, &ada).await != StatusCode::UNAUTHORIZED {
+            assert!(
+                logged_out.elapsed() < Duration::from_secs(1),
+                "replica {index} still serves it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // A magic link, redeemed on all three replicas at once: exactly one sign-in.
+    let ask = Deployment::client()
+        .post(deployment.front_url("/auth/magic-link"))
+        .json(&json!({ "email": "bea@example.com" }));
+    assert_eq!(deployment.send(ask).await.status(), StatusCode::OK);
+    let link = deployment.sink.nth_about(1, "Sign in").await.link().unwrap();
+    let token = link.split("token=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let deployment = &deployment;
+    let redeem = |index: usize| {
+        let url = format!("{}/auth/magic-link/verify", deployment.replicas[index].url);
+        let request = Deployment::client().post(url).json(&json!({ "token": token }));
+        async move { deployment.send(request).await.status() }
+    };
+    let (a, b, c) = tokio::join!(redeem(0), redeem(1), redeem(2));
+    let signed_in = [a, b, c].iter().filter(|status| **status == StatusCode::OK).count();
+    assert_eq!(signed_in, 1, "{a} {b} {c}");
+
+    // Redis goes down. Identities every replica has cached keep flowing; what needs Redis is
+    // 503; nothing is 500.
+    let cy = deployment.sign_up("cy@example.com").await.unwrap();
+    for index in 0..3 {
+        assert_eq!(deployment.status_on(index, &cy).await, StatusCode::OK);
+    }
+    deployment.redis.lock().await.stop().await;
+    for _ in 0..9 {
+        assert_eq!(deployment.status_through_front(&cy).await, StatusCode::OK, "cached");
+    }
+    for attempt in 0..3 {
+        let refused = deployment.sign_up(&format!("down{attempt}@example.com")).await;
+        assert_eq!(refused, Err(StatusCode::SERVICE_UNAVAILABLE));
+    }
+
+    // Redis comes back (empty): sign-ups work again through every replica, without a restart.
+    deployment.redis.lock().await.restart().await;
+    let back = Instant::now();
+    let mut signed_up = 0;
+    let mut attempt = 0;
+    while signed_up < 3 {
+        attempt += 1;
+        match deployment.sign_up(&format!("back{attempt}@example.com")).await {
+            Ok(_) => signed_up += 1,
+            Err(status) => {
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+                assert!(back.elapsed() < Duration::from_secs(15), "Redis is back, sign-ups not");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    deployment.no_500();
+}
