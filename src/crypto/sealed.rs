@@ -102,23 +102,7 @@ impl Sealer {
     /// The system cannot make a random nonce.
     pub fn seal(&self, purpose: &str, text: &str) -> Result<String, SealError> {
         let Some(key) = &self.current else { return Ok(text.to_owned()) };
-        let nonce_bytes: [u8; NONCE_LEN] = {
-            let random = super::random_bytes();
-            let mut nonce = [0u8; NONCE_LEN];
-            nonce.copy_from_slice(&random[..NONCE_LEN]);
-            nonce
-        };
-        let mut sealed = text.as_bytes().to_vec();
-        key.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(purpose.as_bytes()),
-                &mut sealed,
-            )
-            .map_err(|_| SealError::Corrupt)?;
-        let mut out = nonce_bytes.to_vec();
-        out.extend_from_slice(&sealed);
-        Ok(format!("{PREFIX}{}.{}", key.id, URL_SAFE_NO_PAD.encode(out)))
+        Ok(format!("{PREFIX}{}.{}", key.id, seal_with(&key.key, purpose, text)?))
     }
 
     /// The secret `stored` for `purpose` holds, and whether it should be written again.
@@ -136,18 +120,7 @@ impl Sealer {
             .chain(&self.previous)
             .find(|key| key.id == id)
             .ok_or_else(|| SealError::KeyMissing(id.to_owned()))?;
-        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| SealError::Corrupt)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(SealError::Corrupt);
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Corrupt)?;
-        let mut sealed = sealed.to_vec();
-        let plain = key
-            .key
-            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut sealed)
-            .map_err(|_| SealError::Corrupt)?;
-        let text = String::from_utf8(plain.to_vec()).map_err(|_| SealError::Corrupt)?;
+        let text = open_with(&key.key, purpose, body)?;
         let current = self.current.as_ref().is_some_and(|current| current.id == key.id);
         Ok(Opened { text, reseal: !current })
     }
@@ -160,23 +133,7 @@ impl Sealer {
 /// # Errors
 /// The system cannot make a random nonce.
 pub fn seal_for_holder(secret: &str, purpose: &str, text: &str) -> Result<String, SealError> {
-    let key = holder_key(secret, purpose)?;
-    let nonce_bytes: [u8; NONCE_LEN] = {
-        let random = super::random_bytes();
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&random[..NONCE_LEN]);
-        nonce
-    };
-    let mut sealed = text.as_bytes().to_vec();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce_bytes),
-        Aad::from(purpose.as_bytes()),
-        &mut sealed,
-    )
-    .map_err(|_| SealError::Corrupt)?;
-    let mut out = nonce_bytes.to_vec();
-    out.extend_from_slice(&sealed);
-    Ok(URL_SAFE_NO_PAD.encode(out))
+    seal_with(&holder_key(secret, purpose)?, purpose, text)
 }
 
 /// Opens what [`seal_for_holder`] sealed with the same `secret` and `purpose`.
@@ -184,19 +141,36 @@ pub fn seal_for_holder(secret: &str, purpose: &str, text: &str) -> Result<String
 /// # Errors
 /// It was sealed with another secret or purpose, or is corrupt.
 pub fn open_for_holder(secret: &str, purpose: &str, sealed: &str) -> Result<String, SealError> {
-    let key = holder_key(secret, purpose)?;
+    open_with(&holder_key(secret, purpose)?, purpose, sealed)
+}
+
+/// AES-256-GCM of `text` under `key`, bound to `purpose`, with a fresh random nonce: base64 of
+/// the nonce and the sealed text.
+fn seal_with(key: &LessSafeKey, purpose: &str, text: &str) -> Result<String, SealError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&super::random_bytes()[..NONCE_LEN]);
+    let mut sealed = text.as_bytes().to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(purpose.as_bytes()),
+        &mut sealed,
+    )
+    .map_err(|_| SealError::Corrupt)?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(URL_SAFE_NO_PAD.encode(out))
+}
+
+/// Opens what [`seal_with`] made with the same key and purpose.
+fn open_with(key: &LessSafeKey, purpose: &str, sealed: &str) -> Result<String, SealError> {
     let mut bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| SealError::Corrupt)?;
     if bytes.len() < NONCE_LEN {
         return Err(SealError::Corrupt);
     }
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&bytes[..NONCE_LEN]);
+    let (nonce, body) = bytes.split_at_mut(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Corrupt)?;
     let opened = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(purpose.as_bytes()),
-            &mut bytes[NONCE_LEN..],
-        )
+        .open_in_place(nonce, Aad::from(purpose.as_bytes()), body)
         .map_err(|_| SealError::Corrupt)?;
     String::from_utf8(opened.to_vec()).map_err(|_| SealError::Corrupt)
 }

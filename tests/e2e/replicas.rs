@@ -11,6 +11,17 @@ use crate::support::services::{RedisServer, TestDatabase, admin_sql, redis_url, 
 use crate::support::smtp::SmtpSink;
 use crate::support::{Echoed, PASSWORD, TestApp};
 
+/// A replica on `database` and the shared Redis under `prefix`. Replicas share the public URL
+/// (the Service's): it is also the issuer of their tokens.
+async fn replica_of(database: &TestDatabase, prefix: &str) -> TestApp {
+    TestApp::builder()
+        .database(&database.url)
+        .redis(&redis_url(), prefix)
+        .config(|raw| raw.server.public_url = Some("http://app.example.test".into()))
+        .spawn()
+        .await
+}
+
 /// GETs `/x` on `app` with `cookie`; the status.
 async fn status_with_cookie(app: &TestApp, cookie: &str) -> StatusCode {
     crate::support::http()
@@ -61,14 +72,7 @@ async fn log_out(app: &TestApp, cookie: &str) {
 async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_within_a_second() {
     let database = TestDatabase::create().await;
     let prefix = unique_prefix();
-    // Replicas share the public URL (the Service's): it is also the issuer of their tokens.
-    let replica = || {
-        TestApp::builder()
-            .database(&database.url)
-            .redis(&redis_url(), &prefix)
-            .config(|raw| raw.server.public_url = Some("http://app.example.test".into()))
-            .spawn()
-    };
+    let replica = || replica_of(&database, &prefix);
     let a = replica().await;
     let b = replica().await;
 
@@ -719,13 +723,7 @@ async fn a_stalled_reader_is_noticed_and_catches_up() {
 async fn two_replicas_refreshing_one_token_hand_out_the_same_successor() {
     let database = TestDatabase::create().await;
     let prefix = unique_prefix();
-    let replica = || {
-        TestApp::builder()
-            .database(&database.url)
-            .redis(&redis_url(), &prefix)
-            .config(|raw| raw.server.public_url = Some("http://app.example.test".into()))
-            .spawn()
-    };
+    let replica = || replica_of(&database, &prefix);
     let (a, b) = (replica().await, replica().await);
     a.sign_up(&a.client(), "ada@example.com").await;
     let login: Value = crate::support::http()
