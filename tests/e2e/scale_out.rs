@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::binary::Binary;
-use crate::support::relay::{CountingRelay, Protocol};
+use crate::support::relay::{CountingRelay, Protocol, relayed};
 use crate::support::services::{RedisServer, TestDatabase, unique_prefix};
 use crate::support::smtp::SmtpSink;
 use crate::support::{EchoUpstream, PASSWORD};
@@ -22,6 +22,10 @@ struct Deployment {
     replicas: Vec<Binary>,
     front: CountingRelay,
     redis: tokio::sync::Mutex<RedisServer>,
+    /// Counting relays in front of PostgreSQL (the pool; the listener and the migrations go
+    /// direct) and Redis.
+    pg: CountingRelay,
+    redis_counted: CountingRelay,
     sink: SmtpSink,
     /// Every status answered so far, by the front or a replica directly.
     statuses: parking_lot::Mutex<BTreeMap<u16, usize>>,
@@ -38,6 +42,9 @@ impl Deployment {
         let sink = SmtpSink::start().await;
         let echo = EchoUpstream::start("app").await;
         let dir = tempfile::tempdir().unwrap();
+        let (pg, pooled_url) =
+            relayed(&database.url, Protocol::Postgres, Some("sslmode=disable")).await;
+        let (redis_counted, redis_url) = relayed(&redis.url(), Protocol::Redis, None).await;
         let config = format!(
             r#"
 [server]
@@ -45,7 +52,8 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 public_url = "http://app.example.test"
 [storage]
-database_url = "{database}"
+database_url = "{pooled}"
+database_direct_url = "{database}"
 ephemeral = "redis"
 redis_url = "{redis}"
 redis_prefix = "{prefix}"
@@ -62,8 +70,9 @@ smtp_url = "{smtp}"
 name = "app"
 url = "{echo}"
 "#,
+            pooled = pooled_url,
             database = database.url,
-            redis = redis.url(),
+            redis = redis_url,
             prefix = unique_prefix(),
             smtp = sink.url(),
             echo = echo.url(),
@@ -87,6 +96,8 @@ url = "{echo}"
             replicas,
             front,
             redis: tokio::sync::Mutex::new(redis),
+            pg,
+            redis_counted,
             sink,
             statuses: parking_lot::Mutex::default(),
             _database: database,
@@ -224,5 +235,48 @@ async fn three_replicas_behind_a_balancer_keep_the_invariants_through_faults() {
             }
         }
     }
+    deployment.no_500();
+}
+
+/// The load model of `docs/scaling.md`, checked on the wire: with a round-robin balancer each
+/// replica loads each active user's identity once per cache period (N × U loads: one Redis
+/// `GET` and one PostgreSQL statement each), and once every replica has it, further requests
+/// cost the stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_load_follows_the_model_n_replicas_times_u_users() {
+    let deployment = Deployment::start().await;
+    let users: usize = 10;
+    let mut cookies = Vec::new();
+    for user in 0..users {
+        cookies.push(deployment.sign_up(&format!("user{user}@example.com")).await.unwrap());
+    }
+    // A sign-up finishes some work after it answers (its verification mail): let it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (statements, redis_commands) =
+        (deployment.pg.snapshot().0, deployment.redis_counted.snapshot().0);
+    let names_before = deployment.redis_counted.sql().len();
+    // Three rounds over the users: with ten users and three replicas in turn, each user's
+    // requests land once on every replica.
+    let round = |_| async {
+        for cookie in &cookies {
+            assert_eq!(deployment.status_through_front(cookie).await, StatusCode::OK);
+        }
+    };
+    for r in 0..3 {
+        round(r).await;
+    }
+    let loads = deployment.pg.snapshot().0 - statements;
+    let gets = deployment.redis_counted.snapshot().0 - redis_commands;
+    let expected = (3 * users) as u64;
+    let names = &deployment.redis_counted.sql()[names_before..];
+    assert_eq!((loads, gets), (expected, expected), "N × U = {expected} loads: {names:?}");
+
+    let (statements, redis_commands) =
+        (deployment.pg.snapshot().0, deployment.redis_counted.snapshot().0);
+    for r in 0..3 {
+        round(r).await;
+    }
+    assert_eq!(deployment.pg.snapshot().0 - statements, 0, "every replica has every user");
+    assert_eq!(deployment.redis_counted.snapshot().0 - redis_commands, 0);
     deployment.no_500();
 }

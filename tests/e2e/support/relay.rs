@@ -120,6 +120,25 @@ impl CountingRelay {
     }
 }
 
+/// A counting relay in front of the server `url` names, and `url` through it (with `query`).
+pub async fn relayed(
+    url: &str,
+    protocol: Protocol,
+    query: Option<&str>,
+) -> (CountingRelay, String) {
+    let mut url = reqwest::Url::parse(url).unwrap();
+    let target = tokio::net::lookup_host((url.host_str().unwrap(), url.port().unwrap()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = CountingRelay::start(target, protocol).await;
+    url.set_host(Some(&relay.addr.ip().to_string())).unwrap();
+    url.set_port(Some(relay.addr.port())).unwrap();
+    url.set_query(query);
+    (relay, url.to_string())
+}
+
 async fn relay(
     client: TcpStream,
     server: TcpStream,
