@@ -16,7 +16,7 @@ use http::request::Parts;
 use http::{Method, header};
 
 use super::Gateway;
-use super::identify::{Identified, Presented};
+use super::identify::{Identified, Presented, Rejection};
 use super::path::{PathError, PathOptions, normalize_path};
 use super::policy::{Access, Decision, Denial, Permit, Route, canonical_method, decide};
 use super::upstream::{Upstream, request_host};
@@ -33,6 +33,9 @@ pub struct Permitted<'g> {
     method: Option<Method>,
     path: Option<String>,
     presented: Presented,
+    /// The request carried a session cookie the stores do not know (a public route let it
+    /// through): the browser is told to drop it.
+    clears_session: bool,
 }
 
 impl<'g> Permitted<'g> {
@@ -64,6 +67,12 @@ impl<'g> Permitted<'g> {
     /// Our credentials on the request.
     pub fn presented(&self) -> Presented {
         self.presented
+    }
+
+    /// Whether the answer must clear the session cookie: it is dead (unknown or malformed),
+    /// and a browser would otherwise send it with every request.
+    pub fn clears_session(&self) -> bool {
+        self.clears_session
     }
 }
 
@@ -167,6 +176,8 @@ impl Gateway {
             Access::Deny => (Identified::Anonymous, Presented::default()),
             Access::Public | Access::Authenticated => self.identify(parts).await,
         };
+        let clears_session =
+            matches!(identified, Identified::Rejected(Rejection::Malformed | Rejection::Unknown));
         let permit = match decide(route, &matched, &identified) {
             Decision::Allow(permit) => permit,
             Decision::Deny(denial) => return Err(Refusal::Denied { denial, identified }),
@@ -175,7 +186,7 @@ impl Gateway {
             Cow::Borrowed(_) => None,
             Cow::Owned(normal) => Some(normal),
         };
-        Ok(Permitted { permit, route, upstream, method, path, presented })
+        Ok(Permitted { permit, route, upstream, method, path, presented, clears_session })
     }
 
     /// Whether a normalized path lies under the auth prefix (the app never serves it, so a

@@ -66,6 +66,7 @@ pub async fn forward(
     // gains nothing from an upstream connection of its own.
     let client_keeps_alive = keeps_alive(client_version, &parts.headers);
     let presented = permitted.presented();
+    let clears_session = permitted.clears_session();
     let uri = upstream_uri(upstream, &permitted, &parts.uri)?;
     if presented.authorization {
         parts.headers.remove(header::AUTHORIZATION);
@@ -182,6 +183,11 @@ pub async fn forward(
         parts.headers.insert(header::UPGRADE, protocol);
     }
     cookies::strip_own_set_cookie(&mut parts.headers, &gateway.cookies);
+    if clears_session {
+        for cookie in gateway.cookies.clear_session() {
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
+    }
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

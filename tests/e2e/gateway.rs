@@ -714,3 +714,30 @@ async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(get(bob).await.status(), StatusCode::OK, "the budget recovers");
 }
+
+/// A dead session cookie on a public page: the page is served, and the browser is told to drop
+/// the cookie (else it would send it, and cost a lookup, with every request).
+#[tokio::test]
+async fn a_dead_cookie_on_a_public_route_is_cleared() {
+    use portcullis::identity::session::SessionToken;
+    let app =
+        TestApp::builder().routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n").spawn().await;
+    let dead = format!("portcullis_session={}", SessionToken::generate().cookie_value());
+    let response =
+        crate::support::http().get(app.url("/page")).header("cookie", dead).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cleared: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter(|value| value.starts_with("portcullis_session=") && value.contains("Max-Age=0"))
+        .collect();
+    assert_eq!(cleared.len(), 1, "{:?}", response.headers());
+
+    // A live one is left alone.
+    let live = app.session_cookie(&app.client(), "ada@example.com").await;
+    let response =
+        crate::support::http().get(app.url("/page")).header("cookie", live).send().await.unwrap();
+    assert!(response.headers().get("set-cookie").is_none());
+}
