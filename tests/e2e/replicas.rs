@@ -418,18 +418,7 @@ async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
     let b = TestApp::builder().database(&pg_url).redis(&redis_relayed, &prefix).spawn().await;
 
     let client = a.signed_in("ada@example.com").await;
-    let csrf = a.csrf(&client).await;
-    let created: Value = client
-        .post(a.url("/auth/api-keys"))
-        .header("x-csrf-token", csrf)
-        .json(&json!({ "name": "ci" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap().to_owned();
+    let key = a.api_key(&client, "ci").await;
     let cookie = a.session_cookie(&a.client(), "bea@example.com").await;
     // Start-up work (migrations, subscriptions, first sweeps) is over.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -190,6 +190,21 @@ impl TestApp {
         body["csrf_token"].as_str().unwrap().to_owned()
     }
 
+    /// Creates an API key named `name` for `client`'s user; the key.
+    pub async fn api_key(&self, client: &Client, name: &str) -> String {
+        let csrf = self.csrf(client).await;
+        let response = client
+            .post(self.url("/auth/api-keys"))
+            .header("x-csrf-token", csrf)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.unwrap();
+        created["key"].as_str().unwrap().to_owned()
+    }
+
     /// Loads the page at `path` on `client` and returns its form's CSRF token.
     pub async fn form_csrf(&self, client: &Client, path: &str) -> String {
         let html = client.get(self.url(path)).send().await.unwrap().text().await.unwrap();
