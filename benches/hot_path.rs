@@ -176,9 +176,15 @@ fn benches(c: &mut Criterion) {
             portcullis::crypto::sha256(black_box(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
         })
     });
-    let api_key = api_key::generate();
-    c.bench_function("API key check: format, checksum, hash", |b| {
+    let tags = portcullis::crypto::tags::TokenTags::random();
+    let api_key = api_key::generate(&tags);
+    c.bench_function("API key check: format, hash (a cache hit)", |b| {
         b.iter(|| api_key::hash_of(black_box(&api_key)))
+    });
+    let session = tags.mint(portcullis::crypto::tags::TagKind::Session);
+    let now = portcullis::clock::Timestamp::from_millis(0);
+    c.bench_function("credential tag check (a cache miss only)", |b| {
+        b.iter(|| tags.admits(portcullis::crypto::tags::TagKind::Session, black_box(&session), now))
     });
     tokens(c, &identity);
 }

@@ -25,6 +25,7 @@ use crate::config::{Config, ConfigError, EphemeralKind, PublicUrl};
 use crate::cookies::CookieJar;
 use crate::crypto::password::{PasswordHashError, PasswordHasherPool};
 use crate::crypto::signing::KeyRing;
+use crate::crypto::tags::{TokenTags, Untagged};
 use crate::crypto::{self, SecretKey};
 use crate::demo;
 use crate::gateway::assertion::AssertionSigner;
@@ -252,6 +253,8 @@ pub struct Stores {
     pub api_keys: ApiKeyService,
     /// Refresh-token families.
     pub families: FamilyStore,
+    /// Tags on the credentials this installation issues.
+    pub tags: Arc<TokenTags>,
     /// The revocation fan-out, while it runs.
     fanout: Arc<parking_lot::Mutex<Option<Fanout>>>,
 }
@@ -301,6 +304,7 @@ impl Stores {
         let lifetimes =
             SessionLifetimes { ttl: config.session.ttl, idle_timeout: config.session.idle_timeout };
         let header_names = Arc::new(config.headers.clone());
+        let tags = Arc::new(open_token_tags(&db, &users, config, clock.now()).await?);
         let sessions = SessionService::new(
             Arc::clone(&ephemeral),
             users.clone(),
@@ -308,6 +312,7 @@ impl Stores {
             Arc::clone(&clock),
             lifetimes,
             Arc::clone(&header_names),
+            Arc::clone(&tags),
         );
         let api_keys = ApiKeyService::new(
             ApiKeyStore::new(db.clone()),
@@ -315,6 +320,7 @@ impl Stores {
             cache.clone(),
             clock,
             header_names,
+            Arc::clone(&tags),
         );
         let families = FamilyStore::new(db.clone());
         Ok(Self {
@@ -325,6 +331,7 @@ impl Stores {
             sessions,
             api_keys,
             families,
+            tags,
             fanout: Arc::new(parking_lot::Mutex::new(fanout)),
         })
     }
@@ -735,6 +742,7 @@ async fn build_state(
             issuer: issuer.clone(),
             access_ttl: config.tokens.access_ttl,
             refresh_ttl: config.tokens.refresh_ttl,
+            tags: Arc::clone(&stores.tags),
         },
         Arc::clone(&header_names),
     );
@@ -745,6 +753,7 @@ async fn build_state(
         stores.families.clone(),
         Arc::clone(&clock),
         Arc::clone(&header_names),
+        Arc::clone(&stores.tags),
     );
     let assertions = config.tokens.assertion_header.then(|| {
         AssertionSigner::new(keys, issuer, config.tokens.assertion_ttl, Arc::clone(&clock))
@@ -870,10 +879,55 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
         if let Err(error) = state.tokens.keys().reload().await {
             tracing::warn!(%error, "cannot reload signing keys");
         }
+        if let Err(error) = state.api_keys.recheck_untagged().await {
+            tracing::warn!(%error, "cannot check for untagged API keys");
+        }
         state.ip_limiter.shrink();
         state.gateway.shrink_limits();
         state.sessions.sweep_cache();
     }
+}
+
+/// How long after the first start that tags credentials older replicas of a rolling upgrade
+/// may still issue untagged ones.
+const UPGRADE_WINDOW: Duration = Duration::from_secs(86_400);
+
+/// The credential tags: the key (generated once, kept sealed in the database, shared by every
+/// replica), and which untagged credentials from before tags existed can still be live.
+async fn open_token_tags(
+    db: &Database,
+    users: &UserStore,
+    config: &Config,
+    now: crate::clock::Timestamp,
+) -> Result<TokenTags, StoreError> {
+    let key = db
+        .secret_setting_or_insert("token_tag_key", || {
+            base64::engine::general_purpose::STANDARD.encode(crypto::random_bytes())
+        })
+        .await?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map_err(|_| StoreError::Corrupt("the token tag key".into()))?;
+    // Untagged credentials exist only if someone could have signed in before: a new database
+    // has none, and never accepts them.
+    let had_users = users.any().await?;
+    let since = db
+        .setting_or_insert("tagged_tokens_since_ms", || {
+            if had_users { now.as_millis() } else { 0 }.to_string()
+        })
+        .await?;
+    let since = crate::clock::Timestamp::from_millis(since.parse().unwrap_or(0));
+    if since.as_millis() == 0 {
+        return Ok(TokenTags::new(&key, Untagged::none()));
+    }
+    let until = |lifetime: Duration| since.plus(lifetime + UPGRADE_WINDOW);
+    let untagged = Untagged {
+        sessions_until: until(config.session.ttl),
+        refresh_until: until(config.tokens.refresh_ttl),
+        tickets_until: until(crate::identity::ticket::TICKET_TTL),
+        api_keys: ApiKeyStore::new(db.clone()).any_live_untagged(now).await?.into(),
+    };
+    Ok(TokenTags::new(&key, untagged))
 }
 
 /// Deletes what expired from the token, invite and revocation-log tables (one replica per

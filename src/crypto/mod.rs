@@ -7,6 +7,7 @@ pub mod jwt_ring;
 pub mod password;
 pub mod sealed;
 pub mod signing;
+pub mod tags;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

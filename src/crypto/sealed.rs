@@ -1,4 +1,5 @@
-//! Secrets the database keeps (token signing keys, the generated `auth.secret`), sealed with
+//! Secrets the database keeps (token signing keys, the generated `auth.secret`, the credential
+//! tag key), sealed with
 //! AES-256-GCM under a key the database never holds (`storage.secrets_key`), so that a backup
 //! or a dump of the database mints no tokens, assertions or CSRF tokens.
 //!

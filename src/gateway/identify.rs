@@ -232,7 +232,7 @@ pub async fn identify(
                 Some(hash) => {
                     let session = credentials
                         .sessions
-                        .authenticate_hash_noting(hash, &mut presented.looked_up)
+                        .authenticate_cookie_noting(value, hash, &mut presented.looked_up)
                         .await;
                     known(unprefixed_checked(found, &credentials.cookies, checked(session)))
                 }
@@ -270,7 +270,7 @@ pub async fn identify(
             None => Identified::Rejected(Rejection::KeyRefused),
             Some(hash) if held_back(&hash) => Identified::Rejected(Rejection::Throttled),
             Some(hash) => match checked(
-                credentials.api_keys.authenticate_noting(hash, &mut presented.looked_up).await,
+                credentials.api_keys.authenticate_noting(key, hash, &mut presented.looked_up).await,
             ) {
                 Err(Rejection::Unknown) => Identified::Rejected(Rejection::KeyRefused),
                 other => known(other),
@@ -301,8 +301,10 @@ pub async fn identify(
         }
     }
     if let Some(ticket) = websocket_ticket(parts) {
-        // Tickets are single use: every check is a store operation.
-        let identified = if throttled {
+        // Tickets are single use: every check of a genuine one is a store operation.
+        let identified = if !credentials.tickets.admits(&ticket) {
+            Identified::Rejected(Rejection::TicketRefused)
+        } else if throttled {
             Identified::Rejected(Rejection::Throttled)
         } else {
             presented.looked_up = true;

@@ -1,5 +1,7 @@
-//! API keys: `pk_` + 43 base62 characters (256 random bits) + a 6-character checksum, so that
-//! secret scanners recognise them and a mistyped key is refused without a lookup. Keys are
+//! API keys: `pk_` + 43 base62 characters (256 random bits) + an 11-character keyed tag (see
+//! [`crate::crypto::tags`]), so that secret scanners recognise them and a mistyped or forged
+//! key is refused without a lookup. Keys made before tags existed end in a 6-character
+//! unkeyed checksum instead; they are looked up while the database holds a live one. Keys are
 //! shown once and stored as SHA-256; the gateway serves them from the identity cache like a
 //! session.
 
@@ -12,6 +14,7 @@ use super::cache::{CredentialHash, IdentityCache};
 use super::{AuthMethod, Identity, IdentityParts, Scopes};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
+use crate::crypto::tags::{self, TagKind, TokenTags};
 use crate::gateway::headers::HeaderNames;
 use crate::store::StoreError;
 use crate::store::api_keys::{ApiKeyRecord, ApiKeyStore};
@@ -21,6 +24,7 @@ const PREFIX: &str = "pk_";
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// 43 base62 characters hold 256 bits.
 const BODY_LEN: usize = 43;
+/// The unkeyed checksum of keys made before tags existed.
 const CHECKSUM_LEN: usize = 6;
 /// Characters of the body shown in lists (`pk_` + these).
 const SHOWN: usize = 8;
@@ -64,8 +68,8 @@ pub enum CreateKeyError {
     Store(#[from] StoreError),
 }
 
-/// Generates a key string (random, with its checksum).
-pub fn generate() -> String {
+/// Generates a key string: random, with its tag.
+pub fn generate(tags: &TokenTags) -> String {
     let mut body = String::with_capacity(BODY_LEN);
     while body.len() < BODY_LEN {
         for byte in crypto::random_bytes() {
@@ -75,12 +79,16 @@ pub fn generate() -> String {
             }
         }
     }
-    let checksum = checksum(&body);
-    format!("{PREFIX}{body}{checksum}")
+    let tag = tags::base62_tag(tags.tag(TagKind::ApiKey, &body));
+    let mut key = String::with_capacity(PREFIX.len() + BODY_LEN + tags::TAG_LEN);
+    key.push_str(PREFIX);
+    key.push_str(&body);
+    key.extend(tag.iter().map(|&b| char::from(b)));
+    key
 }
 
-/// Six base62 digits of the first 32 bits of SHA-256 of the body: catches typos and truncation
-/// (a maintained CRC crate would do as well; this needs no extra dependency).
+/// Six base62 digits of the first 32 bits of SHA-256 of the body: the typo check of untagged
+/// keys.
 fn checksum(body: &str) -> String {
     let digest = crypto::sha256(body.as_bytes());
     let mut value = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
@@ -92,16 +100,37 @@ fn checksum(body: &str) -> String {
     digits.iter().map(|&b| char::from(b)).collect()
 }
 
-/// The cache and store key of a well-formed key, or `None` when the format or checksum is
-/// wrong. Allocation-free apart from the checksum check.
+/// The cache and store key of a well-formed key (tagged, or untagged with a right checksum),
+/// or `None`. The tag itself is checked on a cache miss ([`ApiKeyService::authenticate_noting`]),
+/// so a cached key costs one hash.
 pub fn hash_of(key: &str) -> Option<CredentialHash> {
     let rest = key.strip_prefix(PREFIX)?;
-    if rest.len() != BODY_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
-    let (body, sum) = rest.split_at(BODY_LEN);
-    crypto::constant_time_eq(checksum(body).as_bytes(), sum.as_bytes())
-        .then(|| crypto::sha256(key.as_bytes()))
+    let well_formed = match rest.len() {
+        len if len == BODY_LEN + tags::TAG_LEN => true,
+        len if len == BODY_LEN + CHECKSUM_LEN => {
+            let (body, sum) = rest.split_at(BODY_LEN);
+            crypto::constant_time_eq(checksum(body).as_bytes(), sum.as_bytes())
+        }
+        _ => false,
+    };
+    well_formed.then(|| crypto::sha256(key.as_bytes()))
+}
+
+/// Whether the well-formed `key` may be looked up: its tag is right, or it is untagged and the
+/// database may still hold a live untagged key.
+fn admitted(tags: &TokenTags, key: &str, now: Timestamp) -> bool {
+    let Some(rest) = key.strip_prefix(PREFIX) else {
+        return false;
+    };
+    if rest.len() == BODY_LEN + tags::TAG_LEN {
+        let (body, tag) = rest.split_at(BODY_LEN);
+        let expected = tags::base62_tag(tags.tag(TagKind::ApiKey, body));
+        return crypto::constant_time_eq(&expected, tag.as_bytes());
+    }
+    rest.len() == BODY_LEN + CHECKSUM_LEN && tags.untagged_admitted(TagKind::ApiKey, now)
 }
 
 /// Whether `value` looks like one of our keys (prefix only): such an `Authorization` header is
@@ -118,6 +147,7 @@ pub struct ApiKeyService {
     cache: IdentityCache,
     clock: Arc<dyn Clock>,
     header_names: Arc<HeaderNames>,
+    tags: Arc<TokenTags>,
 }
 
 impl ApiKeyService {
@@ -128,8 +158,9 @@ impl ApiKeyService {
         cache: IdentityCache,
         clock: Arc<dyn Clock>,
         header_names: Arc<HeaderNames>,
+        tags: Arc<TokenTags>,
     ) -> Self {
-        Self { store, users, cache, clock, header_names }
+        Self { store, users, cache, clock, header_names, tags }
     }
 
     /// Creates a key for `user_id`.
@@ -161,7 +192,7 @@ impl ApiKeyService {
                 )));
             }
         };
-        let secret = generate();
+        let secret = generate(&self.tags);
         let record = ApiKeyRecord {
             id: Uuid::now_v7(),
             user_id,
@@ -216,28 +247,36 @@ impl ApiKeyService {
         Ok(revoked)
     }
 
-    /// The identity behind a key hash: cached, or loaded (then cached). `None` for unknown,
-    /// expired or revoked keys and disabled users.
-    ///
-    /// # Errors
-    /// The store is unavailable on a cache miss.
-    pub async fn authenticate(
-        &self,
-        hash: CredentialHash,
-    ) -> Result<Option<Arc<Identity>>, StoreError> {
-        self.authenticate_noting(hash, &mut false).await
-    }
-
-    /// [`Self::authenticate`], setting `loaded` when the answer took a store lookup of its own.
+    /// The identity behind the well-formed `key` hashing to `hash` (see [`hash_of`]): cached,
+    /// or loaded (then cached), setting `loaded` when the answer took a store lookup of its
+    /// own. `None` for unknown, expired or revoked keys, disabled users and keys whose tag is
+    /// wrong (those are never looked up).
     ///
     /// # Errors
     /// The store is unavailable on a cache miss.
     pub async fn authenticate_noting(
         &self,
+        key: &str,
         hash: CredentialHash,
         loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        self.cache.get_or_load_noting(hash, self.load(hash), loaded).await
+        let genuine = || admitted(&self.tags, key, self.clock.now());
+        self.cache.get_or_load_noting(hash, genuine, self.load(hash), loaded).await
+    }
+
+    /// Notes when the last live untagged key is gone, so that untagged keys are refused unread
+    /// from then on (called periodically; a query only while there may be some).
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn recheck_untagged(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        if self.tags.untagged_admitted(TagKind::ApiKey, now)
+            && !self.store.any_live_untagged(now).await?
+        {
+            self.tags.untagged_api_keys_gone();
+        }
+        Ok(())
     }
 
     /// Loads a live key and its enabled user, recording the use.
@@ -265,26 +304,54 @@ impl ApiKeyService {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keys_have_the_documented_shape_and_a_checksum() {
-        let key = generate();
-        assert!(key.starts_with("pk_"));
-        assert_eq!(key.len(), 3 + BODY_LEN + CHECKSUM_LEN);
-        assert!(key[3..].bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert_eq!(hash_of(&key), Some(crypto::sha256(key.as_bytes())));
-        assert_ne!(generate(), key);
+    fn now() -> Timestamp {
+        Timestamp::from_millis(1_000_000)
     }
 
     #[test]
-    fn a_mistyped_or_truncated_key_is_refused_without_a_lookup() {
-        let key = generate();
-        let mut typo = key.clone().into_bytes();
-        typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
-        assert_eq!(hash_of(&String::from_utf8(typo).unwrap()), None);
+    fn keys_have_the_documented_shape_and_a_tag() {
+        let tags = TokenTags::random();
+        let key = generate(&tags);
+        assert!(key.starts_with("pk_"));
+        assert_eq!(key.len(), 3 + BODY_LEN + tags::TAG_LEN);
+        assert!(key[3..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(hash_of(&key), Some(crypto::sha256(key.as_bytes())));
+        assert!(admitted(&tags, &key, now()));
+        assert_ne!(generate(&tags), key);
+    }
+
+    #[test]
+    fn a_mistyped_forged_or_truncated_key_is_refused_without_a_lookup() {
+        let tags = TokenTags::random();
+        let key = generate(&tags);
+        for index in [10, key.len() - 1] {
+            let mut typo = key.clone().into_bytes();
+            typo[index] = if typo[index] == b'a' { b'b' } else { b'a' };
+            let typo = String::from_utf8(typo).unwrap();
+            // Well-formed, so it reaches the cache, but never the store.
+            assert!(hash_of(&typo).is_some());
+            assert!(!admitted(&tags, &typo, now()), "{index}");
+        }
+        assert!(!admitted(&TokenTags::random(), &key, now()), "another installation's key");
         assert_eq!(hash_of(&key[..key.len() - 1]), None);
         assert_eq!(hash_of(&format!("{key}x")), None);
         assert_eq!(hash_of(&key.replacen("pk_", "sk_", 1)), None);
         assert_eq!(hash_of("pk_"), None);
-        assert_eq!(hash_of(&format!("pk_{}", "é".repeat(24))), None);
+        assert_eq!(hash_of(&format!("pk_{}", "é".repeat(27))), None);
+    }
+
+    #[test]
+    fn untagged_keys_are_looked_up_only_while_some_may_be_live() {
+        let body = "a".repeat(BODY_LEN);
+        let old = format!("{PREFIX}{body}{}", checksum(&body));
+        assert!(hash_of(&old).is_some());
+        let mut typo = old.clone().into_bytes();
+        typo[10] = b'b';
+        assert_eq!(hash_of(&String::from_utf8(typo).unwrap()), None, "the checksum still counts");
+        let untagged = tags::Untagged { api_keys: true.into(), ..tags::Untagged::none() };
+        let tags = TokenTags::new(&[1; 32], untagged);
+        assert!(admitted(&tags, &old, now()));
+        tags.untagged_api_keys_gone();
+        assert!(!admitted(&tags, &old, now()));
     }
 }

@@ -240,18 +240,20 @@ impl IdentityCache {
     where
         F: Future<Output = Result<Option<Identity>, E>>,
     {
-        self.get_or_load_noting(hash, load, &mut false).await
+        self.get_or_load_noting(hash, || true, load, &mut false).await
     }
 
     /// [`Self::get_or_load`], setting `loaded` when the answer took a load of this request's
     /// own (not the cache, the negative cache, or another request's load): what a failed
-    /// credential costs the stores.
+    /// credential costs the stores. On a cache miss, a credential that is not `genuine` (its
+    /// tag is wrong) is `Ok(None)` without a load.
     ///
     /// # Errors
     /// Whatever `load` fails with.
     pub async fn get_or_load_noting<E, F>(
         &self,
         hash: CredentialHash,
+        genuine: impl FnOnce() -> bool,
         load: F,
         loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, E>
@@ -260,6 +262,10 @@ impl IdentityCache {
     {
         if let Some(identity) = self.get(&hash) {
             return Ok(Some(identity));
+        }
+        // A forgery (its tag is wrong) costs neither a lookup nor a negative-cache entry.
+        if !genuine() {
+            return Ok(None);
         }
         let now = self.clock.now();
         if self.unknown.get(&hash).is_some_and(|until| until > now) {

@@ -15,13 +15,16 @@ use super::cache::{CredentialHash, IdentityCache};
 use super::{Identity, IdentityParts, OrgRole, User};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
+use crate::crypto::tags::{self, TagKind, TokenTags};
 use crate::gateway::headers::HeaderNames;
 use crate::store::StoreError;
 use crate::store::ephemeral::{EphemeralStore, decode, encode};
 use crate::store::users::UserStore;
 
-/// Prefix of the cookie value; a new format gets a new version.
-const TOKEN_VERSION: &str = "v1.";
+/// Prefix of a cookie value made before tokens were tagged (43 characters follow).
+const UNTAGGED_VERSION: &str = "v1.";
+/// Prefix of a tagged cookie value (a [`TokenTags`] credential follows).
+const TAGGED_VERSION: &str = "v2.";
 /// Last-seen times are written at most this often per session.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest user agent kept with a session.
@@ -32,27 +35,39 @@ const MAX_USER_AGENT: usize = 256;
 pub struct SessionToken(String);
 
 impl SessionToken {
-    /// A new random token.
-    pub fn generate() -> Self {
-        Self(crypto::random_token())
+    /// A new random token, tagged with `tags`.
+    pub fn generate(tags: &TokenTags) -> Self {
+        Self(tags.mint(TagKind::Session))
     }
 
-    /// Parses a cookie value (`v1.` + 43 base64url characters); anything else is `None`.
+    /// Parses a cookie value (`v2.` and a tagged token, or `v1.` and an untagged one);
+    /// anything else is `None`. The tag is checked by [`SessionService::authenticate`], on a
+    /// cache miss.
     pub fn from_cookie_value(value: &str) -> Option<Self> {
         Self::hash_of_cookie_value(value)?;
-        Some(Self(value[TOKEN_VERSION.len()..].to_owned()))
+        Some(Self(value[TAGGED_VERSION.len()..].to_owned()))
     }
 
     /// The store and cache key of a well-formed cookie value, without keeping the token:
     /// what the hot path needs.
     pub fn hash_of_cookie_value(value: &str) -> Option<CredentialHash> {
-        let token = value.strip_prefix(TOKEN_VERSION)?;
-        crypto::is_random_token(token).then(|| crypto::sha256(token.as_bytes()))
+        let token = Self::token_of_cookie_value(value)?;
+        Some(crypto::sha256(token.as_bytes()))
+    }
+
+    /// The token in a well-formed cookie value.
+    fn token_of_cookie_value(value: &str) -> Option<&str> {
+        if let Some(token) = value.strip_prefix(TAGGED_VERSION) {
+            return (token.len() == tags::TAGGED_LEN && tags::is_base64url(token)).then_some(token);
+        }
+        value.strip_prefix(UNTAGGED_VERSION).filter(|token| crypto::is_random_token(token))
     }
 
     /// The cookie value.
     pub fn cookie_value(&self) -> String {
-        format!("{TOKEN_VERSION}{}", self.0)
+        let version =
+            if self.0.len() == tags::TAGGED_LEN { TAGGED_VERSION } else { UNTAGGED_VERSION };
+        format!("{version}{}", self.0)
     }
 
     /// The hash under which the session is stored and cached.
@@ -123,6 +138,7 @@ pub struct SessionService {
     clock: Arc<dyn Clock>,
     lifetimes: SessionLifetimes,
     header_names: Arc<HeaderNames>,
+    tags: Arc<TokenTags>,
 }
 
 impl SessionService {
@@ -134,8 +150,9 @@ impl SessionService {
         clock: Arc<dyn Clock>,
         lifetimes: SessionLifetimes,
         header_names: Arc<HeaderNames>,
+        tags: Arc<TokenTags>,
     ) -> Self {
-        Self { store, users, cache, clock, lifetimes, header_names }
+        Self { store, users, cache, clock, lifetimes, header_names, tags }
     }
 
     /// Starts a session for `user`, acting in `active_org`.
@@ -149,7 +166,7 @@ impl SessionService {
         client: ClientInfo,
         active_org: Option<Uuid>,
     ) -> Result<(SessionToken, SessionRecord), StoreError> {
-        let token = SessionToken::generate();
+        let token = SessionToken::generate(&self.tags);
         let now = self.clock.now();
         let record = SessionRecord {
             id: Uuid::now_v7(),
@@ -168,7 +185,8 @@ impl SessionService {
     }
 
     /// The identity behind `token`: from the cache when possible, else from the store (then
-    /// cached). `None` for unknown, expired or ended sessions and disabled users.
+    /// cached). `None` for unknown, expired or ended sessions, disabled users and tokens whose
+    /// tag is wrong (those are never looked up).
     ///
     /// # Errors
     /// The store is unavailable on a cache miss.
@@ -176,10 +194,30 @@ impl SessionService {
         &self,
         token: &SessionToken,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        self.authenticate_hash(token.hash()).await
+        let genuine = || self.tags.admits(TagKind::Session, &token.0, self.clock.now());
+        self.authenticate_checked(token.hash(), genuine, &mut false).await
     }
 
-    /// [`Self::authenticate`] by the token's hash.
+    /// [`Self::authenticate`] for a cookie value hashing to `hash` (see
+    /// [`SessionToken::hash_of_cookie_value`]), setting `loaded` when the answer took a store
+    /// lookup of its own. The tag is checked on a cache miss only: what the hot path needs.
+    ///
+    /// # Errors
+    /// The store is unavailable on a cache miss.
+    pub async fn authenticate_cookie_noting(
+        &self,
+        value: &str,
+        hash: CredentialHash,
+        loaded: &mut bool,
+    ) -> Result<Option<Arc<Identity>>, StoreError> {
+        let genuine = || {
+            SessionToken::token_of_cookie_value(value)
+                .is_some_and(|token| self.tags.admits(TagKind::Session, token, self.clock.now()))
+        };
+        self.authenticate_checked(hash, genuine, loaded).await
+    }
+
+    /// [`Self::authenticate`] by a hash taken from our own records (not from a client).
     ///
     /// # Errors
     /// The store is unavailable on a cache miss.
@@ -187,34 +225,25 @@ impl SessionService {
         &self,
         hash: CredentialHash,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        self.authenticate_hash_noting(hash, &mut false).await
+        self.authenticate_checked(hash, || true, &mut false).await
     }
 
-    /// [`Self::authenticate_hash`], setting `loaded` when the answer took a store lookup of
-    /// its own.
-    ///
-    /// # Errors
-    /// The store is unavailable on a cache miss.
-    pub async fn authenticate_hash_noting(
+    async fn authenticate_checked(
         &self,
         hash: CredentialHash,
+        genuine: impl FnOnce() -> bool,
         loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        self.cache
-            .get_or_load_noting(
-                hash,
-                async {
-                    let Some((record, user, orgs)) = self.load(&hash).await? else {
-                        return Ok(None);
-                    };
-                    let expires_at = record.deadline(self.lifetimes.idle_timeout);
-                    let parts = IdentityParts::session(user, Some(record.id), expires_at)
-                        .in_orgs(orgs, record.active_org);
-                    Ok(Some(Identity::new(parts, &self.header_names)))
-                },
-                loaded,
-            )
-            .await
+        let load = async {
+            let Some((record, user, orgs)) = self.load(&hash).await? else {
+                return Ok(None);
+            };
+            let expires_at = record.deadline(self.lifetimes.idle_timeout);
+            let parts = IdentityParts::session(user, Some(record.id), expires_at)
+                .in_orgs(orgs, record.active_org);
+            Ok(Some(Identity::new(parts, &self.header_names)))
+        };
+        self.cache.get_or_load_noting(hash, genuine, load, loaded).await
     }
 
     /// Loads a live session and its enabled user, touching last-seen when due; ends sessions

@@ -14,6 +14,7 @@ use super::session::SessionService;
 use super::{AuthMethod, Identity, IdentityParts, Scopes};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
+use crate::crypto::tags::{TagKind, TokenTags};
 use crate::gateway::headers::HeaderNames;
 use crate::store::StoreError;
 use crate::store::ephemeral::{EphemeralStore, decode, encode};
@@ -47,6 +48,7 @@ pub struct WsTickets {
     families: FamilyStore,
     clock: Arc<dyn Clock>,
     header_names: Arc<HeaderNames>,
+    tags: Arc<TokenTags>,
 }
 
 impl WsTickets {
@@ -58,8 +60,9 @@ impl WsTickets {
         families: FamilyStore,
         clock: Arc<dyn Clock>,
         header_names: Arc<HeaderNames>,
+        tags: Arc<TokenTags>,
     ) -> Self {
-        Self { store, users, sessions, families, clock, header_names }
+        Self { store, users, sessions, families, clock, header_names, tags }
     }
 
     /// A ticket for `identity`, which authenticated with the session cookie hashing to
@@ -72,7 +75,7 @@ impl WsTickets {
         identity: &Identity,
         session_hash: Option<CredentialHash>,
     ) -> Result<String, StoreError> {
-        let token = format!("{PREFIX}{}", crypto::random_token());
+        let token = format!("{PREFIX}{}", self.tags.mint(TagKind::Ticket));
         let ticket = Ticket {
             user_id: identity.user_id,
             session_id: identity.session_id,
@@ -92,7 +95,10 @@ impl WsTickets {
     /// # Errors
     /// The store fails.
     pub async fn redeem(&self, token: &str) -> Result<Option<Arc<Identity>>, StoreError> {
-        let Some(hash) = hash_of(token) else { return Ok(None) };
+        if !self.admits(token) {
+            return Ok(None);
+        }
+        let hash = crypto::sha256(token.as_bytes());
         let Some(bytes) = self.store.take(&key(&hash)).await? else { return Ok(None) };
         let ticket: Ticket = decode(&bytes, "ws ticket")?;
         if !self.still_signed_in(&ticket).await? {
@@ -107,6 +113,14 @@ impl WsTickets {
             IdentityParts::new(user, scopes, AuthMethod::WsTicket, ticket.session_id, expires_at)
                 .in_orgs(orgs, ticket.org);
         Ok(Some(Arc::new(Identity::new(parts, &self.header_names))))
+    }
+
+    /// Whether `token` is a ticket that may be looked up: well-formed, and tagged by us (or
+    /// untagged, just after an upgrade).
+    pub fn admits(&self, token: &str) -> bool {
+        token
+            .strip_prefix(PREFIX)
+            .is_some_and(|body| self.tags.admits(TagKind::Ticket, body, self.clock.now()))
     }
 
     /// Whether the session or token family that asked for the ticket is still live: a ticket
@@ -130,11 +144,6 @@ impl WsTickets {
 /// Whether `value` is shaped like a ticket.
 pub fn is_ticket(value: &str) -> bool {
     value.starts_with(PREFIX)
-}
-
-fn hash_of(token: &str) -> Option<[u8; 32]> {
-    let body = token.strip_prefix(PREFIX)?;
-    crypto::is_random_token(body).then(|| crypto::sha256(token.as_bytes()))
 }
 
 fn key(hash: &[u8; 32]) -> String {

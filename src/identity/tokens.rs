@@ -28,6 +28,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::crypto::sealed;
 use crate::crypto::signing::{KeyRing, SigningError, VerifyError};
+use crate::crypto::tags::{self, TagKind, TokenTags};
 use crate::gateway::headers::HeaderNames;
 use crate::store::StoreError;
 use crate::store::tokens::{Family, FamilyStore, Rotation};
@@ -138,7 +139,7 @@ pub enum BearerJwt {
     Refused,
 }
 
-/// Lifetimes and issuer of tokens.
+/// How tokens are made: lifetimes, issuer, and the tags on refresh tokens.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
     /// `iss` and `aud` of access tokens: the public URL.
@@ -147,6 +148,8 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
     /// Refresh token lifetime (from its last use).
     pub refresh_ttl: Duration,
+    /// Tags refresh tokens, so that forged ones are refused without a lookup.
+    pub tags: Arc<TokenTags>,
 }
 
 type Flight = Arc<OnceCell<Result<TokenPair, TokenError>>>;
@@ -230,7 +233,7 @@ impl TokenService {
             rotated_at: now,
             expires_at: now.plus(self.settings.refresh_ttl),
         };
-        let refresh = format!("{REFRESH_PREFIX}{}", crypto::random_token());
+        let refresh = format!("{REFRESH_PREFIX}{}", self.settings.tags.mint(TagKind::Refresh));
         self.families.insert(&family, &crypto::sha256(refresh.as_bytes())).await?;
         self.pair(user, &family, refresh, now)
     }
@@ -242,6 +245,10 @@ impl TokenService {
     /// fails.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, TokenError> {
         let hash = refresh_hash(refresh_token).ok_or(TokenError::Invalid)?;
+        let body = &refresh_token[REFRESH_PREFIX.len()..];
+        if !self.settings.tags.admits(TagKind::Refresh, body, self.clock.now()) {
+            return Err(TokenError::Invalid);
+        }
         let flight = Arc::clone(self.in_flight.lock().entry(hash).or_default());
         let result = flight.get_or_init(|| self.rotate(hash, refresh_token)).await.clone();
         self.in_flight.lock().remove(&hash);
@@ -250,7 +257,7 @@ impl TokenService {
 
     async fn rotate(&self, hash: CredentialHash, old: &str) -> Result<TokenPair, TokenError> {
         let now = self.clock.now();
-        let refresh = format!("{REFRESH_PREFIX}{}", crypto::random_token());
+        let refresh = format!("{REFRESH_PREFIX}{}", self.settings.tags.mint(TagKind::Refresh));
         let expires_at = now.plus(self.settings.refresh_ttl);
         // Kept with the spent token for a client that races itself on another replica.
         let successor = sealed::seal_for_holder(old, SUCCESSOR, &refresh).ok();
@@ -468,10 +475,12 @@ impl TokenService {
     }
 }
 
-/// The hash of a well-formed refresh token.
+/// The hash of a well-formed refresh token (tagged, or untagged from an earlier version).
 fn refresh_hash(token: &str) -> Option<CredentialHash> {
     let body = token.strip_prefix(REFRESH_PREFIX)?;
-    crypto::is_random_token(body).then(|| crypto::sha256(token.as_bytes()))
+    let well_formed = crypto::is_random_token(body)
+        || (body.len() == tags::TAGGED_LEN && tags::is_base64url(body));
+    well_formed.then(|| crypto::sha256(token.as_bytes()))
 }
 
 #[cfg(test)]

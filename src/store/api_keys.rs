@@ -67,7 +67,7 @@ impl ApiKeyStore {
     pub async fn insert(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, created_at, \
-             expires_at, org_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             expires_at, org_id, tagged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)",
         )
         .bind(key.id.to_string())
         .bind(key.user_id.to_string())
@@ -82,6 +82,21 @@ impl ApiKeyStore {
         .await
         .map_err(|error| StoreError::from_sqlx(error, "an API key with this value"))?;
         Ok(())
+    }
+
+    /// Whether a key made before keys were tagged is still live at `now`.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn any_live_untagged(&self, now: Timestamp) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM api_keys WHERE tagged = 0 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1) LIMIT 1",
+        )
+        .bind(now.as_millis())
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.is_some())
     }
 
     /// The key with this hash, live or not.

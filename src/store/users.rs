@@ -146,6 +146,15 @@ impl UserStore {
         Ok(Some((user, orgs)))
     }
 
+    /// Whether any account exists (a new database has none).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn any(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM users LIMIT 1").fetch_optional(self.db.pool()).await?;
+        Ok(row.is_some())
+    }
+
     /// The user with `email` and its password hash, if any.
     ///
     /// # Errors

@@ -281,3 +281,128 @@ async fn a_websocket_ticket_is_not_a_credential_for_the_auth_api() {
         owner.get(app.url("/auth/api-keys")).send().await.unwrap().json().await.unwrap();
     assert_eq!(keys["api_keys"], json!([]), "no key was minted");
 }
+
+/// An installation upgraded from a version without credential tags: its untagged session
+/// cookies and API keys keep working (they are looked up) while they can be live, and once no
+/// live untagged key is left an untagged key is refused unread. A new installation never
+/// looks one up. Whether a credential was looked up shows in the negative cache, which only a
+/// lookup fills.
+#[tokio::test]
+async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_live() {
+    use portcullis::crypto::{hex, random_token, sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("upgraded.db").display());
+    let mut app = TestApp::builder().database(&url).spawn().await;
+    let client = app.signed_in("ada@example.com").await;
+    let tagged_key = app.api_key(&client, "old").await;
+    let cookie = app.session_cookie(&app.client(), "bea@example.com").await;
+    let state = app.running().state();
+    let looked_up = |state: &portcullis::app::AppState, credential: &str| {
+        state.stores.cache.holds(&sha256(credential.as_bytes()))
+    };
+
+    // On this new installation, untagged credentials are refused unread.
+    let made_up_key = untagged_key();
+    assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
+    assert!(!looked_up(state, &made_up_key));
+    let made_up_token = random_token();
+    let made_up_cookie = format!("portcullis_session=v1.{made_up_token}");
+    assert_eq!(cookie_status(&app, &made_up_cookie).await, StatusCode::UNAUTHORIZED);
+    assert!(!looked_up(state, &made_up_token));
+
+    // Turn the database into one an untagged version wrote: the key and a copy of bea's
+    // session under untagged credentials, and no record of when tagging began.
+    let old_key = untagged_key();
+    sqlx::query("UPDATE api_keys SET key_hash = $1, tagged = 0 WHERE key_hash = $2")
+        .bind(hex(&sha256(old_key.as_bytes())))
+        .bind(hex(&sha256(tagged_key.as_bytes())))
+        .execute(state.db.pool())
+        .await
+        .unwrap();
+    let tagged_token = cookie.split_once("=v2.").unwrap().1;
+    let record = state
+        .stores
+        .ephemeral
+        .get(&format!("session:{}", hex(&sha256(tagged_token.as_bytes()))))
+        .await
+        .unwrap()
+        .unwrap();
+    let old_token = random_token();
+    let old_session = format!("session:{}", hex(&sha256(old_token.as_bytes())));
+    state.stores.ephemeral.put(&old_session, &record, Duration::from_secs(3600)).await.unwrap();
+    sqlx::query("DELETE FROM settings WHERE key = 'tagged_tokens_since_ms'")
+        .execute(state.db.pool())
+        .await
+        .unwrap();
+    app.stop().await;
+
+    let app = TestApp::builder().database(&url).spawn().await;
+    let state = app.running().state();
+    let old_cookie = format!("portcullis_session=v1.{old_token}");
+    assert_eq!(cookie_status(&app, &old_cookie).await, StatusCode::OK, "an untagged session");
+    assert_eq!(key_status(&app, &old_key).await, StatusCode::OK, "an untagged key");
+    let made_up_key = untagged_key();
+    assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
+    assert!(looked_up(state, &made_up_key), "looked up while untagged keys may be live");
+
+    // The last untagged key is revoked: from the next check on, untagged keys go unread.
+    let client = app.client();
+    let login = client
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": crate::support::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let keys: Value =
+        client.get(app.url("/auth/api-keys")).send().await.unwrap().json().await.unwrap();
+    let id = keys["api_keys"][0]["id"].as_str().unwrap().to_owned();
+    let csrf = app.csrf(&client).await;
+    let revoked = client
+        .delete(app.url(&format!("/auth/api-keys/{id}")))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    state.api_keys.recheck_untagged().await.unwrap();
+    let made_up_key = untagged_key();
+    assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
+    assert!(!looked_up(state, &made_up_key), "refused unread");
+    assert_eq!(key_status(&app, &old_key).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(cookie_status(&app, &old_cookie).await, StatusCode::OK, "sessions are unaffected");
+}
+
+/// A key in the format of versions without tags: `pk_`, 43 base62 characters and a six-digit
+/// checksum (the first 32 bits of the body's SHA-256 in base62).
+fn untagged_key() -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let body: String = portcullis::crypto::random_bytes()
+        .iter()
+        .chain(portcullis::crypto::random_bytes().iter())
+        .take(43)
+        .map(|byte| char::from(BASE62[usize::from(byte % 62)]))
+        .collect();
+    let digest = portcullis::crypto::sha256(body.as_bytes());
+    let mut value = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let mut checksum = [b'0'; 6];
+    for digit in checksum.iter_mut().rev() {
+        *digit = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    format!("pk_{body}{}", String::from_utf8(checksum.to_vec()).unwrap())
+}
+
+async fn key_status(app: &TestApp, key: &str) -> StatusCode {
+    crate::support::http().get(app.url("/x")).bearer_auth(key).send().await.unwrap().status()
+}
+
+async fn cookie_status(app: &TestApp, cookie: &str) -> StatusCode {
+    crate::support::http()
+        .get(app.url("/x"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}

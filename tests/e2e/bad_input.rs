@@ -115,8 +115,10 @@ async fn duplicate_signup_is_a_conflict_and_creates_no_second_user() {
 async fn forged_garbled_and_ended_session_cookies_are_refused() {
     let app = TestApp::spawn().await;
     let random_token = format!("v1.{}", "A".repeat(43));
+    let wrong_tag = format!("v2.{}", "A".repeat(54));
     for (cookie, code) in [
         (random_token.as_str(), "unauthorized"),
+        (wrong_tag.as_str(), "unauthorized"),
         ("garbage", "invalid_token"),
         ("v1.", "invalid_token"),
         ("v1.%00%ff<script>", "invalid_token"),

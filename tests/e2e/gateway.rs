@@ -666,9 +666,11 @@ async fn upstreams_can_be_spoken_to_over_http2() {
     assert_eq!(echoed.header("x-auth-email"), Some("ada@example.com"));
 }
 
-/// A client sending unknown credentials makes the stores look each one up; past
-/// `rate_limit.failed_credentials_per_minute` its credentials are checked against the cache
-/// only: forged and uncached ones get 429 (their cookie is not cleared), cached ones keep
+/// Forged credentials (a wrong tag, or no tag on a new installation) are refused without a
+/// lookup and cost the client nothing. Unknown credentials with a right tag (ended sessions,
+/// revoked keys) make the stores look each one up; past
+/// `rate_limit.failed_credentials_per_minute` such a client's credentials are checked against
+/// the cache only: uncached ones get 429 (their cookie is not cleared), cached ones keep
 /// working, and the budget recovers by itself.
 #[tokio::test]
 async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
@@ -679,33 +681,45 @@ async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
         })
         .spawn()
         .await;
+    let tags = app.running().state().stores.tags.clone();
     let ada = app.session_cookie(&app.client(), "ada@example.com").await;
     let bob = app.session_cookie(&app.client(), "bob@example.com").await;
     let get = |cookie: String| {
         let url = app.url("/x");
         async move { crate::support::http().get(url).header("cookie", cookie).send().await.unwrap() }
     };
-    let forged = || format!("portcullis_session={}", SessionToken::generate().cookie_value());
+    let unknown = || format!("portcullis_session={}", SessionToken::generate(&tags).cookie_value());
+    // Another installation's tag, and the untagged format, which a new installation never made.
+    let other_installation = portcullis::crypto::tags::TokenTags::random();
+    for attempt in 0..200 {
+        let forged = if attempt % 2 == 0 {
+            SessionToken::generate(&other_installation).cookie_value()
+        } else {
+            format!("v1.{}", portcullis::crypto::random_token())
+        };
+        let refused = get(format!("portcullis_session={forged}")).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "forgery {attempt}");
+    }
     assert_eq!(get(ada.clone()).await.status(), StatusCode::OK, "ada is cached now");
 
     // One dead cookie sent again and again (a browser on public pages) costs one lookup: the
     // rest are answered from the negative cache and do not count.
-    let dead = forged();
+    let dead = unknown();
     for attempt in 0..100 {
         assert_eq!(get(dead.clone()).await.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
     }
 
     for attempt in 0..59 {
-        assert_eq!(get(forged()).await.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        assert_eq!(get(unknown()).await.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
     }
-    let over = get(forged()).await;
+    let over = get(unknown()).await;
     assert_eq!(over.status(), StatusCode::UNAUTHORIZED, "the failure that goes over");
-    let held = get(forged()).await;
+    let held = get(unknown()).await;
     assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(held.headers()["retry-after"], "1");
     assert!(held.headers().get("set-cookie").is_none(), "a held-back cookie is not cleared");
     assert_eq!(held.json::<Value>().await.unwrap()["error"], "rate_limited");
-    let key = portcullis::identity::api_key::generate();
+    let key = portcullis::identity::api_key::generate(&tags);
     let held = crate::support::http().get(app.url("/x")).bearer_auth(key).send().await.unwrap();
     assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS, "API keys too");
 
@@ -722,7 +736,8 @@ async fn a_dead_cookie_on_a_public_route_is_cleared() {
     use portcullis::identity::session::SessionToken;
     let app =
         TestApp::builder().routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n").spawn().await;
-    let dead = format!("portcullis_session={}", SessionToken::generate().cookie_value());
+    let tags = app.running().state().stores.tags.clone();
+    let dead = format!("portcullis_session={}", SessionToken::generate(&tags).cookie_value());
     let response =
         crate::support::http().get(app.url("/page")).header("cookie", dead).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);

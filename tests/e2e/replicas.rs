@@ -403,7 +403,8 @@ async fn startup_waits_for_an_absent_database_then_gives_up() {
 /// What a proxied request costs the shared stores, counted on the wire: nothing on a cache hit;
 /// on a session miss one Redis GET and one PostgreSQL statement (the user, roles and
 /// memberships in one query); on an API-key miss three statements (the key, the user, the
-/// last-used touch) and no Redis command. No statement is preceded by a ping.
+/// last-used touch) and no Redis command. No statement is preceded by a ping. A forged
+/// credential (its tag is wrong, or it has none) costs nothing either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
     use crate::support::relay::Protocol;
@@ -424,7 +425,7 @@ async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // (PostgreSQL statements, PostgreSQL round trips, Redis commands) of one request on B.
-    let cost = |credential: (&'static str, String)| {
+    let costs = |credential: (&'static str, String), status: u16| {
         let (pg, redis, b) = (&pg, &redis, &b);
         async move {
             let (pg_before, trips_before) = pg.snapshot();
@@ -435,13 +436,14 @@ async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), 200);
+            assert_eq!(response.status(), status);
             // sqlx returns the connection to the pool (with its `Sync`) after the answer.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let (pg_after, trips_after) = pg.snapshot();
             (pg_after - pg_before, trips_after - trips_before, redis.snapshot().0 - redis_before)
         }
     };
+    let cost = |credential: (&'static str, String)| costs(credential, 200);
     let session = || ("cookie", cookie.clone());
     let api_key = || ("authorization", format!("Bearer {key}"));
 
@@ -467,6 +469,18 @@ async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
     let (statements, _, redis_commands) = cost(api_key()).await;
     assert_eq!((statements, redis_commands), (3, 0), "an API-key miss");
     assert_eq!(cost(api_key()).await, (0, 0, 0), "an API-key hit");
+
+    use portcullis::crypto::tags::TokenTags;
+    let elsewhere = TokenTags::random();
+    let forged_session = portcullis::identity::session::SessionToken::generate(&elsewhere);
+    let untagged = format!("v1.{}", portcullis::crypto::random_token());
+    for (what, value) in [("forged", forged_session.cookie_value()), ("untagged", untagged)] {
+        let cookie = ("cookie", format!("portcullis_session={value}"));
+        assert_eq!(costs(cookie, 401).await, (0, 0, 0), "a {what} session cookie");
+    }
+    let forged_key = portcullis::identity::api_key::generate(&elsewhere);
+    let bearer = ("authorization", format!("Bearer {forged_key}"));
+    assert_eq!(costs(bearer, 401).await, (0, 0, 0), "a forged API key");
 }
 
 /// PostgreSQL refusing connections (here the role's limit; a server at `max_connections` says

@@ -313,6 +313,16 @@ async fn websocket_tickets_work_once_and_never_reach_the_app() {
         panic!("a used ticket must be refused");
     };
     assert_eq!(response.status(), 401);
+    // Another installation's ticket: well-formed, but its tag is not ours.
+    let forged = portcullis::crypto::tags::TokenTags::random()
+        .mint(portcullis::crypto::tags::TagKind::Ticket);
+    let forged_url = url.replace(token, &format!("ws_{forged}"));
+    let Err(tokio_tungstenite::tungstenite::Error::Http(response)) =
+        tokio_tungstenite::connect_async(forged_url.as_str()).await
+    else {
+        panic!("a forged ticket must be refused");
+    };
+    assert_eq!(response.status(), 401);
 
     // A token client gets one with its access token; an API key does not.
     let answer = token_login(&app, "bob@example.com").await;

@@ -11,6 +11,7 @@ use crate::store::users::NewUser;
 
 struct Fixture {
     sessions: SessionService,
+    tags: Arc<TokenTags>,
     users: UserStore,
     clock: ManualClock,
     _dir: tempfile::TempDir,
@@ -27,6 +28,7 @@ async fn fixture_on(store: impl FnOnce(Arc<dyn Clock>) -> Arc<dyn EphemeralStore
     let users = UserStore::new(Database::connect(&url, 2).await.unwrap());
     let clock = ManualClock::new();
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let tags = Arc::new(TokenTags::random());
     let sessions = SessionService::new(
         store(Arc::clone(&shared)),
         users.clone(),
@@ -37,8 +39,9 @@ async fn fixture_on(store: impl FnOnce(Arc<dyn Clock>) -> Arc<dyn EphemeralStore
             idle_timeout: Duration::from_secs(3600),
         },
         Arc::new(HeaderNames::default()),
+        Arc::clone(&tags),
     );
-    Fixture { sessions, users, clock, _dir: dir }
+    Fixture { sessions, tags, users, clock, _dir: dir }
 }
 
 async fn user(f: &Fixture, email: &str) -> User {
@@ -53,9 +56,23 @@ async fn user(f: &Fixture, email: &str) -> User {
 
 #[test]
 fn cookie_values_round_trip_and_garbage_is_refused() {
-    let token = SessionToken::generate();
+    let token = SessionToken::generate(&TokenTags::random());
+    assert!(token.cookie_value().starts_with("v2."));
     assert_eq!(SessionToken::from_cookie_value(&token.cookie_value()), Some(token.clone()));
-    for bad in ["", "v1.", "v2.abc", "v1.short", &format!("v1.{}!", &token.cookie_value()[3..45])] {
+    let untagged = format!("v1.{}", crypto::random_token());
+    assert_eq!(SessionToken::from_cookie_value(&untagged).unwrap().cookie_value(), untagged);
+    let value = token.cookie_value();
+    for bad in [
+        "",
+        "v1.",
+        "v2.abc",
+        "v1.short",
+        &format!("v1.{}!", &value[3..45]),
+        &format!("v1.{}", &value[3..]),
+        &format!("v2.{}", &untagged[3..]),
+        &format!("v3.{}", &value[3..]),
+        &format!("{value}A"),
+    ] {
         assert_eq!(SessionToken::from_cookie_value(bad), None, "{bad:?}");
     }
     assert!(
@@ -78,7 +95,7 @@ async fn a_session_authenticates_until_it_ends() {
     f.sessions.end(&token).await.unwrap();
     f.sessions.end(&token).await.unwrap();
     assert!(f.sessions.authenticate(&token).await.unwrap().is_none());
-    assert!(f.sessions.authenticate(&SessionToken::generate()).await.unwrap().is_none());
+    assert!(f.sessions.authenticate(&SessionToken::generate(&f.tags)).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -46,6 +46,7 @@ async fn fixture() -> Fixture {
             issuer: ISSUER.into(),
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(30 * 86_400),
+            tags: Arc::new(crate::crypto::tags::TokenTags::random()),
         },
         Arc::new(HeaderNames::default()),
     );
