@@ -55,7 +55,7 @@ use crate::server::{admin, listener};
 use crate::store::StoreError;
 use crate::store::api_keys::ApiKeyStore;
 use crate::store::ephemeral::{
-    DatabaseStore, EphemeralStore, MemoryStore, RedisStore, redis_client,
+    DatabaseStore, EphemeralStore, MemoryStore, RedisSource, RedisStore,
 };
 use crate::store::invites::InviteStore;
 use crate::store::linked::LinkStore;
@@ -281,7 +281,9 @@ impl Stores {
         .with_sealer(storage.sealer.clone());
         let users = UserStore::new(db.clone());
         let redis = match &storage.ephemeral {
-            EphemeralKind::Redis { url, ca_pem } => Some(redis_client(url, ca_pem.as_deref())?),
+            EphemeralKind::Redis { url, ca_pem, sentinel } => {
+                Some(RedisSource::new(url, ca_pem.as_deref(), sentinel.as_ref())?)
+            }
             _ => None,
         };
         let ephemeral: Arc<dyn EphemeralStore> = match &redis {
@@ -289,9 +291,9 @@ impl Stores {
                 Arc::new(MemoryStore::new(Arc::clone(&clock)))
             }
             None => Arc::new(DatabaseStore::new(db.clone(), Arc::clone(&clock))),
-            Some(client) => {
+            Some(source) => {
                 let store = with_startup_retry("Redis", storage.startup_wait, || {
-                    RedisStore::connect(client.clone(), &storage.redis_prefix, Arc::clone(&clock))
+                    RedisStore::connect(source.clone(), &storage.redis_prefix, Arc::clone(&clock))
                 })
                 .await?;
                 Arc::new(store)
@@ -349,10 +351,10 @@ impl Stores {
 
 /// Where revocations travel between replicas: Redis when it is the ephemeral store, else
 /// PostgreSQL; a SQLite deployment is one replica and needs none.
-fn fanout_channel(config: &Config, db: &Database, redis: Option<redis::Client>) -> Option<Channel> {
+fn fanout_channel(config: &Config, db: &Database, redis: Option<RedisSource>) -> Option<Channel> {
     match redis {
-        Some(client) => Some(Channel::Redis {
-            client,
+        Some(source) => Some(Channel::Redis {
+            source,
             stream: format!("{}revocations", config.storage.redis_prefix),
         }),
         None if db.backend() == Backend::Postgres => Some(Channel::Postgres {
@@ -892,8 +894,9 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
 /// may still issue untagged ones.
 const UPGRADE_WINDOW: Duration = Duration::from_secs(86_400);
 
-/// The credential tags: the key (generated once, kept sealed in the database, shared by every
-/// replica), and which untagged credentials from before tags existed can still be live.
+/// The credential tags: the key (generated once and kept in the database, sealed when
+/// `storage.secrets_key` is set, shared by every replica), and which untagged credentials
+/// from before tags existed can still be live.
 async fn open_token_tags(
     db: &Database,
     users: &UserStore,
@@ -916,16 +919,27 @@ async fn open_token_tags(
             if had_users { now.as_millis() } else { 0 }.to_string()
         })
         .await?;
-    let since = crate::clock::Timestamp::from_millis(since.parse().unwrap_or(0));
+    let since = since
+        .parse()
+        .map(crate::clock::Timestamp::from_millis)
+        .map_err(|_| StoreError::Corrupt("the setting tagged_tokens_since_ms".into()))?;
     if since.as_millis() == 0 {
         return Ok(TokenTags::new(&key, Untagged::none()));
     }
     let until = |lifetime: Duration| since.plus(lifetime + UPGRADE_WINDOW);
+    let api_keys = ApiKeyStore::new(db.clone()).any_live_untagged(now).await?;
+    if api_keys {
+        tracing::warn!(
+            "API keys made before credential tags are live: keys of that format are looked up \
+             until none is left (revoke or replace them to close this)"
+        );
+    }
     let untagged = Untagged {
         sessions_until: until(config.session.ttl),
         refresh_until: until(config.tokens.refresh_ttl),
         tickets_until: until(crate::identity::ticket::TICKET_TTL),
-        api_keys: ApiKeyStore::new(db.clone()).any_live_untagged(now).await?.into(),
+        upgrade_until: since.plus(UPGRADE_WINDOW),
+        api_keys: api_keys.into(),
     };
     Ok(TokenTags::new(&key, untagged))
 }

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::raw::{RawConfig, RawRoute, RawUpstream};
+use super::raw::{RawConfig, RawRoute, RawStorage, RawUpstream};
 use super::values::{parse_duration, parse_size};
 use super::{
     AuthConfig, Branding, Config, ConfigError, DevConfig, EmailConfig, EphemeralKind,
-    ForwardAuthConfig, KeyError, LogFormat, OrgsConfig, PublicUrl, RateLimitConfig, ServerConfig,
-    SessionConfig, StorageConfig, TlsConfig, TokensConfig,
+    ForwardAuthConfig, KeyError, LogFormat, OrgsConfig, PublicUrl, RateLimitConfig, RedisSentinel,
+    ServerConfig, SessionConfig, StorageConfig, TlsConfig, TokensConfig,
 };
 use crate::auth::redirect::RedirectPolicy;
 use crate::crypto::sealed::{SealKey, Sealer};
@@ -364,6 +364,42 @@ fn forward_auth(raw: &RawConfig, errors: &mut Errors) -> ForwardAuthConfig {
     ForwardAuthConfig { uri_headers, method_headers, host_headers, audience }
 }
 
+/// `redis_sentinel_master` with its `redis_sentinels`, checked.
+fn redis_sentinel(s: &RawStorage, errors: &mut Errors) -> Option<RedisSentinel> {
+    let master = s.redis_sentinel_master.as_deref().map(str::trim).filter(|m| !m.is_empty());
+    let Some(master) = master else {
+        if !s.redis_sentinels.0.is_empty() {
+            errors.push("storage.redis_sentinels", "set redis_sentinel_master as well");
+        }
+        return None;
+    };
+    if s.redis_sentinels.0.is_empty() {
+        errors.push("storage.redis_sentinels", "list at least one Sentinel (host:port)");
+    }
+    let nodes = s
+        .redis_sentinels
+        .0
+        .iter()
+        .filter_map(|node| {
+            let node = node.trim();
+            let (host, port) = match node.rsplit_once(':') {
+                Some((host, port)) => (host, port.parse::<u16>().ok().filter(|&port| port > 0)),
+                None => (node, Some(26379)),
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            match port {
+                Some(port) if !host.is_empty() => Some((host.to_owned(), port)),
+                _ => {
+                    errors.push("storage.redis_sentinels", format!("`{node}` is not host:port"));
+                    None
+                }
+            }
+        })
+        .collect();
+    let password = s.redis_sentinel_password.clone().filter(|password| !password.is_empty());
+    Some(RedisSentinel { master: master.to_owned(), nodes, password })
+}
+
 fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
     let s = &raw.storage;
     let url = s.database_url.trim();
@@ -388,7 +424,8 @@ fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
                     None
                 }
             });
-            EphemeralKind::Redis { url: url.to_owned(), ca_pem }
+            let sentinel = redis_sentinel(s, errors);
+            EphemeralKind::Redis { url: url.to_owned(), ca_pem, sentinel }
         }
         other => {
             errors.push(
@@ -674,6 +711,33 @@ mod tests {
         assert_eq!(config.server.workers, 3);
         let error = Config::from_toml("[server]\nworkers = 5000\n").unwrap_err();
         assert!(error.to_string().contains("server.workers"), "{error}");
+    }
+
+    #[test]
+    fn redis_sentinels_are_parsed_and_checked() {
+        let config = Config::from_toml(
+            "[storage]\nephemeral = \"redis\"\nredis_sentinel_master = \"m\"\n\
+             redis_sentinels = [\"a:1\", \"b\", \"[::1]:26380\"]\n",
+        )
+        .unwrap();
+        let EphemeralKind::Redis { sentinel: Some(sentinel), .. } = config.storage.ephemeral else {
+            panic!("a Sentinel set");
+        };
+        assert_eq!(sentinel.master, "m");
+        let expected = [("a", 1), ("b", 26379), ("::1", 26380)];
+        assert_eq!(sentinel.nodes, expected.map(|(host, port)| (host.to_owned(), port)));
+        for (toml, complaint) in [
+            ("redis_sentinel_master = \"m\"\n", "list at least one Sentinel"),
+            ("redis_sentinels = [\"a:1\"]\n", "set redis_sentinel_master"),
+            ("redis_sentinel_master = \"m\"\nredis_sentinels = [\"a:x\"]\n", "not host:port"),
+        ] {
+            let text = format!("[storage]\nephemeral = \"redis\"\n{toml}");
+            let error = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(
+                error.contains("storage.redis_sentinels") && error.contains(complaint),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ const SECRET_KEYS: &[&str] = &[
     "database_url",
     "database_direct_url",
     "redis_url",
+    "redis_sentinel_password",
     "smtp_url",
     "secrets_key",
 ];

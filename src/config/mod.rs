@@ -318,7 +318,30 @@ pub enum EphemeralKind {
         url: String,
         /// CA certificates (PEM) to trust instead of the system's, for `rediss://`.
         ca_pem: Option<Vec<u8>>,
+        /// The Sentinels that name the primary, when `url` does not.
+        sentinel: Option<RedisSentinel>,
     },
+}
+
+/// Redis Sentinel: which master set, and the Sentinels to ask where its primary is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSentinel {
+    /// The master set's name (`sentinel monitor <name> …`).
+    pub master: String,
+    /// The Sentinels' hosts and ports.
+    pub nodes: Vec<(String, u16)>,
+    /// The Sentinels' password, if any.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisSentinel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSentinel")
+            .field("master", &self.master)
+            .field("nodes", &self.nodes)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 /// `[storage]`, compiled.

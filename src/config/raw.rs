@@ -162,6 +162,14 @@ pub struct RawStorage {
     /// PEM file of the CA(s) that sign Redis's certificate, for `rediss://` with a private CA
     /// (added key; default: the system's roots).
     pub redis_ca_file: Option<String>,
+    /// The master set Redis Sentinel watches (added key): when set, the primary is the one the
+    /// Sentinels name, asked again on every reconnection, and `redis_url` says only how to
+    /// speak to it (scheme, user, password, database), not where it is.
+    pub redis_sentinel_master: Option<String>,
+    /// The Sentinels, `host:port` (port 26379 when left out) (added key).
+    pub redis_sentinels: StringList,
+    /// The Sentinels' own password, when they have one (added key).
+    pub redis_sentinel_password: Option<String>,
     /// A PostgreSQL URL that bypasses a connection pooler (PgBouncer), for what needs a session
     /// of its own: the revocation listener (`LISTEN`) and migrations (added key; default:
     /// `database_url`).
@@ -188,6 +196,9 @@ impl Default for RawStorage {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "portcullis:".into(),
             redis_ca_file: None,
+            redis_sentinel_master: None,
+            redis_sentinels: StringList::default(),
+            redis_sentinel_password: None,
             database_direct_url: None,
             migrate_on_start: true,
             max_connections: Count(10),

@@ -60,7 +60,11 @@ pub struct Untagged {
     pub refresh_until: Timestamp,
     /// Untagged tickets, likewise.
     pub tickets_until: Timestamp,
-    /// Whether the database may hold a live untagged API key (API keys can live for years).
+    /// Until then replicas of the earlier version may still be running and making untagged
+    /// API keys, so untagged keys are looked up whatever [`Self::api_keys`] says.
+    pub upgrade_until: Timestamp,
+    /// Whether the database held a live untagged API key when last checked (API keys can
+    /// live for years).
     pub api_keys: AtomicBool,
 }
 
@@ -72,6 +76,7 @@ impl Untagged {
             sessions_until: never,
             refresh_until: never,
             tickets_until: never,
+            upgrade_until: never,
             api_keys: AtomicBool::new(false),
         }
     }
@@ -129,13 +134,22 @@ impl TokenTags {
             TagKind::Session => now < self.untagged.sessions_until,
             TagKind::Refresh => now < self.untagged.refresh_until,
             TagKind::Ticket => now < self.untagged.tickets_until,
-            TagKind::ApiKey => self.untagged.api_keys.load(Ordering::Relaxed),
+            TagKind::ApiKey => {
+                now < self.untagged.upgrade_until || self.untagged.api_keys.load(Ordering::Relaxed)
+            }
         }
     }
 
-    /// Records that no live untagged API key is left (they are then refused unread).
-    pub fn untagged_api_keys_gone(&self) {
-        self.untagged.api_keys.store(false, Ordering::Relaxed);
+    /// Whether the database must be asked again whether it holds live untagged API keys: while
+    /// it did, or while replicas of the earlier version may be making them.
+    pub fn untagged_api_keys_unsettled(&self, now: Timestamp) -> bool {
+        now < self.untagged.upgrade_until || self.untagged.api_keys.load(Ordering::Relaxed)
+    }
+
+    /// Records whether a live untagged API key is left (if not, and the upgrade is over, they
+    /// are refused unread).
+    pub fn set_untagged_api_keys(&self, live: bool) {
+        self.untagged.api_keys.store(live, Ordering::Relaxed);
     }
 }
 
@@ -196,6 +210,7 @@ mod tests {
             sessions_until: now().plus(std::time::Duration::from_secs(60)),
             refresh_until: now(),
             tickets_until: Timestamp::from_millis(0),
+            upgrade_until: now(),
             api_keys: AtomicBool::new(true),
         };
         let tags = TokenTags::new(&[7; 32], untagged);
@@ -209,8 +224,17 @@ mod tests {
         assert!(!tags.admits(TagKind::Refresh, &old, now()));
         assert!(!tags.admits(TagKind::Ticket, &old, now()));
         assert!(tags.untagged_admitted(TagKind::ApiKey, now()));
-        tags.untagged_api_keys_gone();
+        tags.set_untagged_api_keys(false);
         assert!(!tags.untagged_admitted(TagKind::ApiKey, now()));
+        assert!(!tags.untagged_api_keys_unsettled(now()));
+        // While older replicas may still run, untagged keys are looked up whatever was found.
+        let upgrading = Untagged {
+            upgrade_until: now().plus(std::time::Duration::from_secs(1)),
+            ..Untagged::none()
+        };
+        let tags = TokenTags::new(&[7; 32], upgrading);
+        assert!(tags.untagged_admitted(TagKind::ApiKey, now()));
+        assert!(tags.untagged_api_keys_unsettled(now()));
         assert!(!TokenTags::random().admits(TagKind::Session, &old, now()));
     }
 

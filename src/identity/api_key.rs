@@ -264,17 +264,20 @@ impl ApiKeyService {
         self.cache.get_or_load_noting(hash, genuine, self.load(hash), loaded).await
     }
 
-    /// Notes when the last live untagged key is gone, so that untagged keys are refused unread
-    /// from then on (called periodically; a query only while there may be some).
+    /// Asks the database whether live untagged keys remain, while that matters: when none is
+    /// left and no replica of an earlier version can make more, untagged keys are refused
+    /// unread (called every minute; no query on an installation that never had them).
     ///
     /// # Errors
     /// The store fails.
     pub async fn recheck_untagged(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
-        if self.tags.untagged_admitted(TagKind::ApiKey, now)
-            && !self.store.any_live_untagged(now).await?
-        {
-            self.tags.untagged_api_keys_gone();
+        if self.tags.untagged_api_keys_unsettled(now) {
+            let live = self.store.any_live_untagged(now).await?;
+            if !live && self.tags.untagged_admitted(TagKind::ApiKey, now) {
+                tracing::info!("no live untagged API key is left");
+            }
+            self.tags.set_untagged_api_keys(live);
         }
         Ok(())
     }
@@ -351,7 +354,7 @@ mod tests {
         let untagged = tags::Untagged { api_keys: true.into(), ..tags::Untagged::none() };
         let tags = TokenTags::new(&[1; 32], untagged);
         assert!(admitted(&tags, &old, now()));
-        tags.untagged_api_keys_gone();
+        tags.set_untagged_api_keys(false);
         assert!(!admitted(&tags, &old, now()));
     }
 }

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use super::cache::{CredentialHash, IdentityCache};
 use crate::crypto;
+use crate::store::ephemeral::RedisSource;
 use crate::store::revocations;
 use crate::store::sql::Database;
 
@@ -80,8 +81,8 @@ impl Revocation {
 pub enum Channel {
     /// A Redis stream.
     Redis {
-        /// A client for the Redis in use.
-        client: redis::Client,
+        /// Where the Redis primary in use is.
+        source: RedisSource,
         /// The stream's key.
         stream: String,
     },
@@ -114,8 +115,8 @@ impl Fanout {
         let log = Log::from(&channel);
         let publisher = tokio::spawn(publish(log, receiver, stop.clone()));
         let reader = match channel {
-            Channel::Redis { client, stream } => {
-                tokio::spawn(read_redis(client, stream, cache.clone(), stop.clone()))
+            Channel::Redis { source, stream } => {
+                tokio::spawn(read_redis(source, stream, cache.clone(), stop.clone()))
             }
             Channel::Postgres { url, channel, .. } => {
                 tokio::spawn(read_postgres(url, channel, cache.clone(), stop.clone()))
@@ -142,7 +143,7 @@ enum Log {
 
 /// The publisher's end of a Redis stream.
 struct RedisLog {
-    client: redis::Client,
+    source: RedisSource,
     stream: String,
     connection: Option<redis::aio::MultiplexedConnection>,
 }
@@ -150,8 +151,8 @@ struct RedisLog {
 impl From<&Channel> for Log {
     fn from(channel: &Channel) -> Self {
         match channel {
-            Channel::Redis { client, stream } => Self::Redis(Box::new(RedisLog {
-                client: client.clone(),
+            Channel::Redis { source, stream } => Self::Redis(Box::new(RedisLog {
+                source: source.clone(),
                 stream: stream.clone(),
                 connection: None,
             })),
@@ -166,17 +167,13 @@ impl Log {
     async fn append(&mut self, revocation: &Revocation) -> Result<(), String> {
         match self {
             Self::Redis(log) => {
-                let RedisLog { client, stream, connection } = &mut **log;
+                let RedisLog { source, stream, connection } = &mut **log;
                 if connection.is_none() {
                     let config = AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(HEARTBEAT_TIMEOUT))
                         .set_response_timeout(Some(HEARTBEAT_TIMEOUT));
-                    *connection = Some(
-                        client
-                            .get_multiplexed_async_connection_with_config(&config)
-                            .await
-                            .map_err(|error| error.to_string())?,
-                    );
+                    *connection =
+                        Some(source.connect(&config).await.map_err(|error| error.to_string())?);
                 }
                 let Some(open) = connection else { return Err("not connected".into()) };
                 let added = redis::cmd("XADD")
@@ -347,7 +344,7 @@ async fn nothing_trimmed_after(
 }
 
 async fn read_redis(
-    client: redis::Client,
+    source: RedisSource,
     stream: String,
     cache: IdentityCache,
     stop: CancellationToken,
@@ -360,8 +357,7 @@ async fn read_redis(
             let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(HEARTBEAT_TIMEOUT))
                 .set_response_timeout(Some(HEARTBEAT + HEARTBEAT_TIMEOUT));
-            let mut connection =
-                client.get_multiplexed_async_connection_with_config(&config).await?;
+            let mut connection = source.connect(&config).await?;
             let start = resume_redis(&mut connection, &stream, position.as_ref()).await?;
             Ok::<_, redis::RedisError>((connection, start))
         };

@@ -350,6 +350,10 @@ impl SessionService {
     /// # Errors
     /// The store fails.
     pub async fn end(&self, token: &SessionToken) -> Result<(), StoreError> {
+        // A forged token names no session: nothing to take, and nothing to tell the replicas.
+        if !self.tags.admits(TagKind::Session, &token.0, self.clock.now()) {
+            return Ok(());
+        }
         let hash = token.hash();
         let key = crypto::hex(&hash);
         let taken = self.store.take(&session_key(&key)).await;

@@ -84,15 +84,21 @@ impl StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(error: redis::RedisError) -> Self {
-        // Connection loss, timeouts, a server loading, failing over, resharding (MOVED, ASK:
-        // a cluster behind a single address), out of memory, or an ACL that refuses a command:
-        // all answered 503 and worth a retry later (or an operator's fix), never a 500.
+        // Connection loss, timeouts, a server loading, failing over (or no Sentinel naming a
+        // primary yet), resharding (MOVED, ASK: a cluster behind a single address), out of
+        // memory, or an ACL that refuses a command: all answered 503 and worth a retry later
+        // (or an operator's fix), never a 500.
         // Anything else (a wrong type under a key) is a bug or foreign data.
         if error.is_io_error()
             || error.is_timeout()
             || error.is_connection_dropped()
             || error.is_connection_refusal()
             || error.code() == Some("OOM")
+            || matches!(
+                error.kind(),
+                redis::ErrorKind::MasterNameNotFoundBySentinel
+                    | redis::ErrorKind::NoValidReplicasFoundBySentinel
+            )
             || matches!(
                 error.kind(),
                 redis::ErrorKind::Server(

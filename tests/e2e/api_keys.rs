@@ -336,7 +336,8 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
         .unwrap();
     app.stop().await;
 
-    let app = TestApp::builder().database(&url).spawn().await;
+    let clock = ManualClock::new();
+    let app = TestApp::builder().database(&url).clock(clock.clone()).spawn().await;
     let state = app.running().state();
     let old_cookie = format!("portcullis_session=v1.{old_token}");
     assert_eq!(cookie_status(&app, &old_cookie).await, StatusCode::OK, "an untagged session");
@@ -345,7 +346,8 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
     assert!(looked_up(state, &made_up_key), "looked up while untagged keys may be live");
 
-    // The last untagged key is revoked: from the next check on, untagged keys go unread.
+    // The last untagged key is revoked: once no replica of the earlier version can be making
+    // more (a day after the upgrade), untagged keys go unread.
     let client = app.client();
     let login = client
         .post(app.url("/auth/login"))
@@ -368,9 +370,14 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     state.api_keys.recheck_untagged().await.unwrap();
     let made_up_key = untagged_key();
     assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
+    assert!(looked_up(state, &made_up_key), "older replicas may still be making keys");
+    assert_eq!(cookie_status(&app, &old_cookie).await, StatusCode::OK, "sessions are unaffected");
+    clock.advance(Duration::from_secs(86_400 + 60));
+    state.api_keys.recheck_untagged().await.unwrap();
+    let made_up_key = untagged_key();
+    assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
     assert!(!looked_up(state, &made_up_key), "refused unread");
     assert_eq!(key_status(&app, &old_key).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(cookie_status(&app, &old_cookie).await, StatusCode::OK, "sessions are unaffected");
 }
 
 /// A key in the format of versions without tags: `pk_`, 43 base62 characters and a six-digit

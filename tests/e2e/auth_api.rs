@@ -21,7 +21,7 @@ async fn signup_login_me_and_logout() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
-    for attribute in ["portcullis_session=v1.", "HttpOnly", "SameSite=Lax", "Path=/"] {
+    for attribute in ["portcullis_session=v2.", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
     assert!(!cookie.contains("Secure"), "public URL is http");

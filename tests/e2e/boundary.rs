@@ -482,7 +482,7 @@ async fn answers_are_hardened_and_session_cookies_cannot_be_tossed() {
         .unwrap();
     assert_eq!(signup.status(), StatusCode::CREATED);
     let set_cookie = signup.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set_cookie.starts_with("__Host-portcullis_session=v1."), "{set_cookie}");
+    assert!(set_cookie.starts_with("__Host-portcullis_session=v2."), "{set_cookie}");
     assert!(set_cookie.contains("Secure") && set_cookie.contains("Path=/"), "{set_cookie}");
     assert!(!set_cookie.contains("Domain"), "{set_cookie}");
     let value = set_cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();

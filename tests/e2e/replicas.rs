@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use portcullis::config::values::StringList;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -756,6 +757,122 @@ async fn two_replicas_refreshing_one_token_hand_out_the_same_successor() {
         .await
         .unwrap();
     assert!(next["refresh_token"].as_str().unwrap().starts_with("rt_"));
+}
+
+/// Redis Sentinel: the primary is the one the Sentinels name. When it crashes and the Sentinel
+/// promotes its replica, Portcullis answers 503 meanwhile (never 500), asks the Sentinel again,
+/// and writes work on the new primary within seconds, without a restart; sessions made before
+/// the crash (replicated) still sign their users in, and the revocation log goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut primary = RedisServer::start().await;
+    let replica = RedisServer::reserve().replica_of(&primary);
+    let mut replica = replica;
+    replica.restart().await;
+    let mut sentinel = RedisServer::reserve().sentinel_of(dir.path(), "portcullis-test", &primary);
+    sentinel.restart().await;
+    let sentinel_client = redis::Client::open(format!("redis://{}", sentinel.address())).unwrap();
+    let mut sentinel_connection = sentinel_client.get_multiplexed_async_connection().await.unwrap();
+    within(Duration::from_secs(15), || {
+        // MultiplexedConnection is a cheap handle: each attempt takes its own.
+        let mut connection = sentinel_connection.clone();
+        async move {
+            let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg("portcullis-test")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            !replicas.is_empty()
+        }
+    })
+    .await;
+
+    let sentinels = StringList(vec![sentinel.address()]);
+    let prefix = unique_prefix();
+    let database = TestDatabase::create().await;
+    let start = || {
+        let sentinels = sentinels.clone();
+        TestApp::builder()
+            .database(&database.url)
+            .redis("redis://named-by-sentinel", &prefix)
+            .config(move |c| {
+                c.storage.redis_sentinel_master = Some("portcullis-test".into());
+                c.storage.redis_sentinels = sentinels;
+                c.session.cache_ttl = "1s".into();
+            })
+            .spawn()
+    };
+    let app = start().await;
+    let cookie = app.session_cookie(&app.client(), "ada@example.com").await;
+    assert_eq!(status_with_cookie(&app, &cookie).await, 200);
+    // The session reached the replica before the primary goes.
+    let mut on_primary = redis::Client::open(primary.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let acknowledged: i64 =
+        redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut on_primary).await.unwrap();
+    assert_eq!(acknowledged, 1);
+
+    primary.stop().await;
+    let mut attempt = 0;
+    within(Duration::from_secs(30), || {
+        attempt += 1;
+        let (client, url) = (app.client(), app.url("/auth/signup"));
+        async move {
+            let response = client
+                .post(url)
+                .json(
+                    &json!({ "email": format!("user{attempt}@example.com"), "password": PASSWORD }),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            assert!(
+                status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE,
+                "{status}: {}",
+                response.text().await.unwrap()
+            );
+            status == StatusCode::CREATED
+        }
+    })
+    .await;
+    let named: (String, u16) = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg("portcullis-test")
+        .query_async(&mut sentinel_connection)
+        .await
+        .unwrap();
+    assert_eq!(format!("{}:{}", named.0, named.1), replica.address(), "the replica was promoted");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status_with_cookie(&app, &cookie).await, 200, "a session from before the crash");
+
+    // A second replica, started after the failover, finds the new primary; a sign-out on one
+    // reaches the other through the revocation log.
+    let other = start().await;
+    assert_eq!(status_with_cookie(&other, &cookie).await, 200);
+    let client = other.client();
+    let login = client
+        .post(other.url("/auth/login"))
+        .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let fresh =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(status_with_cookie(&app, &fresh).await, 200, "cached on the first replica");
+    let csrf = other.csrf(&client).await;
+    let out =
+        client.post(other.url("/auth/logout")).header("x-csrf-token", csrf).send().await.unwrap();
+    assert!(out.status().is_success(), "{}", out.status());
+    within(Duration::from_secs(2), || async { status_with_cookie(&app, &fresh).await == 401 })
+        .await;
+    drop(replica);
 }
 
 /// A failover behind one address (a managed Redis whose name moves to the promoted replica):

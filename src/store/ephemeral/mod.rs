@@ -7,6 +7,7 @@
 mod database;
 mod memory;
 mod redis;
+mod redis_source;
 
 #[cfg(test)]
 mod conformance;
@@ -17,7 +18,8 @@ use async_trait::async_trait;
 
 pub use self::database::DatabaseStore;
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisStore, client as redis_client};
+pub use self::redis::RedisStore;
+pub use self::redis_source::RedisSource;
 use super::StoreError;
 
 /// Serializes a record for the store.

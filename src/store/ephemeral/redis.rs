@@ -6,8 +6,8 @@
 //! Redis outage turns into prompt `StoreError::Unavailable` answers rather than hung requests.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
@@ -15,6 +15,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisResult, Script};
 
 use super::EphemeralStore;
+use super::redis_source::RedisSource;
 use crate::clock::{Clock, duration_millis};
 use crate::store::StoreError;
 
@@ -22,6 +23,8 @@ use crate::store::StoreError;
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Least time between two replacements of the connection.
+const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A fixed-window counter: the first increment starts the window.
 const INCR_IN_WINDOW: &str = r"
@@ -47,11 +50,15 @@ return 1";
 /// Ephemeral entries in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    /// Replaced when the server turns out to be a replica (after a failover the old primary
-    /// answers READONLY while the address now leads to the new one).
+    /// Replaced when the primary moved: the server answers READONLY (a failover demoted it
+    /// while its address still leads there), or, under Sentinel, the connection is lost.
     connection: Arc<RwLock<ConnectionManager>>,
-    client: redis::Client,
+    source: RedisSource,
     reconnecting: Arc<AtomicBool>,
+    /// When the connection was last replaced (ms since the store was made), so that a
+    /// primary that stays down is asked for at most once per [`RECONNECT_INTERVAL`].
+    last_reconnect: Arc<AtomicU64>,
+    started: Instant,
     prefix: Arc<str>,
     clock: Arc<dyn Clock>,
     incr: Arc<Script>,
@@ -60,20 +67,23 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects with `client` (see [`client`]).
+    /// Connects to the primary `source` names.
     ///
     /// # Errors
     /// Redis cannot be reached.
     pub async fn connect(
-        client: redis::Client,
+        source: RedisSource,
         prefix: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
-        let connection = ConnectionManager::new_with_config(client.clone(), config()).await?;
+        let connection =
+            ConnectionManager::new_with_config(source.client().await?, config()).await?;
         Ok(Self {
             connection: Arc::new(RwLock::new(connection)),
-            client,
+            source,
             reconnecting: Arc::default(),
+            last_reconnect: Arc::default(),
+            started: Instant::now(),
             prefix: Arc::from(prefix),
             clock,
             incr: Arc::new(Script::new(INCR_IN_WINDOW)),
@@ -91,30 +101,51 @@ impl RedisStore {
         self.connection.read().clone()
     }
 
-    /// `result`, as a store error; a READONLY answer (this server was demoted by a failover)
-    /// also replaces the connection, in the background, so that the next commands reach
-    /// whatever primary the address leads to now.
+    /// `result`, as a store error. When the answer says the primary moved, the connection is
+    /// replaced in the background, so that the next commands reach the primary of now: on
+    /// READONLY (this server was demoted by a failover), and under Sentinel on a lost
+    /// connection too (the connection manager would keep dialling the old address).
     fn checked<T>(&self, result: RedisResult<T>) -> Result<T, StoreError> {
         result.map_err(|error| {
-            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
-                && !self.reconnecting.swap(true, Ordering::SeqCst)
-            {
-                tracing::warn!("Redis answered READONLY (a failover?); reconnecting");
-                let (client, connection, reconnecting) = (
-                    self.client.clone(),
-                    Arc::clone(&self.connection),
-                    Arc::clone(&self.reconnecting),
-                );
-                tokio::spawn(async move {
-                    match ConnectionManager::new_with_config(client, config()).await {
-                        Ok(fresh) => *connection.write() = fresh,
-                        Err(error) => tracing::warn!(%error, "cannot reconnect to Redis"),
-                    }
-                    reconnecting.store(false, Ordering::SeqCst);
-                });
+            let read_only =
+                error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+            let lost = error.is_io_error()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+                || error.is_timeout();
+            if read_only || (lost && self.source.follows_failovers()) {
+                self.reconnect(if read_only { "READONLY" } else { "connection lost" });
             }
             StoreError::from(error)
         })
+    }
+
+    /// Replaces the shared connection with one to the primary of now, in the background, unless
+    /// that is under way or was done within [`RECONNECT_INTERVAL`].
+    fn reconnect(&self, why: &'static str) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let interval = u64::try_from(RECONNECT_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_reconnect.load(Ordering::SeqCst);
+        if (last != 0 && now.saturating_sub(last) < interval)
+            || self.reconnecting.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        self.last_reconnect.store(now.max(1), Ordering::SeqCst);
+        tracing::warn!(why, "Redis: the primary may have moved; reconnecting");
+        let (source, connection, reconnecting) =
+            (self.source.clone(), Arc::clone(&self.connection), Arc::clone(&self.reconnecting));
+        tokio::spawn(async move {
+            let fresh = async {
+                let client = source.client().await?;
+                ConnectionManager::new_with_config(client, config()).await
+            };
+            match fresh.await {
+                Ok(fresh) => *connection.write() = fresh,
+                Err(error) => tracing::warn!(%error, "cannot reconnect to Redis"),
+            }
+            reconnecting.store(false, Ordering::SeqCst);
+        });
     }
 
     /// The key prefix.
@@ -138,34 +169,6 @@ fn config() -> ConnectionManagerConfig {
 }
 
 /// Milliseconds for Redis, at least 1 (0 would mean "no expiry" or an error).
-/// A client for `url` (`redis://`, or `rediss://` for TLS through rustls; a user and password
-/// in the URL), trusting `ca_pem` for TLS when given, else the system's roots.
-///
-/// # Errors
-/// The URL is invalid.
-pub fn client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, StoreError> {
-    // TCP keepalive and a user timeout: a connection whose peer vanished (a NAT or load
-    // balancer dropped it, a host died) fails within about a minute even while idle, and
-    // within 10 s of unacknowledged data, instead of hanging for the kernel's hours.
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(3);
-    let tcp = redis::io::tcp::TcpSettings::default()
-        .set_nodelay(true)
-        .set_keepalive(keepalive)
-        .set_user_timeout(Duration::from_secs(10));
-    let info = redis::IntoConnectionInfo::into_connection_info(url)?.set_tcp_settings(tcp);
-    let client = match ca_pem {
-        Some(pem) => redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) },
-        )?,
-        None => redis::Client::open(info)?,
-    };
-    Ok(client)
-}
-
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(duration_millis(ttl)).unwrap_or(u64::MAX).max(1)
 }
@@ -271,7 +274,9 @@ mod tests {
     #[test]
     fn connections_keep_alive_and_give_up_on_a_vanished_peer() {
         for url in ["redis://127.0.0.1:6379", "rediss://user:pw@cache.example:6380"] {
-            let client = client(url, None).unwrap();
+            let RedisSource::Direct(client) = RedisSource::new(url, None, None).unwrap() else {
+                panic!("one address is a direct source");
+            };
             let tcp = client.get_connection_info().tcp_settings();
             assert!(tcp.keepalive().is_some() && tcp.nodelay(), "{url}");
             assert_eq!(tcp.user_timeout(), Some(Duration::from_secs(10)));

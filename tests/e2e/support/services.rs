@@ -104,6 +104,34 @@ impl RedisServer {
         }
     }
 
+    /// Replicates `primary` (`--replicaof`).
+    pub fn replica_of(mut self, primary: &Self) -> Self {
+        self.args.extend(["--replicaof".into(), "127.0.0.1".into(), primary.port.to_string()]);
+        self
+    }
+
+    /// A Sentinel (config file in `dir`) watching `primary` as master set `name`, quorum 1,
+    /// calling it down after 1 s.
+    pub fn sentinel_of(mut self, dir: &std::path::Path, name: &str, primary: &Self) -> Self {
+        let path = dir.join(format!("sentinel-{}.conf", self.port));
+        let conf = format!(
+            "sentinel monitor {name} 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 5000\n",
+            primary.port
+        );
+        std::fs::write(&path, conf).unwrap();
+        let mut args = vec![path.display().to_string(), "--sentinel".into()];
+        args.append(&mut self.args);
+        self.args = args;
+        self
+    }
+
+    /// `host:port`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// Serves TLS only, with the certificate and key in `dir` (`redis.crt`, `redis.key`, made
     /// here for `localhost`), and accepts only the ACL user `portcullis` / `s3cret`.
     pub fn with_tls_and_acl_user(mut self, dir: &std::path::Path) -> Self {
