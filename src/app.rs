@@ -281,8 +281,8 @@ impl Stores {
         .with_sealer(storage.sealer.clone());
         let users = UserStore::new(db.clone());
         let redis = match &storage.ephemeral {
-            EphemeralKind::Redis { url, ca_pem, sentinel } => {
-                Some(RedisSource::new(url, ca_pem.as_deref(), sentinel.as_ref())?)
+            EphemeralKind::Redis { url, ca_pem, topology } => {
+                Some(RedisSource::new(url, ca_pem.as_deref(), topology)?)
             }
             _ => None,
         };

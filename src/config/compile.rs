@@ -7,11 +7,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::{RawConfig, RawRoute, RawStorage, RawUpstream};
-use super::values::{parse_duration, parse_size};
+use super::values::{StringList, parse_duration, parse_size};
 use super::{
     AuthConfig, Branding, Config, ConfigError, DevConfig, EmailConfig, EphemeralKind,
     ForwardAuthConfig, KeyError, LogFormat, OrgsConfig, PublicUrl, RateLimitConfig, RedisSentinel,
-    ServerConfig, SessionConfig, StorageConfig, TlsConfig, TokensConfig,
+    RedisTopology, ServerConfig, SessionConfig, StorageConfig, TlsConfig, TokensConfig,
 };
 use crate::auth::redirect::RedirectPolicy;
 use crate::crypto::sealed::{SealKey, Sealer};
@@ -364,40 +364,61 @@ fn forward_auth(raw: &RawConfig, errors: &mut Errors) -> ForwardAuthConfig {
     ForwardAuthConfig { uri_headers, method_headers, host_headers, audience }
 }
 
-/// `redis_sentinel_master` with its `redis_sentinels`, checked.
-fn redis_sentinel(s: &RawStorage, errors: &mut Errors) -> Option<RedisSentinel> {
+/// How Redis is laid out: `redis_sentinel_master` with its `redis_sentinels`, or
+/// `redis_cluster_nodes`, or neither (one server).
+fn redis_topology(s: &RawStorage, errors: &mut Errors) -> RedisTopology {
     let master = s.redis_sentinel_master.as_deref().map(str::trim).filter(|m| !m.is_empty());
+    let cluster = !s.redis_cluster_nodes.0.is_empty();
+    if cluster && (master.is_some() || !s.redis_sentinels.0.is_empty()) {
+        errors.push(
+            "storage.redis_cluster_nodes",
+            "a cluster has no Sentinels: set one or the other",
+        );
+    }
+    if cluster {
+        let nodes = host_ports(errors, "storage.redis_cluster_nodes", &s.redis_cluster_nodes, 6379);
+        return RedisTopology::Cluster(nodes);
+    }
     let Some(master) = master else {
         if !s.redis_sentinels.0.is_empty() {
             errors.push("storage.redis_sentinels", "set redis_sentinel_master as well");
         }
-        return None;
+        return RedisTopology::Single;
     };
     if s.redis_sentinels.0.is_empty() {
         errors.push("storage.redis_sentinels", "list at least one Sentinel (host:port)");
     }
-    let nodes = s
-        .redis_sentinels
-        .0
+    let nodes = host_ports(errors, "storage.redis_sentinels", &s.redis_sentinels, 26379);
+    let password = s.redis_sentinel_password.clone().filter(|password| !password.is_empty());
+    RedisTopology::Sentinel(RedisSentinel { master: master.to_owned(), nodes, password })
+}
+
+/// `host:port` items (`default_port` when left out; IPv6 in brackets), each checked.
+fn host_ports(
+    errors: &mut Errors,
+    key: &str,
+    list: &StringList,
+    default_port: u16,
+) -> Vec<(String, u16)> {
+    list.0
         .iter()
-        .filter_map(|node| {
-            let node = node.trim();
-            let (host, port) = match node.rsplit_once(':') {
+        .filter_map(|item| {
+            let item = item.trim();
+            let (host, port) = match item.rsplit_once(':').filter(|(host, _)| !host.ends_with(':'))
+            {
                 Some((host, port)) => (host, port.parse::<u16>().ok().filter(|&port| port > 0)),
-                None => (node, Some(26379)),
+                None => (item, Some(default_port)),
             };
             let host = host.trim_start_matches('[').trim_end_matches(']');
             match port {
                 Some(port) if !host.is_empty() => Some((host.to_owned(), port)),
                 _ => {
-                    errors.push("storage.redis_sentinels", format!("`{node}` is not host:port"));
+                    errors.push(key, format!("`{item}` is not host:port"));
                     None
                 }
             }
         })
-        .collect();
-    let password = s.redis_sentinel_password.clone().filter(|password| !password.is_empty());
-    Some(RedisSentinel { master: master.to_owned(), nodes, password })
+        .collect()
 }
 
 fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
@@ -424,8 +445,8 @@ fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
                     None
                 }
             });
-            let sentinel = redis_sentinel(s, errors);
-            EphemeralKind::Redis { url: url.to_owned(), ca_pem, sentinel }
+            let topology = redis_topology(s, errors);
+            EphemeralKind::Redis { url: url.to_owned(), ca_pem, topology }
         }
         other => {
             errors.push(
@@ -720,7 +741,9 @@ mod tests {
              redis_sentinels = [\"a:1\", \"b\", \"[::1]:26380\"]\n",
         )
         .unwrap();
-        let EphemeralKind::Redis { sentinel: Some(sentinel), .. } = config.storage.ephemeral else {
+        let EphemeralKind::Redis { topology: RedisTopology::Sentinel(sentinel), .. } =
+            config.storage.ephemeral
+        else {
             panic!("a Sentinel set");
         };
         assert_eq!(sentinel.master, "m");
@@ -738,6 +761,27 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn redis_cluster_nodes_are_parsed_and_exclude_sentinels() {
+        let config = Config::from_toml(
+            "[storage]\nephemeral = \"redis\"\nredis_cluster_nodes = [\"n1:7000\", \"n2\"]\n",
+        )
+        .unwrap();
+        let EphemeralKind::Redis { topology: RedisTopology::Cluster(nodes), .. } =
+            config.storage.ephemeral
+        else {
+            panic!("a cluster");
+        };
+        assert_eq!(nodes, [("n1".to_owned(), 7000), ("n2".to_owned(), 6379)]);
+        let error = Config::from_toml(
+            "[storage]\nephemeral = \"redis\"\nredis_cluster_nodes = [\"n1:7000\"]\n\
+             redis_sentinel_master = \"m\"\nredis_sentinels = [\"s\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("storage.redis_cluster_nodes"), "{error}");
     }
 
     #[test]

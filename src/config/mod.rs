@@ -318,9 +318,20 @@ pub enum EphemeralKind {
         url: String,
         /// CA certificates (PEM) to trust instead of the system's, for `rediss://`.
         ca_pem: Option<Vec<u8>>,
-        /// The Sentinels that name the primary, when `url` does not.
-        sentinel: Option<RedisSentinel>,
+        /// One server, a Sentinel-watched set, or a cluster.
+        topology: RedisTopology,
     },
+}
+
+/// How Redis is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server at `url` (or an address that follows the primary).
+    Single,
+    /// The primary the Sentinels name.
+    Sentinel(RedisSentinel),
+    /// A Redis Cluster, found from these seed nodes (host, port).
+    Cluster(Vec<(String, u16)>),
 }
 
 /// Redis Sentinel: which master set, and the Sentinels to ask where its primary is.

@@ -170,6 +170,10 @@ pub struct RawStorage {
     pub redis_sentinels: StringList,
     /// The Sentinels' own password, when they have one (added key).
     pub redis_sentinel_password: Option<String>,
+    /// Seed nodes of a Redis Cluster, `host:port` (added key): when set, Portcullis speaks
+    /// cluster (keys routed by slot, MOVED and ASK followed) and `redis_url` says only how
+    /// (scheme, user, password).
+    pub redis_cluster_nodes: StringList,
     /// A PostgreSQL URL that bypasses a connection pooler (PgBouncer), for what needs a session
     /// of its own: the revocation listener (`LISTEN`) and migrations (added key; default:
     /// `database_url`).
@@ -199,6 +203,7 @@ impl Default for RawStorage {
             redis_sentinel_master: None,
             redis_sentinels: StringList::default(),
             redis_sentinel_password: None,
+            redis_cluster_nodes: StringList::default(),
             database_direct_url: None,
             migrate_on_start: true,
             max_connections: Count(10),

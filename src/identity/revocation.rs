@@ -18,7 +18,6 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use redis::AsyncConnectionConfig;
 use redis::streams::StreamReadReply;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
@@ -28,7 +27,7 @@ use uuid::Uuid;
 
 use super::cache::{CredentialHash, IdentityCache};
 use crate::crypto;
-use crate::store::ephemeral::RedisSource;
+use crate::store::ephemeral::{RedisConnection, RedisSource};
 use crate::store::revocations;
 use crate::store::sql::Database;
 
@@ -145,7 +144,7 @@ enum Log {
 struct RedisLog {
     source: RedisSource,
     stream: String,
-    connection: Option<redis::aio::MultiplexedConnection>,
+    connection: Option<RedisConnection>,
 }
 
 impl From<&Channel> for Log {
@@ -169,11 +168,8 @@ impl Log {
             Self::Redis(log) => {
                 let RedisLog { source, stream, connection } = &mut **log;
                 if connection.is_none() {
-                    let config = AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(HEARTBEAT_TIMEOUT))
-                        .set_response_timeout(Some(HEARTBEAT_TIMEOUT));
-                    *connection =
-                        Some(source.connect(&config).await.map_err(|error| error.to_string())?);
+                    let connected = source.connect(HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT).await;
+                    *connection = Some(connected.map_err(|error| error.to_string())?);
                 }
                 let Some(open) = connection else { return Err("not connected".into()) };
                 let added = redis::cmd("XADD")
@@ -273,11 +269,12 @@ struct StreamPosition {
 /// after its position when every entry after it is still there (the same server instance, and
 /// nothing trimmed), else at the end (and the cache must be emptied).
 async fn resume_redis(
-    connection: &mut redis::aio::MultiplexedConnection,
+    connection: &mut RedisConnection,
     stream: &str,
     position: Option<&StreamPosition>,
 ) -> redis::RedisResult<(StreamPosition, bool)> {
-    let info: String = redis::cmd("INFO").arg("server").query_async(connection).await?;
+    // On a cluster, the node that holds the stream.
+    let info: String = connection.query_at_key(redis::cmd("INFO").arg("server"), stream).await?;
     // A restarted or failed-over server may have lost entries: a new run id.
     let server = info
         .lines()
@@ -310,7 +307,7 @@ async fn resume_redis(
 /// there proves the same (trimming keeps the newest). A stream that does not exist never had
 /// an entry, or lost them all: complete only if we had read none.
 async fn nothing_trimmed_after(
-    connection: &mut redis::aio::MultiplexedConnection,
+    connection: &mut RedisConnection,
     stream: &str,
     entry: &str,
 ) -> redis::RedisResult<bool> {
@@ -354,10 +351,8 @@ async fn read_redis(
     let block = u64::try_from(HEARTBEAT.as_millis()).unwrap_or(2000);
     loop {
         let connected = async {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(HEARTBEAT_TIMEOUT))
-                .set_response_timeout(Some(HEARTBEAT + HEARTBEAT_TIMEOUT));
-            let mut connection = source.connect(&config).await?;
+            let mut connection =
+                source.connect(HEARTBEAT_TIMEOUT, HEARTBEAT + HEARTBEAT_TIMEOUT).await?;
             let start = resume_redis(&mut connection, &stream, position.as_ref()).await?;
             Ok::<_, redis::RedisError>((connection, start))
         };

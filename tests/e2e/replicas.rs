@@ -759,6 +759,85 @@ async fn two_replicas_refreshing_one_token_hand_out_the_same_successor() {
     assert!(next["refresh_token"].as_str().unwrap().starts_with("rt_"));
 }
 
+/// Redis Cluster: two replicas on a three-node cluster. Keys spread over the nodes (commands
+/// routed by slot), a sign-in on one replica works on the other, a single-use ticket is taken
+/// once, the per-IP limit counts on the cluster, and a sign-out reaches the other replica
+/// through the revocation stream (on the node of its slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_a_redis_cluster() {
+    let cluster = crate::support::services::RedisCluster::start().await;
+    let nodes = StringList(cluster.nodes.iter().map(RedisServer::address).collect());
+    let prefix = unique_prefix();
+    let database = TestDatabase::create().await;
+    let start = || {
+        let nodes = nodes.clone();
+        TestApp::builder()
+            .database(&database.url)
+            .redis("redis://cluster-seeds", &prefix)
+            .config(move |c| {
+                c.storage.redis_cluster_nodes = nodes;
+                c.rate_limit.auth_per_minute = portcullis::config::values::Count(1000);
+            })
+            .spawn()
+    };
+    let (a, b) = (start().await, start().await);
+    let mut cookies = Vec::new();
+    for n in 0..6 {
+        cookies.push(a.session_cookie(&a.client(), &format!("user{n}@example.com")).await);
+    }
+    for cookie in &cookies {
+        assert_eq!(status_with_cookie(&b, cookie).await, 200, "a session made on the other");
+    }
+    let spread = cluster.keys_per_node(&prefix).await;
+    assert!(spread.iter().filter(|&&keys| keys > 0).count() >= 2, "keys on one node: {spread:?}");
+    let ready: Value =
+        a.client().get(a.admin_url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (&ready["status"], &ready["checks"]["ephemeral_store"]),
+        (&json!("ready"), &json!(true))
+    );
+
+    // A WebSocket ticket made on A is taken once, on B.
+    let client = a.signed_in("ada@example.com").await;
+    let csrf = a.csrf(&client).await;
+    let ticket: Value = client
+        .post(a.url("/auth/ws-token"))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = ticket["token"].as_str().unwrap();
+    let url = b.url(&format!("/ws?access_token={token}")).replace("http://", "ws://");
+    let (socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    drop(socket);
+    let Err(tokio_tungstenite::tungstenite::Error::Http(replayed)) =
+        tokio_tungstenite::connect_async(url.as_str()).await
+    else {
+        panic!("a used ticket must be refused");
+    };
+    assert_eq!(replayed.status(), 401);
+
+    // A sign-out on B: A, which has the session cached, refuses it within a second.
+    let client = b.client();
+    let login = client
+        .post(b.url("/auth/login"))
+        .json(&json!({ "email": "user0@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let fresh =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(status_with_cookie(&a, &fresh).await, 200);
+    let csrf = b.csrf(&client).await;
+    let out = client.post(b.url("/auth/logout")).header("x-csrf-token", csrf).send().await.unwrap();
+    assert!(out.status().is_success(), "{}", out.status());
+    within(Duration::from_secs(1), || async { status_with_cookie(&a, &fresh).await == 401 }).await;
+}
+
 /// Redis Sentinel: the primary is the one the Sentinels name. When it crashes and the Sentinel
 /// promotes its replica, Portcullis answers 503 meanwhile (never 500), asks the Sentinel again,
 /// and writes work on the new primary within seconds, without a restart; sessions made before

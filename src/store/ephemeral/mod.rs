@@ -19,7 +19,7 @@ use async_trait::async_trait;
 pub use self::database::DatabaseStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-pub use self::redis_source::RedisSource;
+pub use self::redis_source::{RedisConnection, RedisSource};
 use super::StoreError;
 
 /// Serializes a record for the store.

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{AsyncCommands, RedisResult, Script};
 
 use super::EphemeralStore;
-use super::redis_source::RedisSource;
+use super::redis_source::{RedisConnection, RedisSource};
 use crate::clock::{Clock, duration_millis};
 use crate::store::StoreError;
 
@@ -52,7 +52,7 @@ return 1";
 pub struct RedisStore {
     /// Replaced when the primary moved: the server answers READONLY (a failover demoted it
     /// while its address still leads there), or, under Sentinel, the connection is lost.
-    connection: Arc<RwLock<ConnectionManager>>,
+    connection: Arc<RwLock<RedisConnection>>,
     source: RedisSource,
     reconnecting: Arc<AtomicBool>,
     /// When the connection was last replaced (ms since the store was made), so that a
@@ -76,8 +76,7 @@ impl RedisStore {
         prefix: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
-        let connection =
-            ConnectionManager::new_with_config(source.client().await?, config()).await?;
+        let connection = source.managed(config()).await?;
         Ok(Self {
             connection: Arc::new(RwLock::new(connection)),
             source,
@@ -97,7 +96,7 @@ impl RedisStore {
     }
 
     /// The shared connection.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.connection.read().clone()
     }
 
@@ -136,11 +135,7 @@ impl RedisStore {
         let (source, connection, reconnecting) =
             (self.source.clone(), Arc::clone(&self.connection), Arc::clone(&self.reconnecting));
         tokio::spawn(async move {
-            let fresh = async {
-                let client = source.client().await?;
-                ConnectionManager::new_with_config(client, config()).await
-            };
-            match fresh.await {
+            match source.managed(config()).await {
                 Ok(fresh) => *connection.write() = fresh,
                 Err(error) => tracing::warn!(%error, "cannot reconnect to Redis"),
             }
@@ -270,11 +265,13 @@ impl EphemeralStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RedisTopology;
 
     #[test]
     fn connections_keep_alive_and_give_up_on_a_vanished_peer() {
         for url in ["redis://127.0.0.1:6379", "rediss://user:pw@cache.example:6380"] {
-            let RedisSource::Direct(client) = RedisSource::new(url, None, None).unwrap() else {
+            let source = RedisSource::new(url, None, &RedisTopology::Single).unwrap();
+            let RedisSource::Direct(client) = source else {
                 panic!("one address is a direct source");
             };
             let tcp = client.get_connection_info().tcp_settings();

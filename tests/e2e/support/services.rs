@@ -127,6 +127,15 @@ impl RedisServer {
         self
     }
 
+    /// A node of a Redis Cluster (its state file in `dir`), not yet joined to one.
+    pub fn cluster_node(mut self, dir: &std::path::Path) -> Self {
+        let state = dir.join(format!("nodes-{}.conf", self.port)).display().to_string();
+        let args = ["--cluster-enabled", "yes", "--cluster-config-file", &state];
+        self.args.extend(args.map(str::to_owned));
+        self.args.extend(["--cluster-node-timeout".into(), "2000".into()]);
+        self
+    }
+
     /// `host:port`.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -204,5 +213,68 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
         }
+    }
+}
+
+/// A three-node Redis Cluster on loopback (no replicas), slots spread over the three.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, joins them with `redis-cli --cluster create`, and waits until every
+    /// node says the cluster is ok.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let mut node = RedisServer::reserve().cluster_node(dir.path());
+            node.restart().await;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes.iter().map(RedisServer::address).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .expect("redis-cli is required on PATH");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        for node in &nodes {
+            let client = redis::Client::open(node.url()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let mut ok = false;
+            for _ in 0..100 {
+                let info: String =
+                    redis::cmd("CLUSTER").arg("INFO").query_async(&mut connection).await.unwrap();
+                if info.contains("cluster_state:ok") {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(ok, "the cluster did not come up on {}", node.address());
+        }
+        Self { nodes, _dir: dir }
+    }
+
+    /// How many keys starting with `prefix` each node holds.
+    pub async fn keys_per_node(&self, prefix: &str) -> Vec<usize> {
+        let mut counts = Vec::new();
+        for node in &self.nodes {
+            let client = redis::Client::open(node.url()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            counts.push(keys.len());
+        }
+        counts
     }
 }
