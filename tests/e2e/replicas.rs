@@ -563,6 +563,43 @@ async fn migrations_and_listen_take_the_direct_url() {
     }
 }
 
+/// PgBouncer for real (1.21 or later, transaction mode, `max_prepared_statements`, a pool of
+/// three server connections under two replicas of ten each): concurrent sign-ups, sessions,
+/// API keys and sign-outs run through it without a prepared-statement error, while migrations
+/// and the revocation listener take `database_direct_url`; a sign-out reaches the other
+/// replica within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_in_transaction_mode_carries_two_replicas() {
+    let database = TestDatabase::create().await;
+    let pgbouncer = crate::support::services::PgBouncer::start().await;
+    let pooled = pgbouncer.url_for(&database.url);
+    let replica = || {
+        TestApp::builder()
+            .database(&pooled)
+            .config(|raw| raw.storage.database_direct_url = Some(database.url.clone()))
+            .spawn()
+    };
+    let (a, b) = (replica().await, replica().await);
+    let apps = [&a, &b];
+    let sign_ups = (0..20).map(|n| {
+        let app = apps[n % 2];
+        async move { app.session_cookie(&app.client(), &format!("user{n}@example.com")).await }
+    });
+    let cookies = futures_util::future::join_all(sign_ups).await;
+    let checks =
+        cookies.iter().enumerate().map(|(n, cookie)| status_with_cookie(apps[(n + 1) % 2], cookie));
+    for status in futures_util::future::join_all(checks).await {
+        assert_eq!(status, StatusCode::OK, "a session made on the other replica");
+    }
+    let client = a.signed_in("ada@example.com").await;
+    let key = a.api_key(&client, "ci").await;
+    let with_key = crate::support::http().get(b.url("/x")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(with_key.status(), StatusCode::OK);
+    log_out(&a, &cookies[0]).await;
+    within(Duration::from_secs(1), || async { status_with_cookie(&b, &cookies[0]).await == 401 })
+        .await;
+}
+
 /// With `migrate_on_start = false` a server refuses to start on a schema that is behind, and
 /// says what to run; `portcullis migrate` brings it up to date, after which it starts.
 #[tokio::test]

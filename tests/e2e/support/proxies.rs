@@ -130,7 +130,7 @@ fn recipe(name: &str) -> String {
 }
 
 /// The program on PATH, or at one of the distribution's paths (sbin is not always on PATH).
-fn binary(name: &str, fallbacks: &[&str]) -> String {
+pub fn binary(name: &str, fallbacks: &[&str]) -> String {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())

@@ -278,3 +278,74 @@ impl RedisCluster {
         counts
     }
 }
+
+/// PgBouncer 1.21 or later in transaction mode with prepared statements, in front of the test
+/// PostgreSQL, with a pool smaller than its clients: what production puts between many
+/// replicas and the database. `.ci/run` builds it into `target/ci-pgbouncer` (Debian 12 ships
+/// 1.18, which cannot carry prepared statements in transaction mode).
+pub struct PgBouncer {
+    port: u16,
+    _child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PgBouncer {
+    /// Starts one, forwarding every database to the test server.
+    pub async fn start() -> Self {
+        let server = reqwest::Url::parse(&postgres_admin_url()).unwrap();
+        let (host, server_port) =
+            (server.host_str().unwrap().to_owned(), server.port().unwrap_or(5432));
+        let user = if server.username().is_empty() { "postgres" } else { server.username() };
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ini = format!(
+            "[databases]\n* = host={host} port={server_port} user={user}\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = any\npool_mode = transaction\nmax_prepared_statements = 200\n\
+             default_pool_size = 3\nmax_client_conn = 500\n\
+             ignore_startup_parameters = extra_float_digits,options\n"
+        );
+        let path = dir.path().join("pgbouncer.ini");
+        std::fs::write(&path, ini).unwrap();
+        // PgBouncer refuses to run as root: there, it drops to `nobody`, who must read the file.
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let built = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap()
+            .join("ci-pgbouncer/bin/pgbouncer")
+            .display()
+            .to_string();
+        // The one .ci/run builds first: a distribution's may be too old.
+        let program = if std::path::Path::new(&built).is_file() {
+            built
+        } else {
+            super::proxies::binary("pgbouncer", &[])
+        };
+        let child = Command::new(program)
+            .args(if root { &["-u", "nobody"][..] } else { &[] })
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Self { port, _child: child, _dir: dir };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("pgbouncer did not start on port {port}");
+    }
+
+    /// `database_url` (a [`TestDatabase`]'s) through this pooler.
+    pub fn url_for(&self, database_url: &str) -> String {
+        let mut url = reqwest::Url::parse(database_url).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        let separator = if url.query().is_some() { "&" } else { "?" };
+        format!("{url}{separator}sslmode=disable")
+    }
+}
