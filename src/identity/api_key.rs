@@ -16,9 +16,9 @@ use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::crypto::tags::{self, TagKind, TokenTags};
 use crate::gateway::headers::HeaderNames;
-use crate::store::StoreError;
 use crate::store::api_keys::{ApiKeyRecord, ApiKeyStore};
 use crate::store::users::UserStore;
+use crate::store::{StoreError, within_deadline};
 
 const PREFIX: &str = "pk_";
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -261,7 +261,8 @@ impl ApiKeyService {
         loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
         let genuine = || admitted(&self.tags, key, self.clock.now());
-        self.cache.get_or_load_noting(hash, genuine, self.load(hash), loaded).await
+        let load = within_deadline(self.load(hash));
+        self.cache.get_or_load_noting(hash, genuine, load, loaded).await
     }
 
     /// Asks the database whether live untagged keys remain, while that matters: when none is

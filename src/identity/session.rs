@@ -17,9 +17,9 @@ use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::crypto::tags::{self, TagKind, TokenTags};
 use crate::gateway::headers::HeaderNames;
-use crate::store::StoreError;
 use crate::store::ephemeral::{EphemeralStore, decode, encode};
 use crate::store::users::UserStore;
+use crate::store::{StoreError, within_deadline};
 
 /// Prefix of a cookie value made before tokens were tagged (43 characters follow).
 const UNTAGGED_VERSION: &str = "v1.";
@@ -235,7 +235,7 @@ impl SessionService {
         loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
         let load = async {
-            let Some((record, user, orgs)) = self.load(&hash).await? else {
+            let Some((record, user, orgs)) = within_deadline(self.load(&hash)).await? else {
                 return Ok(None);
             };
             let expires_at = record.deadline(self.lifetimes.idle_timeout);

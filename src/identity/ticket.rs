@@ -16,10 +16,10 @@ use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::crypto::tags::{TagKind, TokenTags};
 use crate::gateway::headers::HeaderNames;
-use crate::store::StoreError;
 use crate::store::ephemeral::{EphemeralStore, decode, encode};
 use crate::store::tokens::FamilyStore;
 use crate::store::users::UserStore;
+use crate::store::{StoreError, within_deadline};
 
 const PREFIX: &str = "ws_";
 /// How long a ticket can wait to be used.
@@ -95,6 +95,10 @@ impl WsTickets {
     /// # Errors
     /// The store fails.
     pub async fn redeem(&self, token: &str) -> Result<Option<Arc<Identity>>, StoreError> {
+        within_deadline(self.redeem_now(token)).await
+    }
+
+    async fn redeem_now(&self, token: &str) -> Result<Option<Arc<Identity>>, StoreError> {
         if !self.admits(token) {
             return Ok(None);
         }

@@ -30,9 +30,9 @@ use crate::crypto::sealed;
 use crate::crypto::signing::{KeyRing, SigningError, VerifyError};
 use crate::crypto::tags::{self, TagKind, TokenTags};
 use crate::gateway::headers::HeaderNames;
-use crate::store::StoreError;
 use crate::store::tokens::{Family, FamilyStore, Rotation};
 use crate::store::users::UserStore;
+use crate::store::{StoreError, within_deadline};
 
 const REFRESH_PREFIX: &str = "rt_";
 /// A spent refresh token presented again this soon after its rotation is a client racing
@@ -396,11 +396,17 @@ impl TokenService {
         if claims.exp <= now_secs - LEEWAY_SECS || claims.iat > now_secs + LEEWAY_SECS {
             return Ok(BearerJwt::Refused);
         }
-        let Some(family) = self.families.find_live(claims.sid, now).await? else {
+        let live = within_deadline(async {
+            let Some(family) = self.families.find_live(claims.sid, now).await? else {
+                return Ok(None);
+            };
+            Ok(Some((family, self.users.find_member(claims.sub).await?)))
+        })
+        .await?;
+        let Some((family, member)) = live else {
             self.cache.remember_unknown(hash);
             return Ok(BearerJwt::Refused);
         };
-        let member = self.users.find_member(claims.sub).await?;
         let Some((user, orgs)) = member.filter(|(user, _)| user.id == family.user_id) else {
             self.cache.remember_unknown(hash);
             return Ok(BearerJwt::Refused);

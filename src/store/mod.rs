@@ -44,6 +44,25 @@ pub enum StoreError {
 pub static UNAVAILABLE: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
 
+/// How long the store work behind one request's identity (a cache miss) may take before the
+/// stores count as unavailable. A stalled connection (a hung server, or a proxy that keeps the
+/// connection open and silent) would otherwise hold the request for as long as TCP does, as
+/// nothing else bounds a PostgreSQL statement.
+pub const IDENTITY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `work`, or [`StoreError::Unavailable`] when it takes longer than [`IDENTITY_DEADLINE`]. The
+/// work is dropped then; a database connection dropped mid-statement is closed, not reused.
+///
+/// # Errors
+/// What `work` fails with, or the deadline passes.
+pub async fn within_deadline<T>(
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(IDENTITY_DEADLINE, work)
+        .await
+        .unwrap_or_else(|elapsed| Err(StoreError::unavailable(elapsed)))
+}
+
 impl StoreError {
     /// An unavailable store, counted.
     pub fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {

@@ -725,7 +725,9 @@ async fn a_postgres_reader_killed_catches_up_without_emptying_its_cache() {
 
 /// A reader whose connection stalls without closing (a half-open connection: nothing arrives,
 /// nothing fails) notices within a few seconds, as its heartbeat goes unanswered, reconnects
-/// and reads the logout published meanwhile.
+/// and reads the logout published meanwhile. The store's shared connection, stalled too, is
+/// replaced after a command goes unanswered, so the replica serves again (it used to answer
+/// 503 for as long as the stalled connection stayed open).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_is_noticed_and_catches_up() {
     use crate::support::relay::Protocol;
@@ -747,6 +749,60 @@ async fn a_stalled_reader_is_noticed_and_catches_up() {
     })
     .await;
     assert!(took >= Duration::from_secs(1), "the stall was not in the way: {took:?}");
+    // The store's own connection stalled too: it is replaced, and b serves again.
+    let mut attempt = 0;
+    within(Duration::from_secs(15), || {
+        attempt += 1;
+        let (client, url) = (b.client(), b.url("/auth/signup"));
+        async move {
+            let body =
+                json!({ "email": format!("later{attempt}@example.com"), "password": PASSWORD });
+            let status = client.post(url).json(&body).send().await.unwrap().status();
+            assert!(status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE);
+            status == StatusCode::CREATED
+        }
+    })
+    .await;
+    assert_eq!(status_with_cookie(&b, &ada).await, StatusCode::UNAUTHORIZED, "signed out on b");
+}
+
+/// PostgreSQL stalls (its connections stay open and nothing is answered, as behind a dead
+/// proxy or a hung server): a cache miss is answered 503 within seconds instead of hanging, and
+/// once the database answers again on new connections, service resumes without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_is_unavailable_not_hung() {
+    use crate::support::relay::Protocol;
+    let database = TestDatabase::create().await;
+    let prefix = unique_prefix();
+    let a = TestApp::builder().database(&database.url).redis(&redis_url(), &prefix).spawn().await;
+    let (relay, relayed_url) =
+        crate::support::relay::relayed(&database.url, Protocol::Postgres, Some("sslmode=disable"))
+            .await;
+    let b = TestApp::builder()
+        .database(&relayed_url)
+        .redis(&redis_url(), &prefix)
+        .config(|raw| raw.storage.database_direct_url = Some(database.url.clone()))
+        .spawn()
+        .await;
+    let ada = a.session_cookie(&a.client(), "ada@example.com").await;
+    let bob = a.session_cookie(&a.client(), "bob@example.com").await;
+    assert_eq!(status_with_cookie(&b, &ada).await, StatusCode::OK);
+
+    relay.stall_open_connections();
+    let started = Instant::now();
+    let stalled = crate::support::app::client_builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .get(b.url("/x"))
+        .header("cookie", &bob)
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(stalled.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    assert_eq!(status_with_cookie(&b, &ada).await, StatusCode::OK, "cached identities flow");
+    within(Duration::from_secs(20), || async { status_with_cookie(&b, &bob).await == 200 }).await;
 }
 
 /// A client that refreshes twice at once (two tabs, a retry), each request on another replica:

@@ -100,20 +100,26 @@ impl RedisStore {
         self.connection.read().clone()
     }
 
-    /// `result`, as a store error. When the answer says the primary moved, the connection is
-    /// replaced in the background, so that the next commands reach the primary of now: on
-    /// READONLY (this server was demoted by a failover), and under Sentinel on a lost
-    /// connection too (the connection manager would keep dialling the old address).
+    /// `result`, as a store error. The connection is replaced in the background when it may
+    /// lead nowhere useful: on READONLY (this server was demoted by a failover), on a command
+    /// that got no answer in time (a stalled connection stays open), and under Sentinel on a
+    /// lost connection (the connection manager would keep dialling the old address).
     fn checked<T>(&self, result: RedisResult<T>) -> Result<T, StoreError> {
         result.map_err(|error| {
             let read_only =
                 error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+            // A command that timed out leaves a connection that may never answer again (a
+            // stalled peer or proxy keeps it open): the manager only replaces closed ones.
+            let stalled = error.is_timeout();
             let lost = error.is_io_error()
                 || error.is_connection_dropped()
-                || error.is_connection_refusal()
-                || error.is_timeout();
-            if read_only || (lost && self.source.follows_failovers()) {
-                self.reconnect(if read_only { "READONLY" } else { "connection lost" });
+                || error.is_connection_refusal();
+            if read_only {
+                self.reconnect("READONLY");
+            } else if stalled {
+                self.reconnect("no answer in time");
+            } else if lost && self.source.follows_failovers() {
+                self.reconnect("connection lost");
             }
             StoreError::from(error)
         })
@@ -131,7 +137,7 @@ impl RedisStore {
             return;
         }
         self.last_reconnect.store(now.max(1), Ordering::SeqCst);
-        tracing::warn!(why, "Redis: the primary may have moved; reconnecting");
+        tracing::warn!(why, "Redis: replacing the shared connection");
         let (source, connection, reconnecting) =
             (self.source.clone(), Arc::clone(&self.connection), Arc::clone(&self.reconnecting));
         tokio::spawn(async move {
