@@ -19,7 +19,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use redis::streams::StreamReadReply;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -139,6 +139,10 @@ enum Log {
     Redis(Box<RedisLog>),
     Postgres { db: Database, channel: String },
 }
+
+/// The name of each replica's connection that reads the revocation log (Redis `CLIENT
+/// SETNAME`, PostgreSQL `application_name`).
+pub const READER_NAME: &str = "portcullis-revocation-reader";
 
 /// The publisher's end of a Redis stream.
 struct RedisLog {
@@ -353,6 +357,18 @@ async fn read_redis(
         let connected = async {
             let mut connection =
                 source.connect(HEARTBEAT_TIMEOUT, HEARTBEAT + HEARTBEAT_TIMEOUT).await?;
+            // Named, so that `CLIENT LIST` shows what the connection is (a cluster's nodes
+            // are not told: the name would go to a random one).
+            if !connection.is_cluster() {
+                let named = redis::cmd("CLIENT")
+                    .arg("SETNAME")
+                    .arg(READER_NAME)
+                    .query_async::<()>(&mut connection)
+                    .await;
+                if let Err(error) = named {
+                    tracing::debug!(%error, "cannot name the revocation reader's connection");
+                }
+            }
             let start = resume_redis(&mut connection, &stream, position.as_ref()).await?;
             Ok::<_, redis::RedisError>((connection, start))
         };
@@ -447,7 +463,15 @@ async fn read_postgres(
     let mut backoff = Backoff::default();
     loop {
         let connected = async {
-            let mut listener = PgListener::connect(&url).await?;
+            // Named, so that `pg_stat_activity` shows what the connection is.
+            let options = url.parse::<PgConnectOptions>()?.application_name(READER_NAME);
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .connect_with(options)
+                .await?;
+            let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(&channel).await?;
             let end = revocations::end(&mut listener).await?;
             Ok::<_, sqlx::Error>((listener, end))
@@ -466,22 +490,28 @@ async fn read_postgres(
                     position = Some(end);
                 }
                 backoff.connected(&cache, "PostgreSQL", complete);
+                // What was appended while we were away rang no bell here: read it at once.
+                let mut catch_up = true;
                 loop {
-                    // The doorbell, or the heartbeat: either way, read the log.
-                    let rung = tokio::select! {
-                        rung = tokio::time::timeout(HEARTBEAT, listener.try_recv()) => rung,
-                        () = stop.cancelled() => return,
-                    };
-                    // The bell reads what is new (once for every ring already queued); the
-                    // heartbeat also reads the last seconds again, for entries that became
+                    // The doorbell, or the heartbeat: either way, read the log. The bell reads
+                    // what is new (once for every ring already queued); the heartbeat (and the
+                    // catch-up) also reads the last seconds again, for entries that became
                     // visible after later ones (commit order).
-                    let lookback = match rung {
-                        Ok(Ok(Some(_))) => {
-                            while listener.next_buffered().is_some() {}
-                            false
+                    let lookback = if std::mem::take(&mut catch_up) {
+                        true
+                    } else {
+                        let rung = tokio::select! {
+                            rung = tokio::time::timeout(HEARTBEAT, listener.try_recv()) => rung,
+                            () = stop.cancelled() => return,
+                        };
+                        match rung {
+                            Ok(Ok(Some(_))) => {
+                                while listener.next_buffered().is_some() {}
+                                false
+                            }
+                            Ok(Ok(None) | Err(_)) => break,
+                            Err(_heartbeat) => true,
                         }
-                        Ok(Ok(None) | Err(_)) => break,
-                        Err(_heartbeat) => true,
                     };
                     let from = position.unwrap_or(0);
                     let read = tokio::time::timeout(

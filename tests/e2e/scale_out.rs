@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::binary::Binary;
 use crate::support::relay::{CountingRelay, Protocol, relayed};
-use crate::support::services::{RedisServer, TestDatabase, unique_prefix};
+use crate::support::services::{RedisServer, TestDatabase, admin_sql, unique_prefix};
 use crate::support::smtp::SmtpSink;
 use crate::support::{EchoUpstream, PASSWORD};
 
@@ -29,22 +29,55 @@ struct Deployment {
     sink: SmtpSink,
     /// Every status answered so far, by the front or a replica directly.
     statuses: parking_lot::Mutex<BTreeMap<u16, usize>>,
-    _database: TestDatabase,
+    /// The PostgreSQL role the replicas use, when not the superuser.
+    role: Option<String>,
+    database: TestDatabase,
     _echo: EchoUpstream,
     _dir: tempfile::TempDir,
 }
 
+/// Where the replicas keep their ephemeral state and send revocations.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    /// Redis (sessions, the revocation stream), PostgreSQL as the superuser.
+    Redis,
+    /// PostgreSQL alone (sessions, the revocation table and `LISTEN`), as a role of its own
+    /// whose connection limit the test can change.
+    Postgres,
+}
+
 impl Deployment {
     async fn start() -> Self {
+        Self::start_with(Shared::Redis).await
+    }
+
+    async fn start_with(shared: Shared) -> Self {
         crate::support::init();
         let database = TestDatabase::create().await;
+        let role = (shared == Shared::Postgres)
+            .then(|| format!("portcullis_scale_{}", uuid::Uuid::now_v7().simple()));
+        let database_url = match &role {
+            None => database.url.clone(),
+            Some(role) => {
+                admin_sql(&format!("CREATE ROLE {role} LOGIN")).await;
+                admin_sql(&format!("ALTER DATABASE {} OWNER TO {role}", database.name())).await;
+                database.url.replacen("postgres@", &format!("{role}@"), 1)
+            }
+        };
         let redis = RedisServer::start().await;
         let sink = SmtpSink::start().await;
         let echo = EchoUpstream::start("app").await;
         let dir = tempfile::tempdir().unwrap();
         let (pg, pooled_url) =
-            relayed(&database.url, Protocol::Postgres, Some("sslmode=disable")).await;
+            relayed(&database_url, Protocol::Postgres, Some("sslmode=disable")).await;
         let (redis_counted, redis_url) = relayed(&redis.url(), Protocol::Redis, None).await;
+        let ephemeral = match shared {
+            Shared::Redis => format!(
+                "ephemeral = \"redis\"\nredis_url = \"{redis_url}\"\nredis_prefix = \"{}\"",
+                unique_prefix()
+            ),
+            Shared::Postgres => "ephemeral = \"database\"".to_owned(),
+        };
         let config = format!(
             r#"
 [server]
@@ -54,9 +87,7 @@ public_url = "http://app.example.test"
 [storage]
 database_url = "{pooled}"
 database_direct_url = "{database}"
-ephemeral = "redis"
-redis_url = "{redis}"
-redis_prefix = "{prefix}"
+{ephemeral}
 startup_wait = "5s"
 [session]
 cache_ttl = "5m"
@@ -71,9 +102,7 @@ name = "app"
 url = "{echo}"
 "#,
             pooled = pooled_url,
-            database = database.url,
-            redis = redis_url,
-            prefix = unique_prefix(),
+            database = database_url,
             smtp = sink.url(),
             echo = echo.url(),
         );
@@ -100,7 +129,8 @@ url = "{echo}"
             redis_counted,
             sink,
             statuses: parking_lot::Mutex::default(),
-            _database: database,
+            role,
+            database,
             _echo: echo,
             _dir: dir,
         }
@@ -147,6 +177,59 @@ url = "{echo}"
         Ok(set_cookie.split(';').next().unwrap().to_owned())
     }
 
+    /// Logs `cookie`'s session out through the balancer.
+    async fn log_out(&self, cookie: &str) {
+        assert_eq!(self.try_log_out(cookie).await, StatusCode::OK);
+    }
+
+    /// Asks to log `cookie`'s session out through the balancer; the answer's status.
+    async fn try_log_out(&self, cookie: &str) -> StatusCode {
+        let csrf = self
+            .send(Self::client().get(self.front_url("/auth/csrf")).header("cookie", cookie))
+            .await;
+        if csrf.status() != StatusCode::OK {
+            return csrf.status();
+        }
+        let csrf: Value = csrf.json().await.unwrap();
+        let logout = Self::client()
+            .post(self.front_url("/auth/logout"))
+            .header("cookie", cookie)
+            .header("x-csrf-token", csrf["csrf_token"].as_str().unwrap());
+        self.send(logout).await.status()
+    }
+
+    /// Waits until no replica honours `cookie`; how long that took from now. Panics past
+    /// `limit`.
+    async fn refused_everywhere_within(&self, cookie: &str, limit: Duration) -> Duration {
+        let since = Instant::now();
+        for index in 0..3 {
+            while self.status_on(index, cookie).await != StatusCode::UNAUTHORIZED {
+                assert!(since.elapsed() < limit, "replica {index} still serves it");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        since.elapsed()
+    }
+
+    /// Signs `email` up and checks every replica has it cached.
+    async fn signed_up_everywhere(&self, email: &str) -> String {
+        let cookie = self.sign_up(email).await.unwrap();
+        for index in 0..3 {
+            assert_eq!(self.status_on(index, &cookie).await, StatusCode::OK, "replica {index}");
+        }
+        cookie
+    }
+
+    /// Stops the replicas, drops the database and the role it was given.
+    async fn close(self) {
+        let Self { replicas, database, role, .. } = self;
+        drop(replicas);
+        drop(database);
+        if let Some(role) = role {
+            admin_sql(&format!("DROP ROLE IF EXISTS {role}")).await;
+        }
+    }
+
     fn no_500(&self) {
         let statuses = self.statuses.lock();
         assert!(statuses.keys().all(|status| *status < 500 || *status == 503), "{statuses:?}");
@@ -158,34 +241,12 @@ async fn three_replicas_behind_a_balancer_keep_the_invariants_through_faults() {
     let deployment = Deployment::start().await;
 
     // A sign-in through the balancer works on every replica.
-    let ada = deployment.sign_up("ada@example.com").await.unwrap();
-    for index in 0..3 {
-        assert_eq!(deployment.status_on(index, &ada).await, StatusCode::OK, "replica {index}");
-    }
+    let ada = deployment.signed_up_everywhere("ada@example.com").await;
 
     // A logout through the balancer: honoured by no replica a second later (their caches
     // would keep it five minutes).
-    let csrf: Value = deployment
-        .send(Deployment::client().get(deployment.front_url("/auth/csrf")).header("cookie", &ada))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let logout = Deployment::client()
-        .post(deployment.front_url("/auth/logout"))
-        .header("cookie", &ada)
-        .header("x-csrf-token", csrf["csrf_token"].as_str().unwrap());
-    assert_eq!(deployment.send(logout).await.status(), StatusCode::OK);
-    let logged_out = Instant::now();
-    for index in 0..3 {
-        while deployment.status_on(index, &ada).await != StatusCode::UNAUTHORIZED {
-            assert!(
-                logged_out.elapsed() < Duration::from_secs(1),
-                "replica {index} still serves it"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    deployment.log_out(&ada).await;
+    deployment.refused_everywhere_within(&ada, Duration::from_secs(1)).await;
 
     // A magic link, redeemed on all three replicas at once: exactly one sign-in.
     let ask = Deployment::client()
@@ -279,4 +340,119 @@ async fn store_load_follows_the_model_n_replicas_times_u_users() {
     assert_eq!(deployment.pg.snapshot().0 - statements, 0, "every replica has every user");
     assert_eq!(deployment.redis_counted.snapshot().0 - redis_commands, 0);
     deployment.no_500();
+}
+
+/// Every replica's revocation reader loses its connection at once (`CLIENT KILL` on the
+/// Redis server, as a failover or a proxy restart would): each reconnects, resumes from its
+/// position, and a logout published right after is honoured by no replica a second later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_redis_readers_reconnect_and_miss_nothing() {
+    let deployment = Deployment::start().await;
+    let ada = deployment.signed_up_everywhere("ada@example.com").await;
+    let url = deployment.redis.lock().await.url();
+    let mut redis =
+        redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut redis).await.unwrap();
+    let readers: Vec<&str> = clients
+        .lines()
+        .filter(|line| {
+            line.contains(&format!(" name={} ", portcullis::identity::revocation::READER_NAME))
+        })
+        .filter_map(|line| line.split_whitespace().find_map(|field| field.strip_prefix("id=")))
+        .collect();
+    assert_eq!(readers.len(), 3, "one reader per replica: {clients}");
+    for id in readers {
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+    }
+    deployment.log_out(&ada).await;
+    deployment.refused_everywhere_within(&ada, Duration::from_secs(1)).await;
+    deployment.no_500();
+}
+
+/// Without Redis, PostgreSQL carries sessions and revocations. Every replica's `LISTEN`
+/// connection is terminated (`pg_terminate_backend`): a logout right after is honoured by no
+/// replica a second later. Then PostgreSQL refuses every connection (the role at its limit):
+/// cached identities flow, what needs the database is 503, never 500, and once connections
+/// are allowed again sign-ups and revocations work without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_replicas_ride_out_a_killed_listener_and_a_full_database() {
+    let deployment = Deployment::start_with(Shared::Postgres).await;
+    let ada = deployment.signed_up_everywhere("ada@example.com").await;
+    let bob = deployment.signed_up_everywhere("bob@example.com").await;
+    let database = deployment.database.name().to_owned();
+    let role = deployment.role.clone().unwrap();
+
+    let terminated = admin_count(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = '{database}' AND application_name = '{}'",
+        portcullis::identity::revocation::READER_NAME
+    ))
+    .await;
+    assert_eq!(terminated, 3, "one listener per replica");
+    deployment.log_out(&ada).await;
+    deployment.refused_everywhere_within(&ada, Duration::from_secs(1)).await;
+
+    admin_sql(&format!("ALTER ROLE {role} CONNECTION LIMIT 0")).await;
+    admin_count(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{role}'"
+    ))
+    .await;
+    for _ in 0..6 {
+        assert_eq!(deployment.status_through_front(&bob).await, StatusCode::OK, "cached");
+    }
+    assert_eq!(
+        deployment.sign_up("refused@example.com").await,
+        Err(StatusCode::SERVICE_UNAVAILABLE)
+    );
+
+    admin_sql(&format!("ALTER ROLE {role} CONNECTION LIMIT -1")).await;
+    let back = Instant::now();
+    let mut signed_up = 0;
+    let mut attempt = 0;
+    while signed_up < 3 {
+        attempt += 1;
+        match deployment.sign_up(&format!("back{attempt}@example.com")).await {
+            Ok(_) => signed_up += 1,
+            Err(status) => {
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+                assert!(
+                    back.elapsed() < Duration::from_secs(20),
+                    "the database is back, sign-ups not"
+                );
+            }
+        }
+    }
+    // The listeners are back too: a logout reaches every replica. (A write that lands on a
+    // pooled connection the outage killed is answered 503 once, and the connection dropped:
+    // reads are tried again on another connection, writes are not, so a client retries.)
+    let mut logged_out = false;
+    for _ in 0..12 {
+        if deployment.try_log_out(&bob).await == StatusCode::OK {
+            logged_out = true;
+            break;
+        }
+    }
+    assert!(logged_out, "no logout went through");
+    deployment.refused_everywhere_within(&bob, Duration::from_secs(3)).await;
+    deployment.no_500();
+    deployment.close().await;
+}
+
+/// The number the superuser's `sql` answers (one row, one `bigint`).
+async fn admin_count(sql: &str) -> i64 {
+    use sqlx::Connection;
+    let url = std::env::var("PORTCULLIS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut connection)
+        .await
+        .unwrap()
 }
