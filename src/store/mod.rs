@@ -113,6 +113,7 @@ impl From<redis::RedisError> for StoreError {
             || error.is_connection_dropped()
             || error.is_connection_refusal()
             || error.code() == Some("OOM")
+            || refused_inside_a_script(&error)
             || matches!(
                 error.kind(),
                 redis::ErrorKind::MasterNameNotFoundBySentinel
@@ -137,6 +138,14 @@ impl From<redis::RedisError> for StoreError {
             Self::Corrupt(format!("redis: {error}"))
         }
     }
+}
+
+/// Whether a script failed because the ACL refused one of its commands: Redis reports that as
+/// a plain `ERR`, not `NOPERM`, but it is the same operator's fix.
+fn refused_inside_a_script(error: &redis::RedisError) -> bool {
+    error.detail().is_some_and(|detail| {
+        detail.contains("can't run this command") || detail.contains("has no permissions")
+    })
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -181,5 +190,23 @@ mod tests {
         ));
         // Other tests may count at the same time: at least this one.
         assert!(UNAVAILABLE.get() > before);
+    }
+
+    #[test]
+    fn an_acl_refusal_inside_a_script_is_unavailable_not_a_bug() {
+        let refused = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            "The user executing the script can't run this command or subcommand script: 6163, \
+             on @user_script:1."
+                .to_owned(),
+        ));
+        assert!(matches!(StoreError::from(refused), StoreError::Unavailable(_)));
+        let wrong_type = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            "WRONGTYPE Operation against a key holding the wrong kind of value".to_owned(),
+        ));
+        assert!(matches!(StoreError::from(wrong_type), StoreError::Corrupt(_)));
     }
 }

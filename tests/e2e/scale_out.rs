@@ -376,6 +376,31 @@ async fn killed_redis_readers_reconnect_and_miss_nothing() {
     deployment.no_500();
 }
 
+/// Every Redis connection of every replica stalls (open and silent, as behind a hung proxy):
+/// each replica notices within seconds (a command goes unanswered, the reader's heartbeat goes
+/// unanswered) and replaces its connections; the logout that eventually goes through is
+/// honoured everywhere within seconds, and nothing is answered 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_redis_connections_are_replaced_on_every_replica() {
+    let deployment = Deployment::start().await;
+    let ada = deployment.signed_up_everywhere("ada@example.com").await;
+    deployment.redis_counted.stall_open_connections();
+    let stalled = Instant::now();
+    let mut logged_out = None;
+    while stalled.elapsed() < Duration::from_secs(20) {
+        if deployment.try_log_out(&ada).await == StatusCode::OK {
+            logged_out = Some(stalled.elapsed());
+            break;
+        }
+    }
+    let logged_out = logged_out.expect("a logout went through");
+    let took = deployment.refused_everywhere_within(&ada, Duration::from_secs(6)).await;
+    println!(
+        "stalled: a logout went through after {logged_out:?}, honoured nowhere {took:?} later"
+    );
+    deployment.no_500();
+}
+
 /// Without Redis, PostgreSQL carries sessions and revocations. Every replica's `LISTEN`
 /// connection is terminated (`pg_terminate_backend`): a logout right after is honoured by no
 /// replica a second later. Then PostgreSQL refuses every connection (the role at its limit):
