@@ -24,6 +24,27 @@ async fn replica_of(database: &TestDatabase, prefix: &str) -> TestApp {
 }
 
 /// GETs `/x` on `app` with `cookie`; the status.
+/// Signs new users up on `app` until one is created, within `limit`; every answer meanwhile is
+/// 201 or 503 (a store outage), never anything else.
+async fn sign_ups_resume_within(app: &TestApp, limit: Duration) {
+    within(limit, || {
+        let (client, url) = (app.client(), app.url("/auth/signup"));
+        let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
+        async move {
+            let body = json!({ "email": email, "password": PASSWORD });
+            let response = client.post(url).json(&body).send().await.unwrap();
+            let status = response.status();
+            assert!(
+                status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE,
+                "{status}: {}",
+                response.text().await.unwrap()
+            );
+            status == StatusCode::CREATED
+        }
+    })
+    .await;
+}
+
 async fn status_with_cookie(app: &TestApp, cookie: &str) -> StatusCode {
     crate::support::http()
         .get(app.url("/x"))
@@ -46,6 +67,19 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     started.elapsed()
+}
+
+/// Signs the existing user `email` in on `app` with the test password; the session cookie as
+/// `name=value`.
+async fn logged_in(app: &TestApp, email: &str) -> String {
+    let login = crate::support::http()
+        .post(app.url("/auth/login"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK, "login of {email}");
+    login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
 }
 
 async fn log_out(app: &TestApp, cookie: &str) {
@@ -750,19 +784,7 @@ async fn a_stalled_reader_is_noticed_and_catches_up() {
     .await;
     assert!(took >= Duration::from_secs(1), "the stall was not in the way: {took:?}");
     // The store's own connection stalled too: it is replaced, and b serves again.
-    let mut attempt = 0;
-    within(Duration::from_secs(15), || {
-        attempt += 1;
-        let (client, url) = (b.client(), b.url("/auth/signup"));
-        async move {
-            let body =
-                json!({ "email": format!("later{attempt}@example.com"), "password": PASSWORD });
-            let status = client.post(url).json(&body).send().await.unwrap().status();
-            assert!(status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE);
-            status == StatusCode::CREATED
-        }
-    })
-    .await;
+    sign_ups_resume_within(&b, Duration::from_secs(15)).await;
     assert_eq!(status_with_cookie(&b, &ada).await, StatusCode::UNAUTHORIZED, "signed out on b");
 }
 
@@ -914,20 +936,9 @@ async fn two_replicas_share_a_redis_cluster() {
     assert_eq!(replayed.status(), 401);
 
     // A sign-out on B: A, which has the session cached, refuses it within a second.
-    let client = b.client();
-    let login = client
-        .post(b.url("/auth/login"))
-        .json(&json!({ "email": "user0@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::OK);
-    let fresh =
-        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let fresh = logged_in(&b, "user0@example.com").await;
     assert_eq!(status_with_cookie(&a, &fresh).await, 200);
-    let csrf = b.csrf(&client).await;
-    let out = client.post(b.url("/auth/logout")).header("x-csrf-token", csrf).send().await.unwrap();
-    assert!(out.status().is_success(), "{}", out.status());
+    log_out(&b, &fresh).await;
     within(Duration::from_secs(1), || async { status_with_cookie(&a, &fresh).await == 401 }).await;
 }
 
@@ -990,29 +1001,7 @@ async fn a_sentinel_failover_is_followed() {
     assert_eq!(acknowledged, 1);
 
     primary.stop().await;
-    let mut attempt = 0;
-    within(Duration::from_secs(30), || {
-        attempt += 1;
-        let (client, url) = (app.client(), app.url("/auth/signup"));
-        async move {
-            let response = client
-                .post(url)
-                .json(
-                    &json!({ "email": format!("user{attempt}@example.com"), "password": PASSWORD }),
-                )
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            assert!(
-                status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE,
-                "{status}: {}",
-                response.text().await.unwrap()
-            );
-            status == StatusCode::CREATED
-        }
-    })
-    .await;
+    sign_ups_resume_within(&app, Duration::from_secs(30)).await;
     let named: (String, u16) = redis::cmd("SENTINEL")
         .arg("GET-MASTER-ADDR-BY-NAME")
         .arg("portcullis-test")
@@ -1027,21 +1016,9 @@ async fn a_sentinel_failover_is_followed() {
     // reaches the other through the revocation log.
     let other = start().await;
     assert_eq!(status_with_cookie(&other, &cookie).await, 200);
-    let client = other.client();
-    let login = client
-        .post(other.url("/auth/login"))
-        .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::OK);
-    let fresh =
-        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let fresh = logged_in(&other, "ada@example.com").await;
     assert_eq!(status_with_cookie(&app, &fresh).await, 200, "cached on the first replica");
-    let csrf = other.csrf(&client).await;
-    let out =
-        client.post(other.url("/auth/logout")).header("x-csrf-token", csrf).send().await.unwrap();
-    assert!(out.status().is_success(), "{}", out.status());
+    log_out(&other, &fresh).await;
     within(Duration::from_secs(2), || async { status_with_cookie(&app, &fresh).await == 401 })
         .await;
     drop(replica);
@@ -1075,27 +1052,5 @@ async fn a_redis_failover_behind_one_address_is_followed() {
         .await
         .unwrap();
 
-    let mut attempt = 0;
-    within(Duration::from_secs(10), || {
-        attempt += 1;
-        let (client, url) = (app.client(), app.url("/auth/signup"));
-        async move {
-            let response = client
-                .post(url)
-                .json(
-                    &json!({ "email": format!("user{attempt}@example.com"), "password": PASSWORD }),
-                )
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            assert!(
-                status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE,
-                "{status}: {}",
-                response.text().await.unwrap()
-            );
-            status == StatusCode::CREATED
-        }
-    })
-    .await;
+    sign_ups_resume_within(&app, Duration::from_secs(10)).await;
 }

@@ -220,6 +220,24 @@ url = "{echo}"
         cookie
     }
 
+    /// Signs new users up through the balancer until three were created (so every replica
+    /// serves sign-ups again), within `limit`; meanwhile every refusal is 503.
+    async fn sign_ups_resume_within(&self, limit: Duration) {
+        let since = Instant::now();
+        let mut signed_up = 0;
+        while signed_up < 3 {
+            let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
+            match self.sign_up(&email).await {
+                Ok(_) => signed_up += 1,
+                Err(status) => {
+                    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+                    assert!(since.elapsed() < limit, "the store is back, sign-ups not");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
     /// Stops the replicas, drops the database and the role it was given.
     async fn close(self) {
         let Self { replicas, database, role, .. } = self;
@@ -282,20 +300,7 @@ async fn three_replicas_behind_a_balancer_keep_the_invariants_through_faults() {
 
     // Redis comes back (empty): sign-ups work again through every replica, without a restart.
     deployment.redis.lock().await.restart().await;
-    let back = Instant::now();
-    let mut signed_up = 0;
-    let mut attempt = 0;
-    while signed_up < 3 {
-        attempt += 1;
-        match deployment.sign_up(&format!("back{attempt}@example.com")).await {
-            Ok(_) => signed_up += 1,
-            Err(status) => {
-                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-                assert!(back.elapsed() < Duration::from_secs(15), "Redis is back, sign-ups not");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    deployment.sign_ups_resume_within(Duration::from_secs(15)).await;
     deployment.no_500();
 }
 
@@ -438,22 +443,7 @@ async fn without_redis_replicas_ride_out_a_killed_listener_and_a_full_database()
     );
 
     admin_sql(&format!("ALTER ROLE {role} CONNECTION LIMIT -1")).await;
-    let back = Instant::now();
-    let mut signed_up = 0;
-    let mut attempt = 0;
-    while signed_up < 3 {
-        attempt += 1;
-        match deployment.sign_up(&format!("back{attempt}@example.com")).await {
-            Ok(_) => signed_up += 1,
-            Err(status) => {
-                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-                assert!(
-                    back.elapsed() < Duration::from_secs(20),
-                    "the database is back, sign-ups not"
-                );
-            }
-        }
-    }
+    deployment.sign_ups_resume_within(Duration::from_secs(20)).await;
     // The listeners are back too: a logout reaches every replica. (A write that lands on a
     // pooled connection the outage killed is answered 503 once, and the connection dropped:
     // reads are tried again on another connection, writes are not, so a client retries.)

@@ -139,18 +139,7 @@ impl RedisSource {
             RedisTopology::Sentinel(sentinel) => sentinel,
         };
         let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
-        let nodes = sentinel.nodes.iter().map(|(host, port)| {
-            if tls {
-                ConnectionAddr::TcpTls {
-                    host: host.clone(),
-                    port: *port,
-                    insecure: false,
-                    tls_params: None,
-                }
-            } else {
-                ConnectionAddr::Tcp(host.clone(), *port)
-            }
-        });
+        let nodes = addresses(&sentinel.nodes, tls);
         let settings = info.redis_settings();
         let mut builder =
             SentinelClientBuilder::new(nodes, &sentinel.master, SentinelServerType::Master)?
@@ -186,18 +175,7 @@ impl RedisSource {
         nodes: &[(String, u16)],
     ) -> Result<Self, StoreError> {
         let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
-        let seeds = nodes.iter().map(|(host, port)| {
-            if tls {
-                ConnectionAddr::TcpTls {
-                    host: host.clone(),
-                    port: *port,
-                    insecure: false,
-                    tls_params: None,
-                }
-            } else {
-                ConnectionAddr::Tcp(host.clone(), *port)
-            }
-        });
+        let seeds = addresses(nodes, tls);
         let settings = info.redis_settings();
         let mut builder = ClusterClientBuilder::new(seeds).tcp_settings(tcp_settings());
         if let Some(username) = settings.username() {
@@ -292,6 +270,22 @@ impl std::fmt::Debug for RedisSource {
             Self::Cluster(_) => "RedisSource::Cluster",
         })
     }
+}
+
+/// The addresses of `nodes`, over TLS (hostnames verified) when `tls`.
+fn addresses(nodes: &[(String, u16)], tls: bool) -> impl Iterator<Item = ConnectionAddr> + '_ {
+    nodes.iter().map(move |(host, port)| {
+        if tls {
+            ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.clone(), *port)
+        }
+    })
 }
 
 /// TCP keepalive and a user timeout: a connection whose peer vanished (a NAT or load balancer
