@@ -51,6 +51,25 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit_by_ip))
         // The JSON and form extractors apply the limit themselves; this holds for any other.
         .layer(DefaultBodyLimit::max(extract::AUTH_BODY_LIMIT))
+        .layer(middleware::from_fn(within_deadline))
+}
+
+/// How long one auth request may take. Nothing else bounds a PostgreSQL statement on a
+/// stalled connection (a hung server or proxy keeps it open and silent, and the driver has no
+/// keepalive), so without this such a request would wait as long as TCP does. Generous: an
+/// OAuth callback makes up to three outbound calls of at most 10 s each.
+const AUTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Answers 503 `store_unavailable` for a request still unanswered after [`AUTH_DEADLINE`]
+/// (handlers are cancel-safe: a client that disconnects drops them the same way).
+async fn within_deadline(request: axum::extract::Request, next: middleware::Next) -> Response {
+    match tokio::time::timeout(AUTH_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(elapsed) => {
+            tracing::warn!("an auth request took longer than {AUTH_DEADLINE:?}; answered 503");
+            ApiError::from(crate::store::StoreError::unavailable(elapsed)).into_response()
+        }
+    }
 }
 
 /// The routes with their documentation, as one router.

@@ -789,8 +789,9 @@ async fn a_stalled_reader_is_noticed_and_catches_up() {
 }
 
 /// PostgreSQL stalls (its connections stay open and nothing is answered, as behind a dead
-/// proxy or a hung server): a cache miss is answered 503 within seconds instead of hanging, and
-/// once the database answers again on new connections, service resumes without a restart.
+/// proxy or a hung server): a cache miss is answered 503 within seconds and an auth request
+/// within its 30 s deadline, instead of hanging, and once the database answers again on new
+/// connections, service resumes without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_database_is_unavailable_not_hung() {
     use crate::support::relay::Protocol;
@@ -824,6 +825,17 @@ async fn a_stalled_database_is_unavailable_not_hung() {
     assert_eq!(stalled.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
     assert_eq!(status_with_cookie(&b, &ada).await, StatusCode::OK, "cached identities flow");
+    // An auth request whose statements go unanswered is cut off too (at 30 s).
+    let login = crate::support::app::client_builder()
+        .timeout(Duration::from_secs(45))
+        .build()
+        .unwrap()
+        .post(b.url("/auth/login"))
+        .json(&json!({ "email": "bob@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
     within(Duration::from_secs(20), || async { status_with_cookie(&b, &bob).await == 200 }).await;
 }
 
