@@ -21,8 +21,9 @@ use crate::store::StoreError;
 
 /// How long asking the Sentinels for the primary (and checking it) may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(4);
-/// Connecting to a cluster node, and a command on one, may take this long (as on one server).
+/// Connecting to a cluster node may take this long (as to one server).
 const CONNECT_TIMEOUT_CLUSTER: Duration = Duration::from_secs(2);
+/// A command on a cluster node may take this long (as on one server).
 const RESPONSE_TIMEOUT_CLUSTER: Duration = Duration::from_secs(2);
 
 /// Where connections to the Redis primary go.
@@ -114,8 +115,8 @@ impl RedisConnection {
 impl RedisSource {
     /// A source for `url` (`redis://`, or `rediss://` for TLS through rustls; a user, password
     /// and database in the URL), trusting `ca_pem` for TLS when given, else the system's roots.
-    /// With `sentinel`, the URL's host and port are not used: the Sentinels name the primary,
-    /// and the URL says how to speak to it; with a cluster, likewise for its nodes.
+    /// Under Sentinel the URL's host and port are not used: the Sentinels name the primary, and
+    /// the URL says how to speak to it; with a cluster, likewise for its nodes.
     ///
     /// # Errors
     /// The URL or a Sentinel address is invalid.
