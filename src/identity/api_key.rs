@@ -261,7 +261,7 @@ impl ApiKeyService {
         loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
         let genuine = || admitted(&self.tags, key, self.clock.now());
-        let load = within_deadline(self.load(hash));
+        let load = || Box::pin(within_deadline(self.load(hash)));
         self.cache.get_or_load_noting(hash, genuine, load, loaded).await
     }
 

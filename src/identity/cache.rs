@@ -240,13 +240,15 @@ impl IdentityCache {
     where
         F: Future<Output = Result<Option<Identity>, E>>,
     {
-        self.get_or_load_noting(hash, || true, load, &mut false).await
+        self.get_or_load_noting(hash, || true, move || load, &mut false).await
     }
 
     /// [`Self::get_or_load`], setting `loaded` when the answer took a load of this request's
     /// own (not the cache, the negative cache, or another request's load): what a failed
     /// credential costs the stores. On a cache miss, a credential that is not `genuine` (its
-    /// tag is wrong) is `Ok(None)` without a load.
+    /// tag is wrong) is `Ok(None)` without a load. `load` makes the load's future only on a
+    /// miss: callers box it there, so that the request's own future (moved whole, and copied,
+    /// as it starts) does not carry the store work's state on every cache hit.
     ///
     /// # Errors
     /// Whatever `load` fails with.
@@ -254,7 +256,7 @@ impl IdentityCache {
         &self,
         hash: CredentialHash,
         genuine: impl FnOnce() -> bool,
-        load: F,
+        load: impl FnOnce() -> F,
         loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, E>
     where
@@ -298,7 +300,7 @@ impl IdentityCache {
         };
         let load_started = Instant::now();
         *loaded = true;
-        let identity = match load.await {
+        let identity = match load().await {
             Ok(Some(identity)) => Arc::new(identity),
             Ok(None) => {
                 self.unknown.insert(hash, self.clock.now().plus(self.unknown_ttl));

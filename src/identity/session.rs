@@ -234,14 +234,16 @@ impl SessionService {
         genuine: impl FnOnce() -> bool,
         loaded: &mut bool,
     ) -> Result<Option<Arc<Identity>>, StoreError> {
-        let load = async {
-            let Some((record, user, orgs)) = within_deadline(self.load(&hash)).await? else {
-                return Ok(None);
-            };
-            let expires_at = record.deadline(self.lifetimes.idle_timeout);
-            let parts = IdentityParts::session(user, Some(record.id), expires_at)
-                .in_orgs(orgs, record.active_org);
-            Ok(Some(Identity::new(parts, &self.header_names)))
+        let load = || {
+            Box::pin(async move {
+                let Some((record, user, orgs)) = within_deadline(self.load(&hash)).await? else {
+                    return Ok(None);
+                };
+                let expires_at = record.deadline(self.lifetimes.idle_timeout);
+                let parts = IdentityParts::session(user, Some(record.id), expires_at)
+                    .in_orgs(orgs, record.active_org);
+                Ok(Some(Identity::new(parts, &self.header_names)))
+            })
         };
         self.cache.get_or_load_noting(hash, genuine, load, loaded).await
     }

@@ -95,7 +95,7 @@ impl WsTickets {
     /// # Errors
     /// The store fails.
     pub async fn redeem(&self, token: &str) -> Result<Option<Arc<Identity>>, StoreError> {
-        within_deadline(self.redeem_now(token)).await
+        Box::pin(within_deadline(self.redeem_now(token))).await
     }
 
     async fn redeem_now(&self, token: &str) -> Result<Option<Arc<Identity>>, StoreError> {

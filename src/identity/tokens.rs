@@ -396,12 +396,13 @@ impl TokenService {
         if claims.exp <= now_secs - LEEWAY_SECS || claims.iat > now_secs + LEEWAY_SECS {
             return Ok(BearerJwt::Refused);
         }
-        let live = within_deadline(async {
+        // Boxed: only a miss pays for the store work's state (see `get_or_load_noting`).
+        let live = Box::pin(within_deadline(async {
             let Some(family) = self.families.find_live(claims.sid, now).await? else {
                 return Ok(None);
             };
             Ok(Some((family, self.users.find_member(claims.sub).await?)))
-        })
+        }))
         .await?;
         let Some((family, member)) = live else {
             self.cache.remember_unknown(hash);
