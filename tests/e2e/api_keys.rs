@@ -307,7 +307,7 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     assert!(!looked_up(state, &made_up_key));
     let made_up_token = random_token();
     let made_up_cookie = format!("portcullis_session=v1.{made_up_token}");
-    assert_eq!(cookie_status(&app, &made_up_cookie).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.status_with_cookie(&made_up_cookie).await, StatusCode::UNAUTHORIZED);
     assert!(!looked_up(state, &made_up_token));
 
     // Turn the database into one an untagged version wrote: the key and a copy of bea's
@@ -340,7 +340,7 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     let app = TestApp::builder().database(&url).clock(clock.clone()).spawn().await;
     let state = app.running().state();
     let old_cookie = format!("portcullis_session=v1.{old_token}");
-    assert_eq!(cookie_status(&app, &old_cookie).await, StatusCode::OK, "an untagged session");
+    assert_eq!(app.status_with_cookie(&old_cookie).await, StatusCode::OK, "an untagged session");
     assert_eq!(key_status(&app, &old_key).await, StatusCode::OK, "an untagged key");
     let made_up_key = untagged_key();
     assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
@@ -371,7 +371,11 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     let made_up_key = untagged_key();
     assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
     assert!(looked_up(state, &made_up_key), "older replicas may still be making keys");
-    assert_eq!(cookie_status(&app, &old_cookie).await, StatusCode::OK, "sessions are unaffected");
+    assert_eq!(
+        app.status_with_cookie(&old_cookie).await,
+        StatusCode::OK,
+        "sessions are unaffected"
+    );
     clock.advance(Duration::from_secs(86_400 + 60));
     state.api_keys.recheck_untagged().await.unwrap();
     let made_up_key = untagged_key();
@@ -401,15 +405,5 @@ fn untagged_key() -> String {
 }
 
 async fn key_status(app: &TestApp, key: &str) -> StatusCode {
-    crate::support::http().get(app.url("/x")).bearer_auth(key).send().await.unwrap().status()
-}
-
-async fn cookie_status(app: &TestApp, cookie: &str) -> StatusCode {
-    crate::support::http()
-        .get(app.url("/x"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    with_key(app, reqwest::Method::GET, "/x", key).await.status()
 }

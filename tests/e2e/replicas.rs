@@ -45,16 +45,6 @@ async fn sign_ups_resume_within(app: &TestApp, limit: Duration) {
     .await;
 }
 
-async fn status_with_cookie(app: &TestApp, cookie: &str) -> StatusCode {
-    crate::support::http()
-        .get(app.url("/x"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// Polls until `check` holds, at most `limit`; returns how long it took.
 async fn within<F, Fut>(limit: Duration, mut check: F) -> Duration
 where
@@ -112,7 +102,7 @@ async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_withi
     let b = replica().await;
 
     let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
-    assert_eq!(status_with_cookie(&a, &cookie).await, 200, "A has it cached now");
+    assert_eq!(a.status_with_cookie(&cookie).await, 200, "A has it cached now");
     let on_b: Echoed = crate::support::http()
         .get(b.url("/x"))
         .header("cookie", &cookie)
@@ -126,7 +116,7 @@ async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_withi
 
     log_out(&b, &cookie).await;
     let took =
-        within(Duration::from_secs(1), || async { status_with_cookie(&a, &cookie).await == 401 })
+        within(Duration::from_secs(1), || async { a.status_with_cookie(&cookie).await == 401 })
             .await;
     eprintln!("logout on B reached A's cache in {took:?}");
 
@@ -190,10 +180,10 @@ async fn without_redis_postgres_carries_the_revocations() {
     let a = TestApp::builder().database(&database.url).spawn().await;
     let b = TestApp::builder().database(&database.url).spawn().await;
     let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
-    assert_eq!(status_with_cookie(&a, &cookie).await, 200);
-    assert_eq!(status_with_cookie(&b, &cookie).await, 200, "sessions live in PostgreSQL");
+    assert_eq!(a.status_with_cookie(&cookie).await, 200);
+    assert_eq!(b.status_with_cookie(&cookie).await, 200, "sessions live in PostgreSQL");
     log_out(&b, &cookie).await;
-    within(Duration::from_secs(1), || async { status_with_cookie(&a, &cookie).await == 401 }).await;
+    within(Duration::from_secs(1), || async { a.status_with_cookie(&cookie).await == 401 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,14 +248,14 @@ async fn redis_crashing_degrades_to_cached_traffic_and_recovers_without_a_restar
     let mut redis = RedisServer::start().await;
     let app = TestApp::builder().redis(&redis.url(), &unique_prefix()).spawn().await;
     let cached = app.session_cookie(&app.client(), "ada@example.com").await;
-    assert_eq!(status_with_cookie(&app, &cached).await, 200);
+    assert_eq!(app.status_with_cookie(&cached).await, 200);
     // Signed in, but never used here since: not in the cache.
     let uncached_client = app.client();
     let uncached = app.session_cookie(&uncached_client, "bob@example.com").await;
     let users_before = app.user_count().await;
 
     redis.stop().await;
-    assert_eq!(status_with_cookie(&app, &cached).await, 200, "cached identities keep flowing");
+    assert_eq!(app.status_with_cookie(&cached).await, 200, "cached identities keep flowing");
     let response = crate::support::http()
         .get(app.url("/x"))
         .header("cookie", &uncached)
@@ -350,10 +340,9 @@ async fn redis_over_tls_with_an_acl_user_that_starts_after_portcullis() {
     assert_eq!(ready.status(), 200);
     // A logout (delete, index update, revocation appended and read) within the documented ACL.
     let cookie = app.session_cookie(&app.client(), "bob@example.com").await;
-    assert_eq!(status_with_cookie(&app, &cookie).await, 200);
+    assert_eq!(app.status_with_cookie(&cookie).await, 200);
     log_out(&app, &cookie).await;
-    within(Duration::from_secs(2), || async { status_with_cookie(&app, &cookie).await == 401 })
-        .await;
+    within(Duration::from_secs(2), || async { app.status_with_cookie(&cookie).await == 401 }).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let inspector = url.replace("portcullis:s3cret@", "inspector:look@");
     let client = redis::Client::build_with_tls(
@@ -557,8 +546,7 @@ async fn postgres_out_of_connections_is_unavailable_and_recovers() {
     assert!(refused, "the pool never had to open a connection");
 
     admin_sql(&format!("ALTER ROLE {role} CONNECTION LIMIT -1")).await;
-    within(Duration::from_secs(10), || async { status_with_cookie(&b, &cookie).await == 200 })
-        .await;
+    within(Duration::from_secs(10), || async { b.status_with_cookie(&cookie).await == 200 }).await;
     drop((a, b));
     drop(database);
     admin_sql(&format!("DROP ROLE IF EXISTS {role}")).await;
@@ -583,9 +571,9 @@ async fn migrations_and_listen_take_the_direct_url() {
     let a = replica().await;
     let b = replica().await;
     let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
-    assert_eq!(status_with_cookie(&b, &cookie).await, 200);
+    assert_eq!(b.status_with_cookie(&cookie).await, 200);
     log_out(&a, &cookie).await;
-    within(Duration::from_secs(1), || async { status_with_cookie(&b, &cookie).await == 401 }).await;
+    within(Duration::from_secs(1), || async { b.status_with_cookie(&cookie).await == 401 }).await;
 
     let sql = pooler.sql();
     assert!(sql.iter().any(|text| text.contains("json_agg")), "queries take the pool: {sql:?}");
@@ -621,7 +609,7 @@ async fn pgbouncer_in_transaction_mode_carries_two_replicas() {
     });
     let cookies = futures_util::future::join_all(sign_ups).await;
     let checks =
-        cookies.iter().enumerate().map(|(n, cookie)| status_with_cookie(apps[(n + 1) % 2], cookie));
+        cookies.iter().enumerate().map(|(n, cookie)| apps[(n + 1) % 2].status_with_cookie(cookie));
     for status in futures_util::future::join_all(checks).await {
         assert_eq!(status, StatusCode::OK, "a session made on the other replica");
     }
@@ -630,7 +618,7 @@ async fn pgbouncer_in_transaction_mode_carries_two_replicas() {
     let with_key = crate::support::http().get(b.url("/x")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(with_key.status(), StatusCode::OK);
     log_out(&a, &cookies[0]).await;
-    within(Duration::from_secs(1), || async { status_with_cookie(&b, &cookies[0]).await == 401 })
+    within(Duration::from_secs(1), || async { b.status_with_cookie(&cookies[0]).await == 401 })
         .await;
 }
 
@@ -706,18 +694,17 @@ async fn a_reader_killed_mid_stream_catches_up_without_emptying_its_cache() {
     let bob = a.session_cookie(&a.client(), "bob@example.com").await;
     // B's reader is listening (its first connection empties the cache), then B caches both.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(status_with_cookie(&b, &ada).await, 200);
-    assert_eq!(status_with_cookie(&b, &bob).await, 200);
+    assert_eq!(b.status_with_cookie(&ada).await, 200);
+    assert_eq!(b.status_with_cookie(&bob).await, 200);
 
     assert!(kill_revocation_readers(&redis.url()).await >= 1, "no reader to kill");
     log_out(&a, &ada).await;
     let took =
-        within(Duration::from_secs(6), || async { status_with_cookie(&b, &ada).await == 401 })
-            .await;
+        within(Duration::from_secs(6), || async { b.status_with_cookie(&ada).await == 401 }).await;
     eprintln!("the logout reached the reconnected reader after {took:?}");
 
     let (before, commands) = (relay.snapshot().0, relay.sql().len());
-    assert_eq!(status_with_cookie(&b, &bob).await, 200);
+    assert_eq!(b.status_with_cookie(&bob).await, 200);
     let sent = &relay.sql()[commands..];
     assert_eq!(relay.snapshot().0 - before, 0, "bob was still cached, nothing flushed: {sent:?}");
 }
@@ -740,8 +727,8 @@ async fn a_postgres_reader_killed_catches_up_without_emptying_its_cache() {
     let ada = a.session_cookie(&a.client(), "ada@example.com").await;
     let bob = a.session_cookie(&a.client(), "bob@example.com").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(status_with_cookie(&b, &ada).await, 200);
-    assert_eq!(status_with_cookie(&b, &bob).await, 200);
+    assert_eq!(b.status_with_cookie(&ada).await, 200);
+    assert_eq!(b.status_with_cookie(&bob).await, 200);
 
     admin_sql(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' \
@@ -750,10 +737,10 @@ async fn a_postgres_reader_killed_catches_up_without_emptying_its_cache() {
     ))
     .await;
     log_out(&a, &ada).await;
-    within(Duration::from_secs(6), || async { status_with_cookie(&b, &ada).await == 401 }).await;
+    within(Duration::from_secs(6), || async { b.status_with_cookie(&ada).await == 401 }).await;
 
     let before = relay.snapshot().0;
-    assert_eq!(status_with_cookie(&b, &bob).await, 200);
+    assert_eq!(b.status_with_cookie(&bob).await, 200);
     assert_eq!(relay.snapshot().0 - before, 0, "bob was still cached: nothing was flushed");
 }
 
@@ -773,19 +760,19 @@ async fn a_stalled_reader_is_noticed_and_catches_up() {
     let b = TestApp::builder().database(&database.url).redis(&relayed_url, &prefix).spawn().await;
     let ada = a.session_cookie(&a.client(), "ada@example.com").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(status_with_cookie(&b, &ada).await, 200);
+    assert_eq!(b.status_with_cookie(&ada).await, 200);
 
     relay.stall_open_connections();
     log_out(&a, &ada).await;
     // Unanswered for a heartbeat and its deadline (4 s), then a reconnection.
     let took = within(Duration::from_secs(8), || async {
-        status_with_cookie(&b, &ada).await != StatusCode::OK
+        b.status_with_cookie(&ada).await != StatusCode::OK
     })
     .await;
     assert!(took >= Duration::from_secs(1), "the stall was not in the way: {took:?}");
     // The store's own connection stalled too: it is replaced, and b serves again.
     sign_ups_resume_within(&b, Duration::from_secs(15)).await;
-    assert_eq!(status_with_cookie(&b, &ada).await, StatusCode::UNAUTHORIZED, "signed out on b");
+    assert_eq!(b.status_with_cookie(&ada).await, StatusCode::UNAUTHORIZED, "signed out on b");
 }
 
 /// PostgreSQL stalls (its connections stay open and nothing is answered, as behind a dead
@@ -809,7 +796,7 @@ async fn a_stalled_database_is_unavailable_not_hung() {
         .await;
     let ada = a.session_cookie(&a.client(), "ada@example.com").await;
     let bob = a.session_cookie(&a.client(), "bob@example.com").await;
-    assert_eq!(status_with_cookie(&b, &ada).await, StatusCode::OK);
+    assert_eq!(b.status_with_cookie(&ada).await, StatusCode::OK);
 
     relay.stall_open_connections();
     let started = Instant::now();
@@ -824,7 +811,7 @@ async fn a_stalled_database_is_unavailable_not_hung() {
         .expect("an answer, not a hang");
     assert_eq!(stalled.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
-    assert_eq!(status_with_cookie(&b, &ada).await, StatusCode::OK, "cached identities flow");
+    assert_eq!(b.status_with_cookie(&ada).await, StatusCode::OK, "cached identities flow");
     // An auth request whose statements go unanswered is cut off too (at 30 s).
     let login = crate::support::app::client_builder()
         .timeout(Duration::from_secs(45))
@@ -836,7 +823,7 @@ async fn a_stalled_database_is_unavailable_not_hung() {
         .await
         .expect("an answer, not a hang");
     assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
-    within(Duration::from_secs(20), || async { status_with_cookie(&b, &bob).await == 200 }).await;
+    within(Duration::from_secs(20), || async { b.status_with_cookie(&bob).await == 200 }).await;
 }
 
 /// A client that refreshes twice at once (two tabs, a retry), each request on another replica:
@@ -913,7 +900,7 @@ async fn two_replicas_share_a_redis_cluster() {
         cookies.push(a.session_cookie(&a.client(), &format!("user{n}@example.com")).await);
     }
     for cookie in &cookies {
-        assert_eq!(status_with_cookie(&b, cookie).await, 200, "a session made on the other");
+        assert_eq!(b.status_with_cookie(cookie).await, 200, "a session made on the other");
     }
     let spread = cluster.keys_per_node(&prefix).await;
     assert!(spread.iter().filter(|&&keys| keys > 0).count() >= 2, "keys on one node: {spread:?}");
@@ -926,17 +913,7 @@ async fn two_replicas_share_a_redis_cluster() {
 
     // A WebSocket ticket made on A is taken once, on B.
     let client = a.signed_in("ada@example.com").await;
-    let csrf = a.csrf(&client).await;
-    let ticket: Value = client
-        .post(a.url("/auth/ws-token"))
-        .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = ticket["token"].as_str().unwrap();
+    let token = a.ws_ticket(&client).await;
     let url = b.url(&format!("/ws?access_token={token}")).replace("http://", "ws://");
     let (socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
     drop(socket);
@@ -949,9 +926,9 @@ async fn two_replicas_share_a_redis_cluster() {
 
     // A sign-out on B: A, which has the session cached, refuses it within a second.
     let fresh = logged_in(&b, "user0@example.com").await;
-    assert_eq!(status_with_cookie(&a, &fresh).await, 200);
+    assert_eq!(a.status_with_cookie(&fresh).await, 200);
     log_out(&b, &fresh).await;
-    within(Duration::from_secs(1), || async { status_with_cookie(&a, &fresh).await == 401 }).await;
+    within(Duration::from_secs(1), || async { a.status_with_cookie(&fresh).await == 401 }).await;
 }
 
 /// Redis Sentinel: the primary is the one the Sentinels name. When it crashes and the Sentinel
@@ -1001,7 +978,7 @@ async fn a_sentinel_failover_is_followed() {
     };
     let app = start().await;
     let cookie = app.session_cookie(&app.client(), "ada@example.com").await;
-    assert_eq!(status_with_cookie(&app, &cookie).await, 200);
+    assert_eq!(app.status_with_cookie(&cookie).await, 200);
     // The session reached the replica before the primary goes.
     let mut on_primary = redis::Client::open(primary.url())
         .unwrap()
@@ -1022,17 +999,16 @@ async fn a_sentinel_failover_is_followed() {
         .unwrap();
     assert_eq!(format!("{}:{}", named.0, named.1), replica.address(), "the replica was promoted");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(status_with_cookie(&app, &cookie).await, 200, "a session from before the crash");
+    assert_eq!(app.status_with_cookie(&cookie).await, 200, "a session from before the crash");
 
     // A second replica, started after the failover, finds the new primary; a sign-out on one
     // reaches the other through the revocation log.
     let other = start().await;
-    assert_eq!(status_with_cookie(&other, &cookie).await, 200);
+    assert_eq!(other.status_with_cookie(&cookie).await, 200);
     let fresh = logged_in(&other, "ada@example.com").await;
-    assert_eq!(status_with_cookie(&app, &fresh).await, 200, "cached on the first replica");
+    assert_eq!(app.status_with_cookie(&fresh).await, 200, "cached on the first replica");
     log_out(&other, &fresh).await;
-    within(Duration::from_secs(2), || async { status_with_cookie(&app, &fresh).await == 401 })
-        .await;
+    within(Duration::from_secs(2), || async { app.status_with_cookie(&fresh).await == 401 }).await;
     drop(replica);
 }
 

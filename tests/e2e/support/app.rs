@@ -190,6 +190,20 @@ impl TestApp {
         body["csrf_token"].as_str().unwrap().to_owned()
     }
 
+    /// A WebSocket ticket for `client`'s session (`POST /auth/ws-token`); the ticket.
+    pub async fn ws_ticket(&self, client: &Client) -> String {
+        let csrf = self.csrf(client).await;
+        let response =
+            client.post(self.url("/auth/ws-token")).header("x-csrf-token", csrf).send().await;
+        let ticket: Value = response.unwrap().json().await.unwrap();
+        ticket["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The status of `GET /x` sent with `cookie` (`name=value`) by a fresh client.
+    pub async fn status_with_cookie(&self, cookie: &str) -> reqwest::StatusCode {
+        http().get(self.url("/x")).header("cookie", cookie).send().await.unwrap().status()
+    }
+
     /// Creates an API key named `name` for `client`'s user; the key.
     pub async fn api_key(&self, client: &Client, name: &str) -> String {
         let csrf = self.csrf(client).await;
