@@ -10,13 +10,13 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use portcullis::app::Stores;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::Config;
 use portcullis::crypto::password::PasswordHasherPool;
 use portcullis::identity::api_key::KeyRequest;
 use portcullis::identity::session::ClientInfo;
 use portcullis::identity::{Email, Scopes};
+use portcullis::services::Services;
 use portcullis::store::users::NewUser;
 
 /// The password of `storm@example.com`.
@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     raw.storage.database_url = database_url;
     let config = Config::try_from(raw)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let stores = Stores::open(&config, Arc::clone(&clock)).await?;
+    let stores = Services::open(&config, Arc::clone(&clock)).await?;
 
     let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
     for index in 0..count {

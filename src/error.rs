@@ -1,6 +1,6 @@
 //! The API error format: one code → status table and one renderer for every JSON error.
 //!
-//! Every layer has its own typed error (`StoreError`, `AuthError`, `GatewayError`, …) and converts
+//! Every layer has its own typed error (`StoreError`, `AccountError`, `GatewayError`, …) and converts
 //! into [`ApiError`] here or beside its definition. Rendering has no side effects: a 5xx keeps its
 //! cause in the response extensions, and the request-log middleware is the one place that logs it.
 
@@ -211,6 +211,31 @@ impl IntoResponse for ApiError {
 }
 
 /// A malformed email address in a request is a 400 naming the field.
+impl From<crate::identity::accounts::AccountError> for ApiError {
+    fn from(error: crate::identity::accounts::AccountError) -> Self {
+        use crate::identity::accounts::AccountError;
+        match error {
+            AccountError::Store(error) => error.into(),
+            AccountError::Hashing(_) => Self::internal(error),
+            AccountError::InvalidEmail(error) => error.into(),
+            AccountError::InvalidName(_)
+            | AccountError::InvalidRole(_)
+            | AccountError::WeakPassword(_) => Self::invalid_request(error.to_string()),
+            AccountError::NotFound => Self::not_found(error.to_string()),
+            AccountError::LinkedElsewhere
+            | AccountError::AlreadyLinked
+            | AccountError::EmailTaken
+            | AccountError::Exists
+            | AccountError::AccountUnverified => Self::new(ErrorCode::Conflict, error.to_string()),
+            AccountError::SignupClosed
+            | AccountError::DomainNotAllowed
+            | AccountError::NoEmail
+            | AccountError::EmailUnverified
+            | AccountError::Disabled => Self::forbidden(error.to_string()),
+        }
+    }
+}
+
 impl From<crate::identity::email::EmailError> for ApiError {
     fn from(error: crate::identity::email::EmailError) -> Self {
         Self::invalid_request(format!("email: {error}"))

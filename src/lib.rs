@@ -18,6 +18,8 @@ pub mod identity;
 pub mod mail;
 pub mod metrics;
 pub mod server;
+pub mod services;
+pub mod state;
 pub mod store;
 
 pub use app::{App, Running, StartupError};

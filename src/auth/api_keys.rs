@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::openapi::{ApiKeyDoc, ApiKeysBody, MessageBody, NewApiKeyBody};
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::api_key::{CreateKeyError, KeyRequest};
 use crate::identity::{AuthMethod, Scopes};
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -67,11 +67,12 @@ async fn create(
         expires_in_days: body.expires_in_days,
         org_id: body.org_id,
     };
-    let created =
-        state.api_keys.create(caller.user_id, request).await.map_err(|error| match error {
+    let created = state.services.api_keys.create(caller.user_id, request).await.map_err(
+        |error| match error {
             CreateKeyError::Invalid(message) => ApiError::invalid_request(message),
             CreateKeyError::Store(error) => error.into(),
-        })?;
+        },
+    )?;
     state.metrics.record_auth("api_key", "created");
     let view = ApiKeyDoc::of(&created.record);
     let body = NewApiKeyBody {
@@ -95,7 +96,7 @@ async fn create(
     responses((status = 200, description = "The caller's keys", body = ApiKeysBody)),
 )]
 async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
-    let keys = state.api_keys.list(caller.user_id).await?;
+    let keys = state.services.api_keys.list(caller.user_id).await?;
     let api_keys = keys.iter().map(ApiKeyDoc::of).collect();
     Ok(Json(ApiKeysBody { api_keys }).into_response())
 }
@@ -116,7 +117,7 @@ async fn revoke(
     ApiPath(id): ApiPath<Uuid>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    if !state.api_keys.revoke(caller.user_id, id).await? {
+    if !state.services.api_keys.revoke(caller.user_id, id).await? {
         return Err(ApiError::not_found("No such API key"));
     }
     state.metrics.record_auth("api_key", "revoked");

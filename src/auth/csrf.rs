@@ -14,13 +14,13 @@ use uuid::Uuid;
 
 use super::extract::BodyKind;
 use super::openapi::CsrfBody;
-use crate::app::AppState;
 use crate::auth::redirect::RedirectPolicy;
 use crate::cookies::{CookieJar, Own};
 use crate::crypto::{self, SecretKey};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::Identified;
 use crate::server::peer::Peer;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -12,10 +12,10 @@ use super::extract::{ApiJson, Client};
 use super::landing::{self, Reply};
 use super::openapi::SignedInBody;
 use super::sessions::default_locale;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::Email;
 use crate::identity::org_choice::After;
+use crate::state::AppState;
 use crate::store::users::NewUser;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -51,11 +51,11 @@ async fn dev_sign_in(
 ) -> Result<Response, ApiError> {
     state.csrf.check_same_site(&site)?;
     let email = Email::parse(body.email.as_deref().unwrap_or(DEFAULT_EMAIL))?;
-    let mut user = match state.users.find_by_email(&email).await? {
+    let mut user = match state.services.users.find_by_email(&email).await? {
         Some((user, _)) => user,
         None => {
             let new = NewUser { email, name: None, password_hash: None, roles: Vec::new() };
-            state.users.create(new, state.clock.now()).await?
+            state.services.users.create(new, state.clock.now()).await?
         }
     };
     if user.disabled_at.is_some() {

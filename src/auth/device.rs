@@ -15,12 +15,12 @@ use super::extract::{ApiQuery, BodyKind, CurrentSession, JsonOrForm};
 use super::openapi::{DevicePollBody, DeviceStartBody, MessageBody};
 use super::pages;
 use super::tokens::pair_response;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::Scopes;
 use crate::identity::device::{DEVICE_CODE_TTL, POLL_INTERVAL, Poll, normalize_user_code};
 use crate::identity::session::ClientInfo;
 use crate::identity::tokens::TokenPair;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -116,7 +116,7 @@ pub async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, A
         Poll::Expired => DeviceAnswer::Expired,
         Poll::Denied => DeviceAnswer::Denied,
         Poll::Approved { user_id, org, scopes, client_name } => {
-            let user = state.users.find_enabled(user_id).await?;
+            let user = state.services.users.find_enabled(user_id).await?;
             let Some(user) = user else { return Ok(DeviceAnswer::Denied) };
             let client = ClientInfo { ip: None, user_agent: client_name };
             let pair = state.tokens.issue(&user, scopes, client, org).await?;

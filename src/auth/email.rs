@@ -21,14 +21,15 @@ use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, Caller, Client, JsonOrForm};
 use super::openapi::MessageBody;
 use super::pages;
-use super::password_policy;
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::accounts::Accounts;
 use crate::identity::email_token::{Holder, Purpose};
+use crate::identity::password_policy;
 use crate::identity::session::ClientInfo;
 use crate::identity::{AuthMethod, Email, User};
 use crate::mail::Template;
 use crate::server::peer::client_key;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -108,7 +109,7 @@ pub async fn within_send_limit(
         (format!("mail_to:{}", hash(email.as_str().to_owned())), SENDS_PER_HOUR),
     ];
     for (key, limit) in counters {
-        if state.ephemeral.incr(&key, hour).await? > limit {
+        if state.services.ephemeral.incr(&key, hour).await? > limit {
             return Ok(false);
         }
     }
@@ -161,8 +162,12 @@ async fn send_verification(
     if caller.method == AuthMethod::ApiKey {
         return Err(ApiError::forbidden("An API key cannot ask for verification mail"));
     }
-    let user =
-        state.users.find_enabled(caller.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    let user = state
+        .services
+        .users
+        .find_enabled(caller.user_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     if user.email_verified_at.is_some() {
         return Ok(
             Json(json!({ "message": "the email address is already verified" })).into_response()
@@ -199,13 +204,13 @@ async fn verify(
             .redeem(Purpose::Verify, query.token.as_deref().unwrap_or(""))
             .await?
             .ok_or_else(|| invalid_link("verification"))?;
-        let user = state.users.find_enabled(holder.user_id).await?;
+        let user = state.services.users.find_enabled(holder.user_id).await?;
         let user = user
             .filter(|user| user.email.as_str() == holder.email)
             .ok_or_else(|| invalid_link("verification"))?;
-        state.users.mark_email_verified(user.id, state.clock.now()).await?;
+        state.services.users.mark_email_verified(user.id, state.clock.now()).await?;
         // Routes with `verified_email = true` let the user in on the next request.
-        state.sessions.refresh_user(user.id);
+        state.services.sessions.refresh_user(user.id);
         Ok::<_, ApiError>(())
     }
     .await;
@@ -254,7 +259,7 @@ async fn forgot(
 }
 
 async fn mail_reset(state: &AppState, email: &Email, within_limit: bool) -> Result<(), ApiError> {
-    let Some((user, _)) = state.users.find_by_email(email).await? else { return Ok(()) };
+    let Some((user, _)) = state.services.users.find_by_email(email).await? else { return Ok(()) };
     if user.disabled_at.is_some() || !within_limit {
         return Ok(());
     }
@@ -325,23 +330,18 @@ async fn reset(
             .peek(Purpose::Reset, &body.token)
             .await?
             .ok_or_else(|| invalid_link("reset"))?;
-        let user = state.users.find_enabled(holder.user_id).await?;
+        let user = state.services.users.find_enabled(holder.user_id).await?;
         let user = user
             .filter(|user| user.email.as_str() == holder.email)
             .ok_or_else(|| invalid_link("reset"))?;
         // The rules first: a weak password must not use up the link.
-        password_policy::check(&body.password, &user.email, user.name.as_deref())
-            .map_err(|weak| ApiError::invalid_request(format!("password: {weak}")))?;
+        Accounts::check_password(&user, &body.password)?;
         state
             .email_tokens
             .redeem(Purpose::Reset, &body.token)
             .await?
             .ok_or_else(|| invalid_link("reset"))?;
-        let hash = state.hasher.hash(body.password).await.map_err(ApiError::internal)?;
-        let now = state.clock.now();
-        state.users.set_password(user.id, &hash, now).await?;
-        state.users.mark_email_verified(user.id, now).await?;
-        state.end_all_sign_ins(user.id).await?;
+        state.services.accounts.reset_password(&user, body.password).await?;
         state.metrics.record_auth("password", "reset");
         Ok::<_, ApiError>(())
     }

@@ -15,7 +15,6 @@ use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::{CredentialKind, Identified, session_from_cookie};
 use crate::identity::session::{ClientInfo, SessionToken};
@@ -23,6 +22,7 @@ use crate::identity::{ACCOUNT_SCOPE, Identity};
 use crate::server::body::{BodyTimeout, discard};
 use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip};
+use crate::state::AppState;
 
 /// A JSON body; any problem is a 400 (or 413) in the API format naming the problem.
 #[derive(Debug, Clone, Copy, Default)]
@@ -220,7 +220,8 @@ impl OptionalFromRequestParts<AppState> for CurrentSession {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, ApiError> {
-        let found = session_from_cookie(&parts.headers, &state.sessions, &state.cookies).await?;
+        let found =
+            session_from_cookie(&parts.headers, &state.services.sessions, &state.cookies).await?;
         if let Some((_, identity)) = &found {
             AccessSlot::record(&parts.extensions, identity);
         }

@@ -12,13 +12,13 @@ use uuid::Uuid;
 
 use super::tokens::token_cookies;
 use super::{no_store, redirect};
-use crate::app::AppState;
 use crate::cookies::Own;
 use crate::error::ApiError;
 use crate::identity::org::Membership;
 use crate::identity::org_choice::{After, CHOICE_TTL, Choice};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{Scopes, User};
+use crate::state::AppState;
 
 /// How the client that signed in is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub async fn sign_in(
             ip: client.ip,
             user_agent: client.user_agent,
         };
-        let token = state.choices.start(&choice).await?;
+        let token = state.choices.mint(&choice).await?;
         // The credentials were good: the sign-in counts now; the choice is counted apart.
         state.metrics.record_auth(method, "success");
         return Ok(choice_response(state, token, &orgs, &reply));
@@ -99,7 +99,7 @@ pub async fn finish(
     let view = || serde_json::to_value(user.view(orgs, active)).map_err(ApiError::internal);
     let response = match after {
         After::Session => {
-            let (token, _) = state.sessions.create(user, client, active).await?;
+            let (token, _) = state.services.sessions.create(user, client, active).await?;
             let cookie = state.cookies.session(token.cookie_value(), state.config.session.ttl);
             let mut response = match reply {
                 Reply::Json => no_store(Json(json!({ "user": view()? })).into_response()),
@@ -163,7 +163,7 @@ pub async fn end_previous_session(state: &AppState, headers: &HeaderMap) -> Resu
     let previous =
         state.cookies.read(headers, Own::Session).one().and_then(SessionToken::from_cookie_value);
     if let Some(previous) = previous {
-        state.sessions.end(&previous).await?;
+        state.services.sessions.end(&previous).await?;
     }
     Ok(())
 }

@@ -20,12 +20,12 @@ use super::landing::{self, Reply};
 use super::openapi::{MessageBody, SignedInBody};
 use super::pages::{self, SignInForm};
 use super::sessions::default_locale;
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::magic_link::{Issued, PendingSignup, Redeemed};
 use crate::identity::org_choice::After;
 use crate::identity::{Email, User};
 use crate::mail::{MailError, Template};
+use crate::state::AppState;
 use crate::store::users::NewUser;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -132,7 +132,7 @@ pub async fn send_signup(
     }
     // A disabled account gets the same mail as any taken address (its link signs nobody in),
     // so that neither the timing nor a transport failure tells it apart.
-    let (issued, existing) = match state.users.find_by_email(email).await? {
+    let (issued, existing) = match state.services.users.find_by_email(email).await? {
         Some(_) => (state.magic.issue(email, redirect, requester).await?, true),
         None => (state.magic.issue_signup(email, redirect, requester, pending).await?, false),
     };
@@ -180,7 +180,7 @@ pub(super) fn sent_page(
 /// Whether `email` gets a link: any account (a disabled one too, whose link signs nobody in,
 /// so that it cannot be told apart), or none yet where sign-up is open to its domain.
 async fn may_sign_in(state: &AppState, email: &Email) -> Result<bool, ApiError> {
-    Ok(match state.users.find_by_email(email).await? {
+    Ok(match state.services.users.find_by_email(email).await? {
         Some(_) => true,
         None => signup_allowed(state, email),
     })
@@ -352,7 +352,7 @@ pub async fn account_for(state: &AppState, email: &Email, proof: Proof) -> Resul
         Proof::Invite => "invite",
     };
     let now = state.clock.now();
-    let user = match state.users.find_by_email(email).await? {
+    let user = match state.services.users.find_by_email(email).await? {
         Some((user, _)) => user,
         None if may_sign_up => {
             let pending = match proof {
@@ -365,14 +365,15 @@ pub async fn account_for(state: &AppState, email: &Email, proof: Proof) -> Resul
                 password_hash: pending.map(|pending| pending.password_hash),
                 roles: Vec::new(),
             };
-            match state.users.create(new, now).await {
+            match state.services.users.create(new, now).await {
                 Ok(user) => {
                     // Made by this proof: verified as it stands, password included.
-                    state.users.mark_email_verified(user.id, now).await?;
+                    state.services.users.mark_email_verified(user.id, now).await?;
                     User { email_verified_at: Some(now), ..user }
                 }
                 // Created meanwhile by another request of the same person.
                 Err(crate::store::StoreError::Conflict(_)) => state
+                    .services
                     .users
                     .find_by_email(email)
                     .await?
@@ -386,7 +387,7 @@ pub async fn account_for(state: &AppState, email: &Email, proof: Proof) -> Resul
     if user.disabled_at.is_some() {
         return Err(ApiError::forbidden("This account is disabled"));
     }
-    state.verify_by_mailbox(&user, label).await?;
+    state.services.accounts.verify_by_mailbox(&user, label).await?;
     Ok(User { email_verified_at: user.email_verified_at.or(Some(now)), ..user })
 }
 

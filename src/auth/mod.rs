@@ -14,7 +14,6 @@ pub mod openapi;
 pub mod orgs;
 pub mod pages;
 pub mod password;
-pub mod password_policy;
 pub mod providers;
 pub mod rate_limit;
 pub mod redirect;
@@ -35,8 +34,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Every auth route, relative to the base path, with its rate limit and body limit, and
 /// `GET /openapi.json` describing exactly these routes.

@@ -9,9 +9,9 @@ use super::csrf::SiteContext;
 use super::extract::{ApiQuery, Client};
 use super::landing::{self, Reply};
 use super::pages;
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::org_choice::After;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -43,13 +43,13 @@ async fn one_time(
 ) -> Response {
     let result = async {
         let token = query.token.as_deref().unwrap_or("");
-        let link = state.one_time.redeem(token).await?.ok_or_else(|| {
+        let link = state.one_time.take(token).await?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidToken,
                 "This sign-in link is invalid, expired or already used",
             )
         })?;
-        let user = state.users.find_enabled(link.user_id).await?;
+        let user = state.services.users.find_enabled(link.user_id).await?;
         let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
         // Checked again: the redirect policy may have changed since the link was minted.
         let target = state.redirects.check(&link.redirect).map_err(ApiError::invalid_request)?;

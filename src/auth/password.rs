@@ -15,18 +15,15 @@ use super::landing::{self, Reply};
 use super::magic_link;
 use super::openapi::{MessageBody, SignedInBody, UserBody};
 use super::pages::{self, SignInForm};
-use super::password_policy;
 use super::redirect::SafeRedirect;
 use super::sessions::default_locale;
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::accounts::{AccountError, Accounts, NewAccount};
 use crate::identity::magic_link::PendingSignup;
 use crate::identity::org_choice::After;
-use crate::identity::profile::clean_name;
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{Email, User};
-use crate::store::StoreError;
-use crate::store::users::NewUser;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -220,24 +217,20 @@ pub async fn signup(
     client: ClientInfo,
 ) -> Result<SignedIn, ApiError> {
     let (email, name) = check_signup(state, email, &password, name)?;
-    let hash = state.hasher.hash(password).await.map_err(ApiError::internal)?;
-    if state.users.find_by_email(&email).await?.is_some() {
-        state.metrics.record_auth("password", "duplicate_signup");
-        return Err(conflict());
-    }
-    let new = NewUser { email, name, password_hash: Some(hash), roles: Vec::new() };
-    let user = state.users.create(new, state.clock.now()).await.map_err(|error| match error {
-        StoreError::Conflict(_) => conflict(),
-        other => other.into(),
+    let new = NewAccount { email, name, password: Some(password), roles: Vec::new() };
+    let user = state.services.accounts.create(new).await.inspect_err(|error| {
+        if matches!(error, AccountError::Exists) {
+            state.metrics.record_auth("password", "duplicate_signup");
+        }
     })?;
     // The account and its first session live in different stores (SQL, and Redis when
     // configured): if the session cannot be stored, undo the account so that a retry works.
     // A new account belongs to no organization yet.
     let requester = super::email::requester(&client);
-    let token = match state.sessions.create(&user, client, None).await {
+    let token = match state.services.sessions.create(&user, client, None).await {
         Ok((token, _)) => token,
         Err(error) => {
-            if let Err(undo) = state.users.delete(user.id).await {
+            if let Err(undo) = state.services.accounts.undo_create(user.id).await {
                 tracing::error!(error = %undo, user = %user.id, "cannot undo a failed sign-up");
             }
             return Err(error.into());
@@ -273,7 +266,7 @@ pub async fn signup_by_mail(
     requester: &str,
 ) -> Result<(), ApiError> {
     let (email, name) = check_signup(state, email, &password, name)?;
-    let password_hash = state.hasher.hash(password).await.map_err(ApiError::internal)?;
+    let password_hash = state.services.accounts.hash_password(password).await?;
     let pending = PendingSignup { password_hash, name, browser };
     magic_link::send_signup(state, &email, redirect, requester, pending).await?;
     state.metrics.record_auth("password", "signup_mailed");
@@ -297,12 +290,7 @@ fn check_signup(
     if !auth.domain_may_sign_up(email.domain()) {
         return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
     }
-    let name = match name.as_deref() {
-        Some(name) => clean_name(name).map_err(ApiError::invalid_request)?,
-        None => None,
-    };
-    password_policy::check(password, &email, name.as_deref())
-        .map_err(|weak| ApiError::invalid_request(format!("password: {weak}")))?;
+    let name = Accounts::check_new(&email, name.as_deref(), Some(password))?;
     Ok((email, name))
 }
 
@@ -321,12 +309,12 @@ pub async fn check_password(
 ) -> Result<User, ApiError> {
     let email = Email::parse(email)?;
     state.backoff.check(&email, client).await?;
-    let found = state.users.find_by_email(&email).await?;
+    let found = state.services.users.find_by_email(&email).await?;
     let (user, hash) = match found {
         Some((user, hash)) if user.disabled_at.is_none() => (Some(user), hash),
         _ => (None, None),
     };
-    let matches = state.hasher.verify(password, hash).await.map_err(ApiError::internal)?;
+    let matches = state.services.hasher.verify(password, hash).await.map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| matches) else {
         state.backoff.record_failure(&email, client).await?;
         state.metrics.record_auth("password", "failure");
@@ -334,10 +322,6 @@ pub async fn check_password(
     };
     state.backoff.record_success(&email, client).await?;
     Ok(user)
-}
-
-fn conflict() -> ApiError {
-    ApiError::new(ErrorCode::Conflict, "An account with this email already exists")
 }
 
 /// JSON `{"user": …}` with the session cookie, or for a form post a 303 to the target.

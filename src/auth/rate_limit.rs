@@ -14,12 +14,12 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::Method;
 
-use crate::app::AppState;
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::error::ApiError;
 use crate::identity::Email;
 use crate::server::peer::{Peer, client_ip, client_key};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::ephemeral::EphemeralStore;
 

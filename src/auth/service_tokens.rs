@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 use super::extract::{AnyCaller, ApiJson, ApiPath};
 use super::no_store;
 use super::openapi::ServiceTokenBody;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::service_token::MintError;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -47,8 +47,12 @@ async fn mint(
     if !service.roles.is_empty() && !service.roles.iter().any(|role| caller.has_role(role)) {
         return Err(ApiError::forbidden("Your account lacks a role this service requires"));
     }
-    let user =
-        state.users.find_enabled(caller.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    let user = state
+        .services
+        .users
+        .find_enabled(caller.user_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     let (token, expires_at) =
         service.mint(&user, &params, state.clock.now()).map_err(|error| match error {
             MintError::BadParam(message) => ApiError::invalid_request(message),

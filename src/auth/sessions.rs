@@ -10,11 +10,11 @@ use uuid::Uuid;
 
 use super::extract::{AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
 use super::openapi::{MessageBody, SessionDoc, SessionsBody, UserBody, WsTicketBody};
-use crate::app::AppState;
 use crate::clock::Timestamp;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::ticket::TICKET_TTL;
 use crate::identity::{AuthMethod, Identity, User, profile};
+use crate::state::AppState;
 use crate::store::StoreError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -43,8 +43,12 @@ async fn me(
     State(state): State<AppState>,
     AnyCaller(identity): AnyCaller,
 ) -> Result<Response, ApiError> {
-    let user =
-        state.users.find_enabled(identity.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    let user = state
+        .services
+        .users
+        .find_enabled(identity.user_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     user_response(&state, &user, active_org(&identity)).await
 }
 
@@ -94,9 +98,9 @@ async fn logout(
     let all = query.all.unwrap_or(false);
     match (caller.method, session) {
         (_, _) if all => {
-            state.end_all_sign_ins(caller.user_id).await?;
+            state.services.accounts.end_all_sign_ins(caller.user_id).await?;
         }
-        (AuthMethod::Session, Some(session)) => state.sessions.end(&session.token).await?,
+        (AuthMethod::Session, Some(session)) => state.services.sessions.end(&session.token).await?,
         (AuthMethod::Jwt, _) => {
             if let Some(family) = caller.session_id {
                 state.tokens.revoke_family(family).await?;
@@ -127,6 +131,7 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let current = session.identity.session_id;
     let sessions: Vec<SessionDoc> = state
+        .services
         .sessions
         .list(session.identity.user_id)
         .await?
@@ -157,7 +162,7 @@ async fn end_one(
     ApiPath(id): ApiPath<Uuid>,
     CsrfSession(session): CsrfSession,
 ) -> Result<Response, ApiError> {
-    if !state.sessions.end_by_id(session.identity.user_id, id).await? {
+    if !state.services.sessions.end_by_id(session.identity.user_id, id).await? {
         return Err(ApiError::not_found("No such session"));
     }
     let mut response = Json(json!({ "message": "session ended" })).into_response();
@@ -224,8 +229,12 @@ async fn update_me(
     if caller.method == AuthMethod::ApiKey {
         return Err(ApiError::forbidden("An API key cannot change the profile"));
     }
-    let mut user =
-        state.users.find_enabled(caller.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    let mut user = state
+        .services
+        .users
+        .find_enabled(caller.user_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     let field = |value: Option<String>, clean: fn(&str) -> Result<Option<String>, String>| {
         value.map(|value| clean(&value)).transpose().map_err(ApiError::invalid_request)
     };
@@ -242,12 +251,12 @@ async fn update_me(
         user.avatar_url = avatar_url;
     }
     let now = state.clock.now();
-    state.users.update_profile(&user, now).await.map_err(|error| match error {
+    state.services.users.update_profile(&user, now).await.map_err(|error| match error {
         StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict, "This username is taken"),
         other => other.into(),
     })?;
     user.updated_at = now;
-    state.sessions.refresh_user(user.id);
+    state.services.sessions.refresh_user(user.id);
     user_response(&state, &user, active_org(&caller)).await
 }
 
@@ -266,7 +275,7 @@ pub async fn default_locale(
     }
     let accept = headers.get(http::header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok());
     if let Some(locale) = accept.and_then(profile::preferred_locale) {
-        state.users.default_locale(user.id, &locale).await?;
+        state.services.users.default_locale(user.id, &locale).await?;
         user.locale = Some(locale);
     }
     Ok(())

@@ -12,9 +12,9 @@ use serde_json::json;
 use super::csrf::SiteContext;
 use super::extract::{Client, JsonOrForm};
 use super::openapi::SignInAnswer;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::identity::Email;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::csrf::SiteContext;
 use super::extract::{CurrentSession, JsonOrForm};
 use super::pages;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -35,7 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn page(State(state): State<AppState>, session: Option<CurrentSession>) -> Response {
     let sign_in = format!("{}/sign-in", state.config.auth.base_path);
     let Some(session) = session else { return super::found(&sign_in, None) };
-    let email = match state.users.find(session.identity.user_id).await {
+    let email = match state.services.users.find(session.identity.user_id).await {
         Ok(user) => user.map(|user| user.email.as_str().to_owned()).unwrap_or_default(),
         Err(error) => return ApiError::from(error).into_response(),
     };
@@ -79,9 +79,9 @@ async fn sign_out(
     let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
     state.csrf.verify_session_token(&site, session_id, form.csrf_token.as_deref())?;
     if form.all.as_deref() == Some("true") {
-        state.end_all_sign_ins(session.identity.user_id).await?;
+        state.services.accounts.end_all_sign_ins(session.identity.user_id).await?;
     } else {
-        state.sessions.end(&session.token).await?;
+        state.services.sessions.end(&session.token).await?;
     }
     state.metrics.record_auth("session", "logout");
     let mut response = super::redirect(&sign_in, StatusCode::SEE_OTHER);

@@ -15,10 +15,10 @@ use super::device::{self, DeviceAnswer};
 use super::extract::JsonOrForm;
 use super::no_store;
 use super::openapi::OAuthErrorBody;
-use crate::app::AppState;
 use crate::cookies::Own;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::tokens::{TokenError, TokenPair};
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -12,12 +12,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::ApiQuery;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::gateway::authorize::{Mode, Refusal};
 use crate::gateway::forward_auth::into_original;
 use crate::gateway::policy::{Denial, OnUnauthenticated};
 use crate::server::peer::{Peer, is_trusted};
+use crate::state::AppState;
 
 /// Routes: `GET /verify`.
 pub fn routes() -> OpenApiRouter<AppState> {

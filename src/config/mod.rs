@@ -433,6 +433,14 @@ pub struct TokensConfig {
     pub algorithm: SigningAlgorithm,
 }
 
+impl TokensConfig {
+    /// How long a retired signing key stays published: until every token and assertion it
+    /// signed has expired, plus clock skew.
+    pub fn key_publish_time(&self) -> Duration {
+        self.access_ttl.max(self.assertion_ttl) + Duration::from_secs(120)
+    }
+}
+
 /// `[rate_limit]`, compiled.
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::crypto;
+use super::single_use::{SingleUse, TokenShape};
 use crate::store::StoreError;
-use crate::store::ephemeral::{EphemeralStore, decode, encode};
+use crate::store::ephemeral::EphemeralStore;
 
 /// What a link is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,36 +45,38 @@ pub struct Holder {
 #[derive(Debug, Clone)]
 pub struct EmailTokens {
     store: Arc<dyn EphemeralStore>,
-    ttl: Duration,
+    verify: SingleUse<Holder>,
+    reset: SingleUse<Holder>,
 }
 
 impl EmailTokens {
     /// Links kept in `store`, living `ttl`.
     pub fn new(store: Arc<dyn EphemeralStore>, ttl: Duration) -> Self {
-        Self { store, ttl }
+        let links = |purpose: Purpose| {
+            SingleUse::new(Arc::clone(&store), purpose.prefix(), TokenShape::Random, ttl)
+        };
+        Self { verify: links(Purpose::Verify), reset: links(Purpose::Reset), store }
     }
 
     /// How long a link works.
     pub fn ttl(&self) -> Duration {
-        self.ttl
+        self.verify.ttl()
     }
 
-    /// A new link token for `holder`.
+    /// A new link token for `holder`; the account's previous link of `purpose` ends.
     ///
     /// # Errors
     /// The store fails.
     pub async fn issue(&self, purpose: Purpose, holder: &Holder) -> Result<String, StoreError> {
-        let token = crypto::random_token();
-        let bytes = encode(holder)?;
-        let token_key = key(purpose, &token);
         let latest = latest_key(purpose, holder.user_id);
         if let Some(previous) = self.store.take(&latest).await?
             && let Ok(previous) = String::from_utf8(previous)
         {
             self.store.delete(&previous).await?;
         }
-        self.store.put(&token_key, &bytes, self.ttl).await?;
-        self.store.put(&latest, token_key.as_bytes(), self.ttl).await?;
+        let links = self.links(purpose);
+        let token = links.mint(holder).await?;
+        self.store.put(&latest, links.key(&token).as_bytes(), links.ttl()).await?;
         Ok(token)
     }
 
@@ -83,10 +85,7 @@ impl EmailTokens {
     /// # Errors
     /// The store fails.
     pub async fn peek(&self, purpose: Purpose, token: &str) -> Result<Option<Holder>, StoreError> {
-        if !crypto::is_random_token(token) {
-            return Ok(None);
-        }
-        holder(self.store.get(&key(purpose, token)).await?)
+        self.links(purpose).peek(token).await
     }
 
     /// Who `token` is for, using it up (of concurrent uses, one wins).
@@ -98,24 +97,20 @@ impl EmailTokens {
         purpose: Purpose,
         token: &str,
     ) -> Result<Option<Holder>, StoreError> {
-        if !crypto::is_random_token(token) {
-            return Ok(None);
-        }
-        holder(self.store.take(&key(purpose, token)).await?)
+        self.links(purpose).take(token).await
     }
-}
 
-fn holder(bytes: Option<Vec<u8>>) -> Result<Option<Holder>, StoreError> {
-    bytes.map(|bytes| decode(&bytes, "email link")).transpose()
+    fn links(&self, purpose: Purpose) -> &SingleUse<Holder> {
+        match purpose {
+            Purpose::Verify => &self.verify,
+            Purpose::Reset => &self.reset,
+        }
+    }
 }
 
 /// Where the key of the account's live link of `purpose` is kept.
 fn latest_key(purpose: Purpose, user_id: Uuid) -> String {
     format!("{}_latest:{user_id}", purpose.prefix())
-}
-
-fn key(purpose: Purpose, token: &str) -> String {
-    format!("{}:{}", purpose.prefix(), crypto::hex(&crypto::sha256(token.as_bytes())))
 }
 
 #[cfg(test)]

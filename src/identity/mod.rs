@@ -14,11 +14,13 @@ pub mod magic_link;
 pub mod one_time;
 pub mod org;
 pub mod org_choice;
+pub mod password_policy;
 pub mod profile;
 pub mod providers;
 pub mod revocation;
 pub mod service_token;
 pub mod session;
+pub mod single_use;
 pub mod ticket;
 pub mod tokens;
 

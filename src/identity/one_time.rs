@@ -8,9 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::crypto;
-use crate::store::StoreError;
-use crate::store::ephemeral::{EphemeralStore, decode, encode};
+use super::single_use::{SingleUse, TokenShape};
+use crate::store::ephemeral::EphemeralStore;
 
 /// What a link signs in as, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,43 +20,14 @@ pub struct OneTimeLink {
     pub redirect: String,
 }
 
-/// Mints and redeems sign-in links.
-#[derive(Debug, Clone)]
-pub struct OneTimeLinks {
-    store: Arc<dyn EphemeralStore>,
-}
+/// Sign-in links, each minted with its own lifetime ([`SingleUse::mint_for`]) and used up by
+/// [`SingleUse::take`].
+pub type OneTimeLinks = SingleUse<OneTimeLink>;
 
-impl OneTimeLinks {
-    /// Links kept in `store`.
-    pub fn new(store: Arc<dyn EphemeralStore>) -> Self {
-        Self { store }
-    }
+/// Longest a sign-in link may work.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 86_400);
 
-    /// A token for `link`, valid for `ttl`.
-    ///
-    /// # Errors
-    /// The store fails.
-    pub async fn mint(&self, link: &OneTimeLink, ttl: Duration) -> Result<String, StoreError> {
-        let token = crypto::random_token();
-        let bytes = encode(link)?;
-        self.store.put(&key(&token), &bytes, ttl).await?;
-        Ok(token)
-    }
-
-    /// The link behind `token`, used up. `None` for malformed, unknown, used or expired
-    /// tokens.
-    ///
-    /// # Errors
-    /// The store fails.
-    pub async fn redeem(&self, token: &str) -> Result<Option<OneTimeLink>, StoreError> {
-        if !crypto::is_random_token(token) {
-            return Ok(None);
-        }
-        let Some(bytes) = self.store.take(&key(token)).await? else { return Ok(None) };
-        decode(&bytes, "sign-in link").map(Some)
-    }
-}
-
-fn key(token: &str) -> String {
-    format!("one_time:{}", crypto::hex(&crypto::sha256(token.as_bytes())))
+/// Sign-in links kept in `store`.
+pub fn links(store: Arc<dyn EphemeralStore>) -> OneTimeLinks {
+    SingleUse::new(store, "one_time", TokenShape::Random, MAX_TTL)
 }

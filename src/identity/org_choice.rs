@@ -9,9 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::crypto;
-use crate::store::StoreError;
-use crate::store::ephemeral::{EphemeralStore, decode, encode};
+use super::single_use::{SingleUse, TokenShape};
+use crate::store::ephemeral::EphemeralStore;
 
 /// How long a choice waits.
 pub const CHOICE_TTL: Duration = Duration::from_secs(600);
@@ -43,55 +42,13 @@ pub struct Choice {
     pub user_agent: Option<String>,
 }
 
-/// Starts, reads and finishes pending choices.
-#[derive(Debug, Clone)]
-pub struct OrgChoices {
-    store: Arc<dyn EphemeralStore>,
-}
+/// Pending choices: [`SingleUse::mint`] starts one, [`SingleUse::peek`] reads it for the
+/// selection page, [`SingleUse::take`] finishes it (of two concurrent selections one wins).
+pub type OrgChoices = SingleUse<Choice>;
 
-impl OrgChoices {
-    /// Choices kept in `store`.
-    pub fn new(store: Arc<dyn EphemeralStore>) -> Self {
-        Self { store }
-    }
-
-    /// Stores `choice` and returns its token.
-    ///
-    /// # Errors
-    /// The store fails.
-    pub async fn start(&self, choice: &Choice) -> Result<String, StoreError> {
-        let token = crypto::random_token();
-        self.store.put(&key(&token), &encode(choice)?, CHOICE_TTL).await?;
-        Ok(token)
-    }
-
-    /// The pending choice behind `token`, left in place (the selection page).
-    ///
-    /// # Errors
-    /// The store fails.
-    pub async fn peek(&self, token: &str) -> Result<Option<Choice>, StoreError> {
-        if !crypto::is_random_token(token) {
-            return Ok(None);
-        }
-        let Some(bytes) = self.store.get(&key(token)).await? else { return Ok(None) };
-        decode(&bytes, "organization choice").map(Some)
-    }
-
-    /// The pending choice behind `token`, used up: of two concurrent selections one wins.
-    ///
-    /// # Errors
-    /// The store fails.
-    pub async fn take(&self, token: &str) -> Result<Option<Choice>, StoreError> {
-        if !crypto::is_random_token(token) {
-            return Ok(None);
-        }
-        let Some(bytes) = self.store.take(&key(token)).await? else { return Ok(None) };
-        decode(&bytes, "organization choice").map(Some)
-    }
-}
-
-fn key(token: &str) -> String {
-    format!("org_choice:{}", crypto::hex(&crypto::sha256(token.as_bytes())))
+/// Pending choices kept in `store`.
+pub fn choices(store: Arc<dyn EphemeralStore>) -> OrgChoices {
+    SingleUse::new(store, "org_choice", TokenShape::Random, CHOICE_TTL)
 }
 
 #[cfg(test)]
@@ -103,7 +60,7 @@ mod tests {
     #[tokio::test]
     async fn a_choice_is_read_then_used_once() {
         let clock = Arc::new(ManualClock::default());
-        let choices = OrgChoices::new(Arc::new(MemoryStore::new(clock)));
+        let choices = super::choices(Arc::new(MemoryStore::new(clock)));
         let choice = Choice {
             user_id: Uuid::now_v7(),
             after: After::Tokens,
@@ -111,7 +68,7 @@ mod tests {
             ip: None,
             user_agent: None,
         };
-        let token = choices.start(&choice).await.unwrap();
+        let token = choices.mint(&choice).await.unwrap();
         assert_eq!(choices.peek(&token).await.unwrap().as_ref(), Some(&choice));
         assert_eq!(choices.take(&token).await.unwrap(), Some(choice));
         assert_eq!(choices.take(&token).await.unwrap(), None);

@@ -2,7 +2,7 @@
 //! absolute and an idle expiry, and served from the identity cache on the hot path.
 //!
 //! A token is never stored: the store key and the cache key are its SHA-256, so a dump of
-//! either signs nobody in. This module knows nothing about cookies or HTTP; `auth/cookies.rs`
+//! either signs nobody in. This module knows nothing about cookies or HTTP; `cookies.rs`
 //! carries tokens in and out.
 
 use std::sync::Arc;
@@ -410,11 +410,6 @@ impl SessionService {
     /// Drops stale cache entries (called periodically).
     pub fn sweep_cache(&self) {
         self.cache.sweep();
-    }
-
-    /// How many identities the cache holds (approximate).
-    pub fn cached_count(&self) -> u64 {
-        self.cache.entry_count()
     }
 
     /// Drops every cached identity of the user so that changes (roles, disable) apply on the

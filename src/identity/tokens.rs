@@ -458,21 +458,6 @@ impl TokenService {
         revoked
     }
 
-    /// Revokes every family of the user (logout everywhere, disable, password reset).
-    ///
-    /// # Errors
-    /// The store fails.
-    pub async fn revoke_user(&self, user_id: Uuid) -> Result<usize, StoreError> {
-        let revoked = self.families.revoke_user(user_id, self.clock.now()).await;
-        // Evicted after the store write (see `revoke_family`), whatever part of it was done.
-        self.cache.evict_user(user_id);
-        let revoked = revoked?;
-        for id in &revoked {
-            self.cache.evict_session(*id);
-        }
-        Ok(revoked.len())
-    }
-
     /// Deletes expired families and spent tokens (called periodically).
     ///
     /// # Errors

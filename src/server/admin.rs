@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz` (alive), `/startupz` (start-up done), `/readyz` (can serve)
 //! and `/metrics` (Prometheus text). It binds to loopback by default and is never proxied.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -12,14 +13,33 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::cache::IdentityCache;
+use crate::metrics::Metrics;
+use crate::store::ephemeral::EphemeralStore;
+use crate::store::sql::Database;
 
 /// Time each readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the admin listener reads: the stores it checks, the upstreams it resolves, and the
+/// metrics it renders. Nothing of the auth API or the gateway's credentials.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The SQL database (pinged).
+    pub db: Database,
+    /// The ephemeral store (pinged).
+    pub ephemeral: Arc<dyn EphemeralStore>,
+    /// The upstreams' `host:port` (resolved).
+    pub upstreams: Arc<[String]>,
+    /// The identity cache (its size is a gauge).
+    pub cache: IdentityCache,
+    /// The registry rendered at `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
 /// The admin routes.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/startupz", get(startupz))
@@ -45,14 +65,13 @@ async fn startupz() -> Json<serde_json::Value> {
 /// shares the stores, so failing readiness would take every pod out of the Service at once,
 /// while cached identities can keep flowing. Upstream names that do not resolve do: nothing
 /// can be forwarded.
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<AdminState>) -> Response {
     let database = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
     let ephemeral = tokio::time::timeout(CHECK_TIMEOUT, state.ephemeral.ping()).await;
     let mut upstreams_ok = true;
-    for upstream in state.gateway.upstreams().iter() {
+    for authority in state.upstreams.iter() {
         let resolved =
-            tokio::time::timeout(CHECK_TIMEOUT, tokio::net::lookup_host(upstream.authority()))
-                .await;
+            tokio::time::timeout(CHECK_TIMEOUT, tokio::net::lookup_host(authority.as_str())).await;
         upstreams_ok &= match resolved {
             Ok(Ok(mut addrs)) => addrs.next().is_some(),
             _ => false,
@@ -76,8 +95,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     Json(json!({ "status": status, "checks": checks })).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.sessions_cached());
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let body = state.metrics.render(state.cache.entry_count());
     let mut response = body.into_response();
     response
         .headers_mut()

@@ -297,8 +297,8 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     let tagged_key = app.api_key(&client, "old").await;
     let cookie = app.session_cookie(&app.client(), "bea@example.com").await;
     let state = app.running().state();
-    let looked_up = |state: &portcullis::app::AppState, credential: &str| {
-        state.stores.cache.holds(&sha256(credential.as_bytes()))
+    let looked_up = |state: &portcullis::state::AppState, credential: &str| {
+        state.services.cache.holds(&sha256(credential.as_bytes()))
     };
 
     // On this new installation, untagged credentials are refused unread.
@@ -316,12 +316,12 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     sqlx::query("UPDATE api_keys SET key_hash = $1, tagged = 0 WHERE key_hash = $2")
         .bind(hex(&sha256(old_key.as_bytes())))
         .bind(hex(&sha256(tagged_key.as_bytes())))
-        .execute(state.db.pool())
+        .execute(state.services.db.pool())
         .await
         .unwrap();
     let tagged_token = cookie.split_once("=v2.").unwrap().1;
     let record = state
-        .stores
+        .services
         .ephemeral
         .get(&format!("session:{}", hex(&sha256(tagged_token.as_bytes()))))
         .await
@@ -329,9 +329,9 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
         .unwrap();
     let old_token = random_token();
     let old_session = format!("session:{}", hex(&sha256(old_token.as_bytes())));
-    state.stores.ephemeral.put(&old_session, &record, Duration::from_secs(3600)).await.unwrap();
+    state.services.ephemeral.put(&old_session, &record, Duration::from_secs(3600)).await.unwrap();
     sqlx::query("DELETE FROM settings WHERE key = 'tagged_tokens_since_ms'")
-        .execute(state.db.pool())
+        .execute(state.services.db.pool())
         .await
         .unwrap();
     app.stop().await;
@@ -367,7 +367,7 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
         .await
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::OK);
-    state.api_keys.recheck_untagged().await.unwrap();
+    state.services.api_keys.recheck_untagged().await.unwrap();
     let made_up_key = untagged_key();
     assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
     assert!(looked_up(state, &made_up_key), "older replicas may still be making keys");
@@ -377,7 +377,7 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
         "sessions are unaffected"
     );
     clock.advance(Duration::from_secs(86_400 + 60));
-    state.api_keys.recheck_untagged().await.unwrap();
+    state.services.api_keys.recheck_untagged().await.unwrap();
     let made_up_key = untagged_key();
     assert_eq!(key_status(&app, &made_up_key).await, StatusCode::UNAUTHORIZED);
     assert!(!looked_up(state, &made_up_key), "refused unread");

@@ -381,6 +381,73 @@ async fn the_cli_reaches_running_servers_through_postgres() {
     portcullis.wait(Duration::from_secs(10)).await;
 }
 
+/// The CLI runs the server's own account flow: disabling ends token sign-ins as well as
+/// browser sessions, and a running server refuses the access token and the refresh token at
+/// once (it had the token's identity cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_disable_ends_token_sign_ins_on_running_servers() {
+    let database = crate::support::services::TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let echo = EchoUpstream::start("app").await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"{}\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
+        database.url,
+        echo.url()
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+    let cli = |args: &'static [&'static str], stdin: &'static str| {
+        let dir = dir.path().to_owned();
+        async move {
+            let mut full = vec!["--config", "portcullis.toml"];
+            full.extend_from_slice(args);
+            run(&dir, &full, stdin).await
+        }
+    };
+    let created = cli(
+        &["user", "create", "ada@example.com", "--password-stdin"],
+        "correct horse battery staple\n",
+    )
+    .await;
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let client = client();
+    let login: Value = client
+        .post(format!("{}/auth/login", portcullis.url))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "mode": "token"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let bearer = |token: String| {
+        let (client, url) = (client.clone(), format!("{}/x", portcullis.url));
+        async move { client.get(url).bearer_auth(token).send().await.unwrap().status() }
+    };
+    assert_eq!(bearer(access.clone()).await, 200, "cached from here on");
+
+    let disabled = cli(&["user", "disable", "ada@example.com"], "").await;
+    assert!(disabled.status.success(), "{}", String::from_utf8_lossy(&disabled.stderr));
+    let said = String::from_utf8_lossy(&disabled.stdout).into_owned();
+    assert!(said.contains("ended 0 session(s) and 1 token sign-in(s)"), "{said}");
+    let started = std::time::Instant::now();
+    while bearer(access.clone()).await != 401 {
+        assert!(started.elapsed() < Duration::from_secs(1), "the access token still works");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refreshed = client
+        .post(format!("{}/auth/refresh", portcullis.url))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 401, "the token family is revoked");
+    portcullis.terminate();
+    portcullis.wait(Duration::from_secs(10)).await;
+}
+
 #[tokio::test]
 async fn dev_mode_warns_at_start_and_the_cli_mints_single_use_sign_in_links() {
     let dir = tempfile::tempdir().unwrap();

@@ -73,9 +73,9 @@ async fn api_key(app: &TestApp, owner: &reqwest::Client, scopes: Value) -> Strin
 async fn make_admin(app: &TestApp, email: &str) {
     let state = app.running().state();
     let email = portcullis::identity::Email::parse(email).unwrap();
-    let user = state.users.find_by_email(&email).await.unwrap().unwrap().0;
-    state.users.set_roles(user.id, &["admin".into()], state.clock.now()).await.unwrap();
-    state.sessions.refresh_user(user.id);
+    let user = state.services.users.find_by_email(&email).await.unwrap().unwrap().0;
+    state.services.users.set_roles(user.id, &["admin".into()], state.clock.now()).await.unwrap();
+    state.services.sessions.refresh_user(user.id);
 }
 
 #[tokio::test]

@@ -349,14 +349,15 @@ async fn route_policy_public_deny_roles_methods_and_scopes() {
     // Granting the role takes effect on the next request, although the identity was cached.
     let state = app.running().state();
     let user = state
+        .services
         .users
         .find_by_email(&portcullis::identity::Email::parse("ada@example.com").unwrap())
         .await
         .unwrap()
         .unwrap()
         .0;
-    state.users.set_roles(user.id, &["admin".into()], state.clock.now()).await.unwrap();
-    state.sessions.refresh_user(user.id);
+    state.services.users.set_roles(user.id, &["admin".into()], state.clock.now()).await.unwrap();
+    state.services.sessions.refresh_user(user.id);
     let allowed = status(&ada, Method::GET, "/admin/panel").await.unwrap();
     assert_eq!(allowed.status(), 200);
     assert_eq!(allowed.json::<Echoed>().await.unwrap().header("x-auth-roles"), Some("admin"));
@@ -681,7 +682,7 @@ async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
         })
         .spawn()
         .await;
-    let tags = app.running().state().stores.tags.clone();
+    let tags = app.running().state().services.tags.clone();
     let ada = app.session_cookie(&app.client(), "ada@example.com").await;
     let bob = app.session_cookie(&app.client(), "bob@example.com").await;
     let get = |cookie: String| {
@@ -736,7 +737,7 @@ async fn a_dead_cookie_on_a_public_route_is_cleared() {
     use portcullis::identity::session::SessionToken;
     let app =
         TestApp::builder().routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n").spawn().await;
-    let tags = app.running().state().stores.tags.clone();
+    let tags = app.running().state().services.tags.clone();
     let dead = format!("portcullis_session={}", SessionToken::generate(&tags).cookie_value());
     let response =
         crate::support::http().get(app.url("/page")).header("cookie", dead).send().await.unwrap();

@@ -65,7 +65,7 @@ async fn readiness_reports_a_lost_database_and_stays_ready_for_cached_identities
     assert_eq!(app.echo(&client, "/x").await.header("x-auth-email"), Some("ada@example.com"));
     let started = app.client().get(app.admin_url("/startupz")).send().await.unwrap();
     assert_eq!(started.status(), 200);
-    app.running().state().db.close().await;
+    app.running().state().services.db.close().await;
     let ready = app.client().get(app.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200, "a store every replica shares must not empty the Service");
     let body: Value = ready.json().await.unwrap();

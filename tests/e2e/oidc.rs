@@ -118,7 +118,7 @@ async fn a_verified_email_joins_the_existing_account_and_an_unverified_one_does_
     // The account's own address is verified (its owner clicked the link).
     let state = app.running().state();
     let id = uuid::Uuid::parse_str(me["user"]["id"].as_str().unwrap()).unwrap();
-    state.users.mark_email_verified(id, state.clock.now()).await.unwrap();
+    state.services.users.mark_email_verified(id, state.clock.now()).await.unwrap();
 
     idp.set_user(IdpUser {
         sub: "unverified-1".into(),
@@ -782,8 +782,8 @@ async fn a_domain_allow_list_admits_only_verified_addresses() {
     let state = app.running().state();
     let me: Value = signed_up.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
     let id = uuid::Uuid::parse_str(me["user"]["id"].as_str().unwrap()).unwrap();
-    state.users.mark_email_verified(id, state.clock.now()).await.unwrap();
-    state.sessions.refresh_user(id);
+    state.services.users.mark_email_verified(id, state.clock.now()).await.unwrap();
+    state.services.sessions.refresh_user(id);
     assert_eq!(signed_up.get(app.url("/dashboard")).send().await.unwrap().status(), 200);
 }
 
@@ -810,7 +810,7 @@ async fn only_mapped_groups_become_roles_and_operator_roles_stay() {
     let state = app.running().state();
     let me: Value = browser.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
     let id = uuid::Uuid::parse_str(me["user"]["id"].as_str().unwrap()).unwrap();
-    state.users.set_roles(id, &["support".into()], state.clock.now()).await.unwrap();
+    state.services.users.set_roles(id, &["support".into()], state.clock.now()).await.unwrap();
     idp.set_user(user(&["corp-admins"]));
     let again = app.client();
     through_provider(&app, &again, "/auth/login/corp").await;

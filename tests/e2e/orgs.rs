@@ -604,7 +604,7 @@ async fn org_endpoints_refuse_garbage_keys_and_cross_site_posts() {
     let count: i64 = {
         use sqlx::Row;
         sqlx::query("SELECT COUNT(*) AS n FROM organizations")
-            .fetch_one(app.running().state().db.pool())
+            .fetch_one(app.running().state().services.db.pool())
             .await
             .unwrap()
             .get("n")

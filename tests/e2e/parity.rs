@@ -139,9 +139,9 @@ async fn a_sign_in_link_works_once_and_expires() {
     app.sign_up(&app.client(), "ada@example.com").await;
     let state = app.running().state();
     let email = portcullis::identity::Email::parse("ada@example.com").unwrap();
-    let (user, _) = state.users.find_by_email(&email).await.unwrap().unwrap();
+    let (user, _) = state.services.users.find_by_email(&email).await.unwrap().unwrap();
     let link = OneTimeLink { user_id: user.id, redirect: "/welcome?x=1".into() };
-    let token = state.one_time.mint(&link, Duration::from_secs(900)).await.unwrap();
+    let token = state.one_time.mint_for(&link, Duration::from_secs(900)).await.unwrap();
 
     let browser = app.client();
     let first =
@@ -166,7 +166,7 @@ async fn a_sign_in_link_works_once_and_expires() {
         "JSON when asked for"
     );
 
-    let late = state.one_time.mint(&link, Duration::from_secs(60)).await.unwrap();
+    let late = state.one_time.mint_for(&link, Duration::from_secs(60)).await.unwrap();
     clock.advance(Duration::from_secs(61));
     let expired =
         app.client().get(app.url(&format!("/auth/one-time?token={late}"))).send().await.unwrap();

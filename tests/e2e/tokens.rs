@@ -207,10 +207,10 @@ async fn keys_rotate_without_logging_anyone_out() {
     let state = app.running().state();
     let config = &state.config;
     let kid = KeyRing::rotate(
-        &state.db,
+        &state.services.db,
         config.tokens.algorithm,
         state.clock.now(),
-        portcullis::app::key_publish_time(config),
+        config.tokens.key_publish_time(),
     )
     .await
     .unwrap();
@@ -399,7 +399,7 @@ async fn secrets_are_sealed_at_rest_migrated_and_rotated() {
     let database = format!("sqlite://{}", dir.path().join("sealed.db").display());
     let key = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
     let stored = |app: &TestApp| {
-        let pool = app.running().state().db.pool().clone();
+        let pool = app.running().state().services.db.pool().clone();
         async move {
             let keys: Vec<String> = sqlx::query("SELECT private_key FROM signing_keys")
                 .fetch_all(&pool)

@@ -18,6 +18,7 @@ pub mod outbound;
 pub mod steam;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -35,15 +36,15 @@ use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::landing::{self, Reply};
 use super::openapi::{LinkDoc, LinkedBody, MessageBody};
 use super::pages::{self, SignInForm};
-use crate::app::AppState;
 use crate::cookies::Own;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::session_from_cookie;
-use crate::identity::accounts::{self, AccountError, ExternalUser, SignupRules};
+use crate::identity::accounts::{self, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
-use crate::store::ephemeral::{decode, encode};
+use crate::identity::single_use::{SingleUse, TokenShape};
+use crate::state::AppState;
 use http::HeaderMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -113,6 +114,7 @@ impl ProviderClient {
                     crypto::hex(&crypto::sha256(checked.nonce().as_bytes()))
                 );
                 let uses = state
+                    .services
                     .ephemeral
                     .incr(&key, steam::NONCE_MAX_AGE * 2)
                     .await
@@ -294,8 +296,7 @@ pub async fn begin(
         link_user,
         binding: crypto::hex(&crypto::sha256(binding.as_bytes())),
     };
-    let bytes = encode(&flow)?;
-    state.ephemeral.put(&flow_key(&authorization.state), &bytes, FLOW_TTL).await?;
+    flows(state).put(&authorization.state, &flow).await?;
     Ok(Started {
         url: authorization.url,
         state: authorization.state,
@@ -351,7 +352,7 @@ async fn callback(
         if let Some(user_id) = flow.link_user {
             accounts::link(&state.links, user_id, &provider, external, now)
                 .await
-                .map_err(account_error)?;
+                .map_err(ApiError::from)?;
             state.metrics.record_auth("oauth", "linked");
             return Ok(redirect_to(&flow.redirect));
         }
@@ -361,12 +362,13 @@ async fn callback(
             provider_domains: &client.provider().allowed_email_domains,
         };
         let roles = external.roles.clone();
-        let user = accounts::sign_in(&state.users, &state.links, &provider, external, rules, now)
-            .await
-            .map_err(account_error)?;
+        let user =
+            accounts::sign_in(&state.services.users, &state.links, &provider, external, rules, now)
+                .await
+                .map_err(ApiError::from)?;
         if let Some(roles) = roles {
-            state.users.set_provider_roles(user.id, &provider, &roles).await?;
-            state.sessions.refresh_user(user.id);
+            state.services.users.set_provider_roles(user.id, &provider, &roles).await?;
+            state.services.sessions.refresh_user(user.id);
         }
         landing::end_previous_session(&state, &site.headers).await?;
         let reply = Reply::found(&flow.redirect);
@@ -415,7 +417,8 @@ async fn check_binding(state: &AppState, site: &SiteContext, flow: &Flow) -> Res
         ));
     }
     if let Some(user_id) = flow.link_user {
-        let session = session_from_cookie(&site.headers, &state.sessions, &state.cookies).await?;
+        let session =
+            session_from_cookie(&site.headers, &state.services.sessions, &state.cookies).await?;
         if session.is_none_or(|(_, identity)| identity.user_id != user_id) {
             return Err(ApiError::forbidden(
                 "Linking must be finished by the account that started it: sign in as it first",
@@ -432,9 +435,7 @@ async fn take_flow(state: &AppState, flow_state: Option<&str>) -> Result<Flow, A
             "This sign-in attempt expired or was already used: start again",
         )
     };
-    let flow_state = flow_state.filter(|s| !s.is_empty() && s.len() <= 256).ok_or_else(expired)?;
-    let bytes = state.ephemeral.take(&flow_key(flow_state)).await?.ok_or_else(expired)?;
-    Ok(decode(&bytes, "sign-in flow")?)
+    flows(state).take(flow_state.unwrap_or_default()).await?.ok_or_else(expired)
 }
 
 /// `GET /providers/linked`: the caller's linked providers.
@@ -477,7 +478,7 @@ async fn unlink(
     if !links.iter().any(|link| link.provider == provider) {
         return Err(ApiError::not_found("This provider is not linked"));
     }
-    if links.len() == 1 && !state.users.has_password(caller.user_id).await? {
+    if links.len() == 1 && !state.services.users.has_password(caller.user_id).await? {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "This is your only way to sign in: set a password or link another provider first",
@@ -491,8 +492,14 @@ fn callback_url(state: &AppState, provider: &str) -> String {
     format!("{}{}/callback/{provider}", state.tokens.issuer(), state.config.auth.base_path)
 }
 
-fn flow_key(flow_state: &str) -> String {
-    format!("oauth_flow:{}", crypto::hex(&crypto::sha256(flow_state.as_bytes())))
+/// Sign-ins in progress, behind the `state` sent to the provider.
+fn flows(state: &AppState) -> SingleUse<Flow> {
+    SingleUse::new(
+        Arc::clone(&state.services.ephemeral),
+        "oauth_flow",
+        TokenShape::Opaque,
+        FLOW_TTL,
+    )
 }
 
 fn redirect_to(location: &str) -> Response {
@@ -517,16 +524,5 @@ fn error_of(error: OAuthError) -> ApiError {
             ApiError::new(ErrorCode::InvalidToken, "The sign-in provider's answer was not valid")
         }
         OAuthError::NotAllowed(reason) => ApiError::forbidden(format!("Sign-in refused: {reason}")),
-    }
-}
-
-fn account_error(error: AccountError) -> ApiError {
-    match error {
-        AccountError::Store(error) => error.into(),
-        AccountError::LinkedElsewhere
-        | AccountError::AlreadyLinked
-        | AccountError::EmailTaken
-        | AccountError::AccountUnverified => ApiError::new(ErrorCode::Conflict, error.to_string()),
-        other => ApiError::forbidden(other.to_string()),
     }
 }

@@ -14,7 +14,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{manager_of, member_of, refuse_api_keys, room_for_one_more};
-use crate::app::AppState;
 use crate::auth::csrf::SiteContext;
 use crate::auth::email::{MailKind, link, requester, within_send_limit};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
@@ -28,6 +27,7 @@ use crate::identity::Email;
 use crate::identity::org::{self, Change};
 use crate::identity::org_choice::After;
 use crate::mail::Template;
+use crate::state::AppState;
 use crate::store::invites::Invite;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,7 +76,7 @@ async fn send(
             "Only owners and admins invite, and only owners make owners",
         ));
     }
-    if let Some((user, _)) = state.users.find_by_email(&email).await?
+    if let Some((user, _)) = state.services.users.find_by_email(&email).await?
         && state.orgs.membership(org_id, user.id).await?.is_some()
     {
         return Err(ApiError::new(ErrorCode::Conflict, "This person is already a member"));
@@ -96,7 +96,7 @@ async fn send(
         expires_at: now.plus(state.config.orgs.invite_ttl),
     };
     state.invites.insert(&invite, &crypto::sha256(token.as_bytes())).await?;
-    let inviter = state.users.find(caller.user_id).await?;
+    let inviter = state.services.users.find(caller.user_id).await?;
     let inviter = inviter
         .map(|user| user.name.unwrap_or_else(|| user.email.as_str().to_owned()))
         .unwrap_or_default();
@@ -206,7 +206,7 @@ async fn accept(
         let invite = state.invites.consume(&hash, user.id, now).await?.ok_or_else(used_up)?;
         state.orgs.add_member(invite.org_id, user.id, &invite.role, now).await?;
         state.orgs.mark_active(invite.org_id, user.id, now).await?;
-        state.sessions.refresh_user(user.id);
+        state.services.sessions.refresh_user(user.id);
         landing::end_previous_session(&state, &site.headers).await?;
         let orgs = state.orgs.memberships(user.id).await?;
         let reply = Reply::found(target.as_str());

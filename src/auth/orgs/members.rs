@@ -9,11 +9,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{manager_of, member_of, refuse_api_keys};
-use crate::app::AppState;
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
 use crate::auth::openapi::{MemberBody, MembersBody, MessageBody};
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::org::{self, Change, Membership};
+use crate::state::AppState;
 use crate::store::orgs::Outcome;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -135,7 +135,7 @@ async fn actor_and_target(
 fn changed(state: &AppState, outcome: Outcome, user_id: Uuid) -> Result<(), ApiError> {
     match outcome {
         Outcome::Done => {
-            state.sessions.refresh_user(user_id);
+            state.services.sessions.refresh_user(user_id);
             Ok(())
         }
         Outcome::NotMember => Err(ApiError::not_found("No such member")),

@@ -20,11 +20,11 @@ use uuid::Uuid;
 use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession};
 use super::openapi::{OrgBody, OrgsBody, UserBody};
 use super::sessions::user_response;
-use crate::app::AppState;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::org::{self, Membership};
 use crate::identity::{AuthMethod, Identity};
+use crate::state::AppState;
 use crate::store::StoreError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -89,12 +89,12 @@ async fn create(
         }
         None => create_with_free_slug(&state, &name, caller.user_id).await?,
     };
-    state.sessions.refresh_user(caller.user_id);
+    state.services.sessions.refresh_user(caller.user_id);
     let session = session.filter(|session| {
         caller.method == AuthMethod::Session && session.identity.active_org.is_none()
     });
     if let Some(session) = session {
-        state.sessions.set_active_org(&session.token.hash(), Some(created.id)).await?;
+        state.services.sessions.set_active_org(&session.token.hash(), Some(created.id)).await?;
     }
     Ok((StatusCode::CREATED, Json(json!({ "organization": created }))).into_response())
 }
@@ -156,10 +156,11 @@ async fn switch(
         member_of(&state, org_id, session.identity.user_id).await?;
         state.orgs.mark_active(org_id, session.identity.user_id, state.clock.now()).await?;
     }
-    if !state.sessions.set_active_org(&session.token.hash(), body.org_id).await? {
+    if !state.services.sessions.set_active_org(&session.token.hash(), body.org_id).await? {
         return Err(ApiError::unauthorized());
     }
     let user = state
+        .services
         .users
         .find_enabled(session.identity.user_id)
         .await?

@@ -10,7 +10,6 @@ use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::csrf::SiteContext;
 use crate::auth::extract::{BodyKind, JsonOrForm};
 use crate::auth::landing::{self, Reply};
@@ -19,6 +18,7 @@ use crate::auth::pages;
 use crate::cookies::Own;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::session::ClientInfo;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -71,7 +71,7 @@ async fn select(
             .ok_or_else(|| ApiError::forbidden("You are not a member of this organization"))?;
         // Used up only now, so a wrong org id does not cost the user their sign-in.
         let choice = state.choices.take(token).await?.ok_or_else(expired)?;
-        let user = state.users.find_enabled(choice.user_id).await?;
+        let user = state.services.users.find_enabled(choice.user_id).await?;
         let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
         state.orgs.mark_active(membership.id, user.id, state.clock.now()).await?;
         let orgs = state.orgs.memberships(user.id).await?;

@@ -14,10 +14,10 @@ use serde::Deserialize;
 
 use super::csrf::{SiteContext, anonymous_for_page};
 use super::extract::ApiQuery;
-use super::password_policy::MIN_LENGTH;
-use crate::app::AppState;
 use crate::config::Branding;
 use crate::error::ApiError;
+use crate::identity::password_policy::MIN_LENGTH;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -252,7 +252,7 @@ impl TestApp {
     pub async fn user_count(&self) -> i64 {
         use sqlx::Row;
         sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(self.running().state().db.pool())
+            .fetch_one(self.running().state().services.db.pool())
             .await
             .unwrap()
             .get("n")

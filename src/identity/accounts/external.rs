@@ -7,8 +7,9 @@
 
 use uuid::Uuid;
 
-use super::{Email, User};
+use super::AccountError;
 use crate::clock::Timestamp;
+use crate::identity::{Email, User};
 use crate::store::StoreError;
 use crate::store::linked::LinkStore;
 use crate::store::users::{NewUser, UserStore};
@@ -39,46 +40,6 @@ pub struct SignupRules<'a> {
     pub domains: &'a [String],
     /// The provider's `allowed_email_domains` (empty: any).
     pub provider_domains: &'a [String],
-}
-
-/// Why a provider sign-in has no account.
-#[derive(Debug, thiserror::Error)]
-pub enum AccountError {
-    /// Unknown identity and sign-up is closed.
-    #[error("There is no account for this sign-in, and sign-up is closed")]
-    SignupClosed,
-    /// The email's domain is not allowed.
-    #[error("Accounts with this email domain are not allowed")]
-    DomainNotAllowed,
-    /// The provider gave no usable email for a new account.
-    #[error("The provider did not share an email address")]
-    NoEmail,
-    /// An account already uses the (unverified) email: it is never merged on the provider's
-    /// word; its owner can sign in and link the provider.
-    #[error("An account with this email already exists: sign in to it, then link this provider")]
-    EmailTaken,
-    /// An account uses the email but never verified it: whoever made it may not own the
-    /// address, so it is not joined on the provider's word.
-    #[error(
-        "An account with this email exists but its address was never verified: sign in to it \
-         (or reset its password), then link this provider"
-    )]
-    AccountUnverified,
-    /// A domain allow-list is set and the provider did not verify the address.
-    #[error("The provider did not verify this email address")]
-    EmailUnverified,
-    /// The provider identity belongs to another user (linking).
-    #[error("This sign-in is already linked to another account")]
-    LinkedElsewhere,
-    /// The user already has another identity at this provider (linking).
-    #[error("Your account is already linked to this provider")]
-    AlreadyLinked,
-    /// The account is disabled.
-    #[error("This account is disabled")]
-    Disabled,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// Finds or creates the user for a provider sign-in.
@@ -123,8 +84,10 @@ pub async fn sign_in(
     if restricted && !external.email_verified {
         return Err(AccountError::EmailUnverified);
     }
-    let name =
-        external.name.as_deref().and_then(|name| super::profile::clean_name(name).ok().flatten());
+    let name = external
+        .name
+        .as_deref()
+        .and_then(|name| crate::identity::profile::clean_name(name).ok().flatten());
     let new = NewUser { email: email.clone(), name, password_hash: None, roles: Vec::new() };
     let user = users.create(new, now).await.map_err(|error| match error {
         // An unverified email that an account already uses: never merged.
@@ -137,7 +100,7 @@ pub async fn sign_in(
     let avatar = external
         .avatar_url
         .as_deref()
-        .and_then(|url| super::profile::clean_avatar_url(url).ok().flatten());
+        .and_then(|url| crate::identity::profile::clean_avatar_url(url).ok().flatten());
     if let Some(avatar_url) = avatar {
         users.update_profile(&User { avatar_url: Some(avatar_url), ..user.clone() }, now).await?;
     }
