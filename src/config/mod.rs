@@ -5,6 +5,8 @@
 //! `compile.rs` turns it into [`Config`], reporting every problem with its key path.
 
 mod compile;
+#[cfg(test)]
+pub(crate) use self::compile::service_token as compile_service_token;
 pub mod load;
 pub mod raw;
 pub mod values;

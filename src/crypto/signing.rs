@@ -1,6 +1,6 @@
 //! Keys that sign access tokens and identity assertions: generated on first start, kept in the
-//! database so every replica signs and verifies with the same set, published as a JWKS, and
-//! rotated without logging anyone out (a retired key still verifies until nothing it signed can
+//! database (`store::signing_keys`, sealed) so every replica signs and verifies with the same
+//! set, published as a JWKS, and rotated without logging anyone out (a retired key still verifies until nothing it signed can
 //! be valid).
 //!
 //! Replicas pick up keys another replica or `portcullis keys rotate` created by reloading: every
@@ -10,6 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::jwt_ring;
+use crate::clock::{Clock, Timestamp};
+use crate::store::StoreError;
+use crate::store::signing_keys::SigningKeyStore;
+use crate::store::sql::Database;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -19,12 +24,6 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyP
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sqlx::Row;
-
-use super::jwt_ring;
-use crate::clock::{Clock, Timestamp};
-use crate::store::StoreError;
-use crate::store::sql::Database;
 
 /// Shortest time between two reloads triggered by unknown key ids, so that tokens with made-up
 /// key ids cannot turn into a database query each.
@@ -104,7 +103,7 @@ struct KeySet {
 
 /// The signing keys in use, shared by every signer and verifier of this process.
 pub struct KeyRing {
-    db: Database,
+    store: SigningKeyStore,
     algorithm: SigningAlgorithm,
     clock: Arc<dyn Clock>,
     /// How long a retired key stays published: the longest a token it signed can live.
@@ -126,7 +125,7 @@ impl KeyRing {
     ) -> Result<Self, StoreError> {
         jwt_ring::install();
         let ring = Self {
-            db,
+            store: SigningKeyStore::new(db.clone()),
             algorithm,
             clock,
             publish_for,
@@ -138,7 +137,7 @@ impl KeyRing {
         if current != Some(algorithm) {
             // First start, or the configured algorithm changed: make a key for it. Tokens
             // signed by a previous key keep verifying until they expire.
-            Self::rotate(&ring.db, algorithm, ring.clock.now(), publish_for).await?;
+            Self::rotate(&db, algorithm, ring.clock.now(), publish_for).await?;
             ring.reload().await?;
         }
         Ok(ring)
@@ -150,40 +149,20 @@ impl KeyRing {
     /// The database fails or holds an unreadable key.
     pub async fn reload(&self) -> Result<(), StoreError> {
         *self.last_reload.lock() = Some(Instant::now());
-        let rows = sqlx::query(
-            "SELECT kid, algorithm, private_key, retired_at FROM signing_keys \
-             ORDER BY created_at, kid",
-        )
-        .fetch_all(self.db.pool())
-        .await?;
+        let stored = self.store.load().await?;
         let now = self.clock.now();
         let mut set = KeySet::default();
-        for row in rows {
-            let retired_at =
-                row.try_get::<Option<i64>, _>("retired_at")?.map(Timestamp::from_millis);
-            if retired_at.is_some_and(|at| at.plus(self.publish_for) <= now) {
+        for row in stored {
+            if row.retired_at.is_some_and(|at| at.plus(self.publish_for) <= now) {
                 continue;
             }
-            let kid: String = row.try_get("kid")?;
-            let algorithm = SigningAlgorithm::parse(&row.try_get::<String, _>("algorithm")?)
+            let kid = row.kid;
+            let algorithm = SigningAlgorithm::parse(&row.algorithm)
                 .ok_or_else(|| StoreError::Corrupt(format!("algorithm of signing key {kid}")))?;
-            let stored: String = row.try_get("private_key")?;
-            let purpose = key_purpose(&kid);
-            let opened = self.db.sealer().open(&purpose, &stored)?;
-            if opened.reseal {
-                // Written plain (or under a previous key) before: sealed now, on every start.
-                sqlx::query(
-                    "UPDATE signing_keys SET private_key = $2 WHERE kid = $1 AND private_key = $3",
-                )
-                .bind(&kid)
-                .bind(self.db.sealer().seal(&purpose, &opened.text)?)
-                .bind(&stored)
-                .execute(self.db.pool())
-                .await?;
-            }
             let private = STANDARD
-                .decode(opened.text)
+                .decode(row.private_key)
                 .map_err(|_| StoreError::Corrupt(format!("signing key {kid}")))?;
+            let retired_at = row.retired_at;
             let key = Arc::new(Key::from_pkcs8(kid, algorithm, &private, retired_at)?);
             // Rows come oldest first: the newest current key of the configured algorithm signs.
             if key.retired_at.is_none() && key.algorithm == self.algorithm {
@@ -271,15 +250,20 @@ impl KeyRing {
     ) -> Result<String, StoreError> {
         jwt_ring::install();
         let cutoff = now.as_millis().saturating_sub(crate::clock::duration_millis(publish_for));
-        sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
-            .bind(cutoff)
-            .execute(db.pool())
+        let private = generate(algorithm)?;
+        // 96 random bits: unique, short, and says nothing about the key.
+        let kid = super::random_token()[..16].to_owned();
+        SigningKeyStore::new(db.clone())
+            .rotate_to(
+                &kid,
+                algorithm.as_str(),
+                &STANDARD.encode(private),
+                now,
+                Timestamp::from_millis(cutoff),
+            )
             .await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-            .bind(now.as_millis())
-            .execute(db.pool())
-            .await?;
-        insert_key(db, algorithm, now).await
+        tracing::info!(kid, algorithm = algorithm.as_str(), "generated a token signing key");
+        Ok(kid)
     }
 
     /// Every key in the table, for `portcullis keys list`: id, algorithm, created, retired.
@@ -289,21 +273,11 @@ impl KeyRing {
     pub async fn list(
         db: &Database,
     ) -> Result<Vec<(String, String, Timestamp, Option<Timestamp>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kid, algorithm, created_at, retired_at FROM signing_keys ORDER BY created_at",
-        )
-        .fetch_all(db.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("kid")?,
-                    row.try_get("algorithm")?,
-                    Timestamp::from_millis(row.try_get("created_at")?),
-                    row.try_get::<Option<i64>, _>("retired_at")?.map(Timestamp::from_millis),
-                ))
-            })
-            .collect()
+        let keys = SigningKeyStore::new(db.clone()).list().await?;
+        Ok(keys
+            .into_iter()
+            .map(|key| (key.kid, key.algorithm, key.created_at, key.retired_at))
+            .collect())
     }
 }
 
@@ -368,17 +342,8 @@ impl Key {
     }
 }
 
-/// What a signing key's sealed row is bound to.
-fn key_purpose(kid: &str) -> String {
-    format!("signing_key:{kid}")
-}
-
-/// Generates and stores a key (sealed when a key is configured); returns its id.
-async fn insert_key(
-    db: &Database,
-    algorithm: SigningAlgorithm,
-    now: Timestamp,
-) -> Result<String, StoreError> {
+/// A new private key for `algorithm`, as a PKCS#8 document.
+fn generate(algorithm: SigningAlgorithm) -> Result<Vec<u8>, StoreError> {
     let rng = SystemRandom::new();
     let generated = match algorithm {
         SigningAlgorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng),
@@ -387,20 +352,7 @@ async fn insert_key(
         }
     }
     .map_err(|_| StoreError::Corrupt("the system cannot generate signing keys".into()))?;
-    // 96 random bits: unique, short, and says nothing about the key.
-    let kid = super::random_token()[..16].to_owned();
-    let sealed = db.sealer().seal(&key_purpose(&kid), &STANDARD.encode(generated.as_ref()))?;
-    sqlx::query(
-        "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(&kid)
-    .bind(algorithm.as_str())
-    .bind(sealed)
-    .bind(now.as_millis())
-    .execute(db.pool())
-    .await?;
-    tracing::info!(kid, algorithm = algorithm.as_str(), "generated a token signing key");
-    Ok(kid)
+    Ok(generated.as_ref().to_vec())
 }
 
 #[cfg(test)]

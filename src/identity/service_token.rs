@@ -14,8 +14,6 @@ use serde_json::{Map, Value};
 
 use super::User;
 use crate::clock::Timestamp;
-use crate::config::raw::RawServiceToken;
-use crate::config::values::parse_duration;
 
 /// One configured service.
 #[derive(Clone)]
@@ -53,61 +51,40 @@ pub enum MintError {
     Signing(String),
 }
 
+/// What a service is made of, parsed from `[service_tokens.NAME]` by the configuration.
+pub struct ServiceTokenSpec {
+    /// How its tokens are signed.
+    pub algorithm: Algorithm,
+    /// The signing key.
+    pub key: EncodingKey,
+    /// `iss`, when set.
+    pub issuer: Option<String>,
+    /// Token lifetime.
+    pub ttl: Duration,
+    /// Global roles allowed to mint (empty: any signed-in user).
+    pub roles: Vec<String>,
+    /// Parameters a caller may pass.
+    pub params: Vec<String>,
+    /// The claims template.
+    pub template: Map<String, Value>,
+}
+
 impl ServiceToken {
-    /// Compiles `[service_tokens.<name>]`; problems come back as `(key, reason)`.
-    ///
-    /// # Errors
-    /// Every problem found, each with its key path.
-    pub fn compile(name: &str, raw: &RawServiceToken) -> Result<Self, Vec<(String, String)>> {
-        let key_path = |field: &str| format!("service_tokens.{name}.{field}");
-        let mut errors = Vec::new();
-        let algorithm = match raw.algorithm.as_deref().unwrap_or("HS256") {
-            "HS256" => Algorithm::HS256,
-            "ES256" => Algorithm::ES256,
-            "EdDSA" => Algorithm::EdDSA,
-            other => {
-                errors.push((
-                    key_path("algorithm"),
-                    format!("`{other}`: one of HS256, ES256, EdDSA"),
-                ));
-                Algorithm::HS256
-            }
-        };
-        let secret = raw.secret.as_deref().unwrap_or("");
-        let key = match algorithm {
-            _ if secret.is_empty() => Err("required (or secret_file)".to_owned()),
-            Algorithm::HS256 if secret.len() < 16 => Err("at least 16 bytes".to_owned()),
-            Algorithm::HS256 => Ok(EncodingKey::from_secret(secret.as_bytes())),
-            Algorithm::ES256 => EncodingKey::from_ec_pem(secret.as_bytes())
-                .map_err(|_| "not a PEM EC private key".to_owned()),
-            _ => EncodingKey::from_ed_pem(secret.as_bytes())
-                .map_err(|_| "not a PEM Ed25519 private key".to_owned()),
-        }
-        .map_err(|reason| errors.push((key_path("secret"), reason)))
-        .ok();
-        let ttl = parse_duration(raw.ttl.as_deref().unwrap_or("1h"))
-            .map_err(|reason| errors.push((key_path("ttl"), reason)))
-            .unwrap_or_default();
-        let params: Vec<String> = raw.params.0.clone();
-        for param in &params {
+    /// What is wrong with a service's parameters and claims template, as `(field, reason)`:
+    /// parameter names must be plain, and every placeholder must be one this module fills.
+    pub fn problems(
+        params: &[String],
+        template: &Map<String, Value>,
+    ) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        for param in params {
             if param.is_empty()
                 || param.len() > 64
                 || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             {
-                errors.push((key_path("params"), format!("`{param}`: 1-64 of A-Z a-z 0-9 _")));
+                problems.push(("params", format!("`{param}`: 1-64 of A-Z a-z 0-9 _")));
             }
         }
-        let template = match serde_json::from_str::<Value>(raw.claims.as_deref().unwrap_or("{}")) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                errors.push((key_path("claims"), "must be a JSON object".into()));
-                Map::new()
-            }
-            Err(error) => {
-                errors.push((key_path("claims"), format!("not JSON: {error}")));
-                Map::new()
-            }
-        };
         let mut unknown = Vec::new();
         visit_strings(&Value::Object(template.clone()), &mut |text| {
             for placeholder in placeholders(text) {
@@ -122,23 +99,18 @@ impl ServiceToken {
             }
         });
         for placeholder in unknown {
-            errors.push((
-                key_path("claims"),
+            problems.push((
+                "claims",
                 format!("unknown placeholder {{{placeholder}}} (user.id, user.email, user.name, user.username, param.<one of params>)"),
             ));
         }
-        match key {
-            Some(key) if errors.is_empty() => Ok(Self {
-                algorithm,
-                key,
-                issuer: raw.issuer.clone(),
-                ttl,
-                roles: raw.roles.0.clone(),
-                params,
-                template,
-            }),
-            _ => Err(errors),
-        }
+        problems
+    }
+
+    /// A service from its parts (check them with [`ServiceToken::problems`] first).
+    pub fn new(spec: ServiceTokenSpec) -> Self {
+        let ServiceTokenSpec { algorithm, key, issuer, ttl, roles, params, template } = spec;
+        Self { algorithm, key, issuer, ttl, roles, params, template }
     }
 
     /// Mints a token for `user` with the caller's `params`; returns it and its expiry.
@@ -253,6 +225,7 @@ fn fill(value: &mut Value, lookup: &mut impl FnMut(&str) -> String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::raw::RawServiceToken;
     use crate::config::values::StringList;
     use crate::identity::Email;
 
@@ -285,7 +258,7 @@ mod tests {
     #[test]
     fn values_fill_strings_and_never_become_syntax() {
         crate::crypto::jwt_ring::install();
-        let service = ServiceToken::compile("livekit", &livekit()).unwrap();
+        let service = crate::config::compile_service_token("livekit", &livekit()).unwrap();
         let params = serde_json::json!({ "room": "standup-1" });
         let (token, expires) = service
             .mint(&user(), params.as_object().unwrap(), Timestamp::from_millis(1_000_000))
@@ -307,7 +280,7 @@ mod tests {
 
     #[test]
     fn parameters_are_declared_and_plain() {
-        let service = ServiceToken::compile("livekit", &livekit()).unwrap();
+        let service = crate::config::compile_service_token("livekit", &livekit()).unwrap();
         let now = Timestamp::from_millis(0);
         for bad in [
             serde_json::json!({ "room": "a\"}, \"roomAdmin\": true, \"x\": \"" }),
@@ -335,7 +308,7 @@ mod tests {
         let mut raw = livekit();
         raw.algorithm = Some("ES256".into());
         raw.secret = Some(pair.serialize_pem());
-        let service = ServiceToken::compile("media", &raw).unwrap();
+        let service = crate::config::compile_service_token("media", &raw).unwrap();
         let params = serde_json::json!({ "room": "r1" });
         let (token, _) =
             service.mint(&user(), params.as_object().unwrap(), Timestamp::from_millis(0)).unwrap();
@@ -346,7 +319,7 @@ mod tests {
         let claims = jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap().claims;
         assert_eq!(claims["video"]["room"], "r1");
         raw.secret = Some("not a pem".into());
-        assert!(ServiceToken::compile("media", &raw).is_err());
+        assert!(crate::config::compile_service_token("media", &raw).is_err());
     }
 
     #[test]
@@ -355,11 +328,11 @@ mod tests {
         raw.claims = Some(r#"{"x": "{param.nope}"}"#.into());
         raw.secret = Some("short".into());
         raw.algorithm = Some("RS256".into());
-        let errors = ServiceToken::compile("lk", &raw).unwrap_err();
+        let errors = crate::config::compile_service_token("lk", &raw).unwrap_err();
         let keys: Vec<&str> = errors.iter().map(|(key, _)| key.as_str()).collect();
         assert!(keys.contains(&"service_tokens.lk.claims"), "{errors:?}");
         assert!(keys.contains(&"service_tokens.lk.algorithm"), "{errors:?}");
         raw.claims = Some("[1]".into());
-        assert!(ServiceToken::compile("lk", &raw).is_err());
+        assert!(crate::config::compile_service_token("lk", &raw).is_err());
     }
 }

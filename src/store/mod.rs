@@ -7,6 +7,7 @@ pub mod invites;
 pub mod linked;
 pub mod orgs;
 pub mod revocations;
+pub mod signing_keys;
 pub mod sql;
 #[cfg(test)]
 pub(crate) mod testing;
