@@ -186,11 +186,15 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// The JSON body of every error.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'static str,
-    message: &'a str,
+// The body of every JSON error, and its schema in the OpenAPI document.
+/// Every error: a machine-readable code and a message for people.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub struct ErrorBody<'a> {
+    /// The code (`invalid_request`, `unauthorized`, …).
+    pub error: &'static str,
+    /// What went wrong.
+    pub message: &'a str,
 }
 
 impl IntoResponse for ApiError {

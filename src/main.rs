@@ -43,6 +43,8 @@ enum Command {
     /// Manage the keys that sign access tokens and assertions.
     #[command(subcommand)]
     Keys(cli::KeysCommand),
+    /// Print the OpenAPI document of the auth API this configuration serves.
+    Openapi,
     /// Apply the database migrations this version needs, through `storage.database_direct_url`
     /// when set, and exit (for a release job, with `storage.migrate_on_start = false`).
     Migrate,
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => return cli::check_config(&config),
         Some(Command::Healthcheck) => return cli::healthcheck(&config),
+        Some(Command::Openapi) => return cli::openapi(&config),
         _ => {}
     }
     cli::init_logging(config.log);
@@ -76,7 +79,9 @@ fn main() -> ExitCode {
             Some(Command::ApiKey(command)) => cli::report(cli::run_api_key(config, command).await),
             Some(Command::Keys(command)) => cli::report(cli::run_keys(config, command).await),
             Some(Command::Migrate) => cli::report(cli::migrate(&config).await),
-            Some(Command::CheckConfig | Command::Healthcheck) => unreachable!("handled above"),
+            Some(Command::CheckConfig | Command::Healthcheck | Command::Openapi) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

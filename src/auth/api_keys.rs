@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::CACHE_CONTROL;
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, Caller};
@@ -121,5 +120,5 @@ async fn revoke(
         return Err(ApiError::not_found("No such API key"));
     }
     state.metrics.record_auth("api_key", "revoked");
-    Ok(Json(json!({ "message": "API key revoked" })).into_response())
+    Ok(MessageBody::json("API key revoked").into_response())
 }

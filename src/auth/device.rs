@@ -8,7 +8,6 @@ use http::StatusCode;
 use http::header::{CACHE_CONTROL, LOCATION};
 use minijinja::context;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, CurrentSession, JsonOrForm};
@@ -77,14 +76,14 @@ async fn start(
     let verification_uri =
         format!("{}{}/device", state.tokens.issuer(), state.config.auth.base_path);
     let complete = format!("{verification_uri}?user_code={}", started.user_code);
-    let body = json!({
-        "device_code": started.device_code,
-        "user_code": started.user_code,
-        "verification_uri": verification_uri,
-        "verification_uri_complete": complete,
-        "expires_in": DEVICE_CODE_TTL.as_secs(),
-        "interval": POLL_INTERVAL.as_secs(),
-    });
+    let body = DeviceStartBody {
+        device_code: started.device_code,
+        user_code: started.user_code,
+        verification_uri,
+        verification_uri_complete: complete,
+        expires_in: DEVICE_CODE_TTL.as_secs(),
+        interval: POLL_INTERVAL.as_secs(),
+    };
     let mut response = Json(body).into_response();
     response.headers_mut().insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     Ok(response)
@@ -152,14 +151,15 @@ async fn poll_handler(
         DeviceAnswer::Completed(pair) => {
             let mut response = pair_response(&pair);
             // The pair's fields plus the status, in one object.
-            let body = json!({
-                "status": "completed",
-                "access_token": pair.access_token,
-                "refresh_token": pair.refresh_token,
-                "token_type": pair.token_type,
-                "expires_in": pair.expires_in,
-            });
-            *response.body_mut() = axum::body::Body::from(body.to_string());
+            let body = DevicePollBody {
+                status: "completed",
+                access_token: Some(pair.access_token),
+                refresh_token: Some(pair.refresh_token),
+                token_type: Some(pair.token_type),
+                expires_in: Some(pair.expires_in),
+            };
+            let body = serde_json::to_vec(&body).map_err(ApiError::internal)?;
+            *response.body_mut() = axum::body::Body::from(body);
             return Ok(response);
         }
         DeviceAnswer::Pending => "pending",
@@ -167,7 +167,14 @@ async fn poll_handler(
         DeviceAnswer::Expired => "expired",
         DeviceAnswer::Denied => "denied",
     };
-    Ok(Json(json!({ "status": status })).into_response())
+    let body = DevicePollBody {
+        status,
+        access_token: None,
+        refresh_token: None,
+        token_type: None,
+        expires_in: None,
+    };
+    Ok(Json(body).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,7 +301,7 @@ async fn complete(
         "Device sign-in denied"
     };
     Ok(match kind {
-        BodyKind::Json => Json(json!({ "message": message })).into_response(),
+        BodyKind::Json => MessageBody::json(message).into_response(),
         BodyKind::Form => pages::render_page(
             &state,
             "device.html",

@@ -8,14 +8,12 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::LOCATION;
 use minijinja::context;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, Caller, Client, JsonOrForm};
@@ -169,12 +167,10 @@ async fn send_verification(
         .await?
         .ok_or_else(ApiError::unauthorized)?;
     if user.email_verified_at.is_some() {
-        return Ok(
-            Json(json!({ "message": "the email address is already verified" })).into_response()
-        );
+        return Ok(MessageBody::json("the email address is already verified").into_response());
     }
     mail_verification(&state, &user, &requester(&client)).await?;
-    Ok(Json(json!({ "message": "a verification link has been sent" })).into_response())
+    Ok(MessageBody::json("a verification link has been sent").into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,7 +211,7 @@ async fn verify(
     }
     .await;
     match (result, super::wants_json(&site.headers)) {
-        (Ok(()), true) => Json(json!({ "message": "email verified" })).into_response(),
+        (Ok(()), true) => MessageBody::json("email verified").into_response(),
         (Ok(()), false) => super::found("/", None),
         (Err(error), _) => pages::link_error(&state, &site, error),
     }
@@ -255,7 +251,7 @@ async fn forgot(
             tracing::error!(error = %error.message(), "cannot send a password reset");
         }
     });
-    Ok(Json(json!({ "message": FORGOT_ANSWER })).into_response())
+    Ok(MessageBody::json(FORGOT_ANSWER).into_response())
 }
 
 async fn mail_reset(state: &AppState, email: &Email, within_limit: bool) -> Result<(), ApiError> {
@@ -348,7 +344,7 @@ async fn reset(
     .await;
     match (result, kind) {
         (Ok(()), BodyKind::Json) => {
-            Json(json!({ "message": "password changed: sign in with the new one" })).into_response()
+            MessageBody::json("password changed: sign in with the new one").into_response()
         }
         (Ok(()), BodyKind::Form) => (
             StatusCode::SEE_OTHER,

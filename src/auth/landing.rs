@@ -7,9 +7,9 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, StatusCode};
-use serde_json::json;
 use uuid::Uuid;
 
+use super::openapi::{CookieTokenLogin, PendingChoice, SignedInBody, TokenLogin, UserBody};
 use super::tokens::token_cookies;
 use super::{no_store, redirect};
 use crate::cookies::Own;
@@ -96,13 +96,16 @@ pub async fn finish(
     reply: Reply,
     method: &'static str,
 ) -> Result<Response, ApiError> {
-    let view = || serde_json::to_value(user.view(orgs, active)).map_err(ApiError::internal);
+    let view = || user.view(orgs, active);
     let response = match after {
         After::Session => {
             let (token, _) = state.services.sessions.create(user, client, active).await?;
             let cookie = state.cookies.session(token.cookie_value(), state.config.session.ttl);
             let mut response = match reply {
-                Reply::Json => no_store(Json(json!({ "user": view()? })).into_response()),
+                Reply::Json => {
+                    let body = SignedInBody::Session(UserBody { user: view() });
+                    no_store(Json(body).into_response())
+                }
                 Reply::Redirect { to, status } => redirect(&to, status),
             };
             response.headers_mut().append(SET_COOKIE, cookie);
@@ -110,17 +113,15 @@ pub async fn finish(
         }
         After::Tokens => {
             let pair = state.tokens.issue(user, Scopes::All, client, active).await?;
-            let mut body = serde_json::to_value(&pair).map_err(ApiError::internal)?;
-            body["user"] = view()?;
-            no_store(Json(body).into_response())
+            no_store(Json(SignedInBody::Tokens(TokenLogin { pair, user: view() })).into_response())
         }
         After::CookieTokens => {
             let pair = state.tokens.issue(user, Scopes::All, client, active).await?;
             // The tokens go only into httpOnly cookies, out of reach of page scripts.
-            let body = json!({
-                "user": view()?,
-                "token_type": pair.token_type,
-                "expires_in": pair.expires_in,
+            let body = SignedInBody::CookieTokens(CookieTokenLogin {
+                user: view(),
+                token_type: pair.token_type,
+                expires_in: pair.expires_in,
             });
             let mut response = no_store(Json(body).into_response());
             for cookie in token_cookies(state, &pair) {
@@ -142,9 +143,13 @@ fn choice_response(
     reply: &Reply,
 ) -> Response {
     match reply {
-        Reply::Json => {
-            no_store(Json(json!({ "pending_token": token, "organizations": orgs })).into_response())
-        }
+        Reply::Json => no_store(
+            Json(SignedInBody::Choice(PendingChoice {
+                pending_token: token,
+                organizations: orgs.to_vec(),
+            }))
+            .into_response(),
+        ),
         Reply::Redirect { .. } => {
             let page = format!("{}/orgs/select", state.config.auth.base_path);
             let mut response = redirect(&page, StatusCode::SEE_OTHER);

@@ -5,13 +5,11 @@
 //! so a transport failure can be told (502); where it is closed the mail goes in the
 //! background, so that neither the answer nor its timing says whether the account exists.
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use minijinja::context;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::email::{MailKind, requester, within_send_limit};
@@ -72,7 +70,7 @@ async fn request_link(
         .check(body.redirect_uri.as_deref().unwrap_or("/"))
         .map_err(ApiError::invalid_request)?;
     send_link(&state, &email, redirect.as_str(), &requester(&client)).await?;
-    let answer = Json(json!({ "message": ANSWER })).into_response();
+    let answer = MessageBody::json(ANSWER).into_response();
     Ok(match kind {
         BodyKind::Json => answer,
         BodyKind::Form => sent_page(&state, &site, &body.email, redirect.as_str(), None, false),

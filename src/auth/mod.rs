@@ -34,13 +34,14 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Every auth route, relative to the base path, with its rate limit and body limit, and
 /// `GET /openapi.json` describing exactly these routes.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let (router, api) = documented_routes(state).split_for_parts();
+    let (router, api) = documented_routes(&state.config).split_for_parts();
     let document = openapi::document(api, &state.config.auth.base_path);
     router
         .layer(axum::Extension(openapi::Document(document)))
@@ -71,11 +72,19 @@ async fn within_deadline(request: axum::extract::Request, next: middleware::Next
     }
 }
 
+/// The OpenAPI document of the auth API a server with `config` serves at
+/// `{base_path}/openapi.json` (`portcullis openapi` prints it; `docs/openapi.json` is the one of
+/// the embedded defaults).
+pub fn api_document(config: &Config) -> bytes::Bytes {
+    let (_, api) = documented_routes(config).split_for_parts();
+    openapi::document(api, &config.auth.base_path)
+}
+
 /// The routes with their documentation, as one router.
-fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
+fn documented_routes(config: &Config) -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new().routes(routes!(openapi::openapi));
     // Absent unless enabled: a disabled dev sign-in is a 404 like any unknown path.
-    if state.config.dev.enabled {
+    if config.dev.enabled {
         router = router.merge(dev::routes());
     }
     router

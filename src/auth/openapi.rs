@@ -7,6 +7,7 @@
 //! CI checks real answers against them.
 
 use axum::Extension;
+use axum::Json;
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use http::header::CONTENT_TYPE;
@@ -43,24 +44,22 @@ use crate::store::invites::Invite;
         (name = "pages", description = "Server-rendered pages (HTML)"),
         (name = "forward_auth", description = "For reverse proxies"),
     ),
-    components(schemas(ErrorBody))
+    components(schemas(crate::error::ErrorBody))
 )]
 struct Base;
-
-/// Every error: a machine-readable code and a message for people.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The code (`invalid_request`, `unauthorized`, …).
-    pub error: String,
-    /// What went wrong.
-    pub message: String,
-}
 
 /// `{"message": …}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageBody {
     /// What happened.
     pub message: String,
+}
+
+impl MessageBody {
+    /// `{"message": text}` as a JSON answer.
+    pub fn json(text: impl Into<String>) -> Json<Self> {
+        Json(Self { message: text.into() })
+    }
 }
 
 /// `{"user": …}`.
@@ -87,7 +86,7 @@ pub struct CookieTokenLogin<'a> {
     /// The user.
     pub user: UserView<'a>,
     /// Always `Bearer`.
-    pub token_type: String,
+    pub token_type: &'static str,
     /// Access token lifetime, seconds.
     pub expires_in: u64,
 }
@@ -245,14 +244,18 @@ pub struct DeviceStartBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DevicePollBody {
     /// `pending`, `slow_down`, `expired`, `denied` or `completed`.
-    pub status: String,
+    pub status: &'static str,
     /// On completion.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
     /// On completion.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// On completion: `Bearer`.
-    pub token_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
     /// On completion: access token lifetime, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
 }
 
@@ -260,11 +263,12 @@ pub struct DevicePollBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OAuthErrorBody {
     /// `invalid_grant`, `authorization_pending`, …
-    pub error: String,
+    pub error: &'static str,
     /// What went wrong (absent when the request itself was malformed).
-    pub error_description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<&'static str>,
     /// The same, as in every other error.
-    pub message: String,
+    pub message: &'static str,
 }
 
 /// `POST /service-tokens/{name}`.
@@ -303,11 +307,16 @@ pub struct ProvidersBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignInAnswer {
     /// `sso`, `magic_link` or `password`.
-    pub auth_method: String,
+    pub auth_method: &'static str,
     /// For `sso`: the provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// For `sso`: where to send the browser.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_url: Option<String>,
+    /// For `sso`: the `state` the provider sends back to the callback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// `GET /orgs`.
@@ -457,4 +466,33 @@ pub struct Document(pub Bytes);
     responses((status = 200, description = "The OpenAPI 3.1 document of this API")))]
 pub async fn openapi(Extension(document): Extension<Document>) -> Response {
     ([(CONTENT_TYPE, "application/json")], document.0).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    /// `docs/openapi.json` is the document of the embedded defaults, so that readers (and
+    /// client generators) have it without running a server. Rewrite it with
+    /// `UPDATE_OPENAPI=1 cargo test --lib openapi`.
+    #[test]
+    fn the_committed_document_is_current() {
+        let config = Config::defaults().unwrap();
+        let document: serde_json::Value =
+            serde_json::from_slice(&crate::auth::api_document(&config)).unwrap();
+        let current = serde_json::to_string_pretty(&document).unwrap() + "\n";
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &current).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "docs/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --lib openapi` and \
+             commit it"
+        );
+    }
 }

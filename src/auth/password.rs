@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{BodyKind, Client, JsonOrForm};
@@ -99,8 +98,9 @@ async fn signup_handler(
             let (email, password, name) = (&body.email, body.password, body.name);
             signup_by_mail(&state, email, password, name, browser, target, &requester).await?;
             let mut response = match kind {
-                BodyKind::Json => (StatusCode::ACCEPTED, Json(json!({ "message": SIGNUP_ANSWER })))
-                    .into_response(),
+                BodyKind::Json => {
+                    (StatusCode::ACCEPTED, MessageBody::json(SIGNUP_ANSWER)).into_response()
+                }
                 BodyKind::Form => {
                     magic_link::sent_page(&state, &site, &body.email, target, None, true)
                 }
@@ -340,7 +340,7 @@ fn signed_in_response(
             }
             response
         }
-        None => (status, Json(json!({ "user": signed_in.user.view(&[], None) }))).into_response(),
+        None => (status, Json(UserBody { user: signed_in.user.view(&[], None) })).into_response(),
     };
     response.headers_mut().append(SET_COOKIE, cookie);
     response

@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
 use super::openapi::ProvidersBody;
 use crate::state::AppState;
@@ -24,9 +23,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 200, description = "The enabled sign-in methods", body = ProvidersBody),
     ),
 )]
-async fn providers(State(state): State<AppState>) -> Json<Value> {
-    let mut names: Vec<&str> = state.oauth.iter().map(|provider| provider.name.as_str()).collect();
-    names.push("magic_link");
-    names.push("password");
-    Json(json!({ "providers": names }))
+async fn providers(State(state): State<AppState>) -> Json<ProvidersBody> {
+    let mut names: Vec<String> = state.oauth.iter().map(|provider| provider.name.clone()).collect();
+    names.push("magic_link".into());
+    names.push("password".into());
+    Json(ProvidersBody { providers: names })
 }

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::extract::{AnyCaller, ApiJson, ApiPath};
 use super::no_store;
@@ -59,5 +59,5 @@ async fn mint(
             MintError::Signing(_) => ApiError::internal(error),
         })?;
     state.metrics.record_auth("service_token", "minted");
-    Ok(no_store(Json(json!({ "token": token, "expires_at": expires_at })).into_response()))
+    Ok(no_store(Json(ServiceTokenBody { token, expires_at }).into_response()))
 }

@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::SET_COOKIE;
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
@@ -109,7 +108,7 @@ async fn logout(
         _ => return Err(ApiError::forbidden("Log out with a session or an access token")),
     }
     state.metrics.record_auth("session", "logout");
-    let mut response = Json(json!({ "message": "logged out" })).into_response();
+    let mut response = MessageBody::json("logged out").into_response();
     for cookie in state.cookies.clear_session().into_iter().chain(state.cookies.clear_tokens()) {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
@@ -165,7 +164,7 @@ async fn end_one(
     if !state.services.sessions.end_by_id(session.identity.user_id, id).await? {
         return Err(ApiError::not_found("No such session"));
     }
-    let mut response = Json(json!({ "message": "session ended" })).into_response();
+    let mut response = MessageBody::json("session ended").into_response();
     if session.identity.session_id == Some(id) {
         for cookie in state.cookies.clear_session() {
             response.headers_mut().append(SET_COOKIE, cookie);
@@ -198,7 +197,7 @@ async fn ws_token(
     };
     let token = state.tickets.issue(&caller, session_hash).await?;
     Ok(super::no_store(
-        Json(json!({ "token": token, "expires_in": TICKET_TTL.as_secs() })).into_response(),
+        Json(WsTicketBody { token, expires_in: TICKET_TTL.as_secs() }).into_response(),
     ))
 }
 

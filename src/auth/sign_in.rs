@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::extract::{Client, JsonOrForm};
@@ -63,7 +62,13 @@ async fn sign_in(
         // Every other address gets a link (when it may sign in), and the same answer.
         let requester = super::email::requester(&client);
         super::magic_link::send_link(&state, &email, redirect.as_str(), &requester).await?;
-        return Ok(Json(json!({ "auth_method": "magic_link" })).into_response());
+        let answer = SignInAnswer {
+            auth_method: "magic_link",
+            provider: None,
+            redirect_url: None,
+            state: None,
+        };
+        return Ok(Json(answer).into_response());
     };
     let started = super::oauth::begin(
         &state,
@@ -74,13 +79,13 @@ async fn sign_in(
         None,
     )
     .await?;
-    let mut response = Json(json!({
-        "auth_method": "sso",
-        "provider": provider,
-        "redirect_url": started.url,
-        "state": started.state,
-    }))
-    .into_response();
+    let answer = SignInAnswer {
+        auth_method: "sso",
+        provider: Some(provider.clone()),
+        redirect_url: Some(started.url),
+        state: Some(started.state),
+    };
+    let mut response = Json(answer).into_response();
     response.headers_mut().append(http::header::SET_COOKIE, started.cookie);
     Ok(response)
 }

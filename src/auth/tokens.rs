@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::csrf::SiteContext;
 use super::device::{self, DeviceAnswer};
@@ -200,6 +199,7 @@ async fn token_endpoint(
 /// An RFC 6749 §5.2 error: `error` is the OAuth code; `message` repeats the description in
 /// this API's own format.
 fn oauth_error(code: &'static str, description: &'static str) -> Response {
-    let body = json!({ "error": code, "error_description": description, "message": description });
+    let body =
+        OAuthErrorBody { error: code, error_description: Some(description), message: description };
     no_store((StatusCode::BAD_REQUEST, Json(body)).into_response())
 }

@@ -23,7 +23,7 @@ use portcullis::store::StoreError;
 
 pub(crate) use self::api_key::{ApiKeyCommand, run_api_key};
 pub(crate) use self::keys::{KeysCommand, run_keys};
-pub(crate) use self::server::{check_config, healthcheck, init_logging, migrate, serve};
+pub(crate) use self::server::{check_config, healthcheck, init_logging, migrate, openapi, serve};
 pub(crate) use self::user::{UserCommand, run_user};
 
 /// Why an admin command failed; printed after `portcullis: `.

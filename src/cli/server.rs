@@ -101,6 +101,23 @@ pub(crate) fn check_config(config: &Config) -> ExitCode {
     }
 }
 
+/// `portcullis openapi`: the document, indented, on stdout.
+pub(crate) fn openapi(config: &Config) -> ExitCode {
+    let document = portcullis::auth::api_document(config);
+    match serde_json::from_slice::<serde_json::Value>(&document)
+        .and_then(|value| serde_json::to_string_pretty(&value))
+    {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("portcullis: cannot render the OpenAPI document: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `portcullis serve`: runs until SIGTERM or SIGINT, then drains and exits 0.
 pub(crate) async fn serve(config: Config) -> ExitCode {
     let running = match App::start(config).await {

@@ -25,7 +25,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 use self::github::GithubClient;
@@ -485,7 +484,7 @@ async fn unlink(
         ));
     }
     state.links.unlink(caller.user_id, &provider).await?;
-    Ok(Json(json!({ "message": "unlinked" })).into_response())
+    Ok(MessageBody::json("unlinked").into_response())
 }
 
 fn callback_url(state: &AppState, provider: &str) -> String {

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use minijinja::context;
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{manager_of, member_of, refuse_api_keys, room_for_one_more};
@@ -155,7 +154,7 @@ async fn revoke(
     if !state.invites.revoke(org_id, invite_id).await? {
         return Err(ApiError::not_found("No such pending invite"));
     }
-    Ok(Json(json!({ "message": "invite withdrawn" })).into_response())
+    Ok(MessageBody::json("invite withdrawn").into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{manager_of, member_of, refuse_api_keys};
@@ -40,7 +39,7 @@ async fn list(
 ) -> Result<Response, ApiError> {
     manager_of(&state, org_id, caller.user_id).await?;
     let members = state.orgs.members(org_id).await?;
-    Ok(Json(json!({ "members": members })).into_response())
+    Ok(Json(MembersBody { members }).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -82,7 +81,9 @@ async fn set_role(
     let outcome = state.orgs.set_role(org_id, user_id, &body.role, state.clock.now()).await?;
     changed(&state, outcome, user_id)?;
     let member = state.orgs.members(org_id).await?.into_iter().find(|m| m.user_id == user_id);
-    Ok(Json(json!({ "member": member })).into_response())
+    // Removed by someone else in the meantime.
+    let member = member.ok_or_else(|| ApiError::not_found("No such member"))?;
+    Ok(Json(MemberBody { member }).into_response())
 }
 
 /// `DELETE /orgs/{id}/members/{user_id}`: removes a member, or leaves.
@@ -111,7 +112,7 @@ async fn remove(
     }
     let outcome = state.orgs.remove(org_id, user_id, state.clock.now()).await?;
     changed(&state, outcome, user_id)?;
-    Ok(Json(json!({ "message": "removed" })).into_response())
+    Ok(MessageBody::json("removed").into_response())
 }
 
 /// The caller's membership (404 for non-members) and the target's (404 when there is none).

@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession};
@@ -51,7 +50,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
     let orgs = state.orgs.memberships(caller.user_id).await?;
     let active = caller.active_org.as_ref().map(|org| org.org_id);
-    Ok(Json(json!({ "organizations": orgs, "active_org_id": active })).into_response())
+    Ok(Json(OrgsBody { organizations: orgs, active_org_id: active }).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -96,7 +95,7 @@ async fn create(
     if let Some(session) = session {
         state.services.sessions.set_active_org(&session.token.hash(), Some(created.id)).await?;
     }
-    Ok((StatusCode::CREATED, Json(json!({ "organization": created }))).into_response())
+    Ok((StatusCode::CREATED, Json(OrgBody { organization: created })).into_response())
 }
 
 /// Creates the organization under a slug made from its name, adding a random suffix while
