@@ -18,13 +18,13 @@ use portcullis::config::{Config, LogFormat};
 use portcullis::cookies;
 use portcullis::crypto::signing::{KeyRing, SigningAlgorithm};
 use portcullis::gateway::assertion::AssertionSigner;
-use portcullis::gateway::headers::HeaderNames;
 use portcullis::gateway::identify::Identified;
 use portcullis::gateway::path::normalize_path;
 use portcullis::gateway::policy::{Decision, decide};
 use portcullis::identity::api_key;
 use portcullis::identity::cache::IdentityCache;
 use portcullis::identity::{Email, Identity, IdentityParts, OrgRole, User};
+use portcullis::model::headers::HeaderNames;
 use portcullis::server::access_log::{AccessLine, AccessLog};
 use portcullis::store::sql::Database;
 

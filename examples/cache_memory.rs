@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::clock::{SystemClock, Timestamp};
-use portcullis::gateway::headers::HeaderNames;
 use portcullis::identity::cache::IdentityCache;
 use portcullis::identity::{Email, Identity, IdentityParts, User};
+use portcullis::model::headers::HeaderNames;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -215,6 +215,26 @@ impl IntoResponse for ApiError {
 }
 
 /// A malformed email address in a request is a 400 naming the field.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match error {
+            StoreError::Unavailable(_) => Self::new(
+                ErrorCode::StoreUnavailable,
+                "The store is unavailable, try again shortly",
+            )
+            .with_cause(error),
+            StoreError::Conflict(what) => {
+                Self::new(ErrorCode::Conflict, format!("{what} already exists"))
+            }
+            StoreError::Corrupt(_)
+            | StoreError::Database(_)
+            | StoreError::Schema(_)
+            | StoreError::Sealed(_) => Self::internal(error),
+        }
+    }
+}
+
 impl From<crate::identity::accounts::AccountError> for ApiError {
     fn from(error: crate::identity::accounts::AccountError) -> Self {
         use crate::identity::accounts::AccountError;
@@ -240,8 +260,8 @@ impl From<crate::identity::accounts::AccountError> for ApiError {
     }
 }
 
-impl From<crate::identity::email::EmailError> for ApiError {
-    fn from(error: crate::identity::email::EmailError) -> Self {
+impl From<crate::model::email::EmailError> for ApiError {
+    fn from(error: crate::model::email::EmailError) -> Self {
         Self::invalid_request(format!("email: {error}"))
     }
 }

@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod identity;
 pub mod mail;
 pub mod metrics;
+pub mod model;
 pub mod server;
 pub mod services;
 pub mod state;

@@ -14,10 +14,10 @@ use super::tokens::token_cookies;
 use super::{no_store, redirect};
 use crate::cookies::Own;
 use crate::error::ApiError;
-use crate::identity::org::Membership;
 use crate::identity::org_choice::{After, CHOICE_TTL, Choice};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{Scopes, User};
+use crate::model::org::Membership;
 use crate::state::AppState;
 
 /// How the client that signed in is answered.

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::identity::Scopes;
 use crate::identity::UserView;
-use crate::identity::org::{Member, Membership};
 use crate::identity::tokens::TokenPair;
+use crate::model::org::{Member, Membership};
 use crate::store::api_keys::ApiKeyRecord;
 use crate::store::invites::Invite;
 

@@ -17,7 +17,7 @@ use portcullis::config::Config;
 use portcullis::identity::Email;
 use portcullis::identity::accounts::AccountError;
 use portcullis::identity::api_key::CreateKeyError;
-use portcullis::identity::email::EmailError;
+use portcullis::model::email::EmailError;
 use portcullis::services::{Services, ServicesError};
 use portcullis::store::StoreError;
 

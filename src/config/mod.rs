@@ -19,9 +19,9 @@ use ipnet::IpNet;
 
 use crate::auth::redirect::RedirectPolicy;
 use crate::crypto::signing::SigningAlgorithm;
-use crate::gateway::headers::HeaderNames;
 use crate::gateway::policy::RouteTable;
 use crate::gateway::upstream::Upstream;
+use crate::model::headers::HeaderNames;
 pub use raw::RawConfig;
 
 /// Why the configuration cannot be used; every variant names the key or file at fault.
@@ -182,7 +182,7 @@ pub struct OrgsConfig {
     /// Users with several organizations choose one at login.
     pub require_selection: bool,
     /// The organization role names.
-    pub roles: crate::identity::org::OrgRoles,
+    pub roles: crate::model::org::OrgRoles,
     /// How long an emailed invite works.
     pub invite_ttl: Duration,
 }

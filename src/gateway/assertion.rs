@@ -11,53 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
-use parking_lot::RwLock;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::headers::Field;
-use crate::clock::{Clock, Timestamp};
+use crate::clock::Clock;
 use crate::crypto::signing::KeyRing;
-use crate::identity::Identity;
-
-/// Signed assertions of one identity, by audience.
-#[derive(Default)]
-pub struct AssertionCache(RwLock<Vec<Cached>>);
-
-struct Cached {
-    audience: Arc<str>,
-    reuse_until: Timestamp,
-    value: HeaderValue,
-}
-
-impl AssertionCache {
-    fn get(&self, audience: &str, now: Timestamp) -> Option<HeaderValue> {
-        let cached = self.0.read();
-        cached
-            .iter()
-            .find(|cached| &*cached.audience == audience && cached.reuse_until > now)
-            .map(|cached| cached.value.clone())
-    }
-
-    fn put(&self, audience: &Arc<str>, reuse_until: Timestamp, value: HeaderValue) {
-        let mut cached = self.0.write();
-        cached.retain(|cached| *cached.audience != **audience);
-        cached.push(Cached { audience: Arc::clone(audience), reuse_until, value });
-    }
-}
-
-/// A copy starts empty: cached signatures belong to the identity they were made for.
-impl Clone for AssertionCache {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl std::fmt::Debug for AssertionCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssertionCache").field("audiences", &self.0.read().len()).finish()
-    }
-}
+use crate::model::Identity;
+use crate::model::headers::Field;
 
 /// The claims of an assertion: the identity headers' content, signed.
 #[derive(Debug, Serialize)]

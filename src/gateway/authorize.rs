@@ -21,7 +21,7 @@ use super::path::{PathError, PathOptions, normalize_path};
 use super::policy::{Access, Decision, Denial, Permit, Route, canonical_method, decide};
 use super::upstream::{Upstream, request_host};
 use crate::error::ApiError;
-use crate::identity::Identity;
+use crate::model::Identity;
 
 /// An allowed request, with what forwarding must do to honour the decision. Only
 /// [`Gateway::authorize`] makes one.

@@ -25,12 +25,12 @@ use http_body_util::{LengthLimitError, Limited};
 use hyper_util::rt::TokioIo;
 
 use super::authorize::Permitted;
-use super::headers::{HeaderNames, ProxyHeader};
 use super::identify::query_without_ticket;
 use super::link::{self, LinkError};
 use super::upstream::Upstream;
 use super::{Gateway, GatewayError};
 use crate::cookies;
+use crate::model::headers::{HeaderNames, ProxyHeader};
 use crate::server::body::{BodyTimeout, discard};
 use crate::server::peer::{Peer, is_trusted};
 

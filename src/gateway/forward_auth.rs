@@ -9,9 +9,9 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 
-use super::headers::is_override;
 use crate::config::ForwardAuthConfig;
 use crate::error::ApiError;
+use crate::model::headers::is_override;
 
 /// Why the original request cannot be read from a forward-auth request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

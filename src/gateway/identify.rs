@@ -16,12 +16,12 @@ use http::{HeaderMap, header};
 
 use crate::cookies::{CookieJar, Found, Own};
 use crate::error::{ApiError, ErrorCode};
-use crate::identity::Identity;
 use crate::identity::api_key::{self, ApiKeyService};
 use crate::identity::cache::IdentityCache;
 use crate::identity::session::{SessionService, SessionToken};
 use crate::identity::ticket::{self, WsTickets};
 use crate::identity::tokens::{BearerJwt, TokenService};
+use crate::model::Identity;
 use crate::store::StoreError;
 
 /// `Retry-After` of a throttled credential, in seconds: at the default limit a client's

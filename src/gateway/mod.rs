@@ -10,7 +10,6 @@ pub mod assertion;
 pub mod authorize;
 pub mod forward;
 pub mod forward_auth;
-pub mod headers;
 pub mod identify;
 pub mod link;
 pub mod path;
@@ -33,7 +32,6 @@ use ipnet::IpNet;
 
 use self::assertion::AssertionSigner;
 use self::authorize::{Ambiguity, Mode, Permitted, Refusal};
-use self::headers::HeaderNames;
 use self::identify::{Credentials, Identified, Presented, Rejection, identify};
 use self::policy::{Denial, OnUnauthenticated, RouteTable};
 use self::throttle::FailedCredentials;
@@ -41,6 +39,7 @@ use self::upstream::UpstreamTable;
 use crate::cookies::CookieJar;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
+use crate::model::headers::HeaderNames;
 use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip, client_key};
 

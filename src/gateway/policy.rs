@@ -10,7 +10,7 @@ use http::Method;
 
 use super::identify::{Identified, Rejection};
 use super::pattern::{PathMatch, PathPattern};
-use crate::identity::Identity;
+use crate::model::Identity;
 
 /// What a rule lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use super::{AuthMethod, Identity, IdentityParts, Scopes};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::crypto::tags::{self, TagKind, TokenTags};
-use crate::gateway::headers::HeaderNames;
+use crate::model::headers::HeaderNames;
 use crate::store::api_keys::{ApiKeyRecord, ApiKeyStore};
 use crate::store::users::UserStore;
 use crate::store::{StoreError, within_deadline};

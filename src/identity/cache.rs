@@ -21,18 +21,18 @@ use quick_cache::sync::DefaultLifecycle;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::revocation::Revocation;
 use crate::clock::{Clock, Timestamp};
 use crate::identity::Identity;
+mod message;
+
+pub use self::message::Revocation;
+pub use crate::model::credential::CredentialHash;
 
 /// How long at most "the stores do not know this credential" is believed. Only the server
 /// mints credentials, and never one a client could have sent before, so a credential cannot
 /// become valid later; what can change is a disabled account being enabled again (its API
 /// keys work again after at most this long).
 const UNKNOWN_TTL: Duration = Duration::from_secs(10);
-
-/// SHA-256 of a credential: the cache key and the store key.
-pub type CredentialHash = [u8; 32];
 
 /// Hashes a [`CredentialHash`] by taking eight of its bytes: they are already uniformly random,
 /// and only the server mints credentials, so nobody can choose keys that collide.

@@ -23,10 +23,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use super::cache::{CredentialHash, IdentityCache};
-use crate::crypto;
+use super::cache::{IdentityCache, Revocation};
 use crate::store::ephemeral::{RedisConnection, RedisSource};
 use crate::store::revocations;
 use crate::store::sql::Database;
@@ -42,39 +40,6 @@ const STREAM_LENGTH: u32 = 100_000;
 /// Revocations waiting to be appended while the log is unreachable; beyond, the oldest are
 /// dropped (other replicas then rely on the cache TTL for them).
 const MAX_PENDING: usize = 100_000;
-/// One eviction, as sent between replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revocation {
-    /// One credential (a session cookie, an API key).
-    Credential(CredentialHash),
-    /// Every credential of a user.
-    User(Uuid),
-    /// Every credential of a session or token family.
-    Session(Uuid),
-}
-
-impl Revocation {
-    /// The wire form: `c:<hex>`, `u:<uuid>` or `s:<uuid>`.
-    pub fn encode(&self) -> String {
-        match self {
-            Self::Credential(hash) => format!("c:{}", crypto::hex(hash)),
-            Self::User(id) => format!("u:{id}"),
-            Self::Session(id) => format!("s:{id}"),
-        }
-    }
-
-    /// Parses the wire form; anything else is `None` (and ignored).
-    pub fn decode(text: &str) -> Option<Self> {
-        let (kind, value) = text.split_once(':')?;
-        match kind {
-            "c" => crypto::unhex32(value).map(Self::Credential),
-            "u" => Uuid::parse_str(value).ok().map(Self::User),
-            "s" => Uuid::parse_str(value).ok().map(Self::Session),
-            _ => None,
-        }
-    }
-}
-
 /// Where revocations travel.
 #[derive(Debug, Clone)]
 pub enum Channel {

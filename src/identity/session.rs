@@ -16,7 +16,7 @@ use super::{Identity, IdentityParts, OrgRole, User};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::crypto::tags::{self, TagKind, TokenTags};
-use crate::gateway::headers::HeaderNames;
+use crate::model::headers::HeaderNames;
 use crate::store::ephemeral::{EphemeralStore, decode, encode};
 use crate::store::users::UserStore;
 use crate::store::{StoreError, within_deadline};

@@ -15,7 +15,7 @@ use super::{AuthMethod, Identity, IdentityParts, Scopes};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::crypto::tags::{TagKind, TokenTags};
-use crate::gateway::headers::HeaderNames;
+use crate::model::headers::HeaderNames;
 use crate::store::ephemeral::{EphemeralStore, decode, encode};
 use crate::store::tokens::FamilyStore;
 use crate::store::users::UserStore;

@@ -29,7 +29,7 @@ use crate::crypto;
 use crate::crypto::sealed;
 use crate::crypto::signing::{KeyRing, SigningError, VerifyError};
 use crate::crypto::tags::{self, TagKind, TokenTags};
-use crate::gateway::headers::HeaderNames;
+use crate::model::headers::HeaderNames;
 use crate::store::tokens::{Family, FamilyStore, Rotation};
 use crate::store::users::UserStore;
 use crate::store::{StoreError, within_deadline};

@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::StoreError;
 use super::sql::Database;
 use crate::clock::{Timestamp, duration_millis};
-use crate::identity::Scopes;
-use crate::identity::cache::CredentialHash;
+use crate::model::Scopes;
+use crate::model::credential::CredentialHash;
 
 /// Columns every query reads.
 const COLUMNS: &str = "id, user_id, name, prefix, key_hash, scopes, org_id, created_at, \

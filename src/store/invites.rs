@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::StoreError;
 use super::sql::Database;
 use crate::clock::Timestamp;
-use crate::identity::cache::CredentialHash;
+use crate::model::credential::CredentialHash;
 
 const COLUMNS: &str = "id, org_id, email, role, invited_by, created_at, expires_at";
 /// Used and expired invites are kept this long (for support questions), then deleted.

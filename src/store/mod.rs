@@ -14,8 +14,6 @@ pub(crate) mod testing;
 pub mod tokens;
 pub mod users;
 
-use crate::error::{ApiError, ErrorCode};
-
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -152,25 +150,6 @@ fn refused_inside_a_script(error: &redis::RedisError) -> bool {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         Self::from_sqlx(error, "record")
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(_) => Self::new(
-                ErrorCode::StoreUnavailable,
-                "The store is unavailable, try again shortly",
-            )
-            .with_cause(error),
-            StoreError::Conflict(what) => {
-                Self::new(ErrorCode::Conflict, format!("{what} already exists"))
-            }
-            StoreError::Corrupt(_)
-            | StoreError::Database(_)
-            | StoreError::Schema(_)
-            | StoreError::Sealed(_) => Self::internal(error),
-        }
     }
 }
 

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::StoreError;
 use super::sql::Database;
 use crate::clock::Timestamp;
-use crate::identity::OrgRole;
-use crate::identity::org::{Member, Membership, OWNER};
+use crate::model::OrgRole;
+use crate::model::org::{Member, Membership, OWNER};
 
 /// What a role change or removal did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::StoreError;
 use super::sql::Database;
 use crate::clock::Timestamp;
-use crate::identity::Scopes;
-use crate::identity::cache::CredentialHash;
+use crate::model::Scopes;
+use crate::model::credential::CredentialHash;
 
 /// How long an exchanged refresh token is remembered, so that presenting it again is caught as
 /// reuse (and its whole family revoked). A family that refreshes every few minutes for a month

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::StoreError;
 use super::sql::{Backend, Database};
 use crate::clock::Timestamp;
-use crate::identity::{Email, OrgRole, User};
+use crate::model::{Email, OrgRole, User};
 
 const USER_COLUMNS: &str = "id, email, email_verified_at, name, username, avatar_url, locale, \
                             disabled_at, created_at, updated_at";

@@ -11,7 +11,7 @@ use super::{manager_of, member_of, refuse_api_keys};
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
 use crate::auth::openapi::{MemberBody, MembersBody, MessageBody};
 use crate::error::{ApiError, ErrorCode};
-use crate::identity::org::{self, Change, Membership};
+use crate::model::org::{self, Change, Membership};
 use crate::state::AppState;
 use crate::store::orgs::Outcome;
 use utoipa_axum::router::OpenApiRouter;

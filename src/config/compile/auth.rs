@@ -7,7 +7,7 @@ use super::Errors;
 use crate::auth::redirect::RedirectPolicy;
 use crate::config::raw::RawConfig;
 use crate::config::{AuthConfig, Branding, EmailConfig, OrgsConfig, PublicUrl, SessionConfig};
-use crate::identity::org::OrgRoles;
+use crate::model::org::OrgRoles;
 
 pub(super) fn auth(
     raw: &RawConfig,

@@ -17,9 +17,9 @@ use super::raw::RawConfig;
 use super::values::parse_duration;
 use super::{Config, ConfigError, DevConfig, KeyError, LogFormat, RateLimitConfig, TokensConfig};
 use crate::crypto::signing::SigningAlgorithm;
-use crate::gateway::headers::HeaderNames;
 use crate::gateway::policy::RouteTable;
-use crate::identity::org::OrgRoles;
+use crate::model::headers::HeaderNames;
+use crate::model::org::OrgRoles;
 
 /// Problems found so far.
 #[derive(Default)]

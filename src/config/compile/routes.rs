@@ -6,7 +6,7 @@ use crate::gateway::path::PathOptions;
 use crate::gateway::pattern::PathPattern;
 use crate::gateway::policy::{Access, OnUnauthenticated, Route, canonical_method};
 use crate::gateway::upstream::Upstream;
-use crate::identity::org::OrgRoles;
+use crate::model::org::OrgRoles;
 
 pub(super) fn upstreams(raw: &[RawUpstream], errors: &mut Errors) -> Vec<Upstream> {
     let mut names = std::collections::HashSet::new();

@@ -3,8 +3,8 @@
 use super::*;
 use crate::clock::Timestamp;
 use crate::config::Config;
-use crate::gateway::headers::HeaderNames;
-use crate::identity::{Email, IdentityParts, OrgRole, Scopes, User};
+use crate::model::headers::HeaderNames;
+use crate::model::{Email, IdentityParts, OrgRole, Scopes, User};
 
 fn table(routes: &str) -> RouteTable {
     Config::from_toml(routes).unwrap().routes

@@ -18,7 +18,7 @@ fn identity() -> Identity {
         None,
         Timestamp::from_millis(i64::MAX / 2),
     );
-    Identity::new(parts, &crate::gateway::headers::HeaderNames::default())
+    Identity::new(parts, &crate::model::headers::HeaderNames::default())
 }
 
 #[tokio::test]

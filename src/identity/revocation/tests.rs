@@ -1,4 +1,6 @@
 //! Tests of `revocation`.
+use uuid::Uuid;
+
 use super::*;
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::identity::Email;
+use crate::model::Email;
 use crate::store::invites::{Invite, InviteStore};
 use crate::store::testing::TestDatabase;
 use crate::store::users::{NewUser, UserStore};

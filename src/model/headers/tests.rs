@@ -1,7 +1,7 @@
 //! Tests of `headers`.
 use super::*;
 use crate::clock::Timestamp;
-use crate::identity::{Email, IdentityParts, User};
+use crate::model::{Email, IdentityParts, User};
 
 fn identity(names: &HeaderNames, name: Option<&str>, roles: &[&str]) -> Identity {
     let user = User {

@@ -11,7 +11,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::identity::{AuthMethod, Identity, OrgRole, Scopes};
+use crate::model::{AuthMethod, Identity, OrgRole, Scopes};
 
 /// Every header name starting with this (normalized) is ours and always stripped from clients.
 const OWN_PREFIX: &str = "x-auth-";
