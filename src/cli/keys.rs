@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use portcullis::config::Config;
-use portcullis::crypto::signing::KeyRing;
+use portcullis::identity::key_ring::KeyRing;
 
 use super::{CliError, with_services};
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::crypto::signing::KeyRing;
+use crate::identity::key_ring::KeyRing;
 use crate::model::Identity;
 use crate::model::headers::Field;
 

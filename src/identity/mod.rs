@@ -8,6 +8,7 @@ pub mod api_key;
 pub mod cache;
 pub mod device;
 pub mod email_token;
+pub mod key_ring;
 pub mod magic_link;
 pub mod one_time;
 pub mod org_choice;

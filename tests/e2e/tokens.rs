@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::{SinkExt, StreamExt};
 use portcullis::clock::ManualClock;
 use portcullis::config::values::{Flag, StringList};
-use portcullis::crypto::signing::KeyRing;
+use portcullis::identity::key_ring::KeyRing;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::crypto::signing::{KeyRing, SigningAlgorithm};
+use crate::crypto::signing::SigningAlgorithm;
 use crate::crypto::tags::TokenTags;
 use crate::identity::Scopes;
+use crate::identity::key_ring::KeyRing;
 use crate::identity::session::{ClientInfo, SessionLifetimes};
 use crate::identity::tokens::{BearerJwt, TokenError, TokenService, TokenSettings};
 use crate::model::headers::HeaderNames;
