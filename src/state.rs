@@ -21,6 +21,7 @@ use crate::gateway::identify::Credentials;
 use crate::gateway::upstream::{Upstream, UpstreamTable};
 use crate::gateway::{Gateway, GatewayParts};
 use crate::identity::accounts::Accounts;
+use crate::identity::api_key::ApiKeyService;
 use crate::identity::device::DeviceFlow;
 use crate::identity::email_token::EmailTokens;
 use crate::identity::key_ring::KeyRing;
@@ -289,6 +290,24 @@ impl FromRef<AppState> for AdminState {
             cache: state.services.cache.clone(),
             metrics: Arc::clone(&state.metrics),
         }
+    }
+}
+
+impl FromRef<AppState> for ApiKeyService {
+    fn from_ref(state: &AppState) -> Self {
+        state.services.api_keys.clone()
+    }
+}
+
+impl FromRef<AppState> for TokenService {
+    fn from_ref(state: &AppState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Providers> {
+    fn from_ref(state: &AppState) -> Self {
+        Self::clone(&state.oauth)
     }
 }
 

@@ -1,5 +1,7 @@
 //! API key management: `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{id}`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -11,8 +13,10 @@ use uuid::Uuid;
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::openapi::{ApiKeyDoc, ApiKeysBody, MessageBody, NewApiKeyBody};
 use crate::error::ApiError;
+use crate::identity::api_key::ApiKeyService;
 use crate::identity::api_key::{CreateKeyError, KeyRequest};
 use crate::identity::{AuthMethod, Scopes};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -94,8 +98,11 @@ async fn create(
     tag = "api_keys",
     responses((status = 200, description = "The caller's keys", body = ApiKeysBody)),
 )]
-async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
-    let keys = state.services.api_keys.list(caller.user_id).await?;
+async fn list(
+    State(api_keys): State<ApiKeyService>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    let keys = api_keys.list(caller.user_id).await?;
     let api_keys = keys.iter().map(ApiKeyDoc::of).collect();
     Ok(Json(ApiKeysBody { api_keys }).into_response())
 }
@@ -112,13 +119,14 @@ async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<R
     ),
 )]
 async fn revoke(
-    State(state): State<AppState>,
+    State(api_keys): State<ApiKeyService>,
+    State(metrics): State<Arc<Metrics>>,
     ApiPath(id): ApiPath<Uuid>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    if !state.services.api_keys.revoke(caller.user_id, id).await? {
+    if !api_keys.revoke(caller.user_id, id).await? {
         return Err(ApiError::not_found("No such API key"));
     }
-    state.metrics.record_auth("api_key", "revoked");
+    metrics.record_auth("api_key", "revoked");
     Ok(MessageBody::json("API key revoked").into_response())
 }

@@ -1,9 +1,12 @@
 //! Discovery: which sign-in methods are enabled.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 
 use super::openapi::ProvidersBody;
+use crate::auth::oauth::Providers;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,8 +26,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 200, description = "The enabled sign-in methods", body = ProvidersBody),
     ),
 )]
-async fn providers(State(state): State<AppState>) -> Json<ProvidersBody> {
-    let mut names: Vec<String> = state.oauth.iter().map(|provider| provider.name.clone()).collect();
+async fn providers(State(oauth): State<Arc<Providers>>) -> Json<ProvidersBody> {
+    let mut names: Vec<String> = oauth.iter().map(|provider| provider.name.clone()).collect();
     names.push("magic_link".into());
     names.push("password".into());
     Json(ProvidersBody { providers: names })

@@ -16,6 +16,7 @@ use super::no_store;
 use super::openapi::OAuthErrorBody;
 use crate::cookies::Own;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::tokens::TokenService;
 use crate::identity::tokens::{TokenError, TokenPair};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -122,8 +123,8 @@ async fn refresh(
         (status = 200, description = "The public keys of access tokens and assertions (JWKS)", body = Object),
     ),
 )]
-async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.tokens.keys().jwks()).into_response();
+async fn jwks(State(tokens): State<TokenService>) -> Response {
+    let mut response = Json(tokens.keys().jwks()).into_response();
     // Short, so that verifiers see a rotation soon; they refetch on an unknown `kid` anyway.
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     response

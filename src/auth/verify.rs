@@ -3,6 +3,8 @@
 //! headers, or 401/403 (or a redirect to sign in), or 400 when the original request cannot be
 //! read in exactly one way.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
@@ -12,7 +14,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::ApiQuery;
+use crate::config::Config;
 use crate::error::ApiError;
+use crate::gateway::Gateway;
 use crate::gateway::authorize::{Mode, Refusal};
 use crate::gateway::forward_auth::into_original;
 use crate::gateway::policy::{Denial, OnUnauthenticated};
@@ -45,16 +49,16 @@ struct VerifyQuery {
     ),
 )]
 async fn verify(
-    State(state): State<AppState>,
+    State(gateway): State<Arc<Gateway>>,
+    State(config): State<Arc<Config>>,
     ApiQuery(query): ApiQuery<VerifyQuery>,
     mut parts: Parts,
 ) -> Response {
-    let gateway = &state.gateway;
     let trusted = parts
         .extensions
         .get::<Peer>()
         .is_some_and(|peer| is_trusted(peer.addr.ip(), gateway.trusted_proxies()));
-    if let Err(error) = into_original(&mut parts, &state.config.forward_auth, trusted) {
+    if let Err(error) = into_original(&mut parts, &config.forward_auth, trusted) {
         return ApiError::from(error).into_response();
     }
     let (mut denial, identified) = match gateway.authorize(&parts, Mode::ForwardAuth).await {
