@@ -21,6 +21,41 @@ const EPHEMERAL_PORTS: [(&str, &str); 2] = [
     ("PORTCULLIS_SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
 ];
 
+/// A directory holding a `portcullis.toml` (listener on an ephemeral port, no admin listener,
+/// the database at `database_url`, one upstream `app` echoing what it gets), where the CLI and
+/// the server both run.
+struct CliSetup {
+    dir: tempfile::TempDir,
+    _echo: EchoUpstream,
+}
+
+impl CliSetup {
+    /// A setup whose database URL `database_url` makes from the directory.
+    async fn new(database_url: impl FnOnce(&std::path::Path) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let echo = EchoUpstream::start("app").await;
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"{}\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
+            database_url(dir.path()),
+            echo.url()
+        );
+        std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+        Self { dir, _echo: echo }
+    }
+
+    /// Runs `portcullis --config portcullis.toml ARGS` with `stdin`.
+    async fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut full = vec!["--config", "portcullis.toml"];
+        full.extend_from_slice(args);
+        run(self.dir.path(), &full, stdin).await
+    }
+
+    /// Starts the server on this configuration.
+    async fn start(&self) -> Binary {
+        Binary::start(self.dir.path(), &["--config", "portcullis.toml"], &[]).await
+    }
+}
+
 #[tokio::test]
 async fn quick_start_on_embedded_defaults_shows_the_demo_app() {
     let dir = tempfile::tempdir().unwrap();
@@ -154,22 +189,8 @@ async fn check_config_prints_the_effective_config_with_secrets_masked() {
 
 #[tokio::test]
 async fn the_user_cli_creates_sets_roles_and_disables() {
-    let dir = tempfile::tempdir().unwrap();
-    let echo = EchoUpstream::start("app").await;
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"sqlite://{}\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
-        dir.path().join("users.db").display(),
-        echo.url()
-    );
-    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
-    let cli = |args: &'static [&'static str], stdin: &'static str| {
-        let dir = dir.path().to_owned();
-        async move {
-            let mut full = vec!["--config", "portcullis.toml"];
-            full.extend_from_slice(args);
-            run(&dir, &full, stdin).await
-        }
-    };
+    let setup = CliSetup::new(|dir| format!("sqlite://{}", dir.join("users.db").display())).await;
+    let cli = |args: &'static [&'static str], stdin: &'static str| setup.cli(args, stdin);
     let created = cli(
         &[
             "user",
@@ -190,7 +211,7 @@ async fn the_user_cli_creates_sets_roles_and_disables() {
     let bad_role = cli(&["user", "set-roles", "ada@example.com", "Not A Role"], "").await;
     assert!(!bad_role.status.success());
 
-    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let mut portcullis = setup.start().await;
     let client = client();
     let login = client
         .post(format!("{}/auth/login", portcullis.url))
@@ -326,23 +347,9 @@ async fn the_api_key_and_signing_key_clis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_reaches_running_servers_through_postgres() {
     let database = crate::support::services::TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let echo = EchoUpstream::start("app").await;
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"{}\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
-        database.url,
-        echo.url()
-    );
-    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
-    let cli = |args: &'static [&'static str]| {
-        let dir = dir.path().to_owned();
-        async move {
-            let mut full = vec!["--config", "portcullis.toml"];
-            full.extend_from_slice(args);
-            run(&dir, &full, "").await
-        }
-    };
-    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let setup = CliSetup::new(|_| database.url.clone()).await;
+    let cli = |args: &'static [&'static str]| setup.cli(args, "");
+    let mut portcullis = setup.start().await;
     let client = client();
     let signup = client
         .post(format!("{}/auth/signup", portcullis.url))
@@ -387,29 +394,15 @@ async fn the_cli_reaches_running_servers_through_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_disable_ends_token_sign_ins_on_running_servers() {
     let database = crate::support::services::TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let echo = EchoUpstream::start("app").await;
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[storage]\ndatabase_url = \"{}\"\n[[upstreams]]\nname = \"app\"\nurl = \"{}\"\n",
-        database.url,
-        echo.url()
-    );
-    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
-    let cli = |args: &'static [&'static str], stdin: &'static str| {
-        let dir = dir.path().to_owned();
-        async move {
-            let mut full = vec!["--config", "portcullis.toml"];
-            full.extend_from_slice(args);
-            run(&dir, &full, stdin).await
-        }
-    };
+    let setup = CliSetup::new(|_| database.url.clone()).await;
+    let cli = |args: &'static [&'static str], stdin: &'static str| setup.cli(args, stdin);
     let created = cli(
         &["user", "create", "ada@example.com", "--password-stdin"],
         "correct horse battery staple\n",
     )
     .await;
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let mut portcullis = Binary::start(dir.path(), &["--config", "portcullis.toml"], &[]).await;
+    let mut portcullis = setup.start().await;
     let client = client();
     let login: Value = client
         .post(format!("{}/auth/login", portcullis.url))
