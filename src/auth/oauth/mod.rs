@@ -12,21 +12,22 @@
 //! needs the session of the user who started it, so nobody's provider identity can be linked
 //! to another's account.
 
+mod flow;
 pub mod github;
 pub mod oidc;
 pub mod outbound;
 pub mod steam;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
+use self::flow::{FLOW_TTL, Flow, check_binding, flows, take_flow};
+pub use self::flow::{browser_binding, browser_binding_hash};
 use self::github::GithubClient;
 use self::oidc::{Authorization, OAuthError, OidcClient};
 use self::steam::SteamClient;
@@ -35,21 +36,15 @@ use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::landing::{self, Reply};
 use super::openapi::{LinkDoc, LinkedBody, MessageBody};
 use super::pages::{self, SignInForm};
-use crate::cookies::Own;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::identify::session_from_cookie;
 use crate::identity::accounts::{self, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
-use crate::identity::single_use::{SingleUse, TokenShape};
 use crate::state::AppState;
 use http::HeaderMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-/// How long a sign-in may take at the provider.
-const FLOW_TTL: Duration = Duration::from_secs(600);
 
 /// One provider's client.
 #[derive(Debug)]
@@ -172,20 +167,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(callback))
         .routes(routes!(linked))
         .routes(routes!(unlink))
-}
-
-/// A sign-in in progress.
-#[derive(Debug, Serialize, Deserialize)]
-struct Flow {
-    provider: String,
-    verifier: String,
-    nonce: String,
-    redirect: String,
-    /// Set when a signed-in user links this provider instead of signing in.
-    link_user: Option<Uuid>,
-    /// SHA-256 (hex) of the binding cookie of the browser that started the flow.
-    #[serde(default)]
-    binding: String,
 }
 
 /// A flow started: where to send the browser, the flow's state, and the binding cookie.
@@ -384,59 +365,6 @@ async fn callback(
     })
 }
 
-/// The browser's binding of the flows it starts (provider sign-ins, mailed sign-ups): its
-/// binding cookie's value, or a new one to set.
-pub fn browser_binding(state: &AppState, headers: &http::HeaderMap) -> String {
-    state
-        .cookies
-        .read(headers, Own::Flow)
-        .one()
-        .filter(|value| crypto::is_random_token(value))
-        .map_or_else(crypto::random_token, str::to_owned)
-}
-
-/// The SHA-256 (hex) of the binding cookie a request carries, empty when it carries none.
-pub fn browser_binding_hash(state: &AppState, headers: &http::HeaderMap) -> String {
-    match state.cookies.read(headers, Own::Flow).one() {
-        Some(binding) if crypto::is_random_token(binding) => {
-            crypto::hex(&crypto::sha256(binding.as_bytes()))
-        }
-        _ => String::new(),
-    }
-}
-
-/// Refuses a callback from a browser other than the one that started the flow, and a link
-/// flow finished by anyone but the user who started it.
-async fn check_binding(state: &AppState, site: &SiteContext, flow: &Flow) -> Result<(), ApiError> {
-    let binding = state.cookies.read(&site.headers, Own::Flow).one().unwrap_or_default();
-    let hash = crypto::hex(&crypto::sha256(binding.as_bytes()));
-    if binding.is_empty() || !crypto::constant_time_eq(hash.as_bytes(), flow.binding.as_bytes()) {
-        return Err(ApiError::forbidden(
-            "This sign-in was started in another browser: start it again from here",
-        ));
-    }
-    if let Some(user_id) = flow.link_user {
-        let session =
-            session_from_cookie(&site.headers, &state.services.sessions, &state.cookies).await?;
-        if session.is_none_or(|(_, identity)| identity.user_id != user_id) {
-            return Err(ApiError::forbidden(
-                "Linking must be finished by the account that started it: sign in as it first",
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn take_flow(state: &AppState, flow_state: Option<&str>) -> Result<Flow, ApiError> {
-    let expired = || {
-        ApiError::new(
-            ErrorCode::InvalidToken,
-            "This sign-in attempt expired or was already used: start again",
-        )
-    };
-    flows(state).take(flow_state.unwrap_or_default()).await?.ok_or_else(expired)
-}
-
 /// `GET /providers/linked`: the caller's linked providers.
 #[utoipa::path(
     get,
@@ -489,16 +417,6 @@ async fn unlink(
 
 fn callback_url(state: &AppState, provider: &str) -> String {
     format!("{}{}/callback/{provider}", state.tokens.issuer(), state.config.auth.base_path)
-}
-
-/// Sign-ins in progress, behind the `state` sent to the provider.
-fn flows(state: &AppState) -> SingleUse<Flow> {
-    SingleUse::new(
-        Arc::clone(&state.services.ephemeral),
-        "oauth_flow",
-        TokenShape::Opaque,
-        FLOW_TTL,
-    )
 }
 
 fn redirect_to(location: &str) -> Response {

@@ -1,6 +1,8 @@
 //! Tests of `revocation`.
 use uuid::Uuid;
 
+use super::postgres::Applied;
+use super::redis_stream::stream_id;
 use super::*;
 
 #[tokio::test]

@@ -1,0 +1,104 @@
+//! A provider sign-in in progress: its state (PKCE verifier, nonce, where to go, the browser
+//! that started it) kept single-use behind the OAuth `state`, and the browser binding that
+//! makes a callback count only in the browser that started the flow.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::csrf::SiteContext;
+use crate::cookies::Own;
+use crate::crypto;
+use crate::error::{ApiError, ErrorCode};
+use crate::gateway::identify::session_from_cookie;
+use crate::identity::single_use::{SingleUse, TokenShape};
+use crate::state::AppState;
+
+/// How long a sign-in may take at the provider.
+pub(super) const FLOW_TTL: Duration = Duration::from_secs(600);
+
+/// A sign-in in progress.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Flow {
+    pub(super) provider: String,
+    pub(super) verifier: String,
+    pub(super) nonce: String,
+    pub(super) redirect: String,
+    /// Set when a signed-in user links this provider instead of signing in.
+    pub(super) link_user: Option<Uuid>,
+    /// SHA-256 (hex) of the binding cookie of the browser that started the flow.
+    #[serde(default)]
+    pub(super) binding: String,
+}
+
+/// The browser's binding of the flows it starts (provider sign-ins, mailed sign-ups): its
+/// binding cookie's value, or a new one to set.
+pub fn browser_binding(state: &AppState, headers: &http::HeaderMap) -> String {
+    state
+        .cookies
+        .read(headers, Own::Flow)
+        .one()
+        .filter(|value| crypto::is_random_token(value))
+        .map_or_else(crypto::random_token, str::to_owned)
+}
+
+/// The SHA-256 (hex) of the binding cookie a request carries, empty when it carries none.
+pub fn browser_binding_hash(state: &AppState, headers: &http::HeaderMap) -> String {
+    match state.cookies.read(headers, Own::Flow).one() {
+        Some(binding) if crypto::is_random_token(binding) => {
+            crypto::hex(&crypto::sha256(binding.as_bytes()))
+        }
+        _ => String::new(),
+    }
+}
+
+/// Refuses a callback from a browser other than the one that started the flow, and a link
+/// flow finished by anyone but the user who started it.
+pub(super) async fn check_binding(
+    state: &AppState,
+    site: &SiteContext,
+    flow: &Flow,
+) -> Result<(), ApiError> {
+    let binding = state.cookies.read(&site.headers, Own::Flow).one().unwrap_or_default();
+    let hash = crypto::hex(&crypto::sha256(binding.as_bytes()));
+    if binding.is_empty() || !crypto::constant_time_eq(hash.as_bytes(), flow.binding.as_bytes()) {
+        return Err(ApiError::forbidden(
+            "This sign-in was started in another browser: start it again from here",
+        ));
+    }
+    if let Some(user_id) = flow.link_user {
+        let session =
+            session_from_cookie(&site.headers, &state.services.sessions, &state.cookies).await?;
+        if session.is_none_or(|(_, identity)| identity.user_id != user_id) {
+            return Err(ApiError::forbidden(
+                "Linking must be finished by the account that started it: sign in as it first",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn take_flow(
+    state: &AppState,
+    flow_state: Option<&str>,
+) -> Result<Flow, ApiError> {
+    let expired = || {
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "This sign-in attempt expired or was already used: start again",
+        )
+    };
+    flows(state).take(flow_state.unwrap_or_default()).await?.ok_or_else(expired)
+}
+
+/// Sign-ins in progress, behind the `state` sent to the provider.
+pub(super) fn flows(state: &AppState) -> SingleUse<Flow> {
+    SingleUse::new(
+        Arc::clone(&state.services.ephemeral),
+        "oauth_flow",
+        TokenShape::Opaque,
+        FLOW_TTL,
+    )
+}
