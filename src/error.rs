@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-/// The machine-readable `error` field of API.md's error table.
+/// The machine-readable `error` field of the error table in docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// A body, query or field is malformed or missing (400).
@@ -54,7 +54,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The HTTP status API.md assigns to this code.
+    /// The HTTP status docs/api.md assigns to this code.
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidRequest => StatusCode::BAD_REQUEST,

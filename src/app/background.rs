@@ -75,7 +75,7 @@ pub(super) async fn drain(serving: Serving, state: AppState, shutdown: Cancellat
     if tokio::time::timeout(timeout, connections.wait()).await.is_err() {
         tracing::warn!(?timeout, "shutdown timeout passed with requests still in flight");
     }
-    // Stores first: a connection a worker opened is driven by that worker's runtime.
+    // The services first: a connection a worker opened is driven by that worker's runtime.
     state.services.close().await;
     if let Some(workers) = workers {
         workers.release();

@@ -2,7 +2,7 @@
 //! typed values the rest of the program uses without parsing anything again.
 //!
 //! `raw.rs` is the file as written (with the embedded defaults), `load.rs` reads it, and
-//! `compile.rs` turns it into [`Config`], reporting every problem with its key path.
+//! `compile/` turns it into [`Config`], reporting every problem with its key path.
 
 mod compile;
 #[cfg(test)]

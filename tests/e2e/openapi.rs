@@ -91,7 +91,7 @@ async fn schemathesis(app: &TestApp, extra: &[&str]) {
         .arg("run")
         .arg(app.url("/auth/openapi.json"))
         .args(["--url", &app.url("")])
-        // Every check but: `unsupported_method` (API.md answers an unknown method on a known
+        // Every check but: `unsupported_method` (docs/api.md answers an unknown method on a known
         // path with the same 404 `not_found` as an unknown path, not 405); `ignored_auth` and
         // `positive_data_acceptance` (the document cannot say which credentials, codes and
         // tokens are valid, so refusing generated ones is right).

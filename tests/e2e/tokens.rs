@@ -68,7 +68,7 @@ async fn a_token_login_works_at_the_gateway_and_the_api() {
     assert_eq!(echoed.header("x-auth-user-id"), answer["user"]["id"].as_str());
     assert!(echoed.header("authorization").is_none(), "our JWT never reaches the app");
 
-    // The claims API.md lists.
+    // The claims README lists for access tokens.
     let payload = access(&answer).split('.').nth(1).unwrap();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     for claim in ["sub", "sid", "email", "roles", "iat", "exp", "iss", "aud"] {
