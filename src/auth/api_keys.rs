@@ -8,18 +8,22 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::CACHE_CONTROL;
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::openapi::{ApiKeyDoc, ApiKeysBody, MessageBody, NewApiKeyBody};
+use super::openapi::MessageBody;
+use crate::clock::Timestamp;
 use crate::error::ApiError;
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::api_key::{CreateKeyError, KeyRequest};
 use crate::identity::{AuthMethod, Scopes};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use crate::store::api_keys::ApiKeyRecord;
 
 /// Routes: `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{id}`.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -129,4 +133,73 @@ async fn revoke(
     }
     metrics.record_auth("api_key", "revoked");
     Ok(MessageBody::json("API key revoked").into_response())
+}
+
+/// An API key as listed (never the key).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyDoc {
+    /// Key id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The organization it acts in.
+    pub org_id: Option<Uuid>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last use.
+    pub last_used_at: Option<Timestamp>,
+    /// Expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl ApiKeyDoc {
+    /// The listed form of a stored key.
+    pub fn of(record: &ApiKeyRecord) -> Self {
+        let scopes = match &record.scopes {
+            Scopes::Only(scopes) => scopes.to_vec(),
+            Scopes::All => Vec::new(),
+        };
+        Self {
+            id: record.id,
+            name: record.name.clone(),
+            prefix: record.prefix.clone(),
+            scopes,
+            org_id: record.org_id,
+            created_at: record.created_at,
+            last_used_at: record.last_used_at,
+            expires_at: record.expires_at,
+        }
+    }
+}
+
+/// `GET /api-keys`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeysBody {
+    /// The caller's keys.
+    pub api_keys: Vec<ApiKeyDoc>,
+}
+
+/// `POST /api-keys`: the key, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewApiKeyBody {
+    /// Key id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// `pk_…`: store it now.
+    pub key: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The organization it acts in.
+    pub org_id: Option<Uuid>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Expiry.
+    pub expires_at: Option<Timestamp>,
 }

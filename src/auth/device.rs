@@ -8,10 +8,14 @@ use http::StatusCode;
 use http::header::{CACHE_CONTROL, LOCATION};
 use minijinja::context;
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, CurrentSession, JsonOrForm};
-use super::openapi::{DevicePollBody, DeviceStartBody, MessageBody};
+use super::openapi::MessageBody;
 use super::pages;
 use super::tokens::pair_response;
 use crate::error::ApiError;
@@ -20,8 +24,6 @@ use crate::identity::device::{DEVICE_CODE_TTL, POLL_INTERVAL, Poll, normalize_us
 use crate::identity::session::ClientInfo;
 use crate::identity::tokens::TokenPair;
 use crate::state::AppState;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Longest client name kept.
 const MAX_CLIENT_NAME: usize = 100;
@@ -312,4 +314,40 @@ async fn complete(
             StatusCode::OK,
         ),
     })
+}
+
+/// `POST /device/start` (RFC 8628).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceStartBody {
+    /// For polling.
+    pub device_code: String,
+    /// What the user types.
+    pub user_code: String,
+    /// Where the user approves.
+    pub verification_uri: String,
+    /// The same, with the code filled in.
+    pub verification_uri_complete: String,
+    /// Seconds the codes live.
+    pub expires_in: u64,
+    /// Seconds between polls.
+    pub interval: u64,
+}
+
+/// `POST /device/poll`: the status, and the tokens once on completion.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevicePollBody {
+    /// `pending`, `slow_down`, `expired`, `denied` or `completed`.
+    pub status: &'static str,
+    /// On completion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// On completion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// On completion: `Bearer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    /// On completion: access token lifetime, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
 }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-
-use super::openapi::ProvidersBody;
-use crate::auth::oauth::Providers;
-use crate::state::AppState;
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+use crate::auth::oauth::Providers;
+use crate::state::AppState;
 
 /// Routes: `GET /providers`.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -31,4 +32,11 @@ async fn providers(State(oauth): State<Arc<Providers>>) -> Json<ProvidersBody> {
     names.push("magic_link".into());
     names.push("password".into());
     Json(ProvidersBody { providers: names })
+}
+
+/// `GET /providers`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvidersBody {
+    /// Enabled sign-in methods.
+    pub providers: Vec<String>,
 }

@@ -5,16 +5,18 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{AnyCaller, ApiJson, ApiPath};
 use super::no_store;
-use super::openapi::ServiceTokenBody;
+use crate::clock::Timestamp;
 use crate::error::ApiError;
 use crate::identity::service_token::MintError;
 use crate::state::AppState;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Routes: `POST /service-tokens/{name}`.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -60,4 +62,13 @@ async fn mint(
         })?;
     state.metrics.record_auth("service_token", "minted");
     Ok(no_store(Json(ServiceTokenBody { token, expires_at }).into_response()))
+}
+
+/// `POST /service-tokens/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceTokenBody {
+    /// The service's JWT.
+    pub token: String,
+    /// Its expiry.
+    pub expires_at: Timestamp,
 }

@@ -5,18 +5,20 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::SET_COOKIE;
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
-use super::openapi::{MessageBody, SessionDoc, SessionsBody, UserBody, WsTicketBody};
+use super::openapi::{MessageBody, UserBody};
 use crate::clock::Timestamp;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::ticket::TICKET_TTL;
 use crate::identity::{AuthMethod, Identity, User, profile};
 use crate::state::AppState;
 use crate::store::StoreError;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Routes: `GET /me`, `PATCH /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`,
 /// `POST /ws-token`.
@@ -278,4 +280,37 @@ pub async fn default_locale(
         user.locale = Some(locale);
     }
     Ok(())
+}
+
+/// `POST /ws-token`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WsTicketBody {
+    /// `ws_…`, single use.
+    pub token: String,
+    /// Seconds it stays usable.
+    pub expires_in: u64,
+}
+
+/// One of the user's sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDoc {
+    /// Session id.
+    pub id: Uuid,
+    /// Sign-in time.
+    pub created_at: Timestamp,
+    /// Last activity (at most a minute stale).
+    pub last_seen_at: Timestamp,
+    /// Client IP at sign-in.
+    pub ip: Option<String>,
+    /// Client user agent at sign-in.
+    pub user_agent: Option<String>,
+    /// Whether it is the session of this request.
+    pub current: bool,
+}
+
+/// `GET /sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsBody {
+    /// Newest first.
+    pub sessions: Vec<SessionDoc>,
 }

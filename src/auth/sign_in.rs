@@ -7,15 +7,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::csrf::SiteContext;
 use super::extract::{Client, JsonOrForm};
-use super::openapi::SignInAnswer;
 use crate::error::ApiError;
 use crate::identity::Email;
 use crate::state::AppState;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Routes: `POST /sign-in`.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -88,4 +89,20 @@ async fn sign_in(
     let mut response = Json(answer).into_response();
     response.headers_mut().append(http::header::SET_COOKIE, started.cookie);
     Ok(response)
+}
+
+/// `POST /sign-in`: how this address signs in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignInAnswer {
+    /// `sso`, `magic_link` or `password`.
+    pub auth_method: &'static str,
+    /// For `sso`: the provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// For `sso`: where to send the browser.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    /// For `sso`: the `state` the provider sends back to the callback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }

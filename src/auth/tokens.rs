@@ -8,19 +8,20 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::csrf::SiteContext;
 use super::device::{self, DeviceAnswer};
 use super::extract::JsonOrForm;
 use super::no_store;
-use super::openapi::OAuthErrorBody;
 use crate::cookies::Own;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::tokens::TokenService;
 use crate::identity::tokens::{TokenError, TokenPair};
 use crate::state::AppState;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// The RFC 8628 grant type.
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -203,4 +204,16 @@ fn oauth_error(code: &'static str, description: &'static str) -> Response {
     let body =
         OAuthErrorBody { error: code, error_description: Some(description), message: description };
     no_store((StatusCode::BAD_REQUEST, Json(body)).into_response())
+}
+
+/// An error of the OAuth token endpoint (RFC 6749 §5.2), with our `message` too.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_grant`, `authorization_pending`, …
+    pub error: &'static str,
+    /// What went wrong (absent when the request itself was malformed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<&'static str>,
+    /// The same, as in every other error.
+    pub message: &'static str,
 }

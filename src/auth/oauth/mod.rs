@@ -23,28 +23,32 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use self::flow::{FLOW_TTL, Flow, check_binding, flows, take_flow};
-pub use self::flow::{browser_binding, browser_binding_hash};
 use self::github::GithubClient;
 use self::oidc::{Authorization, OAuthError, OidcClient};
 use self::steam::SteamClient;
 use super::csrf::SiteContext;
 use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::landing::{self, Reply};
-use super::openapi::{LinkDoc, LinkedBody, MessageBody};
+use super::openapi::MessageBody;
 use super::pages::{self, SignInForm};
+use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::accounts::{self, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
 use crate::state::AppState;
-use http::HeaderMap;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+
+pub use self::flow::{browser_binding, browser_binding_hash};
 
 /// One provider's client.
 #[derive(Debug)]
@@ -442,4 +446,20 @@ fn error_of(error: OAuthError) -> ApiError {
         }
         OAuthError::NotAllowed(reason) => ApiError::forbidden(format!("Sign-in refused: {reason}")),
     }
+}
+
+/// A provider linked to the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkDoc {
+    /// Provider name.
+    pub provider: String,
+    /// When it was linked.
+    pub linked_at: Timestamp,
+}
+
+/// `GET /providers/linked`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkedBody {
+    /// Oldest first.
+    pub providers: Vec<LinkDoc>,
 }

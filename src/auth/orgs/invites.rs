@@ -10,6 +10,10 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use minijinja::context;
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{manager_of, member_of, refuse_api_keys, room_for_one_more};
@@ -18,8 +22,9 @@ use crate::auth::email::{MailKind, link, requester, within_send_limit};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::magic_link::{Proof, account_for};
-use crate::auth::openapi::{InviteBody, InviteDoc, InvitesBody, MessageBody};
+use crate::auth::openapi::MessageBody;
 use crate::auth::pages;
+use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::Email;
@@ -28,8 +33,6 @@ use crate::mail::Template;
 use crate::model::org::{self, Change};
 use crate::state::AppState;
 use crate::store::invites::Invite;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Routes: sending and accepting invites.
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -237,4 +240,51 @@ async fn still_vouched_for(state: &AppState, invite: &Invite) -> Result<(), ApiE
 
 fn used_up() -> ApiError {
     ApiError::new(ErrorCode::InvalidToken, "This invite is invalid, expired or already used")
+}
+
+/// An invite (never its token).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct InviteDoc {
+    /// Invite id.
+    pub id: Uuid,
+    /// The organization.
+    pub org_id: Uuid,
+    /// Who it went to.
+    pub email: String,
+    /// The role it grants.
+    pub role: String,
+    /// Who sent it.
+    pub invited_by: Option<Uuid>,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+impl From<&Invite> for InviteDoc {
+    fn from(invite: &Invite) -> Self {
+        Self {
+            id: invite.id,
+            org_id: invite.org_id,
+            email: invite.email.clone(),
+            role: invite.role.clone(),
+            invited_by: invite.invited_by,
+            created_at: invite.created_at,
+            expires_at: invite.expires_at,
+        }
+    }
+}
+
+/// `POST /orgs/{id}/invites`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct InviteBody {
+    /// The invite sent.
+    pub invite: InviteDoc,
+}
+
+/// `GET /orgs/{id}/invites`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct InvitesBody {
+    /// Pending invites, newest first.
+    pub invites: Vec<InviteDoc>,
 }

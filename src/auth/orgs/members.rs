@@ -5,17 +5,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{manager_of, member_of, refuse_api_keys};
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
-use crate::auth::openapi::{MemberBody, MembersBody, MessageBody};
+use crate::auth::openapi::MessageBody;
 use crate::error::{ApiError, ErrorCode};
+use crate::model::org::Member;
 use crate::model::org::{self, Change, Membership};
 use crate::state::AppState;
 use crate::store::orgs::Outcome;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Routes: the member list and one member.
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -145,4 +148,18 @@ fn changed(state: &AppState, outcome: Outcome, user_id: Uuid) -> Result<(), ApiE
             "The organization needs an owner: make someone else owner first",
         )),
     }
+}
+
+/// `GET /orgs/{id}/members`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct MembersBody {
+    /// Oldest first.
+    pub members: Vec<Member>,
+}
+
+/// `PATCH /orgs/{id}/members/{user_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct MemberBody {
+    /// The member as changed.
+    pub member: Member,
 }

@@ -14,10 +14,14 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Deserialize;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession};
-use super::openapi::{OrgBody, OrgsBody, UserBody};
+use super::openapi::UserBody;
 use super::sessions::user_response;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
@@ -25,8 +29,6 @@ use crate::identity::{AuthMethod, Identity};
 use crate::model::org::{self, Membership};
 use crate::state::AppState;
 use crate::store::StoreError;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Routes: `GET/POST /orgs`, `POST /orgs/switch`, `GET/POST /orgs/select`, members, invites.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -213,4 +215,20 @@ fn refuse_api_keys(caller: &Identity) -> Result<(), ApiError> {
         return Err(ApiError::forbidden("An API key cannot manage organizations"));
     }
     Ok(())
+}
+
+/// `GET /orgs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgsBody {
+    /// The caller's organizations, most recently active first.
+    pub organizations: Vec<Membership>,
+    /// The one the credential acts in.
+    pub active_org_id: Option<Uuid>,
+}
+
+/// `POST /orgs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgBody {
+    /// The new organization; the caller is its owner.
+    pub organization: Membership,
 }
