@@ -160,12 +160,7 @@ async fn send_verification(
     if caller.method == AuthMethod::ApiKey {
         return Err(ApiError::forbidden("An API key cannot ask for verification mail"));
     }
-    let user = state
-        .services
-        .users
-        .find_enabled(caller.user_id)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    let user = super::extract::caller_user(&state, &caller).await?;
     if user.email_verified_at.is_some() {
         return Ok(MessageBody::json("the email address is already verified").into_response());
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::{CredentialKind, Identified, session_from_cookie};
 use crate::identity::session::{ClientInfo, SessionToken};
-use crate::identity::{ACCOUNT_SCOPE, Identity};
+use crate::identity::{ACCOUNT_SCOPE, Identity, User};
 use crate::server::body::{BodyTimeout, discard};
 use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip};
@@ -268,6 +268,16 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(Self(identity))
     }
+}
+
+/// The caller's user record as stored now; 401 when the account was disabled or removed
+/// since the credential was cached.
+///
+/// # Errors
+/// 401, or the store fails.
+pub async fn caller_user(state: &AppState, caller: &Identity) -> Result<User, ApiError> {
+    let user = state.services.users.find_enabled(caller.user_id).await?;
+    user.ok_or_else(ApiError::unauthorized)
 }
 
 /// The caller of an endpoint any credential may use whatever its scopes (minting service

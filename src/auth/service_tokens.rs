@@ -49,12 +49,7 @@ async fn mint(
     if !service.roles.is_empty() && !service.roles.iter().any(|role| caller.has_role(role)) {
         return Err(ApiError::forbidden("Your account lacks a role this service requires"));
     }
-    let user = state
-        .services
-        .users
-        .find_enabled(caller.user_id)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    let user = super::extract::caller_user(&state, &caller).await?;
     let (token, expires_at) =
         service.mint(&user, &params, state.clock.now()).map_err(|error| match error {
             MintError::BadParam(message) => ApiError::invalid_request(message),

@@ -230,12 +230,7 @@ async fn update_me(
     if caller.method == AuthMethod::ApiKey {
         return Err(ApiError::forbidden("An API key cannot change the profile"));
     }
-    let mut user = state
-        .services
-        .users
-        .find_enabled(caller.user_id)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    let mut user = super::extract::caller_user(&state, &caller).await?;
     let field = |value: Option<String>, clean: fn(&str) -> Result<Option<String>, String>| {
         value.map(|value| clean(&value)).transpose().map_err(ApiError::invalid_request)
     };
