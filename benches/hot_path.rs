@@ -22,7 +22,7 @@ use portcullis::gateway::identify::Identified;
 use portcullis::gateway::path::normalize_path;
 use portcullis::gateway::policy::{Decision, decide};
 use portcullis::identity::api_key;
-use portcullis::identity::cache::IdentityCache;
+use portcullis::identity::cache::{CredentialHash, IdentityCache};
 use portcullis::identity::key_ring::KeyRing;
 use portcullis::identity::{Email, Identity, IdentityParts, OrgRole, User};
 use portcullis::model::headers::HeaderNames;
@@ -150,7 +150,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let cache = IdentityCache::new(Duration::from_secs(30), 1000, Arc::new(SystemClock));
-    let key = [7u8; 32];
+    let key = CredentialHash::from_bytes([7u8; 32]);
     cache.insert(key, Arc::clone(&identity), std::time::Instant::now());
     let access_log = AccessLog::new(LogFormat::Json);
     let method = Method::GET;

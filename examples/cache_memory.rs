@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::clock::{SystemClock, Timestamp};
-use portcullis::identity::cache::IdentityCache;
+use portcullis::identity::cache::{CredentialHash, IdentityCache};
 use portcullis::identity::{Email, Identity, IdentityParts, User};
 use portcullis::model::headers::HeaderNames;
 
@@ -43,7 +43,11 @@ async fn main() {
         );
         let mut key = [0u8; 32];
         key.copy_from_slice(&portcullis::crypto::sha256(&index.to_le_bytes()));
-        cache.insert(key, Arc::new(Identity::new(parts, &names)), Instant::now());
+        cache.insert(
+            CredentialHash::from_bytes(key),
+            Arc::new(Identity::new(parts, &names)),
+            Instant::now(),
+        );
     }
     let after = rss_kib();
     println!(

@@ -22,6 +22,7 @@ use crate::identity::session::{SessionService, SessionToken};
 use crate::identity::ticket::{self, WsTickets};
 use crate::identity::tokens::{BearerJwt, TokenService};
 use crate::model::Identity;
+use crate::model::credential::CredentialHash;
 use crate::store::StoreError;
 
 /// `Retry-After` of a throttled credential, in seconds: at the default limit a client's
@@ -202,12 +203,12 @@ pub async fn identify(
     throttled: bool,
 ) -> (Identified, Presented) {
     // Whether checking the credential behind `hash` must wait.
-    let held_back = |hash: &[u8; 32]| throttled && !credentials.cache.holds(hash);
+    let held_back = |hash: &CredentialHash| throttled && !credentials.cache.holds(hash);
     // A JWT of ours (a foreign one is the app's business) whose check could reach the stores.
     let jwt_held_back = |token: &str| {
         throttled
             && credentials.tokens.claims_our_issuer(token)
-            && held_back(&crate::crypto::sha256(token.as_bytes()))
+            && held_back(&CredentialHash::of(token))
     };
     let bearer = bearer(&parts.headers);
     let api_key = bearer.filter(|token| api_key::is_api_key(token));

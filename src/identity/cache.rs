@@ -211,7 +211,7 @@ impl IdentityCache {
         let session_id = identity.session_id;
         // Spread over the last tenth of the TTL by the credential (its hash is random), so that
         // identities loaded together (after a restart) are not all reloaded together.
-        let jitter = self.ttl / 10 * u32::from(hash[31]) / 255;
+        let jitter = self.ttl / 10 * u32::from(hash.as_bytes()[31]) / 255;
         let fresh_until = self.clock.now().plus(self.ttl - jitter).min(identity.expires_at);
         self.entries.insert(hash, Entry { identity, fresh_until });
         let revoked_since = |mark: Option<Instant>| mark.is_some_and(|at| at >= load_started);

@@ -52,7 +52,7 @@ impl SessionToken {
     /// what the hot path needs.
     pub fn hash_of_cookie_value(value: &str) -> Option<CredentialHash> {
         let token = Self::token_of_cookie_value(value)?;
-        Some(crypto::sha256(token.as_bytes()))
+        Some(CredentialHash::of(token))
     }
 
     /// The token in a well-formed cookie value.
@@ -72,7 +72,7 @@ impl SessionToken {
 
     /// The hash under which the session is stored and cached.
     pub fn hash(&self) -> CredentialHash {
-        crypto::sha256(self.0.as_bytes())
+        CredentialHash::of(&self.0)
     }
 }
 
@@ -178,7 +178,7 @@ impl SessionService {
             user_agent: client.user_agent.map(|agent| agent.chars().take(MAX_USER_AGENT).collect()),
             active_org,
         };
-        let key = crypto::hex(&token.hash());
+        let key = token.hash().to_hex();
         self.save(&key, &record, now).await?;
         self.store.set_add(&user_index(user.id), &key, self.lifetimes.ttl).await?;
         Ok((token, record))
@@ -254,7 +254,7 @@ impl SessionService {
         &self,
         hash: &CredentialHash,
     ) -> Result<Option<(SessionRecord, User, Vec<OrgRole>)>, StoreError> {
-        let key = crypto::hex(hash);
+        let key = hash.to_hex();
         let Some(bytes) = self.store.get(&session_key(&key)).await? else {
             return Ok(None);
         };
@@ -298,7 +298,7 @@ impl SessionService {
         hash: &CredentialHash,
         org: Option<Uuid>,
     ) -> Result<bool, StoreError> {
-        let key = crypto::hex(hash);
+        let key = hash.to_hex();
         // A touch on another replica may land between the read and the write: read again.
         for _ in 0..3 {
             let Some(bytes) = self.store.get(&session_key(&key)).await? else {
@@ -357,7 +357,7 @@ impl SessionService {
             return Ok(());
         }
         let hash = token.hash();
-        let key = crypto::hex(&hash);
+        let key = hash.to_hex();
         let taken = self.store.take(&session_key(&key)).await;
         // Evicted (on every replica) after the record is gone, never before: a replica that
         // reloads in between would find the session still there and cache it again.
@@ -419,7 +419,7 @@ impl SessionService {
     }
 
     async fn evict_key(&self, key: &str) {
-        if let Some(hash) = crypto::unhex32(key) {
+        if let Some(hash) = CredentialHash::from_hex(key) {
             self.cache.evict_credential(&hash);
         }
     }

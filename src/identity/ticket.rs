@@ -13,7 +13,6 @@ use super::cache::CredentialHash;
 use super::session::SessionService;
 use super::{AuthMethod, Identity, IdentityParts, Scopes};
 use crate::clock::{Clock, Timestamp};
-use crate::crypto;
 use crate::crypto::tags::{TagKind, TokenTags};
 use crate::model::headers::HeaderNames;
 use crate::store::ephemeral::{EphemeralStore, decode, encode};
@@ -79,13 +78,13 @@ impl WsTickets {
         let ticket = Ticket {
             user_id: identity.user_id,
             session_id: identity.session_id,
-            session_hash: session_hash.map(|hash| crypto::hex(&hash)),
+            session_hash: session_hash.map(|hash| hash.to_hex()),
             scope: identity.scopes.to_claim(),
             org: identity.active_org.as_ref().map(|org| org.org_id),
             expires_at: identity.expires_at.as_millis(),
         };
         let bytes = encode(&ticket)?;
-        self.store.put(&key(&crypto::sha256(token.as_bytes())), &bytes, TICKET_TTL).await?;
+        self.store.put(&key(&CredentialHash::of(&token)), &bytes, TICKET_TTL).await?;
         Ok(token)
     }
 
@@ -102,7 +101,7 @@ impl WsTickets {
         if !self.admits(token) {
             return Ok(None);
         }
-        let hash = crypto::sha256(token.as_bytes());
+        let hash = CredentialHash::of(token);
         let Some(bytes) = self.store.take(&key(&hash)).await? else { return Ok(None) };
         let ticket: Ticket = decode(&bytes, "ws ticket")?;
         if !self.still_signed_in(&ticket).await? {
@@ -132,7 +131,7 @@ impl WsTickets {
     async fn still_signed_in(&self, ticket: &Ticket) -> Result<bool, StoreError> {
         match (&ticket.session_hash, ticket.session_id) {
             (Some(hash), _) => {
-                let Some(hash) = crypto::unhex32(hash) else { return Ok(false) };
+                let Some(hash) = CredentialHash::from_hex(hash) else { return Ok(false) };
                 let identity = self.sessions.authenticate_hash(hash).await?;
                 Ok(identity.is_some_and(|identity| identity.user_id == ticket.user_id))
             }
@@ -150,6 +149,6 @@ pub fn is_ticket(value: &str) -> bool {
     value.starts_with(PREFIX)
 }
 
-fn key(hash: &[u8; 32]) -> String {
-    format!("ws_ticket:{}", crypto::hex(hash))
+fn key(hash: &CredentialHash) -> String {
+    format!("ws_ticket:{}", hash.to_hex())
 }

@@ -235,7 +235,7 @@ impl TokenService {
             expires_at: now.plus(self.settings.refresh_ttl),
         };
         let refresh = format!("{REFRESH_PREFIX}{}", self.settings.tags.mint(TagKind::Refresh));
-        self.families.insert(&family, &crypto::sha256(refresh.as_bytes())).await?;
+        self.families.insert(&family, &CredentialHash::of(&refresh)).await?;
         self.pair(user, &family, refresh, now)
     }
 
@@ -264,13 +264,7 @@ impl TokenService {
         let successor = sealed::seal_for_holder(old, SUCCESSOR, &refresh).ok();
         let rotation = self
             .families
-            .rotate(
-                &hash,
-                &crypto::sha256(refresh.as_bytes()),
-                now,
-                expires_at,
-                successor.as_deref(),
-            )
+            .rotate(&hash, &CredentialHash::of(&refresh), now, expires_at, successor.as_deref())
             .await?;
         let (family, refresh) = match rotation {
             Rotation::Rotated(family) => (family, refresh),
@@ -310,7 +304,7 @@ impl TokenService {
         else {
             return Ok(None);
         };
-        let family = self.families.find_current(&crypto::sha256(successor.as_bytes()), now).await?;
+        let family = self.families.find_current(&CredentialHash::of(&successor), now).await?;
         Ok(family.map(|family| (family, successor)))
     }
 
@@ -366,7 +360,7 @@ impl TokenService {
     /// # Errors
     /// The store is unavailable on a cache miss.
     pub async fn authenticate(&self, token: &str) -> Result<BearerJwt, StoreError> {
-        let hash = crypto::sha256(token.as_bytes());
+        let hash = CredentialHash::of(token);
         if let Some(identity) = self.cache.get(&hash) {
             return Ok(BearerJwt::Valid(identity));
         }
@@ -473,7 +467,7 @@ fn refresh_hash(token: &str) -> Option<CredentialHash> {
     let body = token.strip_prefix(REFRESH_PREFIX)?;
     let well_formed = crypto::is_random_token(body)
         || (body.len() == tags::TAGGED_LEN && tags::is_base64url(body));
-    well_formed.then(|| crypto::sha256(token.as_bytes()))
+    well_formed.then(|| CredentialHash::of(token))
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl ApiKeyStore {
         .bind(key.user_id.to_string())
         .bind(key.name.as_str())
         .bind(key.prefix.as_str())
-        .bind(crate::crypto::hex(&key.key_hash))
+        .bind(key.key_hash.to_hex())
         .bind(key.scopes.to_claim().unwrap_or_default())
         .bind(key.created_at.as_millis())
         .bind(key.expires_at.map(Timestamp::as_millis))
@@ -108,7 +108,7 @@ impl ApiKeyStore {
         hash: &CredentialHash,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         let query = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
-        let row = self.db.read_optional(&query, &crate::crypto::hex(hash)).await?;
+        let row = self.db.read_optional(&query, &hash.to_hex()).await?;
         row.as_ref().map(record_from_row).transpose()
     }
 
@@ -175,7 +175,7 @@ impl ApiKeyStore {
 }
 
 fn parse_hash(text: &str) -> Result<CredentialHash, StoreError> {
-    crate::crypto::unhex32(text).ok_or_else(|| StoreError::Corrupt("API key hash".into()))
+    CredentialHash::from_hex(text).ok_or_else(|| StoreError::Corrupt("API key hash".into()))
 }
 
 fn record_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {

@@ -66,7 +66,7 @@ impl InviteStore {
             "INSERT INTO invites (token_hash, id, org_id, email, role, invited_by, created_at, \
              expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(crate::crypto::hex(token_hash))
+        .bind(token_hash.to_hex())
         .bind(invite.id.to_string())
         .bind(invite.org_id.to_string())
         .bind(&invite.email)
@@ -93,7 +93,7 @@ impl InviteStore {
              WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2"
         ));
         let row = sqlx::query(query)
-            .bind(crate::crypto::hex(token_hash))
+            .bind(token_hash.to_hex())
             .bind(now.as_millis())
             .fetch_optional(self.db.pool())
             .await?;
@@ -116,7 +116,7 @@ impl InviteStore {
              RETURNING {COLUMNS}"
         ));
         let row = sqlx::query(query)
-            .bind(crate::crypto::hex(token_hash))
+            .bind(token_hash.to_hex())
             .bind(now.as_millis())
             .bind(user_id.to_string())
             .fetch_optional(self.db.pool())

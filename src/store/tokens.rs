@@ -88,7 +88,7 @@ impl FamilyStore {
         )
         .bind(family.id.to_string())
         .bind(family.user_id.to_string())
-        .bind(crate::crypto::hex(token_hash))
+        .bind(token_hash.to_hex())
         .bind(family.scopes.to_claim())
         .bind(family.client.as_deref())
         .bind(family.ip.as_deref())
@@ -132,7 +132,7 @@ impl FamilyStore {
              WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
         ));
         let row = sqlx::query(query)
-            .bind(crate::crypto::hex(token_hash))
+            .bind(token_hash.to_hex())
             .bind(now.as_millis())
             .fetch_optional(self.db.pool())
             .await?;
@@ -154,7 +154,7 @@ impl FamilyStore {
         expires_at: Timestamp,
         successor: Option<&str>,
     ) -> Result<Rotation, StoreError> {
-        let old_hex = crate::crypto::hex(old);
+        let old_hex = old.to_hex();
         let mut connection = self.db.pool().acquire().await?;
         let mut tx = connection.begin().await?;
         let query = sqlx::AssertSqlSafe(format!(
@@ -164,7 +164,7 @@ impl FamilyStore {
         ));
         let row = sqlx::query(query)
             .bind(&old_hex)
-            .bind(crate::crypto::hex(new))
+            .bind(new.to_hex())
             .bind(now.as_millis())
             .bind(expires_at.as_millis())
             .fetch_optional(&mut *tx)
@@ -308,37 +308,91 @@ mod tests {
         };
         // The owner is not checked by this table.
         sqlx::query("PRAGMA foreign_keys = OFF").execute(store.db.pool()).await.unwrap();
-        store.insert(&family, &[1; 32]).await.unwrap();
+        store.insert(&family, &CredentialHash::from_bytes([1; 32])).await.unwrap();
         assert!(matches!(
-            store.rotate(&[1; 32], &[2; 32], day(1), day(31), None).await.unwrap(),
+            store
+                .rotate(
+                    &CredentialHash::from_bytes([1; 32]),
+                    &CredentialHash::from_bytes([2; 32]),
+                    day(1),
+                    day(31),
+                    None
+                )
+                .await
+                .unwrap(),
             Rotation::Rotated(_)
         ));
         assert!(matches!(
-            store.rotate(&[2; 32], &[3; 32], day(5), day(35), None).await.unwrap(),
+            store
+                .rotate(
+                    &CredentialHash::from_bytes([2; 32]),
+                    &CredentialHash::from_bytes([3; 32]),
+                    day(5),
+                    day(35),
+                    None
+                )
+                .await
+                .unwrap(),
             Rotation::Rotated(_)
         ));
 
         store.sweep(day(7)).await.unwrap();
         assert!(matches!(
-            store.rotate(&[1; 32], &[9; 32], day(7), day(37), None).await.unwrap(),
+            store
+                .rotate(
+                    &CredentialHash::from_bytes([1; 32]),
+                    &CredentialHash::from_bytes([9; 32]),
+                    day(7),
+                    day(37),
+                    None
+                )
+                .await
+                .unwrap(),
             Rotation::Spent { .. }
         ));
         store.sweep(day(9)).await.unwrap();
         assert_eq!(
-            store.rotate(&[1; 32], &[9; 32], day(9), day(39), None).await.unwrap(),
+            store
+                .rotate(
+                    &CredentialHash::from_bytes([1; 32]),
+                    &CredentialHash::from_bytes([9; 32]),
+                    day(9),
+                    day(39),
+                    None
+                )
+                .await
+                .unwrap(),
             Rotation::Unknown,
             "spent 8 days ago: forgotten"
         );
         assert!(
             matches!(
-                store.rotate(&[2; 32], &[9; 32], day(9), day(39), None).await.unwrap(),
+                store
+                    .rotate(
+                        &CredentialHash::from_bytes([2; 32]),
+                        &CredentialHash::from_bytes([9; 32]),
+                        day(9),
+                        day(39),
+                        None
+                    )
+                    .await
+                    .unwrap(),
                 Rotation::Spent { .. }
             ),
             "spent 4 days ago: kept"
         );
         store.sweep(day(40)).await.unwrap();
         assert_eq!(
-            store.rotate(&[3; 32], &[9; 32], day(40), day(70), None).await.unwrap(),
+            store
+                .rotate(
+                    &CredentialHash::from_bytes([3; 32]),
+                    &CredentialHash::from_bytes([9; 32]),
+                    day(40),
+                    day(70),
+                    None
+                )
+                .await
+                .unwrap(),
             Rotation::Unknown,
             "the family expired"
         );

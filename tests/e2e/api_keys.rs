@@ -290,6 +290,7 @@ async fn a_websocket_ticket_is_not_a_credential_for_the_auth_api() {
 #[tokio::test]
 async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_live() {
     use portcullis::crypto::{hex, random_token, sha256};
+    use portcullis::model::credential::CredentialHash;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("upgraded.db").display());
     let mut app = TestApp::builder().database(&url).spawn().await;
@@ -298,7 +299,7 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     let cookie = app.session_cookie(&app.client(), "bea@example.com").await;
     let state = app.running().state();
     let looked_up = |state: &portcullis::state::AppState, credential: &str| {
-        state.services.cache.holds(&sha256(credential.as_bytes()))
+        state.services.cache.holds(&CredentialHash::from_bytes(sha256(credential.as_bytes())))
     };
 
     // On this new installation, untagged credentials are refused unread.

@@ -3,7 +3,6 @@
 
 use uuid::Uuid;
 
-use crate::crypto;
 use crate::model::credential::CredentialHash;
 
 /// One eviction, as sent between replicas.
@@ -21,7 +20,7 @@ impl Revocation {
     /// The wire form: `c:<hex>`, `u:<uuid>` or `s:<uuid>`.
     pub fn encode(&self) -> String {
         match self {
-            Self::Credential(hash) => format!("c:{}", crypto::hex(hash)),
+            Self::Credential(hash) => format!("c:{}", hash.to_hex()),
             Self::User(id) => format!("u:{id}"),
             Self::Session(id) => format!("s:{id}"),
         }
@@ -31,7 +30,7 @@ impl Revocation {
     pub fn decode(text: &str) -> Option<Self> {
         let (kind, value) = text.split_once(':')?;
         match kind {
-            "c" => crypto::unhex32(value).map(Self::Credential),
+            "c" => CredentialHash::from_hex(value).map(Self::Credential),
             "u" => Uuid::parse_str(value).ok().map(Self::User),
             "s" => Uuid::parse_str(value).ok().map(Self::Session),
             _ => None,

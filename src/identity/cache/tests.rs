@@ -31,7 +31,9 @@ async fn concurrent_misses_of_one_credential_share_one_load() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok::<_, &str>(Some(identity()))
     };
-    let all = futures_util::future::join_all((0..20).map(|_| cache.get_or_load([5; 32], load())));
+    let all = futures_util::future::join_all(
+        (0..20).map(|_| cache.get_or_load(CredentialHash::from_bytes([5; 32]), load())),
+    );
     let answers = all.await;
     assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for twenty misses");
     let first = answers[0].clone().unwrap().unwrap();
@@ -48,7 +50,9 @@ async fn concurrent_misses_of_one_credential_share_one_load() {
         Err::<Option<Identity>, _>("down")
     };
     let started = std::time::Instant::now();
-    let all = futures_util::future::join_all((0..5).map(|_| cache.get_or_load([6; 32], failing())));
+    let all = futures_util::future::join_all(
+        (0..5).map(|_| cache.get_or_load(CredentialHash::from_bytes([6; 32]), failing())),
+    );
     assert!(all.await.iter().all(Result::is_err));
     assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
     assert!(cache.loading.lock().is_empty(), "nothing left behind");
@@ -61,7 +65,7 @@ async fn concurrent_misses_of_one_credential_share_one_load() {
 async fn a_load_revoked_midway_is_not_handed_to_the_requests_that_waited() {
     let clock = ManualClock::new();
     let cache = IdentityCache::new(Duration::from_secs(30), 100, Arc::new(clock));
-    let hash = [9u8; 32];
+    let hash = CredentialHash::from_bytes([9; 32]);
     let first = async {
         cache
             .get_or_load(hash, async {
@@ -94,7 +98,7 @@ async fn unknown_credentials_cost_one_lookup_per_window_and_failures_none() {
         loads.fetch_add(1, Ordering::SeqCst);
         Ok::<Option<Identity>, &str>(None)
     };
-    let forged = [7u8; 32];
+    let forged = CredentialHash::from_bytes([7; 32]);
     assert!(!cache.holds(&forged));
     for _ in 0..5 {
         assert!(cache.get_or_load(forged, unknown()).await.unwrap().is_none());
@@ -107,7 +111,7 @@ async fn unknown_credentials_cost_one_lookup_per_window_and_failures_none() {
     assert_eq!(loads.load(Ordering::SeqCst), 2, "looked up again after the window");
 
     // A store failure says nothing about the credential: it is not remembered.
-    let other = [8u8; 32];
+    let other = CredentialHash::from_bytes([8; 32]);
     let down = || async {
         loads.fetch_add(1, Ordering::SeqCst);
         Err::<Option<Identity>, &str>("store down")

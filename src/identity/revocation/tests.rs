@@ -4,6 +4,7 @@ use uuid::Uuid;
 use super::postgres::Applied;
 use super::redis_stream::stream_id;
 use super::*;
+use crate::model::credential::CredentialHash;
 
 #[tokio::test]
 async fn the_cache_is_emptied_on_the_first_connection_and_when_entries_may_be_gone() {
@@ -14,10 +15,16 @@ async fn the_cache_is_emptied_on_the_first_connection_and_when_entries_may_be_go
     // (complete, emptied): the first connection empties the cache even when complete (it
     // may have cached before listening); later, only when entries may have been missed.
     for (complete, emptied) in [(true, true), (true, false), (false, true)] {
-        let cached = cache.get_or_load([3; 32], async { Ok::<_, ()>(None) }).await;
-        assert!(cached.unwrap().is_none() && cache.holds(&[3; 32]));
+        let cached = cache
+            .get_or_load(CredentialHash::from_bytes([3; 32]), async { Ok::<_, ()>(None) })
+            .await;
+        assert!(cached.unwrap().is_none() && cache.holds(&CredentialHash::from_bytes([3; 32])));
         backoff.connected(&cache, "test", complete);
-        assert_eq!(!cache.holds(&[3; 32]), emptied, "complete: {complete}");
+        assert_eq!(
+            !cache.holds(&CredentialHash::from_bytes([3; 32])),
+            emptied,
+            "complete: {complete}"
+        );
         cache.clear();
     }
 }
@@ -40,7 +47,7 @@ fn the_postgres_reader_applies_each_entry_once_within_the_lookback() {
 #[test]
 fn revocations_round_trip_and_garbage_is_ignored() {
     for revocation in [
-        Revocation::Credential([7; 32]),
+        Revocation::Credential(CredentialHash::from_bytes([7; 32])),
         Revocation::User(Uuid::now_v7()),
         Revocation::Session(Uuid::now_v7()),
     ] {

@@ -214,7 +214,7 @@ async fn a_logout_during_a_touch_is_not_undone() {
     f.clock.advance(Duration::from_secs(120)); // past the cache and the touch interval
     next_read_then(&store, Between::End);
     assert!(f.sessions.authenticate(&token).await.unwrap().is_none(), "the request is refused");
-    let key = session_key(&crypto::hex(&token.hash()));
+    let key = session_key(&token.hash().to_hex());
     assert_eq!(store.inner.get(&key).await.unwrap(), None, "and the session stays ended");
 }
 
@@ -229,7 +229,7 @@ async fn an_organization_switch_during_a_touch_is_kept() {
     let org = Uuid::now_v7();
     next_read_then(&store, Between::SwitchTo(org));
     assert!(f.sessions.authenticate(&token).await.unwrap().is_some());
-    let key = session_key(&crypto::hex(&token.hash()));
+    let key = session_key(&token.hash().to_hex());
     let stored: SessionRecord = decode(&store.inner.get(&key).await.unwrap().unwrap(), "").unwrap();
     assert_eq!(stored.active_org, Some(org));
 }
@@ -245,7 +245,7 @@ async fn a_touch_during_an_organization_switch_does_not_lose_it() {
     let wanted = Uuid::now_v7();
     next_read_then(&store, Between::SwitchTo(other));
     assert!(f.sessions.set_active_org(&token.hash(), Some(wanted)).await.unwrap());
-    let key = session_key(&crypto::hex(&token.hash()));
+    let key = session_key(&token.hash().to_hex());
     let stored: SessionRecord = decode(&store.inner.get(&key).await.unwrap().unwrap(), "").unwrap();
     assert_eq!(stored.active_org, Some(wanted));
     // And a session ended meanwhile is not brought back by a switch.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::Email;
+use crate::model::credential::CredentialHash;
 use crate::store::invites::{Invite, InviteStore};
 use crate::store::testing::TestDatabase;
 use crate::store::users::{NewUser, UserStore};
@@ -59,7 +60,8 @@ async fn invites_are_single_use(db: Database) {
         created_at: t(20),
         expires_at: t(100),
     };
-    let (first, second) = ([1u8; 32], [2u8; 32]);
+    let (first, second) =
+        (CredentialHash::from_bytes([1; 32]), CredentialHash::from_bytes([2; 32]));
     invites.insert(&invite(Uuid::now_v7()), &first).await.unwrap();
     invites.insert(&invite(Uuid::now_v7()), &second).await.unwrap();
     assert!(invites.find_pending(&first, t(30)).await.unwrap().is_none(), "replaced");
