@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Email;
+use super::single_use::{self, SingleUse, TokenShape};
 use crate::clock::Clock;
 use crate::crypto;
 use crate::store::StoreError;
@@ -74,10 +75,18 @@ struct Grant {
     signup: Option<PendingSignup>,
 }
 
+/// Whose grant a link's token opens: the address and the client that asked.
+#[derive(Debug, Serialize, Deserialize)]
+struct Holder {
+    email: String,
+    requester: String,
+}
+
 /// Issues and redeems grants.
 #[derive(Debug, Clone)]
 pub struct MagicLinks {
     store: Arc<dyn EphemeralStore>,
+    links: SingleUse<Holder>,
     clock: Arc<dyn Clock>,
     ttl: Duration,
 }
@@ -85,7 +94,8 @@ pub struct MagicLinks {
 impl MagicLinks {
     /// Grants kept in `store`, living `ttl`.
     pub fn new(store: Arc<dyn EphemeralStore>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
-        Self { store, clock, ttl }
+        let links = SingleUse::new(Arc::clone(&store), "magic_token", TokenShape::Random, ttl);
+        Self { store, links, clock, ttl }
     }
 
     /// How long a grant lives.
@@ -129,12 +139,13 @@ impl MagicLinks {
         requester: &str,
         signup: Option<PendingSignup>,
     ) -> Result<Issued, StoreError> {
-        let token = crypto::random_token();
+        let holder = Holder { email: email.as_str().to_owned(), requester: requester.to_owned() };
+        let token = self.links.mint(&holder).await?;
         let code = random_code();
         let grant = Grant {
             email: email.as_str().to_owned(),
             requester: requester.to_owned(),
-            token_hash: crypto::hex(&crypto::sha256(token.as_bytes())),
+            token_hash: single_use::token_hash(&token),
             code_hash: code_hash(email, &code),
             redirect: redirect.to_owned(),
             expires_at: self.clock.now().plus(self.ttl).as_millis(),
@@ -143,8 +154,6 @@ impl MagicLinks {
         let bytes = encode(&grant)?;
         self.store.delete(&attempts_key(email, requester)).await?;
         self.store.put(&grant_key(email, requester), &bytes, self.ttl).await?;
-        let holder = format!("{}\n{requester}", email.as_str());
-        self.store.put(&token_key(&grant.token_hash), holder.as_bytes(), self.ttl).await?;
         Ok(Issued { token, code })
     }
 
@@ -178,22 +187,17 @@ impl MagicLinks {
         token: &str,
         use_up: bool,
     ) -> Result<Option<(Email, Grant)>, StoreError> {
-        if !crypto::is_random_token(token) {
-            return Ok(None);
-        }
-        let token_hash = crypto::hex(&crypto::sha256(token.as_bytes()));
-        let key = token_key(&token_hash);
         let holder =
-            if use_up { self.store.take(&key).await? } else { self.store.get(&key).await? };
-        let Some(holder) = holder else { return Ok(None) };
-        let Some((email, requester)) = String::from_utf8(holder)
-            .ok()
-            .and_then(|holder| holder.split_once('\n').map(|(e, r)| (e.to_owned(), r.to_owned())))
-        else {
-            return Ok(None);
+            if use_up { self.links.take(token).await } else { self.links.peek(token).await };
+        let holder = match holder {
+            Ok(Some(holder)) => holder,
+            // A link mailed by an older version, whose holder was plain text: ask again.
+            Ok(None) | Err(StoreError::Corrupt(_)) => return Ok(None),
+            Err(error) => return Err(error),
         };
-        let Ok(email) = Email::parse(&email) else { return Ok(None) };
-        let Some(grant) = self.load(&email, &requester).await? else { return Ok(None) };
+        let Ok(email) = Email::parse(&holder.email) else { return Ok(None) };
+        let Some(grant) = self.load(&email, &holder.requester).await? else { return Ok(None) };
+        let token_hash = single_use::token_hash(token);
         if !crypto::constant_time_eq(grant.token_hash.as_bytes(), token_hash.as_bytes()) {
             return Ok(None);
         }
@@ -238,14 +242,14 @@ impl MagicLinks {
         if self.store.take(&grant_key(email, &grant.requester)).await?.is_none() {
             return Ok(None);
         }
-        self.store.delete(&token_key(&grant.token_hash)).await?;
+        // The link's entry, if the code was typed instead, opens nothing now and expires.
         self.store.delete(&attempts_key(email, &grant.requester)).await?;
         Ok(Some(Redeemed { email: email.clone(), redirect: grant.redirect, signup: grant.signup }))
     }
 
+    /// Ends the grant: its link and code open nothing from now on.
     async fn burn(&self, email: &Email, grant: &Grant) -> Result<(), StoreError> {
-        self.store.delete(&grant_key(email, &grant.requester)).await?;
-        self.store.delete(&token_key(&grant.token_hash)).await
+        self.store.delete(&grant_key(email, &grant.requester)).await
     }
 
     async fn load(&self, email: &Email, requester: &str) -> Result<Option<Grant>, StoreError> {
@@ -286,10 +290,6 @@ fn grant_key(email: &Email, requester: &str) -> String {
 
 fn attempts_key(email: &Email, requester: &str) -> String {
     format!("magic_attempts:{}", holder_hash(email, requester))
-}
-
-fn token_key(token_hash: &str) -> String {
-    format!("magic_token:{token_hash}")
 }
 
 #[cfg(test)]

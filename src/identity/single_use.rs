@@ -37,6 +37,11 @@ impl TokenShape {
     }
 }
 
+/// What a token is stored as: its SHA-256, in hex.
+pub fn token_hash(token: &str) -> String {
+    crypto::hex(&crypto::sha256(token.as_bytes()))
+}
+
 /// Values of type `T` behind single-use tokens.
 #[derive(Debug)]
 pub struct SingleUse<T> {
@@ -128,7 +133,7 @@ impl<T: Serialize + DeserializeOwned> SingleUse<T> {
 
     /// The store key of `token`: the prefix and the token's hash.
     pub fn key(&self, token: &str) -> String {
-        format!("{}:{}", self.prefix, crypto::hex(&crypto::sha256(token.as_bytes())))
+        format!("{}:{}", self.prefix, token_hash(token))
     }
 
     fn decoded(&self, bytes: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
