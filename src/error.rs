@@ -252,10 +252,39 @@ impl From<crate::identity::accounts::AccountError> for ApiError {
             | AccountError::Exists
             | AccountError::AccountUnverified => Self::new(ErrorCode::Conflict, error.to_string()),
             AccountError::SignupClosed
+            | AccountError::MailboxSignupClosed
             | AccountError::DomainNotAllowed
             | AccountError::NoEmail
             | AccountError::EmailUnverified
             | AccountError::Disabled => Self::forbidden(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::identity::orgs::OrgError> for ApiError {
+    fn from(error: crate::identity::orgs::OrgError) -> Self {
+        use crate::identity::orgs::OrgError;
+        match error {
+            OrgError::Store(error) => error.into(),
+            OrgError::Account(error) => error.into(),
+            OrgError::Email(error) => error.into(),
+            OrgError::UnknownRole(_) | OrgError::Invalid(_) => {
+                Self::invalid_request(error.to_string())
+            }
+            OrgError::NoSuchOrganization | OrgError::NoSuchMember | OrgError::NoSuchInvite => {
+                Self::not_found(error.to_string())
+            }
+            OrgError::NotManager
+            | OrgError::NotAllowed
+            | OrgError::MayNotInvite
+            | OrgError::TooMany => Self::forbidden(error.to_string()),
+            OrgError::LastOwner
+            | OrgError::SlugTaken
+            | OrgError::NoFreeSlug
+            | OrgError::AlreadyMember => Self::new(ErrorCode::Conflict, error.to_string()),
+            OrgError::InviteUsedUp | OrgError::InviteWithdrawn => {
+                Self::new(ErrorCode::InvalidToken, error.to_string())
+            }
         }
     }
 }

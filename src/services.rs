@@ -16,6 +16,7 @@ use crate::crypto::tags::{TokenTags, Untagged};
 use crate::identity::accounts::{AccountParts, Accounts};
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::cache::IdentityCache;
+use crate::identity::orgs::{OrgSettings, Organizations};
 use crate::identity::revocation::{Channel, Fanout};
 use crate::identity::session::{SessionLifetimes, SessionService};
 use crate::store::StoreError;
@@ -64,6 +65,8 @@ pub struct Services {
     pub hasher: PasswordHasherPool,
     /// Account flows (sign-up, disable, roles, ending sign-ins).
     pub accounts: Accounts,
+    /// Organizations, members and invites.
+    pub orgs: Organizations,
     /// The revocation fan-out, while it runs.
     fanout: Arc<parking_lot::Mutex<Option<Fanout>>>,
 }
@@ -146,8 +149,19 @@ impl Services {
             families: families.clone(),
             cache: cache.clone(),
             hasher: hasher.clone(),
-            clock,
+            clock: Arc::clone(&clock),
         });
+        let orgs = Organizations::new(
+            db.clone(),
+            sessions.clone(),
+            accounts.clone(),
+            OrgSettings {
+                roles: config.orgs.roles.clone(),
+                invite_ttl: config.orgs.invite_ttl,
+                allowed_email_domains: config.auth.allowed_email_domains.clone(),
+            },
+            clock,
+        );
         Ok(Self {
             db,
             users,
@@ -159,6 +173,7 @@ impl Services {
             tags,
             hasher,
             accounts,
+            orgs,
             fanout: Arc::new(parking_lot::Mutex::new(fanout)),
         })
     }

@@ -28,6 +28,8 @@ use crate::identity::key_ring::KeyRing;
 use crate::identity::magic_link::MagicLinks;
 use crate::identity::one_time::{self, OneTimeLinks};
 use crate::identity::org_choice::{self, OrgChoices};
+use crate::identity::orgs::Organizations;
+use crate::identity::session::SessionService;
 use crate::identity::ticket::WsTickets;
 use crate::identity::tokens::{TokenService, TokenSettings};
 use crate::mail::{MailError, Mailer};
@@ -35,10 +37,9 @@ use crate::metrics::Metrics;
 use crate::server::admin::AdminState;
 use crate::services::{Services, ServicesError};
 use crate::store::StoreError;
-use crate::store::invites::InviteStore;
 use crate::store::linked::LinkStore;
-use crate::store::orgs::OrgStore;
 use crate::store::sql::Backend;
+use crate::store::users::UserStore;
 
 /// Why the state cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -100,10 +101,6 @@ pub struct AppStateInner {
     pub email_tokens: EmailTokens,
     /// Identities linked at providers.
     pub links: LinkStore,
-    /// Organizations and memberships.
-    pub orgs: OrgStore,
-    /// Organization invites.
-    pub invites: InviteStore,
     /// Sign-ins waiting for the user to choose an organization.
     pub choices: OrgChoices,
     /// The proxy.
@@ -260,8 +257,6 @@ impl AppState {
             metrics,
             clock: Arc::clone(&clock),
             links: LinkStore::new(stores.db.clone()),
-            orgs: OrgStore::new(stores.db.clone()),
-            invites: InviteStore::new(stores.db.clone()),
             choices: org_choice::choices(Arc::clone(&stores.ephemeral)),
             device: DeviceFlow::new(Arc::clone(&stores.ephemeral), Arc::clone(&clock)),
             one_time: one_time::links(Arc::clone(&stores.ephemeral)),
@@ -293,56 +288,30 @@ impl FromRef<AppState> for AdminState {
     }
 }
 
-impl FromRef<AppState> for ApiKeyService {
-    fn from_ref(state: &AppState) -> Self {
-        state.services.api_keys.clone()
-    }
+/// `FromRef` for the parts a handler may take alone, each a clone of one field (a few
+/// reference counts).
+macro_rules! parts {
+    ($($part:ty => $($field:ident).+;)*) => {$(
+        impl FromRef<AppState> for $part {
+            fn from_ref(state: &AppState) -> Self {
+                state.$($field).+.clone()
+            }
+        }
+    )*};
 }
 
-impl FromRef<AppState> for TokenService {
-    fn from_ref(state: &AppState) -> Self {
-        state.tokens.clone()
-    }
-}
-
-impl FromRef<AppState> for Arc<Providers> {
-    fn from_ref(state: &AppState) -> Self {
-        Self::clone(&state.oauth)
-    }
-}
-
-impl FromRef<AppState> for Services {
-    fn from_ref(state: &AppState) -> Self {
-        state.services.clone()
-    }
-}
-
-impl FromRef<AppState> for Accounts {
-    fn from_ref(state: &AppState) -> Self {
-        state.services.accounts.clone()
-    }
-}
-
-impl FromRef<AppState> for Arc<Config> {
-    fn from_ref(state: &AppState) -> Self {
-        Self::clone(&state.config)
-    }
-}
-
-impl FromRef<AppState> for Arc<Csrf> {
-    fn from_ref(state: &AppState) -> Self {
-        Self::clone(&state.csrf)
-    }
-}
-
-impl FromRef<AppState> for Arc<Metrics> {
-    fn from_ref(state: &AppState) -> Self {
-        Self::clone(&state.metrics)
-    }
-}
-
-impl FromRef<AppState> for Arc<Gateway> {
-    fn from_ref(state: &AppState) -> Self {
-        Self::clone(&state.gateway)
-    }
+parts! {
+    Services => services;
+    Accounts => services.accounts;
+    ApiKeyService => services.api_keys;
+    Organizations => services.orgs;
+    SessionService => services.sessions;
+    UserStore => services.users;
+    TokenService => tokens;
+    Arc<Providers> => oauth;
+    Arc<Config> => config;
+    Arc<Csrf> => csrf;
+    Arc<Metrics> => metrics;
+    Arc<Gateway> => gateway;
+    Arc<dyn Clock> => clock;
 }

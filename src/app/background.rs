@@ -50,7 +50,7 @@ async fn sweep_shared(state: &AppState) {
     if let Err(error) = state.tokens.sweep().await {
         tracing::warn!(%error, "refresh token sweep failed");
     }
-    if let Err(error) = state.invites.sweep(state.clock.now()).await {
+    if let Err(error) = state.services.orgs.sweep(state.clock.now()).await {
         tracing::warn!(%error, "invite sweep failed");
     }
     if state.services.db.backend() == Backend::Postgres

@@ -20,6 +20,7 @@ use crate::clock::Timestamp;
 use crate::error::ApiError;
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::api_key::{CreateKeyError, KeyRequest};
+use crate::identity::orgs::Organizations;
 use crate::identity::{AuthMethod, Scopes};
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -52,7 +53,9 @@ struct CreateBody {
     ),
 )]
 async fn create(
-    State(state): State<AppState>,
+    State(api_keys): State<ApiKeyService>,
+    State(orgs): State<Organizations>,
+    State(metrics): State<Arc<Metrics>>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
@@ -65,7 +68,7 @@ async fn create(
         return Err(ApiError::forbidden("A key cannot have scopes its creator lacks"));
     }
     if let Some(org_id) = body.org_id {
-        let member = state.orgs.membership(org_id, caller.user_id).await?;
+        let member = orgs.membership(org_id, caller.user_id).await?;
         member.ok_or_else(|| ApiError::forbidden("You are not a member of this organization"))?;
     }
     let request = KeyRequest {
@@ -74,13 +77,11 @@ async fn create(
         expires_in_days: body.expires_in_days,
         org_id: body.org_id,
     };
-    let created = state.services.api_keys.create(caller.user_id, request).await.map_err(
-        |error| match error {
-            CreateKeyError::Invalid(message) => ApiError::invalid_request(message),
-            CreateKeyError::Store(error) => error.into(),
-        },
-    )?;
-    state.metrics.record_auth("api_key", "created");
+    let created = api_keys.create(caller.user_id, request).await.map_err(|error| match error {
+        CreateKeyError::Invalid(message) => ApiError::invalid_request(message),
+        CreateKeyError::Store(error) => error.into(),
+    })?;
+    metrics.record_auth("api_key", "created");
     let view = ApiKeyDoc::of(&created.record);
     let body = NewApiKeyBody {
         id: view.id,

@@ -160,7 +160,7 @@ async fn send_verification(
     if caller.method == AuthMethod::ApiKey {
         return Err(ApiError::forbidden("An API key cannot ask for verification mail"));
     }
-    let user = super::extract::caller_user(&state, &caller).await?;
+    let user = super::extract::caller_user(&state.services.users, &caller).await?;
     if user.email_verified_at.is_some() {
         return Ok(MessageBody::json("the email address is already verified").into_response());
     }

@@ -6,7 +6,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
 use bytes::BytesMut;
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::request::Parts;
@@ -15,14 +15,16 @@ use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
+use crate::auth::csrf::Csrf;
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::identify::{CredentialKind, Identified, session_from_cookie};
+use crate::gateway::Gateway;
+use crate::gateway::identify::{CredentialKind, Identified};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{ACCOUNT_SCOPE, Identity, User};
 use crate::server::body::{BodyTimeout, discard};
 use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip};
-use crate::state::AppState;
+use crate::store::users::UserStore;
 
 /// A JSON body; any problem is a 400 (or 413) in the API format naming the problem.
 #[derive(Debug, Clone, Copy, Default)]
@@ -181,13 +183,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 #[derive(Debug, Clone)]
 pub struct Client(pub ClientInfo);
 
-impl FromRequestParts<AppState> for Client {
+impl<S: Send + Sync> FromRequestParts<S> for Client
+where
+    Arc<Gateway>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts.extensions.get::<Peer>().map(|peer| {
-            client_ip(peer, &parts.headers, &state.config.server.trusted_proxies).to_string()
-        });
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let gateway = Arc::<Gateway>::from_ref(state);
+        let ip = parts
+            .extensions
+            .get::<Peer>()
+            .map(|peer| client_ip(peer, &parts.headers, gateway.trusted_proxies()).to_string());
         let user_agent =
             parts.headers.get(USER_AGENT).and_then(|value| value.to_str().ok()).map(str::to_owned);
         Ok(Self(ClientInfo { ip, user_agent }))
@@ -203,25 +210,27 @@ pub struct CurrentSession {
     pub identity: Arc<Identity>,
 }
 
-impl FromRequestParts<AppState> for CurrentSession {
+impl<S: Send + Sync> FromRequestParts<S> for CurrentSession
+where
+    Arc<Gateway>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        <Self as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        <Self as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
             .await?
             .ok_or_else(ApiError::unauthorized)
     }
 }
 
-impl OptionalFromRequestParts<AppState> for CurrentSession {
+impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentSession
+where
+    Arc<Gateway>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Option<Self>, ApiError> {
-        let found =
-            session_from_cookie(&parts.headers, &state.services.sessions, &state.cookies).await?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
+        let found = Arc::<Gateway>::from_ref(state).session(&parts.headers).await?;
         if let Some((_, identity)) = &found {
             AccessSlot::record(&parts.extensions, identity);
         }
@@ -234,15 +243,18 @@ impl OptionalFromRequestParts<AppState> for CurrentSession {
 #[derive(Debug, Clone)]
 pub struct CsrfSession(pub CurrentSession);
 
-impl FromRequestParts<AppState> for CsrfSession {
+impl<S: Send + Sync> FromRequestParts<S> for CsrfSession
+where
+    Arc<Gateway>: FromRef<S>,
+    Arc<Csrf>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let session =
-            <CurrentSession as FromRequestParts<AppState>>::from_request_parts(parts, state)
-                .await?;
+            <CurrentSession as FromRequestParts<S>>::from_request_parts(parts, state).await?;
         let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
-        state.csrf.verify_for_session(parts, session_id)?;
+        Arc::<Csrf>::from_ref(state).verify_for_session(parts, session_id)?;
         Ok(Self(session))
     }
 }
@@ -256,10 +268,14 @@ impl FromRequestParts<AppState> for CsrfSession {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<Identity>);
 
-impl FromRequestParts<AppState> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    Arc<Gateway>: FromRef<S>,
+    Arc<Csrf>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let AnyCaller(identity) = AnyCaller::from_request_parts(parts, state).await?;
         if !identity.scopes.grants(ACCOUNT_SCOPE) {
             return Err(ApiError::forbidden(format!(
@@ -275,8 +291,8 @@ impl FromRequestParts<AppState> for Caller {
 ///
 /// # Errors
 /// 401, or the store fails.
-pub async fn caller_user(state: &AppState, caller: &Identity) -> Result<User, ApiError> {
-    let user = state.services.users.find_enabled(caller.user_id).await?;
+pub async fn caller_user(users: &UserStore, caller: &Identity) -> Result<User, ApiError> {
+    let user = users.find_enabled(caller.user_id).await?;
     user.ok_or_else(ApiError::unauthorized)
 }
 
@@ -285,11 +301,15 @@ pub async fn caller_user(state: &AppState, caller: &Identity) -> Result<User, Ap
 #[derive(Debug, Clone)]
 pub struct AnyCaller(pub Arc<Identity>);
 
-impl FromRequestParts<AppState> for AnyCaller {
+impl<S: Send + Sync> FromRequestParts<S> for AnyCaller
+where
+    Arc<Gateway>: FromRef<S>,
+    Arc<Csrf>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let (identified, presented) = state.gateway.identify(parts).await;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let (identified, presented) = Arc::<Gateway>::from_ref(state).identify(parts).await;
         if presented.used == Some(CredentialKind::Ticket) {
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
@@ -306,7 +326,7 @@ impl FromRequestParts<AppState> for AnyCaller {
         let by_cookie = presented.used.is_some_and(CredentialKind::is_cookie);
         if by_cookie && !parts.method.is_safe() {
             let session_id = identity.session_id.ok_or_else(ApiError::unauthorized)?;
-            state.csrf.verify_for_session(parts, session_id)?;
+            Arc::<Csrf>::from_ref(state).verify_for_session(parts, session_id)?;
         }
         Ok(Self(identity))
     }

@@ -59,7 +59,7 @@ pub async fn sign_in(
     reply: Reply,
     method: &'static str,
 ) -> Result<Response, ApiError> {
-    let orgs = state.orgs.memberships(user.id).await?;
+    let orgs = state.services.orgs.memberships(user.id).await?;
     if state.config.orgs.require_selection && orgs.len() > 1 {
         let redirect = match &reply {
             Reply::Json => None,

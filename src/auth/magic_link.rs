@@ -19,12 +19,12 @@ use super::openapi::{MessageBody, SignedInBody};
 use super::pages::{self, SignInForm};
 use super::sessions::default_locale;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::Email;
+use crate::identity::accounts::MailboxProof;
 use crate::identity::magic_link::{Issued, PendingSignup, Redeemed};
 use crate::identity::org_choice::After;
-use crate::identity::{Email, User};
 use crate::mail::{MailError, Template};
 use crate::state::AppState;
-use crate::store::users::NewUser;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -288,7 +288,9 @@ async fn verify_code(
             !browser.is_empty()
                 && crate::crypto::constant_time_eq(pending.browser.as_bytes(), browser.as_bytes())
         });
-        let mut user = account_for(&state, &redeemed.email, Proof::SignIn(pending)).await?;
+        let may_sign_up = signup_allowed(&state, &redeemed.email);
+        let proof = MailboxProof { may_sign_up, pending, label: "magic link" };
+        let mut user = state.services.accounts.by_mailbox(&redeemed.email, proof).await?;
         default_locale(&state, &mut user, &site.headers).await?;
         landing::end_previous_session(&state, &site.headers).await?;
         let reply = match kind {
@@ -331,72 +333,6 @@ async fn redeem(
         }
     };
     Ok(redeemed)
-}
-
-/// The account behind a used grant or invite, created on first use when sign-up allows (with
-/// the password and name of a pending sign-up); the email is verified now, since its owner
-/// read the message.
-///
-/// # Errors
-/// 403 when the account is disabled or sign-up is closed; the store fails.
-pub async fn account_for(state: &AppState, email: &Email, proof: Proof) -> Result<User, ApiError> {
-    let may_sign_up = match proof {
-        Proof::SignIn(_) => signup_allowed(state, email),
-        // An invite is how a closed deployment adds people; the domain rules still hold.
-        Proof::Invite => state.config.auth.domain_may_sign_up(email.domain()),
-    };
-    let label = match proof {
-        Proof::SignIn(_) => "magic link",
-        Proof::Invite => "invite",
-    };
-    let now = state.clock.now();
-    let user = match state.services.users.find_by_email(email).await? {
-        Some((user, _)) => user,
-        None if may_sign_up => {
-            let pending = match proof {
-                Proof::SignIn(pending) => pending,
-                Proof::Invite => None,
-            };
-            let new = NewUser {
-                email: email.clone(),
-                name: pending.as_ref().and_then(|pending| pending.name.clone()),
-                password_hash: pending.map(|pending| pending.password_hash),
-                roles: Vec::new(),
-            };
-            match state.services.users.create(new, now).await {
-                Ok(user) => {
-                    // Made by this proof: verified as it stands, password included.
-                    state.services.users.mark_email_verified(user.id, now).await?;
-                    User { email_verified_at: Some(now), ..user }
-                }
-                // Created meanwhile by another request of the same person.
-                Err(crate::store::StoreError::Conflict(_)) => state
-                    .services
-                    .users
-                    .find_by_email(email)
-                    .await?
-                    .map(|(user, _)| user)
-                    .ok_or_else(ApiError::unauthorized)?,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        None => return Err(ApiError::forbidden("Sign-up is closed")),
-    };
-    if user.disabled_at.is_some() {
-        return Err(ApiError::forbidden("This account is disabled"));
-    }
-    state.services.accounts.verify_by_mailbox(&user, label).await?;
-    Ok(User { email_verified_at: user.email_verified_at.or(Some(now)), ..user })
-}
-
-/// Which proof of the mailbox an account is reached by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Proof {
-    /// A magic link or code, perhaps finishing a password sign-up: an account is made as
-    /// `auth.signup` says.
-    SignIn(Option<PendingSignup>),
-    /// An invite: makes the account even when sign-up is closed.
-    Invite,
 }
 
 fn expired() -> ApiError {

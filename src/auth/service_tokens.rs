@@ -2,6 +2,8 @@
 //! `[service_tokens.NAME]` template, for any signed-in credential whose global roles the
 //! service allows.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -13,10 +15,13 @@ use utoipa_axum::routes;
 
 use super::extract::{AnyCaller, ApiJson, ApiPath};
 use super::no_store;
-use crate::clock::Timestamp;
+use crate::clock::{Clock, Timestamp};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::identity::service_token::MintError;
+use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::store::users::UserStore;
 
 /// Routes: `POST /service-tokens/{name}`.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -36,26 +41,26 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ),
 )]
 async fn mint(
-    State(state): State<AppState>,
+    State(config): State<Arc<Config>>,
+    State(users): State<UserStore>,
+    State(clock): State<Arc<dyn Clock>>,
+    State(metrics): State<Arc<Metrics>>,
     ApiPath(name): ApiPath<String>,
     AnyCaller(caller): AnyCaller,
     ApiJson(params): ApiJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    let service = state
-        .config
-        .service_tokens
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found("No such service"))?;
+    let service =
+        config.service_tokens.get(&name).ok_or_else(|| ApiError::not_found("No such service"))?;
     if !service.roles.is_empty() && !service.roles.iter().any(|role| caller.has_role(role)) {
         return Err(ApiError::forbidden("Your account lacks a role this service requires"));
     }
-    let user = super::extract::caller_user(&state, &caller).await?;
+    let user = super::extract::caller_user(&users, &caller).await?;
     let (token, expires_at) =
-        service.mint(&user, &params, state.clock.now()).map_err(|error| match error {
+        service.mint(&user, &params, clock.now()).map_err(|error| match error {
             MintError::BadParam(message) => ApiError::invalid_request(message),
             MintError::Signing(_) => ApiError::internal(error),
         })?;
-    state.metrics.record_auth("service_token", "minted");
+    metrics.record_auth("service_token", "minted");
     Ok(no_store(Json(ServiceTokenBody { token, expires_at }).into_response()))
 }
 

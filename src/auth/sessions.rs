@@ -15,6 +15,7 @@ use super::extract::{AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession,
 use super::openapi::{MessageBody, UserBody};
 use crate::clock::Timestamp;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::orgs::Organizations;
 use crate::identity::ticket::TICKET_TTL;
 use crate::identity::{AuthMethod, Identity, User, profile};
 use crate::state::AppState;
@@ -50,7 +51,7 @@ async fn me(
         .find_enabled(identity.user_id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    user_response(&state, &user, active_org(&identity)).await
+    user_response(&state.services.orgs, &user, active_org(&identity)).await
 }
 
 /// `{"user": …}` with the user's organizations and the `active` one.
@@ -58,11 +59,11 @@ async fn me(
 /// # Errors
 /// The database fails.
 pub async fn user_response(
-    state: &AppState,
+    orgs: &Organizations,
     user: &User,
     active: Option<Uuid>,
 ) -> Result<Response, ApiError> {
-    let orgs = state.orgs.memberships(user.id).await?;
+    let orgs = orgs.memberships(user.id).await?;
     Ok(Json(UserBody { user: user.view(&orgs, active) }).into_response())
 }
 
@@ -230,7 +231,7 @@ async fn update_me(
     if caller.method == AuthMethod::ApiKey {
         return Err(ApiError::forbidden("An API key cannot change the profile"));
     }
-    let mut user = super::extract::caller_user(&state, &caller).await?;
+    let mut user = super::extract::caller_user(&state.services.users, &caller).await?;
     let field = |value: Option<String>, clean: fn(&str) -> Result<Option<String>, String>| {
         value.map(|value| clean(&value)).transpose().map_err(ApiError::invalid_request)
     };
@@ -253,7 +254,7 @@ async fn update_me(
     })?;
     user.updated_at = now;
     state.services.sessions.refresh_user(user.id);
-    user_response(&state, &user, active_org(&caller)).await
+    user_response(&state.services.orgs, &user, active_org(&caller)).await
 }
 
 /// Gives a user without a locale the first one of the request's `Accept-Language` (on sign-up

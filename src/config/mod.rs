@@ -304,8 +304,7 @@ pub struct AuthConfig {
 impl AuthConfig {
     /// Whether an address at `domain` may sign up (`allowed_email_domains`; empty: any).
     pub fn domain_may_sign_up(&self, domain: &str) -> bool {
-        self.allowed_email_domains.is_empty()
-            || self.allowed_email_domains.iter().any(|allowed| allowed == domain)
+        crate::model::email::domain_allowed(&self.allowed_email_domains, domain)
     }
 }
 

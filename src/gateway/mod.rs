@@ -38,7 +38,9 @@ use self::throttle::FailedCredentials;
 use self::upstream::UpstreamTable;
 use crate::cookies::CookieJar;
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::session::SessionToken;
 use crate::metrics::Metrics;
+use crate::model::Identity;
 use crate::model::headers::HeaderNames;
 use crate::server::observe::AccessSlot;
 use crate::server::peer::{Peer, client_ip, client_key};
@@ -206,6 +208,18 @@ impl Gateway {
     /// Proxies whose forwarding headers are believed.
     pub fn trusted_proxies(&self) -> &[IpNet] {
         &self.trusted_proxies
+    }
+
+    /// The session the request's cookie names, with its token; `Ok(None)` when no session
+    /// cookie was sent. See [`identify::session_from_cookie`].
+    ///
+    /// # Errors
+    /// The cookie is present but malformed, ambiguous, unknown, or cannot be checked.
+    pub async fn session(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<(SessionToken, Arc<Identity>)>, Rejection> {
+        identify::session_from_cookie(headers, &self.credentials.sessions, &self.cookies).await
     }
 
     /// Identifies the request by its credentials, and says which of ours it carries. A client

@@ -12,6 +12,7 @@ pub mod key_ring;
 pub mod magic_link;
 pub mod one_time;
 pub mod org_choice;
+pub mod orgs;
 pub mod password_policy;
 pub mod profile;
 pub mod providers;

@@ -12,7 +12,6 @@ use crate::auth::csrf::SiteContext;
 use crate::cookies::Own;
 use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::identify::session_from_cookie;
 use crate::identity::single_use::{SingleUse, TokenShape};
 use crate::state::AppState;
 
@@ -69,8 +68,7 @@ pub(super) async fn check_binding(
         ));
     }
     if let Some(user_id) = flow.link_user {
-        let session =
-            session_from_cookie(&site.headers, &state.services.sessions, &state.cookies).await?;
+        let session = state.gateway.session(&site.headers).await?;
         if session.is_none_or(|(_, identity)| identity.user_id != user_id) {
             return Err(ApiError::forbidden(
                 "Linking must be finished by the account that started it: sign in as it first",

@@ -16,21 +16,19 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{manager_of, member_of, refuse_api_keys, room_for_one_more};
+use super::refuse_api_keys;
 use crate::auth::csrf::SiteContext;
 use crate::auth::email::{MailKind, link, requester, within_send_limit};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
-use crate::auth::magic_link::{Proof, account_for};
 use crate::auth::openapi::MessageBody;
 use crate::auth::pages;
 use crate::clock::Timestamp;
-use crate::crypto;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::Email;
 use crate::identity::org_choice::After;
+use crate::identity::orgs::{Organizations, SentInvite};
 use crate::mail::Template;
-use crate::model::org::{self, Change};
 use crate::state::AppState;
 use crate::store::invites::Invite;
 
@@ -64,48 +62,21 @@ async fn send(
 ) -> Result<Response, ApiError> {
     refuse_api_keys(&caller)?;
     let email = Email::parse(&body.email)?;
-    let roles = &state.config.orgs.roles;
-    let role = match body.role.as_deref().or(roles.default_invite_role()) {
-        Some(role) if roles.contains(role) => role.to_owned(),
-        _ => {
-            let known = roles.names().join(", ");
-            return Err(ApiError::invalid_request(format!("role: must be one of {known}")));
-        }
-    };
-    let actor = member_of(&state, org_id, caller.user_id).await?;
-    if !org::may(&actor.role, Change::Invite { role: &role }, false) {
-        return Err(ApiError::forbidden(
-            "Only owners and admins invite, and only owners make owners",
-        ));
-    }
-    if let Some((user, _)) = state.services.users.find_by_email(&email).await?
-        && state.orgs.membership(org_id, user.id).await?.is_some()
-    {
-        return Err(ApiError::new(ErrorCode::Conflict, "This person is already a member"));
-    }
-    if !within_send_limit(&state, MailKind::Invite, &email, &requester(&client)).await? {
+    let orgs = &state.services.orgs;
+    let draft = orgs.draft_invite(org_id, caller.user_id, email, body.role.as_deref()).await?;
+    if !within_send_limit(&state, MailKind::Invite, draft.email(), &requester(&client)).await? {
         return Err(ApiError::rate_limited(3600));
     }
-    let now = state.clock.now();
-    let token = crypto::random_token();
-    let invite = Invite {
-        id: Uuid::now_v7(),
-        org_id,
-        email: email.as_str().to_owned(),
-        role,
-        invited_by: Some(caller.user_id),
-        created_at: now,
-        expires_at: now.plus(state.config.orgs.invite_ttl),
-    };
-    state.invites.insert(&invite, &crypto::sha256(token.as_bytes())).await?;
+    let org_name = draft.org.name.clone();
+    let SentInvite { invite, token, email } = orgs.issue_invite(draft).await?;
     let inviter = state.services.users.find(caller.user_id).await?;
     let inviter = inviter
         .map(|user| user.name.unwrap_or_else(|| user.email.as_str().to_owned()))
         .unwrap_or_default();
     let context = context! {
         link => link(&state, "/invites/accept", &token),
-        ttl => humantime::format_duration(state.config.orgs.invite_ttl).to_string(),
-        org_name => &actor.name,
+        ttl => humantime::format_duration(orgs.invite_ttl()).to_string(),
+        org_name,
         inviter,
     };
     state.mailer.send(Template::OrgInvite, &email, context).await.map_err(|error| {
@@ -126,12 +97,11 @@ async fn send(
     ),
 )]
 async fn list(
-    State(state): State<AppState>,
+    State(orgs): State<Organizations>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    manager_of(&state, org_id, caller.user_id).await?;
-    let invites = state.invites.pending(org_id, state.clock.now()).await?;
+    let invites = orgs.pending_invites(org_id, caller.user_id).await?;
     let invites = invites.iter().map(InviteDoc::from).collect();
     Ok(Json(InvitesBody { invites }).into_response())
 }
@@ -148,15 +118,12 @@ async fn list(
     responses((status = 200, description = "Withdrawn", body = MessageBody)),
 )]
 async fn revoke(
-    State(state): State<AppState>,
+    State(orgs): State<Organizations>,
     Caller(caller): Caller,
     ApiPath((org_id, invite_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Response, ApiError> {
     refuse_api_keys(&caller)?;
-    manager_of(&state, org_id, caller.user_id).await?;
-    if !state.invites.revoke(org_id, invite_id).await? {
-        return Err(ApiError::not_found("No such pending invite"));
-    }
+    orgs.revoke_invite(org_id, caller.user_id, invite_id).await?;
     Ok(MessageBody::json("invite withdrawn").into_response())
 }
 
@@ -191,55 +158,26 @@ async fn accept(
             .redirects
             .check(query.redirect_uri.as_deref().unwrap_or("/"))
             .map_err(ApiError::invalid_request)?;
-        let token = query.token.as_deref().unwrap_or("");
-        if !crypto::is_random_token(token) {
-            return Err(used_up());
-        }
-        let hash = crypto::sha256(token.as_bytes());
-        let now = state.clock.now();
-        let invite = state.invites.find_pending(&hash, now).await?.ok_or_else(used_up)?;
-        still_vouched_for(&state, &invite).await?;
-        let email = Email::parse(&invite.email)?;
-        let user = account_for(&state, &email, Proof::Invite).await?;
-        if state.orgs.membership(invite.org_id, user.id).await?.is_none() {
-            room_for_one_more(&state, user.id).await?;
-        }
-        // Of two concurrent accepts, only the one that uses the invite up joins.
-        let invite = state.invites.consume(&hash, user.id, now).await?.ok_or_else(used_up)?;
-        state.orgs.add_member(invite.org_id, user.id, &invite.role, now).await?;
-        state.orgs.mark_active(invite.org_id, user.id, now).await?;
-        state.services.sessions.refresh_user(user.id);
+        let orgs = &state.services.orgs;
+        let (user, invite) = orgs.accept_invite(query.token.as_deref().unwrap_or("")).await?;
         landing::end_previous_session(&state, &site.headers).await?;
-        let orgs = state.orgs.memberships(user.id).await?;
+        let memberships = orgs.memberships(user.id).await?;
         let reply = Reply::found(target.as_str());
         let active = Some(invite.org_id);
-        landing::finish(&state, &user, &orgs, active, client, After::Session, reply, "invite").await
+        landing::finish(
+            &state,
+            &user,
+            &memberships,
+            active,
+            client,
+            After::Session,
+            reply,
+            "invite",
+        )
+        .await
     }
     .await;
     result.unwrap_or_else(|error| pages::link_error(&state, &site, error))
-}
-
-/// An invite counts only while its inviter may still make it: one who left the organization
-/// or lost the role that invites (or that gives the invited role) takes their pending invites
-/// with them.
-async fn still_vouched_for(state: &AppState, invite: &Invite) -> Result<(), ApiError> {
-    let Some(inviter) = invite.invited_by else { return Ok(()) };
-    let membership = state.orgs.membership(invite.org_id, inviter).await?;
-    let allowed = membership.is_some_and(|membership| {
-        org::may(&membership.role, Change::Invite { role: &invite.role }, false)
-    });
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidToken,
-            "This invite was withdrawn: whoever sent it may no longer invite",
-        ))
-    }
-}
-
-fn used_up() -> ApiError {
-    ApiError::new(ErrorCode::InvalidToken, "This invite is invalid, expired or already used")
 }
 
 /// An invite (never its token).

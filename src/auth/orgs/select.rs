@@ -66,15 +66,15 @@ async fn select(
             }
         };
         let choice = state.choices.peek(token).await?.ok_or_else(expired)?;
-        let membership = state.orgs.membership(body.org_id, choice.user_id).await?;
+        let membership = state.services.orgs.membership(body.org_id, choice.user_id).await?;
         let membership = membership
             .ok_or_else(|| ApiError::forbidden("You are not a member of this organization"))?;
         // Used up only now, so a wrong org id does not cost the user their sign-in.
         let choice = state.choices.take(token).await?.ok_or_else(expired)?;
         let user = state.services.users.find_enabled(choice.user_id).await?;
         let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
-        state.orgs.mark_active(membership.id, user.id, state.clock.now()).await?;
-        let orgs = state.orgs.memberships(user.id).await?;
+        state.services.orgs.mark_active(membership.id, user.id).await?;
+        let orgs = state.services.orgs.memberships(user.id).await?;
         let reply = match kind {
             BodyKind::Json => Reply::Json,
             BodyKind::Form => Reply::see_other(choice.redirect.as_deref().unwrap_or("/")),
@@ -133,7 +133,7 @@ async fn render(
         None => Ok(None),
     };
     let (orgs, error) = match choice {
-        Ok(Some(choice)) => match state.orgs.memberships(choice.user_id).await {
+        Ok(Some(choice)) => match state.services.orgs.memberships(choice.user_id).await {
             Ok(orgs) => (orgs, error),
             Err(failure) => (Vec::new(), Some(failure.into())),
         },

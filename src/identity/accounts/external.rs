@@ -142,8 +142,8 @@ pub async fn link(
 }
 
 fn domain_allowed(rules: &SignupRules<'_>, domain: &str) -> bool {
-    (rules.domains.is_empty() || rules.domains.iter().any(|d| d == domain))
-        && (rules.provider_domains.is_empty() || rules.provider_domains.iter().any(|d| d == domain))
+    crate::model::email::domain_allowed(rules.domains, domain)
+        && crate::model::email::domain_allowed(rules.provider_domains, domain)
 }
 
 async fn enabled(users: &UserStore, user_id: Uuid) -> Result<User, AccountError> {

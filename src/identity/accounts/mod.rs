@@ -15,6 +15,7 @@ use uuid::Uuid;
 pub use self::external::{ExternalUser, SignupRules, link, sign_in};
 use super::api_key::ApiKeyService;
 use super::cache::IdentityCache;
+use super::magic_link::PendingSignup;
 use super::password_policy::{self, WeakPassword};
 use super::profile::clean_name;
 use super::session::SessionService;
@@ -61,6 +62,9 @@ pub enum AccountError {
     /// The account is disabled.
     #[error("This account is disabled")]
     Disabled,
+    /// A proof of the mailbox names no account, and none may be made for it.
+    #[error("Sign-up is closed")]
+    MailboxSignupClosed,
     /// A new account's email is already taken.
     #[error("An account with this email already exists")]
     Exists,
@@ -98,6 +102,17 @@ pub struct NewAccount {
     pub password: Option<String>,
     /// Global roles.
     pub roles: Vec<String>,
+}
+
+/// How the owner of a mailbox proved it, for [`Accounts::by_mailbox`].
+#[derive(Debug)]
+pub struct MailboxProof {
+    /// Whether an account may be made for the address when it has none.
+    pub may_sign_up: bool,
+    /// The password and name of a pending sign-up that this proof finishes.
+    pub pending: Option<PendingSignup>,
+    /// What the proof was (`magic link`, `invite`), for the log.
+    pub label: &'static str,
 }
 
 /// How many sign-ins a flow ended.
@@ -336,6 +351,49 @@ impl Accounts {
             );
         }
         Ok(())
+    }
+
+    /// The account behind a proof of the mailbox `email` (a magic link or code, an invite),
+    /// made on first use when `proof.may_sign_up` (with the password and name of a pending
+    /// sign-up); the address counts as verified from now on, as its owner read the message.
+    ///
+    /// # Errors
+    /// [`AccountError::MailboxSignupClosed`], [`AccountError::Disabled`], or the store fails.
+    pub async fn by_mailbox(
+        &self,
+        email: &Email,
+        proof: MailboxProof,
+    ) -> Result<User, AccountError> {
+        let now = self.clock.now();
+        let user = match self.users.find_by_email(email).await? {
+            Some((user, _)) => user,
+            None if proof.may_sign_up => {
+                let new = NewUser {
+                    email: email.clone(),
+                    name: proof.pending.as_ref().and_then(|pending| pending.name.clone()),
+                    password_hash: proof.pending.map(|pending| pending.password_hash),
+                    roles: Vec::new(),
+                };
+                match self.users.create(new, now).await {
+                    Ok(user) => {
+                        // Made by this proof: verified as it stands, password included.
+                        self.users.mark_email_verified(user.id, now).await?;
+                        User { email_verified_at: Some(now), ..user }
+                    }
+                    // Created meanwhile by another request of the same person.
+                    Err(StoreError::Conflict(_)) => {
+                        self.users.find_by_email(email).await?.ok_or(AccountError::NotFound)?.0
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            None => return Err(AccountError::MailboxSignupClosed),
+        };
+        if user.disabled_at.is_some() {
+            return Err(AccountError::Disabled);
+        }
+        self.verify_by_mailbox(&user, proof.label).await?;
+        Ok(User { email_verified_at: user.email_verified_at.or(Some(now)), ..user })
     }
 }
 
