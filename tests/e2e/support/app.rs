@@ -172,8 +172,7 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(response.status(), 201, "signup of {email}");
-        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
-        set_cookie.split(';').next().unwrap().to_owned()
+        super::cookie_pair(&response)
     }
 
     /// A new client signed up as `email`.
@@ -185,9 +184,7 @@ impl TestApp {
 
     /// The CSRF token for `client`'s session.
     pub async fn csrf(&self, client: &Client) -> String {
-        let body: Value =
-            client.get(self.url("/auth/csrf")).send().await.unwrap().json().await.unwrap();
-        body["csrf_token"].as_str().unwrap().to_owned()
+        super::csrf::csrf_token(self, client).await
     }
 
     /// A WebSocket ticket for `client`'s session (`POST /auth/ws-token`); the ticket.
@@ -233,12 +230,8 @@ impl TestApp {
         let html = page.text().await.unwrap();
         assert!(html.contains("Continue as"), "{html}");
         let token = link.split("token=").nth(1).unwrap().split('&').next().unwrap();
-        client
-            .post(self.url("/auth/magic-link/verify"))
-            .form(&[("token", token), ("csrf_token", &form_token(&html))])
-            .send()
-            .await
-            .unwrap()
+        let fields = [("token", token), ("csrf_token", &form_token(&html))];
+        super::post_form(self, client, "/auth/magic-link/verify", &fields).await
     }
 
     /// GETs `path` through the gateway and returns what the app received.
