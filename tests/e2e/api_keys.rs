@@ -7,7 +7,7 @@ use portcullis::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Echoed, TestApp, error_code};
+use crate::support::{Echoed, PASSWORD, TestApp, error_code, password_login};
 
 const API_ROUTES: &str = r#"
 [[routes]]
@@ -249,17 +249,7 @@ async fn account_endpoints_need_the_account_scope() {
 async fn a_websocket_ticket_is_not_a_credential_for_the_auth_api() {
     let app = TestApp::builder().routes(API_ROUTES).spawn().await;
     let owner = app.signed_in("ada@example.com").await;
-    let csrf = app.csrf(&owner).await;
-    let ticket: Value = owner
-        .post(app.url("/auth/ws-token"))
-        .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ticket = ticket["token"].as_str().unwrap();
+    let ticket = app.ws_ticket(&owner).await;
     let minted = crate::support::http()
         .post(app.url(&format!("/auth/api-keys?access_token={ticket}")))
         .header("upgrade", "websocket")
@@ -350,12 +340,7 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     // The last untagged key is revoked: once no replica of the earlier version can be making
     // more (a day after the upgrade), untagged keys go unread.
     let client = app.client();
-    let login = client
-        .post(app.url("/auth/login"))
-        .json(&json!({"email": "ada@example.com", "password": crate::support::PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = password_login(&app, &client, "ada@example.com", PASSWORD).await;
     assert_eq!(login.status(), StatusCode::OK);
     let keys: Value =
         client.get(app.url("/auth/api-keys")).send().await.unwrap().json().await.unwrap();

@@ -7,7 +7,10 @@ use portcullis::config::values::{Count, StringList};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{
+    PASSWORD, TestApp, log_out, login_form, login_request, password_fields, password_login,
+    post_form,
+};
 
 #[tokio::test]
 async fn signup_login_me_and_logout() {
@@ -33,20 +36,13 @@ async fn signup_login_me_and_logout() {
     assert_eq!(me["user"]["id"], user["user"]["id"]);
     assert_eq!(me["user"]["organizations"], json!([]));
 
-    let token = app.csrf(&client).await;
-    let logout =
-        client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
+    let logout = log_out(&app, &client).await;
     assert_eq!(logout.status(), 200);
     assert!(logout.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     assert_eq!(client.get(app.url("/auth/me")).send().await.unwrap().status(), 401);
 
     let other = app.client();
-    let login = other
-        .post(app.url("/auth/login"))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = password_login(&app, &other, "ada@example.com", PASSWORD).await;
     assert_eq!(login.status(), 200);
     assert_eq!(login.json::<Value>().await.unwrap()["user"]["email"], "ada@example.com");
     assert_eq!(other.get(app.url("/auth/me")).send().await.unwrap().status(), 200);
@@ -59,12 +55,7 @@ async fn wrong_password_and_unknown_email_get_the_same_answer() {
     let client = app.client();
     let mut answers = Vec::new();
     for email in ["ada@example.com", "nobody@example.com"] {
-        let response = client
-            .post(app.url("/auth/login"))
-            .json(&json!({"email": email, "password": "wrong password here"}))
-            .send()
-            .await
-            .unwrap();
+        let response = password_login(&app, &client, email, "wrong password here").await;
         answers.push((response.status(), response.text().await.unwrap()));
     }
     assert_eq!(answers[0].0, StatusCode::UNAUTHORIZED);
@@ -130,10 +121,8 @@ async fn sessions_are_listed_and_ended_one_by_one_or_all_at_once() {
     let app = TestApp::spawn().await;
     let first = app.signed_in("ada@example.com").await;
     let second = app.client();
-    let login = second
-        .post(app.url("/auth/login"))
+    let login = login_request(&app, &second, "ada@example.com", PASSWORD)
         .header("user-agent", "second-device")
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -186,12 +175,7 @@ async fn sessions_are_listed_and_ended_one_by_one_or_all_at_once() {
 
     // Log out everywhere.
     let third = app.client();
-    third
-        .post(app.url("/auth/login"))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    password_login(&app, &third, "ada@example.com", PASSWORD).await;
     assert_eq!(third.get(app.url("/x")).send().await.unwrap().status(), 200);
     let all = first
         .post(app.url("/auth/logout?all=true"))
@@ -254,11 +238,8 @@ async fn csrf_is_required_on_cookie_authenticated_changes() {
         .unwrap();
     assert_eq!(same_origin.status(), 200);
 
-    let login_cross_site = app
-        .client()
-        .post(app.url("/auth/login"))
+    let login_cross_site = login_request(&app, &app.client(), "ada@example.com", PASSWORD)
         .header("origin", "https://evil.example")
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -285,17 +266,8 @@ async fn the_sign_in_page_works_without_javascript() {
     assert!(html.contains("value=\"&#x2f;dashboard\""), "redirect kept in the form");
 
     // Sign up through the form: 303 to the target, signed in.
-    let signup = client
-        .post(app.url("/auth/signup"))
-        .form(&[
-            ("email", "ada@example.com"),
-            ("password", PASSWORD),
-            ("csrf_token", &csrf),
-            ("redirect_uri", "/dashboard"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = password_fields("ada@example.com", PASSWORD, &csrf, Some("/dashboard"));
+    let signup = post_form(&app, &client, "/auth/signup", &fields).await;
     assert_eq!(signup.status(), StatusCode::SEE_OTHER);
     assert_eq!(signup.headers()["location"], "/dashboard");
     assert_eq!(client.get(app.url("/dashboard")).send().await.unwrap().status(), 200);
@@ -303,41 +275,17 @@ async fn the_sign_in_page_works_without_javascript() {
     // A wrong password through the form shows the page again with the message.
     let other = app.client();
     let csrf = app.form_csrf(&other, "/auth/sign-in").await;
-    let failed = other
-        .post(app.url("/auth/login"))
-        .form(&[
-            ("email", "ada@example.com"),
-            ("password", "not the password"),
-            ("csrf_token", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let failed = login_form(&app, &other, "ada@example.com", "not the password", &csrf, None).await;
     assert_eq!(failed.status(), 401);
     assert!(failed.text().await.unwrap().contains("Invalid email or password"));
 
     // A form post without the page's token is refused (login CSRF).
-    let forged = app
-        .client()
-        .post(app.url("/auth/login"))
-        .form(&[("email", "ada@example.com"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let fields = [("email", "ada@example.com"), ("password", PASSWORD)];
+    let forged = post_form(&app, &app.client(), "/auth/login", &fields).await;
     assert_eq!(forged.status(), 403);
 
     // A form login lands on the validated target.
-    let login = other
-        .post(app.url("/auth/login"))
-        .form(&[
-            ("email", "ada@example.com"),
-            ("password", PASSWORD),
-            ("csrf_token", &csrf),
-            ("redirect_uri", "/after"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let login = login_form(&app, &other, "ada@example.com", PASSWORD, &csrf, Some("/after")).await;
     assert_eq!(login.status(), StatusCode::SEE_OTHER);
     assert_eq!(login.headers()["location"], "/after");
 }
@@ -366,17 +314,8 @@ async fn redirect_targets_on_other_origins_are_refused() {
     assert_eq!(client.get(allowed).send().await.unwrap().status(), 200);
 
     let csrf = app.form_csrf(&client, "/auth/sign-in").await;
-    let posted = client
-        .post(app.url("/auth/signup"))
-        .form(&[
-            ("email", "ada@example.com"),
-            ("password", PASSWORD),
-            ("csrf_token", &csrf),
-            ("redirect_uri", "https://evil.example/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = password_fields("ada@example.com", PASSWORD, &csrf, Some("https://evil.example/"));
+    let posted = post_form(&app, &client, "/auth/signup", &fields).await;
     assert_eq!(posted.status(), 400);
     assert_eq!(app.user_count().await, 0, "nothing is created on a refused redirect");
 }
@@ -483,25 +422,18 @@ async fn providers_lists_password() {
 async fn auth_requests_are_rate_limited_per_client_ip() {
     let app = TestApp::builder().config(|c| c.rate_limit.auth_per_minute = Count(5)).spawn().await;
     let client = app.client();
-    let attempt = || {
-        client
-            .post(app.url("/auth/login"))
-            .json(&json!({"email": "x@example.com", "password": "y"}))
-            .send()
-    };
+    let attempt = || password_login(&app, &client, "x@example.com", "y");
     for _ in 0..5 {
-        assert_eq!(attempt().await.unwrap().status(), 401);
+        assert_eq!(attempt().await.status(), 401);
     }
-    let limited = attempt().await.unwrap();
+    let limited = attempt().await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     assert_eq!(limited.json::<Value>().await.unwrap()["error"], "rate_limited");
     // X-Forwarded-For from an untrusted peer does not buy a new budget.
-    let spoofed = client
-        .post(app.url("/auth/login"))
+    let spoofed = login_request(&app, &client, "x@example.com", "y")
         .header("x-forwarded-for", "203.0.113.99")
-        .json(&json!({"email": "x@example.com", "password": "y"}))
         .send()
         .await
         .unwrap();
@@ -523,10 +455,8 @@ async fn auth_requests_are_rate_limited_per_client_ip() {
     let client = behind_proxy.client();
     for ip in ["203.0.113.1", "203.0.113.2"] {
         for _ in 0..2 {
-            let response = client
-                .post(behind_proxy.url("/auth/login"))
+            let response = login_request(&behind_proxy, &client, "x@example.com", "y")
                 .header("x-forwarded-for", ip)
-                .json(&json!({"email": "x@example.com", "password": "y"}))
                 .send()
                 .await
                 .unwrap();
@@ -545,20 +475,15 @@ async fn repeated_failures_on_one_account_back_off() {
         .await;
     app.signed_in("ada@example.com").await;
     let client = app.client();
-    let login = |password: &'static str| {
-        client
-            .post(app.url("/auth/login"))
-            .json(&json!({"email": "ada@example.com", "password": password}))
-            .send()
-    };
+    let login = |password: &'static str| password_login(&app, &client, "ada@example.com", password);
     for _ in 0..3 {
-        assert_eq!(login("wrong password!").await.unwrap().status(), 401);
+        assert_eq!(login("wrong password!").await.status(), 401);
     }
-    let locked = login(PASSWORD).await.unwrap();
+    let locked = login(PASSWORD).await;
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
     assert!(locked.headers().contains_key("retry-after"));
     clock.advance(Duration::from_secs(5));
-    assert_eq!(login(PASSWORD).await.unwrap().status(), 200);
+    assert_eq!(login(PASSWORD).await.status(), 200);
 }
 
 #[tokio::test]
@@ -607,8 +532,7 @@ async fn the_memory_ephemeral_store_serves_sessions_too() {
     let listed: Value =
         client.get(app.url("/auth/sessions")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 1);
-    let token = app.csrf(&client).await;
-    client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
+    log_out(&app, &client).await;
     assert_eq!(client.get(app.url("/x")).send().await.unwrap().status(), 401);
 }
 

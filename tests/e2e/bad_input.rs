@@ -4,7 +4,9 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{
+    PASSWORD, TestApp, form_request, log_out, login_request, password_login, post_form,
+};
 
 async fn expect_error(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status);
@@ -75,13 +77,7 @@ async fn a_one_mebibyte_email_is_refused() {
         .await
         .unwrap();
     expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
-    let login = app
-        .client()
-        .post(app.url("/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = password_login(&app, &app.client(), &email, PASSWORD).await;
     expect_error(login, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     // Just under the body limit but far over the address limit.
     let long = format!("{}@example.com", "a".repeat(1000));
@@ -149,8 +145,7 @@ async fn forged_garbled_and_ended_session_cookies_are_refused() {
     // A cookie of a logged-out session.
     let client = app.client();
     let cookie = app.session_cookie(&client, "ada@example.com").await;
-    let token = app.csrf(&client).await;
-    client.post(app.url("/auth/logout")).header("x-csrf-token", token).send().await.unwrap();
+    log_out(&app, &client).await;
     let replayed = app
         .client()
         .get(app.url("/private"))
@@ -195,11 +190,9 @@ async fn invalid_utf8_in_headers_and_cookies_is_harmless() {
         .await
         .unwrap();
     expect_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    let response = anonymous
-        .post(app.url("/auth/login"))
+    let response = login_request(&app, &anonymous, "ada@example.com", PASSWORD)
         .header("cookie", HeaderValue::from_bytes(b"portcullis_csrf=\xff").unwrap())
         .header("origin", garbage)
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -389,17 +382,13 @@ async fn email_and_provider_endpoints_refuse_garbage_and_cross_site_posts() {
             .await
             .unwrap();
         expect_error(cross_site, StatusCode::FORBIDDEN, "csrf_failed").await;
-        let form_without_token = http
-            .post(app.url(path))
-            .form(&[
-                ("email", "ada@example.com"),
-                ("code", "123456"),
-                ("token", "x"),
-                ("password", PASSWORD),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let fields = [
+            ("email", "ada@example.com"),
+            ("code", "123456"),
+            ("token", "x"),
+            ("password", PASSWORD),
+        ];
+        let form_without_token = post_form(&app, &http, path, &fields).await;
         // Our pages' forms must carry the page's token (a form post is answered with the page
         // and the error); the endpoints no page posts to treat a form like an API call
         // (same-site checked above).
@@ -477,19 +466,14 @@ async fn the_sign_out_form_needs_its_session_token() {
         (vec![("csrf_token", other_token.as_str())], None),
         (vec![("csrf_token", token.as_str())], Some("https://evil.example")),
     ] {
-        let mut request = client.post(app.url("/auth/sign-out")).form(&form);
+        let mut request = form_request(&app, &client, "/auth/sign-out", &form);
         if let Some(origin) = origin {
             request = request.header("origin", origin);
         }
         expect_error(request.send().await.unwrap(), StatusCode::FORBIDDEN, "csrf_failed").await;
         assert_eq!(app.echo(&client, "/x").await.header("x-auth-email"), Some("ada@example.com"));
     }
-    let signed_out = client
-        .post(app.url("/auth/sign-out"))
-        .form(&[("csrf_token", &token)])
-        .send()
-        .await
-        .unwrap();
+    let signed_out = post_form(&app, &client, "/auth/sign-out", &[("csrf_token", &token)]).await;
     assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
     assert_eq!(signed_out.headers()["location"], "/auth/sign-in");
     let after = client.get(app.url("/x")).header("accept", "application/json").send().await;

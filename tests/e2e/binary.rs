@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::support::binary::{Binary, run};
-use crate::support::{EchoUpstream, Echoed, PASSWORD};
+use crate::support::{EchoUpstream, Echoed, PASSWORD, password_login, token_login};
 
 fn client() -> reqwest::Client {
     crate::support::init();
@@ -213,12 +213,7 @@ async fn the_user_cli_creates_sets_roles_and_disables() {
 
     let mut portcullis = setup.start().await;
     let client = client();
-    let login = client
-        .post(format!("{}/auth/login", portcullis.url))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = password_login(&portcullis, &client, "ada@example.com", PASSWORD).await;
     assert_eq!(login.status(), 200);
     let echoed: Echoed =
         client.get(format!("{}/x", portcullis.url)).send().await.unwrap().json().await.unwrap();
@@ -233,14 +228,8 @@ async fn the_user_cli_creates_sets_roles_and_disables() {
     // The session is gone from the shared store; the server's cache holds it at most cache_ttl.
     let after = client.get(format!("{}/auth/sessions", portcullis.url)).send().await.unwrap();
     assert_eq!(after.status(), 200, "still cached (30 s by default)");
-    let login = crate::support::app::client_builder()
-        .build()
-        .unwrap()
-        .post(format!("{}/auth/login", portcullis.url))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let fresh = crate::support::app::client_builder().build().unwrap();
+    let login = password_login(&portcullis, &fresh, "ada@example.com", PASSWORD).await;
     assert_eq!(login.status(), 401, "disabled users cannot sign in");
     let missing = cli(&["user", "disable", "nobody@example.com"], "").await;
     assert!(!missing.status.success());
@@ -294,15 +283,7 @@ async fn the_api_key_and_signing_key_clis() {
         async move { client().get(url).bearer_auth(token).send().await.unwrap().status() }
     };
     assert_eq!(bearer(key.clone()).await, 200);
-    let login: serde_json::Value = client()
-        .post(format!("{}/auth/login", portcullis.url))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "mode": "token"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = token_login(&portcullis, "ada@example.com").await;
     let access = login["access_token"].as_str().unwrap().to_owned();
     assert_eq!(bearer(access.clone()).await, 200);
     portcullis.terminate();
@@ -404,15 +385,7 @@ async fn the_cli_disable_ends_token_sign_ins_on_running_servers() {
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let mut portcullis = setup.start().await;
     let client = client();
-    let login: Value = client
-        .post(format!("{}/auth/login", portcullis.url))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "mode": "token"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = token_login(&portcullis, "ada@example.com").await;
     let access = login["access_token"].as_str().unwrap().to_owned();
     let refresh = login["refresh_token"].as_str().unwrap().to_owned();
     let bearer = |token: String| {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::raw::{self, RawResponse};
-use crate::support::{EchoUpstream, Echoed, PASSWORD, TestApp};
+use crate::support::{EchoUpstream, Echoed, PASSWORD, TestApp, token_login};
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -202,17 +202,9 @@ async fn every_credential_of_ours_is_cut_whichever_one_identified_the_request() 
     // Another user's API key and access token, sent beside Ada's cookie.
     let bob = app.signed_in("bob@example.com").await;
     let bobs_key = api_key(&app, &bob, json!(["read"])).await;
-    let login: Value = json(
-        crate::support::http()
-            .post(app.url("/auth/login"))
-            .json(&json!({ "email": "bob@example.com", "password": PASSWORD, "mode": "token" })),
-    )
-    .await;
+    let login = token_login(&app, "bob@example.com").await;
     let bobs_jwt = login["access_token"].as_str().unwrap().to_owned();
-    let ticket: Value =
-        json(bob.post(app.url("/auth/ws-token")).header("x-csrf-token", app.csrf(&bob).await))
-            .await;
-    let ticket = ticket["token"].as_str().unwrap().to_owned();
+    let ticket = app.ws_ticket(&bob).await;
 
     for bearer in [&bobs_key, &bobs_jwt] {
         let echoed: Echoed = json(ada.get(app.url("/x")).bearer_auth(bearer)).await;

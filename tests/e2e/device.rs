@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::device_client::{DeviceClient, PollStatus};
-use crate::support::{Echoed, TestApp};
+use crate::support::{Echoed, TestApp, post_form};
 
 /// The browser side: a signed-in user approves or denies `user_code`.
 async fn answer(
@@ -194,8 +194,7 @@ async fn standard_oauth_device_clients_get_rfc_8628_answers() {
     clock.advance(Duration::from_secs(5));
     assert_eq!(error(token().await.unwrap()).await, "expired_token");
 
-    let unknown =
-        http.post(app.url("/auth/token")).form(&[("grant_type", "password")]).send().await.unwrap();
+    let unknown = post_form(&app, &http, "/auth/token", &[("grant_type", "password")]).await;
     assert_eq!(error(unknown).await, "unsupported_grant_type");
 }
 
@@ -253,17 +252,12 @@ async fn the_device_page_sends_strangers_to_sign_in_and_needs_csrf() {
         .await
         .unwrap();
     let token = crate::support::form_token(&page);
-    let token = token.as_str();
-    let form = browser
-        .post(app.url("/auth/device/complete"))
-        .form(&[
-            ("csrf_token", token),
-            ("user_code", started["user_code"].as_str().unwrap()),
-            ("approve", "true"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("user_code", started["user_code"].as_str().unwrap()),
+        ("approve", "true"),
+    ];
+    let form = post_form(&app, &browser, "/auth/device/complete", &fields).await;
     assert_eq!(form.status(), 200);
     assert!(form.text().await.unwrap().contains("Device approved"));
 }

@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::smtp::SmtpSink;
-use crate::support::{TestApp, error_code};
+use crate::support::{
+    PASSWORD, TestApp, error_code, form_request, password_fields, password_login, post_form,
+};
 
 /// An app that mails through `sink`, as "Acme".
 fn mailing(sink: &SmtpSink) -> crate::support::app::TestAppBuilder {
@@ -93,14 +95,12 @@ async fn the_link_signs_in_only_by_a_same_site_post() {
     ask_link(&app, "ada@example.com").await;
     let link = sink.nth(1).await.link().unwrap();
     let token = link.split("token=").nth(1).unwrap().to_owned();
-    let cross_site = app
-        .client()
-        .post(app.url("/auth/magic-link/verify"))
-        .header("origin", "https://evil.example")
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let cross_site =
+        form_request(&app, &app.client(), "/auth/magic-link/verify", &[("token", token.as_str())])
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
     let post =
         |body: Value| app.client().post(app.url("/auth/magic-link/verify")).json(&body).send();
@@ -377,13 +377,8 @@ async fn a_password_reset_works_once_and_ends_every_session() {
     let reused = reset("another new passphrase").await.unwrap();
     assert_eq!(error_code(reused).await, (StatusCode::UNAUTHORIZED, "invalid_token".into()));
 
-    let login = app
-        .client()
-        .post(app.url("/auth/login"))
-        .json(&json!({ "email": "ada@example.com", "password": "a brand new passphrase" }))
-        .send()
-        .await
-        .unwrap();
+    let login =
+        password_login(&app, &app.client(), "ada@example.com", "a brand new passphrase").await;
     assert_eq!(login.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -398,46 +393,28 @@ async fn the_sign_in_page_emails_a_link_and_takes_the_code_without_javascript() 
     let app = app_with_mail(&sink, None).await;
     let browser = app.client();
     let csrf = app.form_csrf(&browser, "/auth/sign-in?redirect_uri=/inbox").await;
-    let sent = browser
-        .post(app.url("/auth/magic-link"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", "page@example.com"),
-            ("redirect_uri", "/inbox"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields =
+        [("csrf_token", csrf.as_str()), ("email", "page@example.com"), ("redirect_uri", "/inbox")];
+    let sent = post_form(&app, &browser, "/auth/magic-link", &fields).await;
     assert_eq!(sent.status(), 200);
     let page = sent.text().await.unwrap();
     assert!(page.contains("Check your email") && page.contains("page@example.com"));
     let code = sink.nth_about(1, "Sign in").await.code().unwrap();
 
     let form_csrf = crate::support::form_token(&page);
-    let wrong = browser
-        .post(app.url("/auth/magic-link/verify"))
-        .form(&[
+    let typed = |code| {
+        [
             ("csrf_token", form_csrf.as_str()),
             ("email", "page@example.com"),
-            ("code", "12345x"),
+            ("code", code),
             ("redirect_uri", "/inbox"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ]
+    };
+    let wrong = post_form(&app, &browser, "/auth/magic-link/verify", &typed("12345x")).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(wrong.text().await.unwrap().contains("The code is wrong"));
-    let signed_in = browser
-        .post(app.url("/auth/magic-link/verify"))
-        .form(&[
-            ("csrf_token", form_csrf.as_str()),
-            ("email", "page@example.com"),
-            ("code", code.as_str()),
-            ("redirect_uri", "/inbox"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let signed_in =
+        post_form(&app, &browser, "/auth/magic-link/verify", &typed(code.as_str())).await;
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
     assert_eq!(signed_in.headers()["location"], "/inbox");
     assert_eq!(app.echo(&browser, "/inbox").await.header("x-auth-email"), Some("page@example.com"));
@@ -501,7 +478,7 @@ async fn strangers_cannot_silence_mail_or_lock_the_owner_out() {
     let signed_up = owner
         .post(app.url("/auth/signup"))
         .header("x-forwarded-for", HOME)
-        .json(&json!({ "email": "ada@example.com", "password": crate::support::PASSWORD }))
+        .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
         .send()
         .await
         .unwrap();
@@ -532,7 +509,7 @@ async fn strangers_cannot_silence_mail_or_lock_the_owner_out() {
         let guessed = from(STRANGER, "/auth/login", body).await.unwrap();
         assert!(matches!(guessed.status().as_u16(), 401 | 429), "{}", guessed.status());
     }
-    let body = json!({ "email": "ada@example.com", "password": crate::support::PASSWORD });
+    let body = json!({ "email": "ada@example.com", "password": PASSWORD });
     assert_eq!(from(STRANGER, "/auth/login", body.clone()).await.unwrap().status(), 429);
     assert_eq!(
         from(HOME, "/auth/login", body).await.unwrap().status(),
@@ -585,9 +562,9 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
         let body = json!({ "email": "ada@example.com", "password": password, "name": name });
         client.post(app.url("/auth/signup")).json(&body).send()
     };
-    let login = |password: &str| {
-        let body = json!({ "email": "ada@example.com", "password": password });
-        app.client().post(app.url("/auth/login")).json(&body).send()
+    let login = |password| {
+        let (app, client) = (&app, app.client());
+        async move { password_login(app, &client, "ada@example.com", password).await }
     };
     let answer = |response: reqwest::Response| async move {
         let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
@@ -599,10 +576,10 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
     };
 
     let ada = app.client();
-    let new = answer(sign_up(&ada, crate::support::PASSWORD, "Ada").await.unwrap()).await;
+    let new = answer(sign_up(&ada, PASSWORD, "Ada").await.unwrap()).await;
     assert_eq!(new.0, StatusCode::ACCEPTED);
     assert_eq!(app.user_count().await, 0, "no account until the address is proven");
-    let early = login(crate::support::PASSWORD).await.unwrap();
+    let early = login(PASSWORD).await;
     assert_eq!(error_code(early).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
 
     let mail = sink.nth(1).await;
@@ -618,7 +595,7 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
     let me: Value = ada.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["user"]["email_verified"], true);
     assert_eq!(me["user"]["name"], "Ada");
-    assert_eq!(login(crate::support::PASSWORD).await.unwrap().status(), 200, "the password holds");
+    assert_eq!(login(PASSWORD).await.status(), 200, "the password holds");
 
     let mallory = app.client();
     let taken = answer(sign_up(&mallory, "mallory's own passphrase", "Mallory").await.unwrap());
@@ -626,9 +603,9 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
     let notice = sink.nth(2).await;
     assert_eq!(notice.to, ["ada@example.com"]);
     assert!(notice.data.contains("already has an account"), "{}", notice.data);
-    let stolen = login("mallory's own passphrase").await.unwrap();
+    let stolen = login("mallory's own passphrase").await;
     assert_eq!(error_code(stolen).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
-    assert_eq!(login(crate::support::PASSWORD).await.unwrap().status(), 200);
+    assert_eq!(login(PASSWORD).await.status(), 200);
     // The notice's link signs the owner in, as the account stands.
     let owner = app.client();
     let signed_in = app.confirm_magic_link(&owner, &notice.link().unwrap()).await;
@@ -640,13 +617,8 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
     // The sign-in page's form gets the "check your email" page, whose code finishes it.
     let browser = app.client();
     let csrf = app.form_csrf(&browser, "/auth/sign-in").await;
-    let form = [
-        ("email", "bob@example.com"),
-        ("password", crate::support::PASSWORD),
-        ("csrf_token", csrf.as_str()),
-        ("redirect_uri", "/inbox"),
-    ];
-    let page = browser.post(app.url("/auth/signup")).form(&form).send().await.unwrap();
+    let fields = password_fields("bob@example.com", PASSWORD, &csrf, Some("/inbox"));
+    let page = post_form(&app, &browser, "/auth/signup", &fields).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("finishes the sign-up"), "{html}");
@@ -658,12 +630,10 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
         ("csrf_token", csrf.as_str()),
         ("redirect_uri", "/inbox"),
     ];
-    let done = browser.post(app.url("/auth/magic-link/verify")).form(&typed).send().await;
-    let done = done.unwrap();
+    let done = post_form(&app, &browser, "/auth/magic-link/verify", &typed).await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     assert_eq!(done.headers()["location"], "/inbox");
-    let bob = json!({ "email": "bob@example.com", "password": crate::support::PASSWORD });
-    let login = app.client().post(app.url("/auth/login")).json(&bob).send().await.unwrap();
+    let login = password_login(&app, &app.client(), "bob@example.com", PASSWORD).await;
     assert_eq!(login.status(), 200);
 
     // A stranger signs up someone else's new address; its owner, in their own browser, follows
@@ -677,8 +647,8 @@ async fn a_sign_up_finished_by_mail_tells_nobody_whether_the_address_was_taken()
     let me: Value = carol.get(app.url("/auth/me")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["user"]["email"], "carol@example.com");
     assert_ne!(me["user"]["name"], "Mallory");
-    let body = json!({ "email": "carol@example.com", "password": "mallory's own passphrase" });
-    let stolen = app.client().post(app.url("/auth/login")).json(&body).send().await.unwrap();
+    let stolen =
+        password_login(&app, &app.client(), "carol@example.com", "mallory's own passphrase").await;
     assert_eq!(error_code(stolen).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
 }
 

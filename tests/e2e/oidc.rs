@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::support::github::{FakeGithub, GithubAccount};
 use crate::support::idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp, Faults, IdpUser};
 use crate::support::steam::FakeSteam;
-use crate::support::{TestApp, error_code};
+use crate::support::{PASSWORD, TestApp, error_code, log_out, password_login};
 
 fn corp(idp: &FakeIdp) -> RawProvider {
     RawProvider {
@@ -617,8 +617,7 @@ async fn a_link_is_finished_only_by_the_account_that_started_it() {
     // The same browser signed in as someone else cannot finish a link either.
     let started = attacker.get(app.url("/auth/link/corp")).send().await.unwrap();
     let at_provider = attacker.get(location(&started)).send().await.unwrap();
-    let csrf = app.csrf(&attacker).await;
-    attacker.post(app.url("/auth/logout")).header("x-csrf-token", csrf).send().await.unwrap();
+    log_out(&app, &attacker).await;
     app.sign_up(&attacker, "other@example.com").await;
     let refused = attacker.get(location(&at_provider)).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
@@ -731,12 +730,8 @@ async fn an_unverified_sign_up_is_never_handed_over_with_its_credentials() {
     let link = mail.link().expect("a magic link");
     assert_eq!(app.confirm_magic_link(&victim, &link).await.status(), StatusCode::SEE_OTHER);
     assert_eq!(attacker.get(app.url("/auth/me")).send().await.unwrap().status(), 401);
-    let password = crate::support::http()
-        .post(app.url("/auth/login"))
-        .json(&json!({ "email": "ada@corp.example", "password": crate::support::PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let password =
+        password_login(&app, &crate::support::http(), "ada@corp.example", PASSWORD).await;
     assert_eq!(password.status(), StatusCode::UNAUTHORIZED, "the attacker's password is gone");
     let with_key =
         crate::support::http().get(app.url("/x")).bearer_auth(&key).send().await.unwrap();

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::assertion_verify::AssertionVerifier;
 use crate::support::app::{PASSWORD, form_token};
 use crate::support::smtp::SmtpSink;
-use crate::support::{TestApp, error_code};
+use crate::support::{TestApp, error_code, login_form, password_login, post_form};
 
 pub const ROUTES: &str = r#"
 [[routes]]
@@ -232,12 +232,13 @@ pub async fn choose_on_page(app: &TestApp, client: &Client, org: &str) -> reqwes
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains(&format!("value=\"{org}\"")), "{html}");
-    client
-        .post(app.url("/auth/orgs/select"))
-        .form(&[("org_id", org), ("csrf_token", &form_token(&html))])
-        .send()
-        .await
-        .unwrap()
+    post_form(
+        app,
+        client,
+        "/auth/orgs/select",
+        &[("org_id", org), ("csrf_token", &form_token(&html))],
+    )
+    .await
 }
 
 /// Logs in by password, with `mode` (None: a cookie).
@@ -329,17 +330,8 @@ async fn with_require_selection_every_login_chooses_an_organization() {
     // The sign-in page's form: a redirect to the choice page, then its form, no JavaScript.
     let browser = app.client();
     let csrf = app.form_csrf(&browser, "/auth/sign-in?redirect_uri=/dashboard").await;
-    let posted = browser
-        .post(app.url("/auth/login"))
-        .form(&[
-            ("email", "ada@example.com"),
-            ("password", PASSWORD),
-            ("csrf_token", &csrf),
-            ("redirect_uri", "/dashboard"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let posted =
+        login_form(&app, &browser, "ada@example.com", PASSWORD, &csrf, Some("/dashboard")).await;
     assert_eq!(posted.status(), StatusCode::SEE_OTHER);
     assert_eq!(posted.headers()["location"], "/auth/orgs/select");
     let page = browser.get(app.url("/auth/orgs/select")).send().await.unwrap();
@@ -347,12 +339,8 @@ async fn with_require_selection_every_login_chooses_an_organization() {
     let html = page.text().await.unwrap();
     assert!(html.contains("Acme") && html.contains("Beta"), "{html}");
     assert!(html.contains(&format!("value=\"{beta}\"")));
-    let chosen = browser
-        .post(app.url("/auth/orgs/select"))
-        .form(&[("org_id", beta.as_str()), ("csrf_token", &form_token(&html))])
-        .send()
-        .await
-        .unwrap();
+    let choice = [("org_id", beta.as_str()), ("csrf_token", &form_token(&html))];
+    let chosen = post_form(&app, &browser, "/auth/orgs/select", &choice).await;
     assert_eq!(chosen.status(), StatusCode::SEE_OTHER);
     assert_eq!(chosen.headers()["location"], "/dashboard");
     assert_eq!(app.echo(&browser, "/x").await.header("x-auth-org-id"), Some(beta.as_str()));
@@ -378,16 +366,8 @@ async fn with_require_selection_every_login_chooses_an_organization() {
     // One organization: no choice to make.
     let solo = app.signed_in("solo@example.com").await;
     let only = create_org(&app, &solo, "Solo").await;
-    let body: Value = app
-        .client()
-        .post(app.url("/auth/login"))
-        .json(&json!({ "email": "solo@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = password_login(&app, &app.client(), "solo@example.com", PASSWORD).await;
+    let body: Value = login.json().await.unwrap();
     assert_eq!(body["user"]["active_org_id"], only.as_str());
 }
 

@@ -10,7 +10,7 @@ use portcullis::identity::one_time::OneTimeLink;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Echoed, PASSWORD, TestApp, error_code};
+use crate::support::{Echoed, PASSWORD, TestApp, error_code, log_out};
 
 async fn patch_me(app: &TestApp, client: &reqwest::Client, body: Value) -> reqwest::Response {
     let csrf = app.csrf(client).await;
@@ -282,9 +282,7 @@ async fn single_page_apps_can_keep_their_tokens_in_httponly_cookies() {
     // Cookie-authenticated, so a state change needs the CSRF token.
     let no_csrf = browser.post(app.url("/auth/logout")).send().await.unwrap();
     assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
-    let csrf = app.csrf(&browser).await;
-    let logout =
-        browser.post(app.url("/auth/logout")).header("x-csrf-token", csrf).send().await.unwrap();
+    let logout = log_out(&app, &browser).await;
     assert_eq!(logout.status(), 200);
     let after =
         browser.get(app.url("/x")).header("accept", "application/json").send().await.unwrap();

@@ -15,17 +15,12 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::assertion_verify::AssertionVerifier;
-use crate::support::{Echoed, PASSWORD, TestApp, error_code};
+use crate::support::{Echoed, TestApp, error_code, post_form, token_login_response};
 
 /// Signs `email` up, then logs in with `"mode": "token"`; returns the token answer.
 async fn token_login(app: &TestApp, email: &str) -> Value {
     app.sign_up(&app.client(), email).await;
-    let response = crate::support::http()
-        .post(app.url("/auth/login"))
-        .json(&json!({ "email": email, "password": PASSWORD, "mode": "token" }))
-        .send()
-        .await
-        .unwrap();
+    let response = token_login_response(app, email).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("set-cookie").is_none(), "token mode sets no cookie");
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -99,24 +94,16 @@ async fn refresh_rotates_and_a_replayed_refresh_token_revokes_the_family() {
 
     // The RFC 6749 form of the same exchange, for standard OAuth clients.
     let fresh = token_login(&app, "bob@example.com").await;
-    let rfc = crate::support::http()
-        .post(app.url("/auth/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", fresh["refresh_token"].as_str().unwrap()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let grant = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", fresh["refresh_token"].as_str().unwrap()),
+    ];
+    let rfc = post_form(&app, &crate::support::http(), "/auth/token", &grant).await;
     assert_eq!(rfc.status(), 200);
     let body: Value = rfc.json().await.unwrap();
     assert!(body["access_token"].is_string());
-    let spent = crate::support::http()
-        .post(app.url("/auth/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", "rt_nope")])
-        .send()
-        .await
-        .unwrap();
+    let grant = [("grant_type", "refresh_token"), ("refresh_token", "rt_nope")];
+    let spent = post_form(&app, &crate::support::http(), "/auth/token", &grant).await;
     assert_eq!(error_code(spent).await, (StatusCode::BAD_REQUEST, "invalid_grant".into()));
 }
 
