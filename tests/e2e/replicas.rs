@@ -10,20 +10,11 @@ use serde_json::{Value, json};
 
 use crate::support::services::{RedisServer, TestDatabase, admin_sql, redis_url, unique_prefix};
 use crate::support::smtp::SmtpSink;
-use crate::support::{Echoed, PASSWORD, TestApp};
+use crate::support::{
+    Echoed, PASSWORD, TestApp, TwoReplicas, cookie_pair, login_cookie, login_request,
+    password_login, token_login,
+};
 
-/// A replica on `database` and the shared Redis under `prefix`. Replicas share the public URL
-/// (the Service's): it is also the issuer of their tokens.
-async fn replica_of(database: &TestDatabase, prefix: &str) -> TestApp {
-    TestApp::builder()
-        .database(&database.url)
-        .redis(&redis_url(), prefix)
-        .config(|raw| raw.server.public_url = Some("http://app.example.test".into()))
-        .spawn()
-        .await
-}
-
-/// GETs `/x` on `app` with `cookie`; the status.
 /// Signs new users up on `app` until one is created, within `limit`; every answer meanwhile is
 /// 201 or 503 (a store outage), never anything else.
 async fn sign_ups_resume_within(app: &TestApp, limit: Duration) {
@@ -59,19 +50,6 @@ where
     started.elapsed()
 }
 
-/// Signs the existing user `email` in on `app` with the test password; the session cookie as
-/// `name=value`.
-async fn logged_in(app: &TestApp, email: &str) -> String {
-    let login = crate::support::http()
-        .post(app.url("/auth/login"))
-        .json(&json!({ "email": email, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::OK, "login of {email}");
-    login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
-}
-
 async fn log_out(app: &TestApp, cookie: &str) {
     let http = crate::support::http();
     let csrf: Value = http
@@ -95,11 +73,8 @@ async fn log_out(app: &TestApp, cookie: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_within_a_second() {
-    let database = TestDatabase::create().await;
-    let prefix = unique_prefix();
-    let replica = || replica_of(&database, &prefix);
-    let a = replica().await;
-    let b = replica().await;
+    let replicas = TwoReplicas::with_redis().await;
+    let (a, b) = (&replicas.a, &replicas.b);
 
     let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
     assert_eq!(a.status_with_cookie(&cookie).await, 200, "A has it cached now");
@@ -114,7 +89,7 @@ async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_withi
         .unwrap();
     assert_eq!(on_b.header("x-auth-email"), Some("ada@example.com"));
 
-    log_out(&b, &cookie).await;
+    log_out(b, &cookie).await;
     let took =
         within(Duration::from_secs(1), || async { a.status_with_cookie(&cookie).await == 401 })
             .await;
@@ -138,7 +113,7 @@ async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_withi
         let request = crate::support::http().get(app.url("/x")).bearer_auth(&key);
         async move { request.send().await.unwrap().status() }
     };
-    assert_eq!(with_key(&a).await, 200);
+    assert_eq!(with_key(a).await, 200);
     let revoked = browser
         .delete(b.url(&format!("/auth/api-keys/{}", created["id"].as_str().unwrap())))
         .header("x-csrf-token", &csrf)
@@ -146,24 +121,16 @@ async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_withi
         .await
         .unwrap();
     assert_eq!(revoked.status(), 200);
-    within(Duration::from_secs(1), || async { with_key(&a).await == 401 }).await;
+    within(Duration::from_secs(1), || async { with_key(a).await == 401 }).await;
 
     // An access token whose sign-in ends on A stops on B.
-    let tokens: Value = crate::support::http()
-        .post(a.url("/auth/login"))
-        .json(&json!({ "email": "bob@example.com", "password": PASSWORD, "mode": "token" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = token_login(a, "bob@example.com").await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let with_token = |app: &TestApp| {
         let request = crate::support::http().get(app.url("/x")).bearer_auth(&access);
         async move { request.send().await.unwrap().status() }
     };
-    assert_eq!(with_token(&b).await, 200, "B verifies A's token with the shared keys");
+    assert_eq!(with_token(b).await, 200, "B verifies A's token with the shared keys");
     let logout = crate::support::http()
         .post(a.url("/auth/logout"))
         .bearer_auth(&access)
@@ -171,54 +138,47 @@ async fn a_login_on_one_replica_works_on_the_other_and_logout_reaches_both_withi
         .await
         .unwrap();
     assert_eq!(logout.status(), 200);
-    within(Duration::from_secs(1), || async { with_token(&b).await == 401 }).await;
+    within(Duration::from_secs(1), || async { with_token(b).await == 401 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_postgres_carries_the_revocations() {
-    let database = TestDatabase::create().await;
-    let a = TestApp::builder().database(&database.url).spawn().await;
-    let b = TestApp::builder().database(&database.url).spawn().await;
+    let replicas = TwoReplicas::on_postgres(|builder| builder).await;
+    let (a, b) = (&replicas.a, &replicas.b);
     let cookie = a.session_cookie(&a.client(), "ada@example.com").await;
     assert_eq!(a.status_with_cookie(&cookie).await, 200);
     assert_eq!(b.status_with_cookie(&cookie).await, 200, "sessions live in PostgreSQL");
-    log_out(&b, &cookie).await;
+    log_out(b, &cookie).await;
     within(Duration::from_secs(1), || async { a.status_with_cookie(&cookie).await == 401 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_removed_on_one_replica_loses_access_on_the_other_within_a_second() {
     use crate::orgs::{ROUTES, call, create_org, invite};
-    let database = TestDatabase::create().await;
     let sink = SmtpSink::start().await;
-    let replica = || {
+    let replicas = TwoReplicas::on_postgres(|builder| {
         let url = sink.url();
-        TestApp::builder()
-            .database(&database.url)
-            .routes(ROUTES)
-            .config(move |raw| {
-                raw.email.transport = "smtp".into();
-                raw.email.smtp_url = Some(url);
-            })
-            .spawn()
-    };
-    let a = replica().await;
-    let b = replica().await;
+        builder.routes(ROUTES).config(move |raw| {
+            raw.email.transport = "smtp".into();
+            raw.email.smtp_url = Some(url);
+        })
+    })
+    .await;
+    let (a, b) = (&replicas.a, &replicas.b);
     let ada = a.signed_in("ada@example.com").await;
     b.signed_in("bob@example.com").await;
-    let org = create_org(&a, &ada, "Acme").await;
-    let link = invite(&a, &sink, &ada, &org, "bob@example.com", "member").await;
+    let org = create_org(a, &ada, "Acme").await;
+    let link = invite(a, &sink, &ada, &org, "bob@example.com", "member").await;
     let accepted = crate::support::http().get(&link).send().await.unwrap();
     assert_eq!(accepted.status(), StatusCode::FOUND);
-    let set_cookie = accepted.headers()["set-cookie"].to_str().unwrap();
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let cookie = cookie_pair(&accepted);
     let doc = |app: &TestApp| {
         let request = crate::support::http()
             .get(app.url(&format!("/orgs/{org}/doc")))
             .header("cookie", &cookie);
         async move { request.send().await.unwrap().status() }
     };
-    assert_eq!(doc(&b).await, 200, "B has Bob's membership cached now");
+    assert_eq!(doc(b).await, 200, "B has Bob's membership cached now");
 
     let members: Value = ada
         .get(a.url(&format!("/auth/orgs/{org}/members")))
@@ -238,8 +198,8 @@ async fn a_member_removed_on_one_replica_loses_access_on_the_other_within_a_seco
         .unwrap()
         .to_owned();
     let path = format!("/auth/orgs/{org}/members/{bob}");
-    assert_eq!(call(&a, &ada, reqwest::Method::DELETE, &path, None).await.status(), 200);
-    let took = within(Duration::from_secs(1), || async { doc(&b).await == 403 }).await;
+    assert_eq!(call(a, &ada, reqwest::Method::DELETE, &path, None).await.status(), 200);
+    let took = within(Duration::from_secs(1), || async { doc(b).await == 403 }).await;
     eprintln!("a removal on A reached B's cache in {took:?}");
 }
 
@@ -266,12 +226,7 @@ async fn redis_crashing_degrades_to_cached_traffic_and_recovers_without_a_restar
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "store_unavailable");
-    let login = crate::support::http()
-        .post(app.url("/auth/login"))
-        .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let login = password_login(&app, &crate::support::http(), "ada@example.com", PASSWORD).await;
     assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
     let signup = crate::support::http()
         .post(app.url("/auth/signup"))
@@ -306,12 +261,7 @@ async fn redis_crashing_degrades_to_cached_traffic_and_recovers_without_a_restar
         .await
         .unwrap();
     assert_eq!(signup.status(), StatusCode::CREATED, "the retried sign-up works");
-    let login = crate::support::http()
-        .post(app.url("/auth/login"))
-        .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let login = password_login(&app, &crate::support::http(), "ada@example.com", PASSWORD).await;
     assert_eq!(login.status(), 200);
 }
 
@@ -378,26 +328,22 @@ async fn the_per_ip_limit_is_shared_by_the_replicas() {
 /// Without Redis, replicas on one PostgreSQL share the limit through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_ip_limit_is_shared_through_postgres_too() {
-    let database = TestDatabase::create().await;
     let clock = portcullis::clock::ManualClock::new();
-    let replica = || {
-        TestApp::builder()
-            .database(&database.url)
+    let replicas = TwoReplicas::on_postgres(|builder| {
+        builder
             .clock(clock.clone())
             .config(|raw| raw.rate_limit.auth_per_minute = portcullis::config::values::Count(3))
-            .spawn()
-    };
-    let (a, b) = (replica().await, replica().await);
-    three_per_minute_across(&a, &b).await;
+    })
+    .await;
+    three_per_minute_across(&replicas.a, &replicas.b).await;
 }
 
 /// Four failed logins from one address, alternating between `a` and `b`: the fourth is over a
 /// limit of three per minute counted for both.
 async fn three_per_minute_across(a: &TestApp, b: &TestApp) {
     let attempt = |app: &TestApp| {
-        let request = crate::support::http()
-            .post(app.url("/auth/login"))
-            .json(&json!({ "email": "nobody@example.com", "password": "wrong password here" }));
+        let http = crate::support::http();
+        let request = login_request(app, &http, "nobody@example.com", "wrong password here");
         async move { request.send().await.unwrap().status() }
     };
     assert_eq!(attempt(a).await, 401);
@@ -813,12 +759,9 @@ async fn a_stalled_database_is_unavailable_not_hung() {
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
     assert_eq!(b.status_with_cookie(&ada).await, StatusCode::OK, "cached identities flow");
     // An auth request whose statements go unanswered is cut off too (at 30 s).
-    let login = crate::support::app::client_builder()
-        .timeout(Duration::from_secs(45))
-        .build()
-        .unwrap()
-        .post(b.url("/auth/login"))
-        .json(&json!({ "email": "bob@example.com", "password": PASSWORD }))
+    let patient =
+        crate::support::app::client_builder().timeout(Duration::from_secs(45)).build().unwrap();
+    let login = login_request(&b, &patient, "bob@example.com", PASSWORD)
         .send()
         .await
         .expect("an answer, not a hang");
@@ -830,20 +773,10 @@ async fn a_stalled_database_is_unavailable_not_hung() {
 /// both get the same new refresh token, and the sign-in lives on (no reuse alarm).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_refreshing_one_token_hand_out_the_same_successor() {
-    let database = TestDatabase::create().await;
-    let prefix = unique_prefix();
-    let replica = || replica_of(&database, &prefix);
-    let (a, b) = (replica().await, replica().await);
+    let replicas = TwoReplicas::with_redis().await;
+    let (a, b) = (&replicas.a, &replicas.b);
     a.sign_up(&a.client(), "ada@example.com").await;
-    let login: Value = crate::support::http()
-        .post(a.url("/auth/login"))
-        .json(&json!({ "email": "ada@example.com", "password": PASSWORD, "mode": "token" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = token_login(a, "ada@example.com").await;
     let token = login["refresh_token"].as_str().unwrap();
     let refresh = |app: &TestApp| {
         let url = app.url("/auth/refresh");
@@ -858,7 +791,7 @@ async fn two_replicas_refreshing_one_token_hand_out_the_same_successor() {
             response.json::<Value>().await.unwrap()
         }
     };
-    let (on_a, on_b) = tokio::join!(refresh(&a), refresh(&b));
+    let (on_a, on_b) = tokio::join!(refresh(a), refresh(b));
     assert_eq!(on_a["refresh_token"], on_b["refresh_token"]);
     // The successor works, once, on either replica.
     let next: Value = crate::support::http()
@@ -925,7 +858,7 @@ async fn two_replicas_share_a_redis_cluster() {
     assert_eq!(replayed.status(), 401);
 
     // A sign-out on B: A, which has the session cached, refuses it within a second.
-    let fresh = logged_in(&b, "user0@example.com").await;
+    let fresh = login_cookie(&b, "user0@example.com").await;
     assert_eq!(a.status_with_cookie(&fresh).await, 200);
     log_out(&b, &fresh).await;
     within(Duration::from_secs(1), || async { a.status_with_cookie(&fresh).await == 401 }).await;
@@ -1005,7 +938,7 @@ async fn a_sentinel_failover_is_followed() {
     // reaches the other through the revocation log.
     let other = start().await;
     assert_eq!(other.status_with_cookie(&cookie).await, 200);
-    let fresh = logged_in(&other, "ada@example.com").await;
+    let fresh = login_cookie(&other, "ada@example.com").await;
     assert_eq!(app.status_with_cookie(&fresh).await, 200, "cached on the first replica");
     log_out(&other, &fresh).await;
     within(Duration::from_secs(2), || async { app.status_with_cookie(&fresh).await == 401 }).await;

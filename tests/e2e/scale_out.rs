@@ -173,8 +173,7 @@ url = "{echo}"
         if response.status() != StatusCode::CREATED {
             return Err(response.status());
         }
-        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
-        Ok(set_cookie.split(';').next().unwrap().to_owned())
+        Ok(crate::support::cookie_pair(&response))
     }
 
     /// Logs `cookie`'s session out through the balancer.
