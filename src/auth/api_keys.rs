@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::openapi::MessageBody;
+use crate::auth::error::{AuthError, BadRequest, Missing, Refusal};
 use crate::clock::Timestamp;
-use crate::error::ApiError;
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::api_key::{CreateKeyError, KeyRequest};
 use crate::identity::orgs::Organizations;
@@ -58,18 +58,18 @@ async fn create(
     State(metrics): State<Arc<Metrics>>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<CreateBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     if caller.method == AuthMethod::ApiKey {
-        return Err(ApiError::forbidden("An API key cannot create API keys"));
+        return Err(AuthError::from(Refusal::ApiKey("create API keys")));
     }
     let scopes = Scopes::parse_list(body.scopes.iter().map(String::as_str))
-        .map_err(|error| ApiError::invalid_request(format!("scopes: {error}")))?;
+        .map_err(BadRequest::Scopes)?;
     if !caller.scopes.covers(&scopes) {
-        return Err(ApiError::forbidden("A key cannot have scopes its creator lacks"));
+        return Err(AuthError::from(Refusal::WiderScopes));
     }
     if let Some(org_id) = body.org_id {
         let member = orgs.membership(org_id, caller.user_id).await?;
-        member.ok_or_else(|| ApiError::forbidden("You are not a member of this organization"))?;
+        member.ok_or_else(|| AuthError::from(Refusal::NotMember))?;
     }
     let request = KeyRequest {
         name: &body.name,
@@ -78,7 +78,7 @@ async fn create(
         org_id: body.org_id,
     };
     let created = api_keys.create(caller.user_id, request).await.map_err(|error| match error {
-        CreateKeyError::Invalid(message) => ApiError::invalid_request(message),
+        CreateKeyError::Invalid(message) => AuthError::from(BadRequest::ApiKey(message)),
         CreateKeyError::Store(error) => error.into(),
     })?;
     metrics.record_auth("api_key", "created");
@@ -106,7 +106,7 @@ async fn create(
 async fn list(
     State(api_keys): State<ApiKeyService>,
     Caller(caller): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let keys = api_keys.list(caller.user_id).await?;
     let api_keys = keys.iter().map(ApiKeyDoc::of).collect();
     Ok(Json(ApiKeysBody { api_keys }).into_response())
@@ -128,9 +128,9 @@ async fn revoke(
     State(metrics): State<Arc<Metrics>>,
     ApiPath(id): ApiPath<Uuid>,
     Caller(caller): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     if !api_keys.revoke(caller.user_id, id).await? {
-        return Err(ApiError::not_found("No such API key"));
+        return Err(AuthError::from(Missing::ApiKey));
     }
     metrics.record_auth("api_key", "revoked");
     Ok(MessageBody::json("API key revoked").into_response())

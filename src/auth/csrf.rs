@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use super::extract::BodyKind;
 use super::openapi::CsrfBody;
+use crate::auth::error::AuthError;
 use crate::auth::redirect::RedirectPolicy;
 use crate::cookies::{CookieJar, Own};
 use crate::crypto::{self, SecretKey};
-use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::Identified;
 use crate::server::peer::Peer;
 use crate::state::AppState;
@@ -56,7 +56,7 @@ impl Csrf {
     ///
     /// # Errors
     /// 403 `csrf_failed`.
-    pub fn verify_for_session(&self, parts: &Parts, session_id: Uuid) -> Result<(), ApiError> {
+    pub fn verify_for_session(&self, parts: &Parts, session_id: Uuid) -> Result<(), AuthError> {
         self.same_site(&parts.headers, own_origin(parts).as_deref())?;
         let token = parts.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok());
         self.check_session_token(token, session_id)
@@ -72,14 +72,14 @@ impl Csrf {
         site: &SiteContext,
         session_id: Uuid,
         form_token: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AuthError> {
         self.check_same_site(site)?;
         let token = form_token
             .or_else(|| site.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()));
         self.check_session_token(token, session_id)
     }
 
-    fn check_session_token(&self, token: Option<&str>, session_id: Uuid) -> Result<(), ApiError> {
+    fn check_session_token(&self, token: Option<&str>, session_id: Uuid) -> Result<(), AuthError> {
         match token {
             Some(token) if self.key.verify(&[b"csrf-session", session_id.as_bytes()], token) => {
                 Ok(())
@@ -98,7 +98,7 @@ impl Csrf {
         &self,
         site: &SiteContext,
         token: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AuthError> {
         self.check_same_site(site)?;
         let token =
             token.or_else(|| site.headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()));
@@ -123,7 +123,7 @@ impl Csrf {
         site: &SiteContext,
         kind: BodyKind,
         form_token: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AuthError> {
         match kind {
             BodyKind::Json => self.check_same_site(site),
             BodyKind::Form => self.verify_anonymous(site, form_token),
@@ -135,11 +135,11 @@ impl Csrf {
     ///
     /// # Errors
     /// 403 `csrf_failed`.
-    pub fn check_same_site(&self, site: &SiteContext) -> Result<(), ApiError> {
+    pub fn check_same_site(&self, site: &SiteContext) -> Result<(), AuthError> {
         self.same_site(&site.headers, site.own_origin.as_deref())
     }
 
-    fn same_site(&self, headers: &HeaderMap, own_origin: Option<&str>) -> Result<(), ApiError> {
+    fn same_site(&self, headers: &HeaderMap, own_origin: Option<&str>) -> Result<(), AuthError> {
         let fetch_site = headers.get("sec-fetch-site").map(|value| value.as_bytes());
         if fetch_site == Some(b"cross-site") {
             return Err(csrf_failed("Cross-site requests are refused"));
@@ -189,8 +189,8 @@ fn own_origin(parts: &Parts) -> Option<String> {
     Some(format!("{}://{}", if tls { "https" } else { "http" }, host.to_ascii_lowercase()))
 }
 
-fn csrf_failed(message: &'static str) -> ApiError {
-    ApiError::new(ErrorCode::CsrfFailed, message)
+fn csrf_failed(message: &'static str) -> AuthError {
+    AuthError::Csrf(message)
 }
 
 /// Routes: `GET /csrf`.
@@ -244,6 +244,7 @@ pub fn anonymous_for_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{ApiError, ErrorCode};
     use http::Request;
 
     fn csrf() -> Csrf {
@@ -277,9 +278,9 @@ mod tests {
         let token = csrf.session_token(session);
         assert!(csrf.verify_for_session(&parts(&[(CSRF_HEADER, &token)]), session).is_ok());
         let other = csrf.verify_for_session(&parts(&[(CSRF_HEADER, &token)]), Uuid::from_u128(2));
-        assert_eq!(other.unwrap_err().code(), ErrorCode::CsrfFailed);
+        assert_eq!(ApiError::from(other.unwrap_err()).code(), ErrorCode::CsrfFailed);
         assert_eq!(
-            csrf.verify_for_session(&parts(&[]), session).unwrap_err().code(),
+            ApiError::from(csrf.verify_for_session(&parts(&[]), session).unwrap_err()).code(),
             ErrorCode::CsrfFailed
         );
     }

@@ -12,7 +12,7 @@ use super::extract::{ApiJson, Client};
 use super::landing::{self, Reply};
 use super::openapi::SignedInBody;
 use super::sessions::default_locale;
-use crate::error::ApiError;
+use crate::auth::error::{AuthError, Refusal};
 use crate::identity::Email;
 use crate::identity::org_choice::After;
 use crate::state::AppState;
@@ -48,7 +48,7 @@ async fn dev_sign_in(
     site: SiteContext,
     Client(client): Client,
     ApiJson(body): ApiJson<DevSignIn>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     state.csrf.check_same_site(&site)?;
     let email = Email::parse(body.email.as_deref().unwrap_or(DEFAULT_EMAIL))?;
     let mut user = match state.services.users.find_by_email(&email).await? {
@@ -59,7 +59,7 @@ async fn dev_sign_in(
         }
     };
     if user.disabled_at.is_some() {
-        return Err(ApiError::forbidden("This account is disabled"));
+        return Err(AuthError::from(Refusal::Disabled));
     }
     default_locale(&state, &mut user, &site.headers).await?;
     tracing::warn!(user = %user.id, "dev sign-in");

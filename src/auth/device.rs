@@ -18,6 +18,7 @@ use super::extract::{ApiQuery, BodyKind, CurrentSession, JsonOrForm};
 use super::openapi::MessageBody;
 use super::pages;
 use super::tokens::pair_response;
+use crate::auth::error::{AuthError, BadRequest, Missing};
 use crate::error::ApiError;
 use crate::identity::Scopes;
 use crate::identity::device::{DEVICE_CODE_TTL, POLL_INTERVAL, Poll, normalize_user_code};
@@ -62,13 +63,13 @@ struct StartBody {
 async fn start(
     State(state): State<AppState>,
     JsonOrForm(body, _): JsonOrForm<StartBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let scopes = match (&body.scopes, &body.scope) {
         (Some(list), _) => Scopes::parse_list(list.iter().map(String::as_str)),
         (None, Some(text)) => Scopes::from_claim(Some(text)),
         (None, None) => Ok(Scopes::All),
     }
-    .map_err(|error| ApiError::invalid_request(format!("scopes: {error}")))?;
+    .map_err(BadRequest::Scopes)?;
     let client_name = body
         .client_name
         .or(body.client_id)
@@ -110,7 +111,7 @@ pub enum DeviceAnswer {
 ///
 /// # Errors
 /// The store fails.
-pub async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, ApiError> {
+pub async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, AuthError> {
     Ok(match state.device.poll(device_code).await? {
         Poll::Pending => DeviceAnswer::Pending,
         Poll::SlowDown => DeviceAnswer::SlowDown,
@@ -148,7 +149,7 @@ struct PollBody {
 async fn poll_handler(
     State(state): State<AppState>,
     JsonOrForm(body, _): JsonOrForm<PollBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let status = match poll(&state, &body.device_code).await? {
         DeviceAnswer::Completed(pair) => {
             let mut response = pair_response(&pair);
@@ -160,7 +161,7 @@ async fn poll_handler(
                 token_type: Some(pair.token_type),
                 expires_in: Some(pair.expires_in),
             };
-            let body = serde_json::to_vec(&body).map_err(ApiError::internal)?;
+            let body = serde_json::to_vec(&body).map_err(AuthError::internal)?;
             *response.body_mut() = axum::body::Body::from(body);
             return Ok(response);
         }
@@ -286,15 +287,15 @@ async fn complete(
     session: CurrentSession,
     site: SiteContext,
     JsonOrForm(body, kind): JsonOrForm<CompleteBody>,
-) -> Result<Response, ApiError> {
-    let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
+) -> Result<Response, AuthError> {
+    let session_id = session.identity.session_id.ok_or_else(AuthError::not_signed_in)?;
     state.csrf.verify_session_token(&site, session_id, body.csrf_token.as_deref())?;
     // The device acts in the organization the approving session acts in.
     let org = session.identity.active_org.as_ref().map(|org| org.org_id);
     let answered =
         state.device.answer(&body.user_code, session.identity.user_id, org, body.approve).await?;
     if !answered {
-        return Err(ApiError::not_found("No pending device sign-in has this code"));
+        return Err(AuthError::from(Missing::DeviceCode));
     }
     state.metrics.record_auth("device", if body.approve { "approved" } else { "denied" });
     let message = if body.approve {

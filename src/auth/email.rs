@@ -19,7 +19,7 @@ use super::csrf::SiteContext;
 use super::extract::{ApiQuery, BodyKind, Caller, Client, JsonOrForm};
 use super::openapi::MessageBody;
 use super::pages;
-use crate::error::{ApiError, ErrorCode};
+use crate::auth::error::{AuthError, Refusal, Spent};
 use crate::identity::accounts::Accounts;
 use crate::identity::email_token::{Holder, Purpose};
 use crate::identity::password_policy;
@@ -94,7 +94,7 @@ pub async fn within_send_limit(
     kind: MailKind,
     email: &Email,
     requester: &str,
-) -> Result<bool, ApiError> {
+) -> Result<bool, AuthError> {
     let hash = |text: String| crate::crypto::hex(&crate::crypto::sha256(text.as_bytes()));
     let hour = Duration::from_secs(3600);
     let kind = kind.as_str();
@@ -122,20 +122,19 @@ pub async fn mail_verification(
     state: &AppState,
     user: &User,
     requester: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     if !within_send_limit(state, MailKind::Verify, &user.email, requester).await? {
-        return Err(ApiError::rate_limited(3600));
+        return Err(AuthError::RateLimited { retry_after_secs: 3600 });
     }
     let holder = Holder { user_id: user.id, email: user.email.as_str().to_owned() };
     let token = state.email_tokens.issue(Purpose::Verify, &holder).await?;
     let link = link(state, "/email/verify", &token);
     let ttl = humantime::format_duration(state.email_tokens.ttl()).to_string();
-    state.mailer.send(Template::VerifyEmail, &user.email, context! { link, ttl }).await.map_err(
-        |error| {
-            ApiError::new(ErrorCode::EmailSendFailed, "The mail could not be sent, try again later")
-                .with_cause(error)
-        },
-    )
+    state
+        .mailer
+        .send(Template::VerifyEmail, &user.email, context! { link, ttl })
+        .await
+        .map_err(|error| AuthError::MailFailed { what: "mail", cause: error })
 }
 
 /// The public URL of the auth endpoint `path` with `token`: what emails link to.
@@ -156,9 +155,9 @@ async fn send_verification(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Client(client): Client,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     if caller.method == AuthMethod::ApiKey {
-        return Err(ApiError::forbidden("An API key cannot ask for verification mail"));
+        return Err(AuthError::from(Refusal::ApiKey("ask for verification mail")));
     }
     let user = super::extract::caller_user(&state.services.users, &caller).await?;
     if user.email_verified_at.is_some() {
@@ -202,7 +201,7 @@ async fn verify(
         state.services.users.mark_email_verified(user.id, state.clock.now()).await?;
         // Routes with `verified_email = true` let the user in on the next request.
         state.services.sessions.refresh_user(user.id);
-        Ok::<_, ApiError>(())
+        Ok::<_, AuthError>(())
     }
     .await;
     match (result, super::wants_json(&site.headers)) {
@@ -235,7 +234,7 @@ async fn forgot(
     site: SiteContext,
     Client(client): Client,
     JsonOrForm(body, _): JsonOrForm<ForgotBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     state.csrf.check_same_site(&site)?;
     let email = Email::parse(&body.email)?;
     let within_limit =
@@ -243,13 +242,13 @@ async fn forgot(
     let background = state.clone();
     tokio::spawn(async move {
         if let Err(error) = mail_reset(&background, &email, within_limit).await {
-            tracing::error!(error = %error.message(), "cannot send a password reset");
+            tracing::error!(%error, "cannot send a password reset");
         }
     });
     Ok(MessageBody::json(FORGOT_ANSWER).into_response())
 }
 
-async fn mail_reset(state: &AppState, email: &Email, within_limit: bool) -> Result<(), ApiError> {
+async fn mail_reset(state: &AppState, email: &Email, within_limit: bool) -> Result<(), AuthError> {
     let Some((user, _)) = state.services.users.find_by_email(email).await? else { return Ok(()) };
     if user.disabled_at.is_some() || !within_limit {
         return Ok(());
@@ -262,7 +261,7 @@ async fn mail_reset(state: &AppState, email: &Email, within_limit: bool) -> Resu
         .mailer
         .send(Template::ResetPassword, &user.email, context! { link, ttl })
         .await
-        .map_err(ApiError::internal)
+        .map_err(AuthError::internal)
 }
 
 /// `GET /password/reset?token=`: the page where the link from the email lands.
@@ -334,7 +333,7 @@ async fn reset(
             .ok_or_else(|| invalid_link("reset"))?;
         state.services.accounts.reset_password(&user, body.password).await?;
         state.metrics.record_auth("password", "reset");
-        Ok::<_, ApiError>(())
+        Ok::<_, AuthError>(())
     }
     .await;
     match (result, kind) {
@@ -350,9 +349,6 @@ async fn reset(
     }
 }
 
-fn invalid_link(what: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidToken,
-        format!("This {what} link is invalid, expired or already used"),
-    )
+fn invalid_link(what: &'static str) -> AuthError {
+    AuthError::Spent(Spent::EmailLink(what))
 }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
 use crate::auth::csrf::Csrf;
-use crate::error::{ApiError, ErrorCode};
+use crate::auth::error::{AuthError, BadRequest, Missing, NotSignedIn, Refusal};
 use crate::gateway::Gateway;
 use crate::gateway::identify::{CredentialKind, Identified};
 use crate::identity::session::{ClientInfo, SessionToken};
@@ -31,9 +31,9 @@ use crate::store::users::UserStore;
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, AuthError> {
         let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let essence = content_type.map(|value| value.split(';').next().unwrap_or("").trim());
         let is_json = essence.is_some_and(|essence| {
@@ -41,12 +41,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 || essence.to_ascii_lowercase().ends_with("+json")
         });
         if !is_json {
-            return Err(ApiError::invalid_request("Content-Type must be application/json"));
+            return Err(AuthError::from(BadRequest::NotJson));
         }
         let bytes = read_body(request).await?;
         // Every body of this API is an object; serde would also read a struct from an array.
         if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::invalid_request("The body must be a JSON object"));
+            return Err(AuthError::from(BadRequest::NotAnObject));
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
@@ -55,19 +55,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-fn json_rejection(rejection: &JsonRejection) -> ApiError {
+fn json_rejection(rejection: &JsonRejection) -> AuthError {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::invalid_request("Content-Type must be application/json")
-        }
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::invalid_request("The body is not valid JSON")
-        }
+        JsonRejection::MissingJsonContentType(_) => AuthError::from(BadRequest::NotJson),
+        JsonRejection::JsonSyntaxError(_) => AuthError::from(BadRequest::Syntax),
         JsonRejection::JsonDataError(error) => {
-            ApiError::invalid_request(data_error_message(&error.body_text()))
+            AuthError::from(BadRequest::Field(data_error_message(&error.body_text())))
         }
         JsonRejection::BytesRejection(error) => body_error(error),
-        _ => ApiError::invalid_request("The body could not be read"),
+        _ => AuthError::from(BadRequest::Unreadable),
     }
 }
 
@@ -76,10 +72,9 @@ pub(crate) const AUTH_BODY_LIMIT: usize = 64 * 1024;
 
 /// The request's body, at most [`AUTH_BODY_LIMIT`] bytes. A longer one is refused after the
 /// rest of it is read and dropped, so the client sees the 413 (see [`discard`]).
-async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+async fn read_body(request: Request) -> Result<Bytes, AuthError> {
     let (parts, mut body) = request.into_parts();
-    let too_large =
-        || ApiError::new(ErrorCode::PayloadTooLarge, "Request body is larger than the limit");
+    let too_large = || AuthError::TooLarge;
     if body.size_hint().lower() > AUTH_BODY_LIMIT as u64 {
         discard(parts.version, &parts.headers, body).await;
         return Err(too_large());
@@ -97,11 +92,11 @@ async fn read_body(request: Request) -> Result<Bytes, ApiError> {
     Ok(bytes.freeze())
 }
 
-fn body_error(error: &(dyn std::error::Error + 'static)) -> ApiError {
+fn body_error(error: &(dyn std::error::Error + 'static)) -> AuthError {
     if BodyTimeout::caused(error) {
-        ApiError::new(ErrorCode::RequestTimeout, "The request body stopped arriving")
+        AuthError::BodyTimeout
     } else {
-        ApiError::invalid_request("The body could not be read")
+        AuthError::from(BadRequest::Unreadable)
     }
 }
 
@@ -129,9 +124,9 @@ pub enum BodyKind {
 pub struct JsonOrForm<T>(pub T, pub BodyKind);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, AuthError> {
         let content_type = request
             .headers()
             .get(CONTENT_TYPE)
@@ -141,7 +136,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
         if content_type == "application/x-www-form-urlencoded" {
             let bytes = read_body(request).await?;
             let value = serde_urlencoded::from_bytes(&bytes)
-                .map_err(|error| ApiError::invalid_request(format!("Invalid form: {error}")))?;
+                .map_err(|error| AuthError::from(BadRequest::Form(error.to_string())))?;
             return Ok(Self(value, BodyKind::Form));
         }
         let ApiJson(value) = ApiJson::<T>::from_request(request, state).await?;
@@ -154,13 +149,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         <axum::extract::Query<T> as FromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(|query| Self(query.0))
-            .map_err(|rejection: QueryRejection| ApiError::invalid_request(rejection.body_text()))
+            .map_err(|rejection: QueryRejection| {
+                AuthError::from(BadRequest::Query(rejection.body_text()))
+            })
     }
 }
 
@@ -169,13 +166,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 pub struct ApiPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         <axum::extract::Path<T> as FromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(|path| Self(path.0))
-            .map_err(|_: PathRejection| ApiError::not_found("No such object"))
+            .map_err(|_: PathRejection| AuthError::from(Missing::Object))
     }
 }
 
@@ -187,9 +184,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Client
 where
     Arc<Gateway>: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let gateway = Arc::<Gateway>::from_ref(state);
         let ip = parts
             .extensions
@@ -214,12 +211,12 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentSession
 where
     Arc<Gateway>: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         <Self as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
             .await?
-            .ok_or_else(ApiError::unauthorized)
+            .ok_or_else(AuthError::not_signed_in)
     }
 }
 
@@ -227,9 +224,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentSession
 where
     Arc<Gateway>: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, AuthError> {
         let found = Arc::<Gateway>::from_ref(state).session(&parts.headers).await?;
         if let Some((_, identity)) = &found {
             AccessSlot::record(&parts.extensions, identity);
@@ -248,12 +245,12 @@ where
     Arc<Gateway>: FromRef<S>,
     Arc<Csrf>: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let session =
             <CurrentSession as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
+        let session_id = session.identity.session_id.ok_or_else(AuthError::not_signed_in)?;
         Arc::<Csrf>::from_ref(state).verify_for_session(parts, session_id)?;
         Ok(Self(session))
     }
@@ -273,14 +270,12 @@ where
     Arc<Gateway>: FromRef<S>,
     Arc<Csrf>: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let AnyCaller(identity) = AnyCaller::from_request_parts(parts, state).await?;
         if !identity.scopes.grants(ACCOUNT_SCOPE) {
-            return Err(ApiError::forbidden(format!(
-                "This key or token lacks the `{ACCOUNT_SCOPE}` scope that account endpoints need"
-            )));
+            return Err(AuthError::from(Refusal::AccountScope));
         }
         Ok(Self(identity))
     }
@@ -291,9 +286,9 @@ where
 ///
 /// # Errors
 /// 401, or the store fails.
-pub async fn caller_user(users: &UserStore, caller: &Identity) -> Result<User, ApiError> {
+pub async fn caller_user(users: &UserStore, caller: &Identity) -> Result<User, AuthError> {
     let user = users.find_enabled(caller.user_id).await?;
-    user.ok_or_else(ApiError::unauthorized)
+    user.ok_or_else(AuthError::not_signed_in)
 }
 
 /// The caller of an endpoint any credential may use whatever its scopes (minting service
@@ -306,26 +301,23 @@ where
     Arc<Gateway>: FromRef<S>,
     Arc<Csrf>: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let (identified, presented) = Arc::<Gateway>::from_ref(state).identify(parts).await;
         if presented.used == Some(CredentialKind::Ticket) {
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "A WebSocket ticket only opens a WebSocket",
-            ));
+            return Err(AuthError::NotSignedIn(NotSignedIn::Ticket));
         }
         let identity = match identified {
             Identified::Known(identity) => identity,
-            Identified::Anonymous => return Err(ApiError::unauthorized()),
+            Identified::Anonymous => return Err(AuthError::not_signed_in()),
             Identified::Rejected(rejection) => return Err(rejection.into()),
         };
         // Cookies (session or access token) are sent by the browser on its own: a
         // state-changing call authenticated by one must prove it comes from our pages.
         let by_cookie = presented.used.is_some_and(CredentialKind::is_cookie);
         if by_cookie && !parts.method.is_safe() {
-            let session_id = identity.session_id.ok_or_else(ApiError::unauthorized)?;
+            let session_id = identity.session_id.ok_or_else(AuthError::not_signed_in)?;
             Arc::<Csrf>::from_ref(state).verify_for_session(parts, session_id)?;
         }
         Ok(Self(identity))

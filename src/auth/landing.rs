@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::openapi::{CookieTokenLogin, PendingChoice, SignedInBody, TokenLogin, UserBody};
 use super::tokens::token_cookies;
 use super::{no_store, redirect};
+use crate::auth::error::AuthError;
 use crate::cookies::Own;
-use crate::error::ApiError;
 use crate::identity::org_choice::{After, CHOICE_TTL, Choice};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{Scopes, User};
@@ -58,7 +58,7 @@ pub async fn sign_in(
     after: After,
     reply: Reply,
     method: &'static str,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let orgs = state.services.orgs.memberships(user.id).await?;
     if state.config.orgs.require_selection && orgs.len() > 1 {
         let redirect = match &reply {
@@ -95,7 +95,7 @@ pub async fn finish(
     after: After,
     reply: Reply,
     method: &'static str,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let view = || user.view(orgs, active);
     let response = match after {
         After::Session => {
@@ -164,7 +164,7 @@ fn choice_response(
 ///
 /// # Errors
 /// The store fails.
-pub async fn end_previous_session(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub async fn end_previous_session(state: &AppState, headers: &HeaderMap) -> Result<(), AuthError> {
     let previous =
         state.cookies.read(headers, Own::Session).one().and_then(SessionToken::from_cookie_value);
     if let Some(previous) = previous {

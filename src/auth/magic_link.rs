@@ -18,7 +18,8 @@ use super::landing::{self, Reply};
 use super::openapi::{MessageBody, SignedInBody};
 use super::pages::{self, SignInForm};
 use super::sessions::default_locale;
-use crate::error::{ApiError, ErrorCode};
+use crate::auth::error::{AuthError, BadRequest, Spent};
+use crate::error::ApiError;
 use crate::identity::Email;
 use crate::identity::accounts::MailboxProof;
 use crate::identity::magic_link::{Issued, PendingSignup, Redeemed};
@@ -62,13 +63,13 @@ async fn request_link(
     site: SiteContext,
     Client(client): Client,
     JsonOrForm(body, kind): JsonOrForm<LinkRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
     let email = Email::parse(&body.email)?;
     let redirect = state
         .redirects
         .check(body.redirect_uri.as_deref().unwrap_or("/"))
-        .map_err(ApiError::invalid_request)?;
+        .map_err(BadRequest::Redirect)?;
     send_link(&state, &email, redirect.as_str(), &requester(&client)).await?;
     let answer = MessageBody::json(ANSWER).into_response();
     Ok(match kind {
@@ -89,7 +90,7 @@ pub async fn send_link(
     email: &Email,
     redirect: &str,
     requester: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     if !within_send_limit(state, MailKind::SignIn, email, requester).await? {
         tracing::warn!("magic link not sent: an hourly mail limit was reached");
         return Ok(());
@@ -123,7 +124,7 @@ pub async fn send_signup(
     redirect: &str,
     requester: &str,
     pending: PendingSignup,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     if !within_send_limit(state, MailKind::SignIn, email, requester).await? {
         tracing::warn!("sign-up mail not sent: an hourly mail limit was reached");
         return Ok(());
@@ -155,9 +156,8 @@ fn grant_mail(
     }
 }
 
-fn send_failed(error: MailError) -> ApiError {
-    ApiError::new(ErrorCode::EmailSendFailed, "The mail could not be sent, try again later")
-        .with_cause(error)
+fn send_failed(error: MailError) -> AuthError {
+    AuthError::MailFailed { what: "mail", cause: error }
 }
 
 /// "Check your email", with the form for the code.
@@ -177,7 +177,7 @@ pub(super) fn sent_page(
 
 /// Whether `email` gets a link: any account (a disabled one too, whose link signs nobody in,
 /// so that it cannot be told apart), or none yet where sign-up is open to its domain.
-async fn may_sign_in(state: &AppState, email: &Email) -> Result<bool, ApiError> {
+async fn may_sign_in(state: &AppState, email: &Email) -> Result<bool, AuthError> {
     Ok(match state.services.users.find_by_email(email).await? {
         Some(_) => true,
         None => signup_allowed(state, email),
@@ -218,7 +218,7 @@ async fn verify_link(
     let token = query.token.unwrap_or_default();
     let result = async {
         if let Some(target) = query.redirect_uri.as_deref() {
-            state.redirects.check(target).map_err(ApiError::invalid_request)?;
+            state.redirects.check(target).map_err(BadRequest::Redirect)?;
         }
         state.magic.peek_link(&token).await?.ok_or_else(expired)
     }
@@ -275,12 +275,12 @@ async fn verify_code(
         state.csrf.check_anonymous_post(&site, kind, body.csrf_token.as_deref())?;
         // A bad target is refused before the grant is used up.
         let asked = body.redirect_uri.as_deref().map(|target| state.redirects.check(target));
-        let asked = asked.transpose().map_err(ApiError::invalid_request)?;
+        let asked = asked.transpose().map_err(BadRequest::Redirect)?;
         let redeemed = redeem(&state, &body, &requester(&client)).await?;
         let target = match asked {
             Some(target) => target,
             // Validated when the link was asked for; checked again, as the policy may change.
-            None => state.redirects.check(&redeemed.redirect).map_err(ApiError::invalid_request)?,
+            None => state.redirects.check(&redeemed.redirect).map_err(BadRequest::Redirect)?,
         };
         // A pending sign-up's password and name count only in the browser that submitted it.
         let browser = super::oauth::browser_binding_hash(&state, &site.headers);
@@ -303,11 +303,11 @@ async fn verify_code(
     result.unwrap_or_else(|error| match (kind, &body.token, &body.email) {
         (BodyKind::Json, _, _) => error.into_response(),
         (BodyKind::Form, Some(_), _) | (BodyKind::Form, None, None) => {
-            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
+            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error.into()))
         }
         (BodyKind::Form, None, Some(email)) => {
             let redirect = body.redirect_uri.as_deref().unwrap_or("/");
-            sent_page(&state, &site, email, redirect, Some(&error), false)
+            sent_page(&state, &site, email, redirect, Some(&error.into()), false)
         }
     })
 }
@@ -318,23 +318,25 @@ async fn redeem(
     state: &AppState,
     body: &VerifyBody,
     requester: &str,
-) -> Result<Redeemed, ApiError> {
+) -> Result<Redeemed, AuthError> {
     let redeemed = match (&body.token, &body.email, &body.code) {
         (Some(token), None, None) => state.magic.redeem_link(token).await?.ok_or_else(expired)?,
         (None, Some(email), Some(code)) => {
             let email = Email::parse(email)?;
             let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-            state.magic.redeem_code(&email, &code, requester).await?.ok_or_else(|| {
-                ApiError::new(ErrorCode::InvalidToken, "The code is wrong, used or expired")
-            })?
+            state
+                .magic
+                .redeem_code(&email, &code, requester)
+                .await?
+                .ok_or_else(|| AuthError::from(Spent::Code))?
         }
         _ => {
-            return Err(ApiError::invalid_request("Send either `token`, or `email` and `code`"));
+            return Err(AuthError::from(BadRequest::TokenOrCode));
         }
     };
     Ok(redeemed)
 }
 
-fn expired() -> ApiError {
-    ApiError::new(ErrorCode::InvalidToken, "This sign-in link is invalid, expired or already used")
+fn expired() -> AuthError {
+    AuthError::from(Spent::SignInLink)
 }

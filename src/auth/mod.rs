@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod dev;
 pub mod device;
 pub mod email;
+pub mod error;
 pub mod extract;
 pub mod landing;
 pub mod magic_link;
@@ -34,6 +35,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::error::{AuthError, Missing};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -107,8 +109,8 @@ fn documented_routes(config: &Config) -> OpenApiRouter<AppState> {
         .merge(pages::routes())
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("No such auth endpoint")
+async fn not_found() -> AuthError {
+    AuthError::from(Missing::Endpoint)
 }
 
 /// A 302 to `location` that nobody caches, setting `cookie` when given: where sign-ins land.

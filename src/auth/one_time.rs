@@ -9,7 +9,7 @@ use super::csrf::SiteContext;
 use super::extract::{ApiQuery, Client};
 use super::landing::{self, Reply};
 use super::pages;
-use crate::error::{ApiError, ErrorCode};
+use crate::auth::error::{AuthError, BadRequest, Refusal, Spent};
 use crate::identity::org_choice::After;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -43,16 +43,11 @@ async fn one_time(
 ) -> Response {
     let result = async {
         let token = query.token.as_deref().unwrap_or("");
-        let link = state.one_time.take(token).await?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidToken,
-                "This sign-in link is invalid, expired or already used",
-            )
-        })?;
+        let link = state.one_time.take(token).await?.ok_or(Spent::SignInLink)?;
         let user = state.services.users.find_enabled(link.user_id).await?;
-        let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
+        let user = user.ok_or_else(|| AuthError::from(Refusal::Disabled))?;
         // Checked again: the redirect policy may have changed since the link was minted.
-        let target = state.redirects.check(&link.redirect).map_err(ApiError::invalid_request)?;
+        let target = state.redirects.check(&link.redirect).map_err(BadRequest::Redirect)?;
         landing::end_previous_session(&state, &site.headers).await?;
         let reply = Reply::found(target.as_str());
         landing::sign_in(&state, &user, client, After::Session, reply, "one_time").await

@@ -16,7 +16,7 @@ use super::openapi::{MessageBody, SignedInBody, UserBody};
 use super::pages::{self, SignInForm};
 use super::redirect::SafeRedirect;
 use super::sessions::default_locale;
-use crate::error::{ApiError, ErrorCode};
+use crate::auth::error::{AuthError, BadRequest, Refusal};
 use crate::identity::accounts::{AccountError, Accounts, NewAccount};
 use crate::identity::magic_link::PendingSignup;
 use crate::identity::org_choice::After;
@@ -173,7 +173,7 @@ fn check_origin(
     site: &SiteContext,
     kind: BodyKind,
     form: &FormFields,
-) -> Result<Option<SafeRedirect>, ApiError> {
+) -> Result<Option<SafeRedirect>, AuthError> {
     state.csrf.check_anonymous_post(site, kind, form.csrf_token.as_deref())?;
     match kind {
         BodyKind::Json => Ok(None),
@@ -181,22 +181,20 @@ fn check_origin(
             .redirects
             .check(form.redirect_uri.as_deref().unwrap_or(""))
             .map(Some)
-            .map_err(ApiError::invalid_request),
+            .map_err(|reason| BadRequest::Redirect(reason).into()),
     }
 }
 
 /// What the login hands out (its `mode`); the sign-in page's forms always get a cookie.
-fn check_mode(mode: Option<&str>, kind: BodyKind) -> Result<After, ApiError> {
+fn check_mode(mode: Option<&str>, kind: BodyKind) -> Result<After, AuthError> {
     match (mode, kind) {
         (None | Some("cookie"), _) => Ok(After::Session),
         (Some("token"), BodyKind::Json) => Ok(After::Tokens),
         (Some("cookie_token"), BodyKind::Json) => Ok(After::CookieTokens),
         (Some("token" | "cookie_token"), BodyKind::Form) => {
-            Err(ApiError::invalid_request("mode: token modes need a JSON request"))
+            Err(AuthError::from(BadRequest::TokenModeByForm))
         }
-        (Some(_), _) => Err(ApiError::invalid_request(
-            "mode: must be \"cookie\", \"token\" or \"cookie_token\"",
-        )),
+        (Some(_), _) => Err(AuthError::from(BadRequest::UnknownMode)),
     }
 }
 
@@ -215,7 +213,7 @@ pub async fn signup(
     password: String,
     name: Option<String>,
     client: ClientInfo,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let (email, name) = check_signup(state, email, &password, name)?;
     let new = NewAccount { email, name, password: Some(password), roles: Vec::new() };
     let user = state.services.accounts.create(new).await.inspect_err(|error| {
@@ -243,7 +241,7 @@ pub async fn signup(
         if let Err(error) =
             super::email::mail_verification(&background, &new_user, &requester).await
         {
-            tracing::warn!(error = %error.message(), "cannot send the verification mail of a new account");
+            tracing::warn!(%error, "cannot send the verification mail of a new account");
         }
     });
     Ok(SignedIn { user, token })
@@ -264,7 +262,7 @@ pub async fn signup_by_mail(
     browser: String,
     redirect: &str,
     requester: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let (email, name) = check_signup(state, email, &password, name)?;
     let password_hash = state.services.accounts.hash_password(password).await?;
     let pending = PendingSignup { password_hash, name, browser };
@@ -281,14 +279,14 @@ fn check_signup(
     email: &str,
     password: &str,
     name: Option<String>,
-) -> Result<(Email, Option<String>), ApiError> {
+) -> Result<(Email, Option<String>), AuthError> {
     let auth = &state.config.auth;
     if !auth.signup {
-        return Err(ApiError::forbidden("Sign-up is disabled"));
+        return Err(AuthError::from(Refusal::SignupDisabled));
     }
     let email = Email::parse(email)?;
     if !auth.domain_may_sign_up(email.domain()) {
-        return Err(ApiError::forbidden("Sign-up is not open to this email domain"));
+        return Err(AuthError::from(Refusal::SignupDomain));
     }
     let name = Accounts::check_new(&email, name.as_deref(), Some(password))?;
     Ok((email, name))
@@ -306,7 +304,7 @@ pub async fn check_password(
     email: &str,
     password: String,
     client: Option<std::net::IpAddr>,
-) -> Result<User, ApiError> {
+) -> Result<User, AuthError> {
     let email = Email::parse(email)?;
     state.backoff.check(&email, client).await?;
     let found = state.services.users.find_by_email(&email).await?;
@@ -314,11 +312,12 @@ pub async fn check_password(
         Some((user, hash)) if user.disabled_at.is_none() => (Some(user), hash),
         _ => (None, None),
     };
-    let matches = state.services.hasher.verify(password, hash).await.map_err(ApiError::internal)?;
+    let matches =
+        state.services.hasher.verify(password, hash).await.map_err(AuthError::internal)?;
     let Some(user) = user.filter(|_| matches) else {
         state.backoff.record_failure(&email, client).await?;
         state.metrics.record_auth("password", "failure");
-        return Err(ApiError::new(ErrorCode::InvalidCredentials, "Invalid email or password"));
+        return Err(AuthError::BadCredentials);
     };
     state.backoff.record_success(&email, client).await?;
     Ok(user)
@@ -351,11 +350,11 @@ fn failure_response(
     state: &AppState,
     site: &SiteContext,
     kind: BodyKind,
-    error: ApiError,
+    error: AuthError,
     form: SignInForm,
 ) -> Response {
     match kind {
         BodyKind::Json => error.into_response(),
-        BodyKind::Form => pages::sign_in_response(state, site, form, Some(&error)),
+        BodyKind::Form => pages::sign_in_response(state, site, form, Some(&error.into())),
     }
 }

@@ -14,6 +14,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::Method;
 
+use crate::auth::error::AuthError;
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::error::ApiError;
@@ -151,14 +152,18 @@ impl AccountBackoff {
     ///
     /// # Errors
     /// 429 while locked; 503 if the store is down.
-    pub async fn check(&self, email: &Email, client: Option<IpAddr>) -> Result<(), ApiError> {
+    pub async fn check(&self, email: &Email, client: Option<IpAddr>) -> Result<(), AuthError> {
         if self.threshold == 0 {
             return Ok(());
         }
         let Some(until) = self.store.get(&lock_key(email, client)).await? else { return Ok(()) };
         let until = parse_time(&until)?;
         let wait = self.clock.now().until(until);
-        if wait.is_zero() { Ok(()) } else { Err(ApiError::rate_limited(wait.as_secs().max(1))) }
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(AuthError::RateLimited { retry_after_secs: wait.as_secs().max(1) })
+        }
     }
 
     /// Records a failed login; past the threshold, locks the account for a doubling delay.
@@ -355,7 +360,7 @@ mod tests {
             backoff.record_failure(&ada, stranger).await.unwrap();
         }
         // The third failure reached the threshold: one-second lock, for the stranger only.
-        let error = backoff.check(&ada, stranger).await.unwrap_err();
+        let error = ApiError::from(backoff.check(&ada, stranger).await.unwrap_err());
         assert_eq!(error.code(), ErrorCode::RateLimited);
         assert!(backoff.check(&ada, home).await.is_ok(), "the owner, elsewhere, is not locked out");
         assert!(backoff.check(&bob, stranger).await.is_ok());
@@ -363,7 +368,7 @@ mod tests {
         assert!(backoff.check(&ada, stranger).await.is_ok());
         backoff.record_failure(&ada, stranger).await.unwrap();
         assert_eq!(
-            backoff.check(&ada, stranger).await.unwrap_err().retry_after(),
+            ApiError::from(backoff.check(&ada, stranger).await.unwrap_err()).retry_after(),
             Some(2),
             "doubles"
         );

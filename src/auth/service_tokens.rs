@@ -15,9 +15,9 @@ use utoipa_axum::routes;
 
 use super::extract::{AnyCaller, ApiJson, ApiPath};
 use super::no_store;
+use crate::auth::error::{AuthError, BadRequest, Missing, Refusal};
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::identity::service_token::MintError;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -48,17 +48,17 @@ async fn mint(
     ApiPath(name): ApiPath<String>,
     AnyCaller(caller): AnyCaller,
     ApiJson(params): ApiJson<Map<String, Value>>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let service =
-        config.service_tokens.get(&name).ok_or_else(|| ApiError::not_found("No such service"))?;
+        config.service_tokens.get(&name).ok_or_else(|| AuthError::from(Missing::Service))?;
     if !service.roles.is_empty() && !service.roles.iter().any(|role| caller.has_role(role)) {
-        return Err(ApiError::forbidden("Your account lacks a role this service requires"));
+        return Err(AuthError::from(Refusal::ServiceRole));
     }
     let user = super::extract::caller_user(&users, &caller).await?;
     let (token, expires_at) =
         service.mint(&user, &params, clock.now()).map_err(|error| match error {
-            MintError::BadParam(message) => ApiError::invalid_request(message),
-            MintError::Signing(_) => ApiError::internal(error),
+            MintError::BadParam(message) => AuthError::from(BadRequest::ServiceParam(message)),
+            MintError::Signing(_) => AuthError::internal(error),
         })?;
     metrics.record_auth("service_token", "minted");
     Ok(no_store(Json(ServiceTokenBody { token, expires_at }).into_response()))

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::extract::{AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
 use super::openapi::{MessageBody, UserBody};
+use crate::auth::error::{AuthError, BadRequest, Clash, Missing, Refusal};
 use crate::clock::Timestamp;
-use crate::error::{ApiError, ErrorCode};
 use crate::identity::orgs::Organizations;
 use crate::identity::ticket::TICKET_TTL;
 use crate::identity::{AuthMethod, Identity, User, profile};
@@ -44,13 +44,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn me(
     State(state): State<AppState>,
     AnyCaller(identity): AnyCaller,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let user = state
         .services
         .users
         .find_enabled(identity.user_id)
         .await?
-        .ok_or_else(ApiError::unauthorized)?;
+        .ok_or_else(AuthError::not_signed_in)?;
     user_response(&state.services.orgs, &user, active_org(&identity)).await
 }
 
@@ -62,7 +62,7 @@ pub async fn user_response(
     orgs: &Organizations,
     user: &User,
     active: Option<Uuid>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let orgs = orgs.memberships(user.id).await?;
     Ok(Json(UserBody { user: user.view(&orgs, active) }).into_response())
 }
@@ -96,7 +96,7 @@ async fn logout(
     ApiQuery(query): ApiQuery<LogoutQuery>,
     Caller(caller): Caller,
     session: Option<CurrentSession>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let all = query.all.unwrap_or(false);
     match (caller.method, session) {
         (_, _) if all => {
@@ -108,7 +108,7 @@ async fn logout(
                 state.tokens.revoke_family(family).await?;
             }
         }
-        _ => return Err(ApiError::forbidden("Log out with a session or an access token")),
+        _ => return Err(AuthError::from(Refusal::LogoutCredential)),
     }
     state.metrics.record_auth("session", "logout");
     let mut response = MessageBody::json("logged out").into_response();
@@ -130,7 +130,7 @@ async fn logout(
 async fn list(
     State(state): State<AppState>,
     session: CurrentSession,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let current = session.identity.session_id;
     let sessions: Vec<SessionDoc> = state
         .services
@@ -163,9 +163,9 @@ async fn end_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
     CsrfSession(session): CsrfSession,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     if !state.services.sessions.end_by_id(session.identity.user_id, id).await? {
-        return Err(ApiError::not_found("No such session"));
+        return Err(AuthError::from(Missing::Session));
     }
     let mut response = MessageBody::json("session ended").into_response();
     if session.identity.session_id == Some(id) {
@@ -190,12 +190,12 @@ async fn ws_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
     session: Option<CurrentSession>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let session_hash = match caller.method {
-        AuthMethod::Session => Some(session.ok_or_else(ApiError::unauthorized)?.token.hash()),
+        AuthMethod::Session => Some(session.ok_or_else(AuthError::not_signed_in)?.token.hash()),
         AuthMethod::Jwt => None,
         AuthMethod::ApiKey | AuthMethod::WsTicket => {
-            return Err(ApiError::forbidden("WebSocket tickets need a session or an access token"));
+            return Err(AuthError::from(Refusal::TicketCredential));
         }
     };
     let token = state.tickets.issue(&caller, session_hash).await?;
@@ -227,13 +227,13 @@ async fn update_me(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(patch): ApiJson<ProfilePatch>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     if caller.method == AuthMethod::ApiKey {
-        return Err(ApiError::forbidden("An API key cannot change the profile"));
+        return Err(AuthError::from(Refusal::ApiKey("change the profile")));
     }
     let mut user = super::extract::caller_user(&state.services.users, &caller).await?;
     let field = |value: Option<String>, clean: fn(&str) -> Result<Option<String>, String>| {
-        value.map(|value| clean(&value)).transpose().map_err(ApiError::invalid_request)
+        value.map(|value| clean(&value)).transpose().map_err(BadRequest::Profile)
     };
     if let Some(name) = field(patch.name, profile::clean_name)? {
         user.name = name;
@@ -249,7 +249,7 @@ async fn update_me(
     }
     let now = state.clock.now();
     state.services.users.update_profile(&user, now).await.map_err(|error| match error {
-        StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict, "This username is taken"),
+        StoreError::Conflict(_) => AuthError::from(Clash::Username),
         other => other.into(),
     })?;
     user.updated_at = now;
@@ -266,7 +266,7 @@ pub async fn default_locale(
     state: &AppState,
     user: &mut User,
     headers: &http::HeaderMap,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     if user.locale.is_some() {
         return Ok(());
     }

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::csrf::SiteContext;
 use super::extract::{Client, JsonOrForm};
-use crate::error::ApiError;
+use crate::auth::error::{AuthError, BadRequest};
 use crate::identity::Email;
 use crate::state::AppState;
 
@@ -46,13 +46,13 @@ async fn sign_in(
     site: SiteContext,
     Client(client): Client,
     JsonOrForm(body, _): JsonOrForm<SignInBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     state.csrf.check_same_site(&site)?;
     let email = Email::parse(&body.email)?;
     let redirect = state
         .redirects
         .check(body.redirect_uri.as_deref().unwrap_or("/"))
-        .map_err(ApiError::invalid_request)?;
+        .map_err(BadRequest::Redirect)?;
     let provider = state
         .config
         .sso_domains

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::csrf::SiteContext;
 use super::extract::{CurrentSession, JsonOrForm};
 use super::pages;
+use crate::auth::error::AuthError;
 use crate::error::ApiError;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -71,12 +72,12 @@ async fn sign_out(
     site: SiteContext,
     session: Option<CurrentSession>,
     JsonOrForm(form, _): JsonOrForm<SignOutForm>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let sign_in = format!("{}/sign-in", state.config.auth.base_path);
     let Some(session) = session else {
         return Ok(super::redirect(&sign_in, StatusCode::SEE_OTHER));
     };
-    let session_id = session.identity.session_id.ok_or_else(ApiError::unauthorized)?;
+    let session_id = session.identity.session_id.ok_or_else(AuthError::not_signed_in)?;
     state.csrf.verify_session_token(&site, session_id, form.csrf_token.as_deref())?;
     if form.all.as_deref() == Some("true") {
         state.services.accounts.end_all_sign_ins(session.identity.user_id).await?;

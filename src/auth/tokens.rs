@@ -17,8 +17,9 @@ use super::csrf::SiteContext;
 use super::device::{self, DeviceAnswer};
 use super::extract::JsonOrForm;
 use super::no_store;
+use crate::auth::error::{AuthError, BadRequest};
 use crate::cookies::Own;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::identity::tokens::TokenService;
 use crate::identity::tokens::{TokenError, TokenPair};
 use crate::state::AppState;
@@ -32,21 +33,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(jwks))
         .routes(routes!(token_endpoint))
-}
-
-impl From<TokenError> for ApiError {
-    fn from(error: TokenError) -> Self {
-        match error {
-            TokenError::Invalid | TokenError::Reused => {
-                Self::new(ErrorCode::InvalidToken, error.to_string())
-            }
-            TokenError::Unavailable => Self::new(
-                ErrorCode::StoreUnavailable,
-                "The store is unavailable, try again shortly",
-            ),
-            TokenError::Internal => Self::internal(error),
-        }
-    }
 }
 
 /// `Set-Cookie` headers holding a pair, for single-page apps that keep tokens in httpOnly
@@ -84,13 +70,13 @@ async fn refresh(
     State(state): State<AppState>,
     site: SiteContext,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     // An empty body means "use the cookie"; anything else must be the JSON object.
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         serde_json::from_slice::<RefreshBody>(&body)
-            .map_err(|_| ApiError::invalid_request("The body must be {\"refresh_token\": \"…\"}"))?
+            .map_err(|_| AuthError::from(BadRequest::RefreshBody))?
             .refresh_token
     };
     let (token, from_cookie) = match from_body {
@@ -100,7 +86,7 @@ async fn refresh(
                 .cookies
                 .read(&site.headers, Own::Refresh)
                 .one()
-                .ok_or_else(|| ApiError::invalid_request("refresh_token: missing field"))?;
+                .ok_or_else(|| AuthError::from(BadRequest::NoRefreshToken))?;
             state.csrf.check_same_site(&site)?;
             (cookie.to_owned(), true)
         }

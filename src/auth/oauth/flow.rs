@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::csrf::SiteContext;
+use crate::auth::error::{AuthError, Refusal, Spent};
 use crate::cookies::Own;
 use crate::crypto;
-use crate::error::{ApiError, ErrorCode};
 use crate::identity::single_use::{SingleUse, TokenShape};
 use crate::state::AppState;
 
@@ -59,20 +59,16 @@ pub(super) async fn check_binding(
     state: &AppState,
     site: &SiteContext,
     flow: &Flow,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let binding = state.cookies.read(&site.headers, Own::Flow).one().unwrap_or_default();
     let hash = crypto::hex(&crypto::sha256(binding.as_bytes()));
     if binding.is_empty() || !crypto::constant_time_eq(hash.as_bytes(), flow.binding.as_bytes()) {
-        return Err(ApiError::forbidden(
-            "This sign-in was started in another browser: start it again from here",
-        ));
+        return Err(AuthError::from(Refusal::OtherBrowser));
     }
     if let Some(user_id) = flow.link_user {
         let session = state.gateway.session(&site.headers).await?;
         if session.is_none_or(|(_, identity)| identity.user_id != user_id) {
-            return Err(ApiError::forbidden(
-                "Linking must be finished by the account that started it: sign in as it first",
-            ));
+            return Err(AuthError::from(Refusal::OtherLinker));
         }
     }
     Ok(())
@@ -81,14 +77,9 @@ pub(super) async fn check_binding(
 pub(super) async fn take_flow(
     state: &AppState,
     flow_state: Option<&str>,
-) -> Result<Flow, ApiError> {
-    let expired = || {
-        ApiError::new(
-            ErrorCode::InvalidToken,
-            "This sign-in attempt expired or was already used: start again",
-        )
-    };
-    flows(state).take(flow_state.unwrap_or_default()).await?.ok_or_else(expired)
+) -> Result<Flow, AuthError> {
+    let flow = flows(state).take(flow_state.unwrap_or_default()).await?;
+    flow.ok_or(AuthError::Spent(Spent::ProviderFlow))
 }
 
 /// Sign-ins in progress, behind the `state` sent to the provider.

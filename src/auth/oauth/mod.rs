@@ -40,9 +40,10 @@ use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::landing::{self, Reply};
 use super::openapi::MessageBody;
 use super::pages::{self, SignInForm};
+use crate::auth::error::{AuthError, BadRequest, Clash, Missing, NotSignedIn, Refusal, Spent};
 use crate::clock::Timestamp;
 use crate::crypto;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::identity::accounts::{self, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
@@ -205,7 +206,7 @@ async fn login(
     ApiPath(provider): ApiPath<String>,
     ApiQuery(query): ApiQuery<StartQuery>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     start(&state, &headers, &provider, query, None).await
 }
 
@@ -229,7 +230,7 @@ async fn link(
     ApiQuery(query): ApiQuery<StartQuery>,
     headers: HeaderMap,
     session: CurrentSession,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     start(&state, &headers, &provider, query, Some(session.identity.user_id)).await
 }
 
@@ -239,11 +240,11 @@ async fn start(
     provider: &str,
     query: StartQuery,
     link_user: Option<Uuid>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let redirect = state
         .redirects
         .check(query.redirect_uri.as_deref().unwrap_or("/"))
-        .map_err(ApiError::invalid_request)?;
+        .map_err(BadRequest::Redirect)?;
     let hint = query.login_hint.filter(|hint| hint.len() <= 254);
     let started =
         begin(state, headers, provider, redirect.as_str(), hint.as_deref(), link_user).await?;
@@ -265,7 +266,7 @@ pub async fn begin(
     redirect: &str,
     login_hint: Option<&str>,
     link_user: Option<Uuid>,
-) -> Result<Started, ApiError> {
+) -> Result<Started, AuthError> {
     let client = state.oauth.get(provider).ok_or_else(not_configured)?;
     let authorization = client
         .authorize(state, &callback_url(state, provider), login_hint)
@@ -317,15 +318,13 @@ async fn callback(
         if let Some(error) = query.get("error") {
             let detail = query.get("error_description").unwrap_or(error);
             let detail: String = detail.chars().filter(|c| !c.is_control()).take(200).collect();
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                format!("{} did not sign you in: {detail}", client.provider().display_name),
-            ));
+            let provider = client.provider().display_name.clone();
+            return Err(AuthError::NotSignedIn(NotSignedIn::ByProvider { provider, detail }));
         }
         let flow_state = query.get("state").map(String::as_str).unwrap_or_default();
         let flow = take_flow(&state, Some(flow_state)).await?;
         if flow.provider != provider {
-            return Err(ApiError::invalid_request("This sign-in was started for another provider"));
+            return Err(AuthError::from(BadRequest::OtherProvider));
         }
         check_binding(&state, &site, &flow).await?;
         let external = client
@@ -364,7 +363,7 @@ async fn callback(
         if super::wants_json(&site.headers) {
             error.into_response()
         } else {
-            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error))
+            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error.into()))
         }
     })
 }
@@ -381,7 +380,7 @@ async fn callback(
 async fn linked(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let providers: Vec<LinkDoc> = state
         .links
         .list(caller.user_id)
@@ -404,16 +403,13 @@ async fn unlink(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
     Caller(caller): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let links = state.links.list(caller.user_id).await?;
     if !links.iter().any(|link| link.provider == provider) {
-        return Err(ApiError::not_found("This provider is not linked"));
+        return Err(AuthError::from(Missing::Link));
     }
     if links.len() == 1 && !state.services.users.has_password(caller.user_id).await? {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "This is your only way to sign in: set a password or link another provider first",
-        ));
+        return Err(AuthError::from(Clash::LastSignInMethod));
     }
     state.links.unlink(caller.user_id, &provider).await?;
     Ok(MessageBody::json("unlinked").into_response())
@@ -427,24 +423,21 @@ fn redirect_to(location: &str) -> Response {
     super::found(location, None)
 }
 
-fn not_configured() -> ApiError {
-    ApiError::new(ErrorCode::ProviderNotConfigured, "This sign-in provider is not configured")
+fn not_configured() -> AuthError {
+    AuthError::NoSuchProvider
 }
 
-fn error_of(error: OAuthError) -> ApiError {
+fn error_of(error: OAuthError) -> AuthError {
     match error {
         OAuthError::Unavailable(_) => {
             tracing::warn!(%error, "sign-in provider failed");
-            ApiError::new(
-                ErrorCode::UpstreamUnavailable,
-                "The sign-in provider is unavailable, try again shortly",
-            )
+            AuthError::ProviderDown(Box::new(error))
         }
         OAuthError::Invalid(_) => {
             tracing::warn!(%error, "refused a sign-in provider's answer");
-            ApiError::new(ErrorCode::InvalidToken, "The sign-in provider's answer was not valid")
+            AuthError::from(Spent::ProviderAnswer)
         }
-        OAuthError::NotAllowed(reason) => ApiError::forbidden(format!("Sign-in refused: {reason}")),
+        OAuthError::NotAllowed(reason) => AuthError::from(Refusal::ByProvider(reason)),
     }
 }
 

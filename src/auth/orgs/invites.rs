@@ -19,12 +19,12 @@ use uuid::Uuid;
 use super::refuse_api_keys;
 use crate::auth::csrf::SiteContext;
 use crate::auth::email::{MailKind, link, requester, within_send_limit};
+use crate::auth::error::{AuthError, BadRequest};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::openapi::MessageBody;
 use crate::auth::pages;
 use crate::clock::Timestamp;
-use crate::error::{ApiError, ErrorCode};
 use crate::identity::Email;
 use crate::identity::org_choice::After;
 use crate::identity::orgs::{Organizations, SentInvite};
@@ -59,13 +59,13 @@ async fn send(
     Client(client): Client,
     ApiPath(org_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<NewInviteBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     refuse_api_keys(&caller)?;
     let email = Email::parse(&body.email)?;
     let orgs = &state.services.orgs;
     let draft = orgs.draft_invite(org_id, caller.user_id, email, body.role.as_deref()).await?;
     if !within_send_limit(&state, MailKind::Invite, draft.email(), &requester(&client)).await? {
-        return Err(ApiError::rate_limited(3600));
+        return Err(AuthError::RateLimited { retry_after_secs: 3600 });
     }
     let org_name = draft.org.name.clone();
     let SentInvite { invite, token, email } = orgs.issue_invite(draft).await?;
@@ -79,10 +79,11 @@ async fn send(
         org_name,
         inviter,
     };
-    state.mailer.send(Template::OrgInvite, &email, context).await.map_err(|error| {
-        ApiError::new(ErrorCode::EmailSendFailed, "The invite could not be sent, try again later")
-            .with_cause(error)
-    })?;
+    state
+        .mailer
+        .send(Template::OrgInvite, &email, context)
+        .await
+        .map_err(|error| AuthError::MailFailed { what: "invite", cause: error })?;
     Ok((StatusCode::CREATED, Json(InviteBody { invite: InviteDoc::from(&invite) })).into_response())
 }
 
@@ -100,7 +101,7 @@ async fn list(
     State(orgs): State<Organizations>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<Uuid>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let invites = orgs.pending_invites(org_id, caller.user_id).await?;
     let invites = invites.iter().map(InviteDoc::from).collect();
     Ok(Json(InvitesBody { invites }).into_response())
@@ -121,7 +122,7 @@ async fn revoke(
     State(orgs): State<Organizations>,
     Caller(caller): Caller,
     ApiPath((org_id, invite_id)): ApiPath<(Uuid, Uuid)>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     refuse_api_keys(&caller)?;
     orgs.revoke_invite(org_id, caller.user_id, invite_id).await?;
     Ok(MessageBody::json("invite withdrawn").into_response())
@@ -157,7 +158,7 @@ async fn accept(
         let target = state
             .redirects
             .check(query.redirect_uri.as_deref().unwrap_or("/"))
-            .map_err(ApiError::invalid_request)?;
+            .map_err(BadRequest::Redirect)?;
         let orgs = &state.services.orgs;
         let (user, invite) = orgs.accept_invite(query.token.as_deref().unwrap_or("")).await?;
         landing::end_previous_session(&state, &site.headers).await?;

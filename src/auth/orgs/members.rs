@@ -12,9 +12,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::refuse_api_keys;
+use crate::auth::error::AuthError;
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
 use crate::auth::openapi::MessageBody;
-use crate::error::ApiError;
 use crate::identity::orgs::Organizations;
 use crate::model::org::Member;
 use crate::state::AppState;
@@ -38,7 +38,7 @@ async fn list(
     State(orgs): State<Organizations>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<Uuid>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let members = orgs.members(org_id, caller.user_id).await?;
     Ok(Json(MembersBody { members }).into_response())
 }
@@ -68,7 +68,7 @@ async fn set_role(
     Caller(caller): Caller,
     ApiPath((org_id, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<RoleBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     refuse_api_keys(&caller)?;
     let member = orgs.set_role(org_id, caller.user_id, user_id, &body.role).await?;
     Ok(Json(MemberBody { member }).into_response())
@@ -91,7 +91,7 @@ async fn remove(
     State(orgs): State<Organizations>,
     Caller(caller): Caller,
     ApiPath((org_id, user_id)): ApiPath<(Uuid, Uuid)>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     refuse_api_keys(&caller)?;
     orgs.remove(org_id, caller.user_id, user_id).await?;
     Ok(MessageBody::json("removed").into_response())

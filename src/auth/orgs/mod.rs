@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession, caller_user};
 use super::openapi::UserBody;
 use super::sessions::user_response;
-use crate::error::ApiError;
+use crate::auth::error::{AuthError, Refusal};
 use crate::identity::orgs::Organizations;
 use crate::identity::session::SessionService;
 use crate::identity::{AuthMethod, Identity};
@@ -53,7 +53,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn list(
     State(orgs): State<Organizations>,
     Caller(caller): Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     let organizations = orgs.memberships(caller.user_id).await?;
     let active = caller.active_org.as_ref().map(|org| org.org_id);
     Ok(Json(OrgsBody { organizations, active_org_id: active }).into_response())
@@ -83,7 +83,7 @@ async fn create(
     Caller(caller): Caller,
     session: Option<CurrentSession>,
     ApiJson(body): ApiJson<NewOrg>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     refuse_api_keys(&caller)?;
     let created = orgs.create(caller.user_id, &body.name, body.slug.as_deref()).await?;
     let session = session.filter(|session| {
@@ -118,21 +118,21 @@ async fn switch(
     State(users): State<UserStore>,
     CsrfSession(session): CsrfSession,
     ApiJson(body): ApiJson<SwitchBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AuthError> {
     if let Some(org_id) = body.org_id {
         orgs.switch_to(org_id, session.identity.user_id).await?;
     }
     if !sessions.set_active_org(&session.token.hash(), body.org_id).await? {
-        return Err(ApiError::unauthorized());
+        return Err(AuthError::not_signed_in());
     }
     let user = caller_user(&users, &session.identity).await?;
     user_response(&orgs, &user, body.org_id).await
 }
 
 /// Organizations are managed by people (sessions) and their token clients, not by API keys.
-fn refuse_api_keys(caller: &Identity) -> Result<(), ApiError> {
+fn refuse_api_keys(caller: &Identity) -> Result<(), AuthError> {
     if caller.method == AuthMethod::ApiKey {
-        return Err(ApiError::forbidden("An API key cannot manage organizations"));
+        return Err(AuthError::from(Refusal::ApiKey("manage organizations")));
     }
     Ok(())
 }

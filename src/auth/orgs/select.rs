@@ -11,12 +11,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::csrf::SiteContext;
+use crate::auth::error::{AuthError, BadRequest, Refusal, Spent};
 use crate::auth::extract::{BodyKind, JsonOrForm};
 use crate::auth::landing::{self, Reply};
 use crate::auth::openapi::SignedInBody;
 use crate::auth::pages;
 use crate::cookies::Own;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::identity::session::ClientInfo;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -62,17 +63,16 @@ async fn select(
                 state.cookies.read(&site.headers, Own::Choice).one().unwrap_or("")
             }
             (None, BodyKind::Json) => {
-                return Err(ApiError::invalid_request("pending_token: missing"));
+                return Err(AuthError::from(BadRequest::NoPendingToken));
             }
         };
         let choice = state.choices.peek(token).await?.ok_or_else(expired)?;
         let membership = state.services.orgs.membership(body.org_id, choice.user_id).await?;
-        let membership = membership
-            .ok_or_else(|| ApiError::forbidden("You are not a member of this organization"))?;
+        let membership = membership.ok_or_else(|| AuthError::from(Refusal::NotMember))?;
         // Used up only now, so a wrong org id does not cost the user their sign-in.
         let choice = state.choices.take(token).await?.ok_or_else(expired)?;
         let user = state.services.users.find_enabled(choice.user_id).await?;
-        let user = user.ok_or_else(|| ApiError::forbidden("This account is disabled"))?;
+        let user = user.ok_or_else(|| AuthError::from(Refusal::Disabled))?;
         state.services.orgs.mark_active(membership.id, user.id).await?;
         let orgs = state.services.orgs.memberships(user.id).await?;
         let reply = match kind {
@@ -95,7 +95,7 @@ async fn select(
         for cookie in state.cookies.clear_choice() {
             response.headers_mut().append(SET_COOKIE, cookie);
         }
-        Ok::<_, ApiError>(response)
+        Ok::<_, AuthError>(response)
     }
     .await;
     match (result, kind) {
@@ -104,7 +104,7 @@ async fn select(
         (Err(error), BodyKind::Form) => {
             // The choices again with the error (only the error if the choice is gone).
             let token = state.cookies.read(&site.headers, Own::Choice).one();
-            render(&state, &site, token, Some(error)).await
+            render(&state, &site, token, Some(error.into())).await
         }
     }
 }
@@ -137,7 +137,7 @@ async fn render(
             Ok(orgs) => (orgs, error),
             Err(failure) => (Vec::new(), Some(failure.into())),
         },
-        Ok(None) => (Vec::new(), Some(error.unwrap_or_else(expired))),
+        Ok(None) => (Vec::new(), Some(error.unwrap_or_else(|| expired().into()))),
         Err(failure) => (Vec::new(), Some(failure.into())),
     };
     let status = error.as_ref().map_or(StatusCode::OK, |error| error.code().status());
@@ -151,9 +151,6 @@ async fn render(
     pages::render_form_page(state, site, "org_select.html", ctx, status)
 }
 
-fn expired() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidToken,
-        "This sign-in expired or was already finished: sign in again",
-    )
+fn expired() -> AuthError {
+    AuthError::Spent(Spent::Choice)
 }

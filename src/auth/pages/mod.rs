@@ -138,7 +138,8 @@ pub fn sign_in_response(
 
 /// The answer to a link that failed (emailed or minted by an operator): the error as JSON when
 /// the caller asks for JSON, else the sign-in page showing it.
-pub fn link_error(state: &AppState, site: &SiteContext, error: ApiError) -> Response {
+pub fn link_error(state: &AppState, site: &SiteContext, error: impl Into<ApiError>) -> Response {
+    let error = error.into();
     if super::wants_json(&site.headers) {
         error.into_response()
     } else {
