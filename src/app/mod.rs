@@ -13,9 +13,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::listeners::front;
-pub use self::public_url::expected_public_url;
+pub use self::public_url::{UnknownPublicUrl, expected_public_url};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, KeyError, PublicUrl};
+use crate::config::{Config, ConfigError, PublicUrl};
 use crate::demo;
 use crate::gateway::upstream::Upstream;
 use crate::server::access_log;
@@ -179,10 +179,8 @@ async fn upstreams_or_demo(
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         source,
     })?;
-    let demo =
-        Upstream::new("demo", &format!("http://{addr}"), &[], "/", false).map_err(|reason| {
-            ConfigError::Invalid(vec![KeyError { key: "upstreams".into(), reason }])
-        })?;
+    let demo = Upstream::new("demo", &format!("http://{addr}"), &[], "/", false)
+        .map_err(|error| ConfigError::Invalid(vec![error.under("upstreams")]))?;
     tracing::info!("no upstreams configured: serving the built-in demo app");
     Ok(vec![demo])
 }

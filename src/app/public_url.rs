@@ -4,7 +4,21 @@
 use std::net::SocketAddr;
 
 use super::StartupError;
-use crate::config::{Config, ConfigError, PublicUrl};
+use crate::config::{Config, ConfigError, KeyError, PublicUrl};
+
+/// Why the public URL of a server that has not started cannot be known.
+#[derive(Debug, thiserror::Error)]
+pub enum UnknownPublicUrl {
+    /// Neither listener is configured.
+    #[error("no listener is configured")]
+    NoListener,
+    /// No public URL is configured, and the listener's port is chosen when it binds.
+    #[error("set server.public_url: the listener's port is chosen at start")]
+    PortChosenAtStart,
+    /// The listener's address makes no usable URL.
+    #[error(transparent)]
+    Listener(KeyError),
+}
 
 /// The public URL of a server whose listeners were bound at `http` and `https`: checked
 /// against the settings that are unsafe on it, with a warning for the ones that are risky.
@@ -48,15 +62,12 @@ pub(super) fn decide(
 }
 
 fn derived_url(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, StartupError> {
-    url_of_listener(scheme, addr).map_err(|reason| {
-        StartupError::Config(ConfigError::Invalid(vec![crate::config::KeyError {
-            key: "server.public_url".into(),
-            reason,
-        }]))
+    url_of_listener(scheme, addr).map_err(|error| {
+        StartupError::Config(ConfigError::Invalid(vec![error.under("server.public_url")]))
     })
 }
 
-fn url_of_listener(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, String> {
+fn url_of_listener(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, KeyError> {
     // A wildcard bind is reached from this machine on loopback.
     let host =
         if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
@@ -69,7 +80,7 @@ fn url_of_listener(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, String> 
 ///
 /// # Errors
 /// Neither gives a usable URL (no public URL and a listener on port 0).
-pub fn expected_public_url(config: &Config) -> Result<PublicUrl, String> {
+pub fn expected_public_url(config: &Config) -> Result<PublicUrl, UnknownPublicUrl> {
     let server = &config.server;
     if let Some(url) = &server.public_url {
         return Ok(url.clone());
@@ -77,10 +88,10 @@ pub fn expected_public_url(config: &Config) -> Result<PublicUrl, String> {
     let listener = match (server.listen, &server.tls) {
         (_, Some(tls)) => ("https", tls.listen),
         (Some(addr), None) => ("http", addr),
-        (None, None) => return Err("no listener is configured".into()),
+        (None, None) => return Err(UnknownPublicUrl::NoListener),
     };
     if listener.1.port() == 0 {
-        return Err("set server.public_url: the listener's port is chosen at start".into());
+        return Err(UnknownPublicUrl::PortChosenAtStart);
     }
-    url_of_listener(listener.0, listener.1)
+    url_of_listener(listener.0, listener.1).map_err(UnknownPublicUrl::Listener)
 }

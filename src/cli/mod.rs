@@ -12,6 +12,7 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use portcullis::app::UnknownPublicUrl;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::Config;
 use portcullis::identity::Email;
@@ -58,6 +59,9 @@ pub(crate) enum CliError {
     /// The command cannot run against this configuration or this account.
     #[error("{0}")]
     Refused(String),
+    /// The sign-in link's base URL cannot be known before the server starts.
+    #[error(transparent)]
+    PublicUrl(#[from] UnknownPublicUrl),
     /// Standard input cannot be read.
     #[error("cannot read standard input: {0}")]
     Stdin(#[source] std::io::Error),

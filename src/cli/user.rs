@@ -113,7 +113,7 @@ pub(crate) async fn run_user(config: Config, command: UserCommand) -> Result<Str
                 let redirect = config.auth.redirects.check(&redirect).map_err(|reason| {
                     CliError::Argument { arg: "--redirect", reason: reason.into() }
                 })?;
-                let base = expected_public_url(config).map_err(CliError::Refused)?;
+                let base = expected_public_url(config)?;
                 let user = find_user(&services, &email).await?;
                 if user.disabled_at.is_some() {
                     return Err(CliError::Refused(format!("{} is disabled", user.email)));

@@ -5,6 +5,7 @@
 //! `compile/` turns it into [`Config`], reporting every problem with its key path.
 
 mod compile;
+mod key_error;
 #[cfg(test)]
 pub(crate) use self::compile::service_token as compile_service_token;
 pub mod load;
@@ -23,6 +24,7 @@ use crate::crypto::signing::SigningAlgorithm;
 use crate::gateway::policy::RouteTable;
 use crate::gateway::upstream::Upstream;
 use crate::model::headers::HeaderNames;
+pub use key_error::KeyError;
 pub use raw::RawConfig;
 pub use storage::{EphemeralKind, RedisSentinel, RedisTopology, StorageConfig};
 
@@ -74,21 +76,6 @@ pub enum ConfigError {
     /// Values are well-formed TOML but unusable; all problems are listed.
     #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<KeyError>),
-}
-
-/// One invalid value and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyError {
-    /// Key path.
-    pub key: String,
-    /// What is wrong and what is expected.
-    pub reason: String,
-}
-
-impl std::fmt::Display for KeyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
 }
 
 /// The validated configuration.
@@ -257,11 +244,13 @@ impl PublicUrl {
     /// Parses an absolute http(s) URL.
     ///
     /// # Errors
-    /// Not a URL, not http(s), or without a host.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let url = url::Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
+    /// Not a URL, not http(s), or without a host: an error in the value, for the caller to
+    /// place under its key.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let url = url::Url::parse(text)
+            .map_err(|error| KeyError::value(format!("not a URL: {error}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err("expected an http:// or https:// URL with a host".into());
+            return Err(KeyError::value("expected an http:// or https:// URL with a host"));
         }
         let origin = url.origin().ascii_serialization();
         Ok(Self { url, origin })
@@ -337,13 +326,16 @@ impl DevConfig {
     /// because an https URL means real users.
     ///
     /// # Errors
-    /// The reason it may not.
-    pub fn check(&self, public_url: &PublicUrl) -> Result<(), String> {
+    /// The reason it may not, at `enabled` (relative to `[dev]`).
+    pub fn check(&self, public_url: &PublicUrl) -> Result<(), KeyError> {
         if self.enabled && public_url.is_https() && !self.force {
-            return Err(format!(
-                "dev sign-in lets anyone sign in as anyone: refused with the https public URL {} \
+            return Err(KeyError::new(
+                "enabled",
+                format!(
+                    "dev sign-in lets anyone sign in as anyone: refused with the https public URL {} \
                  (set dev.force = true only if this really is a development machine)",
-                public_url.as_str()
+                    public_url.as_str()
+                ),
             ));
         }
         Ok(())
@@ -407,14 +399,17 @@ impl EmailConfig {
     /// of a real deployment could then sign in as its users.
     ///
     /// # Errors
-    /// The reason it may not.
-    pub fn check(&self, public_url: &PublicUrl) -> Result<(), String> {
+    /// The reason it may not, at `transport` (relative to `[email]`).
+    pub fn check(&self, public_url: &PublicUrl) -> Result<(), KeyError> {
         if self.mail.transport == "log" && public_url.is_https() && !self.force_log_transport {
-            return Err(format!(
-                "the log mail transport prints sign-in links and codes to the log: refused with \
+            return Err(KeyError::new(
+                "transport",
+                format!(
+                    "the log mail transport prints sign-in links and codes to the log: refused with \
                  the https public URL {} (set email.transport = \"smtp\" with email.smtp_url, or \
                  email.force_log_transport = true only if nobody else reads these logs)",
-                public_url.as_str()
+                    public_url.as_str()
+                ),
             ));
         }
         Ok(())
@@ -427,10 +422,13 @@ pub(crate) fn public_url_refusals(
     email: &EmailConfig,
     public_url: &PublicUrl,
 ) -> Vec<KeyError> {
-    [("dev.enabled", dev.check(public_url)), ("email.transport", email.check(public_url))]
-        .into_iter()
-        .filter_map(|(key, result)| result.err().map(|reason| KeyError { key: key.into(), reason }))
-        .collect()
+    [
+        dev.check(public_url).map_err(|error| error.under("dev")),
+        email.check(public_url).map_err(|error| error.under("email")),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect()
 }
 
 /// `[log] format`.

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::KeyError;
+
 /// A boolean that also accepts `"true"`/`"false"` (and `1`/`0`) strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flag(pub bool);
@@ -116,18 +118,24 @@ impl StringList {
 }
 
 /// Parses a duration such as `"30s"`, `"15m"`, `"7d"` or `"250ms"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+///
+/// # Errors
+/// Not a duration: an error in the value, for the caller to place under its key.
+pub fn parse_duration(text: &str) -> Result<Duration, KeyError> {
     humantime::parse_duration(text.trim()).map_err(|error| {
-        format!("{error} (expected a duration such as \"30s\", \"15m\" or \"7d\")")
+        KeyError::value(format!("{error} (expected a duration such as \"30s\", \"15m\" or \"7d\")"))
     })
 }
 
 /// Parses a byte size such as `"10MiB"`, `"512KiB"` or `"1GB"`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+///
+/// # Errors
+/// Not a size: an error in the value, for the caller to place under its key.
+pub fn parse_size(text: &str) -> Result<u64, KeyError> {
     text.trim()
         .parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
-        .map_err(|error| format!("{error} (expected a size such as \"10MiB\")"))
+        .map_err(|error| KeyError::value(format!("{error} (expected a size such as \"10MiB\")")))
 }
 
 #[cfg(test)]

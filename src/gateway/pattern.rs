@@ -4,6 +4,7 @@
 //! pattern matches a request however its client spelled the path.
 
 use super::path::normalize_literal;
+use crate::config::KeyError;
 
 /// A compiled `[[routes]] path`: literal segments, `*` for exactly one segment, `{name}` for one
 /// captured segment, and a final `*` for any rest (including none).
@@ -41,14 +42,16 @@ impl PathPattern {
     ///
     /// # Errors
     /// The pattern does not start with `/` (other than a lone `*`), or a `*` or `{…}` is mixed
-    /// into a segment with other characters.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// into a segment with other characters: an error in the value, for the caller to place
+    /// under its key.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let invalid = KeyError::value;
         let source = text.to_owned();
         if text == "*" {
             return Ok(Self { segments: Vec::new(), rest: true, case_insensitive: false, source });
         }
         let Some(body) = text.strip_prefix('/') else {
-            return Err(format!("`{text}` must start with `/`"));
+            return Err(invalid(format!("`{text}` must start with `/`")));
         };
         let mut parts: Vec<&str> = body.split('/').filter(|part| !part.is_empty()).collect();
         let rest = parts.last() == Some(&"*");
@@ -62,18 +65,20 @@ impl PathPattern {
                 _ if part.starts_with('{') && part.ends_with('}') && part.len() > 2 => {
                     let name = &part[1..part.len() - 1];
                     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                        return Err(format!("`{{{name}}}` in `{text}` is not a valid name"));
+                        return Err(invalid(format!(
+                            "`{{{name}}}` in `{text}` is not a valid name"
+                        )));
                     }
                     Segment::Param(name.to_owned())
                 }
                 _ if part.contains(['*', '{', '}']) => {
-                    return Err(format!(
+                    return Err(invalid(format!(
                         "`{part}` in `{text}`: `*` and `{{name}}` must be whole segments"
-                    ));
+                    )));
                 }
                 _ => Segment::Literal(
                     normalize_literal(part)
-                        .map_err(|error| format!("`{part}` in `{text}`: {error}"))?,
+                        .map_err(|error| invalid(format!("`{part}` in `{text}`: {error}")))?,
                 ),
             });
         }

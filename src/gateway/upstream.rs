@@ -7,6 +7,7 @@ use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
 
 use super::path::PathOptions;
+use crate::config::KeyError;
 
 /// One `[[upstreams]]` entry, parsed.
 #[derive(Debug, Clone)]
@@ -25,42 +26,45 @@ impl Upstream {
     ///
     /// # Errors
     /// An empty name, a URL that is not `http://host:port[/base]`, a bad host pattern or a
-    /// prefix not starting with `/`.
+    /// prefix not starting with `/`: an error about the whole `[[upstreams]]` entry (the reason
+    /// names the field), for the caller to place under the entry's key.
     pub fn new(
         name: &str,
         url: &str,
         hosts: &[String],
         path_prefix: &str,
         http2: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeyError> {
+        let invalid = KeyError::value;
         if name.is_empty()
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
-            return Err(format!(
+            return Err(invalid(format!(
                 "name `{name}` must be non-empty letters, digits, `-`, `_` or `.`"
-            ));
+            )));
         }
-        let parsed = url::Url::parse(url).map_err(|error| format!("url `{url}`: {error}"))?;
+        let parsed =
+            url::Url::parse(url).map_err(|error| invalid(format!("url `{url}`: {error}")))?;
         if parsed.scheme() != "http" {
-            return Err(format!(
+            return Err(invalid(format!(
                 "url `{url}`: only http:// upstreams are supported (the app is usually on loopback)"
-            ));
+            )));
         }
         if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
         {
-            return Err(format!("url `{url}`: no query, fragment or credentials allowed"));
+            return Err(invalid(format!("url `{url}`: no query, fragment or credentials allowed")));
         }
-        let host = parsed.host_str().ok_or_else(|| format!("url `{url}` has no host"))?;
+        let host = parsed.host_str().ok_or_else(|| invalid(format!("url `{url}` has no host")))?;
         let port = parsed.port_or_known_default().unwrap_or(80);
         let authority = match parsed.host() {
             Some(url::Host::Ipv6(address)) => format!("[{address}]:{port}"),
             _ => format!("{host}:{port}"),
         };
         let authority: Authority =
-            authority.parse().map_err(|_| format!("url `{url}` has an invalid host"))?;
+            authority.parse().map_err(|_| invalid(format!("url `{url}` has an invalid host")))?;
         let base_path = parsed.path().trim_end_matches('/').to_owned();
         if !path_prefix.starts_with('/') {
-            return Err(format!("path_prefix `{path_prefix}` must start with `/`"));
+            return Err(invalid(format!("path_prefix `{path_prefix}` must start with `/`")));
         }
         let hosts = hosts
             .iter()
@@ -69,7 +73,11 @@ impl Upstream {
                 let bare = host.strip_prefix("*.").unwrap_or(&host);
                 let valid = !bare.is_empty()
                     && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
-                if valid { Ok(host) } else { Err(format!("host `{host}` is not a host name")) }
+                if valid {
+                    Ok(host)
+                } else {
+                    Err(invalid(format!("host `{host}` is not a host name")))
+                }
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {

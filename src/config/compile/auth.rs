@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use super::Errors;
 use crate::auth::redirect::RedirectPolicy;
 use crate::config::raw::RawConfig;
-use crate::config::{AuthConfig, Branding, EmailConfig, OrgsConfig, PublicUrl, SessionConfig};
+use crate::config::{
+    AuthConfig, Branding, EmailConfig, KeyError, OrgsConfig, PublicUrl, SessionConfig,
+};
 use crate::model::org::OrgRoles;
 
 pub(super) fn auth(
@@ -124,7 +126,10 @@ pub(super) fn branding(raw: &RawConfig, errors: &mut Errors) -> Branding {
 
 /// The accent colour fills buttons under white text, and outlines focused fields: it must give
 /// white text the 4.5:1 contrast WCAG AA asks for.
-pub(super) fn accent_color(color: &str) -> Result<(), String> {
+///
+/// # Errors
+/// Not a colour, or too light: an error in the value, for the caller to place under its key.
+pub(super) fn accent_color(color: &str) -> Result<(), KeyError> {
     let hex = color.strip_prefix('#').unwrap_or("");
     let digits: Vec<u8> = match hex.len() {
         3 | 6 if hex.bytes().all(|b| b.is_ascii_hexdigit()) => hex
@@ -132,7 +137,7 @@ pub(super) fn accent_color(color: &str) -> Result<(), String> {
             .filter_map(|c| c.to_digit(16))
             .map(|digit| u8::try_from(digit).unwrap_or(0))
             .collect(),
-        _ => return Err("expected a colour such as #3355ff".into()),
+        _ => return Err(KeyError::value("expected a colour such as #3355ff")),
     };
     let channels: Vec<f64> = if digits.len() == 3 {
         digits.iter().map(|d| f64::from(d * 17)).collect()
@@ -147,10 +152,10 @@ pub(super) fn accent_color(color: &str) -> Result<(), String> {
         0.2126 * linear(channels[0]) + 0.7152 * linear(channels[1]) + 0.0722 * linear(channels[2]);
     let contrast = 1.05 / (luminance + 0.05);
     if contrast < 4.5 {
-        return Err(format!(
+        return Err(KeyError::value(format!(
             "{color} gives the white button text a contrast of {contrast:.1}:1; \
              WCAG AA needs 4.5:1 (choose a darker colour)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -158,7 +163,10 @@ pub(super) fn accent_color(color: &str) -> Result<(), String> {
 pub(super) fn orgs(raw: &RawConfig, errors: &mut Errors) -> OrgsConfig {
     let o = &raw.orgs;
     let roles = errors
-        .check("orgs.roles", OrgRoles::new(o.roles.0.iter().map(String::as_str)))
+        .check(
+            "orgs.roles",
+            OrgRoles::new(o.roles.0.iter().map(String::as_str)).map_err(KeyError::value),
+        )
         .unwrap_or_default();
     let invite_ttl = errors.duration("orgs.invite_ttl", &o.invite_ttl);
     if invite_ttl.is_zero() {

@@ -27,12 +27,13 @@ struct Errors(Vec<KeyError>);
 
 impl Errors {
     fn push(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(KeyError { key: key.into(), reason: reason.into() });
+        self.0.push(KeyError::new(key, reason));
     }
 
-    /// `Some(value)` if `result` is ok, else records the error under `key`.
-    fn check<T>(&mut self, key: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|reason| self.push(key, reason)).ok()
+    /// `Some(value)` if `result` is ok, else records its error placed under `key` (the
+    /// section or value the constructor was given).
+    fn check<T>(&mut self, key: &str, result: Result<T, impl Into<KeyError>>) -> Option<T> {
+        result.map_err(|error| self.0.push(error.into().under(key))).ok()
     }
 
     fn duration(&mut self, key: &str, text: &str) -> Duration {
@@ -143,7 +144,8 @@ fn headers(raw: &RawConfig, errors: &mut Errors) -> HeaderNames {
                     ("assertion", &h.assertion),
                     ("locale", &h.locale),
                 ],
-            ),
+            )
+            .map_err(KeyError::value),
         )
         .unwrap_or_default()
 }

@@ -8,14 +8,18 @@ use ipnet::IpNet;
 use super::Errors;
 use crate::config::raw::RawConfig;
 use crate::config::values::parse_size;
-use crate::config::{ForwardAuthConfig, PublicUrl, ServerConfig, TlsConfig};
+use crate::config::{ForwardAuthConfig, KeyError, PublicUrl, ServerConfig, TlsConfig};
 
 pub(super) fn socket_addr(errors: &mut Errors, key: &str, text: &str) -> Option<SocketAddr> {
     if text.trim().is_empty() {
         return None;
     }
-    errors
-        .check(key, text.trim().parse().map_err(|_| format!("`{text}` is not an IP:port address")))
+    errors.check(
+        key,
+        text.trim()
+            .parse()
+            .map_err(|_| KeyError::value(format!("`{text}` is not an IP:port address"))),
+    )
 }
 
 pub(super) fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
@@ -60,7 +64,7 @@ pub(super) fn server(raw: &RawConfig, errors: &mut Errors) -> ServerConfig {
                 cidr.parse::<IpNet>()
                     .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
                     .map(ipv4_mapped_as_ipv4)
-                    .map_err(|_| format!("`{cidr}` is not a CIDR or IP address")),
+                    .map_err(|_| KeyError::value(format!("`{cidr}` is not a CIDR or IP address"))),
             )
         })
         .collect();
@@ -124,7 +128,7 @@ pub(super) fn forward_auth(raw: &RawConfig, errors: &mut Errors) -> ForwardAuthC
                 errors.check(
                     key,
                     http::HeaderName::from_bytes(name.trim().as_bytes())
-                        .map_err(|_| format!("`{name}` is not a header name")),
+                        .map_err(|_| KeyError::value(format!("`{name}` is not a header name"))),
                 )
             })
             .collect()

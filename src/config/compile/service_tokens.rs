@@ -65,7 +65,7 @@ pub(crate) fn service_token(
     .map_err(|reason| errors.push((key_path("secret"), reason)))
     .ok();
     let ttl = parse_duration(raw.ttl.as_deref().unwrap_or("1h"))
-        .map_err(|reason| errors.push((key_path("ttl"), reason)))
+        .map_err(|error| errors.push((key_path("ttl"), error.reason)))
         .unwrap_or_default();
     let params: Vec<String> = raw.params.0.clone();
     let template = match serde_json::from_str::<Value>(raw.claims.as_deref().unwrap_or("{}")) {

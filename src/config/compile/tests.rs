@@ -112,7 +112,7 @@ fn org_roles_and_org_paths_are_checked() {
 fn accent_colours_must_keep_button_text_readable() {
     assert!(accent_color("#2f54eb").is_ok(), "the default");
     assert!(accent_color("#000").is_ok());
-    assert!(accent_color("#ffcc00").unwrap_err().contains("contrast of 1.5:1"));
+    assert!(accent_color("#ffcc00").unwrap_err().to_string().contains("contrast of 1.5:1"));
     assert!(accent_color("#3b82f6").is_err(), "3.7:1");
     assert!(accent_color("blue").is_err());
     assert!(accent_color("#12345").is_err());
