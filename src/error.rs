@@ -371,6 +371,27 @@ impl From<crate::model::email::EmailError> for ApiError {
     }
 }
 
+/// Scopes asked for in a request that are not scope names are a 400 naming the field.
+impl From<crate::model::ScopeError> for ApiError {
+    fn from(error: crate::model::ScopeError) -> Self {
+        Self::invalid_request(format!("scopes: {error}"))
+    }
+}
+
+/// A profile field that breaks its rule is a 400 (the message names the field).
+impl From<crate::identity::profile::InvalidProfile> for ApiError {
+    fn from(error: crate::identity::profile::InvalidProfile) -> Self {
+        Self::invalid_request(error.to_string())
+    }
+}
+
+/// An organization name or slug that breaks its rule is a 400 (the message names the field).
+impl From<crate::model::org::InvalidOrgField> for ApiError {
+    fn from(error: crate::model::org::InvalidOrgField) -> Self {
+        Self::invalid_request(error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,8 +62,7 @@ async fn create(
     if caller.method == AuthMethod::ApiKey {
         return Err(AuthError::from(Refusal::ApiKey("create API keys")));
     }
-    let scopes = Scopes::parse_list(body.scopes.iter().map(String::as_str))
-        .map_err(BadRequest::Scopes)?;
+    let scopes = Scopes::parse_list(body.scopes.iter().map(String::as_str))?;
     if !caller.scopes.covers(&scopes) {
         return Err(AuthError::from(Refusal::WiderScopes));
     }

@@ -18,7 +18,7 @@ use super::extract::{ApiQuery, BodyKind, CurrentSession, JsonOrForm};
 use super::openapi::MessageBody;
 use super::pages;
 use super::tokens::pair_response;
-use crate::auth::error::{AuthError, BadRequest, Missing};
+use crate::auth::error::{AuthError, Missing};
 use crate::error::ApiError;
 use crate::identity::Scopes;
 use crate::identity::device::{DEVICE_CODE_TTL, POLL_INTERVAL, Poll, normalize_user_code};
@@ -68,8 +68,7 @@ async fn start(
         (Some(list), _) => Scopes::parse_list(list.iter().map(String::as_str)),
         (None, Some(text)) => Scopes::from_claim(Some(text)),
         (None, None) => Ok(Scopes::All),
-    }
-    .map_err(BadRequest::Scopes)?;
+    }?;
     let client_name = body
         .client_name
         .or(body.client_id)

@@ -8,8 +8,10 @@ use crate::error::ApiError;
 use crate::gateway::identify::Rejection;
 use crate::identity::accounts::AccountError;
 use crate::identity::orgs::OrgError;
+use crate::identity::profile::InvalidProfile;
 use crate::identity::tokens::TokenError;
 use crate::mail::MailError;
+use crate::model::ScopeError;
 use crate::model::email::EmailError;
 use crate::store::StoreError;
 
@@ -105,6 +107,12 @@ impl AuthError {
     }
 }
 
+impl From<ScopeError> for AuthError {
+    fn from(error: ScopeError) -> Self {
+        Self::BadRequest(BadRequest::Scopes(error))
+    }
+}
+
 impl From<Rejection> for AuthError {
     fn from(rejection: Rejection) -> Self {
         Self::Credential(rejection)
@@ -146,10 +154,10 @@ pub enum BadRequest {
     Redirect(&'static str),
     /// A profile field breaks a rule (the message names it).
     #[error("{0}")]
-    Profile(String),
+    Profile(#[from] InvalidProfile),
     /// Scopes that do not parse.
     #[error("scopes: {0}")]
-    Scopes(String),
+    Scopes(#[from] ScopeError),
     /// A service token parameter is missing or malformed.
     #[error("{0}")]
     ServiceParam(String),

@@ -232,9 +232,11 @@ async fn update_me(
         return Err(AuthError::from(Refusal::ApiKey("change the profile")));
     }
     let mut user = super::extract::caller_user(&state.services.users, &caller).await?;
-    let field = |value: Option<String>, clean: fn(&str) -> Result<Option<String>, String>| {
-        value.map(|value| clean(&value)).transpose().map_err(BadRequest::Profile)
-    };
+    let field =
+        |value: Option<String>,
+         clean: fn(&str) -> Result<Option<String>, profile::InvalidProfile>| {
+            value.map(|value| clean(&value)).transpose().map_err(BadRequest::Profile)
+        };
     if let Some(name) = field(patch.name, profile::clean_name)? {
         user.name = name;
     }

@@ -52,8 +52,10 @@ pub(crate) async fn run_api_key(
         match command {
             ApiKeyCommand::Create { email, name, scopes, expires_in_days, org } => {
                 let user = find_user(&services, &email).await?;
-                let scopes = Scopes::parse_list(scopes.iter().map(String::as_str))
-                    .map_err(|reason| CliError::Argument { arg: "--scopes", reason })?;
+                let scopes =
+                    Scopes::parse_list(scopes.iter().map(String::as_str)).map_err(|error| {
+                        CliError::Argument { arg: "--scopes", reason: error.to_string() }
+                    })?;
                 if let Some(org) = org {
                     let member =
                         OrgStore::new(services.db.clone()).membership(org, user.id).await?;

@@ -50,6 +50,24 @@ impl std::fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
+/// The errors of the layers below, which know no keys, as errors in a value: the compile step
+/// places them under the key of the value it gave.
+macro_rules! value_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for KeyError {
+            fn from(error: $error) -> Self {
+                Self::value(error.to_string())
+            }
+        }
+    )*};
+}
+
+value_errors!(
+    crate::model::InvalidRole,
+    crate::model::headers::HeaderNamesError,
+    crate::crypto::sealed::InvalidSealKey
+);
+
 #[cfg(test)]
 mod tests {
     use super::KeyError;

@@ -31,6 +31,20 @@ pub enum SealError {
     Corrupt,
 }
 
+/// Why a configured key cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSealKey {
+    /// Not base64.
+    #[error("must be base64 of 32 random bytes (openssl rand -base64 32)")]
+    NotBase64,
+    /// Base64 of this many bytes, not 32.
+    #[error("must be 32 bytes, not {0}")]
+    Length(usize),
+    /// ring refused the key.
+    #[error("unusable key")]
+    Unusable,
+}
+
 /// A configured key: 32 bytes, given base64-encoded.
 #[derive(Clone)]
 pub struct SealKey {
@@ -43,15 +57,13 @@ impl SealKey {
     ///
     /// # Errors
     /// Not base64, or not 32 bytes.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| {
-            "must be base64 of 32 random bytes (openssl rand -base64 32)".to_owned()
-        })?;
+    pub fn parse(text: &str) -> Result<Self, InvalidSealKey> {
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| InvalidSealKey::NotBase64)?;
         if bytes.len() != 32 {
-            return Err(format!("must be 32 bytes, not {}", bytes.len()));
+            return Err(InvalidSealKey::Length(bytes.len()));
         }
         let id = super::hex(&super::sha256(&bytes))[..16].to_owned();
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "unusable key".to_owned())?;
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| InvalidSealKey::Unusable)?;
         Ok(Self { id, key: std::sync::Arc::new(LessSafeKey::new(key)) })
     }
 

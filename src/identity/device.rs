@@ -153,7 +153,7 @@ impl DeviceFlow {
                 }
                 self.store.delete(&user_code_key(&grant.user_code)).await?;
                 let scopes =
-                    Scopes::from_claim(grant.scope.as_deref()).map_err(StoreError::Corrupt)?;
+                    Scopes::from_claim(grant.scope.as_deref()).map_err(StoreError::from)?;
                 Ok(Poll::Approved { user_id, org, scopes, client_name: grant.client_name })
             }
         }
@@ -168,7 +168,7 @@ impl DeviceFlow {
         if grant.status != Status::Pending {
             return Ok(None);
         }
-        let scopes = Scopes::from_claim(grant.scope.as_deref()).map_err(StoreError::Corrupt)?;
+        let scopes = Scopes::from_claim(grant.scope.as_deref()).map_err(StoreError::from)?;
         Ok(Some(PendingGrant {
             user_code: display(&grant.user_code),
             client_name: grant.client_name,

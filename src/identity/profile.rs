@@ -8,19 +8,37 @@ const MAX_NAME: usize = 100;
 /// Longest avatar URL.
 const MAX_URL: usize = 2048;
 
+/// A profile field that breaks its rule; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidProfile {
+    /// The display name is too long or holds control characters.
+    #[error("name: must be at most {max} characters, without control characters", max = MAX_NAME)]
+    Name,
+    /// The username breaks the username rule.
+    #[error("username: must be 3-32 of a-z, 0-9, _ . -")]
+    Username,
+    /// The locale is not a language tag; holds it.
+    #[error("locale: `{0}` is not a BCP 47 language tag (like en or pt-BR)")]
+    Locale(String),
+    /// The avatar URL does not parse.
+    #[error("avatar_url: not a URL")]
+    AvatarNotUrl,
+    /// The avatar URL is not https with a host, or has credentials, or is too long.
+    #[error("avatar_url: must be an https URL")]
+    AvatarNotHttps,
+}
+
 /// A display name: trimmed, 1–100 characters, no control characters; empty means none.
 ///
 /// # Errors
-/// A message naming the field.
-pub fn clean_name(name: &str) -> Result<Option<String>, String> {
+/// [`InvalidProfile::Name`].
+pub fn clean_name(name: &str) -> Result<Option<String>, InvalidProfile> {
     let name = name.trim();
     if name.is_empty() {
         return Ok(None);
     }
     if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(format!(
-            "name: must be at most {MAX_NAME} characters, without control characters"
-        ));
+        return Err(InvalidProfile::Name);
     }
     Ok(Some(name.to_owned()))
 }
@@ -28,8 +46,8 @@ pub fn clean_name(name: &str) -> Result<Option<String>, String> {
 /// A username: 3–32 of `a-z 0-9 _ . -` (upper case is folded); empty means none.
 ///
 /// # Errors
-/// A message naming the field.
-pub fn clean_username(username: &str) -> Result<Option<String>, String> {
+/// [`InvalidProfile::Username`].
+pub fn clean_username(username: &str) -> Result<Option<String>, InvalidProfile> {
     let username = username.trim().to_ascii_lowercase();
     if username.is_empty() {
         return Ok(None);
@@ -38,14 +56,14 @@ pub fn clean_username(username: &str) -> Result<Option<String>, String> {
         && username
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
-    if valid { Ok(Some(username)) } else { Err("username: must be 3-32 of a-z, 0-9, _ . -".into()) }
+    if valid { Ok(Some(username)) } else { Err(InvalidProfile::Username) }
 }
 
 /// A BCP 47 language tag (`en`, `pt-BR`, `zh-Hant-TW`); empty means none.
 ///
 /// # Errors
-/// A message naming the field.
-pub fn clean_locale(locale: &str) -> Result<Option<String>, String> {
+/// [`InvalidProfile::Locale`].
+pub fn clean_locale(locale: &str) -> Result<Option<String>, InvalidProfile> {
     let locale = locale.trim();
     if locale.is_empty() {
         return Ok(None);
@@ -54,7 +72,7 @@ pub fn clean_locale(locale: &str) -> Result<Option<String>, String> {
         Ok(tag) if locale.len() <= 35 && tag.is_valid() && tag.primary_language().len() >= 2 => {
             Ok(Some(tag.to_string()))
         }
-        _ => Err(format!("locale: `{locale}` is not a BCP 47 language tag (like en or pt-BR)")),
+        _ => Err(InvalidProfile::Locale(locale.to_owned())),
     }
 }
 
@@ -62,23 +80,19 @@ pub fn clean_locale(locale: &str) -> Result<Option<String>, String> {
 /// empty means none.
 ///
 /// # Errors
-/// A message naming the field.
-pub fn clean_avatar_url(url: &str) -> Result<Option<String>, String> {
+/// [`InvalidProfile::AvatarNotUrl`], [`InvalidProfile::AvatarNotHttps`].
+pub fn clean_avatar_url(url: &str) -> Result<Option<String>, InvalidProfile> {
     let url = url.trim();
     if url.is_empty() {
         return Ok(None);
     }
-    let parsed = url::Url::parse(url).map_err(|_| "avatar_url: not a URL".to_owned())?;
+    let parsed = url::Url::parse(url).map_err(|_| InvalidProfile::AvatarNotUrl)?;
     let valid = url.len() <= MAX_URL
         && parsed.scheme() == "https"
         && parsed.host_str().is_some()
         && parsed.username().is_empty()
         && parsed.password().is_none();
-    if valid {
-        Ok(Some(parsed.to_string()))
-    } else {
-        Err("avatar_url: must be an https URL".into())
-    }
+    if valid { Ok(Some(parsed.to_string())) } else { Err(InvalidProfile::AvatarNotHttps) }
 }
 
 /// The first language of an `Accept-Language` header that is a valid tag, to default a new

@@ -110,7 +110,7 @@ impl WsTickets {
         let Some((user, orgs)) = self.users.find_member(ticket.user_id).await? else {
             return Ok(None);
         };
-        let scopes = Scopes::from_claim(ticket.scope.as_deref()).map_err(StoreError::Corrupt)?;
+        let scopes = Scopes::from_claim(ticket.scope.as_deref()).map_err(StoreError::from)?;
         let expires_at = Timestamp::from_millis(ticket.expires_at);
         let parts =
             IdentityParts::new(user, scopes, AuthMethod::WsTicket, ticket.session_id, expires_at)

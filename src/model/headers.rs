@@ -154,6 +154,33 @@ impl RenderedHeaders {
     }
 }
 
+/// Why a preset with overrides gives no usable header names; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderNamesError {
+    /// No such preset.
+    #[error("preset `{0}` is not one of: portcullis, oauth2-proxy")]
+    UnknownPreset(String),
+    /// An override is not a header name.
+    #[error("{field}: `{name}` is not a valid header name")]
+    Invalid {
+        /// The identity field.
+        field: String,
+        /// The name as configured.
+        name: String,
+    },
+    /// An override names a header the proxy sets or reads itself.
+    #[error("{field}: `{name}` is a header the proxy manages itself")]
+    Reserved {
+        /// The identity field.
+        field: String,
+        /// The name as configured.
+        name: String,
+    },
+    /// No identity field has this name.
+    #[error("unknown header field `{0}`")]
+    UnknownField(String),
+}
+
 /// The header names each identity field is sent under.
 #[derive(Debug, Clone)]
 pub struct HeaderNames {
@@ -184,23 +211,26 @@ impl HeaderNames {
     pub fn new<'a>(
         preset: &str,
         overrides: impl IntoIterator<Item = (&'a str, &'a Option<String>)>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, HeaderNamesError> {
         let mut names = match preset {
             "portcullis" => Self::portcullis(),
             "oauth2-proxy" => Self::oauth2_proxy(),
-            other => {
-                return Err(format!("preset `{other}` is not one of: portcullis, oauth2-proxy"));
-            }
+            other => return Err(HeaderNamesError::UnknownPreset(other.to_owned())),
         };
         for (field, name) in overrides {
             let Some(name) = name else { continue };
-            let header = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| format!("{field}: `{name}` is not a valid header name"))?;
+            let named = || (field.to_owned(), name.clone());
+            let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                let (field, name) = named();
+                HeaderNamesError::Invalid { field, name }
+            })?;
             if is_reserved(&header) {
-                return Err(format!("{field}: `{name}` is a header the proxy manages itself"));
+                let (field, name) = named();
+                return Err(HeaderNamesError::Reserved { field, name });
             }
-            *names.field_mut(field).ok_or_else(|| format!("unknown header field `{field}`"))? =
-                vec![header];
+            *names
+                .field_mut(field)
+                .ok_or_else(|| HeaderNamesError::UnknownField(field.to_owned()))? = vec![header];
         }
         let identity = names
             .all()

@@ -83,7 +83,7 @@ impl Scopes {
     ///
     /// # Errors
     /// A scope name is invalid (same rules as roles), or there are more than 32.
-    pub fn from_claim(claim: Option<&str>) -> Result<Self, String> {
+    pub fn from_claim(claim: Option<&str>) -> Result<Self, ScopeError> {
         match claim {
             None => Ok(Self::All),
             Some(text) => Self::parse_list(text.split_ascii_whitespace()),
@@ -94,15 +94,14 @@ impl Scopes {
     ///
     /// # Errors
     /// A scope name is invalid (same rules as roles), or there are more than 32.
-    pub fn parse_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    pub fn parse_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, ScopeError> {
         let mut scopes = Vec::new();
         for name in names {
-            validate_role(name)
-                .map_err(|_| format!("scope `{name}` must be 1-64 of a-z, 0-9, _ . : -"))?;
+            validate_role(name).map_err(|_| ScopeError::InvalidName(name.to_owned()))?;
             scopes.push(name.to_owned());
         }
         if scopes.len() > 32 {
-            return Err("at most 32 scopes".into());
+            return Err(ScopeError::TooMany);
         }
         scopes.sort();
         scopes.dedup();
@@ -208,17 +207,36 @@ impl User {
     }
 }
 
+/// The rule role and scope names follow, as their errors state it.
+const NAME_RULE: &str = "must be 1-64 of a-z, 0-9, _ . : -";
+
+/// A role name that breaks the rule for names ([`validate_role`]); holds the name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("role `{0}` {rule}", rule = NAME_RULE)]
+pub struct InvalidRole(pub String);
+
+/// Why a list of scopes is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A scope name breaks the rule for names (the same as roles'); holds the name.
+    #[error("scope `{0}` {rule}", rule = NAME_RULE)]
+    InvalidName(String),
+    /// More than 32 scopes.
+    #[error("at most 32 scopes")]
+    TooMany,
+}
+
 /// Checks a global role name: 1–64 of `[a-z0-9_.:-]`, so it is safe in a comma-separated header.
 ///
 /// # Errors
-/// A message naming the role.
-pub fn validate_role(role: &str) -> Result<(), String> {
+/// [`InvalidRole`], naming the role.
+pub fn validate_role(role: &str) -> Result<(), InvalidRole> {
     let valid = !role.is_empty()
         && role.len() <= 64
         && role
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
-    if valid { Ok(()) } else { Err(format!("role `{role}` must be 1-64 of a-z, 0-9, _ . : -")) }
+    if valid { Ok(()) } else { Err(InvalidRole(role.to_owned())) }
 }
 
 /// Who a request is, with its identity headers pre-rendered. It keeps only what the policy

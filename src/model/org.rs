@@ -4,7 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::validate_role;
+use super::{InvalidRole, validate_role};
 use crate::clock::Timestamp;
 
 /// The role whose holders may do everything, including naming other owners.
@@ -61,7 +61,7 @@ impl OrgRoles {
     ///
     /// # Errors
     /// A name that is not a valid role name.
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, InvalidRole> {
         let mut roles = vec![OWNER.to_owned(), ADMIN.to_owned()];
         for name in names {
             validate_role(name)?;
@@ -137,17 +137,31 @@ pub fn manages(role: &str) -> bool {
     role == OWNER || role == ADMIN
 }
 
+/// An organization's name or slug that breaks its rule; the message names the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOrgField {
+    /// The name is empty or too long.
+    #[error("name: must be 1-{max} characters", max = MAX_NAME)]
+    NameLength,
+    /// The name holds control characters.
+    #[error("name: must not contain control characters")]
+    NameControl,
+    /// The slug breaks the slug rule.
+    #[error("slug: must be 2-48 of a-z, 0-9 and -, not starting or ending with -")]
+    Slug,
+}
+
 /// Trims an organization name and checks it: 1–100 characters, no control characters.
 ///
 /// # Errors
-/// A message naming the field.
-pub fn clean_name(name: &str) -> Result<String, String> {
+/// [`InvalidOrgField::NameLength`], [`InvalidOrgField::NameControl`].
+pub fn clean_name(name: &str) -> Result<String, InvalidOrgField> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME {
-        return Err(format!("name: must be 1-{MAX_NAME} characters"));
+        return Err(InvalidOrgField::NameLength);
     }
     if name.chars().any(char::is_control) {
-        return Err("name: must not contain control characters".into());
+        return Err(InvalidOrgField::NameControl);
     }
     Ok(name.to_owned())
 }
@@ -156,18 +170,14 @@ pub fn clean_name(name: &str) -> Result<String, String> {
 /// slug can never be mistaken for an organization id in a path).
 ///
 /// # Errors
-/// A message naming the field.
-pub fn check_slug(slug: &str) -> Result<(), String> {
+/// [`InvalidOrgField::Slug`].
+pub fn check_slug(slug: &str) -> Result<(), InvalidOrgField> {
     let valid = (2..=48).contains(&slug.len())
         && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-')
         && Uuid::parse_str(slug).is_err();
-    if valid {
-        Ok(())
-    } else {
-        Err("slug: must be 2-48 of a-z, 0-9 and -, not starting or ending with -".into())
-    }
+    if valid { Ok(()) } else { Err(InvalidOrgField::Slug) }
 }
 
 /// A slug made from a name: ASCII letters and digits kept (lower case), every other run of

@@ -193,7 +193,7 @@ fn record_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
         name: row.try_get("name")?,
         prefix: row.try_get("prefix")?,
         key_hash: parse_hash(&row.try_get::<String, _>("key_hash")?)?,
-        scopes: Scopes::parse_list(scopes.split_ascii_whitespace()).map_err(StoreError::Corrupt)?,
+        scopes: Scopes::parse_list(scopes.split_ascii_whitespace()).map_err(StoreError::from)?,
         org_id: match row.try_get::<Option<String>, _>("org_id")? {
             Some(_) => Some(uuid("org_id")?),
             None => None,

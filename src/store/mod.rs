@@ -147,6 +147,13 @@ fn refused_inside_a_script(error: &redis::RedisError) -> bool {
     })
 }
 
+/// Stored scopes that no longer parse are corrupt data.
+impl From<crate::model::ScopeError> for StoreError {
+    fn from(error: crate::model::ScopeError) -> Self {
+        Self::Corrupt(error.to_string())
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         Self::from_sqlx(error, "record")

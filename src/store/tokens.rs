@@ -274,7 +274,7 @@ fn family_from_row(row: &AnyRow) -> Result<Family, StoreError> {
     Ok(Family {
         id: parse_uuid(row, "id")?,
         user_id: parse_uuid(row, "user_id")?,
-        scopes: Scopes::from_claim(scopes.as_deref()).map_err(StoreError::Corrupt)?,
+        scopes: Scopes::from_claim(scopes.as_deref()).map_err(StoreError::from)?,
         org_id: match row.try_get::<Option<String>, _>("org_id")? {
             Some(_) => Some(parse_uuid(row, "org_id")?),
             None => None,

@@ -163,10 +163,7 @@ pub(super) fn accent_color(color: &str) -> Result<(), KeyError> {
 pub(super) fn orgs(raw: &RawConfig, errors: &mut Errors) -> OrgsConfig {
     let o = &raw.orgs;
     let roles = errors
-        .check(
-            "orgs.roles",
-            OrgRoles::new(o.roles.0.iter().map(String::as_str)).map_err(KeyError::value),
-        )
+        .check("orgs.roles", OrgRoles::new(o.roles.0.iter().map(String::as_str)))
         .unwrap_or_default();
     let invite_ttl = errors.duration("orgs.invite_ttl", &o.invite_ttl);
     if invite_ttl.is_zero() {

@@ -144,8 +144,7 @@ fn headers(raw: &RawConfig, errors: &mut Errors) -> HeaderNames {
                     ("assertion", &h.assertion),
                     ("locale", &h.locale),
                 ],
-            )
-            .map_err(KeyError::value),
+            ),
         )
         .unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 use super::Errors;
 use crate::config::raw::{RawConfig, RawStorage};
 use crate::config::values::StringList;
-use crate::config::{EphemeralKind, KeyError, RedisSentinel, RedisTopology, StorageConfig};
+use crate::config::{EphemeralKind, RedisSentinel, RedisTopology, StorageConfig};
 use crate::crypto::sealed::{SealKey, Sealer};
 
 /// How Redis is laid out: `redis_sentinel_master` with its `redis_sentinels`, or
@@ -101,17 +101,16 @@ pub(super) fn storage(raw: &RawConfig, errors: &mut Errors) -> StorageConfig {
     if s.max_connections.0 == 0 {
         errors.push("storage.max_connections", "must be at least 1");
     }
-    let current = s.secrets_key.as_deref().filter(|key| !key.trim().is_empty()).and_then(|key| {
-        errors.check("storage.secrets_key", SealKey::parse(key).map_err(KeyError::value))
-    });
+    let current = s
+        .secrets_key
+        .as_deref()
+        .filter(|key| !key.trim().is_empty())
+        .and_then(|key| errors.check("storage.secrets_key", SealKey::parse(key)));
     let previous = s
         .secrets_key_previous
         .0
         .iter()
-        .filter_map(|key| {
-            errors
-                .check("storage.secrets_key_previous", SealKey::parse(key).map_err(KeyError::value))
-        })
+        .filter_map(|key| errors.check("storage.secrets_key_previous", SealKey::parse(key)))
         .collect();
     let direct_url = match s.database_direct_url.as_deref().map(str::trim) {
         None | Some("") => url.to_owned(),

@@ -17,11 +17,12 @@ use super::api_key::ApiKeyService;
 use super::cache::IdentityCache;
 use super::magic_link::PendingSignup;
 use super::password_policy::{self, WeakPassword};
-use super::profile::clean_name;
+use super::profile::{InvalidProfile, clean_name};
 use super::session::SessionService;
 use super::{Email, User, validate_role};
 use crate::clock::Clock;
 use crate::crypto::password::{PasswordHashError, PasswordHasherPool};
+use crate::model::InvalidRole;
 use crate::model::email::EmailError;
 use crate::store::StoreError;
 use crate::store::tokens::FamilyStore;
@@ -76,10 +77,10 @@ pub enum AccountError {
     InvalidEmail(#[from] EmailError),
     /// The display name is not usable (the message names the rule).
     #[error("{0}")]
-    InvalidName(String),
+    InvalidName(InvalidProfile),
     /// A role name is not usable (the message names the role).
     #[error("{0}")]
-    InvalidRole(String),
+    InvalidRole(InvalidRole),
     /// The password breaks a rule.
     #[error("password: {0}")]
     WeakPassword(#[from] WeakPassword),

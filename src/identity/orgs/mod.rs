@@ -16,7 +16,7 @@ use super::session::SessionService;
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
 use crate::model::email::EmailError;
-use crate::model::org::{self, Change, Member, Membership, OrgRoles};
+use crate::model::org::{self, Change, InvalidOrgField, Member, Membership, OrgRoles};
 use crate::store::StoreError;
 use crate::store::invites::InviteStore;
 use crate::store::orgs::{OrgStore, Outcome};
@@ -52,7 +52,7 @@ pub enum OrgError {
     TooMany,
     /// The name or slug breaks a rule (the message names it).
     #[error("{0}")]
-    Invalid(String),
+    Invalid(#[from] InvalidOrgField),
     /// Another organization has this slug.
     #[error("This slug is taken")]
     SlugTaken,
@@ -186,11 +186,11 @@ impl Organizations {
         name: &str,
         slug: Option<&str>,
     ) -> Result<Membership, OrgError> {
-        let name = org::clean_name(name).map_err(OrgError::Invalid)?;
+        let name = org::clean_name(name)?;
         self.room_for_one_more(owner).await?;
         let created = match slug {
             Some(slug) => {
-                org::check_slug(slug).map_err(OrgError::Invalid)?;
+                org::check_slug(slug)?;
                 self.orgs.create(&name, slug, owner, self.clock.now()).await.map_err(|error| {
                     match error {
                         StoreError::Conflict(_) => OrgError::SlugTaken,
