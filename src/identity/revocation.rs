@@ -29,8 +29,8 @@ use self::postgres::read_postgres;
 use self::redis_stream::read_redis;
 use super::cache::{IdentityCache, Revocation};
 use crate::store::ephemeral::{RedisConnection, RedisSource};
-use crate::store::revocations;
 use crate::store::sql::Database;
+use crate::store::{StoreError, revocations};
 
 /// Longest wait between reconnection attempts of the reader, and between retries of an append.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -134,16 +134,27 @@ impl From<&Channel> for Log {
     }
 }
 
+/// Why a revocation was not appended to the log (it is retried).
+#[derive(Debug, thiserror::Error)]
+enum AppendError {
+    /// Redis refused, or cannot be reached.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// PostgreSQL refused, or cannot be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Log {
-    async fn append(&mut self, revocation: &Revocation) -> Result<(), String> {
+    async fn append(&mut self, revocation: &Revocation) -> Result<(), AppendError> {
         match self {
             Self::Redis(log) => {
                 let RedisLog { source, stream, connection } = &mut **log;
-                if connection.is_none() {
-                    let connected = source.connect(HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT).await;
-                    *connection = Some(connected.map_err(|error| error.to_string())?);
-                }
-                let Some(open) = connection else { return Err("not connected".into()) };
+                let open = match connection {
+                    Some(open) => open,
+                    None => connection
+                        .insert(source.connect(HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT).await?),
+                };
                 let added = redis::cmd("XADD")
                     .arg(&*stream)
                     .arg("MAXLEN")
@@ -156,13 +167,11 @@ impl Log {
                     .await;
                 added.map(drop).map_err(|error| {
                     *connection = None;
-                    error.to_string()
+                    AppendError::Redis(error)
                 })
             }
             Self::Postgres { db, channel } => {
-                revocations::append(db, channel, &revocation.encode())
-                    .await
-                    .map_err(|error| error.to_string())
+                Ok(revocations::append(db, channel, &revocation.encode()).await?)
             }
         }
     }

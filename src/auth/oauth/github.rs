@@ -208,7 +208,7 @@ impl GithubClient {
         url: &str,
         token: &str,
     ) -> Result<T, OAuthError> {
-        let body = get(&self.http, url, Some(token)).await.map_err(OAuthError::Unavailable)?;
+        let body = get(&self.http, url, Some(token)).await?;
         serde_json::from_slice(&body)
             .map_err(|error| OAuthError::Invalid(format!("{url}: {error}")))
     }

@@ -392,7 +392,7 @@ impl OidcClient {
     }
 
     async fn get(&self, url: &str, bearer: Option<&str>) -> Result<Vec<u8>, OAuthError> {
-        get(&self.http, url, bearer).await.map_err(OAuthError::Unavailable)
+        Ok(get(&self.http, url, bearer).await?)
     }
 }
 

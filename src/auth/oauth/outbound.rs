@@ -19,19 +19,54 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
+/// Why a provider's answer was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// A GET could not be sent, or its answer not received.
+    #[error("{url}: {source}")]
+    Get {
+        /// What was asked for.
+        url: String,
+        /// reqwest's error.
+        source: reqwest::Error,
+    },
+    /// A GET was answered with an error status.
+    #[error("{url} answered {status}")]
+    Status {
+        /// What was asked for.
+        url: String,
+        /// The status.
+        status: reqwest::StatusCode,
+    },
+    /// The request or the reading of its answer failed.
+    #[error("{0}")]
+    Transport(#[source] reqwest::Error),
+    /// The answer is larger than [`MAX_RESPONSE`].
+    #[error("the answer is larger than 1 MiB")]
+    TooLarge,
+}
+
+/// A provider that cannot be reached or read is unavailable.
+impl From<FetchError> for super::oidc::OAuthError {
+    fn from(error: FetchError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
 /// GETs `url` as JSON (with a bearer token when given); the body, or why not.
 pub(super) async fn get(
     http: &reqwest::Client,
     url: &str,
     bearer: Option<&str>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, FetchError> {
     let mut request = http.get(url).header("accept", "application/json");
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.map_err(|error| format!("{url}: {error}"))?;
+    let response =
+        request.send().await.map_err(|source| FetchError::Get { url: url.to_owned(), source })?;
     if !response.status().is_success() {
-        return Err(format!("{url} answered {}", response.status()));
+        return Err(FetchError::Status { url: url.to_owned(), status: response.status() });
     }
     read_limited(response).await
 }
@@ -69,7 +104,7 @@ async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|error| HttpError(error.to_string()))?;
+        .map_err(|error| HttpError(FetchError::Transport(error)))?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = read_limited(response).await.map_err(HttpError)?;
@@ -81,14 +116,14 @@ async fn send(
 
 /// A failed provider request, for the `oauth2` crate.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HttpError(String);
+#[error(transparent)]
+pub struct HttpError(FetchError);
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
+    while let Some(chunk) = response.chunk().await.map_err(FetchError::Transport)? {
         if body.len() + chunk.len() > MAX_RESPONSE {
-            return Err("the answer is larger than 1 MiB".into());
+            return Err(FetchError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }

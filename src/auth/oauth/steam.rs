@@ -232,7 +232,7 @@ impl SteamClient {
                 .and_then(|summaries| summaries.response.players.into_iter().next()),
             Err(error) => {
                 // The key is in the URL: log only that it failed.
-                tracing::warn!(error = %error.replace(key, "<api_key>"), "Steam Web API failed");
+                tracing::warn!(error = %error.to_string().replace(key, "<api_key>"), "Steam Web API failed");
                 None
             }
         }
