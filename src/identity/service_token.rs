@@ -329,7 +329,7 @@ mod tests {
         raw.secret = Some("short".into());
         raw.algorithm = Some("RS256".into());
         let errors = crate::config::compile_service_token("lk", &raw).unwrap_err();
-        let keys: Vec<&str> = errors.iter().map(|(key, _)| key.as_str()).collect();
+        let keys: Vec<&str> = errors.iter().map(|error| error.key.as_str()).collect();
         assert!(keys.contains(&"service_tokens.lk.claims"), "{errors:?}");
         assert!(keys.contains(&"service_tokens.lk.algorithm"), "{errors:?}");
         raw.claims = Some("[1]".into());

@@ -36,6 +36,11 @@ impl Errors {
         result.map_err(|error| self.0.push(error.into().under(key))).ok()
     }
 
+    /// Records the problems a section's compiler found, their keys placed under `section`.
+    fn extend_under(&mut self, section: &str, problems: Vec<KeyError>) {
+        self.0.extend(problems.into_iter().map(|problem| problem.under(section)));
+    }
+
     fn duration(&mut self, key: &str, text: &str) -> Duration {
         self.check(key, parse_duration(text)).unwrap_or_default()
     }

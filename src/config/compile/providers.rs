@@ -2,6 +2,7 @@
 //! [`Provider`]s (the presets filled in, every problem reported by key path).
 
 use super::Errors;
+use crate::config::KeyError;
 use crate::config::raw::{RawConfig, RawProvider};
 use crate::identity::providers::{Provider, ProviderKind};
 
@@ -18,11 +19,7 @@ pub(super) fn providers(raw: &RawConfig, errors: &mut Errors) -> Vec<Provider> {
         }
         match compile(name, provider) {
             Ok(provider) => providers.push(provider),
-            Err(problems) => {
-                for (key, reason) in problems {
-                    errors.push(key, reason);
-                }
-            }
+            Err(problems) => errors.extend_under(&format!("providers.{name}"), problems),
         }
     }
     providers
@@ -52,12 +49,11 @@ pub(super) fn sso_domains(
     sso_domains
 }
 
-/// Compiles `[providers.<name>]`; problems come back as `(key, reason)`.
+/// Compiles `[providers.<name>]`.
 ///
 /// # Errors
-/// Every problem found, each with its key path.
-pub(super) fn compile(name: &str, raw: &RawProvider) -> Result<Provider, Vec<(String, String)>> {
-    let key = |field: &str| format!("providers.{name}.{field}");
+/// Every problem found, each with its key relative to `providers.<name>`.
+pub(super) fn compile(name: &str, raw: &RawProvider) -> Result<Provider, Vec<KeyError>> {
     let kind = raw.kind.clone().unwrap_or_else(|| match name {
         "google" | "okta" | "github" | "microsoft" | "steam" => name.to_owned(),
         _ => "oidc".to_owned(),
@@ -74,8 +70,8 @@ pub(super) fn compile(name: &str, raw: &RawProvider) -> Result<Provider, Vec<(St
         "github" => return compile_github(name, raw),
         "steam" => return Ok(compile_steam(name, raw)),
         other => {
-            return Err(vec![(
-                key("kind"),
+            return Err(vec![KeyError::new(
+                "kind",
                 format!("`{other}` is not one of: oidc, google, okta, github, microsoft, steam"),
             )]);
         }
@@ -86,25 +82,24 @@ pub(super) fn compile(name: &str, raw: &RawProvider) -> Result<Provider, Vec<(St
             url.as_str().trim_end_matches('/').to_owned()
         }
         Some(_) => {
-            errors.push((key("issuer"), "must be an http(s) URL".into()));
+            errors.push(KeyError::new("issuer", "must be an http(s) URL"));
             String::new()
         }
         None => {
-            errors.push((key("issuer"), "required for OpenID Connect providers".into()));
+            errors.push(KeyError::new("issuer", "required for OpenID Connect providers"));
             String::new()
         }
     };
-    let required =
-        |value: &Option<String>, field: &str, errors: &mut Vec<(String, String)>| match value
-            .as_deref()
-            .map(str::trim)
-        {
-            Some(value) if !value.is_empty() => value.to_owned(),
-            _ => {
-                errors.push((key(field), "required".into()));
-                String::new()
-            }
-        };
+    let required = |value: &Option<String>, field: &str, errors: &mut Vec<KeyError>| match value
+        .as_deref()
+        .map(str::trim)
+    {
+        Some(value) if !value.is_empty() => value.to_owned(),
+        _ => {
+            errors.push(KeyError::new(field, "required"));
+            String::new()
+        }
+    };
     let client_id = required(&raw.client_id, "client_id", &mut errors);
     let client_secret = required(&raw.client_secret, "client_secret", &mut errors);
     let mut scopes = raw.scopes.0.clone();
@@ -128,7 +123,7 @@ pub(super) fn compile(name: &str, raw: &RawProvider) -> Result<Provider, Vec<(St
             raw.tenant.as_deref().unwrap_or("common"),
             "common" | "organizations" | "consumers"
         );
-    check_roles(name, raw, multi_tenant, &mut errors);
+    check_roles(raw, multi_tenant, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -160,47 +155,41 @@ pub(super) fn compile(name: &str, raw: &RawProvider) -> Result<Provider, Vec<(St
 
 /// Roles from a provider come only through `roles_map`, and from a multi-tenant provider only
 /// once `allowed_tenants` says whose.
-fn check_roles(
-    name: &str,
-    raw: &RawProvider,
-    multi_tenant: bool,
-    errors: &mut Vec<(String, String)>,
-) {
-    let key = |field: &str| format!("providers.{name}.{field}");
+fn check_roles(raw: &RawProvider, multi_tenant: bool, errors: &mut Vec<KeyError>) {
     match (&raw.roles_claim, raw.roles_map.is_empty()) {
-        (Some(_), true) => errors.push((
-            key("roles_map"),
-            "required with roles_claim: only the IdP groups it lists become roles".into(),
+        (Some(_), true) => errors.push(KeyError::new(
+            "roles_map",
+            "required with roles_claim: only the IdP groups it lists become roles",
         )),
-        (None, false) => errors.push((key("roles_claim"), "required with roles_map".into())),
+        (None, false) => errors.push(KeyError::new("roles_claim", "required with roles_map")),
         _ => {}
     }
     for (group, role) in &raw.roles_map {
         if crate::identity::validate_role(role).is_err() {
-            errors
-                .push((key(&format!("roles_map.{group}")), format!("`{role}` is not a role name")));
+            errors.push(KeyError::new(
+                format!("roles_map.{group}"),
+                format!("`{role}` is not a role name"),
+            ));
         }
     }
     if multi_tenant && !raw.roles_map.is_empty() && raw.allowed_tenants.0.is_empty() {
-        errors.push((
-            key("allowed_tenants"),
-            "a multi-tenant provider admits anyone's tenant: list the tenants roles may come from"
-                .into(),
+        errors.push(KeyError::new(
+            "allowed_tenants",
+            "a multi-tenant provider admits anyone's tenant: list the tenants roles may come from",
         ));
     }
     if !multi_tenant && !raw.allowed_tenants.0.is_empty() {
-        errors.push((key("allowed_tenants"), "only for a multi-tenant microsoft provider".into()));
+        errors.push(KeyError::new("allowed_tenants", "only for a multi-tenant microsoft provider"));
     }
 }
 
 /// `[providers.github]`: OAuth 2 endpoints (overridable), the API, and the allow-lists.
-fn compile_github(name: &str, raw: &RawProvider) -> Result<Provider, Vec<(String, String)>> {
-    let key = |field: &str| format!("providers.{name}.{field}");
+fn compile_github(name: &str, raw: &RawProvider) -> Result<Provider, Vec<KeyError>> {
     let mut errors = Vec::new();
     let mut required = |value: &Option<String>, field: &str| match value.as_deref().map(str::trim) {
         Some(value) if !value.is_empty() => value.to_owned(),
         _ => {
-            errors.push((key(field), "required".into()));
+            errors.push(KeyError::new(field, "required"));
             String::new()
         }
     };
@@ -210,7 +199,7 @@ fn compile_github(name: &str, raw: &RawProvider) -> Result<Provider, Vec<(String
         raw.allowed_teams.0.iter().map(|t| t.to_ascii_lowercase()).collect();
     for team in &allowed_teams {
         if team.split('/').filter(|part| !part.is_empty()).count() != 2 {
-            errors.push((key("allowed_teams"), format!("`{team}`: expected org/team")));
+            errors.push(KeyError::new("allowed_teams", format!("`{team}`: expected org/team")));
         }
     }
     if !errors.is_empty() {

@@ -8,6 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Map, Value};
 
 use super::Errors;
+use crate::config::KeyError;
 use crate::config::raw::{RawConfig, RawServiceToken};
 use crate::config::values::parse_duration;
 use crate::identity::service_token::{ServiceToken, ServiceTokenSpec};
@@ -23,32 +24,28 @@ pub(super) fn service_tokens(
             Ok(compiled) => {
                 services.insert(name.clone(), compiled);
             }
-            Err(problems) => {
-                for (key, reason) in problems {
-                    errors.push(key, reason);
-                }
-            }
+            Err(problems) => errors.0.extend(problems),
         }
     }
     services
 }
 
-/// Compiles `[service_tokens.<name>]`; problems come back as `(key, reason)`.
+/// Compiles `[service_tokens.<name>]`.
 ///
 /// # Errors
 /// Every problem found, each with its key path.
 pub(crate) fn service_token(
     name: &str,
     raw: &RawServiceToken,
-) -> Result<ServiceToken, Vec<(String, String)>> {
-    let key_path = |field: &str| format!("service_tokens.{name}.{field}");
+) -> Result<ServiceToken, Vec<KeyError>> {
     let mut errors = Vec::new();
     let algorithm = match raw.algorithm.as_deref().unwrap_or("HS256") {
         "HS256" => Algorithm::HS256,
         "ES256" => Algorithm::ES256,
         "EdDSA" => Algorithm::EdDSA,
         other => {
-            errors.push((key_path("algorithm"), format!("`{other}`: one of HS256, ES256, EdDSA")));
+            errors
+                .push(KeyError::new("algorithm", format!("`{other}`: one of HS256, ES256, EdDSA")));
             Algorithm::HS256
         }
     };
@@ -62,25 +59,25 @@ pub(crate) fn service_token(
         _ => EncodingKey::from_ed_pem(secret.as_bytes())
             .map_err(|_| "not a PEM Ed25519 private key".to_owned()),
     }
-    .map_err(|reason| errors.push((key_path("secret"), reason)))
+    .map_err(|reason| errors.push(KeyError::new("secret", reason)))
     .ok();
     let ttl = parse_duration(raw.ttl.as_deref().unwrap_or("1h"))
-        .map_err(|error| errors.push((key_path("ttl"), error.reason)))
+        .map_err(|error| errors.push(error.under("ttl")))
         .unwrap_or_default();
     let params: Vec<String> = raw.params.0.clone();
     let template = match serde_json::from_str::<Value>(raw.claims.as_deref().unwrap_or("{}")) {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
-            errors.push((key_path("claims"), "must be a JSON object".into()));
+            errors.push(KeyError::new("claims", "must be a JSON object"));
             Map::new()
         }
         Err(error) => {
-            errors.push((key_path("claims"), format!("not JSON: {error}")));
+            errors.push(KeyError::new("claims", format!("not JSON: {error}")));
             Map::new()
         }
     };
     for (field, reason) in ServiceToken::problems(&params, &template) {
-        errors.push((key_path(field), reason));
+        errors.push(KeyError::new(field, reason));
     }
     match key {
         Some(key) if errors.is_empty() => Ok(ServiceToken::new(ServiceTokenSpec {
@@ -92,6 +89,9 @@ pub(crate) fn service_token(
             params,
             template,
         })),
-        _ => Err(errors),
+        _ => {
+            let section = format!("service_tokens.{name}");
+            Err(errors.into_iter().map(|error| error.under(&section)).collect())
+        }
     }
 }
