@@ -249,6 +249,7 @@ impl From<crate::identity::accounts::AccountError> for ApiError {
             AccountError::Hashing(_) => Self::internal(error),
             AccountError::InvalidEmail(error) => error.into(),
             AccountError::InvalidName(_)
+            | AccountError::InvalidProfile(_)
             | AccountError::InvalidRole(_)
             | AccountError::WeakPassword(_) => Self::invalid_request(error.to_string()),
             AccountError::NotFound => Self::not_found(error.to_string()),
@@ -256,6 +257,7 @@ impl From<crate::identity::accounts::AccountError> for ApiError {
             | AccountError::AlreadyLinked
             | AccountError::EmailTaken
             | AccountError::Exists
+            | AccountError::UsernameTaken
             | AccountError::AccountUnverified => Self::new(ErrorCode::Conflict, error.to_string()),
             AccountError::SignupClosed
             | AccountError::MailboxSignupClosed

@@ -314,4 +314,6 @@ parts! {
     Arc<Metrics> => metrics;
     Arc<Gateway> => gateway;
     Arc<dyn Clock> => clock;
+    CookieJar => cookies;
+    WsTickets => tickets;
 }

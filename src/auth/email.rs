@@ -20,6 +20,7 @@ use super::extract::{ApiQuery, BodyKind, Caller, Client, JsonOrForm};
 use super::openapi::MessageBody;
 use super::pages;
 use crate::auth::error::{AuthError, Refusal, Spent};
+use crate::auth::pages::PageError;
 use crate::identity::accounts::Accounts;
 use crate::identity::email_token::{Holder, Purpose};
 use crate::identity::password_policy;
@@ -207,7 +208,7 @@ async fn verify(
     match (result, super::wants_json(&site.headers)) {
         (Ok(()), true) => MessageBody::json("email verified").into_response(),
         (Ok(()), false) => super::found("/", None),
-        (Err(error), _) => pages::link_error(&state, &site, error),
+        (Err(error), json) => PageError::link(error).render(&state, &site, json).await,
     }
 }
 

@@ -8,7 +8,6 @@ use crate::error::ApiError;
 use crate::gateway::identify::Rejection;
 use crate::identity::accounts::AccountError;
 use crate::identity::orgs::OrgError;
-use crate::identity::profile::InvalidProfile;
 use crate::identity::tokens::TokenError;
 use crate::mail::MailError;
 use crate::model::ScopeError;
@@ -152,9 +151,6 @@ pub enum BadRequest {
     /// A redirect target is not allowed (the policy's reason).
     #[error("{0}")]
     Redirect(&'static str),
-    /// A profile field breaks a rule (the message names it).
-    #[error("{0}")]
-    Profile(#[from] InvalidProfile),
     /// Scopes that do not parse.
     #[error("scopes: {0}")]
     Scopes(#[from] ScopeError),
@@ -308,7 +304,4 @@ pub enum Clash {
     /// Unlinking the last way to sign in.
     #[error("This is your only way to sign in: set a password or link another provider first")]
     LastSignInMethod,
-    /// Another user has the username.
-    #[error("This username is taken")]
-    Username,
 }

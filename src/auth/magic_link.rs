@@ -19,7 +19,7 @@ use super::openapi::{MessageBody, SignedInBody};
 use super::pages::{self, SignInForm};
 use super::sessions::default_locale;
 use crate::auth::error::{AuthError, BadRequest, Spent};
-use crate::error::ApiError;
+use crate::auth::pages::{ErrorPage, PageError};
 use crate::identity::Email;
 use crate::identity::accounts::MailboxProof;
 use crate::identity::magic_link::{Issued, PendingSignup, Redeemed};
@@ -74,7 +74,9 @@ async fn request_link(
     let answer = MessageBody::json(ANSWER).into_response();
     Ok(match kind {
         BodyKind::Json => answer,
-        BodyKind::Form => sent_page(&state, &site, &body.email, redirect.as_str(), None, false),
+        BodyKind::Form => {
+            pages::link_sent_page(&state, &site, &body.email, redirect.as_str(), None, false)
+        }
     })
 }
 
@@ -160,21 +162,6 @@ fn send_failed(error: MailError) -> AuthError {
     AuthError::MailFailed { what: "mail", cause: error }
 }
 
-/// "Check your email", with the form for the code.
-pub(super) fn sent_page(
-    state: &AppState,
-    site: &SiteContext,
-    email: &str,
-    redirect: &str,
-    error: Option<&ApiError>,
-    signing_up: bool,
-) -> Response {
-    let status = error.map_or(StatusCode::OK, |error| error.code().status());
-    let error = error.map(ApiError::message);
-    let ctx = context! { email, redirect_uri => redirect, error, signing_up };
-    pages::render_form_page(state, site, "magic_link_sent.html", ctx, status)
-}
-
 /// Whether `email` gets a link: any account (a disabled one too, whose link signs nobody in,
 /// so that it cannot be told apart), or none yet where sign-up is open to its domain.
 async fn may_sign_in(state: &AppState, email: &Email) -> Result<bool, AuthError> {
@@ -233,7 +220,9 @@ async fn verify_link(
             };
             pages::render_form_page(&state, &site, "magic_link_confirm.html", ctx, StatusCode::OK)
         }
-        Err(error) => pages::link_error(&state, &site, error),
+        Err(error) => {
+            PageError::link(error).render(&state, &site, super::wants_json(&site.headers)).await
+        }
     }
 }
 
@@ -300,16 +289,16 @@ async fn verify_code(
         landing::sign_in(&state, &user, client, After::Session, reply, METHOD).await
     }
     .await;
-    result.unwrap_or_else(|error| match (kind, &body.token, &body.email) {
-        (BodyKind::Json, _, _) => error.into_response(),
-        (BodyKind::Form, Some(_), _) | (BodyKind::Form, None, None) => {
-            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error.into()))
-        }
-        (BodyKind::Form, None, Some(email)) => {
-            let redirect = body.redirect_uri.as_deref().unwrap_or("/");
-            sent_page(&state, &site, email, redirect, Some(&error.into()), false)
-        }
-    })
+    let Err(error) = result else { return result.unwrap_or_else(IntoResponse::into_response) };
+    // A typed code comes from the "check your email" page: shown again there.
+    let page = match (&body.token, &body.email) {
+        (None, Some(email)) => ErrorPage::LinkSent {
+            email: email.clone(),
+            redirect: body.redirect_uri.clone().unwrap_or_else(|| "/".to_owned()),
+        },
+        _ => ErrorPage::SignIn(SignInForm::default()),
+    };
+    PageError::new(error, page).render(&state, &site, kind == BodyKind::Json).await
 }
 
 /// Uses up the grant that `body` names: by the link's token, or by address and code (typed by

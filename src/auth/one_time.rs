@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::csrf::SiteContext;
 use super::extract::{ApiQuery, Client};
 use super::landing::{self, Reply};
-use super::pages;
 use crate::auth::error::{AuthError, BadRequest, Refusal, Spent};
+use crate::auth::pages::PageError;
 use crate::identity::org_choice::After;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -53,5 +53,11 @@ async fn one_time(
         landing::sign_in(&state, &user, client, After::Session, reply, "one_time").await
     }
     .await;
-    result.unwrap_or_else(|error| pages::link_error(&state, &site, error))
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            let json = crate::auth::wants_json(&site.headers);
+            PageError::link(error).render(&state, &site, json).await
+        }
+    }
 }

@@ -17,6 +17,7 @@ use super::pages::{self, SignInForm};
 use super::redirect::SafeRedirect;
 use super::sessions::default_locale;
 use crate::auth::error::{AuthError, BadRequest, Refusal};
+use crate::auth::pages::{ErrorPage, PageError};
 use crate::identity::accounts::{AccountError, Accounts, NewAccount};
 use crate::identity::magic_link::PendingSignup;
 use crate::identity::org_choice::After;
@@ -102,7 +103,7 @@ async fn signup_handler(
                     (StatusCode::ACCEPTED, MessageBody::json(SIGNUP_ANSWER)).into_response()
                 }
                 BodyKind::Form => {
-                    magic_link::sent_page(&state, &site, &body.email, target, None, true)
+                    pages::link_sent_page(&state, &site, &body.email, target, None, true)
                 }
             };
             let cookie = state.cookies.flow(binding, state.magic.ttl());
@@ -120,7 +121,10 @@ async fn signup_handler(
         redirect_uri: body.form.redirect_uri,
         signing_up: true,
     };
-    result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
+    match result {
+        Ok(response) => response,
+        Err(error) => failure_response(&state, &site, kind, error, form).await,
+    }
 }
 
 #[utoipa::path(
@@ -163,7 +167,10 @@ async fn login_handler(
         redirect_uri: body.form.redirect_uri,
         signing_up: false,
     };
-    result.unwrap_or_else(|error| failure_response(&state, &site, kind, error, form))
+    match result {
+        Ok(response) => response,
+        Err(error) => failure_response(&state, &site, kind, error, form).await,
+    }
 }
 
 /// CSRF for credential posts: JSON calls must not be cross-site; form posts must also carry the
@@ -346,15 +353,13 @@ fn signed_in_response(
 }
 
 /// JSON errors for API calls; the sign-in page with the message for form posts.
-fn failure_response(
+async fn failure_response(
     state: &AppState,
     site: &SiteContext,
     kind: BodyKind,
     error: AuthError,
     form: SignInForm,
 ) -> Response {
-    match kind {
-        BodyKind::Json => error.into_response(),
-        BodyKind::Form => pages::sign_in_response(state, site, form, Some(&error.into())),
-    }
+    let page = ErrorPage::SignIn(form);
+    PageError::new(error, page).render(state, site, kind == BodyKind::Json).await
 }

@@ -17,7 +17,6 @@ use http::Method;
 use crate::auth::error::AuthError;
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
-use crate::error::ApiError;
 use crate::identity::Email;
 use crate::server::peer::{Peer, client_ip, client_key};
 use crate::state::AppState;
@@ -128,7 +127,7 @@ pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: 
         let ip = client_ip(peer, request.headers(), &state.config.server.trusted_proxies);
         if let Err(wait) = state.ip_limiter.check(ip).await {
             state.metrics.record_auth("rate_limit", "refused");
-            return ApiError::rate_limited(wait).into_response();
+            return AuthError::RateLimited { retry_after_secs: wait }.into_response();
         }
     }
     next.run(request).await
@@ -148,7 +147,7 @@ impl AccountBackoff {
         Self { store, clock, threshold }
     }
 
-    /// `Err(ApiError::rate_limited)` while the account is backing off.
+    /// `Err(AuthError::RateLimited)` while the account is backing off.
     ///
     /// # Errors
     /// 429 while locked; 503 if the store is down.
@@ -232,7 +231,7 @@ fn parse_time(bytes: &[u8]) -> Result<Timestamp, StoreError> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::error::ErrorCode;
+    use crate::error::{ApiError, ErrorCode};
     use crate::store::ephemeral::MemoryStore;
 
     /// Both kinds of limiter: in process, and counted in a (shared) store.

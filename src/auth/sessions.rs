@@ -11,15 +11,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession};
+use super::extract::{
+    AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession, caller_user,
+};
 use super::openapi::{MessageBody, UserBody};
-use crate::auth::error::{AuthError, BadRequest, Clash, Missing, Refusal};
+use crate::auth::error::{AuthError, Missing, Refusal};
 use crate::clock::Timestamp;
+use crate::cookies::CookieJar;
+use crate::identity::accounts::{Accounts, ProfileChanges};
 use crate::identity::orgs::Organizations;
-use crate::identity::ticket::TICKET_TTL;
+use crate::identity::session::SessionService;
+use crate::identity::ticket::{TICKET_TTL, WsTickets};
 use crate::identity::{AuthMethod, Identity, User, profile};
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::users::UserStore;
 
 /// Routes: `GET /me`, `PATCH /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`,
 /// `POST /ws-token`.
@@ -42,16 +47,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ),
 )]
 async fn me(
-    State(state): State<AppState>,
+    State(users): State<UserStore>,
+    State(orgs): State<Organizations>,
     AnyCaller(identity): AnyCaller,
 ) -> Result<Response, AuthError> {
-    let user = state
-        .services
-        .users
-        .find_enabled(identity.user_id)
-        .await?
-        .ok_or_else(AuthError::not_signed_in)?;
-    user_response(&state.services.orgs, &user, active_org(&identity)).await
+    let user = caller_user(&users, &identity).await?;
+    user_response(&orgs, &user, active_org(&identity)).await
 }
 
 /// `{"user": …}` with the user's organizations and the `active` one.
@@ -128,13 +129,11 @@ async fn logout(
     ),
 )]
 async fn list(
-    State(state): State<AppState>,
+    State(sessions): State<SessionService>,
     session: CurrentSession,
 ) -> Result<Response, AuthError> {
     let current = session.identity.session_id;
-    let sessions: Vec<SessionDoc> = state
-        .services
-        .sessions
+    let sessions: Vec<SessionDoc> = sessions
         .list(session.identity.user_id)
         .await?
         .into_iter()
@@ -160,16 +159,17 @@ async fn list(
     responses((status = 200, description = "The session ended", body = MessageBody)),
 )]
 async fn end_one(
-    State(state): State<AppState>,
+    State(sessions): State<SessionService>,
+    State(cookies): State<CookieJar>,
     ApiPath(id): ApiPath<Uuid>,
     CsrfSession(session): CsrfSession,
 ) -> Result<Response, AuthError> {
-    if !state.services.sessions.end_by_id(session.identity.user_id, id).await? {
+    if !sessions.end_by_id(session.identity.user_id, id).await? {
         return Err(AuthError::from(Missing::Session));
     }
     let mut response = MessageBody::json("session ended").into_response();
     if session.identity.session_id == Some(id) {
-        for cookie in state.cookies.clear_session() {
+        for cookie in cookies.clear_session() {
             response.headers_mut().append(SET_COOKIE, cookie);
         }
     }
@@ -187,7 +187,7 @@ async fn end_one(
     ),
 )]
 async fn ws_token(
-    State(state): State<AppState>,
+    State(tickets): State<WsTickets>,
     Caller(caller): Caller,
     session: Option<CurrentSession>,
 ) -> Result<Response, AuthError> {
@@ -198,7 +198,7 @@ async fn ws_token(
             return Err(AuthError::from(Refusal::TicketCredential));
         }
     };
-    let token = state.tickets.issue(&caller, session_hash).await?;
+    let token = tickets.issue(&caller, session_hash).await?;
     Ok(super::no_store(
         Json(WsTicketBody { token, expires_in: TICKET_TTL.as_secs() }).into_response(),
     ))
@@ -224,39 +224,24 @@ struct ProfilePatch {
     responses((status = 200, description = "The updated user", body = UserBody)),
 )]
 async fn update_me(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
+    State(users): State<UserStore>,
+    State(orgs): State<Organizations>,
     Caller(caller): Caller,
     ApiJson(patch): ApiJson<ProfilePatch>,
 ) -> Result<Response, AuthError> {
     if caller.method == AuthMethod::ApiKey {
         return Err(AuthError::from(Refusal::ApiKey("change the profile")));
     }
-    let mut user = super::extract::caller_user(&state.services.users, &caller).await?;
-    let field =
-        |value: Option<String>,
-         clean: fn(&str) -> Result<Option<String>, profile::InvalidProfile>| {
-            value.map(|value| clean(&value)).transpose().map_err(BadRequest::Profile)
-        };
-    if let Some(name) = field(patch.name, profile::clean_name)? {
-        user.name = name;
-    }
-    if let Some(username) = field(patch.username, profile::clean_username)? {
-        user.username = username;
-    }
-    if let Some(locale) = field(patch.locale, profile::clean_locale)? {
-        user.locale = locale;
-    }
-    if let Some(avatar_url) = field(patch.avatar_url, profile::clean_avatar_url)? {
-        user.avatar_url = avatar_url;
-    }
-    let now = state.clock.now();
-    state.services.users.update_profile(&user, now).await.map_err(|error| match error {
-        StoreError::Conflict(_) => AuthError::from(Clash::Username),
-        other => other.into(),
-    })?;
-    user.updated_at = now;
-    state.services.sessions.refresh_user(user.id);
-    user_response(&state.services.orgs, &user, active_org(&caller)).await
+    let user = caller_user(&users, &caller).await?;
+    let changes = ProfileChanges {
+        name: patch.name,
+        username: patch.username,
+        locale: patch.locale,
+        avatar_url: patch.avatar_url,
+    };
+    let user = accounts.update_profile(user, changes).await?;
+    user_response(&orgs, &user, active_org(&caller)).await
 }
 
 /// Gives a user without a locale the first one of the request's `Accept-Language` (on sign-up

@@ -39,11 +39,10 @@ use super::csrf::SiteContext;
 use super::extract::{ApiPath, ApiQuery, Caller, Client, CurrentSession};
 use super::landing::{self, Reply};
 use super::openapi::MessageBody;
-use super::pages::{self, SignInForm};
 use crate::auth::error::{AuthError, BadRequest, Clash, Missing, NotSignedIn, Refusal, Spent};
+use crate::auth::pages::PageError;
 use crate::clock::Timestamp;
 use crate::crypto;
-use crate::error::ApiError;
 use crate::identity::accounts::{self, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
@@ -333,9 +332,7 @@ async fn callback(
             .map_err(error_of)?;
         let now = state.clock.now();
         if let Some(user_id) = flow.link_user {
-            accounts::link(&state.links, user_id, &provider, external, now)
-                .await
-                .map_err(ApiError::from)?;
+            accounts::link(&state.links, user_id, &provider, external, now).await?;
             state.metrics.record_auth("oauth", "linked");
             return Ok(redirect_to(&flow.redirect));
         }
@@ -347,8 +344,7 @@ async fn callback(
         let roles = external.roles.clone();
         let user =
             accounts::sign_in(&state.services.users, &state.links, &provider, external, rules, now)
-                .await
-                .map_err(ApiError::from)?;
+                .await?;
         if let Some(roles) = roles {
             state.services.users.set_provider_roles(user.id, &provider, &roles).await?;
             state.services.sessions.refresh_user(user.id);
@@ -358,14 +354,14 @@ async fn callback(
         landing::sign_in(&state, &user, client_info, After::Session, reply, "oauth").await
     }
     .await;
-    result.unwrap_or_else(|error| {
-        state.metrics.record_auth("oauth", "failure");
-        if super::wants_json(&site.headers) {
-            error.into_response()
-        } else {
-            pages::sign_in_response(&state, &site, SignInForm::default(), Some(&error.into()))
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            state.metrics.record_auth("oauth", "failure");
+            let json = super::wants_json(&site.headers);
+            PageError::link(error).render(&state, &site, json).await
         }
-    })
+    }
 }
 
 /// `GET /providers/linked`: the caller's linked providers.

@@ -23,7 +23,7 @@ use crate::auth::error::{AuthError, BadRequest};
 use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::openapi::MessageBody;
-use crate::auth::pages;
+use crate::auth::pages::PageError;
 use crate::clock::Timestamp;
 use crate::identity::Email;
 use crate::identity::org_choice::After;
@@ -178,7 +178,13 @@ async fn accept(
         .await
     }
     .await;
-    result.unwrap_or_else(|error| pages::link_error(&state, &site, error))
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            let json = crate::auth::wants_json(&site.headers);
+            PageError::link(error).render(&state, &site, json).await
+        }
+    }
 }
 
 /// An invite (never its token).

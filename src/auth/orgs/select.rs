@@ -4,9 +4,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use http::header::SET_COOKIE;
-use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -16,8 +14,8 @@ use crate::auth::extract::{BodyKind, JsonOrForm};
 use crate::auth::landing::{self, Reply};
 use crate::auth::openapi::SignedInBody;
 use crate::auth::pages;
+use crate::auth::pages::{ErrorPage, PageError};
 use crate::cookies::Own;
-use crate::error::ApiError;
 use crate::identity::session::ClientInfo;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -101,10 +99,9 @@ async fn select(
     match (result, kind) {
         (Ok(response), _) => response,
         (Err(error), BodyKind::Json) => error.into_response(),
+        // The choices again with the error (only the error if the choice is gone).
         (Err(error), BodyKind::Form) => {
-            // The choices again with the error (only the error if the choice is gone).
-            let token = state.cookies.read(&site.headers, Own::Choice).one();
-            render(&state, &site, token, Some(error.into())).await
+            PageError::new(error, ErrorPage::OrgChoice).render(&state, &site, false).await
         }
     }
 }
@@ -119,36 +116,7 @@ async fn select(
     ),
 )]
 async fn page(State(state): State<AppState>, site: SiteContext) -> Response {
-    render(&state, &site, state.cookies.read(&site.headers, Own::Choice).one(), None).await
-}
-
-async fn render(
-    state: &AppState,
-    site: &SiteContext,
-    token: Option<&str>,
-    error: Option<ApiError>,
-) -> Response {
-    let choice = match token {
-        Some(token) => state.choices.peek(token).await,
-        None => Ok(None),
-    };
-    let (orgs, error) = match choice {
-        Ok(Some(choice)) => match state.services.orgs.memberships(choice.user_id).await {
-            Ok(orgs) => (orgs, error),
-            Err(failure) => (Vec::new(), Some(failure.into())),
-        },
-        Ok(None) => (Vec::new(), Some(error.unwrap_or_else(|| expired().into()))),
-        Err(failure) => (Vec::new(), Some(failure.into())),
-    };
-    let status = error.as_ref().map_or(StatusCode::OK, |error| error.code().status());
-    let ctx = context! {
-            organizations => orgs
-                .iter()
-                .map(|org| context! { id => org.id.to_string(), name => &org.name, role => &org.role })
-                .collect::<Vec<_>>(),
-            error => error.as_ref().map(ApiError::message),
-    };
-    pages::render_form_page(state, site, "org_select.html", ctx, status)
+    pages::org_choice_page(&state, &site, None).await
 }
 
 fn expired() -> AuthError {

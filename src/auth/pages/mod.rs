@@ -12,9 +12,14 @@ use http::{HeaderValue, StatusCode};
 use minijinja::{Environment, context};
 use serde::Deserialize;
 
+mod error;
+
+pub use self::error::{ErrorPage, PageError};
 use super::csrf::{SiteContext, anonymous_for_page};
+use super::error::{AuthError, BadRequest, Spent};
 use super::extract::ApiQuery;
 use crate::config::Branding;
+use crate::cookies::Own;
 use crate::error::ApiError;
 use crate::identity::password_policy::MIN_LENGTH;
 use crate::state::AppState;
@@ -100,15 +105,13 @@ async fn sign_in(
     site: SiteContext,
     ApiQuery(query): ApiQuery<SignInQuery>,
 ) -> Response {
-    let error = query
-        .redirect_uri
-        .as_deref()
-        .map(|target| state.redirects.check(target))
-        .and_then(Result::err)
-        .map(ApiError::invalid_request);
-    let redirect_uri = if error.is_some() { None } else { query.redirect_uri };
-    let form = SignInForm { email: None, redirect_uri, signing_up: false };
-    sign_in_response(&state, &site, form, error.as_ref())
+    let refused = query.redirect_uri.as_deref().map(|target| state.redirects.check(target));
+    if let Some(Err(reason)) = refused {
+        let error = AuthError::from(BadRequest::Redirect(reason));
+        return PageError::link(error).render(&state, &site, false).await;
+    }
+    let form = SignInForm { email: None, redirect_uri: query.redirect_uri, signing_up: false };
+    sign_in_response(&state, &site, form, None)
 }
 
 /// The sign-in page, with `error` shown (and its status) when there is one.
@@ -136,15 +139,50 @@ pub fn sign_in_response(
     render_form_page(state, site, "sign_in.html", ctx, status)
 }
 
-/// The answer to a link that failed (emailed or minted by an operator): the error as JSON when
-/// the caller asks for JSON, else the sign-in page showing it.
-pub fn link_error(state: &AppState, site: &SiteContext, error: impl Into<ApiError>) -> Response {
-    let error = error.into();
-    if super::wants_json(&site.headers) {
-        error.into_response()
-    } else {
-        sign_in_response(state, site, SignInForm::default(), Some(&error))
-    }
+/// "Check your email" after a magic link was asked for (or a password sign-up that waits
+/// for it), with the form for the code.
+pub fn link_sent_page(
+    state: &AppState,
+    site: &SiteContext,
+    email: &str,
+    redirect: &str,
+    error: Option<&ApiError>,
+    signing_up: bool,
+) -> Response {
+    let status = error.map_or(StatusCode::OK, |error| error.code().status());
+    let error = error.map(ApiError::message);
+    let ctx = context! { email, redirect_uri => redirect, error, signing_up };
+    render_form_page(state, site, "magic_link_sent.html", ctx, status)
+}
+
+/// The organizations of the pending sign-in named by the choice cookie, as a form (only the
+/// error when the choice is gone).
+pub async fn org_choice_page(
+    state: &AppState,
+    site: &SiteContext,
+    error: Option<ApiError>,
+) -> Response {
+    let choice = match state.cookies.read(&site.headers, Own::Choice).one() {
+        Some(token) => state.choices.peek(token).await,
+        None => Ok(None),
+    };
+    let (orgs, error) = match choice {
+        Ok(Some(choice)) => match state.services.orgs.memberships(choice.user_id).await {
+            Ok(orgs) => (orgs, error),
+            Err(failure) => (Vec::new(), Some(failure.into())),
+        },
+        Ok(None) => {
+            (Vec::new(), Some(error.unwrap_or_else(|| AuthError::from(Spent::Choice).into())))
+        }
+        Err(failure) => (Vec::new(), Some(failure.into())),
+    };
+    let status = error.as_ref().map_or(StatusCode::OK, |error| error.code().status());
+    let organizations = orgs
+        .iter()
+        .map(|org| context! { id => org.id.to_string(), name => &org.name, role => &org.role })
+        .collect::<Vec<_>>();
+    let ctx = context! { organizations, error => error.as_ref().map(ApiError::message) };
+    render_form_page(state, site, "org_select.html", ctx, status)
 }
 
 /// Renders a page that holds a form: `base_path` and the visitor's anonymous `csrf_token` are

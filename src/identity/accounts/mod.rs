@@ -7,12 +7,14 @@
 //! flow changes, and in which order, is decided here.
 
 mod external;
+mod profile;
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 pub use self::external::{ExternalUser, SignupRules, link, sign_in};
+pub use self::profile::ProfileChanges;
 use super::api_key::ApiKeyService;
 use super::cache::IdentityCache;
 use super::magic_link::PendingSignup;
@@ -78,6 +80,12 @@ pub enum AccountError {
     /// The display name is not usable (the message names the rule).
     #[error("{0}")]
     InvalidName(InvalidProfile),
+    /// A profile field is not usable (the message names the field).
+    #[error("{0}")]
+    InvalidProfile(#[from] InvalidProfile),
+    /// Another user has the username.
+    #[error("This username is taken")]
+    UsernameTaken,
     /// A role name is not usable (the message names the role).
     #[error("{0}")]
     InvalidRole(InvalidRole),
