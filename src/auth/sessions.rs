@@ -15,6 +15,7 @@ use super::extract::{
     AnyCaller, ApiJson, ApiPath, ApiQuery, Caller, CsrfSession, CurrentSession, caller_user,
 };
 use super::openapi::{MessageBody, UserBody};
+use super::sign_out::{Ending, SignOut};
 use crate::auth::error::{AuthError, Missing, Refusal};
 use crate::clock::Timestamp;
 use crate::cookies::CookieJar;
@@ -93,30 +94,18 @@ struct LogoutQuery {
     ),
 )]
 async fn logout(
-    State(state): State<AppState>,
+    State(signing_out): State<SignOut>,
     ApiQuery(query): ApiQuery<LogoutQuery>,
     Caller(caller): Caller,
     session: Option<CurrentSession>,
 ) -> Result<Response, AuthError> {
-    let all = query.all.unwrap_or(false);
-    match (caller.method, session) {
-        (_, _) if all => {
-            state.services.accounts.end_all_sign_ins(caller.user_id).await?;
-        }
-        (AuthMethod::Session, Some(session)) => state.services.sessions.end(&session.token).await?,
-        (AuthMethod::Jwt, _) => {
-            if let Some(family) = caller.session_id {
-                state.tokens.revoke_family(family).await?;
-            }
-        }
+    let ending = match (caller.method, &session) {
+        _ if query.all.unwrap_or(false) => Ending::Everything(caller.user_id),
+        (AuthMethod::Session, Some(session)) => Ending::Session(&session.token),
+        (AuthMethod::Jwt, _) => caller.session_id.map_or(Ending::CookiesOnly, Ending::TokenFamily),
         _ => return Err(AuthError::from(Refusal::LogoutCredential)),
-    }
-    state.metrics.record_auth("session", "logout");
-    let mut response = MessageBody::json("logged out").into_response();
-    for cookie in state.cookies.clear_session().into_iter().chain(state.cookies.clear_tokens()) {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    Ok(response)
+    };
+    signing_out.end(ending, MessageBody::json("logged out").into_response()).await
 }
 
 /// `GET /sessions`: the user's live sessions, marking the current one.
