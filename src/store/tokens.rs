@@ -291,6 +291,10 @@ fn family_from_row(row: &AnyRow) -> Result<Family, StoreError> {
 mod tests {
     use super::*;
 
+    fn hash(byte: u8) -> CredentialHash {
+        CredentialHash::from_bytes([byte; 32])
+    }
+
     #[tokio::test]
     async fn spent_tokens_are_kept_for_the_retention_and_families_until_they_expire() {
         let store = FamilyStore::new(Database::connect("sqlite::memory:", 1).await.unwrap());
@@ -308,91 +312,37 @@ mod tests {
         };
         // The owner is not checked by this table.
         sqlx::query("PRAGMA foreign_keys = OFF").execute(store.db.pool()).await.unwrap();
-        store.insert(&family, &CredentialHash::from_bytes([1; 32])).await.unwrap();
+        store.insert(&family, &hash(1)).await.unwrap();
         assert!(matches!(
-            store
-                .rotate(
-                    &CredentialHash::from_bytes([1; 32]),
-                    &CredentialHash::from_bytes([2; 32]),
-                    day(1),
-                    day(31),
-                    None
-                )
-                .await
-                .unwrap(),
+            store.rotate(&hash(1), &hash(2), day(1), day(31), None).await.unwrap(),
             Rotation::Rotated(_)
         ));
         assert!(matches!(
-            store
-                .rotate(
-                    &CredentialHash::from_bytes([2; 32]),
-                    &CredentialHash::from_bytes([3; 32]),
-                    day(5),
-                    day(35),
-                    None
-                )
-                .await
-                .unwrap(),
+            store.rotate(&hash(2), &hash(3), day(5), day(35), None).await.unwrap(),
             Rotation::Rotated(_)
         ));
 
         store.sweep(day(7)).await.unwrap();
         assert!(matches!(
-            store
-                .rotate(
-                    &CredentialHash::from_bytes([1; 32]),
-                    &CredentialHash::from_bytes([9; 32]),
-                    day(7),
-                    day(37),
-                    None
-                )
-                .await
-                .unwrap(),
+            store.rotate(&hash(1), &hash(9), day(7), day(37), None).await.unwrap(),
             Rotation::Spent { .. }
         ));
         store.sweep(day(9)).await.unwrap();
         assert_eq!(
-            store
-                .rotate(
-                    &CredentialHash::from_bytes([1; 32]),
-                    &CredentialHash::from_bytes([9; 32]),
-                    day(9),
-                    day(39),
-                    None
-                )
-                .await
-                .unwrap(),
+            store.rotate(&hash(1), &hash(9), day(9), day(39), None).await.unwrap(),
             Rotation::Unknown,
             "spent 8 days ago: forgotten"
         );
         assert!(
             matches!(
-                store
-                    .rotate(
-                        &CredentialHash::from_bytes([2; 32]),
-                        &CredentialHash::from_bytes([9; 32]),
-                        day(9),
-                        day(39),
-                        None
-                    )
-                    .await
-                    .unwrap(),
+                store.rotate(&hash(2), &hash(9), day(9), day(39), None).await.unwrap(),
                 Rotation::Spent { .. }
             ),
             "spent 4 days ago: kept"
         );
         store.sweep(day(40)).await.unwrap();
         assert_eq!(
-            store
-                .rotate(
-                    &CredentialHash::from_bytes([3; 32]),
-                    &CredentialHash::from_bytes([9; 32]),
-                    day(40),
-                    day(70),
-                    None
-                )
-                .await
-                .unwrap(),
+            store.rotate(&hash(3), &hash(9), day(40), day(70), None).await.unwrap(),
             Rotation::Unknown,
             "the family expired"
         );
