@@ -1,11 +1,11 @@
 //! `portcullis api-key …`: make, list and revoke a user's API keys.
 
+use crate::config::Config;
+use crate::identity::Scopes;
+use crate::identity::api_key::KeyRequest;
+use crate::store::api_keys::ApiKeyRecord;
+use crate::store::orgs::OrgStore;
 use clap::Subcommand;
-use portcullis::config::Config;
-use portcullis::identity::Scopes;
-use portcullis::identity::api_key::KeyRequest;
-use portcullis::store::api_keys::ApiKeyRecord;
-use portcullis::store::orgs::OrgStore;
 
 use super::{CliError, find_user, with_services};
 

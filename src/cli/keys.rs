@@ -1,8 +1,8 @@
 //! `portcullis keys …`: rotate and list the keys that sign access tokens and assertions.
 
+use crate::config::Config;
+use crate::identity::key_ring::KeyRing;
 use clap::Subcommand;
-use portcullis::config::Config;
-use portcullis::identity::key_ring::KeyRing;
 
 use super::{CliError, with_services};
 

@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use portcullis::app::App;
-use portcullis::config::{Config, LogFormat, load};
-use portcullis::store::StoreError;
-use portcullis::store::sql::Database;
+use crate::app::App;
+use crate::config::{Config, LogFormat, load};
+use crate::store::StoreError;
+use crate::store::sql::Database;
 use tracing_subscriber::EnvFilter;
 
 use super::CliError;
@@ -103,7 +103,7 @@ pub(crate) fn check_config(config: &Config) -> ExitCode {
 
 /// `portcullis openapi`: the document, indented, on stdout.
 pub(crate) fn openapi(config: &Config) -> ExitCode {
-    let document = portcullis::auth::api_document(config);
+    let document = crate::auth::api_document(config);
     match serde_json::from_slice::<serde_json::Value>(&document)
         .and_then(|value| serde_json::to_string_pretty(&value))
     {

@@ -3,12 +3,12 @@
 
 use std::io::BufRead;
 
+use crate::app::expected_public_url;
+use crate::config::{Config, EphemeralKind};
+use crate::identity::Email;
+use crate::identity::accounts::NewAccount;
+use crate::identity::one_time::{self, OneTimeLink};
 use clap::Subcommand;
-use portcullis::app::expected_public_url;
-use portcullis::config::{Config, EphemeralKind};
-use portcullis::identity::Email;
-use portcullis::identity::accounts::NewAccount;
-use portcullis::identity::one_time::{self, OneTimeLink};
 
 use super::{CliError, find_user, with_services};
 
