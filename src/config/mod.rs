@@ -26,7 +26,7 @@ use crate::gateway::upstream::Upstream;
 use crate::model::headers::HeaderNames;
 pub use key_error::KeyError;
 pub use raw::RawConfig;
-pub use storage::{EphemeralKind, RedisSentinel, RedisTopology, StorageConfig};
+pub use storage::{EphemeralKind, StorageConfig};
 
 /// Why the configuration cannot be used; every variant names the key or file at fault.
 #[derive(Debug, thiserror::Error)]

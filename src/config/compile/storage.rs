@@ -3,8 +3,9 @@
 use super::Errors;
 use crate::config::raw::{RawConfig, RawStorage};
 use crate::config::values::StringList;
-use crate::config::{EphemeralKind, RedisSentinel, RedisTopology, StorageConfig};
+use crate::config::{EphemeralKind, StorageConfig};
 use crate::crypto::sealed::{SealKey, Sealer};
+use crate::store::ephemeral::{RedisSentinel, RedisTopology};
 
 /// How Redis is laid out: `redis_sentinel_master` with its `redis_sentinels`, or
 /// `redis_cluster_nodes`, or neither (one server).

@@ -4,7 +4,8 @@ use ipnet::IpNet;
 use super::auth::accent_color;
 use super::server::ipv4_mapped_as_ipv4;
 use super::*;
-use crate::config::{EphemeralKind, RedisTopology};
+use crate::config::EphemeralKind;
+use crate::store::ephemeral::RedisTopology;
 
 #[test]
 fn the_worker_count_is_bounded_and_zero_means_one_per_cpu() {

@@ -142,7 +142,7 @@ async fn postgres_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_conforms() {
-    let topology = crate::config::RedisTopology::Single;
+    let topology = super::RedisTopology::Single;
     let source = super::RedisSource::new(&redis_url(), None, &topology).unwrap();
     let store = RedisStore::connect(source, &unique_prefix(), Arc::new(SystemClock)).await.unwrap();
     // Redis expires keys on its own clock: real time, in 50 ms units (a 3 s "minute").

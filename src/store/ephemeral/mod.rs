@@ -8,6 +8,7 @@ mod database;
 mod memory;
 mod redis;
 mod redis_source;
+mod redis_topology;
 
 #[cfg(test)]
 mod conformance;
@@ -20,6 +21,7 @@ pub use self::database::DatabaseStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::redis_source::{RedisConnection, RedisSource};
+pub use self::redis_topology::{RedisSentinel, RedisTopology};
 use super::StoreError;
 
 /// Serializes a record for the store.

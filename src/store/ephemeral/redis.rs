@@ -271,7 +271,7 @@ impl EphemeralStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RedisTopology;
+    use crate::store::ephemeral::RedisTopology;
 
     #[test]
     fn connections_keep_alive_and_give_up_on_a_vanished_peer() {

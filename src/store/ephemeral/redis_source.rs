@@ -16,7 +16,7 @@ use redis::{
     RedisResult, TlsCertificates, TlsMode, Value,
 };
 
-use crate::config::RedisTopology;
+use super::RedisTopology;
 use crate::store::StoreError;
 
 /// How long asking the Sentinels for the primary (and checking it) may take.
