@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::extract::BodyKind;
 use super::openapi::CsrfBody;
 use crate::auth::error::AuthError;
-use crate::auth::redirect::RedirectPolicy;
+use crate::config::redirect::RedirectPolicy;
 use crate::cookies::{CookieJar, Own};
 use crate::crypto::{self, SecretKey};
 use crate::gateway::identify::Identified;

@@ -17,7 +17,6 @@ pub mod pages;
 pub mod password;
 pub mod providers;
 pub mod rate_limit;
-pub mod redirect;
 pub mod service_tokens;
 pub mod sessions;
 pub mod sign_in;

@@ -10,6 +10,7 @@ mod key_error;
 pub(crate) use self::compile::service_token as compile_service_token;
 pub mod load;
 pub mod raw;
+pub mod redirect;
 mod storage;
 pub mod values;
 
@@ -19,13 +20,13 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::auth::redirect::RedirectPolicy;
 use crate::crypto::signing::SigningAlgorithm;
 use crate::gateway::policy::RouteTable;
 use crate::gateway::upstream::Upstream;
 use crate::model::headers::HeaderNames;
 pub use key_error::KeyError;
 pub use raw::RawConfig;
+use redirect::RedirectPolicy;
 pub use storage::{EphemeralKind, StorageConfig};
 
 /// Why the configuration cannot be used; every variant names the key or file at fault.

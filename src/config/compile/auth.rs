@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use super::Errors;
-use crate::auth::redirect::RedirectPolicy;
 use crate::config::raw::RawConfig;
+use crate::config::redirect::RedirectPolicy;
 use crate::config::{
     AuthConfig, Branding, EmailConfig, KeyError, OrgsConfig, PublicUrl, SessionConfig,
 };

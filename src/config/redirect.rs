@@ -3,6 +3,9 @@
 //!
 //! Refused: other origins, scheme-relative `//host`, backslash tricks (`/\host`, which browsers
 //! read as `//host`), control characters and whitespace, `javascript:` and other schemes.
+//!
+//! [`RedirectPolicy`] is a value of the compiled configuration (`[auth] redirect_origins` and
+//! the public URL); the auth API checks every redirect target and `Origin` against it.
 
 /// Where redirects may point besides relative paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
