@@ -21,6 +21,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::crypto::signing::SigningAlgorithm;
+use crate::gateway::forward_auth::ForwardAuthConfig;
 use crate::gateway::policy::RouteTable;
 use crate::gateway::upstream::Upstream;
 use crate::model::headers::HeaderNames;
@@ -206,19 +207,6 @@ pub struct ServerConfig {
     pub workers: usize,
     /// `Strict-Transport-Security` max-age (zero: none).
     pub hsts_max_age: Duration,
-}
-
-/// `[forward_auth]`, compiled.
-#[derive(Debug, Clone)]
-pub struct ForwardAuthConfig {
-    /// Candidate headers for the original URI.
-    pub uri_headers: Vec<http::HeaderName>,
-    /// Candidate headers for the original method.
-    pub method_headers: Vec<http::HeaderName>,
-    /// Candidate headers for the original host.
-    pub host_headers: Vec<http::HeaderName>,
-    /// The assertion audience, when set.
-    pub audience: Option<std::sync::Arc<str>>,
 }
 
 /// The HTTPS listener.

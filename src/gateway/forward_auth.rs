@@ -9,9 +9,22 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 
-use crate::config::ForwardAuthConfig;
 use crate::error::ApiError;
 use crate::model::headers::is_override;
+
+/// Where forward-auth reads the original request (`[forward_auth]`, which the configuration
+/// compiles into this).
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    /// Candidate headers for the original URI.
+    pub uri_headers: Vec<http::HeaderName>,
+    /// Candidate headers for the original method.
+    pub method_headers: Vec<http::HeaderName>,
+    /// Candidate headers for the original host.
+    pub host_headers: Vec<http::HeaderName>,
+    /// The assertion audience, when set.
+    pub audience: Option<std::sync::Arc<str>>,
+}
 
 /// Why the original request cannot be read from a forward-auth request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,8 @@ use ipnet::IpNet;
 use super::Errors;
 use crate::config::raw::RawConfig;
 use crate::config::values::parse_size;
-use crate::config::{ForwardAuthConfig, KeyError, PublicUrl, ServerConfig, TlsConfig};
+use crate::config::{KeyError, PublicUrl, ServerConfig, TlsConfig};
+use crate::gateway::forward_auth::ForwardAuthConfig;
 
 pub(super) fn socket_addr(errors: &mut Errors, key: &str, text: &str) -> Option<SocketAddr> {
     if text.trim().is_empty() {
