@@ -205,3 +205,54 @@ fn tls_keys_go_together() {
     let error = Config::from_toml("[server]\ntls_listen = \"127.0.0.1:8443\"\n").unwrap_err();
     assert!(error.to_string().contains("server.tls_listen"), "{error}");
 }
+
+#[test]
+fn gateway_errors_are_placed_under_their_keys_with_their_messages() {
+    let problems = |toml: &str| match Config::from_toml(toml) {
+        Err(ConfigError::Invalid(errors)) => {
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>()
+        }
+        other => panic!("expected invalid values, got {other:?}"),
+    };
+    for (path, expected) in [
+        ("relative", "routes[0].path: `relative` must start with `/`"),
+        ("/{a-b}", "routes[0].path: `{a-b}` in `/{a-b}` is not a valid name"),
+        ("/x{y}", "routes[0].path: `x{y}` in `/x{y}`: `*` and `{name}` must be whole segments"),
+        (
+            "/a;b",
+            "routes[0].path: `a;b` in `/a;b`: the request path holds `;` parameters, which \
+             servers read differently",
+        ),
+    ] {
+        assert_eq!(problems(&format!("[[routes]]\npath = \"{path}\"\n")), [expected]);
+    }
+    for (fields, expected) in [
+        (
+            "name = \"bad name\"\nurl = \"http://a:1\"",
+            "upstreams[0]: name `bad name` must be non-empty letters, digits, `-`, `_` or `.`",
+        ),
+        (
+            "name = \"app\"\nurl = \"https://a:1\"",
+            "upstreams[0]: url `https://a:1`: only http:// upstreams are supported (the app is \
+             usually on loopback)",
+        ),
+        (
+            "name = \"app\"\nurl = \"nowhere\"",
+            "upstreams[0]: url `nowhere`: relative URL without a base",
+        ),
+        (
+            "name = \"app\"\nurl = \"http://a:1?x\"",
+            "upstreams[0]: url `http://a:1?x`: no query, fragment or credentials allowed",
+        ),
+        (
+            "name = \"app\"\nurl = \"http://a:1\"\npath_prefix = \"x\"",
+            "upstreams[0]: path_prefix `x` must start with `/`",
+        ),
+        (
+            "name = \"app\"\nurl = \"http://a:1\"\nhosts = [\" Bad Host \"]",
+            "upstreams[0]: host `bad host` is not a host name",
+        ),
+    ] {
+        assert_eq!(problems(&format!("[[upstreams]]\n{fields}\n")), [expected]);
+    }
+}
