@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::listeners::front;
 pub use self::public_url::{UnknownPublicUrl, expected_public_url};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, PublicUrl};
+use crate::config::{Config, ConfigError, KeyError, PublicUrl};
 use crate::demo;
 use crate::gateway::upstream::Upstream;
 use crate::server::access_log;
@@ -180,7 +180,7 @@ async fn upstreams_or_demo(
         source,
     })?;
     let demo = Upstream::new("demo", &format!("http://{addr}"), &[], "/", false)
-        .map_err(|error| ConfigError::Invalid(vec![error.under("upstreams")]))?;
+        .map_err(|error| ConfigError::Invalid(vec![KeyError::from(error).under("upstreams")]))?;
     tracing::info!("no upstreams configured: serving the built-in demo app");
     Ok(vec![demo])
 }

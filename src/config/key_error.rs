@@ -65,7 +65,9 @@ macro_rules! value_errors {
 value_errors!(
     crate::model::InvalidRole,
     crate::model::headers::HeaderNamesError,
-    crate::crypto::sealed::InvalidSealKey
+    crate::crypto::sealed::InvalidSealKey,
+    crate::gateway::upstream::UpstreamError,
+    crate::gateway::pattern::PatternError
 );
 
 #[cfg(test)]

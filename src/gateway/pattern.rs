@@ -3,8 +3,45 @@
 //! Literal segments are kept in the normalized form (`/café` is stored as `/caf%C3%A9`), so a
 //! pattern matches a request however its client spelled the path.
 
-use super::path::normalize_literal;
-use crate::config::KeyError;
+use super::path::{PathError, normalize_literal};
+
+/// Why a `[[routes]] path` pattern is refused; the configuration places it under the route's
+/// `path` key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The pattern is neither a lone `*` nor starts with `/`.
+    #[error("`{pattern}` must start with `/`")]
+    NotAbsolute {
+        /// The pattern as written.
+        pattern: String,
+    },
+    /// A `{name}` segment whose name is not letters, digits and `_`.
+    #[error("`{{{name}}}` in `{pattern}` is not a valid name")]
+    BadParamName {
+        /// The name between the braces.
+        name: String,
+        /// The pattern as written.
+        pattern: String,
+    },
+    /// A `*` or `{…}` mixed into a segment with other characters.
+    #[error("`{segment}` in `{pattern}`: `*` and `{{name}}` must be whole segments")]
+    PartialWildcard {
+        /// The segment at fault.
+        segment: String,
+        /// The pattern as written.
+        pattern: String,
+    },
+    /// A literal segment no normalized path can hold.
+    #[error("`{segment}` in `{pattern}`: {reason}")]
+    Literal {
+        /// The segment at fault.
+        segment: String,
+        /// The pattern as written.
+        pattern: String,
+        /// Why the segment is refused.
+        reason: PathError,
+    },
+}
 
 /// A compiled `[[routes]] path`: literal segments, `*` for exactly one segment, `{name}` for one
 /// captured segment, and a final `*` for any rest (including none).
@@ -42,16 +79,15 @@ impl PathPattern {
     ///
     /// # Errors
     /// The pattern does not start with `/` (other than a lone `*`), or a `*` or `{…}` is mixed
-    /// into a segment with other characters: an error in the value, for the caller to place
-    /// under its key.
-    pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let invalid = KeyError::value;
+    /// into a segment with other characters, or a literal segment cannot match a normalized
+    /// path: a [`PatternError`], for the caller to place under its key.
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
         let source = text.to_owned();
         if text == "*" {
             return Ok(Self { segments: Vec::new(), rest: true, case_insensitive: false, source });
         }
         let Some(body) = text.strip_prefix('/') else {
-            return Err(invalid(format!("`{text}` must start with `/`")));
+            return Err(PatternError::NotAbsolute { pattern: text.to_owned() });
         };
         let mut parts: Vec<&str> = body.split('/').filter(|part| !part.is_empty()).collect();
         let rest = parts.last() == Some(&"*");
@@ -65,21 +101,26 @@ impl PathPattern {
                 _ if part.starts_with('{') && part.ends_with('}') && part.len() > 2 => {
                     let name = &part[1..part.len() - 1];
                     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                        return Err(invalid(format!(
-                            "`{{{name}}}` in `{text}` is not a valid name"
-                        )));
+                        return Err(PatternError::BadParamName {
+                            name: name.to_owned(),
+                            pattern: text.to_owned(),
+                        });
                     }
                     Segment::Param(name.to_owned())
                 }
                 _ if part.contains(['*', '{', '}']) => {
-                    return Err(invalid(format!(
-                        "`{part}` in `{text}`: `*` and `{{name}}` must be whole segments"
-                    )));
+                    return Err(PatternError::PartialWildcard {
+                        segment: part.to_owned(),
+                        pattern: text.to_owned(),
+                    });
                 }
-                _ => Segment::Literal(
-                    normalize_literal(part)
-                        .map_err(|error| invalid(format!("`{part}` in `{text}`: {error}")))?,
-                ),
+                _ => Segment::Literal(normalize_literal(part).map_err(|reason| {
+                    PatternError::Literal {
+                        segment: part.to_owned(),
+                        pattern: text.to_owned(),
+                        reason,
+                    }
+                })?),
             });
         }
         Ok(Self { segments, rest, case_insensitive: false, source })

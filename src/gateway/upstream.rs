@@ -7,7 +7,62 @@ use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
 
 use super::path::PathOptions;
-use crate::config::KeyError;
+
+/// Why an `[[upstreams]]` entry is refused; each message names the field at fault, and the
+/// configuration places it under the entry's key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The name is empty or holds other than letters, digits, `-`, `_` and `.`.
+    #[error("name `{name}` must be non-empty letters, digits, `-`, `_` or `.`")]
+    Name {
+        /// The name as written.
+        name: String,
+    },
+    /// The URL does not parse.
+    #[error("url `{url}`: {reason}")]
+    Url {
+        /// The URL as written.
+        url: String,
+        /// The parser's reason.
+        reason: url::ParseError,
+    },
+    /// The URL's scheme is not `http`.
+    #[error("url `{url}`: only http:// upstreams are supported (the app is usually on loopback)")]
+    NotHttp {
+        /// The URL as written.
+        url: String,
+    },
+    /// The URL holds a query, a fragment or credentials.
+    #[error("url `{url}`: no query, fragment or credentials allowed")]
+    UrlExtras {
+        /// The URL as written.
+        url: String,
+    },
+    /// The URL has no host.
+    #[error("url `{url}` has no host")]
+    NoHost {
+        /// The URL as written.
+        url: String,
+    },
+    /// The URL's host and port do not make an authority.
+    #[error("url `{url}` has an invalid host")]
+    BadHost {
+        /// The URL as written.
+        url: String,
+    },
+    /// The path prefix does not start with `/`.
+    #[error("path_prefix `{path_prefix}` must start with `/`")]
+    PathPrefix {
+        /// The prefix as written.
+        path_prefix: String,
+    },
+    /// A `hosts` entry is not a host name (or `*.` and one).
+    #[error("host `{host}` is not a host name")]
+    HostPattern {
+        /// The entry, trimmed and lower-cased.
+        host: String,
+    },
+}
 
 /// One `[[upstreams]]` entry, parsed.
 #[derive(Debug, Clone)]
@@ -26,45 +81,41 @@ impl Upstream {
     ///
     /// # Errors
     /// An empty name, a URL that is not `http://host:port[/base]`, a bad host pattern or a
-    /// prefix not starting with `/`: an error about the whole `[[upstreams]]` entry (the reason
-    /// names the field), for the caller to place under the entry's key.
+    /// prefix not starting with `/`: an [`UpstreamError`] about the whole `[[upstreams]]` entry
+    /// (its message names the field), for the caller to place under the entry's key.
     pub fn new(
         name: &str,
         url: &str,
         hosts: &[String],
         path_prefix: &str,
         http2: bool,
-    ) -> Result<Self, KeyError> {
-        let invalid = KeyError::value;
+    ) -> Result<Self, UpstreamError> {
         if name.is_empty()
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
-            return Err(invalid(format!(
-                "name `{name}` must be non-empty letters, digits, `-`, `_` or `.`"
-            )));
+            return Err(UpstreamError::Name { name: name.to_owned() });
         }
-        let parsed =
-            url::Url::parse(url).map_err(|error| invalid(format!("url `{url}`: {error}")))?;
+        let parsed = url::Url::parse(url)
+            .map_err(|reason| UpstreamError::Url { url: url.to_owned(), reason })?;
         if parsed.scheme() != "http" {
-            return Err(invalid(format!(
-                "url `{url}`: only http:// upstreams are supported (the app is usually on loopback)"
-            )));
+            return Err(UpstreamError::NotHttp { url: url.to_owned() });
         }
         if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
         {
-            return Err(invalid(format!("url `{url}`: no query, fragment or credentials allowed")));
+            return Err(UpstreamError::UrlExtras { url: url.to_owned() });
         }
-        let host = parsed.host_str().ok_or_else(|| invalid(format!("url `{url}` has no host")))?;
+        let host =
+            parsed.host_str().ok_or_else(|| UpstreamError::NoHost { url: url.to_owned() })?;
         let port = parsed.port_or_known_default().unwrap_or(80);
         let authority = match parsed.host() {
             Some(url::Host::Ipv6(address)) => format!("[{address}]:{port}"),
             _ => format!("{host}:{port}"),
         };
         let authority: Authority =
-            authority.parse().map_err(|_| invalid(format!("url `{url}` has an invalid host")))?;
+            authority.parse().map_err(|_| UpstreamError::BadHost { url: url.to_owned() })?;
         let base_path = parsed.path().trim_end_matches('/').to_owned();
         if !path_prefix.starts_with('/') {
-            return Err(invalid(format!("path_prefix `{path_prefix}` must start with `/`")));
+            return Err(UpstreamError::PathPrefix { path_prefix: path_prefix.to_owned() });
         }
         let hosts = hosts
             .iter()
@@ -73,11 +124,7 @@ impl Upstream {
                 let bare = host.strip_prefix("*.").unwrap_or(&host);
                 let valid = !bare.is_empty()
                     && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
-                if valid {
-                    Ok(host)
-                } else {
-                    Err(invalid(format!("host `{host}` is not a host name")))
-                }
+                if valid { Ok(host) } else { Err(UpstreamError::HostPattern { host }) }
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
