@@ -3,6 +3,9 @@
 //! [`decide`] is a pure function of the rule, the path match and the identity. Only it can
 //! make a [`Permit`], and forwarding requires one, so a request cannot be forwarded without
 //! having been decided.
+//!
+//! Its tests read `[[routes]]` snippets, so they sit with the compiler of that section
+//! (`config/compile/routes/tests.rs`), the layer that sees both the TOML and the decision.
 
 use std::sync::Arc;
 
@@ -330,6 +333,3 @@ fn restriction_failed(
     }
     None
 }
-
-#[cfg(test)]
-mod tests;

@@ -122,3 +122,6 @@ pub(super) fn route(
         on_unauthenticated,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,8 +5,8 @@ use http::Method;
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::Config;
-use crate::gateway::policy::RouteTable;
+use crate::gateway::pattern::PathPattern;
+use crate::gateway::policy::{Access, Route, RouteTable};
 
 fn normal(path: &str) -> String {
     normalize_path(path).unwrap().forward().to_owned()
@@ -165,20 +165,22 @@ fn nginx_decoding_slashes(path: &str) -> String {
     resolve(&decode(path))
 }
 
-const RULES: &str = r#"
-[[routes]]
-path = "/public/*"
-access = "public"
-[[routes]]
-path = "/admin/*"
-roles = ["admin"]
-[[routes]]
-path = "/internal/*"
-access = "deny"
-[[routes]]
-path = "/api/*/items"
-scopes = ["write"]
-"#;
+/// The rules the forwarded paths are checked against, in order (as `[[routes]]` would give them:
+/// `/public/*` public, `/admin/*` for admins, `/internal/*` denied, `/api/*/items` with the
+/// `write` scope).
+fn rules() -> RouteTable {
+    let route = |path: &str, access: Access| Route {
+        pattern: PathPattern::parse(path).unwrap(),
+        access,
+        ..Route::fallback()
+    };
+    RouteTable::new(vec![
+        route("/public/*", Access::Public),
+        Route { roles: vec!["admin".to_owned()], ..route("/admin/*", Access::Authenticated) },
+        route("/internal/*", Access::Deny),
+        Route { scopes: vec!["write".to_owned()], ..route("/api/*/items", Access::Authenticated) },
+    ])
+}
 
 /// Pieces hostile paths are made of.
 const PIECES: &[&str] = &[
@@ -204,7 +206,7 @@ proptest! {
     /// parameters (nginx and IIS keep parameters in the segment, Tomcat drops them).
     #[test]
     fn forwarded_paths_land_under_the_rule_that_allowed_them(path in hostile_path()) {
-        let table = Config::from_toml(RULES).unwrap().routes;
+        let table = rules();
         let Ok(normal) = normalize_path(&path) else { return Ok(()) };
         for options in [PathOptions::default(), PathOptions { matrix_params: true, encoded_slashes: false }] {
             if options.permit(normal.needs()).is_err() {

@@ -1,8 +1,17 @@
-//! Policy tests: a `[[routes]]` snippet, an identity and a request → the decision and reason.
+//! Route tables compiled from `[[routes]]` snippets: a snippet, an identity and a request →
+//! the gateway's decision and reason, so that what a rule says in TOML is what it enforces.
 
-use super::*;
+use std::sync::Arc;
+
+use http::Method;
+
 use crate::clock::Timestamp;
 use crate::config::Config;
+use crate::gateway::identify::{Identified, Rejection};
+use crate::gateway::policy::{
+    Decision, Denial, Forbidden, OnUnauthenticated, RouteTable, canonical_method, decide,
+};
+use crate::model::Identity;
 use crate::model::headers::HeaderNames;
 use crate::model::{Email, IdentityParts, OrgRole, Scopes, User};
 
