@@ -95,3 +95,6 @@ pub(crate) fn service_token(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
