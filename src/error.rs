@@ -297,60 +297,6 @@ impl From<crate::identity::orgs::OrgError> for ApiError {
     }
 }
 
-impl From<crate::auth::error::AuthError> for ApiError {
-    fn from(error: crate::auth::error::AuthError) -> Self {
-        use crate::auth::error::AuthError;
-        let code = match &error {
-            AuthError::Account(_)
-            | AuthError::Token(_)
-            | AuthError::Credential(_)
-            | AuthError::Org(_)
-            | AuthError::Email(_)
-            | AuthError::Store(_)
-            | AuthError::Api(_)
-            | AuthError::MailFailed { .. }
-            | AuthError::ProviderDown(_)
-            | AuthError::Internal(_)
-            | AuthError::RateLimited { .. } => None,
-            AuthError::BadRequest(_) => Some(ErrorCode::InvalidRequest),
-            AuthError::NotSignedIn(_) => Some(ErrorCode::Unauthorized),
-            AuthError::Spent(_) => Some(ErrorCode::InvalidToken),
-            AuthError::BadCredentials => Some(ErrorCode::InvalidCredentials),
-            AuthError::Refused(_) => Some(ErrorCode::Forbidden),
-            AuthError::Csrf(_) => Some(ErrorCode::CsrfFailed),
-            AuthError::Missing(_) => Some(ErrorCode::NotFound),
-            AuthError::NoSuchProvider => Some(ErrorCode::ProviderNotConfigured),
-            AuthError::Conflict(_) => Some(ErrorCode::Conflict),
-            AuthError::BodyTimeout => Some(ErrorCode::RequestTimeout),
-            AuthError::TooLarge => Some(ErrorCode::PayloadTooLarge),
-        };
-        let message = error.to_string();
-        if let Some(code) = code {
-            return Self::new(code, message);
-        }
-        match error {
-            AuthError::Account(error) => error.into(),
-            AuthError::Org(error) => error.into(),
-            AuthError::Token(error) => error.into(),
-            AuthError::Credential(error) => error.into(),
-            AuthError::Email(error) => error.into(),
-            AuthError::Store(error) => error.into(),
-            AuthError::Api(error) => error,
-            AuthError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
-            AuthError::MailFailed { cause, .. } => {
-                Self::new(ErrorCode::EmailSendFailed, message).with_cause(cause)
-            }
-            AuthError::ProviderDown(cause) => {
-                Self::new(ErrorCode::UpstreamUnavailable, message).with_boxed_cause(cause)
-            }
-            _ => Self::new(ErrorCode::Internal, message).with_boxed_cause(match error {
-                AuthError::Internal(cause) => cause,
-                other => Box::new(other),
-            }),
-        }
-    }
-}
-
 impl From<crate::identity::tokens::TokenError> for ApiError {
     fn from(error: crate::identity::tokens::TokenError) -> Self {
         use crate::identity::tokens::TokenError;

@@ -4,7 +4,7 @@
 
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::gateway::identify::Rejection;
 use crate::identity::accounts::AccountError;
 use crate::identity::orgs::OrgError;
@@ -121,6 +121,61 @@ impl From<Rejection> for AuthError {
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         ApiError::from(self).into_response()
+    }
+}
+
+/// The one table from an auth failure to the API error: the code by kind, the message from the
+/// detail; errors of the layers below keep their own mapping.
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let code = match &error {
+            AuthError::Account(_)
+            | AuthError::Token(_)
+            | AuthError::Credential(_)
+            | AuthError::Org(_)
+            | AuthError::Email(_)
+            | AuthError::Store(_)
+            | AuthError::Api(_)
+            | AuthError::MailFailed { .. }
+            | AuthError::ProviderDown(_)
+            | AuthError::Internal(_)
+            | AuthError::RateLimited { .. } => None,
+            AuthError::BadRequest(_) => Some(ErrorCode::InvalidRequest),
+            AuthError::NotSignedIn(_) => Some(ErrorCode::Unauthorized),
+            AuthError::Spent(_) => Some(ErrorCode::InvalidToken),
+            AuthError::BadCredentials => Some(ErrorCode::InvalidCredentials),
+            AuthError::Refused(_) => Some(ErrorCode::Forbidden),
+            AuthError::Csrf(_) => Some(ErrorCode::CsrfFailed),
+            AuthError::Missing(_) => Some(ErrorCode::NotFound),
+            AuthError::NoSuchProvider => Some(ErrorCode::ProviderNotConfigured),
+            AuthError::Conflict(_) => Some(ErrorCode::Conflict),
+            AuthError::BodyTimeout => Some(ErrorCode::RequestTimeout),
+            AuthError::TooLarge => Some(ErrorCode::PayloadTooLarge),
+        };
+        let message = error.to_string();
+        if let Some(code) = code {
+            return Self::new(code, message);
+        }
+        match error {
+            AuthError::Account(error) => error.into(),
+            AuthError::Org(error) => error.into(),
+            AuthError::Token(error) => error.into(),
+            AuthError::Credential(error) => error.into(),
+            AuthError::Email(error) => error.into(),
+            AuthError::Store(error) => error.into(),
+            AuthError::Api(error) => error,
+            AuthError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
+            AuthError::MailFailed { cause, .. } => {
+                Self::new(ErrorCode::EmailSendFailed, message).with_cause(cause)
+            }
+            AuthError::ProviderDown(cause) => {
+                Self::new(ErrorCode::UpstreamUnavailable, message).with_boxed_cause(cause)
+            }
+            _ => Self::new(ErrorCode::Internal, message).with_boxed_cause(match error {
+                AuthError::Internal(cause) => cause,
+                other => Box::new(other),
+            }),
+        }
     }
 }
 
