@@ -1,37 +1,21 @@
 //! Request observation, outermost on the main listener: request ids, one access-log line per
 //! request, the 5xx cause log, and request metrics by route class and status.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::response::Response;
-use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri};
-use uuid::Uuid;
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
 
 use super::access_log::{AccessLine, AccessLog};
+use crate::conn::access::AccessSlot;
 use crate::crypto;
 use crate::error::ErrorCause;
-use crate::identity::Identity;
 use crate::metrics::{Metrics, RouteClass};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
-
-/// Who a request turned out to be, for its access-log line: filled by whatever identifies the
-/// request (the gateway, the auth API's extractors). Only present while the access log is on,
-/// so the hot path pays nothing for it otherwise.
-#[derive(Debug, Clone, Default)]
-pub struct AccessSlot(Arc<OnceLock<(&'static str, Uuid)>>);
-
-impl AccessSlot {
-    /// Notes `identity` as the request's, if the request is being logged.
-    pub fn record(extensions: &Extensions, identity: &Identity) {
-        if let Some(slot) = extensions.get::<Self>() {
-            let _ = slot.0.set((identity.method.as_str(), identity.user_id));
-        }
-    }
-}
 
 /// Observes requests for one listener.
 #[derive(Debug, Clone)]
@@ -131,7 +115,7 @@ impl Observer {
             tracing::error!(request_id, %method, path, status, error = %cause, "request failed");
         }
         if let Some(who) = who {
-            let (auth_method, user_id) = match who.0.get() {
+            let (auth_method, user_id) = match who.get() {
                 Some((auth_method, user_id)) => (*auth_method, Some(*user_id)),
                 None => ("", None),
             };

@@ -1,0 +1,4 @@
+//! What the serving layer attaches to a request for the layers above it (the gateway, the auth
+//! API): the access-log slot a request's identity is noted in.
+
+pub mod access;
