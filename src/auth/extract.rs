@@ -18,11 +18,11 @@ use std::sync::Arc;
 use crate::auth::csrf::Csrf;
 use crate::auth::error::{AuthError, BadRequest, Missing, NotSignedIn, Refusal};
 use crate::conn::access::AccessSlot;
+use crate::conn::body::{BodyTimeout, discard};
 use crate::gateway::Gateway;
 use crate::gateway::identify::{CredentialKind, Identified};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{ACCOUNT_SCOPE, Identity, User};
-use crate::server::body::{BodyTimeout, discard};
 use crate::server::peer::{Peer, client_ip};
 use crate::store::users::UserStore;
 

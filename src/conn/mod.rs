@@ -1,4 +1,6 @@
 //! What the serving layer attaches to a request for the layers above it (the gateway, the auth
-//! API): the access-log slot a request's identity is noted in.
+//! API): the access-log slot a request's identity is noted in, and the request-body rules
+//! (the body timeout's error, reading a refused body away).
 
 pub mod access;
+pub mod body;

@@ -29,9 +29,9 @@ use super::identify::query_without_ticket;
 use super::link::{self, LinkError};
 use super::upstream::Upstream;
 use super::{Gateway, GatewayError};
+use crate::conn::body::{BodyTimeout, discard};
 use crate::cookies;
 use crate::model::headers::{HeaderNames, ProxyHeader};
-use crate::server::body::{BodyTimeout, discard};
 use crate::server::peer::{Peer, is_trusted};
 
 /// Headers meaningful only for one connection (RFC 9110 §7.6.1), never forwarded.
