@@ -17,9 +17,10 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::body::{Activity, TrackedBody};
+use super::body::TrackedBody;
 use super::front::Serve;
 use super::peer::Peer;
+use crate::conn::activity::Activity;
 use crate::error::ErrorCode;
 
 /// Time a client has to finish the TLS handshake.

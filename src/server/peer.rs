@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
-use super::body::Activity;
+use crate::conn::activity::Activity;
 use crate::gateway::link::AffineLink;
 
 /// The TCP peer and listener kind, put into every request's extensions by the accept loop.
