@@ -1,8 +1,9 @@
 //! What the serving layer attaches to a request for the layers above it (the gateway, the auth
 //! API): the connection's activity (its open requests, its slot, the tasks it outlives itself
-//! with), the access-log slot a request's identity is noted in, and the request-body rules (the
-//! body timeout's error, reading a refused body away).
+//! with) and its own upstream connection, the access-log slot a request's identity is noted in,
+//! and the request-body rules (the body timeout's error, reading a refused body away).
 
 pub mod access;
 pub mod activity;
 pub mod body;
+pub mod link;

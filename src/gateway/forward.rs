@@ -26,10 +26,10 @@ use hyper_util::rt::TokioIo;
 
 use super::authorize::Permitted;
 use super::identify::query_without_ticket;
-use super::link::{self, LinkError};
 use super::upstream::Upstream;
 use super::{Gateway, GatewayError};
 use crate::conn::body::{BodyTimeout, discard};
+use crate::conn::link::{self, LinkError};
 use crate::cookies;
 use crate::model::headers::{HeaderNames, ProxyHeader};
 use crate::server::peer::{Peer, is_trusted};

@@ -11,7 +11,6 @@ pub mod authorize;
 pub mod forward;
 pub mod forward_auth;
 pub mod identify;
-pub mod link;
 pub mod path;
 pub mod pattern;
 pub mod policy;

@@ -7,6 +7,7 @@ use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
 
 use super::path::PathOptions;
+use crate::conn::link::LinkTarget;
 
 /// Why an `[[upstreams]]` entry is refused; each message names the field at fault, and the
 /// configuration places it under the entry's key.
@@ -227,6 +228,20 @@ impl Upstream {
         prefix.is_empty()
             || (path.starts_with(prefix.as_str())
                 && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+    }
+}
+
+impl LinkTarget for Upstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn authority(&self) -> &str {
+        self.authority.as_str()
     }
 }
 

@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
 use crate::conn::activity::Activity;
-use crate::gateway::link::AffineLink;
+use crate::conn::link::AffineLink;
 
 /// The TCP peer and listener kind, put into every request's extensions by the accept loop.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! running its own single-threaded runtime, as nginx runs worker processes.
 //!
 //! A connection lives on the thread that accepted it, with everything it does: its requests,
-//! its upstream connection (see `gateway::link`), its timers. Nothing moves between threads on
+//! its upstream connection (see `conn::link`), its timers. Nothing moves between threads on
 //! the hot path, so no task is stolen, woken across cores or synchronised with another
 //! thread's work. Every worker accepts from the same listening socket (one socket, duplicated,
 //! not `SO_REUSEPORT`): an idle worker takes the next connection, and a second process cannot

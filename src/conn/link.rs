@@ -20,10 +20,19 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::upstream::Upstream;
-
 /// How long a connection to the upstream may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An upstream as a link sees it: told apart from others by its name, reached at its
+/// authority. The gateway's `Upstream` is one.
+pub trait LinkTarget {
+    /// The upstream's name.
+    fn name(&self) -> &str;
+    /// The name, shared: kept with a connection to say whose it is.
+    fn shared_name(&self) -> &Arc<str>;
+    /// `host:port` of the upstream, for connecting.
+    fn authority(&self) -> &str;
+}
 
 /// Why a request could not be sent on the connection's own upstream connection.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +77,7 @@ impl AffineLink {
     /// Whether this link holds a connection to another upstream than `upstream`: a request for
     /// `upstream` then takes the pool, and the kept connection stays for the requests that
     /// go back to its own upstream (no connection is opened and closed per alternation).
-    pub fn holds_other(&self, upstream: &Upstream) -> bool {
+    pub fn holds_other(&self, upstream: &impl LinkTarget) -> bool {
         self.state.lock().held.as_ref().is_some_and(|held| *held.upstream != *upstream.name())
     }
 
@@ -87,7 +96,7 @@ impl AffineLink {
     /// The upstream cannot be reached, the exchange fails, or the deadline passes.
     pub async fn send(
         &self,
-        upstream: &Upstream,
+        upstream: &impl LinkTarget,
         request: Request<Body>,
         deadline: Instant,
     ) -> Result<Response<Incoming>, LinkError> {
@@ -129,7 +138,7 @@ impl AffineLink {
 /// One request on the kept connection (`kept`) or a new one; the connection to keep afterwards.
 async fn exchange(
     kept: Option<Held>,
-    upstream: &Upstream,
+    upstream: &impl LinkTarget,
     request: Request<Body>,
 ) -> Result<(Response<Incoming>, Option<Held>), LinkError> {
     let kept = kept.filter(|held| *held.upstream == *upstream.name() && !held.sender.is_closed());
@@ -157,7 +166,7 @@ async fn exchange(
 
 /// A new HTTP/1.1 connection to `upstream`, driven by a task of its own until the last
 /// request on it is done and the link drops it.
-async fn connect(upstream: &Upstream) -> Result<SendRequest<Body>, LinkError> {
+async fn connect(upstream: &impl LinkTarget) -> Result<SendRequest<Body>, LinkError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream.authority()))
         .await
         .map_err(|_| LinkError::ConnectTimeout)??;
