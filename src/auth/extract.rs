@@ -19,11 +19,11 @@ use crate::auth::csrf::Csrf;
 use crate::auth::error::{AuthError, BadRequest, Missing, NotSignedIn, Refusal};
 use crate::conn::access::AccessSlot;
 use crate::conn::body::{BodyTimeout, discard};
+use crate::conn::peer::{Peer, client_ip};
 use crate::gateway::Gateway;
 use crate::gateway::identify::{CredentialKind, Identified};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{ACCOUNT_SCOPE, Identity, User};
-use crate::server::peer::{Peer, client_ip};
 use crate::store::users::UserStore;
 
 /// A JSON body; any problem is a 400 (or 413) in the API format naming the problem.

@@ -16,9 +16,9 @@ use http::Method;
 
 use crate::auth::error::AuthError;
 use crate::clock::{Clock, Timestamp};
+use crate::conn::peer::{Peer, client_ip, client_key};
 use crate::crypto;
 use crate::identity::Email;
-use crate::server::peer::{Peer, client_ip, client_key};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::ephemeral::EphemeralStore;

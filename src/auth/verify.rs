@@ -15,12 +15,12 @@ use utoipa_axum::routes;
 
 use super::extract::ApiQuery;
 use crate::config::Config;
+use crate::conn::peer::{Peer, is_trusted};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::gateway::authorize::{Mode, Refusal};
 use crate::gateway::forward_auth::into_original;
 use crate::gateway::policy::{Denial, OnUnauthenticated};
-use crate::server::peer::{Peer, is_trusted};
 use crate::state::AppState;
 
 /// Routes: `GET /verify`.

@@ -1,6 +1,8 @@
-//! A connection's activity, kept by the accept loop and carried by its requests' `Peer`: the
+//! A connection's activity, kept by the accept loop and carried by its requests' [`Peer`]: the
 //! requests it has open and when the last one finished (for the idle timeout), its slot among
 //! `server.max_connections`, and the tasks it outlives itself with (upgraded connections).
+//!
+//! [`Peer`]: super::peer::Peer
 
 use std::future::Future;
 use std::sync::Arc;

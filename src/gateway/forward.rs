@@ -30,9 +30,9 @@ use super::upstream::Upstream;
 use super::{Gateway, GatewayError};
 use crate::conn::body::{BodyTimeout, discard};
 use crate::conn::link::{self, LinkError};
+use crate::conn::peer::{Peer, is_trusted};
 use crate::cookies;
 use crate::model::headers::{HeaderNames, ProxyHeader};
-use crate::server::peer::{Peer, is_trusted};
 
 /// Headers meaningful only for one connection (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [

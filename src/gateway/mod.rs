@@ -36,13 +36,13 @@ use self::policy::{Denial, OnUnauthenticated, RouteTable};
 use self::throttle::FailedCredentials;
 use self::upstream::UpstreamTable;
 use crate::conn::access::AccessSlot;
+use crate::conn::peer::{Peer, client_ip, client_key};
 use crate::cookies::CookieJar;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::session::SessionToken;
 use crate::metrics::Metrics;
 use crate::model::Identity;
 use crate::model::headers::HeaderNames;
-use crate::server::peer::{Peer, client_ip, client_key};
 
 /// Why the gateway could not forward a request.
 #[derive(Debug, thiserror::Error)]

@@ -41,7 +41,7 @@ impl FailedCredentials {
         }
     }
 
-    /// Whether `client` (a [`crate::server::peer::client_key`]) is over its limit now, so that
+    /// Whether `client` (a [`crate::conn::peer::client_key`]) is over its limit now, so that
     /// its credentials may be checked against the cache only. One atomic load while no client
     /// is.
     pub fn is_over(&self, client: impl FnOnce() -> IpAddr) -> bool {

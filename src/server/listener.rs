@@ -19,8 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use super::body::TrackedBody;
 use super::front::Serve;
-use super::peer::Peer;
 use crate::conn::activity::Activity;
+use crate::conn::peer::Peer;
 use crate::error::ErrorCode;
 
 /// Time a client has to finish the TLS handshake.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
-use crate::conn::activity::Activity;
-use crate::conn::link::AffineLink;
+use super::activity::Activity;
+use super::link::AffineLink;
 
 /// The TCP peer and listener kind, put into every request's extensions by the accept loop.
 #[derive(Debug, Clone)]
