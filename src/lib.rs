@@ -22,7 +22,9 @@ pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod services;
-pub mod state;
 pub mod store;
 
 pub use app::{App, Running, StartupError};
+
+#[cfg(test)]
+mod layering_tests;

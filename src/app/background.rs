@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::listeners::Serving;
-use crate::state::AppState;
+use crate::auth::state::AppState;
 use crate::store::sql::Backend;
 
 /// How often expired ephemeral entries and idle rate-limit state are dropped.

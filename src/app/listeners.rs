@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::StartupError;
 use crate::auth;
+use crate::auth::state::AppState;
 use crate::config::{PublicUrl, ServerConfig};
 use crate::server::access_log::AccessLog;
 use crate::server::admin::{self, AdminState};
@@ -26,7 +27,6 @@ use crate::server::listener::ConnectionLimits;
 use crate::server::observe::Observer;
 use crate::server::tls::{ReloadingCert, server_config};
 use crate::server::workers::{Shared, Workers};
-use crate::state::AppState;
 
 /// The listeners, bound and not yet served.
 pub(super) struct Bound {

@@ -14,13 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::listeners::front;
 pub use self::public_url::{UnknownPublicUrl, expected_public_url};
+use crate::auth::state::{AppState, StateError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, KeyError, PublicUrl};
 use crate::demo;
 use crate::gateway::upstream::Upstream;
 use crate::server::access_log;
 use crate::server::tls::TlsError;
-use crate::state::{AppState, StateError};
 
 /// Why Portcullis cannot start.
 #[derive(Debug, thiserror::Error)]

@@ -17,13 +17,13 @@ use uuid::Uuid;
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::openapi::MessageBody;
 use crate::auth::error::{AuthError, BadRequest, Missing, Refusal};
+use crate::auth::state::AppState;
 use crate::clock::Timestamp;
 use crate::identity::api_key::ApiKeyService;
 use crate::identity::api_key::{CreateKeyError, KeyRequest};
 use crate::identity::orgs::Organizations;
 use crate::identity::{AuthMethod, Scopes};
 use crate::metrics::Metrics;
-use crate::state::AppState;
 use crate::store::api_keys::ApiKeyRecord;
 
 /// Routes: `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{id}`.

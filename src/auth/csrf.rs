@@ -15,12 +15,12 @@ use uuid::Uuid;
 use super::extract::BodyKind;
 use super::openapi::CsrfBody;
 use crate::auth::error::AuthError;
+use crate::auth::state::AppState;
 use crate::config::redirect::RedirectPolicy;
 use crate::conn::peer::Peer;
 use crate::cookies::{CookieJar, Own};
 use crate::crypto::{self, SecretKey};
 use crate::gateway::identify::Identified;
-use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

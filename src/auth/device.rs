@@ -19,12 +19,12 @@ use super::openapi::MessageBody;
 use super::pages;
 use super::tokens::pair_response;
 use crate::auth::error::{AuthError, Missing};
+use crate::auth::state::AppState;
 use crate::error::ApiError;
 use crate::identity::Scopes;
 use crate::identity::device::{DEVICE_CODE_TTL, POLL_INTERVAL, Poll, normalize_user_code};
 use crate::identity::session::ClientInfo;
 use crate::identity::tokens::TokenPair;
-use crate::state::AppState;
 
 /// Longest client name kept.
 const MAX_CLIENT_NAME: usize = 100;

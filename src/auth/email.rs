@@ -21,6 +21,7 @@ use super::openapi::MessageBody;
 use super::pages;
 use crate::auth::error::{AuthError, Refusal, Spent};
 use crate::auth::pages::PageError;
+use crate::auth::state::AppState;
 use crate::conn::peer::client_key;
 use crate::identity::accounts::Accounts;
 use crate::identity::email_token::{Holder, Purpose};
@@ -28,7 +29,6 @@ use crate::identity::password_policy;
 use crate::identity::session::ClientInfo;
 use crate::identity::{AuthMethod, Email, User};
 use crate::mail::Template;
-use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -13,12 +13,12 @@ use super::openapi::{CookieTokenLogin, PendingChoice, SignedInBody, TokenLogin, 
 use super::tokens::token_cookies;
 use super::{no_store, redirect};
 use crate::auth::error::AuthError;
+use crate::auth::state::AppState;
 use crate::cookies::Own;
 use crate::identity::org_choice::{After, CHOICE_TTL, Choice};
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{Scopes, User};
 use crate::model::org::Membership;
-use crate::state::AppState;
 
 /// How the client that signed in is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

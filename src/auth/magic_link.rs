@@ -20,12 +20,12 @@ use super::pages::{self, SignInForm};
 use super::sessions::default_locale;
 use crate::auth::error::{AuthError, BadRequest, Spent};
 use crate::auth::pages::{ErrorPage, PageError};
+use crate::auth::state::AppState;
 use crate::identity::Email;
 use crate::identity::accounts::MailboxProof;
 use crate::identity::magic_link::{Issued, PendingSignup, Redeemed};
 use crate::identity::org_choice::After;
 use crate::mail::{MailError, Template};
-use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -21,6 +21,7 @@ pub mod service_tokens;
 pub mod sessions;
 pub mod sign_in;
 pub mod sign_out;
+pub mod state;
 pub mod tokens;
 pub mod verify;
 
@@ -35,9 +36,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::error::{AuthError, Missing};
+use crate::auth::state::AppState;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Every auth route, relative to the base path, with its rate limit and body limit, and
 /// `GET /openapi.json` describing exactly these routes.

@@ -10,8 +10,8 @@ use super::extract::{ApiQuery, Client};
 use super::landing::{self, Reply};
 use crate::auth::error::{AuthError, BadRequest, Refusal, Spent};
 use crate::auth::pages::PageError;
+use crate::auth::state::AppState;
 use crate::identity::org_choice::After;
-use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

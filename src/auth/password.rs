@@ -17,13 +17,13 @@ use super::pages::{self, SignInForm};
 use super::sessions::default_locale;
 use crate::auth::error::{AuthError, BadRequest, Refusal};
 use crate::auth::pages::{ErrorPage, PageError};
+use crate::auth::state::AppState;
 use crate::config::redirect::SafeRedirect;
 use crate::identity::accounts::{AccountError, Accounts, NewAccount};
 use crate::identity::magic_link::PendingSignup;
 use crate::identity::org_choice::After;
 use crate::identity::session::{ClientInfo, SessionToken};
 use crate::identity::{Email, User};
-use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::oauth::Providers;
-use crate::state::AppState;
+use crate::auth::state::AppState;
 
 /// Routes: `GET /providers`.
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -15,11 +15,11 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::Method;
 
 use crate::auth::error::AuthError;
+use crate::auth::state::AppState;
 use crate::clock::{Clock, Timestamp};
 use crate::conn::peer::{Peer, client_ip, client_key};
 use crate::crypto;
 use crate::identity::Email;
-use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::ephemeral::EphemeralStore;
 

@@ -16,11 +16,11 @@ use utoipa_axum::routes;
 use super::extract::{AnyCaller, ApiJson, ApiPath};
 use super::no_store;
 use crate::auth::error::{AuthError, BadRequest, Missing, Refusal};
+use crate::auth::state::AppState;
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
 use crate::identity::service_token::MintError;
 use crate::metrics::Metrics;
-use crate::state::AppState;
 use crate::store::users::UserStore;
 
 /// Routes: `POST /service-tokens/{name}`.

@@ -17,6 +17,7 @@ use super::extract::{
 use super::openapi::{MessageBody, UserBody};
 use super::sign_out::{Ending, SignOut};
 use crate::auth::error::{AuthError, Missing, Refusal};
+use crate::auth::state::AppState;
 use crate::clock::Timestamp;
 use crate::cookies::CookieJar;
 use crate::identity::accounts::{Accounts, ProfileChanges};
@@ -24,7 +25,6 @@ use crate::identity::orgs::Organizations;
 use crate::identity::session::SessionService;
 use crate::identity::ticket::{TICKET_TTL, WsTickets};
 use crate::identity::{AuthMethod, Identity, User, profile};
-use crate::state::AppState;
 use crate::store::users::UserStore;
 
 /// Routes: `GET /me`, `PATCH /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`,

@@ -15,8 +15,8 @@ use utoipa_axum::routes;
 use super::csrf::SiteContext;
 use super::extract::{Client, JsonOrForm};
 use crate::auth::error::{AuthError, BadRequest};
+use crate::auth::state::AppState;
 use crate::identity::Email;
-use crate::state::AppState;
 
 /// Routes: `POST /sign-in`.
 pub fn routes() -> OpenApiRouter<AppState> {

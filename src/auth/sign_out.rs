@@ -19,6 +19,7 @@ use super::csrf::{Csrf, SiteContext};
 use super::extract::{CurrentSession, JsonOrForm};
 use super::pages;
 use crate::auth::error::AuthError;
+use crate::auth::state::AppState;
 use crate::config::Config;
 use crate::cookies::CookieJar;
 use crate::error::ApiError;
@@ -26,7 +27,6 @@ use crate::identity::accounts::Accounts;
 use crate::identity::session::{SessionService, SessionToken};
 use crate::identity::tokens::TokenService;
 use crate::metrics::Metrics;
-use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

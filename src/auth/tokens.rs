@@ -18,11 +18,11 @@ use super::device::{self, DeviceAnswer};
 use super::extract::JsonOrForm;
 use super::no_store;
 use crate::auth::error::{AuthError, BadRequest};
+use crate::auth::state::AppState;
 use crate::cookies::Own;
 use crate::error::ApiError;
 use crate::identity::tokens::TokenService;
 use crate::identity::tokens::{TokenError, TokenPair};
-use crate::state::AppState;
 
 /// The RFC 8628 grant type.
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";

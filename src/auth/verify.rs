@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::ApiQuery;
+use crate::auth::state::AppState;
 use crate::config::Config;
 use crate::conn::peer::{Peer, is_trusted};
 use crate::error::ApiError;
@@ -21,7 +22,6 @@ use crate::gateway::Gateway;
 use crate::gateway::authorize::{Mode, Refusal};
 use crate::gateway::forward_auth::into_original;
 use crate::gateway::policy::{Denial, OnUnauthenticated};
-use crate::state::AppState;
 
 /// Routes: `GET /verify`.
 pub fn routes() -> OpenApiRouter<AppState> {

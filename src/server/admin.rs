@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::auth::state::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::cache::IdentityCache;
 use crate::metrics::Metrics;
@@ -102,4 +103,18 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
+}
+
+/// The admin listener's part of the auth API's state.
+impl FromRef<AppState> for AdminState {
+    fn from_ref(state: &AppState) -> Self {
+        let upstreams = state.gateway.upstreams().iter().map(|u| u.authority().to_owned());
+        Self {
+            db: state.services.db.clone(),
+            ephemeral: Arc::clone(&state.services.ephemeral),
+            upstreams: upstreams.collect(),
+            cache: state.services.cache.clone(),
+            metrics: Arc::clone(&state.metrics),
+        }
+    }
 }

@@ -288,7 +288,7 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     let tagged_key = app.api_key(&client, "old").await;
     let cookie = app.session_cookie(&app.client(), "bea@example.com").await;
     let state = app.running().state();
-    let looked_up = |state: &portcullis::state::AppState, credential: &str| {
+    let looked_up = |state: &portcullis::auth::state::AppState, credential: &str| {
         state.services.cache.holds(&CredentialHash::from_bytes(sha256(credential.as_bytes())))
     };
 

@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use crate::auth::csrf::SiteContext;
 use crate::auth::error::{AuthError, Refusal, Spent};
+use crate::auth::state::AppState;
 use crate::cookies::Own;
 use crate::crypto;
 use crate::identity::single_use::{SingleUse, TokenShape};
-use crate::state::AppState;
 
 /// How long a sign-in may take at the provider.
 pub(super) const FLOW_TTL: Duration = Duration::from_secs(600);

@@ -41,12 +41,12 @@ use super::landing::{self, Reply};
 use super::openapi::MessageBody;
 use crate::auth::error::{AuthError, BadRequest, Clash, Missing, NotSignedIn, Refusal, Spent};
 use crate::auth::pages::PageError;
+use crate::auth::state::AppState;
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::identity::accounts::{self, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
-use crate::state::AppState;
 
 pub use self::flow::{browser_binding, browser_binding_hash};
 

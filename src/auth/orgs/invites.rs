@@ -24,12 +24,12 @@ use crate::auth::extract::{ApiJson, ApiPath, ApiQuery, Caller, Client};
 use crate::auth::landing::{self, Reply};
 use crate::auth::openapi::MessageBody;
 use crate::auth::pages::PageError;
+use crate::auth::state::AppState;
 use crate::clock::Timestamp;
 use crate::identity::Email;
 use crate::identity::org_choice::After;
 use crate::identity::orgs::{Organizations, SentInvite};
 use crate::mail::Template;
-use crate::state::AppState;
 use crate::store::invites::Invite;
 
 /// Routes: sending and accepting invites.

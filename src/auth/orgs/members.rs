@@ -15,9 +15,9 @@ use super::refuse_api_keys;
 use crate::auth::error::AuthError;
 use crate::auth::extract::{ApiJson, ApiPath, Caller};
 use crate::auth::openapi::MessageBody;
+use crate::auth::state::AppState;
 use crate::identity::orgs::Organizations;
 use crate::model::org::Member;
-use crate::state::AppState;
 
 /// Routes: the member list and one member.
 pub(super) fn routes() -> OpenApiRouter<AppState> {

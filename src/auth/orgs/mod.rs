@@ -24,11 +24,11 @@ use super::extract::{ApiJson, Caller, CsrfSession, CurrentSession, caller_user};
 use super::openapi::UserBody;
 use super::sessions::user_response;
 use crate::auth::error::{AuthError, Refusal};
+use crate::auth::state::AppState;
 use crate::identity::orgs::Organizations;
 use crate::identity::session::SessionService;
 use crate::identity::{AuthMethod, Identity};
 use crate::model::org::Membership;
-use crate::state::AppState;
 use crate::store::users::UserStore;
 
 /// Routes: `GET/POST /orgs`, `POST /orgs/switch`, `GET/POST /orgs/select`, members, invites.

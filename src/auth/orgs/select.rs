@@ -15,9 +15,9 @@ use crate::auth::landing::{self, Reply};
 use crate::auth::openapi::SignedInBody;
 use crate::auth::pages;
 use crate::auth::pages::{ErrorPage, PageError};
+use crate::auth::state::AppState;
 use crate::cookies::Own;
 use crate::identity::session::ClientInfo;
-use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

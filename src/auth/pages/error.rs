@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::{SignInForm, link_sent_page, org_choice_page, sign_in_response};
 use crate::auth::csrf::SiteContext;
+use crate::auth::state::AppState;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The page an error is shown on.
 #[derive(Debug)]

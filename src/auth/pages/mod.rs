@@ -18,11 +18,11 @@ pub use self::error::{ErrorPage, PageError};
 use super::csrf::{SiteContext, anonymous_for_page};
 use super::error::{AuthError, BadRequest, Spent};
 use super::extract::ApiQuery;
+use crate::auth::state::AppState;
 use crate::config::Branding;
 use crate::cookies::Own;
 use crate::error::ApiError;
 use crate::identity::password_policy::MIN_LENGTH;
-use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -34,7 +34,6 @@ use crate::identity::ticket::WsTickets;
 use crate::identity::tokens::{TokenService, TokenSettings};
 use crate::mail::{MailError, Mailer};
 use crate::metrics::Metrics;
-use crate::server::admin::AdminState;
 use crate::services::{Services, ServicesError};
 use crate::store::StoreError;
 use crate::store::linked::LinkStore;
@@ -272,19 +271,6 @@ impl AppState {
             tickets,
             config: Arc::new(config),
         })))
-    }
-}
-
-impl FromRef<AppState> for AdminState {
-    fn from_ref(state: &AppState) -> Self {
-        let upstreams = state.gateway.upstreams().iter().map(|u| u.authority().to_owned());
-        Self {
-            db: state.services.db.clone(),
-            ephemeral: Arc::clone(&state.services.ephemeral),
-            upstreams: upstreams.collect(),
-            cache: state.services.cache.clone(),
-            metrics: Arc::clone(&state.metrics),
-        }
     }
 }
 
