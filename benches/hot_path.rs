@@ -13,21 +13,21 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use portcullis::clock::{SystemClock, Timestamp};
-use portcullis::config::{Config, LogFormat};
-use portcullis::cookies;
-use portcullis::crypto::signing::SigningAlgorithm;
-use portcullis::gateway::assertion::AssertionSigner;
-use portcullis::gateway::identify::Identified;
-use portcullis::gateway::path::normalize_path;
-use portcullis::gateway::policy::{Decision, decide};
-use portcullis::identity::api_key;
-use portcullis::identity::cache::{CredentialHash, IdentityCache};
-use portcullis::identity::key_ring::KeyRing;
-use portcullis::identity::{Email, Identity, IdentityParts, OrgRole, User};
-use portcullis::model::headers::HeaderNames;
-use portcullis::server::access_log::{AccessLine, AccessLog};
-use portcullis::store::sql::Database;
+use portcullis::testing::clock::{SystemClock, Timestamp};
+use portcullis::testing::config::{Config, LogFormat};
+use portcullis::testing::cookies;
+use portcullis::testing::crypto::signing::SigningAlgorithm;
+use portcullis::testing::gateway::assertion::AssertionSigner;
+use portcullis::testing::gateway::identify::Identified;
+use portcullis::testing::gateway::path::normalize_path;
+use portcullis::testing::gateway::policy::{Decision, decide};
+use portcullis::testing::identity::api_key;
+use portcullis::testing::identity::cache::{CredentialHash, IdentityCache};
+use portcullis::testing::identity::key_ring::KeyRing;
+use portcullis::testing::identity::{Email, Identity, IdentityParts, OrgRole, User};
+use portcullis::testing::model::headers::HeaderNames;
+use portcullis::testing::server::access_log::{AccessLine, AccessLog};
+use portcullis::testing::store::sql::Database;
 
 fn hundred_rules() -> Config {
     let mut toml = String::new();
@@ -174,18 +174,26 @@ fn benches(c: &mut Criterion) {
     c.bench_function("identity cache hit", |b| b.iter(|| cache.get(black_box(&key)).is_some()));
     c.bench_function("credential hash (sha256 of a token)", |b| {
         b.iter(|| {
-            portcullis::crypto::sha256(black_box(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+            portcullis::testing::crypto::sha256(black_box(
+                b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ))
         })
     });
-    let tags = portcullis::crypto::tags::TokenTags::random();
+    let tags = portcullis::testing::crypto::tags::TokenTags::random();
     let api_key = api_key::generate(&tags);
     c.bench_function("API key check: format, hash (a cache hit)", |b| {
         b.iter(|| api_key::hash_of(black_box(&api_key)))
     });
-    let session = tags.mint(portcullis::crypto::tags::TagKind::Session);
-    let now = portcullis::clock::Timestamp::from_millis(0);
+    let session = tags.mint(portcullis::testing::crypto::tags::TagKind::Session);
+    let now = portcullis::testing::clock::Timestamp::from_millis(0);
     c.bench_function("credential tag check (a cache miss only)", |b| {
-        b.iter(|| tags.admits(portcullis::crypto::tags::TagKind::Session, black_box(&session), now))
+        b.iter(|| {
+            tags.admits(
+                portcullis::testing::crypto::tags::TagKind::Session,
+                black_box(&session),
+                now,
+            )
+        })
     });
     tokens(c, &identity);
 }
@@ -237,7 +245,7 @@ fn tokens(c: &mut Criterion, identity: &Arc<Identity>) {
         b.iter(|| keys.verify::<Claims>(black_box(&token), &validation).is_ok())
     });
     c.bench_function("JWT cache key (sha256 of the token)", |b| {
-        b.iter(|| portcullis::crypto::sha256(black_box(token.as_bytes())))
+        b.iter(|| portcullis::testing::crypto::sha256(black_box(token.as_bytes())))
     });
 }
 

@@ -10,14 +10,14 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use portcullis::clock::{Clock, SystemClock};
-use portcullis::config::Config;
-use portcullis::crypto::password::PasswordHasherPool;
-use portcullis::identity::api_key::KeyRequest;
-use portcullis::identity::session::ClientInfo;
-use portcullis::identity::{Email, Scopes};
-use portcullis::services::Services;
-use portcullis::store::users::NewUser;
+use portcullis::testing::clock::{Clock, SystemClock};
+use portcullis::testing::config::Config;
+use portcullis::testing::crypto::password::PasswordHasherPool;
+use portcullis::testing::identity::api_key::KeyRequest;
+use portcullis::testing::identity::session::ClientInfo;
+use portcullis::testing::identity::{Email, Scopes};
+use portcullis::testing::services::Services;
+use portcullis::testing::store::users::NewUser;
 
 /// The password of `storm@example.com`.
 const STORM_PASSWORD: &str = "correct horse battery staple";
@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: bench_seed DATABASE_URL COUNT COOKIES_FILE".into());
     };
     let count: usize = count.parse()?;
-    let mut raw = portcullis::config::RawConfig::default();
+    let mut raw = portcullis::testing::config::RawConfig::default();
     raw.storage.database_url = database_url;
     let config = Config::try_from(raw)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis::clock::{SystemClock, Timestamp};
-use portcullis::identity::cache::{CredentialHash, IdentityCache};
-use portcullis::identity::{Email, Identity, IdentityParts, User};
-use portcullis::model::headers::HeaderNames;
+use portcullis::testing::clock::{SystemClock, Timestamp};
+use portcullis::testing::identity::cache::{CredentialHash, IdentityCache};
+use portcullis::testing::identity::{Email, Identity, IdentityParts, User};
+use portcullis::testing::model::headers::HeaderNames;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,7 +42,7 @@ async fn main() {
             Timestamp::from_millis(i64::MAX),
         );
         let mut key = [0u8; 32];
-        key.copy_from_slice(&portcullis::crypto::sha256(&index.to_le_bytes()));
+        key.copy_from_slice(&portcullis::testing::crypto::sha256(&index.to_le_bytes()));
         cache.insert(
             CredentialHash::from_bytes(key),
             Arc::new(Identity::new(parts, &names)),

@@ -63,7 +63,7 @@ impl utoipa::PartialSchema for Timestamp {
 impl utoipa::ToSchema for Timestamp {}
 
 /// Milliseconds in `duration`, saturating at `i64::MAX`.
-pub fn duration_millis(duration: Duration) -> i64 {
+pub(crate) fn duration_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -21,17 +21,17 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
 /// Name of the anonymous CSRF cookie (before any prefix).
-pub const CSRF_COOKIE: &str = "portcullis_csrf";
+pub(crate) const CSRF_COOKIE: &str = "portcullis_csrf";
 /// Name of the refresh-token cookie (single-page apps that keep tokens in cookies).
-pub const REFRESH_COOKIE: &str = "portcullis_refresh";
+pub(crate) const REFRESH_COOKIE: &str = "portcullis_refresh";
 /// Name of the access-token cookie (`"mode": "cookie_token"`).
-pub const ACCESS_COOKIE: &str = "portcullis_access";
+pub(crate) const ACCESS_COOKIE: &str = "portcullis_access";
 /// Name of the cookie holding a browser's pending organization choice.
-pub const CHOICE_COOKIE: &str = "portcullis_org_choice";
+pub(crate) const CHOICE_COOKIE: &str = "portcullis_org_choice";
 /// Name of the cookie that binds provider sign-ins to the browser that started them.
-pub const FLOW_COOKIE: &str = "portcullis_flow";
+pub(crate) const FLOW_COOKIE: &str = "portcullis_flow";
 /// The prefix browsers reserve for host-only, secure, `Path=/` cookies.
-pub const HOST_PREFIX: &str = "__Host-";
+pub(crate) const HOST_PREFIX: &str = "__Host-";
 
 /// One of our cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,7 +364,7 @@ pub fn strip_own(headers: &mut HeaderMap, jar: &CookieJar) {
 /// Removes any `Set-Cookie` from an upstream response that would set one of our cookies (under
 /// either name), or a nameless cookie, which browsers send back as its bare value and so could
 /// pass for one of ours: an app behind the proxy must not be able to fix a user's session.
-pub fn strip_own_set_cookie(headers: &mut HeaderMap, jar: &CookieJar) {
+pub(crate) fn strip_own_set_cookie(headers: &mut HeaderMap, jar: &CookieJar) {
     if !headers.contains_key(SET_COOKIE) {
         return;
     }

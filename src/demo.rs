@@ -34,7 +34,7 @@ removed any identity headers your browser sent and added its own.</p>
 ///
 /// # Errors
 /// Binding fails.
-pub async fn spawn(shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub(crate) async fn spawn(shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let mut env = Environment::new();

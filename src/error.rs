@@ -101,7 +101,7 @@ impl ErrorCode {
 
 /// The cause of a server-side error, kept out of the body and logged once by the request log.
 #[derive(Debug, Clone)]
-pub struct ErrorCause(pub Arc<dyn std::error::Error + Send + Sync>);
+pub(crate) struct ErrorCause(pub Arc<dyn std::error::Error + Send + Sync>);
 
 /// An error as the API shows it: a code, a public message, and what the renderer needs.
 #[derive(Debug, Clone)]
@@ -196,7 +196,7 @@ impl std::error::Error for ApiError {}
 /// Every error: a machine-readable code and a message for people.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = ErrorBody)]
-pub struct ErrorBody<'a> {
+pub(crate) struct ErrorBody<'a> {
     /// The code (`invalid_request`, `unauthorized`, …).
     pub error: &'static str,
     /// What went wrong.

@@ -5,26 +5,29 @@
 //! [`App::start`] builds everything from a [`config::Config`]; `main.rs` and the end-to-end
 //! tests both go through it.
 
-pub mod app;
-pub mod auth;
+mod app;
+mod auth;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod conn;
-pub mod cookies;
-pub mod crypto;
-pub mod demo;
-pub mod error;
-pub mod gateway;
-pub mod identity;
-pub mod mail;
-pub mod metrics;
-pub mod model;
-pub mod server;
-pub mod services;
-pub mod store;
+mod clock;
+mod config;
+mod conn;
+mod cookies;
+mod crypto;
+mod demo;
+mod error;
+mod gateway;
+mod identity;
+mod mail;
+mod metrics;
+mod model;
+mod server;
+mod services;
+mod store;
 
 pub use app::{App, Running, StartupError};
+
+#[doc(hidden)]
+pub mod testing;
 
 #[cfg(test)]
 mod layering_tests;

@@ -24,7 +24,7 @@ use verify::AssertionVerifier;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    portcullis::crypto::jwt_ring::install();
+    portcullis::testing::crypto::jwt_ring::install();
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:3000".into());
     let portcullis = args.next().unwrap_or_else(|| "http://127.0.0.1:8080".into());

@@ -147,7 +147,7 @@ async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartupEr
 
 /// The main listener's service: observe (request id, access log, metrics, panics as 500), then
 /// the auth API under the base path (with its own rate and body limits) or the gateway.
-pub fn front(state: &AppState, public_url: &PublicUrl) -> Front {
+pub(crate) fn front(state: &AppState, public_url: &PublicUrl) -> Front {
     let server = &state.config.server;
     let hsts = (public_url.is_https() && !server.hsts_max_age.is_zero()).then(|| {
         let value = format!("max-age={}", server.hsts_max_age.as_secs());

@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-pub use self::listeners::front;
-pub use self::public_url::{UnknownPublicUrl, expected_public_url};
+pub(crate) use self::public_url::{UnknownPublicUrl, expected_public_url};
 use crate::auth::state::{AppState, StateError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, KeyError, PublicUrl};

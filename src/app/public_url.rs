@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigError, KeyError, PublicUrl};
 
 /// Why the public URL of a server that has not started cannot be known.
 #[derive(Debug, thiserror::Error)]
-pub enum UnknownPublicUrl {
+pub(crate) enum UnknownPublicUrl {
     /// Neither listener is configured.
     #[error("no listener is configured")]
     NoListener,
@@ -80,7 +80,7 @@ fn url_of_listener(scheme: &str, addr: SocketAddr) -> Result<PublicUrl, KeyError
 ///
 /// # Errors
 /// Neither gives a usable URL (no public URL and a listener on port 0).
-pub fn expected_public_url(config: &Config) -> Result<PublicUrl, UnknownPublicUrl> {
+pub(crate) fn expected_public_url(config: &Config) -> Result<PublicUrl, UnknownPublicUrl> {
     let server = &config.server;
     if let Some(url) = &server.public_url {
         return Ok(url.clone());

@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::store::api_keys::ApiKeyRecord;
 
 /// Routes: `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{id}`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(revoke))
 }
 
@@ -137,7 +137,7 @@ async fn revoke(
 
 /// An API key as listed (never the key).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ApiKeyDoc {
+pub(crate) struct ApiKeyDoc {
     /// Key id.
     pub id: Uuid,
     /// Its name.
@@ -158,7 +158,7 @@ pub struct ApiKeyDoc {
 
 impl ApiKeyDoc {
     /// The listed form of a stored key.
-    pub fn of(record: &ApiKeyRecord) -> Self {
+    pub(crate) fn of(record: &ApiKeyRecord) -> Self {
         let scopes = match &record.scopes {
             Scopes::Only(scopes) => scopes.to_vec(),
             Scopes::All => Vec::new(),
@@ -178,14 +178,14 @@ impl ApiKeyDoc {
 
 /// `GET /api-keys`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ApiKeysBody {
+pub(crate) struct ApiKeysBody {
     /// The caller's keys.
     pub api_keys: Vec<ApiKeyDoc>,
 }
 
 /// `POST /api-keys`: the key, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct NewApiKeyBody {
+pub(crate) struct NewApiKeyBody {
     /// Key id.
     pub id: Uuid,
     /// Its name.

@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// Header carrying the token.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Issues and checks CSRF tokens.
 #[derive(Debug, Clone)]
@@ -194,7 +194,7 @@ fn csrf_failed(message: &'static str) -> AuthError {
 }
 
 /// Routes: `GET /csrf`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(token))
 }
 
@@ -222,13 +222,13 @@ async fn token(State(state): State<AppState>, parts: Parts) -> Response {
 }
 
 /// Whether a CSRF cookie value looks like one we issued.
-pub fn is_nonce(value: &str) -> bool {
+pub(crate) fn is_nonce(value: &str) -> bool {
     value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// An anonymous token for a page render: reuses the visitor's CSRF cookie or returns the
 /// `Set-Cookie` for a new one.
-pub fn anonymous_for_page(
+pub(crate) fn anonymous_for_page(
     state: &AppState,
     headers: &HeaderMap,
 ) -> (String, Option<http::HeaderValue>) {

@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 const DEFAULT_EMAIL: &str = "dev@example.com";
 
 /// Routes: `POST /dev-sign-in`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(dev_sign_in))
 }
 

@@ -30,7 +30,7 @@ use crate::identity::tokens::TokenPair;
 const MAX_CLIENT_NAME: usize = 100;
 
 /// Routes: `POST /device/start`, `POST /device/poll`, `GET /device`, `POST /device/complete`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(start))
         .routes(routes!(poll_handler))
@@ -93,7 +93,7 @@ async fn start(
 
 /// What a poll answers, shared by `/device/poll` and the RFC token endpoint.
 #[derive(Debug)]
-pub enum DeviceAnswer {
+pub(crate) enum DeviceAnswer {
     /// Not answered yet.
     Pending,
     /// Polled too fast.
@@ -110,7 +110,7 @@ pub enum DeviceAnswer {
 ///
 /// # Errors
 /// The store fails.
-pub async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, AuthError> {
+pub(crate) async fn poll(state: &AppState, device_code: &str) -> Result<DeviceAnswer, AuthError> {
     Ok(match state.device.poll(device_code).await? {
         Poll::Pending => DeviceAnswer::Pending,
         Poll::SlowDown => DeviceAnswer::SlowDown,
@@ -318,7 +318,7 @@ async fn complete(
 
 /// `POST /device/start` (RFC 8628).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceStartBody {
+pub(crate) struct DeviceStartBody {
     /// For polling.
     pub device_code: String,
     /// What the user types.
@@ -335,7 +335,7 @@ pub struct DeviceStartBody {
 
 /// `POST /device/poll`: the status, and the tokens once on completion.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DevicePollBody {
+pub(crate) struct DevicePollBody {
     /// `pending`, `slow_down`, `expired`, `denied` or `completed`.
     pub status: &'static str,
     /// On completion.

@@ -43,7 +43,7 @@ const SENDS_FROM_CLIENT: u64 = 30;
 
 /// The kinds of mail that are counted apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailKind {
+pub(crate) enum MailKind {
     /// Magic link and code.
     SignIn,
     /// Address verification.
@@ -66,7 +66,7 @@ impl MailKind {
 }
 
 /// Who asks for mail, as limits count it: the client's address (an IPv6 /64), or `-`.
-pub fn requester(client: &ClientInfo) -> String {
+pub(crate) fn requester(client: &ClientInfo) -> String {
     client
         .ip
         .as_deref()
@@ -76,7 +76,7 @@ pub fn requester(client: &ClientInfo) -> String {
 const FORGOT_ANSWER: &str = "if an account exists for that email, a reset link has been sent";
 
 /// Routes for verification and reset.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(send_verification))
         .routes(routes!(verify))
@@ -90,7 +90,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 ///
 /// # Errors
 /// The store fails.
-pub async fn within_send_limit(
+pub(crate) async fn within_send_limit(
     state: &AppState,
     kind: MailKind,
     email: &Email,
@@ -119,7 +119,7 @@ pub async fn within_send_limit(
 ///
 /// # Errors
 /// The store fails, or the transport refuses the message (`email_send_failed`).
-pub async fn mail_verification(
+pub(crate) async fn mail_verification(
     state: &AppState,
     user: &User,
     requester: &str,
@@ -139,7 +139,7 @@ pub async fn mail_verification(
 }
 
 /// The public URL of the auth endpoint `path` with `token`: what emails link to.
-pub fn link(state: &AppState, path: &str, token: &str) -> String {
+pub(crate) fn link(state: &AppState, path: &str, token: &str) -> String {
     format!("{}{}{path}?token={token}", state.tokens.issuer(), state.config.auth.base_path)
 }
 

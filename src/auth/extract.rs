@@ -28,7 +28,7 @@ use crate::store::users::UserStore;
 
 /// A JSON body; any problem is a 400 (or 413) in the API format naming the problem.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = AuthError;
@@ -121,7 +121,7 @@ pub enum BodyKind {
 
 /// A body that may be JSON or a form post, for endpoints the no-JavaScript pages post to.
 #[derive(Debug)]
-pub struct JsonOrForm<T>(pub T, pub BodyKind);
+pub(crate) struct JsonOrForm<T>(pub T, pub BodyKind);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
     type Rejection = AuthError;
@@ -146,7 +146,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
 
 /// A query string; problems are 400 in the API format.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = AuthError;
@@ -163,7 +163,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 /// Path parameters; problems (such as an id that is not a UUID) are 404 in the API format.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ApiPath<T>(pub T);
+pub(crate) struct ApiPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
     type Rejection = AuthError;
@@ -178,7 +178,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 
 /// The caller's IP (through trusted proxies) and user agent.
 #[derive(Debug, Clone)]
-pub struct Client(pub ClientInfo);
+pub(crate) struct Client(pub ClientInfo);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client
 where
@@ -200,7 +200,7 @@ where
 
 /// The signed-in session of the request, from the session cookie.
 #[derive(Debug, Clone)]
-pub struct CurrentSession {
+pub(crate) struct CurrentSession {
     /// The session's token (to end it).
     pub token: SessionToken,
     /// Who it is.
@@ -238,7 +238,7 @@ where
 /// A signed-in session on a state-changing request that passed the CSRF checks: a same-site
 /// origin and an `X-CSRF-Token` bound to this session.
 #[derive(Debug, Clone)]
-pub struct CsrfSession(pub CurrentSession);
+pub(crate) struct CsrfSession(pub CurrentSession);
 
 impl<S: Send + Sync> FromRequestParts<S> for CsrfSession
 where
@@ -263,7 +263,7 @@ where
 /// key must not revoke keys or end sessions. A WebSocket ticket opens a WebSocket, nothing
 /// else: it is never a caller.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Arc<Identity>);
+pub(crate) struct Caller(pub Arc<Identity>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller
 where
@@ -286,7 +286,7 @@ where
 ///
 /// # Errors
 /// 401, or the store fails.
-pub async fn caller_user(users: &UserStore, caller: &Identity) -> Result<User, AuthError> {
+pub(crate) async fn caller_user(users: &UserStore, caller: &Identity) -> Result<User, AuthError> {
     let user = users.find_enabled(caller.user_id).await?;
     user.ok_or_else(AuthError::not_signed_in)
 }
@@ -294,7 +294,7 @@ pub async fn caller_user(users: &UserStore, caller: &Identity) -> Result<User, A
 /// The caller of an endpoint any credential may use whatever its scopes (minting service
 /// tokens, where the route policy decides), with [`Caller`]'s other rules.
 #[derive(Debug, Clone)]
-pub struct AnyCaller(pub Arc<Identity>);
+pub(crate) struct AnyCaller(pub Arc<Identity>);
 
 impl<S: Send + Sync> FromRequestParts<S> for AnyCaller
 where

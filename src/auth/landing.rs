@@ -22,7 +22,7 @@ use crate::model::org::Membership;
 
 /// How the client that signed in is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// JSON (an API call).
     Json,
     /// A redirect (a browser), with 302 after a GET and 303 after a form post.
@@ -36,12 +36,12 @@ pub enum Reply {
 
 impl Reply {
     /// A redirect to `to` after a GET.
-    pub fn found(to: &str) -> Self {
+    pub(crate) fn found(to: &str) -> Self {
         Self::Redirect { to: to.to_owned(), status: StatusCode::FOUND }
     }
 
     /// A redirect to `to` after a form post.
-    pub fn see_other(to: &str) -> Self {
+    pub(crate) fn see_other(to: &str) -> Self {
         Self::Redirect { to: to.to_owned(), status: StatusCode::SEE_OTHER }
     }
 }
@@ -51,7 +51,7 @@ impl Reply {
 ///
 /// # Errors
 /// The stores fail.
-pub async fn sign_in(
+pub(crate) async fn sign_in(
     state: &AppState,
     user: &User,
     client: ClientInfo,
@@ -86,7 +86,7 @@ pub async fn sign_in(
 /// # Errors
 /// The stores fail, or tokens cannot be signed.
 #[allow(clippy::too_many_arguments, reason = "one call site each; a struct would only rename")]
-pub async fn finish(
+pub(crate) async fn finish(
     state: &AppState,
     user: &User,
     orgs: &[Membership],
@@ -164,7 +164,10 @@ fn choice_response(
 ///
 /// # Errors
 /// The store fails.
-pub async fn end_previous_session(state: &AppState, headers: &HeaderMap) -> Result<(), AuthError> {
+pub(crate) async fn end_previous_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(), AuthError> {
     let previous =
         state.cookies.read(headers, Own::Session).one().and_then(SessionToken::from_cookie_value);
     if let Some(previous) = previous {

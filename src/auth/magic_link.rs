@@ -35,7 +35,7 @@ const METHOD: &str = "magic_link";
 const ANSWER: &str = "if an account exists with that email, a login link has been sent";
 
 /// Routes: `POST /magic-link`, `GET|POST /magic-link/verify`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(request_link)).routes(routes!(verify_link, verify_code))
 }
 
@@ -87,7 +87,7 @@ async fn request_link(
 ///
 /// # Errors
 /// The store fails; 502 `email_send_failed` when sign-up is open and the transport refuses.
-pub async fn send_link(
+pub(crate) async fn send_link(
     state: &AppState,
     email: &Email,
     redirect: &str,
@@ -120,7 +120,7 @@ pub async fn send_link(
 ///
 /// # Errors
 /// The store fails; 502 `email_send_failed` when the transport refuses.
-pub async fn send_signup(
+pub(crate) async fn send_signup(
     state: &AppState,
     email: &Email,
     redirect: &str,

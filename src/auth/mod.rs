@@ -1,29 +1,29 @@
 //! The `/auth` API and pages: one module per flow, each exporting `routes()`, merged here.
 
-pub mod api_keys;
-pub mod csrf;
-pub mod dev;
-pub mod device;
-pub mod email;
-pub mod error;
-pub mod extract;
-pub mod landing;
-pub mod magic_link;
-pub mod oauth;
-pub mod one_time;
-pub mod openapi;
-pub mod orgs;
-pub mod pages;
-pub mod password;
-pub mod providers;
-pub mod rate_limit;
-pub mod service_tokens;
-pub mod sessions;
-pub mod sign_in;
-pub mod sign_out;
-pub mod state;
-pub mod tokens;
-pub mod verify;
+pub(crate) mod api_keys;
+pub(crate) mod csrf;
+pub(crate) mod dev;
+pub(crate) mod device;
+pub(crate) mod email;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod landing;
+pub(crate) mod magic_link;
+pub(crate) mod oauth;
+pub(crate) mod one_time;
+pub(crate) mod openapi;
+pub(crate) mod orgs;
+pub(crate) mod pages;
+pub(crate) mod password;
+pub(crate) mod providers;
+pub(crate) mod rate_limit;
+pub(crate) mod service_tokens;
+pub(crate) mod sessions;
+pub(crate) mod sign_in;
+pub(crate) mod sign_out;
+pub(crate) mod state;
+pub(crate) mod tokens;
+pub(crate) mod verify;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -42,7 +42,7 @@ use crate::error::ApiError;
 
 /// Every auth route, relative to the base path, with its rate limit and body limit, and
 /// `GET /openapi.json` describing exactly these routes.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub(crate) fn routes(state: &AppState) -> Router<AppState> {
     let (router, api) = documented_routes(&state.config).split_for_parts();
     let document = openapi::document(api, &state.config.auth.base_path);
     router
@@ -77,7 +77,7 @@ async fn within_deadline(request: axum::extract::Request, next: middleware::Next
 /// The OpenAPI document of the auth API a server with `config` serves at
 /// `{base_path}/openapi.json` (`portcullis openapi` prints it; `docs/openapi.json` is the one of
 /// the embedded defaults).
-pub fn api_document(config: &Config) -> bytes::Bytes {
+pub(crate) fn api_document(config: &Config) -> bytes::Bytes {
     let (_, api) = documented_routes(config).split_for_parts();
     openapi::document(api, &config.auth.base_path)
 }
@@ -114,7 +114,7 @@ async fn not_found() -> AuthError {
 }
 
 /// A 302 to `location` that nobody caches, setting `cookie` when given: where sign-ins land.
-pub fn found(location: &str, cookie: Option<HeaderValue>) -> Response {
+pub(crate) fn found(location: &str, cookie: Option<HeaderValue>) -> Response {
     let mut response = redirect(location, StatusCode::FOUND);
     if let Some(cookie) = cookie {
         response.headers_mut().append(SET_COOKIE, cookie);
@@ -123,7 +123,7 @@ pub fn found(location: &str, cookie: Option<HeaderValue>) -> Response {
 }
 
 /// A redirect (`status` 302 or 303) to `location`, never cached.
-pub fn redirect(location: &str, status: StatusCode) -> Response {
+pub(crate) fn redirect(location: &str, status: StatusCode) -> Response {
     let mut response = no_store(status.into_response());
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(LOCATION, value);
@@ -132,7 +132,7 @@ pub fn redirect(location: &str, status: StatusCode) -> Response {
 }
 
 /// Whether the client asked for JSON rather than a page (API clients of browser flows).
-pub fn wants_json(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(ACCEPT)
         .and_then(|value| value.to_str().ok())
@@ -140,7 +140,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// Marks a response holding credentials as never to be cached by anyone on the way.
-pub fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -44,28 +44,28 @@ struct Base;
 
 /// `{"message": …}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MessageBody {
+pub(crate) struct MessageBody {
     /// What happened.
     pub message: String,
 }
 
 impl MessageBody {
     /// `{"message": text}` as a JSON answer.
-    pub fn json(text: impl Into<String>) -> Json<Self> {
+    pub(crate) fn json(text: impl Into<String>) -> Json<Self> {
         Json(Self { message: text.into() })
     }
 }
 
 /// `{"user": …}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct UserBody<'a> {
+pub(crate) struct UserBody<'a> {
     /// The user.
     pub user: UserView<'a>,
 }
 
 /// A token login: the pair and the user.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TokenLogin<'a> {
+pub(crate) struct TokenLogin<'a> {
     /// The tokens.
     #[serde(flatten)]
     pub pair: TokenPair,
@@ -76,7 +76,7 @@ pub struct TokenLogin<'a> {
 /// A `cookie_token` login: the user, and the tokens' type and lifetime (the tokens are in
 /// httpOnly cookies).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CookieTokenLogin<'a> {
+pub(crate) struct CookieTokenLogin<'a> {
     /// The user.
     pub user: UserView<'a>,
     /// Always `Bearer`.
@@ -87,7 +87,7 @@ pub struct CookieTokenLogin<'a> {
 
 /// A login that waits for the user to choose an organization (`[orgs] require_selection`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PendingChoice {
+pub(crate) struct PendingChoice {
     /// For `POST /auth/orgs/select`; single use, ten minutes.
     pub pending_token: String,
     /// The organizations to choose from.
@@ -97,7 +97,7 @@ pub struct PendingChoice {
 /// What a sign-in answers with JSON: a session's user, tokens, or a pending choice.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum SignedInBody<'a> {
+pub(crate) enum SignedInBody<'a> {
     /// A session cookie was set.
     Session(UserBody<'a>),
     /// `"mode": "token"`.
@@ -110,13 +110,13 @@ pub enum SignedInBody<'a> {
 
 /// `GET /csrf`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CsrfBody {
+pub(crate) struct CsrfBody {
     /// For the `X-CSRF-Token` header (or a form's `csrf_token` field).
     pub csrf_token: String,
 }
 
 /// The finished document for routes served under `base_path`, as JSON.
-pub fn document(mut api: OpenApi, base_path: &str) -> Bytes {
+pub(crate) fn document(mut api: OpenApi, base_path: &str) -> Bytes {
     let base = Base::openapi();
     api.info = base.info;
     api.tags = base.tags;
@@ -178,12 +178,12 @@ fn unique_operation_ids(document: &mut serde_json::Value) {
 
 /// The document, as [`document`] made it.
 #[derive(Debug, Clone)]
-pub struct Document(pub Bytes);
+pub(crate) struct Document(pub Bytes);
 
 /// `GET /openapi.json`: this document.
 #[utoipa::path(get, path = "/openapi.json", tag = "session",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API")))]
-pub async fn openapi(Extension(document): Extension<Document>) -> Response {
+pub(crate) async fn openapi(Extension(document): Extension<Document>) -> Response {
     ([(CONTENT_TYPE, "application/json")], document.0).into_response()
 }
 

@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// Routes: `POST /signup`, `POST /login`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(signup_handler)).routes(routes!(login_handler))
 }
 
@@ -61,7 +61,7 @@ struct FormFields {
 
 /// A successful sign-up or login.
 #[derive(Debug)]
-pub struct SignedIn {
+pub(crate) struct SignedIn {
     /// The user.
     pub user: User,
     /// The new session's token, for the cookie.
@@ -214,7 +214,7 @@ const SIGNUP_ANSWER: &str = "check your email: a link and a code finish the sign
 /// 403 when sign-up is closed or the domain not allowed, 400 for a bad email, name or weak
 /// password, 409 when the email is taken (after the same hashing work as a new account, so
 /// the timing tells no more than the status).
-pub async fn signup(
+pub(crate) async fn signup(
     state: &AppState,
     email: &str,
     password: String,
@@ -261,7 +261,7 @@ pub async fn signup(
 ///
 /// # Errors
 /// As [`signup`] before the address is looked at; 502 `email_send_failed`.
-pub async fn signup_by_mail(
+pub(crate) async fn signup_by_mail(
     state: &AppState,
     email: &str,
     password: String,
@@ -306,7 +306,7 @@ fn check_signup(
 ///
 /// # Errors
 /// 401 `invalid_credentials`, 429 while the account backs off, 503 if the store is down.
-pub async fn check_password(
+pub(crate) async fn check_password(
     state: &AppState,
     email: &str,
     password: String,

@@ -13,7 +13,7 @@ use crate::auth::oauth::Providers;
 use crate::auth::state::AppState;
 
 /// Routes: `GET /providers`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(providers))
 }
 
@@ -36,7 +36,7 @@ async fn providers(State(oauth): State<Arc<Providers>>) -> Json<ProvidersBody> {
 
 /// `GET /providers`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProvidersBody {
+pub(crate) struct ProvidersBody {
     /// Enabled sign-in methods.
     pub providers: Vec<String>,
 }

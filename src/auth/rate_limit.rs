@@ -117,7 +117,11 @@ const UNLIMITED: [&str; 2] = ["/device/poll", "/token"];
 /// Middleware on the auth router: limits every request that can change state or check a
 /// secret. Safe reads (`GET`/`HEAD`/`OPTIONS`: the pages, `/me`, `/csrf`, `/verify` on every
 /// proxied request in forward-auth mode) are not counted, so a signed-in app cannot exhaust it.
-pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn limit_by_ip(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         || UNLIMITED.contains(&request.uri().path())
     {

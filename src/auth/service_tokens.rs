@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::store::users::UserStore;
 
 /// Routes: `POST /service-tokens/{name}`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(mint))
 }
 
@@ -66,7 +66,7 @@ async fn mint(
 
 /// `POST /service-tokens/{name}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ServiceTokenBody {
+pub(crate) struct ServiceTokenBody {
     /// The service's JWT.
     pub token: String,
     /// Its expiry.

@@ -29,7 +29,7 @@ use crate::store::users::UserStore;
 
 /// Routes: `GET /me`, `PATCH /me`, `POST /logout`, `GET /sessions`, `DELETE /sessions/{id}`,
 /// `POST /ws-token`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me, update_me))
         .routes(routes!(ws_token))
@@ -60,7 +60,7 @@ async fn me(
 ///
 /// # Errors
 /// The database fails.
-pub async fn user_response(
+pub(crate) async fn user_response(
     orgs: &Organizations,
     user: &User,
     active: Option<Uuid>,
@@ -238,7 +238,7 @@ async fn update_me(
 ///
 /// # Errors
 /// The store fails.
-pub async fn default_locale(
+pub(crate) async fn default_locale(
     state: &AppState,
     user: &mut User,
     headers: &http::HeaderMap,
@@ -256,7 +256,7 @@ pub async fn default_locale(
 
 /// `POST /ws-token`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WsTicketBody {
+pub(crate) struct WsTicketBody {
     /// `ws_…`, single use.
     pub token: String,
     /// Seconds it stays usable.
@@ -265,7 +265,7 @@ pub struct WsTicketBody {
 
 /// One of the user's sessions.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionDoc {
+pub(crate) struct SessionDoc {
     /// Session id.
     pub id: Uuid,
     /// Sign-in time.
@@ -282,7 +282,7 @@ pub struct SessionDoc {
 
 /// `GET /sessions`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionsBody {
+pub(crate) struct SessionsBody {
     /// Newest first.
     pub sessions: Vec<SessionDoc>,
 }

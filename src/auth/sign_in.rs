@@ -19,7 +19,7 @@ use crate::auth::state::AppState;
 use crate::identity::Email;
 
 /// Routes: `POST /sign-in`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(sign_in))
 }
 
@@ -93,7 +93,7 @@ async fn sign_in(
 
 /// `POST /sign-in`: how this address signs in.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SignInAnswer {
+pub(crate) struct SignInAnswer {
     /// `sso`, `magic_link` or `password`.
     pub auth_method: &'static str,
     /// For `sso`: the provider.

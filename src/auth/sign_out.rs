@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// Routes: `GET/POST /sign-out`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(page, sign_out))
 }
 
@@ -103,7 +103,7 @@ async fn sign_out(
 
 /// Which sign-ins to end.
 #[derive(Debug, Clone, Copy)]
-pub enum Ending<'a> {
+pub(crate) enum Ending<'a> {
     /// Every session and token sign-in of the user.
     Everything(Uuid),
     /// This browser session.
@@ -116,7 +116,7 @@ pub enum Ending<'a> {
 
 /// What ending a sign-in touches: the sign-ins, the metric, and our cookies.
 #[derive(Debug, Clone)]
-pub struct SignOut {
+pub(crate) struct SignOut {
     accounts: Accounts,
     sessions: SessionService,
     tokens: TokenService,
@@ -141,7 +141,7 @@ impl SignOut {
     ///
     /// # Errors
     /// The stores fail.
-    pub async fn end(
+    pub(crate) async fn end(
         &self,
         ending: Ending<'_>,
         mut response: Response,

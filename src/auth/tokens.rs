@@ -28,7 +28,7 @@ use crate::identity::tokens::{TokenError, TokenPair};
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// Routes: `POST /refresh`, `GET /jwks.json`, `POST /token`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(refresh))
         .routes(routes!(jwks))
@@ -37,7 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// `Set-Cookie` headers holding a pair, for single-page apps that keep tokens in httpOnly
 /// cookies (`"mode": "cookie_token"`).
-pub fn token_cookies(state: &AppState, pair: &TokenPair) -> [http::HeaderValue; 2] {
+pub(crate) fn token_cookies(state: &AppState, pair: &TokenPair) -> [http::HeaderValue; 2] {
     [
         state.cookies.access(pair.access_token.clone(), state.config.tokens.access_ttl),
         state.cookies.refresh(pair.refresh_token.clone(), state.config.tokens.refresh_ttl),
@@ -45,7 +45,7 @@ pub fn token_cookies(state: &AppState, pair: &TokenPair) -> [http::HeaderValue; 
 }
 
 /// A token pair as JSON, never cached by anyone on the way.
-pub fn pair_response(pair: &TokenPair) -> Response {
+pub(crate) fn pair_response(pair: &TokenPair) -> Response {
     no_store(Json(pair).into_response())
 }
 
@@ -194,7 +194,7 @@ fn oauth_error(code: &'static str, description: &'static str) -> Response {
 
 /// An error of the OAuth token endpoint (RFC 6749 §5.2), with our `message` too.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OAuthErrorBody {
+pub(crate) struct OAuthErrorBody {
     /// `invalid_grant`, `authorization_pending`, …
     pub error: &'static str,
     /// What went wrong (absent when the request itself was malformed).

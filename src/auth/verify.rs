@@ -24,7 +24,7 @@ use crate::gateway::forward_auth::into_original;
 use crate::gateway::policy::{Denial, OnUnauthenticated};
 
 /// Routes: `GET /verify`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(verify))
 }
 

@@ -9,7 +9,7 @@ use super::ConfigError;
 use super::raw::RawConfig;
 
 /// Prefix of environment overrides.
-pub const ENV_PREFIX: &str = "PORTCULLIS_";
+pub(crate) const ENV_PREFIX: &str = "PORTCULLIS_";
 
 /// Keys that hold secrets: they may be given as `KEY_file`, and `check-config` masks them.
 const SECRET_KEYS: &[&str] = &[
@@ -36,7 +36,7 @@ const NOT_OVERRIDES: &[&str] = &["PORTCULLIS_CONFIG"];
 /// # Errors
 /// A read or syntax error, an override that does not fit, an unreadable secret file, or a key
 /// that is unknown or of the wrong type (named by its path).
-pub fn load(
+pub(crate) fn load(
     path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<RawConfig, ConfigError> {
@@ -57,7 +57,7 @@ pub fn load(
 }
 
 /// Deserializes a table, naming the key of the first error.
-pub fn deserialize(table: Table) -> Result<RawConfig, ConfigError> {
+pub(crate) fn deserialize(table: Table) -> Result<RawConfig, ConfigError> {
     serde_path_to_error::deserialize(Value::Table(table)).map_err(|error| {
         let key = error.path().to_string();
         ConfigError::Schema {
@@ -191,7 +191,7 @@ fn resolve_secret_files(table: &mut Table, prefix: &str) -> Result<(), ConfigErr
 ///
 /// # Errors
 /// Only if serialization fails, which would be a bug in the schema.
-pub fn render_masked(raw: &RawConfig) -> Result<String, toml::ser::Error> {
+pub(crate) fn render_masked(raw: &RawConfig) -> Result<String, toml::ser::Error> {
     let mut value = Value::try_from(raw)?;
     if let Value::Table(table) = &mut value {
         mask(table);
@@ -222,7 +222,7 @@ fn mask(table: &mut Table) {
 }
 
 /// `scheme://user:password@host` → `scheme://user:********@host`; URLs without a password stay.
-pub fn mask_url_password(text: &str) -> String {
+pub(crate) fn mask_url_password(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut url) if url.password().is_some() => {
             // Setting a password only fails for URLs that cannot have one, ruled out above.

@@ -8,11 +8,11 @@ mod compile;
 mod key_error;
 #[cfg(test)]
 pub(crate) use self::compile::service_token as compile_service_token;
-pub mod load;
-pub mod raw;
-pub mod redirect;
+pub(crate) mod load;
+pub(crate) mod raw;
+pub(crate) mod redirect;
 mod storage;
-pub mod values;
+pub(crate) mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,10 +25,10 @@ use crate::gateway::forward_auth::ForwardAuthConfig;
 use crate::gateway::policy::RouteTable;
 use crate::gateway::upstream::Upstream;
 use crate::model::headers::HeaderNames;
-pub use key_error::KeyError;
+pub(crate) use key_error::KeyError;
 pub use raw::RawConfig;
 use redirect::RedirectPolicy;
-pub use storage::{EphemeralKind, StorageConfig};
+pub(crate) use storage::{EphemeralKind, StorageConfig};
 
 /// Why the configuration cannot be used; every variant names the key or file at fault.
 #[derive(Debug, thiserror::Error)]

@@ -121,7 +121,7 @@ impl StringList {
 ///
 /// # Errors
 /// Not a duration: an error in the value, for the caller to place under its key.
-pub fn parse_duration(text: &str) -> Result<Duration, KeyError> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, KeyError> {
     humantime::parse_duration(text.trim()).map_err(|error| {
         KeyError::value(format!("{error} (expected a duration such as \"30s\", \"15m\" or \"7d\")"))
     })
@@ -131,7 +131,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, KeyError> {
 ///
 /// # Errors
 /// Not a size: an error in the value, for the caller to place under its key.
-pub fn parse_size(text: &str) -> Result<u64, KeyError> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, KeyError> {
     text.trim()
         .parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())

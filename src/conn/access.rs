@@ -12,18 +12,18 @@ use crate::model::Identity;
 /// request (the gateway, the auth API's extractors). Only present while the access log is on,
 /// so the hot path pays nothing for it otherwise.
 #[derive(Debug, Clone, Default)]
-pub struct AccessSlot(Arc<OnceLock<(&'static str, Uuid)>>);
+pub(crate) struct AccessSlot(Arc<OnceLock<(&'static str, Uuid)>>);
 
 impl AccessSlot {
     /// Notes `identity` as the request's, if the request is being logged.
-    pub fn record(extensions: &Extensions, identity: &Identity) {
+    pub(crate) fn record(extensions: &Extensions, identity: &Identity) {
         if let Some(slot) = extensions.get::<Self>() {
             let _ = slot.0.set((identity.method.as_str(), identity.user_id));
         }
     }
 
     /// The authentication method and user noted, if any.
-    pub fn get(&self) -> Option<&(&'static str, Uuid)> {
+    pub(crate) fn get(&self) -> Option<&(&'static str, Uuid)> {
         self.0.get()
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 /// one finished (for the idle timeout); and its slot among `server.max_connections`, held
 /// until the connection and anything it was upgraded into have ended.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     open: AtomicUsize,
     started: Instant,
     /// Milliseconds after `started` when the last open request finished.
@@ -29,7 +29,7 @@ pub struct Activity {
 impl Activity {
     /// A connection that starts now, with nothing open, holding `slot`; tasks it outlives
     /// itself with are tracked by `tasks`.
-    pub fn new(slot: Option<OwnedSemaphorePermit>, tasks: TaskTracker) -> Arc<Self> {
+    pub(crate) fn new(slot: Option<OwnedSemaphorePermit>, tasks: TaskTracker) -> Arc<Self> {
         Arc::new(Self {
             open: AtomicUsize::new(0),
             started: Instant::now(),
@@ -40,7 +40,7 @@ impl Activity {
     }
 
     /// Runs `task` on the connection's behalf: the slot stays taken until it ends.
-    pub fn spawn(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
         let hold = Arc::clone(self);
         self.tasks.spawn(async move {
             task.await;
@@ -49,23 +49,23 @@ impl Activity {
     }
 
     /// Whether no request is open.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.open.load(Ordering::Acquire) == 0
     }
 
     /// When the last request finished, in milliseconds since the connection started.
-    pub fn last_done_ms(&self) -> u64 {
+    pub(crate) fn last_done_ms(&self) -> u64 {
         self.last_done_ms.load(Ordering::Relaxed)
     }
 
     /// Notes a request; it stays open until the guard (moved into its response body) drops.
-    pub fn open(self: &Arc<Self>) -> OpenRequest {
+    pub(crate) fn open(self: &Arc<Self>) -> OpenRequest {
         self.open.fetch_add(1, Ordering::Relaxed);
         OpenRequest(Arc::clone(self))
     }
 
     /// Waits until the connection has had no open request for `timeout`.
-    pub async fn idle_for(&self, timeout: Duration) {
+    pub(crate) async fn idle_for(&self, timeout: Duration) {
         loop {
             let last_done =
                 self.started + Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed));
@@ -86,7 +86,7 @@ impl Activity {
 
 /// A request counted open on its connection until this drops.
 #[derive(Debug)]
-pub struct OpenRequest(Arc<Activity>);
+pub(crate) struct OpenRequest(Arc<Activity>);
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {

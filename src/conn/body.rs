@@ -10,11 +10,11 @@ use http_body_util::BodyExt;
 /// The client stopped sending a request body for longer than `server.body_read_timeout`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the client sent no request body for longer than server.body_read_timeout")]
-pub struct BodyTimeout;
+pub(crate) struct BodyTimeout;
 
 impl BodyTimeout {
     /// Whether a `BodyTimeout` is in the chain of causes of `error`.
-    pub fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+    pub(crate) fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
         let mut cause = Some(error);
         while let Some(error) = cause {
             if error.is::<Self>() {
@@ -27,7 +27,7 @@ impl BodyTimeout {
 }
 
 /// How much of a refused request body is read and thrown away before the refusal is sent.
-pub const DISCARD_LIMIT: usize = 4 * 1024 * 1024;
+pub(crate) const DISCARD_LIMIT: usize = 4 * 1024 * 1024;
 /// How long reading a refused body may take.
 const DISCARD_TIME: Duration = Duration::from_secs(2);
 
@@ -38,7 +38,7 @@ const DISCARD_TIME: Duration = Duration::from_secs(2);
 /// bodies (streams are reset on their own), bodies declared longer than the limit (the reset
 /// cannot be avoided, so reading would be wasted), and bodies the client waits to be asked for
 /// (`Expect: 100-continue`: reading would invite the upload the answer refuses).
-pub async fn discard<B>(version: http::Version, headers: &http::HeaderMap, mut body: B)
+pub(crate) async fn discard<B>(version: http::Version, headers: &http::HeaderMap, mut body: B)
 where
     B: Body<Data = Bytes> + Unpin,
 {

@@ -25,7 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An upstream as a link sees it: told apart from others by its name, reached at its
 /// authority. The gateway's `Upstream` is one.
-pub trait LinkTarget {
+pub(crate) trait LinkTarget {
     /// The upstream's name.
     fn name(&self) -> &str;
     /// The name, shared: kept with a connection to say whose it is.
@@ -36,7 +36,7 @@ pub trait LinkTarget {
 
 /// Why a request could not be sent on the connection's own upstream connection.
 #[derive(Debug, thiserror::Error)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// Connecting to the upstream failed.
     #[error("cannot connect to the upstream: {0}")]
     Connect(#[from] std::io::Error),
@@ -54,7 +54,7 @@ pub enum LinkError {
 /// One client connection's upstream connection, when it has one: kept between requests, taken
 /// out while a request uses it.
 #[derive(Debug, Default)]
-pub struct AffineLink {
+pub(crate) struct AffineLink {
     state: Mutex<State>,
 }
 
@@ -77,7 +77,7 @@ impl AffineLink {
     /// Whether this link holds a connection to another upstream than `upstream`: a request for
     /// `upstream` then takes the pool, and the kept connection stays for the requests that
     /// go back to its own upstream (no connection is opened and closed per alternation).
-    pub fn holds_other(&self, upstream: &impl LinkTarget) -> bool {
+    pub(crate) fn holds_other(&self, upstream: &impl LinkTarget) -> bool {
         self.state.lock().held.as_ref().is_some_and(|held| *held.upstream != *upstream.name())
     }
 
@@ -94,7 +94,7 @@ impl AffineLink {
     ///
     /// # Errors
     /// The upstream cannot be reached, the exchange fails, or the deadline passes.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         upstream: &impl LinkTarget,
         request: Request<Body>,
@@ -182,6 +182,6 @@ async fn connect(upstream: &impl LinkTarget) -> Result<SendRequest<Body>, LinkEr
 
 /// `uri` in origin form (path and query), as an HTTP/1.1 request to the origin server is
 /// written.
-pub fn origin_form(uri: &Uri) -> Uri {
+pub(crate) fn origin_form(uri: &Uri) -> Uri {
     uri.path_and_query().map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()))
 }

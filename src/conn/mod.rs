@@ -4,8 +4,8 @@
 //! with; and its own upstream connection), the access-log slot a request's identity is noted
 //! in, and the request-body rules (the body timeout's error, reading a refused body away).
 
-pub mod access;
-pub mod activity;
-pub mod body;
-pub mod link;
-pub mod peer;
+pub(crate) mod access;
+pub(crate) mod activity;
+pub(crate) mod body;
+pub(crate) mod link;
+pub(crate) mod peer;

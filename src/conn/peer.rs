@@ -11,7 +11,7 @@ use super::link::AffineLink;
 
 /// The TCP peer and listener kind, put into every request's extensions by the accept loop.
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// Remote address of the connection.
     pub addr: SocketAddr,
     /// Whether the connection is TLS.
@@ -27,7 +27,7 @@ pub struct Peer {
 
 impl Peer {
     /// The peer of a connection from `addr`.
-    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+    pub(crate) fn new(addr: SocketAddr, tls: bool) -> Self {
         let ip = canonical(addr.ip()).to_string();
         // An IP address is always a valid header value.
         let ip_header =
@@ -36,20 +36,20 @@ impl Peer {
     }
 
     /// The connection's own upstream connection, for its HTTP/1.1 requests.
-    pub fn link(&self) -> &AffineLink {
+    pub(crate) fn link(&self) -> &AffineLink {
         &self.link
     }
 
     /// The same peer, on a connection the accept loop tracks.
     #[must_use]
-    pub fn on(mut self, connection: Arc<Activity>) -> Self {
+    pub(crate) fn on(mut self, connection: Arc<Activity>) -> Self {
         self.connection = Some(connection);
         self
     }
 
     /// Runs `task` (an upgraded connection's traffic) as part of this connection: it keeps the
     /// connection's slot under `server.max_connections` and is waited for at shutdown.
-    pub fn spawn_upgraded(&self, task: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn_upgraded(&self, task: impl Future<Output = ()> + Send + 'static) {
         match &self.connection {
             Some(connection) => connection.spawn(task),
             None => {
@@ -61,7 +61,7 @@ impl Peer {
 
 /// The client's IP: the peer's, or, when the peer is a trusted proxy, the right-most address in
 /// `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_ip(peer: &Peer, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: &Peer, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer_ip = canonical(peer.addr.ip());
     if !is_trusted(peer_ip, trusted) {
         return peer_ip;
@@ -87,7 +87,7 @@ pub fn client_ip(peer: &Peer, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr 
 
 /// The address limits and grants are kept by: an IPv4 address, or an IPv6 /64 (one
 /// subscriber usually holds a whole /64).
-pub fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match canonical(ip) {
         IpAddr::V6(v6) => {
             let mut octets = v6.octets();
@@ -100,7 +100,7 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 
 /// Whether `ip` is a configured trusted proxy (an IPv4-mapped IPv6 address, as a dual-stack
 /// listener sees IPv4 peers, counts as its IPv4 address).
-pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical(ip);
     trusted.iter().any(|net| net.contains(&ip))
 }

@@ -20,7 +20,7 @@ use ring::signature::{
 use ring::{digest, hmac};
 
 /// The `ring`-backed provider; [`install`] makes it the process default.
-pub static PROVIDER: CryptoProvider = CryptoProvider {
+pub(crate) static PROVIDER: CryptoProvider = CryptoProvider {
     signer_factory: new_signer,
     verifier_factory: new_verifier,
     key_utils: KeyUtils {

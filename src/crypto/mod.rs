@@ -3,11 +3,11 @@
 //! Everything secret a client holds (session tokens, CSRF nonces, later API keys and one-time
 //! links) is 256 bits from the operating system's CSPRNG, and the server stores only its SHA-256.
 
-pub mod jwt_ring;
-pub mod password;
-pub mod sealed;
-pub mod signing;
-pub mod tags;
+pub(crate) mod jwt_ring;
+pub(crate) mod password;
+pub(crate) mod sealed;
+pub(crate) mod signing;
+pub(crate) mod tags;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,7 +31,7 @@ pub fn random_token() -> String {
 
 /// Whether `text` has the shape [`random_token`] makes: 43 base64url characters. Checked
 /// before any lookup, so malformed credentials cost nothing.
-pub fn is_random_token(text: &str) -> bool {
+pub(crate) fn is_random_token(text: &str) -> bool {
     text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -55,7 +55,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Parses 64 hex digits into 32 bytes.
-pub fn unhex32(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn unhex32(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 {
         return None;
     }
@@ -67,7 +67,7 @@ pub fn unhex32(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Equality of two secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 

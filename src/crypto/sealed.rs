@@ -145,7 +145,11 @@ impl Sealer {
 ///
 /// # Errors
 /// The system cannot make a random nonce.
-pub fn seal_for_holder(secret: &str, purpose: &str, text: &str) -> Result<String, SealError> {
+pub(crate) fn seal_for_holder(
+    secret: &str,
+    purpose: &str,
+    text: &str,
+) -> Result<String, SealError> {
     seal_with(&holder_key(secret, purpose)?, purpose, text)
 }
 
@@ -153,7 +157,11 @@ pub fn seal_for_holder(secret: &str, purpose: &str, text: &str) -> Result<String
 ///
 /// # Errors
 /// It was sealed with another secret or purpose, or is corrupt.
-pub fn open_for_holder(secret: &str, purpose: &str, sealed: &str) -> Result<String, SealError> {
+pub(crate) fn open_for_holder(
+    secret: &str,
+    purpose: &str,
+    sealed: &str,
+) -> Result<String, SealError> {
     open_with(&holder_key(secret, purpose)?, purpose, sealed)
 }
 

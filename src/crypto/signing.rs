@@ -78,10 +78,10 @@ pub enum VerifyError {
 /// A key that cannot be used: unreadable, or of another algorithm.
 #[derive(Debug, thiserror::Error)]
 #[error("unusable key: {0}")]
-pub struct BadKey(String);
+pub(crate) struct BadKey(String);
 
 /// One key pair.
-pub struct SigningKey {
+pub(crate) struct SigningKey {
     kid: String,
     algorithm: SigningAlgorithm,
     encoding: EncodingKey,
@@ -92,7 +92,7 @@ pub struct SigningKey {
 
 /// The keys held: the one that signs, and every one that verifies.
 #[derive(Default)]
-pub struct KeySet {
+pub(crate) struct KeySet {
     signer: Option<Arc<SigningKey>>,
     by_kid: HashMap<String, Arc<SigningKey>>,
 }
@@ -100,7 +100,7 @@ pub struct KeySet {
 impl KeySet {
     /// The set of `keys`, given oldest first: the newest key of `algorithm` that is not
     /// retired signs.
-    pub fn new(keys: Vec<SigningKey>, algorithm: SigningAlgorithm) -> Self {
+    pub(crate) fn new(keys: Vec<SigningKey>, algorithm: SigningAlgorithm) -> Self {
         let mut set = Self::default();
         for key in keys {
             let key = Arc::new(key);
@@ -116,7 +116,7 @@ impl KeySet {
     ///
     /// # Errors
     /// No key, or the claims do not serialize.
-    pub fn sign(&self, claims: &impl Serialize) -> Result<String, SigningError> {
+    pub(crate) fn sign(&self, claims: &impl Serialize) -> Result<String, SigningError> {
         let key = self.signer.as_ref().ok_or(SigningError::NoKey)?;
         let mut header = Header::new(key.algorithm.jwt());
         header.kid = Some(key.kid.clone());
@@ -129,7 +129,7 @@ impl KeySet {
     /// # Errors
     /// [`VerifyError::UnknownKey`] when the key id is not held (the caller may reload and
     /// retry); [`VerifyError::Invalid`] for everything else.
-    pub fn verify<T: DeserializeOwned>(
+    pub(crate) fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
         validation: &Validation,
@@ -143,30 +143,25 @@ impl KeySet {
     }
 
     /// The public keys as a JSON Web Key Set.
-    pub fn jwks(&self) -> Value {
+    pub(crate) fn jwks(&self) -> Value {
         let mut published: Vec<&Arc<SigningKey>> = self.by_kid.values().collect();
         published.sort_by(|a, b| a.kid.cmp(&b.kid));
         json!({ "keys": published.iter().map(|key| &key.jwk).collect::<Vec<_>>() })
     }
 
     /// The id of the key that signs.
-    pub fn current_kid(&self) -> Option<&str> {
+    pub(crate) fn current_kid(&self) -> Option<&str> {
         self.signer.as_ref().map(|key| key.kid.as_str())
     }
 
     /// The algorithm of the key that signs.
-    pub fn signing_algorithm(&self) -> Option<SigningAlgorithm> {
+    pub(crate) fn signing_algorithm(&self) -> Option<SigningAlgorithm> {
         self.signer.as_ref().map(|key| key.algorithm)
     }
 
     /// How many keys verify.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_kid.len()
-    }
-
-    /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.by_kid.is_empty()
     }
 }
 
@@ -175,7 +170,7 @@ impl SigningKey {
     ///
     /// # Errors
     /// The document is not a key of `algorithm`.
-    pub fn from_pkcs8(
+    pub(crate) fn from_pkcs8(
         kid: String,
         algorithm: SigningAlgorithm,
         pkcs8: &[u8],
@@ -225,7 +220,7 @@ impl SigningKey {
 }
 
 /// A new private key for `algorithm`, as a PKCS#8 document.
-pub fn generate(algorithm: SigningAlgorithm) -> Result<Vec<u8>, BadKey> {
+pub(crate) fn generate(algorithm: SigningAlgorithm) -> Result<Vec<u8>, BadKey> {
     let rng = SystemRandom::new();
     let generated = match algorithm {
         SigningAlgorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng),

@@ -22,9 +22,9 @@ use ring::hmac;
 use crate::clock::Timestamp;
 
 /// Characters of a tag in base64url (64 bits).
-pub const TAG_LEN: usize = 11;
+pub(crate) const TAG_LEN: usize = 11;
 /// Characters of a tagged base64url credential: the random part and its tag.
-pub const TAGGED_LEN: usize = 43 + TAG_LEN;
+pub(crate) const TAGGED_LEN: usize = 43 + TAG_LEN;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// What a credential is: part of the tagged input, so a tag of one kind is worthless as another.
@@ -160,13 +160,13 @@ impl std::fmt::Debug for TokenTags {
 }
 
 /// Whether `text` is base64url characters only (the shape of a tagged credential).
-pub fn is_base64url(text: &str) -> bool {
+pub(crate) fn is_base64url(text: &str) -> bool {
     text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `tag` as exactly [`TAG_LEN`] base62 digits (62¹¹ > 2⁶⁴), for credentials that stay
 /// alphanumeric (API keys select with a double click and match secret scanners).
-pub fn base62_tag(tag: [u8; 8]) -> [u8; TAG_LEN] {
+pub(crate) fn base62_tag(tag: [u8; 8]) -> [u8; TAG_LEN] {
     let mut value = u64::from_be_bytes(tag);
     let mut digits = [b'0'; TAG_LEN];
     for digit in digits.iter_mut().rev() {

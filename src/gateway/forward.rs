@@ -54,7 +54,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 ///
 /// # Errors
 /// No upstream serves the request, body over the limit, upstream unreachable or too slow.
-pub async fn forward(
+pub(crate) async fn forward(
     gateway: &Gateway,
     permitted: Permitted<'_>,
     mut parts: Parts,

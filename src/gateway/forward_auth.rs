@@ -59,7 +59,7 @@ impl From<ForwardAuthError> for ApiError {
 ///
 /// # Errors
 /// See [`ForwardAuthError`].
-pub fn into_original(
+pub(crate) fn into_original(
     parts: &mut Parts,
     config: &ForwardAuthConfig,
     trusted_peer: bool,

@@ -30,7 +30,7 @@ use crate::store::StoreError;
 const THROTTLED_RETRY_AFTER: u64 = 1;
 
 /// The query parameter that carries a WebSocket ticket.
-pub const TICKET_PARAM: &str = "access_token";
+pub(crate) const TICKET_PARAM: &str = "access_token";
 
 /// Everything that can turn a credential into an identity.
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ impl From<Rejection> for ApiError {
 /// # Errors
 /// The cookie is present but malformed, ambiguous, unknown, or cannot be checked. `Ok(None)`
 /// means no session cookie was sent.
-pub async fn session_from_cookie(
+pub(crate) async fn session_from_cookie(
     headers: &HeaderMap,
     sessions: &SessionService,
     cookies: &CookieJar,
@@ -197,7 +197,7 @@ pub async fn session_from_cookie(
 /// Identifies a request by its credentials, and says which of ours it carries. On a cache hit
 /// this allocates nothing and touches no store. When `throttled`, a credential that would cost
 /// a store lookup is not checked ([`Rejection::Throttled`]).
-pub async fn identify(
+pub(crate) async fn identify(
     parts: &Parts,
     credentials: &Credentials,
     throttled: bool,
@@ -388,7 +388,7 @@ fn has_ticket(query: &str) -> bool {
 /// `query` without its ticket parameters (`None` when nothing is left). A pair is a ticket when
 /// its decoded name is the ticket parameter and its decoded value is ticket-shaped, so an
 /// encoded spelling is cut too, and an app's own `access_token` passes.
-pub fn query_without_ticket(query: &str) -> Option<String> {
+pub(crate) fn query_without_ticket(query: &str) -> Option<String> {
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {

@@ -6,16 +6,16 @@
 //! [`authorize::Permitted`] or answer the [`authorize::Refusal`]. Forward-auth
 //! (`/auth/verify`) runs the same decision on the request a proxy asks about.
 
-pub mod assertion;
-pub mod authorize;
-pub mod forward;
-pub mod forward_auth;
-pub mod identify;
-pub mod path;
-pub mod pattern;
-pub mod policy;
-pub mod throttle;
-pub mod upstream;
+pub(crate) mod assertion;
+pub(crate) mod authorize;
+pub(crate) mod forward;
+pub(crate) mod forward_auth;
+pub(crate) mod identify;
+pub(crate) mod path;
+pub(crate) mod pattern;
+pub(crate) mod policy;
+pub(crate) mod throttle;
+pub(crate) mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -347,7 +347,7 @@ impl Gateway {
 
 /// Whether an unauthenticated request should be sent to the sign-in page rather than get 401:
 /// a browser navigation (GET or HEAD preferring HTML) under `auto`, always under `redirect`.
-pub fn wants_redirect(on_unauthenticated: OnUnauthenticated, parts: &Parts) -> bool {
+pub(crate) fn wants_redirect(on_unauthenticated: OnUnauthenticated, parts: &Parts) -> bool {
     match on_unauthenticated {
         OnUnauthenticated::Redirect => true,
         OnUnauthenticated::Status401 => false,

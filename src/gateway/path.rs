@@ -351,7 +351,7 @@ fn push_escape(out: &mut String, byte: u8) {
 ///
 /// # Errors
 /// The segment is a dot segment, or holds `;`, `\`, `%2F`, `%5C`, `%00` or a bad escape.
-pub fn normalize_literal(segment: &str) -> Result<String, PathError> {
+pub(crate) fn normalize_literal(segment: &str) -> Result<String, PathError> {
     let mut needs = PathOptions::default();
     let mut name = String::with_capacity(segment.len());
     decode_segment(segment, &mut name, &mut needs)?;

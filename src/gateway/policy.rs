@@ -173,7 +173,7 @@ const STANDARD_METHODS: [Method; 9] = [
 /// its upper-case form (`delete` is `DELETE`, as Django and Werkzeug read it); an extension
 /// method stays exactly as sent and matches only a rule that names it so. `None` when the
 /// method is already in that form.
-pub fn canonical_method(method: &Method) -> Option<Method> {
+pub(crate) fn canonical_method(method: &Method) -> Option<Method> {
     if STANDARD_METHODS.contains(method) {
         return None;
     }

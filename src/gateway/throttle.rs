@@ -22,7 +22,7 @@ const BLOCKED_CAPACITY: usize = 10_000;
 
 /// Failed credential checks per client address.
 #[derive(Debug)]
-pub struct FailedCredentials {
+pub(crate) struct FailedCredentials {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Clients over the limit, and until when.
     blocked: quick_cache::sync::Cache<IpAddr, QuantaInstant>,
@@ -32,7 +32,7 @@ pub struct FailedCredentials {
 
 impl FailedCredentials {
     /// A limit of `per_minute` failed checks per client (0: no limit).
-    pub fn new(per_minute: u32) -> Self {
+    pub(crate) fn new(per_minute: u32) -> Self {
         let limiter = NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         Self {
             limiter,
@@ -44,7 +44,7 @@ impl FailedCredentials {
     /// Whether `client` (a [`crate::conn::peer::client_key`]) is over its limit now, so that
     /// its credentials may be checked against the cache only. One atomic load while no client
     /// is.
-    pub fn is_over(&self, client: impl FnOnce() -> IpAddr) -> bool {
+    pub(crate) fn is_over(&self, client: impl FnOnce() -> IpAddr) -> bool {
         if !self.armed.load(Ordering::Relaxed) {
             return false;
         }
@@ -53,7 +53,7 @@ impl FailedCredentials {
     }
 
     /// Counts a failed check by `client`; how long it must wait when that put it over.
-    pub fn failed(&self, client: IpAddr) -> Option<Duration> {
+    pub(crate) fn failed(&self, client: IpAddr) -> Option<Duration> {
         let limiter = self.limiter.as_ref()?;
         let clock = DefaultClock::default();
         let not_until = limiter.check_key(&client).err()?;
@@ -64,7 +64,7 @@ impl FailedCredentials {
     }
 
     /// Forgets clients whose budget has recovered (called periodically).
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         let Some(limiter) = &self.limiter else { return };
         limiter.retain_recent();
         limiter.shrink_to_fit();

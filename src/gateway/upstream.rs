@@ -282,7 +282,7 @@ impl UpstreamTable {
 
 /// The host of a `Host` value or authority, without port or trailing dot, in lower case
 /// (copied only when it has upper-case letters).
-pub fn request_host(raw: &str) -> Cow<'_, str> {
+pub(crate) fn request_host(raw: &str) -> Cow<'_, str> {
     let host = match raw.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
         None => raw.rsplit_once(':').map_or(raw, |(host, _)| host),

@@ -135,7 +135,7 @@ fn admitted(tags: &TokenTags, key: &str, now: Timestamp) -> bool {
 
 /// Whether `value` looks like one of our keys (prefix only): such an `Authorization` header is
 /// ours to check and never forwarded.
-pub fn is_api_key(value: &str) -> bool {
+pub(crate) fn is_api_key(value: &str) -> bool {
     value.starts_with(PREFIX)
 }
 

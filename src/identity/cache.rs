@@ -25,8 +25,8 @@ use crate::clock::{Clock, Timestamp};
 use crate::identity::Identity;
 mod message;
 
-pub use self::message::Revocation;
-pub use crate::model::credential::CredentialHash;
+pub(crate) use self::message::Revocation;
+pub(crate) use crate::model::credential::CredentialHash;
 
 /// How long at most "the stores do not know this credential" is believed. Only the server
 /// mints credentials, and never one a client could have sent before, so a credential cannot
@@ -37,7 +37,7 @@ const UNKNOWN_TTL: Duration = Duration::from_secs(10);
 /// Hashes a [`CredentialHash`] by taking eight of its bytes: they are already uniformly random,
 /// and only the server mints credentials, so nobody can choose keys that collide.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct CredentialHasher(u64);
+pub(crate) struct CredentialHasher(u64);
 
 impl Hasher for CredentialHasher {
     fn finish(&self) -> u64 {

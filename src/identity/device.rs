@@ -22,9 +22,9 @@ use crate::store::ephemeral::{EphemeralStore, decode, encode};
 const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 const USER_CODE_LEN: usize = 8;
 /// How long a device code lives.
-pub const DEVICE_CODE_TTL: Duration = Duration::from_secs(600);
+pub(crate) const DEVICE_CODE_TTL: Duration = Duration::from_secs(600);
 /// The polling interval clients are given.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A started grant, as the client sees it.
 #[derive(Debug, Clone)]
@@ -242,7 +242,7 @@ fn random_user_code() -> String {
 }
 
 /// `BCDFGHJK` or `bcdf-ghjk ` → `BCDFGHJK`; anything outside the alphabet → `None`.
-pub fn normalize_user_code(text: &str) -> Option<String> {
+pub(crate) fn normalize_user_code(text: &str) -> Option<String> {
     let code: String = text
         .chars()
         .filter(|c| *c != '-' && !c.is_whitespace())

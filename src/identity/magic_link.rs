@@ -22,7 +22,7 @@ use crate::store::StoreError;
 use crate::store::ephemeral::{EphemeralStore, decode, encode};
 
 /// Wrong codes allowed before the grant is burnt.
-pub const MAX_CODE_ATTEMPTS: u64 = 5;
+pub(crate) const MAX_CODE_ATTEMPTS: u64 = 5;
 
 /// A new grant: what goes into the email.
 #[derive(Debug, Clone)]

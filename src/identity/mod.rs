@@ -3,27 +3,27 @@
 //! fan-out between replicas. The types they trade in ([`User`], [`Identity`], [`Scopes`], …)
 //! are the leaf model in [`crate::model`], re-exported here.
 
-pub mod accounts;
-pub mod api_key;
-pub mod cache;
-pub mod device;
-pub mod email_token;
-pub mod key_ring;
-pub mod magic_link;
-pub mod one_time;
-pub mod org_choice;
-pub mod orgs;
-pub mod password_policy;
-pub mod profile;
-pub mod providers;
-pub mod revocation;
-pub mod service_token;
-pub mod session;
-pub mod single_use;
-pub mod ticket;
-pub mod tokens;
+pub(crate) mod accounts;
+pub(crate) mod api_key;
+pub(crate) mod cache;
+pub(crate) mod device;
+pub(crate) mod email_token;
+pub(crate) mod key_ring;
+pub(crate) mod magic_link;
+pub(crate) mod one_time;
+pub(crate) mod org_choice;
+pub(crate) mod orgs;
+pub(crate) mod password_policy;
+pub(crate) mod profile;
+pub(crate) mod providers;
+pub(crate) mod revocation;
+pub(crate) mod service_token;
+pub(crate) mod session;
+pub(crate) mod single_use;
+pub(crate) mod ticket;
+pub(crate) mod tokens;
 
-pub use crate::model::{
+pub(crate) use crate::model::{
     ACCOUNT_SCOPE, AuthMethod, Email, Identity, IdentityParts, OrgRole, Scopes, User, UserView,
     validate_role,
 };

@@ -22,12 +22,12 @@ pub struct OneTimeLink {
 
 /// Sign-in links, each minted with its own lifetime ([`SingleUse::mint_for`]) and used up by
 /// [`SingleUse::take`].
-pub type OneTimeLinks = SingleUse<OneTimeLink>;
+pub(crate) type OneTimeLinks = SingleUse<OneTimeLink>;
 
 /// Longest a sign-in link may work.
-pub const MAX_TTL: Duration = Duration::from_secs(7 * 86_400);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 /// Sign-in links kept in `store`.
-pub fn links(store: Arc<dyn EphemeralStore>) -> OneTimeLinks {
+pub(crate) fn links(store: Arc<dyn EphemeralStore>) -> OneTimeLinks {
     SingleUse::new(store, "one_time", TokenShape::Random, MAX_TTL)
 }

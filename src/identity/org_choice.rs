@@ -13,7 +13,7 @@ use super::single_use::{SingleUse, TokenShape};
 use crate::store::ephemeral::EphemeralStore;
 
 /// How long a choice waits.
-pub const CHOICE_TTL: Duration = Duration::from_secs(600);
+pub(crate) const CHOICE_TTL: Duration = Duration::from_secs(600);
 
 /// What a finished sign-in hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +44,10 @@ pub struct Choice {
 
 /// Pending choices: [`SingleUse::mint`] starts one, [`SingleUse::peek`] reads it for the
 /// selection page, [`SingleUse::take`] finishes it (of two concurrent selections one wins).
-pub type OrgChoices = SingleUse<Choice>;
+pub(crate) type OrgChoices = SingleUse<Choice>;
 
 /// Pending choices kept in `store`.
-pub fn choices(store: Arc<dyn EphemeralStore>) -> OrgChoices {
+pub(crate) fn choices(store: Arc<dyn EphemeralStore>) -> OrgChoices {
     SingleUse::new(store, "org_choice", TokenShape::Random, CHOICE_TTL)
 }
 

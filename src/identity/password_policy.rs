@@ -4,9 +4,9 @@
 use crate::identity::Email;
 
 /// Fewest characters accepted.
-pub const MIN_LENGTH: usize = 10;
+pub(crate) const MIN_LENGTH: usize = 10;
 /// Most characters accepted (argon2 would take more, but nobody types more).
-pub const MAX_LENGTH: usize = 256;
+pub(crate) const MAX_LENGTH: usize = 256;
 
 /// Which rule a password breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum WeakPassword {
 ///
 /// # Errors
 /// The first rule broken.
-pub fn check(password: &str, email: &Email, name: Option<&str>) -> Result<(), WeakPassword> {
+pub(crate) fn check(password: &str, email: &Email, name: Option<&str>) -> Result<(), WeakPassword> {
     let length = password.chars().count();
     if length < MIN_LENGTH {
         return Err(WeakPassword::TooShort);

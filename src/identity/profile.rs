@@ -32,7 +32,7 @@ pub enum InvalidProfile {
 ///
 /// # Errors
 /// [`InvalidProfile::Name`].
-pub fn clean_name(name: &str) -> Result<Option<String>, InvalidProfile> {
+pub(crate) fn clean_name(name: &str) -> Result<Option<String>, InvalidProfile> {
     let name = name.trim();
     if name.is_empty() {
         return Ok(None);
@@ -47,7 +47,7 @@ pub fn clean_name(name: &str) -> Result<Option<String>, InvalidProfile> {
 ///
 /// # Errors
 /// [`InvalidProfile::Username`].
-pub fn clean_username(username: &str) -> Result<Option<String>, InvalidProfile> {
+pub(crate) fn clean_username(username: &str) -> Result<Option<String>, InvalidProfile> {
     let username = username.trim().to_ascii_lowercase();
     if username.is_empty() {
         return Ok(None);
@@ -63,7 +63,7 @@ pub fn clean_username(username: &str) -> Result<Option<String>, InvalidProfile> 
 ///
 /// # Errors
 /// [`InvalidProfile::Locale`].
-pub fn clean_locale(locale: &str) -> Result<Option<String>, InvalidProfile> {
+pub(crate) fn clean_locale(locale: &str) -> Result<Option<String>, InvalidProfile> {
     let locale = locale.trim();
     if locale.is_empty() {
         return Ok(None);
@@ -81,7 +81,7 @@ pub fn clean_locale(locale: &str) -> Result<Option<String>, InvalidProfile> {
 ///
 /// # Errors
 /// [`InvalidProfile::AvatarNotUrl`], [`InvalidProfile::AvatarNotHttps`].
-pub fn clean_avatar_url(url: &str) -> Result<Option<String>, InvalidProfile> {
+pub(crate) fn clean_avatar_url(url: &str) -> Result<Option<String>, InvalidProfile> {
     let url = url.trim();
     if url.is_empty() {
         return Ok(None);
@@ -97,7 +97,7 @@ pub fn clean_avatar_url(url: &str) -> Result<Option<String>, InvalidProfile> {
 
 /// The first language of an `Accept-Language` header that is a valid tag, to default a new
 /// user's locale.
-pub fn preferred_locale(accept_language: &str) -> Option<String> {
+pub(crate) fn preferred_locale(accept_language: &str) -> Option<String> {
     accept_language
         .split(',')
         .filter_map(|item| item.split(';').next())

@@ -35,7 +35,7 @@ use crate::store::{StoreError, revocations};
 /// Longest wait between reconnection attempts of the reader, and between retries of an append.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often the reader proves its connection alive when nothing is revoked.
-pub const HEARTBEAT: Duration = Duration::from_secs(2);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How long a heartbeat may take before the connection counts as dead.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Entries a Redis stream keeps (approximately): a replica further behind empties its cache.
@@ -45,7 +45,7 @@ const STREAM_LENGTH: u32 = 100_000;
 const MAX_PENDING: usize = 100_000;
 /// Where revocations travel.
 #[derive(Debug, Clone)]
-pub enum Channel {
+pub(crate) enum Channel {
     /// A Redis stream.
     Redis {
         /// Where the Redis primary in use is.
@@ -67,7 +67,7 @@ pub enum Channel {
 /// The running fan-out: a publisher appending the cache's evictions and a reader applying
 /// everyone's.
 #[derive(Debug)]
-pub struct Fanout {
+pub(crate) struct Fanout {
     publisher: JoinHandle<()>,
     reader: JoinHandle<()>,
     stop: CancellationToken,
@@ -76,7 +76,7 @@ pub struct Fanout {
 impl Fanout {
     /// Connects `cache` to `channel`: from now on its evictions are published, and published
     /// evictions are applied to it.
-    pub fn start(channel: Channel, cache: &IdentityCache) -> Self {
+    pub(crate) fn start(channel: Channel, cache: &IdentityCache) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         let log = Log::from(&channel);
@@ -95,7 +95,7 @@ impl Fanout {
 
     /// Publishes what is still queued, then stops (the CLI calls this before exiting, so its
     /// revocations reach the running servers).
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         self.stop.cancel();
         let _ = self.publisher.await;
         self.reader.abort();

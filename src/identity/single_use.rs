@@ -38,7 +38,7 @@ impl TokenShape {
 }
 
 /// What a token is stored as: its SHA-256, in hex.
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     crypto::hex(&crypto::sha256(token.as_bytes()))
 }
 

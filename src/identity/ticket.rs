@@ -22,7 +22,7 @@ use crate::store::{StoreError, within_deadline};
 
 const PREFIX: &str = "ws_";
 /// How long a ticket can wait to be used.
-pub const TICKET_TTL: Duration = Duration::from_secs(30);
+pub(crate) const TICKET_TTL: Duration = Duration::from_secs(30);
 
 /// What a ticket stands for.
 #[derive(Debug, Serialize, Deserialize)]
@@ -145,7 +145,7 @@ impl WsTickets {
 }
 
 /// Whether `value` is shaped like a ticket.
-pub fn is_ticket(value: &str) -> bool {
+pub(crate) fn is_ticket(value: &str) -> bool {
     value.starts_with(PREFIX)
 }
 

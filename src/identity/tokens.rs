@@ -48,7 +48,7 @@ const MAX_CLIENT: usize = 256;
 
 /// Claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessClaims {
+pub(crate) struct AccessClaims {
     /// User id.
     pub sub: Uuid,
     /// Refresh family (the token's session).
@@ -127,7 +127,7 @@ impl From<SigningError> for TokenError {
 }
 
 /// The `scope` of an access token that carries every scope (no scope name can be `*`).
-pub const ALL_SCOPES: &str = "*";
+pub(crate) const ALL_SCOPES: &str = "*";
 
 /// What a bearer JWT turned out to be.
 #[derive(Debug, Clone)]

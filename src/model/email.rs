@@ -85,7 +85,7 @@ impl std::fmt::Display for Email {
 }
 
 /// Whether `domain` is one of `allowed` (an allow-list of email domains; empty: any).
-pub fn domain_allowed(allowed: &[String], domain: &str) -> bool {
+pub(crate) fn domain_allowed(allowed: &[String], domain: &str) -> bool {
     allowed.is_empty() || allowed.iter().any(|allowed| allowed == domain)
 }
 

@@ -55,7 +55,7 @@ const OVERRIDE_NAMES: &[&str] = &[
 
 /// Whether `name`, in any spelling, names another path or method than the request's own
 /// (`X-HTTP-Method-Override`, `X-Original-URL`, …).
-pub fn is_override(name: &HeaderName) -> bool {
+pub(crate) fn is_override(name: &HeaderName) -> bool {
     let name = name.as_str();
     let normal: std::borrow::Cow<'_, str> =
         if name.contains('_') { normalize(name).into() } else { name.into() };

@@ -6,11 +6,11 @@
 //! the cache, with its identity headers already rendered, and shared as `Arc<Identity>` by every
 //! request that presents the same credential.
 
-pub mod assertion_cache;
-pub mod credential;
-pub mod email;
-pub mod headers;
-pub mod org;
+pub(crate) mod assertion_cache;
+pub(crate) mod credential;
+pub(crate) mod email;
+pub(crate) mod headers;
+pub(crate) mod org;
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -111,7 +111,7 @@ impl Scopes {
 
 /// The scope a limited API key or token needs to use account endpoints of the auth API (keys,
 /// sessions, organizations, profile): without it, a key reaches only the app.
-pub const ACCOUNT_SCOPE: &str = "account";
+pub(crate) const ACCOUNT_SCOPE: &str = "account";
 
 /// A user's role in one organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -230,7 +230,7 @@ pub enum ScopeError {
 ///
 /// # Errors
 /// [`InvalidRole`], naming the role.
-pub fn validate_role(role: &str) -> Result<(), InvalidRole> {
+pub(crate) fn validate_role(role: &str) -> Result<(), InvalidRole> {
     let valid = !role.is_empty()
         && role.len() <= 64
         && role

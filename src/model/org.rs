@@ -8,15 +8,15 @@ use super::{InvalidRole, validate_role};
 use crate::clock::Timestamp;
 
 /// The role whose holders may do everything, including naming other owners.
-pub const OWNER: &str = "owner";
+pub(crate) const OWNER: &str = "owner";
 /// The role whose holders manage members other than owners.
-pub const ADMIN: &str = "admin";
+pub(crate) const ADMIN: &str = "admin";
 /// The role invites get when they name none (if the deployment has it).
-pub const MEMBER: &str = "member";
+pub(crate) const MEMBER: &str = "member";
 
 /// Most organizations one user belongs to: every cached identity carries its memberships, so
 /// they stay few.
-pub const MAX_MEMBERSHIPS: usize = 100;
+pub(crate) const MAX_MEMBERSHIPS: usize = 100;
 
 /// Longest organization name, in characters.
 const MAX_NAME: usize = 100;
@@ -96,7 +96,7 @@ impl Default for OrgRoles {
 
 /// A change to someone's membership, as asked by a member of the organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change<'a> {
+pub(crate) enum Change<'a> {
     /// Give the member (currently `from`) the role `to`.
     SetRole {
         /// The member's current role.
@@ -120,7 +120,7 @@ pub enum Change<'a> {
 ///
 /// Owners may do anything. Admins manage everyone but owners, and cannot make owners. Anyone
 /// may leave. Whether the organization keeps an owner is checked by the store, atomically.
-pub fn may(actor: &str, change: Change<'_>, to_self: bool) -> bool {
+pub(crate) fn may(actor: &str, change: Change<'_>, to_self: bool) -> bool {
     if actor == OWNER {
         return true;
     }
@@ -133,7 +133,7 @@ pub fn may(actor: &str, change: Change<'_>, to_self: bool) -> bool {
 }
 
 /// Whether a member with role `role` may see the member list, invite and manage.
-pub fn manages(role: &str) -> bool {
+pub(crate) fn manages(role: &str) -> bool {
     role == OWNER || role == ADMIN
 }
 
@@ -155,7 +155,7 @@ pub enum InvalidOrgField {
 ///
 /// # Errors
 /// [`InvalidOrgField::NameLength`], [`InvalidOrgField::NameControl`].
-pub fn clean_name(name: &str) -> Result<String, InvalidOrgField> {
+pub(crate) fn clean_name(name: &str) -> Result<String, InvalidOrgField> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME {
         return Err(InvalidOrgField::NameLength);
@@ -171,7 +171,7 @@ pub fn clean_name(name: &str) -> Result<String, InvalidOrgField> {
 ///
 /// # Errors
 /// [`InvalidOrgField::Slug`].
-pub fn check_slug(slug: &str) -> Result<(), InvalidOrgField> {
+pub(crate) fn check_slug(slug: &str) -> Result<(), InvalidOrgField> {
     let valid = (2..=48).contains(&slug.len())
         && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
@@ -183,7 +183,7 @@ pub fn check_slug(slug: &str) -> Result<(), InvalidOrgField> {
 /// A slug made from a name: ASCII letters and digits kept (lower case), every other run of
 /// characters one `-`. `None` when too little is left (a name in another script), so the
 /// caller picks a random one.
-pub fn slugify(name: &str) -> Option<String> {
+pub(crate) fn slugify(name: &str) -> Option<String> {
     let mut slug = String::new();
     for c in name.chars() {
         if c.is_ascii_alphanumeric() {

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::config::LogFormat;
 
 /// How long a line may wait in the buffer.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Buffered bytes that wake the writer early.
 const WAKE_AT: usize = 64 * 1024;
 /// Buffered bytes past which a request writes the buffer itself.
@@ -93,7 +93,7 @@ impl AccessLog {
 /// Writes whatever is buffered to stderr now (at shutdown, and when the writer falls behind).
 /// Returns once every line buffered before the call is written, including a batch the writer
 /// thread had already taken.
-pub fn flush() {
+pub(crate) fn flush() {
     let _writing = WRITING.lock();
     let lines = std::mem::take(&mut *BUFFER.lock());
     if !lines.is_empty() {

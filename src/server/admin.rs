@@ -26,7 +26,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// What the admin listener reads: the stores it checks, the upstreams it resolves, and the
 /// metrics it renders. Nothing of the auth API or the gateway's credentials.
 #[derive(Debug, Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     /// The SQL database (pinged).
     pub db: Database,
     /// The ephemeral store (pinged).
@@ -40,7 +40,7 @@ pub struct AdminState {
 }
 
 /// The admin routes.
-pub fn router(state: AdminState) -> Router {
+pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/startupz", get(startupz))

@@ -19,7 +19,7 @@ use crate::conn::body::BodyTimeout;
 /// connection (and an upstream one) open. Time the reader spends elsewhere (an upstream slow
 /// to take the body) does not count against the client.
 #[derive(Debug)]
-pub struct TimedBody<B> {
+pub(crate) struct TimedBody<B> {
     inner: B,
     timeout: Duration,
     /// Created at the first wait, and re-armed at the start of each later one.
@@ -30,7 +30,7 @@ pub struct TimedBody<B> {
 
 impl<B> TimedBody<B> {
     /// `inner`, allowed at most `timeout` of silence at a time.
-    pub fn new(inner: B, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: B, timeout: Duration) -> Self {
         Self { inner, timeout, sleep: None, waiting: false }
     }
 }
@@ -81,14 +81,14 @@ where
 /// A response body that keeps its request open on the connection until it is finished or
 /// dropped.
 #[derive(Debug)]
-pub struct TrackedBody<B> {
+pub(crate) struct TrackedBody<B> {
     inner: B,
     _open: OpenRequest,
 }
 
 impl<B> TrackedBody<B> {
     /// `inner`, holding `open` until it is dropped.
-    pub fn new(inner: B, open: OpenRequest) -> Self {
+    pub(crate) fn new(inner: B, open: OpenRequest) -> Self {
         Self { inner, _open: open }
     }
 }

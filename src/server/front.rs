@@ -23,7 +23,7 @@ use crate::gateway::Gateway;
 use crate::metrics::RouteClass;
 
 /// Something a listener serves.
-pub trait Serve: Send + Sync + 'static {
+pub(crate) trait Serve: Send + Sync + 'static {
     /// Answers one request.
     fn serve(&self, request: Request<Incoming>) -> impl Future<Output = Response> + Send;
 }
@@ -39,7 +39,7 @@ impl Serve for Router {
 
 /// The main listener: the auth API under the base path, everything else through the gateway.
 #[derive(Debug, Clone)]
-pub struct Front {
+pub(crate) struct Front {
     observer: Observer,
     auth: Router,
     gateway: Arc<Gateway>,
@@ -49,7 +49,7 @@ pub struct Front {
 impl Front {
     /// A front serving `auth` under the observer's base path and `gateway` elsewhere, allowing
     /// `body_read_timeout` between chunks of a request body.
-    pub fn new(
+    pub(crate) fn new(
         observer: Observer,
         auth: Router,
         gateway: Arc<Gateway>,

@@ -33,7 +33,7 @@ const HTTP2_PING: Duration = Duration::from_secs(20);
 
 /// What the accept loop enforces on every connection.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// Most connections open at once; more are refused.
     pub max_connections: usize,
     /// A connection with no request open this long is closed.
@@ -73,7 +73,7 @@ fn refuse(stream: TcpStream, answer: &[u8]) {
 /// Accepts connections until `shutdown`, serving `service` on each; connections are tracked by
 /// `connections` so that shutdown can wait for them, and each holds one of `slots` (shared by
 /// every loop that accepts on the same listener) while it is open.
-pub async fn serve<S: Serve>(
+pub(crate) async fn serve<S: Serve>(
     listener: TcpListener,
     service: Arc<S>,
     tls: Option<TlsAcceptor>,

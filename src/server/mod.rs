@@ -2,11 +2,11 @@
 //! threads that serve the first two; the request observer and its access log; the listeners'
 //! body wrappers. What they attach to each request for the layers above is in `conn`.
 
-pub mod access_log;
-pub mod admin;
-pub mod body;
-pub mod front;
-pub mod listener;
-pub mod observe;
-pub mod tls;
-pub mod workers;
+pub(crate) mod access_log;
+pub(crate) mod admin;
+pub(crate) mod body;
+pub(crate) mod front;
+pub(crate) mod listener;
+pub(crate) mod observe;
+pub(crate) mod tls;
+pub(crate) mod workers;

@@ -19,7 +19,7 @@ const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// Observes requests for one listener.
 #[derive(Debug, Clone)]
-pub struct Observer {
+pub(crate) struct Observer {
     metrics: Arc<Metrics>,
     base_path: Arc<str>,
     ids: Arc<RequestIds>,
@@ -29,7 +29,7 @@ pub struct Observer {
 
 /// A request being observed.
 #[derive(Debug)]
-pub struct Observation {
+pub(crate) struct Observation {
     started: Instant,
     id: HeaderValue,
     class: RouteClass,
@@ -40,7 +40,7 @@ pub struct Observation {
 
 impl Observation {
     /// Which part of Portcullis answers the request.
-    pub fn class(&self) -> RouteClass {
+    pub(crate) fn class(&self) -> RouteClass {
         self.class
     }
 }
@@ -48,7 +48,7 @@ impl Observation {
 impl Observer {
     /// Classifies paths under `base_path` as auth traffic, and writes access lines to
     /// `access_log`.
-    pub fn new(metrics: Arc<Metrics>, base_path: &str, access_log: AccessLog) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, base_path: &str, access_log: AccessLog) -> Self {
         Self {
             metrics,
             base_path: base_path.into(),
@@ -62,7 +62,7 @@ impl Observer {
     /// public URL is https, so browsers should never come back over plain HTTP, and an app
     /// must not be able to switch that off with `max-age=0`).
     #[must_use]
-    pub fn with_hsts(mut self, hsts: Option<HeaderValue>) -> Self {
+    pub(crate) fn with_hsts(mut self, hsts: Option<HeaderValue>) -> Self {
         self.hsts = hsts;
         self
     }
@@ -77,7 +77,7 @@ impl Observer {
 
     /// Starts observing: gives the request its id, in its `X-Request-Id` header for every later
     /// layer and the upstream: the client's own when it sent one sane id, else a new one.
-    pub fn start<B>(&self, request: &mut Request<B>) -> Observation {
+    pub(crate) fn start<B>(&self, request: &mut Request<B>) -> Observation {
         let mut sent = request.headers().get_all(&X_REQUEST_ID).iter();
         let id = match (valid_request_id(sent.next()), sent.next()) {
             (Some(id), None) => id.clone(),
@@ -103,7 +103,7 @@ impl Observer {
 
     /// Finishes: sets `X-Request-Id` (and HSTS, and `nosniff` on answers of our own) on the
     /// response, records metrics, logs.
-    pub fn finish(&self, observation: Observation, response: &mut Response) {
+    pub(crate) fn finish(&self, observation: Observation, response: &mut Response) {
         let Observation { started, id, class, method, uri, who } = observation;
         let status = response.status().as_u16();
         let elapsed = started.elapsed();

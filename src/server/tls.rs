@@ -44,7 +44,7 @@ pub enum TlsError {
 
 /// Serves the current certificate to every handshake.
 #[derive(Debug)]
-pub struct ReloadingCert {
+pub(crate) struct ReloadingCert {
     cert_path: PathBuf,
     key_path: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -63,7 +63,7 @@ impl ReloadingCert {
     ///
     /// # Errors
     /// See [`TlsError`].
-    pub fn load(
+    pub(crate) fn load(
         cert_path: &Path,
         key_path: &Path,
         provider: Arc<CryptoProvider>,
@@ -82,7 +82,7 @@ impl ReloadingCert {
     ///
     /// # Errors
     /// The changed files do not hold a usable certificate and key (the old one stays).
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let source = read_pair(&self.cert_path, &self.key_path)?;
         if self.current.read().source == source {
             return Ok(false);
@@ -93,7 +93,7 @@ impl ReloadingCert {
     }
 
     /// Checks the files every `interval` until `shutdown`.
-    pub async fn watch(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+    pub(crate) async fn watch(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -126,7 +126,7 @@ impl ResolvesServerCert for ReloadingCert {
 ///
 /// # Errors
 /// The provider supports no safe protocol versions (not the case for ring).
-pub fn server_config(
+pub(crate) fn server_config(
     cert: Arc<ReloadingCert>,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<ServerConfig>, TlsError> {

@@ -25,7 +25,7 @@ use super::listener::{self, ConnectionLimits};
 
 /// A listener the workers share: one socket, its TLS acceptor when it is the HTTPS one, and its
 /// connection slots (counted across every worker).
-pub struct Shared {
+pub(crate) struct Shared {
     socket: std::net::TcpListener,
     tls: Option<TlsAcceptor>,
     slots: Arc<Semaphore>,
@@ -37,7 +37,7 @@ impl Shared {
     ///
     /// # Errors
     /// The socket cannot be taken off its runtime.
-    pub fn new(
+    pub(crate) fn new(
         listener: TcpListener,
         tls: Option<TlsAcceptor>,
         max_connections: usize,
@@ -61,7 +61,7 @@ impl std::fmt::Debug for Shared {
 
 /// The running workers, for shutdown.
 #[derive(Debug)]
-pub struct Workers {
+pub(crate) struct Workers {
     /// One per worker: fires when its accept loops have closed their listeners.
     accepting: Vec<oneshot::Receiver<()>>,
     /// Tells workers still waiting for connections to give up (the drain timeout passed).
@@ -75,7 +75,7 @@ impl Workers {
     ///
     /// # Errors
     /// A socket cannot be duplicated, or the OS refuses a thread or a runtime.
-    pub fn start<S: Serve>(
+    pub(crate) fn start<S: Serve>(
         count: usize,
         listeners: &[Shared],
         service: &Arc<S>,
@@ -138,7 +138,7 @@ impl Workers {
     }
 
     /// Waits until every worker has stopped accepting (after shutdown was asked).
-    pub async fn stopped_accepting(&mut self) {
+    pub(crate) async fn stopped_accepting(&mut self) {
         for waiting in self.accepting.drain(..) {
             let _ = waiting.await;
         }
@@ -146,7 +146,7 @@ impl Workers {
 
     /// Lets the workers end, dropping connections still open (the drain timeout passed, or
     /// they are done).
-    pub fn release(self) {
+    pub(crate) fn release(self) {
         self.release.cancel();
         // Threads are not joined: one stuck in a request must not hold the process.
         drop(self.threads);

@@ -37,13 +37,13 @@ pub struct Invite {
 
 /// Reads and writes invites.
 #[derive(Debug, Clone)]
-pub struct InviteStore {
+pub(crate) struct InviteStore {
     db: Database,
 }
 
 impl InviteStore {
     /// A repository over `db`.
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 
@@ -52,7 +52,7 @@ impl InviteStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn insert(
+    pub(crate) async fn insert(
         &self,
         invite: &Invite,
         token_hash: &CredentialHash,
@@ -83,7 +83,7 @@ impl InviteStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn find_pending(
+    pub(crate) async fn find_pending(
         &self,
         token_hash: &CredentialHash,
         now: Timestamp,
@@ -104,7 +104,7 @@ impl InviteStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn consume(
+    pub(crate) async fn consume(
         &self,
         token_hash: &CredentialHash,
         user_id: Uuid,
@@ -128,7 +128,11 @@ impl InviteStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn pending(&self, org_id: Uuid, now: Timestamp) -> Result<Vec<Invite>, StoreError> {
+    pub(crate) async fn pending(
+        &self,
+        org_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Vec<Invite>, StoreError> {
         let query = sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM invites \
              WHERE org_id = $1 AND accepted_at IS NULL AND expires_at > $2 \
@@ -146,7 +150,7 @@ impl InviteStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn revoke(&self, org_id: Uuid, invite_id: Uuid) -> Result<bool, StoreError> {
+    pub(crate) async fn revoke(&self, org_id: Uuid, invite_id: Uuid) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "DELETE FROM invites WHERE org_id = $1 AND id = $2 AND accepted_at IS NULL",
         )
@@ -161,7 +165,7 @@ impl InviteStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn sweep(&self, now: Timestamp) -> Result<(), StoreError> {
+    pub(crate) async fn sweep(&self, now: Timestamp) -> Result<(), StoreError> {
         let before = now.as_millis().saturating_sub(i64::try_from(KEEP.as_millis()).unwrap_or(0));
         sqlx::query("DELETE FROM invites WHERE expires_at < $1")
             .bind(before)

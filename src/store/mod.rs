@@ -1,18 +1,18 @@
 //! Persistence: the SQL database (users, roles, settings) and the ephemeral store (sessions,
 //! one-time tokens, counters). Nothing here knows about HTTP, cookies or headers.
 
-pub mod api_keys;
-pub mod ephemeral;
-pub mod invites;
-pub mod linked;
-pub mod orgs;
-pub mod revocations;
-pub mod signing_keys;
-pub mod sql;
+pub(crate) mod api_keys;
+pub(crate) mod ephemeral;
+pub(crate) mod invites;
+pub(crate) mod linked;
+pub(crate) mod orgs;
+pub(crate) mod revocations;
+pub(crate) mod signing_keys;
+pub(crate) mod sql;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod tokens;
-pub mod users;
+pub(crate) mod tokens;
+pub(crate) mod users;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,21 +40,21 @@ pub enum StoreError {
 
 /// Store failures that were worth a retry (`portcullis_store_unavailable_total`), process-wide:
 /// every store of every kind counts here as it classifies the error.
-pub static UNAVAILABLE: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+pub(crate) static UNAVAILABLE: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
 
 /// How long the store work behind one request's identity (a cache miss) may take before the
 /// stores count as unavailable. A stalled connection (a hung server, or a proxy that keeps the
 /// connection open and silent) would otherwise hold the request for as long as TCP does, as
 /// nothing else bounds a PostgreSQL statement.
-pub const IDENTITY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const IDENTITY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `work`, or [`StoreError::Unavailable`] when it takes longer than [`IDENTITY_DEADLINE`]. The
 /// work is dropped then; a database connection dropped mid-statement is closed, not reused.
 ///
 /// # Errors
 /// What `work` fails with, or the deadline passes.
-pub async fn within_deadline<T>(
+pub(crate) async fn within_deadline<T>(
     work: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     tokio::time::timeout(IDENTITY_DEADLINE, work)

@@ -14,7 +14,7 @@ use crate::model::org::{Member, Membership, OWNER};
 
 /// What a role change or removal did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Done.
     Done,
     /// The user is not a member.
@@ -25,13 +25,13 @@ pub enum Outcome {
 
 /// Reads and writes organizations and memberships.
 #[derive(Debug, Clone)]
-pub struct OrgStore {
+pub(crate) struct OrgStore {
     db: Database,
 }
 
 impl OrgStore {
     /// A repository over `db`.
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 
@@ -39,7 +39,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the slug is taken.
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         name: &str,
         slug: &str,
@@ -76,7 +76,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn memberships(&self, user_id: Uuid) -> Result<Vec<Membership>, StoreError> {
+    pub(crate) async fn memberships(&self, user_id: Uuid) -> Result<Vec<Membership>, StoreError> {
         let rows = sqlx::query(
             "SELECT o.id, o.name, o.slug, m.role, m.joined_at FROM memberships m \
              JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 \
@@ -92,7 +92,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn roles_of(&self, user_id: Uuid) -> Result<Vec<OrgRole>, StoreError> {
+    pub(crate) async fn roles_of(&self, user_id: Uuid) -> Result<Vec<OrgRole>, StoreError> {
         let rows = sqlx::query(
             "SELECT org_id, role FROM memberships WHERE user_id = $1 \
              ORDER BY last_active_at DESC, org_id",
@@ -109,7 +109,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn membership(
+    pub(crate) async fn membership(
         &self,
         org_id: Uuid,
         user_id: Uuid,
@@ -129,7 +129,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn members(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError> {
+    pub(crate) async fn members(&self, org_id: Uuid) -> Result<Vec<Member>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.id, u.email, u.name, m.role, m.joined_at FROM memberships m \
              JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY m.joined_at, u.id",
@@ -155,7 +155,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// The database fails (or the organization or user is gone).
-    pub async fn add_member(
+    pub(crate) async fn add_member(
         &self,
         org_id: Uuid,
         user_id: Uuid,
@@ -179,7 +179,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn set_role(
+    pub(crate) async fn set_role(
         &self,
         org_id: Uuid,
         user_id: Uuid,
@@ -193,7 +193,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn remove(
+    pub(crate) async fn remove(
         &self,
         org_id: Uuid,
         user_id: Uuid,
@@ -273,7 +273,7 @@ impl OrgStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn mark_active(
+    pub(crate) async fn mark_active(
         &self,
         org_id: Uuid,
         user_id: Uuid,

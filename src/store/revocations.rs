@@ -11,19 +11,19 @@ use super::sql::Database;
 
 /// How long revocations stay in the log: a replica whose listener was away longer empties its
 /// cache instead of catching up.
-pub const RETENTION: Duration = Duration::from_secs(3600);
+pub(crate) const RETENTION: Duration = Duration::from_secs(3600);
 
 /// How far back each read looks besides its position: ids are handed out when a revocation is
 /// written, but one written a moment earlier can become visible after a later one (commit
 /// order), so recent entries are read again and those already applied skipped.
-pub const LOOKBACK: Duration = Duration::from_secs(10);
+pub(crate) const LOOKBACK: Duration = Duration::from_secs(10);
 
 /// The database's clock in milliseconds, in SQL.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Its position.
     pub id: i64,
     /// The revocation, in its wire form.
@@ -34,7 +34,11 @@ pub struct Entry {
 ///
 /// # Errors
 /// The database fails.
-pub async fn append(db: &Database, channel: &str, revocation: &str) -> Result<(), StoreError> {
+pub(crate) async fn append(
+    db: &Database,
+    channel: &str,
+    revocation: &str,
+) -> Result<(), StoreError> {
     let sql = format!(
         "WITH added AS (INSERT INTO revocation_log (revocation, created_at) \
          VALUES ($1, {NOW_MS}) RETURNING id) SELECT pg_notify($2, id::text) FROM added"
@@ -47,7 +51,7 @@ pub async fn append(db: &Database, channel: &str, revocation: &str) -> Result<()
 ///
 /// # Errors
 /// The database fails.
-pub async fn end<'c, E>(connection: E) -> Result<i64, sqlx::Error>
+pub(crate) async fn end<'c, E>(connection: E) -> Result<i64, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Postgres>,
 {
@@ -63,7 +67,7 @@ where
 ///
 /// # Errors
 /// The database fails.
-pub async fn after<'c, E>(
+pub(crate) async fn after<'c, E>(
     connection: E,
     position: i64,
     lookback: bool,
@@ -92,7 +96,7 @@ where
 ///
 /// # Errors
 /// The database fails.
-pub async fn sweep(db: &Database) -> Result<(), StoreError> {
+pub(crate) async fn sweep(db: &Database) -> Result<(), StoreError> {
     let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
     let sql = format!("DELETE FROM revocation_log WHERE created_at < {NOW_MS} - $1");
     sqlx::query(sqlx::AssertSqlSafe(sql)).bind(retention).execute(db.pool()).await?;

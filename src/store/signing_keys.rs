@@ -10,22 +10,20 @@ use crate::clock::Timestamp;
 
 /// One row, its private key unsealed (base64 of the PKCS#8 document).
 #[derive(Debug)]
-pub struct StoredKey {
+pub(crate) struct StoredKey {
     /// Key id.
     pub kid: String,
     /// The JWT `alg` it signs with.
     pub algorithm: String,
     /// The private key, base64 PKCS#8.
     pub private_key: String,
-    /// When it was made.
-    pub created_at: Timestamp,
     /// When it stopped signing (it still verifies for a while).
     pub retired_at: Option<Timestamp>,
 }
 
 /// A row without its private key, for listing.
 #[derive(Debug)]
-pub struct KeyInfo {
+pub(crate) struct KeyInfo {
     /// Key id.
     pub kid: String,
     /// The JWT `alg` it signs with.
@@ -38,13 +36,13 @@ pub struct KeyInfo {
 
 /// The signing-key table.
 #[derive(Debug, Clone)]
-pub struct SigningKeyStore {
+pub(crate) struct SigningKeyStore {
     db: Database,
 }
 
 impl SigningKeyStore {
     /// The table in `db`.
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 
@@ -53,7 +51,7 @@ impl SigningKeyStore {
     ///
     /// # Errors
     /// The database fails, or a key cannot be unsealed.
-    pub async fn load(&self) -> Result<Vec<StoredKey>, StoreError> {
+    pub(crate) async fn load(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, algorithm, private_key, created_at, retired_at FROM signing_keys \
              ORDER BY created_at, kid",
@@ -79,7 +77,6 @@ impl SigningKeyStore {
             keys.push(StoredKey {
                 algorithm: row.try_get("algorithm")?,
                 private_key: opened.text,
-                created_at: Timestamp::from_millis(row.try_get("created_at")?),
                 retired_at: row
                     .try_get::<Option<i64>, _>("retired_at")?
                     .map(Timestamp::from_millis),
@@ -93,7 +90,7 @@ impl SigningKeyStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn list(&self) -> Result<Vec<KeyInfo>, StoreError> {
+    pub(crate) async fn list(&self) -> Result<Vec<KeyInfo>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, algorithm, created_at, retired_at FROM signing_keys ORDER BY created_at",
         )
@@ -118,7 +115,7 @@ impl SigningKeyStore {
     ///
     /// # Errors
     /// The database fails.
-    pub async fn rotate_to(
+    pub(crate) async fn rotate_to(
         &self,
         kid: &str,
         algorithm: &str,

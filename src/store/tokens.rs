@@ -15,7 +15,7 @@ use crate::model::credential::CredentialHash;
 /// How long an exchanged refresh token is remembered, so that presenting it again is caught as
 /// reuse (and its whole family revoked). A family that refreshes every few minutes for a month
 /// would otherwise keep thousands of rows; a token replayed later than this is merely refused.
-pub const SPENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+pub(crate) const SPENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 const COLUMNS: &str = "id, user_id, scopes, org_id, client, ip, created_at, rotated_at, expires_at";
 

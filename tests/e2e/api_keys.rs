@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use portcullis::clock::ManualClock;
+use portcullis::testing::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -279,8 +279,8 @@ async fn a_websocket_ticket_is_not_a_credential_for_the_auth_api() {
 /// lookup fills.
 #[tokio::test]
 async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_live() {
-    use portcullis::crypto::{hex, random_token, sha256};
-    use portcullis::model::credential::CredentialHash;
+    use portcullis::testing::crypto::{hex, random_token, sha256};
+    use portcullis::testing::model::credential::CredentialHash;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("upgraded.db").display());
     let mut app = TestApp::builder().database(&url).spawn().await;
@@ -288,7 +288,7 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
     let tagged_key = app.api_key(&client, "old").await;
     let cookie = app.session_cookie(&app.client(), "bea@example.com").await;
     let state = app.running().state();
-    let looked_up = |state: &portcullis::auth::state::AppState, credential: &str| {
+    let looked_up = |state: &portcullis::testing::auth::state::AppState, credential: &str| {
         state.services.cache.holds(&CredentialHash::from_bytes(sha256(credential.as_bytes())))
     };
 
@@ -374,13 +374,13 @@ async fn untagged_credentials_of_an_upgraded_installation_work_while_they_can_li
 /// checksum (the first 32 bits of the body's SHA-256 in base62).
 fn untagged_key() -> String {
     const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let body: String = portcullis::crypto::random_bytes()
+    let body: String = portcullis::testing::crypto::random_bytes()
         .iter()
-        .chain(portcullis::crypto::random_bytes().iter())
+        .chain(portcullis::testing::crypto::random_bytes().iter())
         .take(43)
         .map(|byte| char::from(BASE62[usize::from(byte % 62)]))
         .collect();
-    let digest = portcullis::crypto::sha256(body.as_bytes());
+    let digest = portcullis::testing::crypto::sha256(body.as_bytes());
     let mut value = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
     let mut checksum = [b'0'; 6];
     for digit in checksum.iter_mut().rev() {

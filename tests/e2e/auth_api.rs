@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use portcullis::clock::ManualClock;
-use portcullis::config::values::{Count, StringList};
+use portcullis::testing::clock::ManualClock;
+use portcullis::testing::config::values::{Count, StringList};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -89,7 +89,7 @@ async fn weak_passwords_are_refused_naming_the_rule() {
 #[tokio::test]
 async fn signup_rules_closed_signup_and_allowed_domains() {
     let closed = TestApp::builder()
-        .config(|c| c.auth.signup = portcullis::config::values::Flag(false))
+        .config(|c| c.auth.signup = portcullis::testing::config::values::Flag(false))
         .spawn()
         .await;
     let response = closed

@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis::config::raw::RawUpstream;
-use portcullis::config::values::{Count, Flag, StringList};
+use portcullis::testing::config::raw::RawUpstream;
+use portcullis::testing::config::values::{Count, Flag, StringList};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,7 +72,7 @@ async fn api_key(app: &TestApp, owner: &reqwest::Client, scopes: Value) -> Strin
 /// Gives `email` the global role `admin` (the identity cache is told).
 async fn make_admin(app: &TestApp, email: &str) {
     let state = app.running().state();
-    let email = portcullis::identity::Email::parse(email).unwrap();
+    let email = portcullis::testing::identity::Email::parse(email).unwrap();
     let user = state.services.users.find_by_email(&email).await.unwrap().unwrap().0;
     state.services.users.set_roles(user.id, &["admin".into()], state.clock.now()).await.unwrap();
     state.services.sessions.refresh_user(user.id);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use portcullis::clock::ManualClock;
+use portcullis::testing::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -265,7 +265,9 @@ async fn the_device_page_sends_strangers_to_sign_in_and_needs_csrf() {
 #[tokio::test]
 async fn polling_is_paced_by_slow_down_not_by_the_ip_limit() {
     let app = TestApp::builder()
-        .config(|raw| raw.rate_limit.auth_per_minute = portcullis::config::values::Count(3))
+        .config(|raw| {
+            raw.rate_limit.auth_per_minute = portcullis::testing::config::values::Count(3)
+        })
         .spawn()
         .await;
     let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use portcullis::clock::ManualClock;
-use portcullis::config::values::Flag;
+use portcullis::testing::clock::ManualClock;
+use portcullis::testing::config::values::Flag;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -465,7 +465,7 @@ async fn strangers_cannot_silence_mail_or_lock_the_owner_out() {
             raw.email.transport = "smtp".into();
             raw.email.smtp_url = Some(url);
             raw.server.trusted_proxies =
-                portcullis::config::values::StringList(vec!["127.0.0.1/32".into()]);
+                portcullis::testing::config::values::StringList(vec!["127.0.0.1/32".into()]);
         })
         .spawn()
         .await;

@@ -8,7 +8,7 @@
 //! request whose URI carries raw UTF-8, a query whose `&` must survive the sign-in round trip;
 //! and `/auth/verify` itself, asked directly, fails closed.
 
-use portcullis::config::values::StringList;
+use portcullis::testing::config::values::StringList;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 

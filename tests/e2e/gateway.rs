@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use portcullis::config::raw::RawUpstream;
-use portcullis::config::values::{Flag, StringList};
+use portcullis::testing::config::raw::RawUpstream;
+use portcullis::testing::config::values::{Flag, StringList};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -351,7 +351,7 @@ async fn route_policy_public_deny_roles_methods_and_scopes() {
     let user = state
         .services
         .users
-        .find_by_email(&portcullis::identity::Email::parse("ada@example.com").unwrap())
+        .find_by_email(&portcullis::testing::identity::Email::parse("ada@example.com").unwrap())
         .await
         .unwrap()
         .unwrap()
@@ -675,10 +675,11 @@ async fn upstreams_can_be_spoken_to_over_http2() {
 /// working, and the budget recovers by itself.
 #[tokio::test]
 async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
-    use portcullis::identity::session::SessionToken;
+    use portcullis::testing::identity::session::SessionToken;
     let app = TestApp::builder()
         .config(|c| {
-            c.rate_limit.failed_credentials_per_minute = portcullis::config::values::Count(60)
+            c.rate_limit.failed_credentials_per_minute =
+                portcullis::testing::config::values::Count(60)
         })
         .spawn()
         .await;
@@ -691,12 +692,12 @@ async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
     };
     let unknown = || format!("portcullis_session={}", SessionToken::generate(&tags).cookie_value());
     // Another installation's tag, and the untagged format, which a new installation never made.
-    let other_installation = portcullis::crypto::tags::TokenTags::random();
+    let other_installation = portcullis::testing::crypto::tags::TokenTags::random();
     for attempt in 0..200 {
         let forged = if attempt % 2 == 0 {
             SessionToken::generate(&other_installation).cookie_value()
         } else {
-            format!("v1.{}", portcullis::crypto::random_token())
+            format!("v1.{}", portcullis::testing::crypto::random_token())
         };
         let refused = get(format!("portcullis_session={forged}")).await;
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "forgery {attempt}");
@@ -720,7 +721,7 @@ async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
     assert_eq!(held.headers()["retry-after"], "1");
     assert!(held.headers().get("set-cookie").is_none(), "a held-back cookie is not cleared");
     assert_eq!(held.json::<Value>().await.unwrap()["error"], "rate_limited");
-    let key = portcullis::identity::api_key::generate(&tags);
+    let key = portcullis::testing::identity::api_key::generate(&tags);
     let held = crate::support::http().get(app.url("/x")).bearer_auth(key).send().await.unwrap();
     assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS, "API keys too");
 
@@ -734,7 +735,7 @@ async fn a_client_failing_too_many_credentials_is_held_to_the_cache() {
 /// the cookie (else it would send it, and cost a lookup, with every request).
 #[tokio::test]
 async fn a_dead_cookie_on_a_public_route_is_cleared() {
-    use portcullis::identity::session::SessionToken;
+    use portcullis::testing::identity::session::SessionToken;
     let app =
         TestApp::builder().routes("[[routes]]\npath = \"*\"\naccess = \"public\"\n").spawn().await;
     let tags = app.running().state().services.tags.clone();

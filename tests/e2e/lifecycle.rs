@@ -84,7 +84,7 @@ async fn readiness_reports_a_lost_database_and_stays_ready_for_cached_identities
 async fn readiness_fails_when_an_upstream_name_does_not_resolve() {
     let app = TestApp::builder()
         .config(|raw| {
-            raw.upstreams.push(portcullis::config::raw::RawUpstream {
+            raw.upstreams.push(portcullis::testing::config::raw::RawUpstream {
                 name: "gone".into(),
                 url: "http://no-such-host.invalid:80".into(),
                 ..Default::default()
@@ -123,7 +123,7 @@ async fn shutdown_finishes_requests_in_flight_and_stops_accepting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_worker_drains_its_own_connections_at_shutdown() {
     let mut app = TestApp::builder()
-        .config(|c| c.server.workers = portcullis::config::values::Count(3))
+        .config(|c| c.server.workers = portcullis::testing::config::values::Count(3))
         .spawn()
         .await;
     let mut slow = Vec::new();
@@ -204,7 +204,8 @@ fn the_kubernetes_examples_carry_valid_configurations() {
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, embedded.replace("/run/secrets/portcullis", &secrets))
             .unwrap();
-        let config = portcullis::config::Config::load(Some(&config_path), std::iter::empty());
+        let config =
+            portcullis::testing::config::Config::load(Some(&config_path), std::iter::empty());
         assert!(config.is_ok(), "{example}: {}", config.err().unwrap());
     }
 }

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use portcullis::clock::ManualClock;
-use portcullis::config::raw::RawProvider;
-use portcullis::config::values::StringList;
+use portcullis::testing::clock::ManualClock;
+use portcullis::testing::config::raw::RawProvider;
+use portcullis::testing::config::values::StringList;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -302,7 +302,7 @@ async fn email_first_sign_in_sends_sso_domains_to_their_provider() {
     let app = TestApp::builder()
         .config(move |raw| {
             raw.providers = BTreeMap::from([("corp".into(), provider)]);
-            raw.sso_domains = vec![portcullis::config::raw::RawSsoDomain {
+            raw.sso_domains = vec![portcullis::testing::config::raw::RawSsoDomain {
                 domain: "corp.example".into(),
                 provider: "corp".into(),
             }];
@@ -527,7 +527,7 @@ async fn steam_signs_in_verifies_with_steam_and_links_to_an_existing_account() {
 #[tokio::test]
 async fn with_require_selection_a_provider_sign_in_chooses_an_organization() {
     use crate::orgs::{choose_on_page, create_org};
-    use portcullis::config::values::Flag;
+    use portcullis::testing::config::values::Flag;
     let idp = FakeIdp::start().await;
     let provider = corp(&idp);
     let app = TestApp::builder()

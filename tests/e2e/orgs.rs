@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use base64::Engine;
-use portcullis::clock::ManualClock;
-use portcullis::config::values::Flag;
+use portcullis::testing::clock::ManualClock;
+use portcullis::testing::config::values::Flag;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use portcullis::clock::ManualClock;
-use portcullis::config::raw::RawServiceToken;
-use portcullis::config::values::{Flag, StringList};
-use portcullis::identity::one_time::OneTimeLink;
+use portcullis::testing::clock::ManualClock;
+use portcullis::testing::config::raw::RawServiceToken;
+use portcullis::testing::config::values::{Flag, StringList};
+use portcullis::testing::identity::one_time::OneTimeLink;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -115,7 +115,7 @@ async fn dev_sign_in_exists_only_when_enabled_and_never_behind_https_unless_forc
         .unwrap();
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
 
-    let mut raw = portcullis::config::RawConfig::default();
+    let mut raw = portcullis::testing::config::RawConfig::default();
     raw.server.listen = "127.0.0.1:0".into();
     raw.server.admin_listen = String::new();
     raw.server.public_url = Some("https://app.example.com".into());
@@ -123,12 +123,14 @@ async fn dev_sign_in_exists_only_when_enabled_and_never_behind_https_unless_forc
     raw.storage.database_url = "sqlite::memory:".into();
     raw.dev.enabled = Flag(true);
     raw.email.force_log_transport = Flag(true);
-    let refused = portcullis::config::Config::try_from(raw.clone());
+    let refused = portcullis::testing::config::Config::try_from(raw.clone());
     let error = refused.expect_err("an https public URL refuses dev sign-in").to_string();
     assert!(error.contains("dev.enabled") && error.contains("dev.force"), "{error}");
     raw.dev.force = Flag(true);
-    let forced =
-        portcullis::app::App::start(portcullis::config::Config::try_from(raw).unwrap()).await;
+    let forced = portcullis::testing::app::App::start(
+        portcullis::testing::config::Config::try_from(raw).unwrap(),
+    )
+    .await;
     forced.unwrap().stop().await;
 }
 
@@ -138,7 +140,7 @@ async fn a_sign_in_link_works_once_and_expires() {
     let app = TestApp::builder().clock(clock.clone()).spawn().await;
     app.sign_up(&app.client(), "ada@example.com").await;
     let state = app.running().state();
-    let email = portcullis::identity::Email::parse("ada@example.com").unwrap();
+    let email = portcullis::testing::identity::Email::parse("ada@example.com").unwrap();
     let (user, _) = state.services.users.find_by_email(&email).await.unwrap().unwrap();
     let link = OneTimeLink { user_id: user.id, redirect: "/welcome?x=1".into() };
     let token = state.one_time.mint_for(&link, Duration::from_secs(900)).await.unwrap();
@@ -192,7 +194,7 @@ fn livekit(roles: &[&str]) -> RawServiceToken {
 
 #[tokio::test]
 async fn a_livekit_room_token_is_minted_from_the_template() {
-    portcullis::crypto::jwt_ring::install();
+    portcullis::testing::crypto::jwt_ring::install();
     let app = TestApp::builder()
         .config(|raw| {
             raw.service_tokens.insert("livekit".into(), livekit(&[]));

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis::config::values::StringList;
+use portcullis::testing::config::values::StringList;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -313,12 +313,14 @@ async fn redis_over_tls_with_an_acl_user_that_starts_after_portcullis() {
 async fn the_per_ip_limit_is_shared_by_the_replicas() {
     let prefix = unique_prefix();
     // One clock for both: the shared window is per minute of it.
-    let clock = portcullis::clock::ManualClock::new();
+    let clock = portcullis::testing::clock::ManualClock::new();
     let replica = || {
         TestApp::builder()
             .redis(&redis_url(), &prefix)
             .clock(clock.clone())
-            .config(|raw| raw.rate_limit.auth_per_minute = portcullis::config::values::Count(3))
+            .config(|raw| {
+                raw.rate_limit.auth_per_minute = portcullis::testing::config::values::Count(3)
+            })
             .spawn()
     };
     let (a, b) = (replica().await, replica().await);
@@ -328,11 +330,11 @@ async fn the_per_ip_limit_is_shared_by_the_replicas() {
 /// Without Redis, replicas on one PostgreSQL share the limit through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_ip_limit_is_shared_through_postgres_too() {
-    let clock = portcullis::clock::ManualClock::new();
+    let clock = portcullis::testing::clock::ManualClock::new();
     let replicas = TwoReplicas::on_postgres(|builder| {
-        builder
-            .clock(clock.clone())
-            .config(|raw| raw.rate_limit.auth_per_minute = portcullis::config::values::Count(3))
+        builder.clock(clock.clone()).config(|raw| {
+            raw.rate_limit.auth_per_minute = portcullis::testing::config::values::Count(3)
+        })
     })
     .await;
     three_per_minute_across(&replicas.a, &replicas.b).await;
@@ -356,14 +358,15 @@ async fn three_per_minute_across(a: &TestApp, b: &TestApp) {
 #[tokio::test]
 async fn startup_waits_for_an_absent_database_then_gives_up() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut raw = portcullis::config::RawConfig::default();
+    let mut raw = portcullis::testing::config::RawConfig::default();
     raw.server.listen = "127.0.0.1:0".into();
     raw.server.admin_listen = String::new();
     raw.storage.database_url = format!("postgres://postgres@{closed}/portcullis");
     raw.storage.startup_wait = "1s".into();
-    let config = portcullis::config::Config::try_from(raw).unwrap();
+    let config = portcullis::testing::config::Config::try_from(raw).unwrap();
     let started = Instant::now();
-    let error = portcullis::app::App::start(config).await.expect_err("no database").to_string();
+    let error =
+        portcullis::testing::app::App::start(config).await.expect_err("no database").to_string();
     assert!(error.contains("unavailable"), "{error}");
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(500), "it retried for a while: {waited:?}");
@@ -440,15 +443,15 @@ async fn a_cache_hit_costs_no_store_operation_and_a_miss_one_query() {
     assert_eq!((statements, redis_commands), (3, 0), "an API-key miss");
     assert_eq!(cost(api_key()).await, (0, 0, 0), "an API-key hit");
 
-    use portcullis::crypto::tags::TokenTags;
+    use portcullis::testing::crypto::tags::TokenTags;
     let elsewhere = TokenTags::random();
-    let forged_session = portcullis::identity::session::SessionToken::generate(&elsewhere);
-    let untagged = format!("v1.{}", portcullis::crypto::random_token());
+    let forged_session = portcullis::testing::identity::session::SessionToken::generate(&elsewhere);
+    let untagged = format!("v1.{}", portcullis::testing::crypto::random_token());
     for (what, value) in [("forged", forged_session.cookie_value()), ("untagged", untagged)] {
         let cookie = ("cookie", format!("portcullis_session={value}"));
         assert_eq!(costs(cookie, 401).await, (0, 0, 0), "a {what} session cookie");
     }
-    let forged_key = portcullis::identity::api_key::generate(&elsewhere);
+    let forged_key = portcullis::testing::identity::api_key::generate(&elsewhere);
     let bearer = ("authorization", format!("Bearer {forged_key}"));
     assert_eq!(costs(bearer, 401).await, (0, 0, 0), "a forged API key");
 }
@@ -573,14 +576,17 @@ async fn pgbouncer_in_transaction_mode_carries_two_replicas() {
 #[tokio::test]
 async fn migrations_can_be_a_release_step_of_their_own() {
     let database = TestDatabase::create().await;
-    let mut raw = portcullis::config::RawConfig::default();
+    let mut raw = portcullis::testing::config::RawConfig::default();
     raw.server.listen = "127.0.0.1:0".into();
     raw.server.admin_listen = String::new();
     raw.storage.database_url = database.url.clone();
     raw.storage.migrate_on_start = false;
     raw.storage.startup_wait = "1s".into();
-    let config = || portcullis::config::Config::try_from(raw.clone()).unwrap();
-    let error = portcullis::app::App::start(config()).await.expect_err("no schema yet").to_string();
+    let config = || portcullis::testing::config::Config::try_from(raw.clone()).unwrap();
+    let error = portcullis::testing::app::App::start(config())
+        .await
+        .expect_err("no schema yet")
+        .to_string();
     assert!(error.contains("portcullis migrate"), "{error}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -596,7 +602,7 @@ async fn migrations_can_be_a_release_step_of_their_own() {
     assert!(migrated.status.success(), "{stdout}{}", String::from_utf8_lossy(&migrated.stderr));
     assert!(stdout.contains("schema is at version"), "{stdout}");
 
-    let running = portcullis::app::App::start(config()).await.expect("migrated");
+    let running = portcullis::testing::app::App::start(config()).await.expect("migrated");
     running.stop().await;
 }
 
@@ -823,7 +829,7 @@ async fn two_replicas_share_a_redis_cluster() {
             .redis("redis://cluster-seeds", &prefix)
             .config(move |c| {
                 c.storage.redis_cluster_nodes = nodes;
-                c.rate_limit.auth_per_minute = portcullis::config::values::Count(1000);
+                c.rate_limit.auth_per_minute = portcullis::testing::config::values::Count(1000);
             })
             .spawn()
     };

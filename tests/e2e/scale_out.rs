@@ -360,7 +360,10 @@ async fn killed_redis_readers_reconnect_and_miss_nothing() {
     let readers: Vec<&str> = clients
         .lines()
         .filter(|line| {
-            line.contains(&format!(" name={} ", portcullis::identity::revocation::READER_NAME))
+            line.contains(&format!(
+                " name={} ",
+                portcullis::testing::identity::revocation::READER_NAME
+            ))
         })
         .filter_map(|line| line.split_whitespace().find_map(|field| field.strip_prefix("id=")))
         .collect();
@@ -421,7 +424,7 @@ async fn without_redis_replicas_ride_out_a_killed_listener_and_a_full_database()
     let terminated = admin_count(&format!(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE datname = '{database}' AND application_name = '{}'",
-        portcullis::identity::revocation::READER_NAME
+        portcullis::testing::identity::revocation::READER_NAME
     ))
     .await;
     assert_eq!(terminated, 3, "one listener per replica");

@@ -35,7 +35,7 @@ async fn tls_app(dir: &Path) -> TestApp {
             c.server.tls_key = Some(key);
             c.server.tls_reload_interval = "100ms".into();
             c.server.public_url = Some("https://localhost".into());
-            c.email.force_log_transport = portcullis::config::values::Flag(true);
+            c.email.force_log_transport = portcullis::testing::config::values::Flag(true);
         })
         .spawn()
         .await
@@ -146,7 +146,7 @@ async fn a_replaced_certificate_is_served_without_dropping_open_connections() {
 /// derived from the TLS listener, unless forced; check-config reports the given one.
 #[tokio::test]
 async fn the_log_mail_transport_is_refused_behind_https_unless_forced() {
-    use portcullis::config::{Config, RawConfig, values::Flag};
+    use portcullis::testing::config::{Config, RawConfig, values::Flag};
     let dir = tempfile::tempdir().unwrap();
     write_cert(dir.path());
     let mut raw = RawConfig::default();
@@ -158,7 +158,8 @@ async fn the_log_mail_transport_is_refused_behind_https_unless_forced() {
     raw.storage.ephemeral = "memory".into();
     raw.storage.database_url = "sqlite::memory:".into();
 
-    let derived = portcullis::app::App::start(Config::try_from(raw.clone()).unwrap()).await;
+    let derived =
+        portcullis::testing::app::App::start(Config::try_from(raw.clone()).unwrap()).await;
     let error = derived.expect_err("a derived https URL refuses the log transport").to_string();
     assert!(error.contains("email.transport") && error.contains("force_log_transport"), "{error}");
 
@@ -171,6 +172,6 @@ async fn the_log_mail_transport_is_refused_behind_https_unless_forced() {
     assert!(Config::try_from(given).is_ok(), "a real transport is fine");
 
     raw.email.force_log_transport = Flag(true);
-    let forced = portcullis::app::App::start(Config::try_from(raw).unwrap()).await;
+    let forced = portcullis::testing::app::App::start(Config::try_from(raw).unwrap()).await;
     forced.unwrap().stop().await;
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::{SinkExt, StreamExt};
-use portcullis::clock::ManualClock;
-use portcullis::config::values::{Flag, StringList};
-use portcullis::identity::key_ring::KeyRing;
+use portcullis::testing::clock::ManualClock;
+use portcullis::testing::config::values::{Flag, StringList};
+use portcullis::testing::identity::key_ring::KeyRing;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -221,7 +221,7 @@ async fn keys_rotate_without_logging_anyone_out() {
 
 #[tokio::test]
 async fn the_app_can_verify_the_assertion_against_the_jwks() {
-    portcullis::crypto::jwt_ring::install();
+    portcullis::testing::crypto::jwt_ring::install();
     let app = TestApp::spawn().await;
     let client = app.signed_in("ada@example.com").await;
     let response = client
@@ -301,8 +301,8 @@ async fn websocket_tickets_work_once_and_never_reach_the_app() {
     };
     assert_eq!(response.status(), 401);
     // Another installation's ticket: well-formed, but its tag is not ours.
-    let forged = portcullis::crypto::tags::TokenTags::random()
-        .mint(portcullis::crypto::tags::TagKind::Ticket);
+    let forged = portcullis::testing::crypto::tags::TokenTags::random()
+        .mint(portcullis::testing::crypto::tags::TagKind::Ticket);
     let forged_url = url.replace(token, &format!("ws_{forged}"));
     let Err(tokio_tungstenite::tungstenite::Error::Http(response)) =
         tokio_tungstenite::connect_async(forged_url.as_str()).await
@@ -436,12 +436,12 @@ async fn secrets_are_sealed_at_rest_migrated_and_rotated() {
     sealed.stop().await;
 
     // Without the key the database's secrets cannot be read: a clear start-up error.
-    let mut raw = portcullis::config::RawConfig::default();
+    let mut raw = portcullis::testing::config::RawConfig::default();
     raw.server.listen = "127.0.0.1:0".into();
     raw.server.admin_listen = String::new();
     raw.storage.database_url = database.clone();
-    let config = portcullis::config::Config::try_from(raw).unwrap();
-    let error = portcullis::app::App::start(config).await.unwrap_err().to_string();
+    let config = portcullis::testing::config::Config::try_from(raw).unwrap();
+    let error = portcullis::testing::app::App::start(config).await.unwrap_err().to_string();
     assert!(error.contains("storage.secrets_key"), "{error}");
 
     // Rotation: the new key seals, the previous one still opens (and is sealed over).

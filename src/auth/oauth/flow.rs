@@ -34,7 +34,7 @@ pub(super) struct Flow {
 
 /// The browser's binding of the flows it starts (provider sign-ins, mailed sign-ups): its
 /// binding cookie's value, or a new one to set.
-pub fn browser_binding(state: &AppState, headers: &http::HeaderMap) -> String {
+pub(crate) fn browser_binding(state: &AppState, headers: &http::HeaderMap) -> String {
     state
         .cookies
         .read(headers, Own::Flow)
@@ -44,7 +44,7 @@ pub fn browser_binding(state: &AppState, headers: &http::HeaderMap) -> String {
 }
 
 /// The SHA-256 (hex) of the binding cookie a request carries, empty when it carries none.
-pub fn browser_binding_hash(state: &AppState, headers: &http::HeaderMap) -> String {
+pub(crate) fn browser_binding_hash(state: &AppState, headers: &http::HeaderMap) -> String {
     match state.cookies.read(headers, Own::Flow).one() {
         Some(binding) if crypto::is_random_token(binding) => {
             crypto::hex(&crypto::sha256(binding.as_bytes()))

@@ -13,10 +13,10 @@
 //! to another's account.
 
 mod flow;
-pub mod github;
-pub mod oidc;
-pub mod outbound;
-pub mod steam;
+pub(crate) mod github;
+pub(crate) mod oidc;
+pub(crate) mod outbound;
+pub(crate) mod steam;
 
 use std::collections::HashMap;
 
@@ -48,7 +48,7 @@ use crate::identity::accounts::{self, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
 
-pub use self::flow::{browser_binding, browser_binding_hash};
+pub(crate) use self::flow::{browser_binding, browser_binding_hash};
 
 /// One provider's client.
 #[derive(Debug)]
@@ -164,7 +164,7 @@ impl Providers {
 }
 
 /// Routes for provider sign-in and linking.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(link))
@@ -175,7 +175,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// A flow started: where to send the browser, the flow's state, and the binding cookie.
 #[derive(Debug)]
-pub struct Started {
+pub(crate) struct Started {
     /// The provider's authorization URL.
     pub url: String,
     /// The flow's `state`.
@@ -258,7 +258,7 @@ async fn start(
 ///
 /// # Errors
 /// The provider is not configured or fails, or the store is unavailable.
-pub async fn begin(
+pub(crate) async fn begin(
     state: &AppState,
     headers: &HeaderMap,
     provider: &str,
@@ -439,7 +439,7 @@ fn error_of(error: OAuthError) -> AuthError {
 
 /// A provider linked to the caller.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LinkDoc {
+pub(crate) struct LinkDoc {
     /// Provider name.
     pub provider: String,
     /// When it was linked.
@@ -448,7 +448,7 @@ pub struct LinkDoc {
 
 /// `GET /providers/linked`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LinkedBody {
+pub(crate) struct LinkedBody {
     /// Oldest first.
     pub providers: Vec<LinkDoc>,
 }

@@ -59,7 +59,7 @@ pub enum OAuthError {
 
 /// The token response, with the ID token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IdTokenField {
+pub(crate) struct IdTokenField {
     id_token: Option<String>,
 }
 

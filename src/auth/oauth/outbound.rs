@@ -10,7 +10,7 @@ const MAX_RESPONSE: usize = 1 << 20;
 ///
 /// # Errors
 /// The TLS setup fails (no crypto provider).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
@@ -117,7 +117,7 @@ async fn send(
 /// A failed provider request, for the `oauth2` crate.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct HttpError(FetchError);
+pub(crate) struct HttpError(FetchError);
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
     let mut body = Vec::new();

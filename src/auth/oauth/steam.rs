@@ -28,9 +28,9 @@ use crate::identity::providers::{Provider, ProviderKind};
 const OPENID_NS: &str = "http://specs.openid.net/auth/2.0";
 const IDENTIFIER_SELECT: &str = "http://specs.openid.net/auth/2.0/identifier_select";
 /// The domain of the placeholder emails of Steam accounts.
-pub const PLACEHOLDER_DOMAIN: &str = "steam.invalid";
+pub(crate) const PLACEHOLDER_DOMAIN: &str = "steam.invalid";
 /// How old (or how far ahead, for skew) an assertion's `response_nonce` may be.
-pub const NONCE_MAX_AGE: Duration = Duration::from_secs(300);
+pub(crate) const NONCE_MAX_AGE: Duration = Duration::from_secs(300);
 /// The fields Steam must have signed.
 const SIGNED_FIELDS: [&str; 6] =
     ["op_endpoint", "claimed_id", "identity", "return_to", "response_nonce", "assoc_handle"];

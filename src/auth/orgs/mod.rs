@@ -32,7 +32,7 @@ use crate::model::org::Membership;
 use crate::store::users::UserStore;
 
 /// Routes: `GET/POST /orgs`, `POST /orgs/switch`, `GET/POST /orgs/select`, members, invites.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(switch))
@@ -139,7 +139,7 @@ fn refuse_api_keys(caller: &Identity) -> Result<(), AuthError> {
 
 /// `GET /orgs`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OrgsBody {
+pub(crate) struct OrgsBody {
     /// The caller's organizations, most recently active first.
     pub organizations: Vec<Membership>,
     /// The one the credential acts in.
@@ -148,7 +148,7 @@ pub struct OrgsBody {
 
 /// `POST /orgs`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OrgBody {
+pub(crate) struct OrgBody {
     /// The new organization; the caller is its owner.
     pub organization: Membership,
 }

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 
 /// The page an error is shown on.
 #[derive(Debug)]
-pub enum ErrorPage {
+pub(crate) enum ErrorPage {
     /// The sign-in page, with the form as it was posted.
     SignIn(SignInForm),
     /// "Check your email" after a magic link was asked for, with the code form.
@@ -27,26 +27,26 @@ pub enum ErrorPage {
 
 /// An error answered with a page to browsers and with the API error to API callers.
 #[derive(Debug)]
-pub struct PageError {
+pub(crate) struct PageError {
     error: ApiError,
     page: ErrorPage,
 }
 
 impl PageError {
     /// `error`, shown on `page`.
-    pub fn new(error: impl Into<ApiError>, page: ErrorPage) -> Self {
+    pub(crate) fn new(error: impl Into<ApiError>, page: ErrorPage) -> Self {
         Self { error: error.into(), page }
     }
 
     /// A followed link (emailed, or minted by an operator) that failed: shown on the sign-in
     /// page, where the visitor can start again.
-    pub fn link(error: impl Into<ApiError>) -> Self {
+    pub(crate) fn link(error: impl Into<ApiError>) -> Self {
         Self::new(error, ErrorPage::SignIn(SignInForm::default()))
     }
 
     /// The answer: the JSON error when `json` (an API call), else the page with the error's
     /// message and status.
-    pub async fn render(self, state: &AppState, site: &SiteContext, json: bool) -> Response {
+    pub(crate) async fn render(self, state: &AppState, site: &SiteContext, json: bool) -> Response {
         if json {
             return self.error.into_response();
         }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 mod error;
 
-pub use self::error::{ErrorPage, PageError};
+pub(crate) use self::error::{ErrorPage, PageError};
 use super::csrf::{SiteContext, anonymous_for_page};
 use super::error::{AuthError, BadRequest, Spent};
 use super::extract::ApiQuery;
@@ -39,7 +39,7 @@ pub struct Pages {
 
 /// What the sign-in form shows again after a failed post.
 #[derive(Debug, Default)]
-pub struct SignInForm {
+pub(crate) struct SignInForm {
     /// Email to pre-fill.
     pub email: Option<String>,
     /// Where to go after signing in.
@@ -80,7 +80,7 @@ impl Pages {
 }
 
 /// Routes: `GET /sign-in`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(sign_in))
 }
 
@@ -115,7 +115,7 @@ async fn sign_in(
 }
 
 /// The sign-in page, with `error` shown (and its status) when there is one.
-pub fn sign_in_response(
+pub(crate) fn sign_in_response(
     state: &AppState,
     site: &SiteContext,
     form: SignInForm,
@@ -141,7 +141,7 @@ pub fn sign_in_response(
 
 /// "Check your email" after a magic link was asked for (or a password sign-up that waits
 /// for it), with the form for the code.
-pub fn link_sent_page(
+pub(crate) fn link_sent_page(
     state: &AppState,
     site: &SiteContext,
     email: &str,
@@ -157,7 +157,7 @@ pub fn link_sent_page(
 
 /// The organizations of the pending sign-in named by the choice cookie, as a form (only the
 /// error when the choice is gone).
-pub async fn org_choice_page(
+pub(crate) async fn org_choice_page(
     state: &AppState,
     site: &SiteContext,
     error: Option<ApiError>,
@@ -187,7 +187,7 @@ pub async fn org_choice_page(
 
 /// Renders a page that holds a form: `base_path` and the visitor's anonymous `csrf_token` are
 /// added to `ctx`, and the CSRF cookie is set when the visitor has none yet.
-pub fn render_form_page(
+pub(crate) fn render_form_page(
     state: &AppState,
     site: &SiteContext,
     template: &str,
@@ -204,7 +204,7 @@ pub fn render_form_page(
 }
 
 /// Renders `template` with `ctx` as a page answered with `status`.
-pub fn render_page(
+pub(crate) fn render_page(
     state: &AppState,
     template: &str,
     ctx: minijinja::Value,

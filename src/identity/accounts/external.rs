@@ -33,7 +33,7 @@ pub struct ExternalUser {
 
 /// Who may sign up through a provider.
 #[derive(Debug, Clone, Copy)]
-pub struct SignupRules<'a> {
+pub(crate) struct SignupRules<'a> {
     /// `auth.signup`.
     pub open: bool,
     /// `auth.allowed_email_domains` (empty: any).
@@ -46,7 +46,7 @@ pub struct SignupRules<'a> {
 ///
 /// # Errors
 /// See [`AccountError`].
-pub async fn sign_in(
+pub(crate) async fn sign_in(
     users: &UserStore,
     links: &LinkStore,
     provider: &str,
@@ -121,7 +121,7 @@ pub async fn sign_in(
 ///
 /// # Errors
 /// [`AccountError::LinkedElsewhere`] or [`AccountError::AlreadyLinked`], or the store fails.
-pub async fn link(
+pub(crate) async fn link(
     links: &LinkStore,
     user_id: Uuid,
     provider: &str,

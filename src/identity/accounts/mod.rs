@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-pub use self::external::{ExternalUser, SignupRules, link, sign_in};
-pub use self::profile::ProfileChanges;
+pub(crate) use self::external::{ExternalUser, SignupRules, link, sign_in};
+pub(crate) use self::profile::ProfileChanges;
 use super::api_key::ApiKeyService;
 use super::cache::IdentityCache;
 use super::magic_link::PendingSignup;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-pub use self::invites::{InviteDraft, SentInvite};
+pub(crate) use self::invites::SentInvite;
 use super::accounts::{AccountError, Accounts};
 use super::session::SessionService;
 use crate::clock::{Clock, Timestamp};

@@ -13,14 +13,14 @@ use crate::store::sql::Database;
 
 /// Ephemeral entries as rows with an `expires_at` column.
 #[derive(Debug)]
-pub struct DatabaseStore {
+pub(crate) struct DatabaseStore {
     db: Database,
     clock: Arc<dyn Clock>,
 }
 
 impl DatabaseStore {
     /// A store over `db`, reading time from `clock`.
-    pub fn new(db: Database, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(db: Database, clock: Arc<dyn Clock>) -> Self {
         Self { db, clock }
     }
 }

@@ -13,7 +13,7 @@ use crate::store::StoreError;
 
 /// In-process ephemeral store, for a single replica or development.
 #[derive(Debug)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     clock: Arc<dyn Clock>,
     inner: Mutex<Maps>,
 }
@@ -48,7 +48,7 @@ impl Maps {
 
 impl MemoryStore {
     /// An empty store reading time from `clock`.
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         Self { clock, inner: Mutex::new(Maps::default()) }
     }
 }

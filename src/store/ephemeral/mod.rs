@@ -17,18 +17,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use self::database::DatabaseStore;
-pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
-pub use self::redis_source::{RedisConnection, RedisSource};
-pub use self::redis_topology::{RedisSentinel, RedisTopology};
+pub(crate) use self::database::DatabaseStore;
+pub(crate) use self::memory::MemoryStore;
+pub(crate) use self::redis::RedisStore;
+pub(crate) use self::redis_source::{RedisConnection, RedisSource};
+pub(crate) use self::redis_topology::{RedisSentinel, RedisTopology};
 use super::StoreError;
 
 /// Serializes a record for the store.
 ///
 /// # Errors
 /// The value does not serialize (a bug).
-pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
@@ -36,7 +36,10 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 ///
 /// # Errors
 /// The bytes are not such a record.
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
 }
 

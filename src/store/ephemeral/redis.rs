@@ -49,7 +49,7 @@ return 1";
 
 /// Ephemeral entries in Redis.
 #[derive(Clone)]
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     /// Replaced when the primary moved: the server answers READONLY (a failover demoted it
     /// while its address still leads there), or, under Sentinel, the connection is lost.
     connection: Arc<RwLock<RedisConnection>>,
@@ -71,7 +71,7 @@ impl RedisStore {
     ///
     /// # Errors
     /// Redis cannot be reached.
-    pub async fn connect(
+    pub(crate) async fn connect(
         source: RedisSource,
         prefix: &str,
         clock: Arc<dyn Clock>,
@@ -96,7 +96,7 @@ impl RedisStore {
     }
 
     /// The shared connection.
-    pub fn connection(&self) -> RedisConnection {
+    pub(crate) fn connection(&self) -> RedisConnection {
         self.connection.read().clone()
     }
 
@@ -147,11 +147,6 @@ impl RedisStore {
             }
             reconnecting.store(false, Ordering::SeqCst);
         });
-    }
-
-    /// The key prefix.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
     }
 }
 

@@ -28,7 +28,7 @@ const RESPONSE_TIMEOUT_CLUSTER: Duration = Duration::from_secs(2);
 
 /// Where connections to the Redis primary go.
 #[derive(Clone)]
-pub enum RedisSource {
+pub(crate) enum RedisSource {
     /// One address (a server, a proxy, or a name that follows the primary).
     Direct(Box<redis::Client>),
     /// Whichever primary the Sentinels name for a master set, asked on every connection.
@@ -39,7 +39,7 @@ pub enum RedisSource {
 
 /// A connection to wherever [`RedisSource`] leads: commands go through it alike.
 #[derive(Clone)]
-pub enum RedisConnection {
+pub(crate) enum RedisConnection {
     /// One connection to one server.
     Multiplexed(MultiplexedConnection),
     /// One server, reconnecting by itself.
@@ -84,7 +84,7 @@ impl ConnectionLike for RedisConnection {
 impl RedisConnection {
     /// Whether commands are routed across a cluster (so a command about no key, such as
     /// `INFO`, must say which node it is for).
-    pub fn is_cluster(&self) -> bool {
+    pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
     }
 
@@ -92,7 +92,7 @@ impl RedisConnection {
     ///
     /// # Errors
     /// Redis fails.
-    pub async fn query_at_key<T: redis::FromRedisValue>(
+    pub(crate) async fn query_at_key<T: redis::FromRedisValue>(
         &mut self,
         command: &Cmd,
         key: &str,
@@ -120,7 +120,7 @@ impl RedisSource {
     ///
     /// # Errors
     /// The URL or a Sentinel address is invalid.
-    pub fn new(
+    pub(crate) fn new(
         url: &str,
         ca_pem: Option<&[u8]>,
         topology: &RedisTopology,
@@ -221,7 +221,7 @@ impl RedisSource {
     ///
     /// # Errors
     /// As [`Self::client`], or Redis cannot be reached.
-    pub async fn connect(
+    pub(crate) async fn connect(
         &self,
         connect_timeout: Duration,
         response_timeout: Duration,
@@ -248,7 +248,10 @@ impl RedisSource {
     ///
     /// # Errors
     /// As [`Self::connect`].
-    pub async fn managed(&self, config: ConnectionManagerConfig) -> RedisResult<RedisConnection> {
+    pub(crate) async fn managed(
+        &self,
+        config: ConnectionManagerConfig,
+    ) -> RedisResult<RedisConnection> {
         if let Self::Cluster(_) = self {
             return self.connect(CONNECT_TIMEOUT_CLUSTER, RESPONSE_TIMEOUT_CLUSTER).await;
         }
@@ -257,7 +260,7 @@ impl RedisSource {
     }
 
     /// Whether the primary can move (so a lost connection is worth asking again where it is).
-    pub fn follows_failovers(&self) -> bool {
+    pub(crate) fn follows_failovers(&self) -> bool {
         matches!(self, Self::Sentinel(_))
     }
 }

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use portcullis::app::{App, Running};
-use portcullis::clock::{Clock, ManualClock};
-use portcullis::config::Config;
-use portcullis::config::raw::{RawConfig, RawRoute, RawUpstream};
-use portcullis::config::values::Count;
+use portcullis::testing::app::{App, Running};
+use portcullis::testing::clock::{Clock, ManualClock};
+use portcullis::testing::config::Config;
+use portcullis::testing::config::raw::{RawConfig, RawRoute, RawUpstream};
+use portcullis::testing::config::values::Count;
 use reqwest::Client;
 use serde_json::{Value, json};
 
