@@ -1,6 +1,8 @@
 //! The device flow's endpoints: `POST /device/start`, `POST /device/poll`, the approval page
 //! `GET /device`, and `POST /device/complete` (JSON, or the page's form).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{OriginalUri, State};
 use axum::response::{IntoResponse, Response};
@@ -20,11 +22,14 @@ use super::pages;
 use super::tokens::pair_response;
 use crate::auth::error::{AuthError, Missing};
 use crate::auth::state::AppState;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::identity::Scopes;
+use crate::identity::device::DeviceFlow;
 use crate::identity::device::{DEVICE_CODE_TTL, POLL_INTERVAL, Poll, normalize_user_code};
 use crate::identity::session::ClientInfo;
 use crate::identity::tokens::TokenPair;
+use crate::identity::tokens::TokenService;
 
 /// Longest client name kept.
 const MAX_CLIENT_NAME: usize = 100;
@@ -61,7 +66,9 @@ struct StartBody {
     ),
 )]
 async fn start(
-    State(state): State<AppState>,
+    State(device): State<DeviceFlow>,
+    State(tokens): State<TokenService>,
+    State(config): State<Arc<Config>>,
     JsonOrForm(body, _): JsonOrForm<StartBody>,
 ) -> Result<Response, AuthError> {
     let scopes = match (&body.scopes, &body.scope) {
@@ -74,9 +81,8 @@ async fn start(
         .or(body.client_id)
         .map(|name| name.trim().chars().filter(|c| !c.is_control()).take(MAX_CLIENT_NAME).collect())
         .filter(|name: &String| !name.is_empty());
-    let started = state.device.start(client_name, &scopes).await?;
-    let verification_uri =
-        format!("{}{}/device", state.tokens.issuer(), state.config.auth.base_path);
+    let started = device.start(client_name, &scopes).await?;
+    let verification_uri = format!("{}{}/device", tokens.issuer(), config.auth.base_path);
     let complete = format!("{verification_uri}?user_code={}", started.user_code);
     let body = DeviceStartBody {
         device_code: started.device_code,

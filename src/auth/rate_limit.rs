@@ -15,11 +15,12 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::Method;
 
 use crate::auth::error::AuthError;
-use crate::auth::state::AppState;
 use crate::clock::{Clock, Timestamp};
 use crate::conn::peer::{Peer, client_ip, client_key};
 use crate::crypto;
+use crate::gateway::Gateway;
 use crate::identity::Email;
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::ephemeral::EphemeralStore;
 
@@ -118,7 +119,9 @@ const UNLIMITED: [&str; 2] = ["/device/poll", "/token"];
 /// secret. Safe reads (`GET`/`HEAD`/`OPTIONS`: the pages, `/me`, `/csrf`, `/verify` on every
 /// proxied request in forward-auth mode) are not counted, so a signed-in app cannot exhaust it.
 pub(crate) async fn limit_by_ip(
-    State(state): State<AppState>,
+    State(limiter): State<Arc<IpLimiter>>,
+    State(gateway): State<Arc<Gateway>>,
+    State(metrics): State<Arc<Metrics>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -128,9 +131,9 @@ pub(crate) async fn limit_by_ip(
         return next.run(request).await;
     }
     if let Some(peer) = request.extensions().get::<Peer>() {
-        let ip = client_ip(peer, request.headers(), &state.config.server.trusted_proxies);
-        if let Err(wait) = state.ip_limiter.check(ip).await {
-            state.metrics.record_auth("rate_limit", "refused");
+        let ip = client_ip(peer, request.headers(), gateway.trusted_proxies());
+        if let Err(wait) = limiter.check(ip).await {
+            metrics.record_auth("rate_limit", "refused");
             return AuthError::RateLimited { retry_after_secs: wait }.into_response();
         }
     }

@@ -302,4 +302,7 @@ parts! {
     Arc<dyn Clock> => clock;
     CookieJar => cookies;
     WsTickets => tickets;
+    LinkStore => links;
+    DeviceFlow => device;
+    Arc<IpLimiter> => ip_limiter;
 }

@@ -47,6 +47,8 @@ use crate::crypto;
 use crate::identity::accounts::{self, ExternalUser, SignupRules};
 use crate::identity::org_choice::After;
 use crate::identity::providers::{Provider, ProviderKind};
+use crate::store::linked::LinkStore;
+use crate::store::users::UserStore;
 
 pub(crate) use self::flow::{browser_binding, browser_binding_hash};
 
@@ -374,11 +376,10 @@ async fn callback(
     ),
 )]
 async fn linked(
-    State(state): State<AppState>,
+    State(links): State<LinkStore>,
     Caller(caller): Caller,
 ) -> Result<Response, AuthError> {
-    let providers: Vec<LinkDoc> = state
-        .links
+    let providers: Vec<LinkDoc> = links
         .list(caller.user_id)
         .await?
         .into_iter()
@@ -396,18 +397,19 @@ async fn linked(
     responses((status = 200, description = "Unlinked", body = MessageBody)),
 )]
 async fn unlink(
-    State(state): State<AppState>,
+    State(store): State<LinkStore>,
+    State(users): State<UserStore>,
     ApiPath(provider): ApiPath<String>,
     Caller(caller): Caller,
 ) -> Result<Response, AuthError> {
-    let links = state.links.list(caller.user_id).await?;
+    let links = store.list(caller.user_id).await?;
     if !links.iter().any(|link| link.provider == provider) {
         return Err(AuthError::from(Missing::Link));
     }
-    if links.len() == 1 && !state.services.users.has_password(caller.user_id).await? {
+    if links.len() == 1 && !users.has_password(caller.user_id).await? {
         return Err(AuthError::from(Clash::LastSignInMethod));
     }
-    state.links.unlink(caller.user_id, &provider).await?;
+    store.unlink(caller.user_id, &provider).await?;
     Ok(MessageBody::json("unlinked").into_response())
 }
 
