@@ -14,7 +14,7 @@ use serde::Serialize;
 
 /// The machine-readable `error` field of the error table in docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
+pub(crate) enum ErrorCode {
     /// A body, query or field is malformed or missing (400).
     InvalidRequest,
     /// No credential, or an unknown one (401).
@@ -55,7 +55,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The HTTP status docs/api.md assigns to this code.
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized | Self::InvalidToken | Self::InvalidCredentials => {
@@ -75,7 +75,7 @@ impl ErrorCode {
     }
 
     /// The snake_case name sent in the `error` field.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::Unauthorized => "unauthorized",
@@ -105,7 +105,7 @@ pub(crate) struct ErrorCause(pub Arc<dyn std::error::Error + Send + Sync>);
 
 /// An error as the API shows it: a code, a public message, and what the renderer needs.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     code: ErrorCode,
     message: Cow<'static, str>,
     retry_after: Option<u64>,
@@ -114,72 +114,79 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with the given code and public message.
-    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self { code, message: message.into(), retry_after: None, cause: None }
     }
 
     /// 400 `invalid_request` with a message that names the field.
-    pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
     }
 
     /// 401 `unauthorized`.
-    pub fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self::new(ErrorCode::Unauthorized, "Authentication required")
     }
 
     /// 403 `forbidden` with the reason.
-    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::Forbidden, message)
     }
 
     /// 404 `not_found`.
-    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::NotFound, message)
     }
 
     /// 429 `rate_limited` with `Retry-After` in whole seconds (at least 1).
-    pub fn rate_limited(retry_after_secs: u64) -> Self {
+    pub(crate) fn rate_limited(retry_after_secs: u64) -> Self {
         Self::new(ErrorCode::RateLimited, "Too many requests, try again later")
             .with_retry_after(retry_after_secs)
     }
 
     /// Sends `Retry-After` in whole seconds (at least 1).
     #[must_use]
-    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds.max(1));
         self
     }
 
     /// 500 `internal`; the cause is logged with the request id, never sent.
-    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub(crate) fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::new(ErrorCode::Internal, "Internal error").with_cause(cause)
     }
 
     /// Keeps `cause` for the request log.
-    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub(crate) fn with_cause(
+        mut self,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         self.cause = Some(ErrorCause(Arc::new(cause)));
         self
     }
 
     /// Keeps a boxed `cause` for the request log.
-    pub fn with_boxed_cause(mut self, cause: Box<dyn std::error::Error + Send + Sync>) -> Self {
+    pub(crate) fn with_boxed_cause(
+        mut self,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Self {
         self.cause = Some(ErrorCause(Arc::from(cause)));
         self
     }
 
     /// The error code.
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         self.code
     }
 
     /// The public message.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         &self.message
     }
 
-    /// Seconds to wait, for `rate_limited`.
-    pub fn retry_after(&self) -> Option<u64> {
+    /// Seconds to wait, for `rate_limited` (read by the tests; the renderer reads the field).
+    #[cfg(test)]
+    pub(crate) fn retry_after(&self) -> Option<u64> {
         self.retry_after
     }
 }

@@ -89,9 +89,6 @@ pub enum AuthError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Already in the API format: a credential the gateway refused, a page's own error.
-    #[error(transparent)]
-    Api(#[from] ApiError),
 }
 
 impl AuthError {
@@ -135,7 +132,6 @@ impl From<AuthError> for ApiError {
             | AuthError::Org(_)
             | AuthError::Email(_)
             | AuthError::Store(_)
-            | AuthError::Api(_)
             | AuthError::MailFailed { .. }
             | AuthError::ProviderDown(_)
             | AuthError::Internal(_)
@@ -163,7 +159,6 @@ impl From<AuthError> for ApiError {
             AuthError::Credential(error) => error.into(),
             AuthError::Email(error) => error.into(),
             AuthError::Store(error) => error.into(),
-            AuthError::Api(error) => error,
             AuthError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
             AuthError::MailFailed { cause, .. } => {
                 Self::new(ErrorCode::EmailSendFailed, message).with_cause(cause)

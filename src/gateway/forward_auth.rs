@@ -28,7 +28,7 @@ pub struct ForwardAuthConfig {
 
 /// Why the original request cannot be read from a forward-auth request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ForwardAuthError {
+pub(crate) enum ForwardAuthError {
     /// The asking peer is not in `server.trusted_proxies`.
     #[error("forward-auth requests are believed only from server.trusted_proxies")]
     UntrustedPeer,
