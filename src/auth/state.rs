@@ -216,6 +216,7 @@ impl AppState {
                 cache: stores.cache.clone(),
             },
             failed_credentials_per_minute: config.rate_limit.failed_credentials_per_minute,
+            clock: Arc::clone(&clock),
             assertions,
             cookies: cookies.clone(),
             header_names,

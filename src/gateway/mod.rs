@@ -129,6 +129,8 @@ pub struct GatewayParts {
     pub credentials: Credentials,
     /// Failed credential checks allowed per client and minute (0: no limit).
     pub failed_credentials_per_minute: u32,
+    /// Time, for the failed-credential budgets.
+    pub clock: Arc<dyn crate::clock::Clock>,
     /// Signs `X-Auth-Assertion`, when enabled.
     pub assertions: Option<AssertionSigner>,
     /// Our cookies.
@@ -170,7 +172,10 @@ impl Gateway {
             http1: builder().build(connector.clone()),
             http2: builder().http2_only(true).build(connector),
             credentials: parts.credentials,
-            failed_credentials: FailedCredentials::new(parts.failed_credentials_per_minute),
+            failed_credentials: FailedCredentials::new(
+                parts.failed_credentials_per_minute,
+                parts.clock,
+            ),
             assertions: parts.assertions,
             cookies: parts.cookies,
             header_names: parts.header_names,

@@ -11,11 +11,34 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use governor::clock::{Clock as _, DefaultClock, QuantaInstant};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::clock::Clock;
+
+/// The program's clock as governor reads it (time since the epoch), so that budgets move with
+/// the clock every other lifetime uses: a manual one in the tests, which then do not depend on
+/// how fast the machine sends requests.
+#[derive(Debug, Clone)]
+struct AppClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for AppClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.now().as_millis()).unwrap_or(0))
+    }
+}
+
+/// Per-client budgets on [`AppClock`].
+type Limiter =
+    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, AppClock, NoOpMiddleware<Duration>>;
 
 /// How many clients can be remembered as over the limit at once.
 const BLOCKED_CAPACITY: usize = 10_000;
@@ -23,19 +46,24 @@ const BLOCKED_CAPACITY: usize = 10_000;
 /// Failed credential checks per client address.
 #[derive(Debug)]
 pub(crate) struct FailedCredentials {
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    limiter: Option<Limiter>,
+    clock: AppClock,
     /// Clients over the limit, and until when.
-    blocked: quick_cache::sync::Cache<IpAddr, QuantaInstant>,
+    blocked: quick_cache::sync::Cache<IpAddr, Duration>,
     /// Whether any client may be over the limit: requests skip the lookup otherwise.
     armed: AtomicBool,
 }
 
 impl FailedCredentials {
-    /// A limit of `per_minute` failed checks per client (0: no limit).
-    pub(crate) fn new(per_minute: u32) -> Self {
-        let limiter = NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+    /// A limit of `per_minute` failed checks per client (0: no limit), on `clock`.
+    pub(crate) fn new(per_minute: u32, clock: Arc<dyn Clock>) -> Self {
+        let clock = AppClock(clock);
+        let limiter = NonZeroU32::new(per_minute).map(|n| {
+            RateLimiter::new(Quota::per_minute(n), DefaultKeyedStateStore::default(), clock.clone())
+        });
         Self {
             limiter,
+            clock,
             blocked: quick_cache::sync::Cache::new(BLOCKED_CAPACITY),
             armed: AtomicBool::new(false),
         }
@@ -48,17 +76,17 @@ impl FailedCredentials {
         if !self.armed.load(Ordering::Relaxed) {
             return false;
         }
-        let now = DefaultClock::default().now();
+        let now = self.clock.now();
         self.blocked.get(&client()).is_some_and(|until| until > now)
     }
 
     /// Counts a failed check by `client`; how long it must wait when that put it over.
     pub(crate) fn failed(&self, client: IpAddr) -> Option<Duration> {
         let limiter = self.limiter.as_ref()?;
-        let clock = DefaultClock::default();
         let not_until = limiter.check_key(&client).err()?;
-        let wait = not_until.wait_time_from(clock.now());
-        self.blocked.insert(client, clock.now() + wait.into());
+        let now = self.clock.now();
+        let wait = not_until.wait_time_from(now);
+        self.blocked.insert(client, now + wait);
         self.armed.store(true, Ordering::SeqCst);
         Some(wait)
     }
@@ -68,7 +96,7 @@ impl FailedCredentials {
         let Some(limiter) = &self.limiter else { return };
         limiter.retain_recent();
         limiter.shrink_to_fit();
-        let now = DefaultClock::default().now();
+        let now = self.clock.now();
         self.blocked.retain(|_, until| *until > now);
         if self.blocked.is_empty() {
             self.armed.store(false, Ordering::SeqCst);
@@ -86,7 +114,7 @@ mod tests {
 
     #[test]
     fn a_client_over_its_failures_is_held_back_and_others_are_not() {
-        let failures = FailedCredentials::new(3);
+        let failures = FailedCredentials::new(3, Arc::new(crate::clock::SystemClock));
         let (bad, good): (IpAddr, IpAddr) =
             ("203.0.113.9".parse().unwrap(), "::1".parse().unwrap());
         assert!(!failures.is_over(|| unreachable!("no lookup while nobody is over")));
@@ -99,7 +127,7 @@ mod tests {
         assert!(failures.is_over(|| bad));
         assert!(!failures.is_over(|| good));
 
-        let off = FailedCredentials::new(0);
+        let off = FailedCredentials::new(0, Arc::new(crate::clock::SystemClock));
         for _ in 0..100 {
             assert_eq!(off.failed(bad), None);
         }
