@@ -3,9 +3,9 @@
 //! Expiry decisions (sessions, one-time tokens, rate windows in the database) read the time from
 //! a [`Clock`] in state so tests move time forward instead of sleeping.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, Serializer};
 
@@ -71,6 +71,10 @@ pub(crate) fn duration_millis(duration: Duration) -> i64 {
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time.
     fn now(&self) -> Timestamp;
+
+    /// Time since a fixed point of this clock, never going back (the wall clock may be stepped):
+    /// for budgets that refill with time.
+    fn elapsed(&self) -> Duration;
 }
 
 /// The operating system's clock.
@@ -81,6 +85,11 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Timestamp(duration_millis(since_epoch))
+    }
+
+    fn elapsed(&self) -> Duration {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
     }
 }
 
@@ -109,6 +118,11 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.load(Ordering::SeqCst))
+    }
+
+    /// The manual time itself: it only moves forward.
+    fn elapsed(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.load(Ordering::SeqCst)).unwrap_or(0))
     }
 }
 

@@ -22,9 +22,9 @@ use governor::{Quota, RateLimiter};
 
 use crate::clock::Clock;
 
-/// The program's clock as governor reads it (time since the epoch), so that budgets move with
-/// the clock every other lifetime uses: a manual one in the tests, which then do not depend on
-/// how fast the machine sends requests.
+/// The program's clock as governor reads it ([`Clock::elapsed`], which never goes back), so
+/// that budgets move with the clock every other lifetime uses: a manual one in the tests, which
+/// then do not depend on how fast the machine sends requests.
 #[derive(Debug, Clone)]
 struct AppClock(Arc<dyn Clock>);
 
@@ -32,7 +32,7 @@ impl governor::clock::Clock for AppClock {
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        Duration::from_millis(u64::try_from(self.0.now().as_millis()).unwrap_or(0))
+        self.0.elapsed()
     }
 }
 
