@@ -4,12 +4,14 @@
 //! A state-changing request authenticated by cookie must carry `X-CSRF-Token` (or the
 //! `csrf_token` field of a form) and must not come from another site.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
-use http::HeaderMap;
 use http::header::{HOST, ORIGIN, SET_COOKIE};
 use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
 use uuid::Uuid;
 
 use super::extract::BodyKind;
@@ -20,6 +22,7 @@ use crate::config::redirect::RedirectPolicy;
 use crate::conn::peer::Peer;
 use crate::cookies::{CookieJar, Own};
 use crate::crypto::{self, SecretKey};
+use crate::gateway::Gateway;
 use crate::gateway::identify::Identified;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -50,6 +53,18 @@ impl Csrf {
     /// The token for an anonymous visitor holding the CSRF cookie `nonce`.
     pub fn anonymous_token(&self, nonce: &str) -> String {
         self.key.sign(&[b"csrf-anonymous", nonce.as_bytes()])
+    }
+
+    /// An anonymous token for a page render: reuses the visitor's CSRF cookie or returns the
+    /// `Set-Cookie` for a new one.
+    pub(crate) fn anonymous_for_page(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+        match self.cookies.read(headers, Own::Csrf).one().filter(|n| is_nonce(n)) {
+            Some(nonce) => (self.anonymous_token(nonce), None),
+            None => {
+                let nonce = crypto::random_token();
+                (self.anonymous_token(&nonce), Some(self.cookies.csrf(nonce)))
+            }
+        }
     }
 
     /// Checks origin and the `X-CSRF-Token` header for a cookie-authenticated session.
@@ -207,13 +222,17 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         (status = 200, description = "A token for this session, or for this browser (a cookie is set)", body = CsrfBody),
     ),
 )]
-async fn token(State(state): State<AppState>, parts: Parts) -> Response {
-    if let (Identified::Known(identity), _) = state.gateway.identify(&parts).await
+async fn token(
+    State(gateway): State<Arc<Gateway>>,
+    State(csrf): State<Arc<Csrf>>,
+    parts: Parts,
+) -> Response {
+    if let (Identified::Known(identity), _) = gateway.identify(&parts).await
         && let Some(session_id) = identity.session_id
     {
-        return Json(CsrfBody { csrf_token: state.csrf.session_token(session_id) }).into_response();
+        return Json(CsrfBody { csrf_token: csrf.session_token(session_id) }).into_response();
     }
-    let (csrf_token, set_cookie) = anonymous_for_page(&state, &parts.headers);
+    let (csrf_token, set_cookie) = csrf.anonymous_for_page(&parts.headers);
     let mut response = Json(CsrfBody { csrf_token }).into_response();
     if let Some(cookie) = set_cookie {
         response.headers_mut().append(SET_COOKIE, cookie);
@@ -224,21 +243,6 @@ async fn token(State(state): State<AppState>, parts: Parts) -> Response {
 /// Whether a CSRF cookie value looks like one we issued.
 pub(crate) fn is_nonce(value: &str) -> bool {
     value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// An anonymous token for a page render: reuses the visitor's CSRF cookie or returns the
-/// `Set-Cookie` for a new one.
-pub(crate) fn anonymous_for_page(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> (String, Option<http::HeaderValue>) {
-    match state.cookies.read(headers, Own::Csrf).one().filter(|n| is_nonce(n)) {
-        Some(nonce) => (state.csrf.anonymous_token(nonce), None),
-        None => {
-            let nonce = crypto::random_token();
-            (state.csrf.anonymous_token(&nonce), Some(state.cookies.csrf(nonce)))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 mod error;
 
 pub(crate) use self::error::{ErrorPage, PageError};
-use super::csrf::{SiteContext, anonymous_for_page};
+use super::csrf::SiteContext;
 use super::error::{AuthError, BadRequest, Spent};
 use super::extract::ApiQuery;
 use crate::auth::state::AppState;
@@ -194,7 +194,7 @@ pub(crate) fn render_form_page(
     ctx: minijinja::Value,
     status: StatusCode,
 ) -> Response {
-    let (csrf_token, set_cookie) = anonymous_for_page(state, &site.headers);
+    let (csrf_token, set_cookie) = state.csrf.anonymous_for_page(&site.headers);
     let ctx = context! { base_path => &state.config.auth.base_path, csrf_token, ..ctx };
     let mut response = render_page(state, template, ctx, status);
     if let Some(cookie) = set_cookie {
