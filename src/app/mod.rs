@@ -1,6 +1,6 @@
 //! Building and running Portcullis from a [`Config`]: listeners bound, the state built, the
 //! listeners served, the background tasks started, and graceful shutdown. Used by `main` and
-//! by the end-to-end tests. What the state holds is in [`crate::state`], the stores and domain
+//! by the end-to-end tests. What the state holds is in [`crate::auth::state`], the stores and domain
 //! services in [`crate::services`].
 
 mod background;
