@@ -320,6 +320,21 @@ mod tests {
     const HOME: &str = "198.51.100.7";
     const STRANGER: &str = "203.0.113.66";
 
+    /// A link mailed by a version that kept its holder as `email\nrequester` text, redeemed
+    /// during a rolling upgrade: read as expired (ask again), never a server error.
+    #[tokio::test]
+    async fn a_link_whose_holder_an_older_version_wrote_reads_as_expired() {
+        let (links, _clock) = links();
+        let issued = links.issue(&ada(), "/a", HOME).await.unwrap();
+        let key = links.links.key(&issued.token);
+        let old_holder = format!("{}\n{HOME}", ada().as_str());
+        links.store.put(&key, old_holder.as_bytes(), Duration::from_secs(900)).await.unwrap();
+        assert_eq!(links.peek_link(&issued.token).await.unwrap(), None);
+        assert_eq!(links.redeem_link(&issued.token).await.unwrap(), None);
+        // The code of the same grant still works.
+        assert!(links.redeem_code(&ada(), &issued.code, HOME).await.unwrap().is_some());
+    }
+
     #[tokio::test]
     async fn a_link_works_once_and_only_the_latest_grant_counts() {
         let (links, clock) = links();
